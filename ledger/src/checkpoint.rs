@@ -39,7 +39,12 @@ pub(crate) fn write<'a>(
     let mut buf = Vec::with_capacity(64 + accounts.len() * 120 + pendings.len() * 140);
     buf.extend_from_slice(MAGIC);
     let mut e = Enc(&mut buf);
-    e.u16(VERSION).u16(0).u64(seq).u64(last_timestamp).u64(accounts.len() as u64).u64(pendings.len() as u64);
+    e.u16(VERSION)
+        .u16(0)
+        .u64(seq)
+        .u64(last_timestamp)
+        .u64(accounts.len() as u64)
+        .u64(pendings.len() as u64);
     for a in accounts {
         codec::put_account(&mut e, a);
     }
@@ -62,11 +67,16 @@ pub(crate) fn write<'a>(
 /// Checkpoints in `dir`, oldest first (unverified).
 pub(crate) fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StorageError> {
     let mut out = Vec::new();
-    let entries = fs::read_dir(dir).map_err(|e| StorageError::io(format!("list {}", dir.display()), e))?;
+    let entries =
+        fs::read_dir(dir).map_err(|e| StorageError::io(format!("list {}", dir.display()), e))?;
     for entry in entries {
         let entry = entry.map_err(|e| StorageError::io(format!("list {}", dir.display()), e))?;
         let name = entry.file_name();
-        if let Some(seq) = name.to_str().and_then(|n| n.strip_suffix(SUFFIX)).and_then(|s| s.parse().ok()) {
+        if let Some(seq) = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(SUFFIX))
+            .and_then(|s| s.parse().ok())
+        {
             out.push((seq, entry.path()));
         }
     }
@@ -76,7 +86,8 @@ pub(crate) fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StorageError> {
 
 /// Read and verify a checkpoint: `Ok(Err(why))` when it is damaged.
 pub(crate) fn load(path: &Path) -> Result<Result<Checkpoint, String>, StorageError> {
-    let bytes = fs::read(path).map_err(|e| StorageError::io(format!("read {}", path.display()), e))?;
+    let bytes =
+        fs::read(path).map_err(|e| StorageError::io(format!("read {}", path.display()), e))?;
     if bytes.len() < 4 + 36 + 4 || &bytes[..4] != MAGIC {
         return Ok(Err("not a checkpoint".into()));
     }
@@ -93,12 +104,21 @@ pub(crate) fn load(path: &Path) -> Result<Result<Checkpoint, String>, StorageErr
         let seq = d.u64()?;
         let last_timestamp = d.u64()?;
         let (n_accounts, n_pendings) = (d.u64()?, d.u64()?);
-        let accounts = (0..n_accounts).map(|_| codec::get_account(&mut d)).collect::<Result<_, _>>()?;
-        let pendings = (0..n_pendings).map(|_| codec::get_transfer(&mut d)).collect::<Result<_, _>>()?;
+        let accounts = (0..n_accounts)
+            .map(|_| codec::get_account(&mut d))
+            .collect::<Result<_, _>>()?;
+        let pendings = (0..n_pendings)
+            .map(|_| codec::get_transfer(&mut d))
+            .collect::<Result<_, _>>()?;
         if d.remaining() != 0 {
             return Err(Malformed("trailing bytes"));
         }
-        Ok(Checkpoint { seq, last_timestamp, accounts, pendings })
+        Ok(Checkpoint {
+            seq,
+            last_timestamp,
+            accounts,
+            pendings,
+        })
     };
     Ok(decode().map_err(|Malformed(why)| why.to_string()))
 }

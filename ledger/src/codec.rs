@@ -77,7 +77,11 @@ pub(crate) const NEW_ACCOUNT_SIZE: usize = 16 + 16 + 2 + 2 + 2;
 pub(crate) const NEW_TRANSFER_SIZE: usize = 16 * 5 + 8 + 4 + 2 + 2;
 
 pub(crate) fn put_new_account(e: &mut Enc, a: &NewAccount) {
-    e.u128(a.id).u128(a.user_data).u16(a.currency).u16(a.code).u16(a.flags.bits());
+    e.u128(a.id)
+        .u128(a.user_data)
+        .u16(a.currency)
+        .u16(a.code)
+        .u16(a.flags.bits());
 }
 
 pub(crate) fn get_new_account(d: &mut Dec) -> Result<NewAccount, Malformed> {
@@ -227,7 +231,17 @@ mod tests {
 
     #[test]
     fn layouts_round_trip_and_short_buffers_are_errors() {
-        let t = NewTransfer { id: 7, debit_account_id: 1, credit_account_id: 2, amount: 9, pending_id: 3, user_data: u128::MAX, code: 4, flags: TransferFlags::PENDING | TransferFlags::LINKED, timeout_ms: 60_000 };
+        let t = NewTransfer {
+            id: 7,
+            debit_account_id: 1,
+            credit_account_id: 2,
+            amount: 9,
+            pending_id: 3,
+            user_data: u128::MAX,
+            code: 4,
+            flags: TransferFlags::PENDING | TransferFlags::LINKED,
+            timeout_ms: 60_000,
+        };
         let mut buf = Vec::new();
         put_new_transfer(&mut Enc(&mut buf), &t);
         assert_eq!(buf.len(), NEW_TRANSFER_SIZE);
@@ -235,7 +249,13 @@ mod tests {
         for cut in 0..buf.len() {
             assert!(get_new_transfer(&mut Dec::new(&buf[..cut])).is_err());
         }
-        let a = NewAccount { id: 1, currency: 704, code: 2, flags: AccountFlags::HISTORY, user_data: 5 };
+        let a = NewAccount {
+            id: 1,
+            currency: 704,
+            code: 2,
+            flags: AccountFlags::HISTORY,
+            user_data: 5,
+        };
         let mut buf = Vec::new();
         put_new_account(&mut Enc(&mut buf), &a);
         assert_eq!(buf.len(), NEW_ACCOUNT_SIZE);

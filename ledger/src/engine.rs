@@ -117,7 +117,11 @@ impl fmt::Display for RecoveryReport {
             Base::Genesis => write!(f, "from genesis")?,
             Base::Checkpoint { seq, .. } => write!(f, "from checkpoint {seq}")?,
         }
-        write!(f, ", replayed {} records to {}", self.records_replayed, self.last_seq)?;
+        write!(
+            f,
+            ", replayed {} records to {}",
+            self.records_replayed, self.last_seq
+        )?;
         if let Some(why) = &self.index_rebuilt {
             write!(f, "; index rebuilt ({why})")?;
         }
@@ -204,7 +208,8 @@ impl Shared {
     }
     fn stopped(&self) -> Option<StorageError> {
         let s = self.stopped.lock().unwrap_or_else(|e| e.into_inner());
-        s.as_ref().map(|why| StorageError::WriterStopped(why.clone()))
+        s.as_ref()
+            .map(|why| StorageError::WriterStopped(why.clone()))
     }
 }
 
@@ -220,7 +225,10 @@ pub struct Ledger {
 impl Ledger {
     /// Open (or create) the ledger in `config.dir`, recovering from the
     /// journal as needed.
-    pub fn open(config: Config, clock: Arc<dyn Clock>) -> Result<(Ledger, RecoveryReport), StorageError> {
+    pub fn open(
+        config: Config,
+        clock: Arc<dyn Clock>,
+    ) -> Result<(Ledger, RecoveryReport), StorageError> {
         Ledger::open_observed(config, clock, None)
     }
 
@@ -235,12 +243,20 @@ impl Ledger {
         let checkpoint_dir = config.dir.join("checkpoints");
         let index_dir = config.dir.join("index");
         for d in [&journal_dir, &checkpoint_dir] {
-            std::fs::create_dir_all(d).map_err(|e| StorageError::io(format!("create {}", d.display()), e))?;
+            std::fs::create_dir_all(d)
+                .map_err(|e| StorageError::io(format!("create {}", d.display()), e))?;
         }
         let recovered = recover(&config, &journal_dir, &checkpoint_dir, &index_dir)?;
-        let Recovered { state, index, report, scan } = recovered;
+        let Recovered {
+            state,
+            index,
+            report,
+            scan,
+        } = recovered;
         let journal = journal::Writer::open(&journal_dir, &scan, config.segment_size_max_bytes)?;
-        let oldest_checkpoint = checkpoint::list(&checkpoint_dir)?.first().map_or(0, |(s, _)| *s);
+        let oldest_checkpoint = checkpoint::list(&checkpoint_dir)?
+            .first()
+            .map_or(0, |(s, _)| *s);
         let shared = Arc::new(Shared {
             index,
             durable_seq: AtomicU64::new(state.seq()),
@@ -250,8 +266,8 @@ impl Ledger {
             oldest_checkpoint_seq: AtomicU64::new(oldest_checkpoint),
         });
         let (tx, rx) = mpsc::sync_channel(config.queue_requests_max);
-        let (fx_tx, fx_rx) = mpsc::sync_channel::<Box<Effects>>(config.index_lag_records_max);
-        let (back_tx, back_rx) = mpsc::channel::<Box<Effects>>();
+        let (fx_tx, fx_rx) = mpsc::sync_channel::<Effects>(config.index_lag_records_max);
+        let (back_tx, back_rx) = mpsc::channel::<Effects>();
         let mirror = Mirror {
             seq: state.seq(),
             last_timestamp: state.last_timestamp(),
@@ -297,12 +313,23 @@ impl Ledger {
                 .spawn(move || indexer.run())
                 .map_err(|e| StorageError::io("spawn ledger-indexer", e))?,
         ];
-        Ok((Ledger { tx, shared, threads, request_events_max: config.request_events_max }, report))
+        Ok((
+            Ledger {
+                tx,
+                shared,
+                threads,
+                request_events_max: config.request_events_max,
+            },
+            report,
+        ))
     }
 
     fn message(&self, request: Request, reply: Reply) -> Result<Msg, SubmitError> {
         if request.events() > self.request_events_max {
-            return Err(SubmitError::TooManyEvents { events: request.events(), events_max: self.request_events_max });
+            return Err(SubmitError::TooManyEvents {
+                events: request.events(),
+                events_max: self.request_events_max,
+            });
         }
         if let Some(e) = self.shared.stopped() {
             return Err(e.into());
@@ -337,7 +364,11 @@ impl Ledger {
     }
 
     fn stopped_error(&self) -> SubmitError {
-        SubmitError::Storage(self.shared.stopped().unwrap_or(StorageError::WriterStopped("ledger closed".into())))
+        SubmitError::Storage(
+            self.shared
+                .stopped()
+                .unwrap_or(StorageError::WriterStopped("ledger closed".into())),
+        )
     }
 
     fn call(&self, request: Request) -> Result<Outcome, SubmitError> {
@@ -352,7 +383,10 @@ impl Ledger {
     }
 
     /// Create accounts; one result per account, in order.
-    pub fn create_accounts(&self, accounts: Vec<NewAccount>) -> Result<Vec<Result<Receipt, AccountReject>>, SubmitError> {
+    pub fn create_accounts(
+        &self,
+        accounts: Vec<NewAccount>,
+    ) -> Result<Vec<Result<Receipt, AccountReject>>, SubmitError> {
         match self.call(Request::Accounts(accounts))? {
             Outcome::Accounts(r) => Ok(r),
             Outcome::Transfers(_) => unreachable!("an accounts request answers with accounts"),
@@ -374,14 +408,20 @@ impl Ledger {
     /// now (the writer also does this on its own, within a second).
     pub fn tick(&self) -> Result<(), SubmitError> {
         let (tx, rx) = mpsc::sync_channel(1);
-        self.tx.send(Msg::Tick(tx)).map_err(|_| self.stopped_error())?;
+        self.tx
+            .send(Msg::Tick(tx))
+            .map_err(|_| self.stopped_error())?;
         rx.recv().map_err(|_| self.stopped_error())
     }
 
     /// Wait until sled holds every record acknowledged before this call.
     fn caught_up(&self) -> Result<(), StorageError> {
         let target = self.shared.durable_seq.load(Ordering::Acquire);
-        let mut indexed = self.shared.indexed_seq.lock().unwrap_or_else(|e| e.into_inner());
+        let mut indexed = self
+            .shared
+            .indexed_seq
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         while *indexed < target {
             if let Some(e) = self.shared.stopped() {
                 return Err(e);
@@ -407,13 +447,21 @@ impl Ledger {
     }
 
     /// An account's transfers (as debit or credit side) in time order.
-    pub fn account_transfers(&self, account: u128, page: Page) -> Result<Vec<Transfer>, StorageError> {
+    pub fn account_transfers(
+        &self,
+        account: u128,
+        page: Page,
+    ) -> Result<Vec<Transfer>, StorageError> {
         self.caught_up()?;
         self.shared.index.account_transfers(account, page)
     }
 
     /// An account's balances after each change (accounts with `HISTORY`).
-    pub fn account_history(&self, account: u128, page: Page) -> Result<Vec<Balances>, StorageError> {
+    pub fn account_history(
+        &self,
+        account: u128,
+        page: Page,
+    ) -> Result<Vec<Balances>, StorageError> {
         self.caught_up()?;
         self.shared.index.account_history(account, page)
     }
@@ -424,8 +472,16 @@ impl Ledger {
     /// pending transfer past its timeout; sled's accounts equal the state.
     pub fn check(&self) -> Result<CheckReport, StorageError> {
         let (tx, rx) = mpsc::sync_channel(1);
-        self.tx.send(Msg::Snapshot(tx)).map_err(|_| self.shared.stopped().unwrap_or(StorageError::WriterStopped("closed".into())))?;
-        let view = rx.recv().map_err(|_| self.shared.stopped().unwrap_or(StorageError::WriterStopped("closed".into())))?;
+        self.tx.send(Msg::Snapshot(tx)).map_err(|_| {
+            self.shared
+                .stopped()
+                .unwrap_or(StorageError::WriterStopped("closed".into()))
+        })?;
+        let view = rx.recv().map_err(|_| {
+            self.shared
+                .stopped()
+                .unwrap_or(StorageError::WriterStopped("closed".into()))
+        })?;
         let mut report = check_view(&view);
         self.caught_up()?;
         if self.shared.durable_seq.load(Ordering::Acquire) == view.seq {
@@ -436,14 +492,21 @@ impl Ledger {
                 indexed += 1;
                 match view.accounts.binary_search_by_key(&a.id, |v| v.id) {
                     Ok(i) if view.accounts[i] == a => {}
-                    Ok(_) => report.violations.push(format!("account {}: index differs from the journal's state", a.id)),
-                    Err(_) => report.violations.push(format!("account {}: in the index, not in the journal's state", a.id)),
+                    Ok(_) => report.violations.push(format!(
+                        "account {}: index differs from the journal's state",
+                        a.id
+                    )),
+                    Err(_) => report.violations.push(format!(
+                        "account {}: in the index, not in the journal's state",
+                        a.id
+                    )),
                 }
             }
             if indexed != view.accounts.len() {
-                report
-                    .violations
-                    .push(format!("index holds {indexed} accounts, the journal's state {}", view.accounts.len()));
+                report.violations.push(format!(
+                    "index holds {indexed} accounts, the journal's state {}",
+                    view.accounts.len()
+                ));
             }
         }
         Ok(report)
@@ -453,7 +516,9 @@ impl Ledger {
     pub fn close(mut self) -> Result<(), StorageError> {
         self.shutdown();
         match self.shared.stopped() {
-            Some(e) if !matches!(&e, StorageError::WriterStopped(w) if w == "ledger closed") => Err(e),
+            Some(e) if !matches!(&e, StorageError::WriterStopped(w) if w == "ledger closed") => {
+                Err(e)
+            }
             _ => Ok(()),
         }
     }
@@ -502,16 +567,26 @@ fn check_view(view: &StateView) -> CheckReport {
         if a.debits_pending != pending_debits.get(&a.id).copied().unwrap_or(0)
             || a.credits_pending != pending_credits.get(&a.id).copied().unwrap_or(0)
         {
-            violations.push(format!("account {}: pending balances differ from its pending transfers", a.id));
+            violations.push(format!(
+                "account {}: pending balances differ from its pending transfers",
+                a.id
+            ));
         }
     }
     let mut currencies: Vec<CurrencyTotals> = sums.into_values().collect();
     currencies.sort_by_key(|c| c.currency);
     for c in &currencies {
         if c.debits_pending != c.credits_pending || c.debits_posted != c.credits_posted {
-            violations.push(format!("currency {}: debits and credits differ", c.currency));
+            violations.push(format!(
+                "currency {}: debits and credits differ",
+                c.currency
+            ));
         }
-        let running = view.totals.iter().find(|(cur, _)| *cur == c.currency).map(|(_, t)| *t);
+        let running = view
+            .totals
+            .iter()
+            .find(|(cur, _)| *cur == c.currency)
+            .map(|(_, t)| *t);
         let recomputed = crate::state::Totals {
             debits_pending: c.debits_pending,
             debits_posted: c.debits_posted,
@@ -519,7 +594,10 @@ fn check_view(view: &StateView) -> CheckReport {
             credits_posted: c.credits_posted,
         };
         if running != Some(recomputed) {
-            violations.push(format!("currency {}: running totals differ from the accounts", c.currency));
+            violations.push(format!(
+                "currency {}: running totals differ from the accounts",
+                c.currency
+            ));
         }
     }
     CheckReport {
@@ -539,7 +617,12 @@ struct Recovered {
     scan: journal::Scan,
 }
 
-fn recover(config: &Config, journal_dir: &Path, checkpoint_dir: &Path, index_dir: &Path) -> Result<Recovered, StorageError> {
+fn recover(
+    config: &Config,
+    journal_dir: &Path,
+    checkpoint_dir: &Path,
+    index_dir: &Path,
+) -> Result<Recovered, StorageError> {
     let scan = journal::scan_and_repair(journal_dir)?;
     let end = scan.last_seq();
     let first = scan.first_seq().unwrap_or(1);
@@ -555,12 +638,22 @@ fn recover(config: &Config, journal_dir: &Path, checkpoint_dir: &Path, index_dir
             // The journal does not support it (its tail was lost): never
             // serve balances from it.
             let aside = path.with_extension("unsupported");
-            std::fs::rename(&path, &aside).map_err(|e| StorageError::io(format!("rename {}", path.display()), e))?;
-            ignored.push((path, format!("after the journal's last record {end}; moved to {}", aside.display())));
+            std::fs::rename(&path, &aside)
+                .map_err(|e| StorageError::io(format!("rename {}", path.display()), e))?;
+            ignored.push((
+                path,
+                format!(
+                    "after the journal's last record {end}; moved to {}",
+                    aside.display()
+                ),
+            ));
             continue;
         }
         if seq + 1 < first {
-            ignored.push((path, format!("older than the journal's first record {first}")));
+            ignored.push((
+                path,
+                format!("older than the journal's first record {first}"),
+            ));
             continue;
         }
         match checkpoint::load(&path)? {
@@ -572,14 +665,24 @@ fn recover(config: &Config, journal_dir: &Path, checkpoint_dir: &Path, index_dir
     if bases.is_empty() {
         return Err(StorageError::Corrupt {
             path: journal_dir.to_path_buf(),
-            detail: format!("the journal starts at record {first} and no sound checkpoint precedes it"),
+            detail: format!(
+                "the journal starts at record {first} and no sound checkpoint precedes it"
+            ),
         });
     }
     let newest = bases.last().map(|(s, _, _)| *s).unwrap_or(0);
     let (mut index, mut rebuild) = match Index::open(index_dir, config.index_cache_bytes) {
         Ok(index) => match index.indexed_seq()? {
-            Some(i) if i > end => (Some(index), Some(format!("index is at record {i}, past the journal's {end}"))),
-            Some(i) if i < newest => (Some(index), Some(format!("index is at record {i}, before checkpoint {newest}"))),
+            Some(i) if i > end => (
+                Some(index),
+                Some(format!("index is at record {i}, past the journal's {end}")),
+            ),
+            Some(i) if i < newest => (
+                Some(index),
+                Some(format!(
+                    "index is at record {i}, before checkpoint {newest}"
+                )),
+            ),
             None if newest > 0 => (Some(index), Some("index is empty".to_string())),
             _ => (Some(index), None),
         },
@@ -606,8 +709,20 @@ fn recover(config: &Config, journal_dir: &Path, checkpoint_dir: &Path, index_dir
             if rebuild.is_some() {
                 index.write_accounts(c.accounts.iter())?;
             }
-            let s = State::restore(config.accounts_max, c.seq, c.last_timestamp, c.accounts, c.pendings);
-            (s, Base::Checkpoint { seq: base_seq, path: base_path })
+            let s = State::restore(
+                config.accounts_max,
+                c.seq,
+                c.last_timestamp,
+                c.accounts,
+                c.pendings,
+            );
+            (
+                s,
+                Base::Checkpoint {
+                    seq: base_seq,
+                    path: base_path,
+                },
+            )
         }
     };
     let mut state = state;
@@ -638,16 +753,21 @@ fn recover(config: &Config, journal_dir: &Path, checkpoint_dir: &Path, index_dir
         dropped: scan.dropped.clone(),
         checkpoints_ignored: ignored,
     };
-    Ok(Recovered { state, index, report, scan })
+    Ok(Recovered {
+        state,
+        index,
+        report,
+        scan,
+    })
 }
 
 struct WriterThread {
     state: State,
     journal: journal::Writer,
     rx: Receiver<Msg>,
-    fx_tx: SyncSender<Box<Effects>>,
+    fx_tx: SyncSender<Effects>,
     /// Effects the indexer is done with: prune memory, reuse the buffers.
-    back_rx: Receiver<Box<Effects>>,
+    back_rx: Receiver<Effects>,
     shared: Arc<Shared>,
     clock: Arc<dyn Clock>,
     observer: Option<Arc<dyn Observer>>,
@@ -661,7 +781,7 @@ struct WriterThread {
     events: usize,
     /// Reused across records.
     outcomes: Vec<Outcome>,
-    pool: Vec<Box<Effects>>,
+    pool: Vec<Effects>,
     buf: Vec<u8>,
     /// The `now` of the last record (for the expiry check in snapshots).
     now_last: u64,
@@ -674,7 +794,9 @@ impl WriterThread {
             Ok(Ok(())) => return,
             Ok(Err(e)) => e,
             // An assertion failed: stop rather than commit anything more.
-            Err(panic) => StorageError::WriterStopped(format!("writer panicked: {}", panic_message(&panic))),
+            Err(panic) => {
+                StorageError::WriterStopped(format!("writer panicked: {}", panic_message(&panic)))
+            }
         };
         self.shared.stop(&e);
         for r in self.replies.drain(..) {
@@ -706,7 +828,9 @@ impl WriterThread {
             while let Some(m) = next.take() {
                 match m {
                     Msg::Submit(request, reply) => {
-                        if self.events > 0 && self.events + request.events() > self.record_events_max {
+                        if self.events > 0
+                            && self.events + request.events() > self.record_events_max
+                        {
                             self.commit()?;
                         }
                         self.events += request.events();
@@ -757,7 +881,14 @@ impl WriterThread {
         let seq = self.state.seq() + 1;
         let mut fx = self.pool.pop().unwrap_or_default();
         self.outcomes.clear();
-        self.state.apply_record(seq, now, &self.requests, &self.shared.index, &mut fx, &mut self.outcomes)?;
+        self.state.apply_record(
+            seq,
+            now,
+            &self.requests,
+            &self.shared.index,
+            &mut fx,
+            &mut self.outcomes,
+        )?;
         journal::encode_record(&mut self.buf, seq, now, &self.requests);
         self.journal.append(seq, &self.buf)?;
         let applied = Instant::now();
@@ -777,7 +908,10 @@ impl WriterThread {
         }
         fx.journal_bytes = self.buf.len() as u64;
         if self.fx_tx.send(fx).is_err() {
-            return Err(self.shared.stopped().unwrap_or(StorageError::WriterStopped("indexer stopped".into())));
+            return Err(self
+                .shared
+                .stopped()
+                .unwrap_or(StorageError::WriterStopped("indexer stopped".into())));
         }
         assert_eq!(self.replies.len(), self.outcomes.len());
         for (reply, outcome) in self.replies.drain(..).zip(self.outcomes.drain(..)) {
@@ -814,8 +948,8 @@ struct Mirror {
 
 struct IndexerThread {
     shared: Arc<Shared>,
-    rx: Receiver<Box<Effects>>,
-    back_tx: mpsc::Sender<Box<Effects>>,
+    rx: Receiver<Effects>,
+    back_tx: mpsc::Sender<Effects>,
     mirror: Mirror,
     checkpoint_dir: PathBuf,
     checkpoint_interval_bytes: u64,
@@ -843,20 +977,25 @@ impl IndexerThread {
                 }
             }
             self.mirror.bytes_since_checkpoint += fx.journal_bytes;
-            *self.shared.indexed_seq.lock().unwrap_or_else(|e| e.into_inner()) = fx.seq;
+            *self
+                .shared
+                .indexed_seq
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = fx.seq;
             self.shared.indexed_changed.notify_all();
-            if self.mirror.bytes_since_checkpoint >= self.checkpoint_interval_bytes {
-                if let Err(e) = self.checkpoint() {
-                    self.shared.stop(&e);
-                    return;
-                }
+            if self.mirror.bytes_since_checkpoint >= self.checkpoint_interval_bytes
+                && let Err(e) = self.checkpoint()
+            {
+                self.shared.stop(&e);
+                return;
             }
             let _ = self.back_tx.send(fx);
         }
-        if self.shared.stopped().is_none() && self.mirror.bytes_since_checkpoint > 0 {
-            if let Err(e) = self.checkpoint() {
-                self.shared.stop(&e);
-            }
+        if self.shared.stopped().is_none()
+            && self.mirror.bytes_since_checkpoint > 0
+            && let Err(e) = self.checkpoint()
+        {
+            self.shared.stop(&e);
         }
         if let Err(e) = self.shared.index.flush() {
             self.shared.stop(&e);
@@ -878,10 +1017,13 @@ impl IndexerThread {
         let all = checkpoint::list(&self.checkpoint_dir)?;
         let excess = all.len().saturating_sub(self.checkpoints_retained);
         for (_, path) in &all[..excess] {
-            std::fs::remove_file(path).map_err(|e| StorageError::io(format!("remove {}", path.display()), e))?;
+            std::fs::remove_file(path)
+                .map_err(|e| StorageError::io(format!("remove {}", path.display()), e))?;
         }
         if let Some((oldest, _)) = all.get(excess) {
-            self.shared.oldest_checkpoint_seq.store(*oldest, Ordering::Release);
+            self.shared
+                .oldest_checkpoint_seq
+                .store(*oldest, Ordering::Release);
         }
         Ok(())
     }

@@ -10,7 +10,10 @@ use std::path::PathBuf;
 #[derive(Debug, Clone)]
 pub enum StorageError {
     /// An I/O call failed (`what` names the operation and the file).
-    Io { what: String, error: std::sync::Arc<std::io::Error> },
+    Io {
+        what: String,
+        error: std::sync::Arc<std::io::Error>,
+    },
     /// sled returned an error.
     Index(String),
     /// Stored bytes failed their checksum or layout where no torn write can
@@ -22,7 +25,10 @@ pub enum StorageError {
 
 impl StorageError {
     pub(crate) fn io(what: impl Into<String>, error: std::io::Error) -> StorageError {
-        StorageError::Io { what: what.into(), error: std::sync::Arc::new(error) }
+        StorageError::Io {
+            what: what.into(),
+            error: std::sync::Arc::new(error),
+        }
     }
 }
 
@@ -63,7 +69,10 @@ impl fmt::Display for SubmitError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SubmitError::TooManyEvents { events, events_max } => {
-                write!(f, "request holds {events} events, at most {events_max} allowed")
+                write!(
+                    f,
+                    "request holds {events} events, at most {events_max} allowed"
+                )
             }
             SubmitError::Busy => f.write_str("ledger queue is full"),
             SubmitError::Storage(e) => write!(f, "{e}"),

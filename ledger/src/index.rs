@@ -46,7 +46,12 @@ impl Page {
     pub const LIMIT_MAX: u32 = 8190;
     /// The first `limit` entries, oldest first.
     pub fn first(limit: u32) -> Page {
-        Page { timestamp_min: 0, timestamp_max: u64::MAX, limit, reversed: false }
+        Page {
+            timestamp_min: 0,
+            timestamp_max: u64::MAX,
+            limit,
+            reversed: false,
+        }
     }
 }
 
@@ -73,7 +78,10 @@ impl Index {
 
     /// The last record indexed, if the index says.
     pub(crate) fn indexed_seq(&self) -> Result<Option<u64>, StorageError> {
-        Ok(self.db.get(META_INDEXED_SEQ)?.map(|v| u64::from_le_bytes(v.as_ref().try_into().unwrap_or([0; 8]))))
+        Ok(self
+            .db
+            .get(META_INDEXED_SEQ)?
+            .map(|v| u64::from_le_bytes(v.as_ref().try_into().unwrap_or([0; 8]))))
     }
 
     /// Write what record `fx.seq` changed.
@@ -90,8 +98,10 @@ impl Index {
             self.db.insert(key(b't', t.id), buf.as_slice())?;
             if *created {
                 let id = t.id.to_le_bytes();
-                self.db.insert(key_at(b'x', t.debit_account_id, t.timestamp), &id)?;
-                self.db.insert(key_at(b'x', t.credit_account_id, t.timestamp), &id)?;
+                self.db
+                    .insert(key_at(b'x', t.debit_account_id, t.timestamp), &id)?;
+                self.db
+                    .insert(key_at(b'x', t.credit_account_id, t.timestamp), &id)?;
             }
         }
         for (t, reject) in &fx.failed {
@@ -104,14 +114,18 @@ impl Index {
         for (account, b) in &fx.history {
             buf.clear();
             codec::put_balances(&mut Enc(buf), b);
-            self.db.insert(key_at(b'h', *account, b.timestamp), buf.as_slice())?;
+            self.db
+                .insert(key_at(b'h', *account, b.timestamp), buf.as_slice())?;
         }
         self.db.insert(META_INDEXED_SEQ, &fx.seq.to_le_bytes())?;
         Ok(())
     }
 
     /// Write accounts as a checkpoint restored them (index rebuild).
-    pub(crate) fn write_accounts<'a>(&self, accounts: impl Iterator<Item = &'a Account>) -> Result<(), StorageError> {
+    pub(crate) fn write_accounts<'a>(
+        &self,
+        accounts: impl Iterator<Item = &'a Account>,
+    ) -> Result<(), StorageError> {
         let mut buf = Vec::new();
         for a in accounts {
             buf.clear();
@@ -134,7 +148,9 @@ impl Index {
     pub(crate) fn account(&self, id: u128) -> Result<Option<Account>, StorageError> {
         match self.db.get(key(b'a', id))? {
             None => Ok(None),
-            Some(v) => codec::get_account(&mut Dec::new(&v)).map(Some).map_err(|e| self.corrupt("account", e)),
+            Some(v) => codec::get_account(&mut Dec::new(&v))
+                .map(Some)
+                .map_err(|e| self.corrupt("account", e)),
         }
     }
 
@@ -151,28 +167,44 @@ impl Index {
             None => Ok(None),
             Some(v) => {
                 let mut d = Dec::new(&v);
-                let decoded = d.u64().and_then(|seq| Ok((seq, codec::get_transfer(&mut d)?)));
+                let decoded = d
+                    .u64()
+                    .and_then(|seq| Ok((seq, codec::get_transfer(&mut d)?)));
                 decoded.map(Some).map_err(|e| self.corrupt("transfer", e))
             }
         }
     }
 
-    pub(crate) fn account_transfers(&self, account: u128, page: Page) -> Result<Vec<Transfer>, StorageError> {
+    pub(crate) fn account_transfers(
+        &self,
+        account: u128,
+        page: Page,
+    ) -> Result<Vec<Transfer>, StorageError> {
         let ids = self.scan_account(b'x', account, page, |v| {
-            v.try_into().map(u128::from_le_bytes).map_err(|_| codec::Malformed("transfer id"))
+            v.try_into()
+                .map(u128::from_le_bytes)
+                .map_err(|_| codec::Malformed("transfer id"))
         })?;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
-            let (_, t) = self
-                .transfer_at(id)?
-                .ok_or_else(|| StorageError::Index(format!("account index names transfer {id} that is not indexed")))?;
+            let (_, t) = self.transfer_at(id)?.ok_or_else(|| {
+                StorageError::Index(format!(
+                    "account index names transfer {id} that is not indexed"
+                ))
+            })?;
             out.push(t);
         }
         Ok(out)
     }
 
-    pub(crate) fn account_history(&self, account: u128, page: Page) -> Result<Vec<Balances>, StorageError> {
-        self.scan_account(b'h', account, page, |v| codec::get_balances(&mut Dec::new(v)))
+    pub(crate) fn account_history(
+        &self,
+        account: u128,
+        page: Page,
+    ) -> Result<Vec<Balances>, StorageError> {
+        self.scan_account(b'h', account, page, |v| {
+            codec::get_balances(&mut Dec::new(v))
+        })
     }
 
     fn scan_account<T>(
@@ -186,7 +218,10 @@ impl Index {
         if page.timestamp_min > page.timestamp_max {
             return Ok(Vec::new());
         }
-        let range = self.db.range(key_at(prefix, account, page.timestamp_min)..=key_at(prefix, account, page.timestamp_max));
+        let range = self.db.range(
+            key_at(prefix, account, page.timestamp_min)
+                ..=key_at(prefix, account, page.timestamp_max),
+        );
         let mut out = Vec::with_capacity(limit.min(256));
         let mut push = |kv: sled::Result<(sled::IVec, sled::IVec)>| -> Result<bool, StorageError> {
             let (_, v) = kv?;
@@ -212,11 +247,20 @@ impl Index {
 
 impl Cold for Index {
     fn transfer(&self, id: u128, seq_before: u64) -> Result<Option<Transfer>, StorageError> {
-        Ok(self.transfer_at(id)?.filter(|(seq, _)| *seq < seq_before).map(|(_, t)| t))
+        Ok(self
+            .transfer_at(id)?
+            .filter(|(seq, _)| *seq < seq_before)
+            .map(|(_, t)| t))
     }
 
-    fn failed(&self, id: u128, seq_before: u64) -> Result<Option<(NewTransfer, TransferReject)>, StorageError> {
-        let Some(v) = self.db.get(key(b'f', id))? else { return Ok(None) };
+    fn failed(
+        &self,
+        id: u128,
+        seq_before: u64,
+    ) -> Result<Option<(NewTransfer, TransferReject)>, StorageError> {
+        let Some(v) = self.db.get(key(b'f', id))? else {
+            return Ok(None);
+        };
         let mut d = Dec::new(&v);
         let seq = d.u64().map_err(|e| self.corrupt("failed event", e))?;
         if seq >= seq_before {

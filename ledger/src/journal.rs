@@ -62,7 +62,10 @@ pub(crate) fn encode_record(buf: &mut Vec<u8>, seq: u64, now: u64, requests: &[R
         }
     }
     let payload_len = buf.len() - HEADER_SIZE;
-    assert!(payload_len <= PAYLOAD_SIZE_MAX, "record payload over its limit");
+    assert!(
+        payload_len <= PAYLOAD_SIZE_MAX,
+        "record payload over its limit"
+    );
     buf[0..4].copy_from_slice(MAGIC);
     buf[4..8].copy_from_slice(&(payload_len as u32).to_le_bytes());
     buf[12..14].copy_from_slice(&VERSION.to_le_bytes());
@@ -95,10 +98,16 @@ pub(crate) fn decode_payload(payload: &[u8]) -> Result<Vec<Request>, Malformed> 
             return Err(Malformed("request count runs past the payload"));
         }
         requests.push(match kind {
-            KIND_ACCOUNTS => {
-                Request::Accounts((0..count).map(|_| codec::get_new_account(&mut d)).collect::<Result<_, _>>()?)
-            }
-            _ => Request::Transfers((0..count).map(|_| codec::get_new_transfer(&mut d)).collect::<Result<_, _>>()?),
+            KIND_ACCOUNTS => Request::Accounts(
+                (0..count)
+                    .map(|_| codec::get_new_account(&mut d))
+                    .collect::<Result<_, _>>()?,
+            ),
+            _ => Request::Transfers(
+                (0..count)
+                    .map(|_| codec::get_new_transfer(&mut d))
+                    .collect::<Result<_, _>>()?,
+            ),
         });
     }
     Ok(requests)
@@ -199,11 +208,14 @@ fn read_file(path: &Path) -> Result<Vec<u8>, StorageError> {
 
 fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StorageError> {
     let mut out = Vec::new();
-    let entries = fs::read_dir(dir).map_err(|e| StorageError::io(format!("list {}", dir.display()), e))?;
+    let entries =
+        fs::read_dir(dir).map_err(|e| StorageError::io(format!("list {}", dir.display()), e))?;
     for entry in entries {
         let entry = entry.map_err(|e| StorageError::io(format!("list {}", dir.display()), e))?;
         let name = entry.file_name();
-        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(SEGMENT_SUFFIX)) else { continue };
+        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(SEGMENT_SUFFIX)) else {
+            continue;
+        };
         if let Ok(first) = stem.parse::<u64>() {
             out.push((first, entry.path()));
         }
@@ -221,14 +233,19 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), StorageError> {
 /// Read every segment, keep the whole records up to the first damage, and
 /// move the damaged tail (and any later segments) aside into `dir/dropped/`.
 pub(crate) fn scan_and_repair(dir: &Path) -> Result<Scan, StorageError> {
-    fs::create_dir_all(dir).map_err(|e| StorageError::io(format!("create {}", dir.display()), e))?;
+    fs::create_dir_all(dir)
+        .map_err(|e| StorageError::io(format!("create {}", dir.display()), e))?;
     let files = list_segments(dir)?;
     let mut segments: Vec<Segment> = Vec::new();
     let mut damage: Option<(usize, u64, String)> = None; // (file index, offset, reason)
     'files: for (i, (first_seq, path)) in files.iter().enumerate() {
         let expected_first = segments.last().map_or(*first_seq, |s| s.last_seq + 1);
         if *first_seq != expected_first {
-            damage = Some((i, 0, format!("segment starts at record {first_seq}, expected {expected_first}")));
+            damage = Some((
+                i,
+                0,
+                format!("segment starts at record {first_seq}, expected {expected_first}"),
+            ));
             break;
         }
         let bytes = read_file(path)?;
@@ -241,16 +258,30 @@ pub(crate) fn scan_and_repair(dir: &Path) -> Result<Scan, StorageError> {
                     next += 1;
                 }
                 Ok(r) => {
-                    damage = Some((i, offset as u64, format!("record {} where {next} was expected", r.seq)));
+                    damage = Some((
+                        i,
+                        offset as u64,
+                        format!("record {} where {next} was expected", r.seq),
+                    ));
                 }
                 Err(why) => damage = Some((i, offset as u64, why.to_string())),
             }
             if damage.is_some() {
-                segments.push(Segment { path: path.clone(), first_seq: *first_seq, last_seq: next - 1, len: offset as u64 });
+                segments.push(Segment {
+                    path: path.clone(),
+                    first_seq: *first_seq,
+                    last_seq: next - 1,
+                    len: offset as u64,
+                });
                 break 'files;
             }
         }
-        segments.push(Segment { path: path.clone(), first_seq: *first_seq, last_seq: next - 1, len: offset as u64 });
+        segments.push(Segment {
+            path: path.clone(),
+            first_seq: *first_seq,
+            last_seq: next - 1,
+            len: offset as u64,
+        });
     }
     let dropped = match damage {
         None => None,
@@ -263,17 +294,28 @@ pub(crate) fn scan_and_repair(dir: &Path) -> Result<Scan, StorageError> {
 
 /// Keep the bytes from `offset` of the first file onwards in `dir/dropped/`,
 /// then truncate that file at `offset` and remove the later files.
-fn move_aside(dir: &Path, files: &[(u64, PathBuf)], offset: u64, reason: String) -> Result<Dropped, StorageError> {
+fn move_aside(
+    dir: &Path,
+    files: &[(u64, PathBuf)],
+    offset: u64,
+    reason: String,
+) -> Result<Dropped, StorageError> {
     let kept_dir = dir.join("dropped");
-    fs::create_dir_all(&kept_dir).map_err(|e| StorageError::io(format!("create {}", kept_dir.display()), e))?;
+    fs::create_dir_all(&kept_dir)
+        .map_err(|e| StorageError::io(format!("create {}", kept_dir.display()), e))?;
     let stamp = fs::read_dir(&kept_dir).map(|d| d.count()).unwrap_or(0);
     let kept_at = kept_dir.join(format!("{stamp:04}-from-{}-at-{offset}", files[0].0));
-    let mut kept = File::create(&kept_at).map_err(|e| StorageError::io(format!("create {}", kept_at.display()), e))?;
+    let mut kept = File::create(&kept_at)
+        .map_err(|e| StorageError::io(format!("create {}", kept_at.display()), e))?;
     let mut bytes_dropped = 0u64;
     let mut whole_after = 0u64;
     for (n, (_, path)) in files.iter().enumerate() {
         let bytes = read_file(path)?;
-        let tail = if n == 0 { &bytes[offset as usize..] } else { &bytes[..] };
+        let tail = if n == 0 {
+            &bytes[offset as usize..]
+        } else {
+            &bytes[..]
+        };
         // Count checksummed records after the damage: evidence of corruption
         // in the middle rather than a torn final write.
         let mut at = if n == 0 { 1 } else { 0 };
@@ -286,10 +328,12 @@ fn move_aside(dir: &Path, files: &[(u64, PathBuf)], offset: u64, reason: String)
                 Err(_) => at += 1,
             }
         }
-        kept.write_all(tail).map_err(|e| StorageError::io(format!("write {}", kept_at.display()), e))?;
+        kept.write_all(tail)
+            .map_err(|e| StorageError::io(format!("write {}", kept_at.display()), e))?;
         bytes_dropped += tail.len() as u64;
     }
-    kept.sync_all().map_err(|e| StorageError::io(format!("fsync {}", kept_at.display()), e))?;
+    kept.sync_all()
+        .map_err(|e| StorageError::io(format!("fsync {}", kept_at.display()), e))?;
     let first = &files[0].1;
     OpenOptions::new()
         .write(true)
@@ -300,10 +344,18 @@ fn move_aside(dir: &Path, files: &[(u64, PathBuf)], offset: u64, reason: String)
         })
         .map_err(|e| StorageError::io(format!("truncate {}", first.display()), e))?;
     for (_, path) in &files[1..] {
-        fs::remove_file(path).map_err(|e| StorageError::io(format!("remove {}", path.display()), e))?;
+        fs::remove_file(path)
+            .map_err(|e| StorageError::io(format!("remove {}", path.display()), e))?;
     }
     sync_dir(dir)?;
-    Ok(Dropped { segment: first.clone(), offset, bytes: bytes_dropped, whole_records_after: whole_after, reason, kept_at })
+    Ok(Dropped {
+        segment: first.clone(),
+        offset,
+        bytes: bytes_dropped,
+        whole_records_after: whole_after,
+        reason,
+        kept_at,
+    })
 }
 
 /// Call `f` for every record after `after_seq`, in order.
@@ -324,10 +376,11 @@ pub(crate) fn replay(
             if r.seq <= after_seq {
                 continue;
             }
-            let requests = decode_payload(r.payload).map_err(|Malformed(why)| StorageError::Corrupt {
-                path: segment.path.clone(),
-                detail: format!("record {} checksums but does not decode: {why}", r.seq),
-            })?;
+            let requests =
+                decode_payload(r.payload).map_err(|Malformed(why)| StorageError::Corrupt {
+                    path: segment.path.clone(),
+                    detail: format!("record {} checksums but does not decode: {why}", r.seq),
+                })?;
             f(r.seq, r.now, requests, r.size)?;
         }
     }
@@ -347,13 +400,22 @@ pub(crate) struct Writer {
 
 impl Writer {
     /// Continue after the scanned journal (or start it at record 1).
-    pub(crate) fn open(dir: &Path, scan: &Scan, segment_size_max: u64) -> Result<Writer, StorageError> {
+    pub(crate) fn open(
+        dir: &Path,
+        scan: &Scan,
+        segment_size_max: u64,
+    ) -> Result<Writer, StorageError> {
         let mut segments = scan.segments.clone();
         let active = match segments.pop() {
             Some(s) => s,
             None => {
                 let first_seq = 1;
-                Segment { path: segment_path(dir, first_seq), first_seq, last_seq: 0, len: 0 }
+                Segment {
+                    path: segment_path(dir, first_seq),
+                    first_seq,
+                    last_seq: 0,
+                    len: 0,
+                }
             }
         };
         let file = OpenOptions::new()
@@ -362,18 +424,28 @@ impl Writer {
             .open(&active.path)
             .map_err(|e| StorageError::io(format!("open {}", active.path.display()), e))?;
         sync_dir(dir)?;
-        Ok(Writer { dir: dir.to_path_buf(), file, active, closed: segments, segment_size_max })
+        Ok(Writer {
+            dir: dir.to_path_buf(),
+            file,
+            active,
+            closed: segments,
+            segment_size_max,
+        })
     }
 
     /// Append one encoded record (not yet durable: call [`Writer::sync`]).
     pub(crate) fn append(&mut self, seq: u64, record: &[u8]) -> Result<(), StorageError> {
-        assert_eq!(seq, self.active.last_seq + 1, "records are appended in order");
+        assert_eq!(
+            seq,
+            self.active.last_seq + 1,
+            "records are appended in order"
+        );
         if self.active.len > 0 && self.active.len + record.len() as u64 > self.segment_size_max {
             self.rotate(seq)?;
         }
-        self.file
-            .write_all(record)
-            .map_err(|e| StorageError::io(format!("append to {}", self.active.path.display()), e))?;
+        self.file.write_all(record).map_err(|e| {
+            StorageError::io(format!("append to {}", self.active.path.display()), e)
+        })?;
         self.active.len += record.len() as u64;
         self.active.last_seq = seq;
         Ok(())
@@ -381,7 +453,9 @@ impl Writer {
 
     /// Make every appended record durable.
     pub(crate) fn sync(&mut self) -> Result<(), StorageError> {
-        self.file.sync_data().map_err(|e| StorageError::io(format!("fsync {}", self.active.path.display()), e))
+        self.file
+            .sync_data()
+            .map_err(|e| StorageError::io(format!("fsync {}", self.active.path.display()), e))
     }
 
     fn rotate(&mut self, next_seq: u64) -> Result<(), StorageError> {
@@ -393,8 +467,14 @@ impl Writer {
             .open(&path)
             .map_err(|e| StorageError::io(format!("create {}", path.display()), e))?;
         sync_dir(&self.dir)?;
-        let segment = Segment { path, first_seq: next_seq, last_seq: next_seq - 1, len: 0 };
-        self.closed.push(std::mem::replace(&mut self.active, segment));
+        let segment = Segment {
+            path,
+            first_seq: next_seq,
+            last_seq: next_seq - 1,
+            len: 0,
+        };
+        self.closed
+            .push(std::mem::replace(&mut self.active, segment));
         self.file = file;
         Ok(())
     }
@@ -403,7 +483,8 @@ impl Writer {
     pub(crate) fn remove_through(&mut self, seq: u64) -> Result<usize, StorageError> {
         let n = self.closed.iter().take_while(|s| s.last_seq <= seq).count();
         for s in self.closed.drain(..n) {
-            fs::remove_file(&s.path).map_err(|e| StorageError::io(format!("remove {}", s.path.display()), e))?;
+            fs::remove_file(&s.path)
+                .map_err(|e| StorageError::io(format!("remove {}", s.path.display()), e))?;
         }
         if n > 0 {
             sync_dir(&self.dir)?;
@@ -428,7 +509,10 @@ mod tests {
         for i in 0..buf.len() {
             let mut bad = buf.clone();
             bad[i] ^= 0x01;
-            assert!(parse_record(&bad).is_err(), "flip at byte {i} went unnoticed");
+            assert!(
+                parse_record(&bad).is_err(),
+                "flip at byte {i} went unnoticed"
+            );
         }
         for cut in 0..buf.len() {
             assert!(parse_record(&buf[..cut]).is_err());

@@ -25,7 +25,9 @@ mod state;
 mod types;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use engine::{Base, CheckReport, Config, CurrencyTotals, Ledger, Observer, RecordStats, RecoveryReport};
+pub use engine::{
+    Base, CheckReport, Config, CurrencyTotals, Ledger, Observer, RecordStats, RecoveryReport,
+};
 pub use error::{StorageError, SubmitError};
 pub use index::Page;
 pub use journal::Dropped;

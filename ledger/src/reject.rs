@@ -136,7 +136,13 @@ mod tests {
     fn codes_round_trip_and_names_are_snake_case() {
         for r in TransferReject::ALL {
             assert_eq!(TransferReject::from_code(r.code()), Some(*r));
-            assert!(r.as_str().chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{}", r);
+            assert!(
+                r.as_str()
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{}",
+                r
+            );
         }
         for r in AccountReject::ALL {
             assert_eq!(AccountReject::from_code(r.code()), Some(*r));

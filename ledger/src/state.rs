@@ -170,7 +170,11 @@ impl State {
             s.accounts.insert(a.id, a);
         }
         for p in pendings {
-            assert_eq!(p.status, TransferStatus::Pending, "checkpoint holds a resolved pending");
+            assert_eq!(
+                p.status,
+                TransferStatus::Pending,
+                "checkpoint holds a resolved pending"
+            );
             if let Some(at) = p.expires_at() {
                 s.expiries.insert((at, p.id));
             }
@@ -189,7 +193,10 @@ impl State {
         self.accounts.values()
     }
     pub(crate) fn pendings(&self) -> impl Iterator<Item = &Transfer> {
-        self.hot.values().map(|h| &h.transfer).filter(|t| t.status == TransferStatus::Pending)
+        self.hot
+            .values()
+            .map(|h| &h.transfer)
+            .filter(|t| t.status == TransferStatus::Pending)
     }
     pub(crate) fn totals(&self) -> &[(u16, Totals)] {
         &self.totals
@@ -241,7 +248,8 @@ impl State {
             };
             outcomes.push(outcome);
         }
-        fx.accounts.extend(self.dirty.iter().map(|id| self.accounts[id]));
+        fx.accounts
+            .extend(self.dirty.iter().map(|id| self.accounts[id]));
         fx.last_timestamp = self.last_timestamp;
         self.seq = seq;
         self.assert_balanced();
@@ -251,8 +259,14 @@ impl State {
     /// Every currency's debits equal its credits, pending and posted.
     fn assert_balanced(&self) {
         for (currency, t) in &self.totals {
-            assert_eq!(t.debits_pending, t.credits_pending, "pending unbalanced in currency {currency}");
-            assert_eq!(t.debits_posted, t.credits_posted, "posted unbalanced in currency {currency}");
+            assert_eq!(
+                t.debits_pending, t.credits_pending,
+                "pending unbalanced in currency {currency}"
+            );
+            assert_eq!(
+                t.debits_posted, t.credits_posted,
+                "posted unbalanced in currency {currency}"
+            );
         }
     }
 
@@ -263,14 +277,24 @@ impl State {
                 break;
             }
             self.expiries.pop_first();
-            let hot = self.hot.get(&id).copied().expect("an expiring pending transfer is in memory");
+            let hot = self
+                .hot
+                .get(&id)
+                .copied()
+                .expect("an expiring pending transfer is in memory");
             let p = hot.transfer;
             assert_eq!(p.status, TransferStatus::Pending);
             let ts = self.next_timestamp(now);
             self.release(&p, 0, ts, fx);
             let mut expired = p;
             expired.status = TransferStatus::Expired;
-            self.hot.insert(id, Hot { transfer: expired, seq: fx.seq });
+            self.hot.insert(
+                id,
+                Hot {
+                    transfer: expired,
+                    seq: fx.seq,
+                },
+            );
             fx.transfers.push((expired, false));
         }
         // Expiry is never rolled back.
@@ -294,11 +318,15 @@ impl State {
             } else if e.code != a.code {
                 Err(AccountReject::ExistsWithDifferentCode)
             } else {
-                Ok(Receipt { timestamp: e.timestamp, created: false })
+                Ok(Receipt {
+                    timestamp: e.timestamp,
+                    created: false,
+                })
             };
         }
         if a.flags.contains(
-            AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS | AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS,
+            AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS
+                | AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS,
         ) {
             return Err(AccountReject::FlagsAreMutuallyExclusive);
         }
@@ -312,7 +340,10 @@ impl State {
         self.accounts.insert(a.id, Account::new(a, ts));
         self.totals_mut(a.currency);
         self.dirty.insert(a.id);
-        Ok(Receipt { timestamp: ts, created: true })
+        Ok(Receipt {
+            timestamp: ts,
+            created: true,
+        })
     }
 
     fn create_transfers(
@@ -357,10 +388,18 @@ impl State {
                     break;
                 }
             }
-            if applied.len() == chain.len() && matches!(applied[applied.len() - 1], Applied::Created(_) | Applied::Retry(Ok(_))) {
+            if applied.len() == chain.len()
+                && matches!(
+                    applied[applied.len() - 1],
+                    Applied::Created(_) | Applied::Retry(Ok(_))
+                )
+            {
                 self.undo.clear();
                 results.extend(applied.into_iter().map(|a| match a {
-                    Applied::Created(ts) => Ok(Receipt { timestamp: ts, created: true }),
+                    Applied::Created(ts) => Ok(Receipt {
+                        timestamp: ts,
+                        created: true,
+                    }),
                     Applied::Retry(r) => r,
                     Applied::Rejected(_) | Applied::InvalidId(_) => unreachable!("chain succeeded"),
                 }));
@@ -405,7 +444,9 @@ impl State {
         Ok(match self.check_id(t, seq, cold)? {
             Some(Applied::Retry(Ok(_))) => Err(TransferReject::LinkedEventFailed),
             Some(Applied::Retry(Err(r)) | Applied::InvalidId(r)) => Err(r),
-            Some(Applied::Created(_) | Applied::Rejected(_)) => unreachable!("check_id answers retries and invalid ids"),
+            Some(Applied::Created(_) | Applied::Rejected(_)) => {
+                unreachable!("check_id answers retries and invalid ids")
+            }
             None => {
                 self.record_failed(t, reject, seq, fx);
                 Err(reject)
@@ -438,13 +479,31 @@ impl State {
         }
     }
 
-    fn record_failed(&mut self, t: &NewTransfer, reject: TransferReject, seq: u64, fx: &mut Effects) {
+    fn record_failed(
+        &mut self,
+        t: &NewTransfer,
+        reject: TransferReject,
+        seq: u64,
+        fx: &mut Effects,
+    ) {
         debug_assert!(t.id != 0 && t.id != u128::MAX);
-        self.failed_hot.insert(t.id, HotFailed { event: *t, reject, seq });
+        self.failed_hot.insert(
+            t.id,
+            HotFailed {
+                event: *t,
+                reject,
+                seq,
+            },
+        );
         fx.failed.push((*t, reject));
     }
 
-    fn lookup_transfer(&self, id: u128, seq: u64, cold: &dyn Cold) -> Result<Option<Transfer>, StorageError> {
+    fn lookup_transfer(
+        &self,
+        id: u128,
+        seq: u64,
+        cold: &dyn Cold,
+    ) -> Result<Option<Transfer>, StorageError> {
         match self.hot.get(&id) {
             Some(h) => Ok(Some(h.transfer)),
             None => cold.transfer(id, seq),
@@ -452,7 +511,12 @@ impl State {
     }
 
     /// `Some` when the id is invalid or already used (a retry).
-    fn check_id(&self, t: &NewTransfer, seq: u64, cold: &dyn Cold) -> Result<Option<Applied>, StorageError> {
+    fn check_id(
+        &self,
+        t: &NewTransfer,
+        seq: u64,
+        cold: &dyn Cold,
+    ) -> Result<Option<Applied>, StorageError> {
         if t.id == 0 {
             return Ok(Some(Applied::InvalidId(TransferReject::IdMustNotBeZero)));
         }
@@ -480,7 +544,8 @@ impl State {
         if let Some(a) = self.check_id(t, seq, cold)? {
             return Ok(a);
         }
-        let phase = t.flags & (TransferFlags::PENDING | TransferFlags::POST_PENDING | TransferFlags::VOID_PENDING);
+        let phase = t.flags
+            & (TransferFlags::PENDING | TransferFlags::POST_PENDING | TransferFlags::VOID_PENDING);
         if phase.bits().count_ones() > 1 {
             return Ok(Applied::Rejected(TransferReject::FlagsAreMutuallyExclusive));
         }
@@ -495,7 +560,12 @@ impl State {
         })
     }
 
-    fn create_single_or_pending(&mut self, t: &NewTransfer, now: u64, fx: &mut Effects) -> Result<u64, TransferReject> {
+    fn create_single_or_pending(
+        &mut self,
+        t: &NewTransfer,
+        now: u64,
+        fx: &mut Effects,
+    ) -> Result<u64, TransferReject> {
         use TransferReject as R;
         let pending = t.flags.contains(TransferFlags::PENDING);
         if t.debit_account_id == 0 {
@@ -516,15 +586,23 @@ impl State {
         if t.amount == 0 {
             return Err(R::AmountMustNotBeZero);
         }
-        let mut dr = *self.accounts.get(&t.debit_account_id).ok_or(R::DebitAccountNotFound)?;
-        let mut cr = *self.accounts.get(&t.credit_account_id).ok_or(R::CreditAccountNotFound)?;
+        let mut dr = *self
+            .accounts
+            .get(&t.debit_account_id)
+            .ok_or(R::DebitAccountNotFound)?;
+        let mut cr = *self
+            .accounts
+            .get(&t.credit_account_id)
+            .ok_or(R::CreditAccountNotFound)?;
         if dr.currency != cr.currency {
             return Err(R::CurrenciesMustBeEqual);
         }
         let amount = u128::from(t.amount);
         let ts_next = now.max(self.last_timestamp + 1);
         if pending && t.timeout_ms > 0 {
-            ts_next.checked_add(u64::from(t.timeout_ms) * 1_000_000).ok_or(R::OverflowsTimeout)?;
+            ts_next
+                .checked_add(u64::from(t.timeout_ms) * 1_000_000)
+                .ok_or(R::OverflowsTimeout)?;
         }
         let (dr_field, cr_field) = if pending {
             (&mut dr.debits_pending, &mut cr.credits_pending)
@@ -533,14 +611,22 @@ impl State {
         };
         *dr_field = dr_field.checked_add(amount).ok_or(R::OverflowsDebits)?;
         *cr_field = cr_field.checked_add(amount).ok_or(R::OverflowsCredits)?;
-        dr.debits_pending.checked_add(dr.debits_posted).ok_or(R::OverflowsDebits)?;
-        cr.credits_pending.checked_add(cr.credits_posted).ok_or(R::OverflowsCredits)?;
-        if dr.flags.contains(AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS)
+        dr.debits_pending
+            .checked_add(dr.debits_posted)
+            .ok_or(R::OverflowsDebits)?;
+        cr.credits_pending
+            .checked_add(cr.credits_posted)
+            .ok_or(R::OverflowsCredits)?;
+        if dr
+            .flags
+            .contains(AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS)
             && dr.debits_pending + dr.debits_posted > dr.credits_posted
         {
             return Err(R::ExceedsCredits);
         }
-        if cr.flags.contains(AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS)
+        if cr
+            .flags
+            .contains(AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS)
             && cr.credits_pending + cr.credits_posted > cr.debits_posted
         {
             return Err(R::ExceedsDebits);
@@ -559,7 +645,11 @@ impl State {
             timeout_ms: t.timeout_ms,
             code: t.code,
             flags: t.flags,
-            status: if pending { TransferStatus::Pending } else { TransferStatus::Posted },
+            status: if pending {
+                TransferStatus::Pending
+            } else {
+                TransferStatus::Posted
+            },
         };
         self.set_accounts(dr, cr, ts, fx);
         let totals = self.totals_mut(dr.currency);
@@ -631,11 +721,18 @@ impl State {
         let ts = self.next_timestamp(now);
         self.release(&p, if post { amount } else { 0 }, ts, fx);
         let mut resolved = p;
-        resolved.status = if post { TransferStatus::Posted } else { TransferStatus::Voided };
+        resolved.status = if post {
+            TransferStatus::Posted
+        } else {
+            TransferStatus::Voided
+        };
         resolved.amount_posted = if post { amount } else { 0 };
         if let Some(at) = p.expires_at() {
             let removed = self.expiries.remove(&(at, p.id));
-            assert!(removed, "an unresolved pending transfer with a timeout is in the expiry index");
+            assert!(
+                removed,
+                "an unresolved pending transfer with a timeout is in the expiry index"
+            );
             self.undo.push(Undo::ExpiryRemoved((at, p.id)));
         }
         self.put_hot(resolved, seq, false, fx);
@@ -644,14 +741,22 @@ impl State {
             debit_account_id: p.debit_account_id,
             credit_account_id: p.credit_account_id,
             pending_id: p.id,
-            user_data: if t.user_data == 0 { p.user_data } else { t.user_data },
+            user_data: if t.user_data == 0 {
+                p.user_data
+            } else {
+                t.user_data
+            },
             amount,
             amount_posted: 0,
             timestamp: ts,
             timeout_ms: 0,
             code: if t.code == 0 { p.code } else { t.code },
             flags: t.flags,
-            status: if post { TransferStatus::Posted } else { TransferStatus::Voided },
+            status: if post {
+                TransferStatus::Posted
+            } else {
+                TransferStatus::Voided
+            },
         };
         self.put_hot(transfer, seq, true, fx);
         Ok(Ok(ts))
@@ -663,13 +768,22 @@ impl State {
         let mut cr = self.accounts[&p.credit_account_id];
         let amount = u128::from(p.amount);
         let posted = u128::from(post_amount);
-        dr.debits_pending = dr.debits_pending.checked_sub(amount).expect("pending debits cover a pending transfer");
-        cr.credits_pending = cr.credits_pending.checked_sub(amount).expect("pending credits cover a pending transfer");
+        dr.debits_pending = dr
+            .debits_pending
+            .checked_sub(amount)
+            .expect("pending debits cover a pending transfer");
+        cr.credits_pending = cr
+            .credits_pending
+            .checked_sub(amount)
+            .expect("pending credits cover a pending transfer");
         // A post never exceeds what was reserved, so limits still hold and
         // no balance can overflow past what the reservation already proved.
         dr.debits_posted += posted;
         cr.credits_posted += posted;
-        assert!(dr.within_limits() && cr.within_limits(), "releasing a reservation broke a limit");
+        assert!(
+            dr.within_limits() && cr.within_limits(),
+            "releasing a reservation broke a limit"
+        );
         self.set_accounts(dr, cr, ts, fx);
         let totals = self.totals_mut(dr.currency);
         let before = *totals;
@@ -686,7 +800,13 @@ impl State {
             self.undo.push(Undo::Account(before));
             self.dirty.insert(a.id);
             if a.flags.contains(AccountFlags::HISTORY) {
-                fx.history.push((a.id, Balances { timestamp: ts, ..a.balances() }));
+                fx.history.push((
+                    a.id,
+                    Balances {
+                        timestamp: ts,
+                        ..a.balances()
+                    },
+                ));
             }
         }
     }
@@ -701,10 +821,12 @@ impl State {
     /// find it from now on). Unresolved pending transfers stay.
     pub(crate) fn indexed(&mut self, fx: &Effects) {
         for (t, _) in &fx.transfers {
-            if let Some(h) = self.hot.get(&t.id) {
-                if h.seq == fx.seq && h.transfer.status != TransferStatus::Pending {
-                    self.hot.remove(&t.id);
-                }
+            if self
+                .hot
+                .get(&t.id)
+                .is_some_and(|h| h.seq == fx.seq && h.transfer.status != TransferStatus::Pending)
+            {
+                self.hot.remove(&t.id);
             }
         }
         for (t, _) in &fx.failed {
@@ -717,7 +839,9 @@ impl State {
 
 fn compare_existing(t: &NewTransfer, e: &Transfer) -> Result<Receipt, TransferReject> {
     use TransferReject as R;
-    let second_phase = e.flags.intersects(TransferFlags::POST_PENDING | TransferFlags::VOID_PENDING);
+    let second_phase = e
+        .flags
+        .intersects(TransferFlags::POST_PENDING | TransferFlags::VOID_PENDING);
     let inherits = |given: u128, stored: u128| given == stored || second_phase && given == 0;
     if t.flags - TransferFlags::LINKED != e.flags - TransferFlags::LINKED {
         Err(R::ExistsWithDifferentFlags)
@@ -736,29 +860,38 @@ fn compare_existing(t: &NewTransfer, e: &Transfer) -> Result<Receipt, TransferRe
     } else if t.timeout_ms != e.timeout_ms {
         Err(R::ExistsWithDifferentTimeout)
     } else {
-        Ok(Receipt { timestamp: e.timestamp, created: false })
+        Ok(Receipt {
+            timestamp: e.timestamp,
+            created: false,
+        })
     }
 }
 
-fn compare_failed(t: &NewTransfer, f: &NewTransfer, reject: TransferReject) -> Result<Receipt, TransferReject> {
+fn compare_failed(
+    t: &NewTransfer,
+    f: &NewTransfer,
+    reject: TransferReject,
+) -> Result<Receipt, TransferReject> {
     use TransferReject as R;
-    Err(if t.flags - TransferFlags::LINKED != f.flags - TransferFlags::LINKED {
-        R::ExistsWithDifferentFlags
-    } else if t.debit_account_id != f.debit_account_id {
-        R::ExistsWithDifferentDebitAccountId
-    } else if t.credit_account_id != f.credit_account_id {
-        R::ExistsWithDifferentCreditAccountId
-    } else if t.amount != f.amount {
-        R::ExistsWithDifferentAmount
-    } else if t.pending_id != f.pending_id {
-        R::ExistsWithDifferentPendingId
-    } else if t.user_data != f.user_data {
-        R::ExistsWithDifferentUserData
-    } else if t.code != f.code {
-        R::ExistsWithDifferentCode
-    } else if t.timeout_ms != f.timeout_ms {
-        R::ExistsWithDifferentTimeout
-    } else {
-        reject
-    })
+    Err(
+        if t.flags - TransferFlags::LINKED != f.flags - TransferFlags::LINKED {
+            R::ExistsWithDifferentFlags
+        } else if t.debit_account_id != f.debit_account_id {
+            R::ExistsWithDifferentDebitAccountId
+        } else if t.credit_account_id != f.credit_account_id {
+            R::ExistsWithDifferentCreditAccountId
+        } else if t.amount != f.amount {
+            R::ExistsWithDifferentAmount
+        } else if t.pending_id != f.pending_id {
+            R::ExistsWithDifferentPendingId
+        } else if t.user_data != f.user_data {
+            R::ExistsWithDifferentUserData
+        } else if t.code != f.code {
+            R::ExistsWithDifferentCode
+        } else if t.timeout_ms != f.timeout_ms {
+            R::ExistsWithDifferentTimeout
+        } else {
+            reject
+        },
+    )
 }

@@ -145,9 +145,13 @@ impl Account {
     pub fn within_limits(&self) -> bool {
         let debits = self.debits_pending + self.debits_posted;
         let credits = self.credits_pending + self.credits_posted;
-        !(self.flags.contains(AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS)
+        !(self
+            .flags
+            .contains(AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS)
             && debits > self.credits_posted
-            || self.flags.contains(AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS)
+            || self
+                .flags
+                .contains(AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS)
                 && credits > self.debits_posted)
     }
 }
@@ -191,7 +195,14 @@ pub struct NewTransfer {
 impl NewTransfer {
     /// A single-phase transfer, posted at once.
     pub fn single(id: u128, debit: u128, credit: u128, amount: Amount, code: u16) -> NewTransfer {
-        NewTransfer { id, debit_account_id: debit, credit_account_id: credit, amount, code, ..Default::default() }
+        NewTransfer {
+            id,
+            debit_account_id: debit,
+            credit_account_id: credit,
+            amount,
+            code,
+            ..Default::default()
+        }
     }
     /// The first phase of a two-phase transfer.
     pub fn pending(
@@ -220,7 +231,12 @@ impl NewTransfer {
     }
     /// Void a pending transfer.
     pub fn void(id: u128, pending_id: u128) -> NewTransfer {
-        NewTransfer { id, pending_id, flags: TransferFlags::VOID_PENDING, ..Default::default() }
+        NewTransfer {
+            id,
+            pending_id,
+            flags: TransferFlags::VOID_PENDING,
+            ..Default::default()
+        }
     }
     /// The same transfer, linked to the next event of its batch.
     pub fn linked(mut self) -> NewTransfer {

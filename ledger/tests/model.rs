@@ -79,7 +79,11 @@ impl Model {
         }
     }
 
-    fn create_accounts(&mut self, now: u64, accounts: &[NewAccount]) -> Vec<Result<Receipt, AccountReject>> {
+    fn create_accounts(
+        &mut self,
+        now: u64,
+        accounts: &[NewAccount],
+    ) -> Vec<Result<Receipt, AccountReject>> {
         self.expire(now);
         accounts
             .iter()
@@ -93,14 +97,23 @@ impl Model {
                 if let Some(e) = self.accounts.get(&a.id) {
                     return match () {
                         _ if e.flags != a.flags => Err(AccountReject::ExistsWithDifferentFlags),
-                        _ if e.user_data != a.user_data => Err(AccountReject::ExistsWithDifferentUserData),
-                        _ if e.currency != a.currency => Err(AccountReject::ExistsWithDifferentCurrency),
+                        _ if e.user_data != a.user_data => {
+                            Err(AccountReject::ExistsWithDifferentUserData)
+                        }
+                        _ if e.currency != a.currency => {
+                            Err(AccountReject::ExistsWithDifferentCurrency)
+                        }
                         _ if e.code != a.code => Err(AccountReject::ExistsWithDifferentCode),
-                        _ => Ok(Receipt { timestamp: e.ts, created: false }),
+                        _ => Ok(Receipt {
+                            timestamp: e.ts,
+                            created: false,
+                        }),
                     };
                 }
-                if a.flags.contains(AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS)
-                    && a.flags.contains(AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS)
+                if a.flags
+                    .contains(AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS)
+                    && a.flags
+                        .contains(AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS)
                 {
                     return Err(AccountReject::FlagsAreMutuallyExclusive);
                 }
@@ -110,14 +123,28 @@ impl Model {
                 let ts = self.ts(now);
                 self.accounts.insert(
                     a.id,
-                    ModelAccount { flags: a.flags, currency: a.currency, code: a.code, user_data: a.user_data, ts, ..Default::default() },
+                    ModelAccount {
+                        flags: a.flags,
+                        currency: a.currency,
+                        code: a.code,
+                        user_data: a.user_data,
+                        ts,
+                        ..Default::default()
+                    },
                 );
-                Ok(Receipt { timestamp: ts, created: true })
+                Ok(Receipt {
+                    timestamp: ts,
+                    created: true,
+                })
             })
             .collect()
     }
 
-    fn create_transfers(&mut self, now: u64, events: &[NewTransfer]) -> Vec<Result<Receipt, TransferReject>> {
+    fn create_transfers(
+        &mut self,
+        now: u64,
+        events: &[NewTransfer],
+    ) -> Vec<Result<Receipt, TransferReject>> {
         self.expire(now);
         let mut out = Vec::new();
         let mut i = 0;
@@ -131,7 +158,11 @@ impl Model {
             if chain.last().unwrap().flags.contains(TransferFlags::LINKED) {
                 let n = chain.len();
                 for (k, t) in chain.iter().enumerate() {
-                    let r = if k + 1 == n { TransferReject::LinkedEventChainOpen } else { TransferReject::LinkedEventFailed };
+                    let r = if k + 1 == n {
+                        TransferReject::LinkedEventChainOpen
+                    } else {
+                        TransferReject::LinkedEventFailed
+                    };
                     out.push(self.unapplied(t, r));
                 }
                 continue;
@@ -146,9 +177,14 @@ impl Model {
                     break;
                 }
             }
-            if results.len() == chain.len() && matches!(results.last(), Some(One::Created(_) | One::Retry(Ok(_)))) {
+            if results.len() == chain.len()
+                && matches!(results.last(), Some(One::Created(_) | One::Retry(Ok(_))))
+            {
                 out.extend(results.into_iter().map(|r| match r {
-                    One::Created(ts) => Ok(Receipt { timestamp: ts, created: true }),
+                    One::Created(ts) => Ok(Receipt {
+                        timestamp: ts,
+                        created: true,
+                    }),
                     One::Retry(r) => r,
                     _ => unreachable!(),
                 }));
@@ -199,7 +235,9 @@ impl Model {
         }
         let flags = |f: TransferFlags| f - TransferFlags::LINKED;
         if let Some(e) = self.transfers.get(&t.id) {
-            let second = e.flags.intersects(TransferFlags::POST_PENDING | TransferFlags::VOID_PENDING);
+            let second = e
+                .flags
+                .intersects(TransferFlags::POST_PENDING | TransferFlags::VOID_PENDING);
             let eq = |a: u128, b: u128| a == b || second && a == 0;
             let r = if flags(t.flags) != flags(e.flags) {
                 Err(R::ExistsWithDifferentFlags)
@@ -218,7 +256,10 @@ impl Model {
             } else if t.timeout_ms != e.timeout_ms {
                 Err(R::ExistsWithDifferentTimeout)
             } else {
-                Ok(Receipt { timestamp: e.ts, created: false })
+                Ok(Receipt {
+                    timestamp: e.ts,
+                    created: false,
+                })
             };
             return Some(One::Retry(r));
         }
@@ -252,7 +293,8 @@ impl Model {
         if let Some(r) = self.check_id(t) {
             return r;
         }
-        let phase = t.flags & (TransferFlags::PENDING | TransferFlags::POST_PENDING | TransferFlags::VOID_PENDING);
+        let phase = t.flags
+            & (TransferFlags::PENDING | TransferFlags::POST_PENDING | TransferFlags::VOID_PENDING);
         if phase.bits().count_ones() > 1 {
             return One::Rejected(R::FlagsAreMutuallyExclusive);
         }
@@ -288,24 +330,52 @@ impl Model {
         if t.amount == 0 {
             return Err(R::AmountMustNotBeZero);
         }
-        let dr = self.accounts.get(&t.debit_account_id).ok_or(R::DebitAccountNotFound)?.clone();
-        let cr = self.accounts.get(&t.credit_account_id).ok_or(R::CreditAccountNotFound)?.clone();
+        let dr = self
+            .accounts
+            .get(&t.debit_account_id)
+            .ok_or(R::DebitAccountNotFound)?
+            .clone();
+        let cr = self
+            .accounts
+            .get(&t.credit_account_id)
+            .ok_or(R::CreditAccountNotFound)?
+            .clone();
         if dr.currency != cr.currency {
             return Err(R::CurrenciesMustBeEqual);
         }
         let a = u128::from(t.amount);
-        let (dr_d, cr_c) = if pending { (dr.dp + a + dr.dpo, cr.cp + a + cr.cpo) } else { (dr.dp + dr.dpo + a, cr.cp + cr.cpo + a) };
-        if dr.flags.contains(AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS) && dr_d > dr.cpo {
+        let (dr_d, cr_c) = if pending {
+            (dr.dp + a + dr.dpo, cr.cp + a + cr.cpo)
+        } else {
+            (dr.dp + dr.dpo + a, cr.cp + cr.cpo + a)
+        };
+        if dr
+            .flags
+            .contains(AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS)
+            && dr_d > dr.cpo
+        {
             return Err(R::ExceedsCredits);
         }
-        if cr.flags.contains(AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS) && cr_c > cr.dpo {
+        if cr
+            .flags
+            .contains(AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS)
+            && cr_c > cr.dpo
+        {
             return Err(R::ExceedsDebits);
         }
         let ts = self.ts(now);
         let d = self.accounts.get_mut(&t.debit_account_id).unwrap();
-        if pending { d.dp += a } else { d.dpo += a }
+        if pending {
+            d.dp += a
+        } else {
+            d.dpo += a
+        }
         let c = self.accounts.get_mut(&t.credit_account_id).unwrap();
-        if pending { c.cp += a } else { c.cpo += a }
+        if pending {
+            c.cp += a
+        } else {
+            c.cpo += a
+        }
         self.transfers.insert(
             t.id,
             ModelTransfer {
@@ -319,7 +389,11 @@ impl Model {
                 flags: t.flags,
                 timeout_ms: t.timeout_ms,
                 ts,
-                status: if pending { TransferStatus::Pending } else { TransferStatus::Posted },
+                status: if pending {
+                    TransferStatus::Pending
+                } else {
+                    TransferStatus::Posted
+                },
             },
         );
         Ok(ts)
@@ -337,7 +411,11 @@ impl Model {
         if t.timeout_ms != 0 {
             return Err(R::TimeoutReservedForPendingTransfer);
         }
-        let p = self.transfers.get(&t.pending_id).ok_or(R::PendingTransferNotFound)?.clone();
+        let p = self
+            .transfers
+            .get(&t.pending_id)
+            .ok_or(R::PendingTransferNotFound)?
+            .clone();
         if !p.flags.contains(TransferFlags::PENDING) {
             return Err(R::PendingTransferNotPending);
         }
@@ -365,7 +443,10 @@ impl Model {
             TransferStatus::Pending => {}
         }
         let ts = self.ts(now);
-        let (pa, posted) = (u128::from(p.amount), if post { u128::from(amount) } else { 0 });
+        let (pa, posted) = (
+            u128::from(p.amount),
+            if post { u128::from(amount) } else { 0 },
+        );
         let d = self.accounts.get_mut(&p.debit).unwrap();
         d.dp -= pa;
         d.dpo += posted;
@@ -373,7 +454,11 @@ impl Model {
         c.cp -= pa;
         c.cpo += posted;
         let pm = self.transfers.get_mut(&t.pending_id).unwrap();
-        pm.status = if post { TransferStatus::Posted } else { TransferStatus::Voided };
+        pm.status = if post {
+            TransferStatus::Posted
+        } else {
+            TransferStatus::Voided
+        };
         pm.amount_posted = if post { amount } else { 0 };
         self.transfers.insert(
             t.id,
@@ -383,12 +468,20 @@ impl Model {
                 amount,
                 amount_posted: 0,
                 pending_id: p.pending_id.max(t.pending_id),
-                user_data: if t.user_data == 0 { p.user_data } else { t.user_data },
+                user_data: if t.user_data == 0 {
+                    p.user_data
+                } else {
+                    t.user_data
+                },
                 code: if t.code == 0 { p.code } else { t.code },
                 flags: t.flags,
                 timeout_ms: 0,
                 ts,
-                status: if post { TransferStatus::Posted } else { TransferStatus::Voided },
+                status: if post {
+                    TransferStatus::Posted
+                } else {
+                    TransferStatus::Voided
+                },
             },
         );
         Ok(ts)
@@ -409,46 +502,76 @@ const ACCOUNT_IDS: u128 = 8;
 const TRANSFER_IDS: u128 = 40;
 
 fn new_account() -> impl Strategy<Value = NewAccount> {
-    (0..=ACCOUNT_IDS, 0u8..4, prop_oneof![9 => Just(704u16), 1 => Just(840u16), 1 => Just(0u16)], 0u16..3).prop_map(
-        |(id, f, currency, code)| {
+    (
+        0..=ACCOUNT_IDS,
+        0u8..4,
+        prop_oneof![9 => Just(704u16), 1 => Just(840u16), 1 => Just(0u16)],
+        0u16..3,
+    )
+        .prop_map(|(id, f, currency, code)| {
             let flags = match f {
                 0 => AccountFlags::empty(),
                 1 => AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS | AccountFlags::HISTORY,
                 2 => AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS,
-                _ => AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS | AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS,
+                _ => {
+                    AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS
+                        | AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS
+                }
             };
-            NewAccount { id, currency, code, flags, user_data: 0 }
-        },
-    )
+            NewAccount {
+                id,
+                currency,
+                code,
+                flags,
+                user_data: 0,
+            }
+        })
 }
 
 fn new_transfer() -> impl Strategy<Value = NewTransfer> {
     let id = prop_oneof![20 => 1..=TRANSFER_IDS, 1 => Just(0u128), 1 => Just(u128::MAX)];
     let acct = prop_oneof![10 => 1..=ACCOUNT_IDS, 1 => Just(0u128)];
-    let kind = prop_oneof![6 => Just(0u8), 3 => Just(1u8), 2 => Just(2u8), 2 => Just(3u8), 1 => Just(4u8)];
+    let kind =
+        prop_oneof![6 => Just(0u8), 3 => Just(1u8), 2 => Just(2u8), 2 => Just(3u8), 1 => Just(4u8)];
     // Tiny amounts land exactly on limits often; larger ones cross them.
     let amount = prop_oneof![6 => 1u64..600, 6 => 1u64..4, 1 => Just(0u64)];
-    (id, acct.clone(), acct, amount, kind, 1..=TRANSFER_IDS, prop::bool::weighted(0.2), 0u32..4, 0u16..3, 0u8..3)
-        .prop_map(|(id, debit, credit, amount, kind, pending_id, linked, timeout_ms, code, ud)| {
-            let mut t = match kind {
-                0 => NewTransfer::single(id, debit, credit, amount, code),
-                1 => NewTransfer::pending(id, debit, credit, amount, code, timeout_ms),
-                2 => NewTransfer { amount: amount % 300, ..NewTransfer::post(id, pending_id, None) },
-                3 => NewTransfer::void(id, pending_id),
-                _ => NewTransfer {
-                    // Nonsense combinations.
-                    flags: TransferFlags::PENDING | TransferFlags::VOID_PENDING,
-                    pending_id,
-                    timeout_ms,
-                    ..NewTransfer::single(id, debit, credit, amount, code)
-                },
-            };
-            t.user_data = u128::from(ud);
-            if linked {
-                t = t.linked();
-            }
-            t
-        })
+    (
+        id,
+        acct.clone(),
+        acct,
+        amount,
+        kind,
+        1..=TRANSFER_IDS,
+        prop::bool::weighted(0.2),
+        0u32..4,
+        0u16..3,
+        0u8..3,
+    )
+        .prop_map(
+            |(id, debit, credit, amount, kind, pending_id, linked, timeout_ms, code, ud)| {
+                let mut t = match kind {
+                    0 => NewTransfer::single(id, debit, credit, amount, code),
+                    1 => NewTransfer::pending(id, debit, credit, amount, code, timeout_ms),
+                    2 => NewTransfer {
+                        amount: amount % 300,
+                        ..NewTransfer::post(id, pending_id, None)
+                    },
+                    3 => NewTransfer::void(id, pending_id),
+                    _ => NewTransfer {
+                        // Nonsense combinations.
+                        flags: TransferFlags::PENDING | TransferFlags::VOID_PENDING,
+                        pending_id,
+                        timeout_ms,
+                        ..NewTransfer::single(id, debit, credit, amount, code)
+                    },
+                };
+                t.user_data = u128::from(ud);
+                if linked {
+                    t = t.linked();
+                }
+                t
+            },
+        )
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -469,34 +592,80 @@ fn seed(model: &mut Model, ledger: &Ledger, now: u64) {
                 1 => AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS | AccountFlags::HISTORY,
                 _ => AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS,
             };
-            NewAccount { id, currency: VND, code: 1, flags, user_data: 0 }
+            NewAccount {
+                id,
+                currency: VND,
+                code: 1,
+                flags,
+                user_data: 0,
+            }
         })
         .collect();
-    assert_eq!(ledger.create_accounts(accounts.clone()).unwrap(), model.create_accounts(now, &accounts));
+    assert_eq!(
+        ledger.create_accounts(accounts.clone()).unwrap(),
+        model.create_accounts(now, &accounts)
+    );
 }
 
 fn compare_state(model: &Model, l: &Ledger) {
     for (id, m) in &model.accounts {
-        let a = l.lookup_account(*id).unwrap().expect("account exists in the ledger");
+        let a = l
+            .lookup_account(*id)
+            .unwrap()
+            .expect("account exists in the ledger");
         assert_eq!(
-            (a.debits_pending(), a.debits_posted(), a.credits_pending(), a.credits_posted(), a.timestamp()),
+            (
+                a.debits_pending(),
+                a.debits_posted(),
+                a.credits_pending(),
+                a.credits_posted(),
+                a.timestamp()
+            ),
             (m.dp, m.dpo, m.cp, m.cpo, m.ts),
             "account {id}"
         );
     }
     for id in 1..=ACCOUNT_IDS {
-        assert_eq!(l.lookup_account(id).unwrap().is_some(), model.accounts.contains_key(&id));
+        assert_eq!(
+            l.lookup_account(id).unwrap().is_some(),
+            model.accounts.contains_key(&id)
+        );
     }
     for (id, m) in &model.transfers {
-        let t = l.lookup_transfer(*id).unwrap().expect("transfer exists in the ledger");
+        let t = l
+            .lookup_transfer(*id)
+            .unwrap()
+            .expect("transfer exists in the ledger");
         assert_eq!(
-            (t.debit_account_id(), t.credit_account_id(), t.amount(), t.amount_posted(), t.timestamp(), t.status(), t.user_data(), t.code()),
-            (m.debit, m.credit, m.amount, m.amount_posted, m.ts, m.status, m.user_data, m.code),
+            (
+                t.debit_account_id(),
+                t.credit_account_id(),
+                t.amount(),
+                t.amount_posted(),
+                t.timestamp(),
+                t.status(),
+                t.user_data(),
+                t.code()
+            ),
+            (
+                m.debit,
+                m.credit,
+                m.amount,
+                m.amount_posted,
+                m.ts,
+                m.status,
+                m.user_data,
+                m.code
+            ),
             "transfer {id}"
         );
     }
     for id in 1..=TRANSFER_IDS {
-        assert_eq!(l.lookup_transfer(id).unwrap().is_some(), model.transfers.contains_key(&id), "transfer {id}");
+        assert_eq!(
+            l.lookup_transfer(id).unwrap().is_some(),
+            model.transfers.contains_key(&id),
+            "transfer {id}"
+        );
     }
     assert_clean(l);
 }

@@ -20,20 +20,39 @@ pub fn open_at(dir: &Path, clock: Arc<ManualClock>) -> Open {
 
 pub fn open_with(config: Config, clock: Arc<ManualClock>) -> Open {
     let (ledger, report) = Ledger::open(config, clock.clone()).expect("ledger opens");
-    Open { ledger, clock, report }
+    Open {
+        ledger,
+        clock,
+        report,
+    }
 }
 
 pub fn account(id: u128, flags: AccountFlags) -> NewAccount {
-    NewAccount { id, currency: VND, code: 1, flags, user_data: 0 }
+    NewAccount {
+        id,
+        currency: VND,
+        code: 1,
+        flags,
+        user_data: 0,
+    }
 }
 
 /// Every account's balances, sorted by id.
 pub fn balances(l: &Ledger, ids: impl IntoIterator<Item = u128>) -> Vec<(u128, Option<Balances>)> {
-    ids.into_iter().map(|id| (id, l.lookup_account(id).unwrap().map(|a| a.balances()))).collect()
+    ids.into_iter()
+        .map(|id| (id, l.lookup_account(id).unwrap().map(|a| a.balances())))
+        .collect()
 }
 
 pub fn assert_clean(l: &Ledger) {
     let report = l.check().expect("check runs");
-    assert!(report.violations.is_empty(), "invariants broken: {:?}", report.violations);
-    assert!(report.index_compared, "no concurrent writes, so the index was compared");
+    assert!(
+        report.violations.is_empty(),
+        "invariants broken: {:?}",
+        report.violations
+    );
+    assert!(
+        report.index_compared,
+        "no concurrent writes, so the index was compared"
+    );
 }
