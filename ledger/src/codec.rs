@@ -156,7 +156,7 @@ pub(crate) fn get_account(d: &mut Dec) -> Result<Account, Malformed> {
     })
 }
 
-fn status_code(s: TransferStatus) -> u8 {
+pub(crate) fn status_code(s: TransferStatus) -> u8 {
     match s {
         TransferStatus::Pending => 1,
         TransferStatus::Posted => 2,
@@ -193,13 +193,17 @@ pub(crate) fn get_transfer(d: &mut Dec) -> Result<Transfer, Malformed> {
         timeout_ms: d.u32()?,
         code: d.u16()?,
         flags: transfer_flags(d.u16()?)?,
-        status: match d.u8()? {
-            1 => TransferStatus::Pending,
-            2 => TransferStatus::Posted,
-            3 => TransferStatus::Voided,
-            4 => TransferStatus::Expired,
-            _ => return Err(Malformed("unknown transfer status")),
-        },
+        status: status_from_code(d.u8()?)?,
+    })
+}
+
+pub(crate) fn status_from_code(code: u8) -> Result<TransferStatus, Malformed> {
+    Ok(match code {
+        1 => TransferStatus::Pending,
+        2 => TransferStatus::Posted,
+        3 => TransferStatus::Voided,
+        4 => TransferStatus::Expired,
+        _ => return Err(Malformed("unknown transfer status")),
     })
 }
 

@@ -15,14 +15,14 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::checkpoint;
 use crate::clock::Clock;
 use crate::error::{StorageError, SubmitError};
-use crate::index::{Index, Page};
+use crate::index::{Index, Page, Scratch};
 use crate::journal::{self, Dropped};
 use crate::reject::{AccountReject, TransferReject};
 use crate::state::{Effects, Outcome, Request, State};
@@ -43,6 +43,9 @@ pub struct Config {
     pub record_events_max: usize,
     /// Committed records the indexer may lag behind before the writer waits.
     pub index_lag_records_max: usize,
+    /// Committed events the indexer may lag behind before the writer waits
+    /// (bounds the memory held for indexing: about 200 bytes an event).
+    pub index_lag_events_max: u64,
     /// Journal bytes between checkpoints.
     pub checkpoint_interval_bytes: u64,
     /// Checkpoints kept; the journal keeps every record after the oldest.
@@ -62,6 +65,7 @@ impl Config {
             request_events_max: 8190,
             record_events_max: 16 * 1024,
             index_lag_records_max: 4096,
+            index_lag_events_max: 1 << 20,
             checkpoint_interval_bytes: 256 << 20,
             checkpoints_retained: 2,
             accounts_max: 4 << 20,
@@ -188,6 +192,9 @@ enum Msg {
 
 struct Shared {
     index: Index,
+    /// Every account as of `indexed_seq`, kept by the indexer from the
+    /// records' effects; account queries read it.
+    accounts: RwLock<HashMap<u128, Account>>,
     /// The last record that is durable (fsync'd).
     durable_seq: AtomicU64,
     /// The last record written to sled; queries wait for it.
@@ -197,6 +204,8 @@ struct Shared {
     stopped: Mutex<Option<String>>,
     /// The oldest checkpoint kept: the journal needs nothing before it.
     oldest_checkpoint_seq: AtomicU64,
+    /// Events committed but not yet indexed.
+    lag_events: AtomicU64,
 }
 
 impl Shared {
@@ -259,11 +268,13 @@ impl Ledger {
             .map_or(0, |(s, _)| *s);
         let shared = Arc::new(Shared {
             index,
+            accounts: RwLock::new(state.accounts().map(|a| (a.id, *a)).collect()),
             durable_seq: AtomicU64::new(state.seq()),
             indexed_seq: Mutex::new(state.seq()),
             indexed_changed: Condvar::new(),
             stopped: Mutex::new(None),
             oldest_checkpoint_seq: AtomicU64::new(oldest_checkpoint),
+            lag_events: AtomicU64::new(0),
         });
         let (tx, rx) = mpsc::sync_channel(config.queue_requests_max);
         let (fx_tx, fx_rx) = mpsc::sync_channel::<Effects>(config.index_lag_records_max);
@@ -271,7 +282,6 @@ impl Ledger {
         let mirror = Mirror {
             seq: state.seq(),
             last_timestamp: state.last_timestamp(),
-            accounts: state.accounts().map(|a| (a.id, *a)).collect(),
             pendings: state.pendings().map(|t| (t.id, *t)).collect(),
             bytes_since_checkpoint: 0,
         };
@@ -285,6 +295,7 @@ impl Ledger {
             clock,
             observer,
             record_events_max: config.record_events_max,
+            index_lag_events_max: config.index_lag_events_max,
             removed_through: 0,
             requests: Vec::new(),
             replies: Vec::new(),
@@ -438,12 +449,18 @@ impl Ledger {
 
     pub fn lookup_account(&self, id: u128) -> Result<Option<Account>, StorageError> {
         self.caught_up()?;
-        self.shared.index.account(id)
+        Ok(self
+            .shared
+            .accounts
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .copied())
     }
 
     pub fn lookup_transfer(&self, id: u128) -> Result<Option<Transfer>, StorageError> {
         self.caught_up()?;
-        Ok(self.shared.index.transfer_at(id)?.map(|(_, t)| t))
+        self.shared.index.transfer_before(id, u64::MAX)
     }
 
     /// An account's transfers (as debit or credit side) in time order.
@@ -485,26 +502,30 @@ impl Ledger {
         let mut report = check_view(&view);
         self.caught_up()?;
         if self.shared.durable_seq.load(Ordering::Acquire) == view.seq {
+            // The indexer keeps its accounts from the records' effects, the
+            // writer from applying their requests: they must agree.
             report.index_compared = true;
-            let mut indexed = 0usize;
-            for a in self.shared.index.accounts() {
-                let a = a?;
-                indexed += 1;
-                match view.accounts.binary_search_by_key(&a.id, |v| v.id) {
-                    Ok(i) if view.accounts[i] == a => {}
-                    Ok(_) => report.violations.push(format!(
+            let indexed = self
+                .shared
+                .accounts
+                .read()
+                .unwrap_or_else(|e| e.into_inner());
+            for a in &view.accounts {
+                match indexed.get(&a.id) {
+                    Some(i) if i == a => {}
+                    Some(_) => report.violations.push(format!(
                         "account {}: index differs from the journal's state",
                         a.id
                     )),
-                    Err(_) => report.violations.push(format!(
-                        "account {}: in the index, not in the journal's state",
-                        a.id
-                    )),
+                    None => report
+                        .violations
+                        .push(format!("account {}: missing from the index", a.id)),
                 }
             }
-            if indexed != view.accounts.len() {
+            if indexed.len() != view.accounts.len() {
                 report.violations.push(format!(
-                    "index holds {indexed} accounts, the journal's state {}",
+                    "index holds {} accounts, the journal's state {}",
+                    indexed.len(),
                     view.accounts.len()
                 ));
             }
@@ -703,11 +724,14 @@ fn recover(
         None => Index::open(index_dir, config.index_cache_bytes)?,
     };
     let (base_seq, base_checkpoint, base_path) = bases.swap_remove(base_at);
+    let mut scratch = Scratch::default();
     let (state, base) = match base_checkpoint {
         None => (State::new(config.accounts_max), Base::Genesis),
         Some(c) => {
             if rebuild.is_some() {
-                index.write_accounts(c.accounts.iter())?;
+                for p in &c.pendings {
+                    index.write_restored(p, base_seq, &mut scratch)?;
+                }
             }
             let s = State::restore(
                 config.accounts_max,
@@ -728,18 +752,18 @@ fn recover(
     let mut state = state;
     let mut fx = Effects::default();
     let mut outcomes = Vec::new();
-    let mut buf = Vec::new();
     let mut replayed = 0;
     journal::replay(&scan.segments, base_seq, |seq, now, requests, _| {
         outcomes.clear();
         state.apply_record(seq, now, &requests, &index, &mut fx, &mut outcomes)?;
-        index.write(&fx, &mut buf)?;
+        index.write(&fx, &mut scratch)?;
         state.indexed(&fx);
         replayed += 1;
         Ok(())
     })?;
     assert_eq!(state.seq(), end, "replay reached the journal's end");
     if replayed > 0 || rebuild.is_some() {
+        index.write_accounts(state.accounts())?;
         index.flush()?;
     }
     if rebuild.is_none() && replayed == 0 {
@@ -772,6 +796,7 @@ struct WriterThread {
     clock: Arc<dyn Clock>,
     observer: Option<Arc<dyn Observer>>,
     record_events_max: usize,
+    index_lag_events_max: u64,
     /// Journal segments are removed through this record already.
     removed_through: u64,
     /// The record being gathered: requests, their callers, and the events
@@ -870,6 +895,27 @@ impl WriterThread {
         }
     }
 
+    /// Backpressure: wait while the indexer lags too far behind.
+    fn wait_for_indexer(&self) -> Result<(), StorageError> {
+        let mut indexed = self
+            .shared
+            .indexed_seq
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        while self.shared.lag_events.load(Ordering::Acquire) > self.index_lag_events_max {
+            if let Some(e) = self.shared.stopped() {
+                return Err(e);
+            }
+            indexed = self
+                .shared
+                .indexed_changed
+                .wait_timeout(indexed, Duration::from_millis(50))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        Ok(())
+    }
+
     /// Commit one record if there are requests or due expiries.
     fn commit(&mut self) -> Result<(), StorageError> {
         let now = self.clock.now_ns();
@@ -877,6 +923,7 @@ impl WriterThread {
         if self.requests.is_empty() && !expiring {
             return Ok(());
         }
+        self.wait_for_indexer()?;
         let started = Instant::now();
         let seq = self.state.seq() + 1;
         let mut fx = self.pool.pop().unwrap_or_default();
@@ -907,6 +954,10 @@ impl WriterThread {
             });
         }
         fx.journal_bytes = self.buf.len() as u64;
+        fx.events = self.events as u64 + fx.transfers.len() as u64;
+        self.shared
+            .lag_events
+            .fetch_add(fx.events, Ordering::AcqRel);
         if self.fx_tx.send(fx).is_err() {
             return Err(self
                 .shared
@@ -941,7 +992,6 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
 struct Mirror {
     seq: u64,
     last_timestamp: u64,
-    accounts: HashMap<u128, Account>,
     pendings: HashMap<u128, Transfer>,
     bytes_since_checkpoint: u64,
 }
@@ -958,16 +1008,23 @@ struct IndexerThread {
 
 impl IndexerThread {
     fn run(mut self) {
-        let mut buf = Vec::new();
+        let mut scratch = Scratch::default();
         while let Ok(fx) = self.rx.recv() {
-            if let Err(e) = self.shared.index.write(&fx, &mut buf) {
+            if let Err(e) = self.shared.index.write(&fx, &mut scratch) {
                 self.shared.stop(&e);
                 return;
             }
             self.mirror.seq = fx.seq;
             self.mirror.last_timestamp = fx.last_timestamp;
-            for a in &fx.accounts {
-                self.mirror.accounts.insert(a.id, *a);
+            if !fx.accounts.is_empty() {
+                let mut accounts = self
+                    .shared
+                    .accounts
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner());
+                for a in &fx.accounts {
+                    accounts.insert(a.id, *a);
+                }
             }
             for (t, _) in &fx.transfers {
                 if t.status == TransferStatus::Pending {
@@ -982,7 +1039,11 @@ impl IndexerThread {
                 .indexed_seq
                 .lock()
                 .unwrap_or_else(|e| e.into_inner()) = fx.seq;
+            self.shared
+                .lag_events
+                .fetch_sub(fx.events, Ordering::AcqRel);
             self.shared.indexed_changed.notify_all();
+
             if self.mirror.bytes_since_checkpoint >= self.checkpoint_interval_bytes
                 && let Err(e) = self.checkpoint()
             {
@@ -1005,14 +1066,21 @@ impl IndexerThread {
     fn checkpoint(&mut self) -> Result<(), StorageError> {
         // The index must hold everything up to the checkpoint before the
         // checkpoint lets the journal before it go.
+        let accounts = self
+            .shared
+            .accounts
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        self.shared.index.write_accounts(accounts.values())?;
         self.shared.index.flush()?;
         checkpoint::write(
             &self.checkpoint_dir,
             self.mirror.seq,
             self.mirror.last_timestamp,
-            self.mirror.accounts.values(),
+            accounts.values(),
             self.mirror.pendings.values(),
         )?;
+        drop(accounts);
         self.mirror.bytes_since_checkpoint = 0;
         let all = checkpoint::list(&self.checkpoint_dir)?;
         let excess = all.len().saturating_sub(self.checkpoints_retained);

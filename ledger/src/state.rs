@@ -12,16 +12,16 @@ use crate::error::StorageError;
 use crate::reject::{AccountReject, TransferReject};
 use crate::types::*;
 
+/// An id that has left memory for the index: a transfer, or a failed event.
+pub(crate) enum ColdEntry {
+    Transfer(Transfer),
+    Failed(NewTransfer, TransferReject),
+}
+
 /// Transfers and failed ids that have left memory for the index.
 pub(crate) trait Cold {
-    /// The transfer `id` as indexed by a record before `seq_before`.
-    fn transfer(&self, id: u128, seq_before: u64) -> Result<Option<Transfer>, StorageError>;
-    /// The failed event `id` as indexed by a record before `seq_before`.
-    fn failed(
-        &self,
-        id: u128,
-        seq_before: u64,
-    ) -> Result<Option<(NewTransfer, TransferReject)>, StorageError>;
+    /// What record before `seq_before` left under `id` (one index read).
+    fn lookup(&self, id: u128, seq_before: u64) -> Result<Option<ColdEntry>, StorageError>;
 }
 
 /// One request of a record: what one caller submitted.
@@ -55,6 +55,8 @@ pub(crate) struct Effects {
     pub last_timestamp: u64,
     /// Size of the record in the journal (drives checkpoint spacing).
     pub journal_bytes: u64,
+    /// Events and effects it holds (drives indexing backpressure).
+    pub events: u64,
     /// Final values of every account created or changed by the record.
     pub accounts: Vec<Account>,
     /// Transfers created (`true`) or whose status changed (`false`).
@@ -506,7 +508,10 @@ impl State {
     ) -> Result<Option<Transfer>, StorageError> {
         match self.hot.get(&id) {
             Some(h) => Ok(Some(h.transfer)),
-            None => cold.transfer(id, seq),
+            None => Ok(match cold.lookup(id, seq)? {
+                Some(ColdEntry::Transfer(t)) => Some(t),
+                Some(ColdEntry::Failed(..)) | None => None,
+            }),
         }
     }
 
@@ -523,14 +528,18 @@ impl State {
         if t.id == u128::MAX {
             return Ok(Some(Applied::InvalidId(TransferReject::IdMustNotBeIntMax)));
         }
-        if let Some(e) = self.lookup_transfer(t.id, seq, cold)? {
-            return Ok(Some(Applied::Retry(compare_existing(t, &e))));
+        if let Some(h) = self.hot.get(&t.id) {
+            return Ok(Some(Applied::Retry(compare_existing(t, &h.transfer))));
         }
-        let failed = match self.failed_hot.get(&t.id) {
-            Some(f) => Some((f.event, f.reject)),
-            None => cold.failed(t.id, seq)?,
-        };
-        Ok(failed.map(|(event, reject)| Applied::Retry(compare_failed(t, &event, reject))))
+        if let Some(f) = self.failed_hot.get(&t.id) {
+            return Ok(Some(Applied::Retry(compare_failed(t, &f.event, f.reject))));
+        }
+        Ok(cold.lookup(t.id, seq)?.map(|entry| {
+            Applied::Retry(match entry {
+                ColdEntry::Transfer(e) => compare_existing(t, &e),
+                ColdEntry::Failed(event, reject) => compare_failed(t, &event, reject),
+            })
+        }))
     }
 
     fn create_transfer(

@@ -692,7 +692,16 @@ proptest! {
                     let want = model.create_transfers(now, &t);
                     prop_assert_eq!(got, want, "batch {:?}", t);
                 }
-                Step::Advance(ms) => clock.advance_ms(ms),
+                Step::Advance(ms) => {
+                    // The writer may expire due transfers on its own at any
+                    // moment after the clock passes their timeout (its timer,
+                    // a close). Expire both sides now, so both consume the
+                    // same timestamps at the same `now`.
+                    clock.advance_ms(ms);
+                    open.ledger.tick().unwrap();
+                    model.expire(clock.now_ns());
+                }
+
                 Step::Reopen => {
                     open.ledger.close().unwrap();
                     open = open_at(dir.path(), clock.clone());
