@@ -43,8 +43,9 @@ pub struct Config {
     pub record_events_max: usize,
     /// Committed records the indexer may lag behind before the writer waits.
     pub index_lag_records_max: usize,
-    /// Committed events the indexer may lag behind before the writer waits
-    /// (bounds the memory held for indexing: about 200 bytes an event).
+    /// Effects (transfers, failures, account values, history points) the
+    /// indexer may lag behind before the writer waits: bounds the memory
+    /// held for indexing, about 150 bytes each.
     pub index_lag_events_max: u64,
     /// Journal bytes between checkpoints.
     pub checkpoint_interval_bytes: u64,
@@ -65,7 +66,8 @@ impl Config {
             request_events_max: 8190,
             record_events_max: 16 * 1024,
             index_lag_records_max: 4096,
-            index_lag_events_max: 1 << 20,
+            index_lag_events_max: 2 << 20,
+
             checkpoint_interval_bytes: 256 << 20,
             checkpoints_retained: 2,
             accounts_max: 4 << 20,
@@ -954,7 +956,8 @@ impl WriterThread {
             });
         }
         fx.journal_bytes = self.buf.len() as u64;
-        fx.events = self.events as u64 + fx.transfers.len() as u64;
+        fx.events =
+            (fx.transfers.len() + fx.failed.len() + fx.accounts.len() + fx.history.len()) as u64;
         self.shared
             .lag_events
             .fetch_add(fx.events, Ordering::AcqRel);

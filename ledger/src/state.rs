@@ -55,8 +55,9 @@ pub(crate) struct Effects {
     pub last_timestamp: u64,
     /// Size of the record in the journal (drives checkpoint spacing).
     pub journal_bytes: u64,
-    /// Events and effects it holds (drives indexing backpressure).
+    /// Effects it holds (drives indexing backpressure).
     pub events: u64,
+
     /// Final values of every account created or changed by the record.
     pub accounts: Vec<Account>,
     /// Transfers created (`true`) or whose status changed (`false`).
