@@ -1,10 +1,13 @@
 //! `pos-agent`: the teller's and merchant's command line.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
 
+mod client;
 mod qr_cmd;
+mod teller;
 
 #[derive(Parser)]
 #[command(
@@ -13,6 +16,12 @@ mod qr_cmd;
     about = "Teller and merchant command line for the payment switch"
 )]
 struct Cli {
+    /// Client profile written by the switch (data/profiles/<terminal>.toml).
+    #[arg(long, env = "POS_AGENT_PROFILE", global = true)]
+    profile: Option<PathBuf>,
+    /// One JSON object per command instead of readable text.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -22,18 +31,54 @@ enum Command {
     /// Decode, generate and display VietQR codes.
     #[command(subcommand)]
     Qr(qr_cmd::QrCommand),
+    #[command(flatten)]
+    Teller(teller::TellerCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Qr(c) => qr_cmd::run(c),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("pos-agent: {message}");
-            ExitCode::FAILURE
+    match cli.command {
+        Command::Qr(c) => match qr_cmd::run(c, cli.json) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("pos-agent: {message}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Teller(c) => {
+            let Some(profile) = cli.profile else {
+                eprintln!("pos-agent: --profile FILE is needed to talk to the switch");
+                return ExitCode::from(2);
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            match runtime.block_on(teller::run(&profile, c, cli.json)) {
+                Ok(out) => {
+                    if cli.json {
+                        println!("{out}")
+                    } else {
+                        print!("{out}")
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(f) => {
+                    if cli.json {
+                        let mut error = serde_json::json!({"code": f.code, "message": f.message});
+                        if let Some(id) = f.transaction_id {
+                            error["transaction_id"] = id.into();
+                        }
+                        if let Some(s) = f.status {
+                            error["status"] = s.into();
+                        }
+                        println!("{}", serde_json::json!({ "error": error }));
+                    } else {
+                        eprintln!("pos-agent: {}: {}", f.code, f.message);
+                    }
+                    ExitCode::FAILURE
+                }
+            }
         }
     }
 }

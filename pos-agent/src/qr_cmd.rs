@@ -9,13 +9,9 @@ use qrcode::QrCode;
 #[derive(Subcommand)]
 pub enum QrCommand {
     /// Check a payload and print its fields; exits 0 only for a valid VietQR.
-    Decode {
-        payload: String,
-        /// One JSON object: bin, account, service_code, amount, currency,
-        /// country, initiation, purpose, bill_number.
-        #[arg(long)]
-        json: bool,
-    },
+    /// With --json: one object with bin, account, service_code, amount,
+    /// currency, country, initiation, purpose, bill_number.
+    Decode { payload: String },
     /// Generate a VietQR payload (static without --amount, dynamic with it).
     Encode {
         #[arg(long)]
@@ -54,9 +50,9 @@ pub enum ServiceArg {
     Qrpush,
 }
 
-pub fn run(command: QrCommand) -> Result<(), String> {
+pub fn run(command: QrCommand, json: bool) -> Result<(), String> {
     match command {
-        QrCommand::Decode { payload, json } => decode(&payload, json),
+        QrCommand::Decode { payload } => decode(&payload, json),
         QrCommand::Encode {
             bin,
             account,

@@ -1,0 +1,115 @@
+//! Profiles and signed calls to the switch.
+
+use std::path::Path;
+use std::time::Duration;
+
+use proto::auth::Credentials;
+use serde::Deserialize;
+use tonic::transport::{Channel, Endpoint};
+
+/// A client profile as the switch writes it (`data/profiles/<id>.toml`).
+#[derive(Debug, Deserialize)]
+pub struct Profile {
+    pub role: String,
+    pub id: String,
+    /// The switch's address, e.g. `http://127.0.0.1:50051`.
+    pub switch: String,
+    secret: String,
+}
+
+impl Profile {
+    pub fn load(path: &Path) -> Result<Profile, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    pub fn credentials(&self) -> Result<Credentials, String> {
+        Credentials::from_hex(&self.id, &self.secret)
+            .ok_or_else(|| "the profile's secret is not hex".to_string())
+    }
+
+    pub async fn connect(&self) -> Result<Channel, String> {
+        Endpoint::from_shared(self.switch.clone())
+            .map_err(|e| format!("bad switch address {}: {e}", self.switch))?
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(60))
+            .connect()
+            .await
+            .map_err(|e| format!("cannot reach the switch at {}: {e}", self.switch))
+    }
+}
+
+/// An error as `--json` prints it.
+pub struct Failure {
+    pub code: String,
+    pub message: String,
+    pub transaction_id: Option<String>,
+    pub status: Option<String>,
+}
+
+impl From<tonic::Status> for Failure {
+    fn from(s: tonic::Status) -> Failure {
+        let md = |k: &str| {
+            s.metadata()
+                .get(k)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let code = md("x-error-code").unwrap_or_else(|| grpc_code_name(s.code()).to_string());
+        let message = s
+            .message()
+            .strip_prefix(&format!("{code}: "))
+            .unwrap_or(s.message())
+            .to_string();
+        Failure {
+            code,
+            message,
+            transaction_id: md("x-transaction-id"),
+            status: md("x-transaction-status"),
+        }
+    }
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Failure {
+        Failure {
+            code: "client".into(),
+            message,
+            transaction_id: None,
+            status: None,
+        }
+    }
+}
+
+fn grpc_code_name(c: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match c {
+        Ok => "ok",
+        Cancelled => "cancelled",
+        Unknown => "unknown",
+        InvalidArgument => "invalid_argument",
+        DeadlineExceeded => "deadline_exceeded",
+        NotFound => "not_found",
+        AlreadyExists => "already_exists",
+        PermissionDenied => "permission_denied",
+        ResourceExhausted => "resource_exhausted",
+        FailedPrecondition => "failed_precondition",
+        Aborted => "aborted",
+        OutOfRange => "out_of_range",
+        Unimplemented => "unimplemented",
+        Internal => "internal",
+        Unavailable => "unavailable",
+        DataLoss => "data_loss",
+        Unauthenticated => "unauthenticated",
+    }
+}
+
+/// Whether a call may be sent again unchanged (the switch never saw it, or
+/// the answer was lost): transport failures and `UNAVAILABLE` without a
+/// business error code.
+pub fn retryable(s: &tonic::Status) -> bool {
+    matches!(
+        s.code(),
+        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Unknown
+    ) && s.metadata().get("x-error-code").is_none()
+}

@@ -1,0 +1,206 @@
+//! Teller commands: name inquiry, cash-in, transactions.
+
+use std::path::Path;
+use std::time::Duration;
+
+use clap::Subcommand;
+use proto::v1 as pb;
+use proto::v1::teller_client::TellerClient;
+use serde_json::{Value, json};
+
+use crate::client::{Failure, Profile, retryable};
+
+#[derive(Subcommand)]
+pub enum TellerCommand {
+    /// The account holder's name, before any money moves.
+    NameInquiry {
+        #[arg(long)]
+        bank: String,
+        #[arg(long)]
+        account: String,
+    },
+    /// Credit a customer's bank account against cash at the counter.
+    CashIn {
+        #[arg(long)]
+        bank: String,
+        #[arg(long)]
+        account: String,
+        /// Whole đồng.
+        #[arg(long)]
+        amount: u64,
+        /// Reuse to retry a request whose answer was lost (default: new).
+        #[arg(long)]
+        request_id: Option<String>,
+    },
+    /// Transactions of this terminal.
+    #[command(subcommand)]
+    Tx(TxCommand),
+}
+
+#[derive(Subcommand)]
+pub enum TxCommand {
+    /// One transaction and its receipt.
+    Show { id: String },
+    /// This terminal's transactions, newest first.
+    List {
+        #[arg(long, default_value_t = 20)]
+        page_size: u32,
+        #[arg(long, default_value = "")]
+        page_token: String,
+    },
+}
+
+fn status_name(s: i32) -> &'static str {
+    match pb::TxStatus::try_from(s) {
+        Ok(pb::TxStatus::Completed) => "completed",
+        Ok(pb::TxStatus::Pending) => "pending",
+        Ok(pb::TxStatus::Failed) => "failed",
+        Ok(pb::TxStatus::Reversed) => "reversed",
+        _ => "unknown",
+    }
+}
+
+fn kind_name(k: i32) -> &'static str {
+    match pb::TxKind::try_from(k) {
+        Ok(pb::TxKind::CashIn) => "cash_in",
+        Ok(pb::TxKind::CashOut) => "cash_out",
+        _ => "unknown",
+    }
+}
+
+pub fn tx_json(t: &pb::Transaction) -> Value {
+    let mut v = json!({
+        "transaction_id": t.transaction_id,
+        "status": status_name(t.status),
+        "kind": kind_name(t.kind),
+        "amount": t.amount,
+        "fee": t.fee,
+        "bank_bin": t.bank_bin,
+        "bank_name": t.bank_name,
+        "account_masked": t.account_masked,
+        "terminal_id": t.terminal_id,
+        "client_request_id": t.client_request_id,
+        "created_at_ms": t.created_at_ms,
+    });
+    if !t.error_code.is_empty() {
+        v["error_code"] = t.error_code.clone().into();
+        v["error_message"] = t.error_message.clone().into();
+    }
+    if !t.bank_reference.is_empty() {
+        v["bank_reference"] = t.bank_reference.clone().into();
+    }
+    v
+}
+
+fn new_request_id() -> String {
+    format!("pos-{}", proto::auth::nonce())
+}
+
+/// Run a teller command; `Ok` holds what to print.
+pub async fn run(profile: &Path, command: TellerCommand, json: bool) -> Result<String, Failure> {
+    let profile = Profile::load(profile)?;
+    if profile.role != "teller" {
+        return Err(Failure::from(format!(
+            "this is a {} profile; teller commands need a teller's",
+            profile.role
+        )));
+    }
+    let credentials = profile.credentials()?;
+
+    let mut client = TellerClient::new(profile.connect().await?);
+    // Retries re-sign (fresh timestamp and nonce) and keep the request id.
+    macro_rules! call {
+        ($method:ident, $path:literal, $msg:expr) => {{
+            let mut attempt = 0;
+            loop {
+                match client.$method(credentials.sign($path, $msg.clone())).await {
+                    Ok(r) => break Ok::<_, Failure>(r.into_inner()),
+                    Err(s) if retryable(&s) && attempt < 3 => {
+                        attempt += 1;
+                        tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                    }
+                    Err(s) => break Err(Failure::from(s)),
+                }
+            }
+        }};
+    }
+    match command {
+        TellerCommand::NameInquiry { bank, account } => {
+            let msg = pb::NameInquiryRequest {
+                bank_bin: bank,
+                account,
+            };
+            let r = call!(name_inquiry, "/switch.v1.Teller/NameInquiry", msg)?;
+            Ok(if json {
+                json!({"bank_bin": r.bank_bin, "bank_name": r.bank_name, "account_masked": r.account_masked, "account_name": r.account_name}).to_string()
+            } else {
+                format!(
+                    "{} {} ({})\n{}\n",
+                    r.bank_name, r.account_masked, r.bank_bin, r.account_name
+                )
+            })
+        }
+        TellerCommand::CashIn {
+            bank,
+            account,
+            amount,
+            request_id,
+        } => {
+            let msg = pb::CashInRequest {
+                client_request_id: request_id.unwrap_or_else(new_request_id),
+                bank_bin: bank,
+                account,
+                amount,
+            };
+            let r = call!(cash_in, "/switch.v1.Teller/CashIn", msg)?;
+            Ok(render(&r, json))
+        }
+        TellerCommand::Tx(TxCommand::Show { id }) => {
+            let msg = pb::GetTransactionRequest { transaction_id: id };
+            let r = call!(get_transaction, "/switch.v1.Teller/GetTransaction", msg)?;
+            Ok(render(&r, json))
+        }
+        TellerCommand::Tx(TxCommand::List {
+            page_size,
+            page_token,
+        }) => {
+            let msg = pb::ListTransactionsRequest {
+                page_size,
+                page_token,
+            };
+            let r = call!(list_transactions, "/switch.v1.Teller/ListTransactions", msg)?;
+
+            Ok(if json {
+                json!({"transactions": r.transactions.iter().map(tx_json).collect::<Vec<_>>(), "next_page_token": r.next_page_token}).to_string()
+            } else {
+                let mut out = String::new();
+                for t in &r.transactions {
+                    out.push_str(&format!(
+                        "{}  {:<9} {:<8} {:>12} VND  {} {}\n",
+                        t.transaction_id,
+                        status_name(t.status),
+                        kind_name(t.kind),
+                        t.amount,
+                        t.bank_name,
+                        t.account_masked
+                    ));
+                }
+                if !r.next_page_token.is_empty() {
+                    out.push_str(&format!("more: --page-token {}\n", r.next_page_token));
+                }
+                out
+            })
+        }
+    }
+}
+
+fn render(r: &pb::TransactionResponse, json: bool) -> String {
+    match (&r.transaction, json) {
+        (Some(t), true) => {
+            let mut v = tx_json(t);
+            v["receipt"] = r.receipt.clone().into();
+            v.to_string()
+        }
+        _ => r.receipt.clone(),
+    }
+}

@@ -1,0 +1,15 @@
+//! The switch's gRPC API, package `switch.v1`. Generated from the `.proto`
+//! files in `proto/switch/v1/`; one file per service. Only `switch` (at its
+//! edge), `pos-agent`, `loadtest` and `tests` use these types.
+
+#![allow(clippy::all, missing_docs)]
+
+pub mod auth;
+
+pub mod v1 {
+    tonic::include_proto!("switch.v1");
+}
+
+/// The encoded `FileDescriptorSet`, for gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/switch_v1_descriptor.bin"));

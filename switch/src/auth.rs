@@ -1,0 +1,260 @@
+//! Request signing (docs/PROTOCOL.md). Every call but health and
+//! reflection carries four metadata entries:
+//!
+//! - `x-switch-key-id`: the caller's id (a terminal, an operator);
+//! - `x-switch-timestamp`: milliseconds since the UNIX epoch;
+//! - `x-switch-nonce`: 16 to 64 characters from `[A-Za-z0-9_-]`, never reused;
+//! - `x-switch-signature`: lower-case hex HMAC-SHA256 with the caller's
+//!   secret over the canonical string
+//!   `SWITCH-HMAC-SHA256\n{path}\n{key id}\n{timestamp}\n{nonce}\n{hex SHA-256 of the request message}`,
+//!   where the message is the protobuf bytes of the request (the gRPC frame's
+//!   payload, uncompressed).
+//!
+//! The layer reads the whole (unary) request body, verifies it, refuses a
+//! timestamp further than the allowed skew from the switch's clock or older
+//! than the switch's start (nonces are remembered in memory only), refuses a
+//! nonce seen before, and hands the handlers the caller as a [`Principal`].
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, RwLock};
+use std::task::{Context, Poll};
+
+use http_body_util::BodyExt;
+use ring::hmac;
+use tonic::Status;
+use tonic::body::Body;
+
+use crate::ids::Secret;
+
+pub use proto::auth::{HEADER_KEY_ID, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP, now_ms};
+/// The largest request body the switch reads.
+pub const BODY_BYTES_MAX: usize = 1 << 20;
+/// Nonces remembered at most; past it, expired ones are dropped first and
+/// new requests are refused if none have expired.
+pub const NONCES_MAX: usize = 1 << 20;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Role {
+    Teller { post_office_id: String },
+    Operator,
+}
+
+/// Who is calling, as the signature proved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    pub id: String,
+    pub role: Role,
+}
+
+pub use proto::auth::canonical;
+
+struct Credential {
+    principal: Principal,
+    key: hmac::Key,
+}
+
+/// Credentials and the replay window.
+pub struct Keys {
+    credentials: RwLock<HashMap<String, Arc<Credential>>>,
+    nonces: Mutex<HashMap<String, i64>>,
+    skew_ms: i64,
+    started_ms: i64,
+}
+
+impl Keys {
+    pub fn new(skew_ms: u64) -> Keys {
+        Keys {
+            credentials: RwLock::new(HashMap::new()),
+            nonces: Mutex::new(HashMap::new()),
+            skew_ms: skew_ms as i64,
+            started_ms: now_ms(),
+        }
+    }
+
+    pub fn insert(&self, principal: Principal, secret: &Secret) {
+        let key = hmac::Key::new(hmac::HMAC_SHA256, secret.expose_bytes());
+        let id = principal.id.clone();
+        self.credentials
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, Arc::new(Credential { principal, key }));
+    }
+
+    fn verify(&self, parts: &http::request::Parts, body: &[u8]) -> Result<Principal, Status> {
+        let header = |name: &str| -> Result<&str, Status> {
+            parts
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .ok_or_else(|| Status::unauthenticated(format!("unauthenticated: missing {name}")))
+        };
+        let key_id = header(HEADER_KEY_ID)?;
+        let timestamp = header(HEADER_TIMESTAMP)?;
+        let nonce = header(HEADER_NONCE)?;
+        let signature = header(HEADER_SIGNATURE)?;
+        let timestamp_ms: i64 = timestamp.parse().map_err(|_| {
+            Status::unauthenticated("unauthenticated: timestamp is not milliseconds")
+        })?;
+        if !(16..=64).contains(&nonce.len())
+            || !nonce
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(Status::unauthenticated(
+                "unauthenticated: nonce must be 16 to 64 of [A-Za-z0-9_-]",
+            ));
+        }
+        let credential = self
+            .credentials
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key_id)
+            .cloned()
+            .ok_or_else(|| Status::unauthenticated("unauthenticated: unknown key id"))?;
+        // The message: one uncompressed gRPC frame.
+        let message = match body {
+            [0, l0, l1, l2, l3, rest @ ..]
+                if u32::from_be_bytes([*l0, *l1, *l2, *l3]) as usize == rest.len() =>
+            {
+                rest
+            }
+            [1, ..] => {
+                return Err(Status::unauthenticated(
+                    "unauthenticated: compressed requests are not accepted",
+                ));
+            }
+            _ => {
+                return Err(Status::unauthenticated(
+                    "unauthenticated: the body is not one gRPC message",
+                ));
+            }
+        };
+        let signature = hex::decode(signature)
+            .map_err(|_| Status::unauthenticated("unauthenticated: signature is not hex"))?;
+        let text = canonical(parts.uri.path(), key_id, timestamp_ms, nonce, message);
+        hmac::verify(&credential.key, text.as_bytes(), &signature)
+            .map_err(|_| Status::unauthenticated("unauthenticated: bad signature"))?;
+        let now = now_ms();
+        if (timestamp_ms - now).abs() > self.skew_ms {
+            return Err(Status::unauthenticated(
+                "unauthenticated: stale timestamp (check the terminal's clock)",
+            ));
+        }
+        if timestamp_ms < self.started_ms {
+            return Err(Status::unauthenticated(
+                "unauthenticated: signed before the switch started; sign again",
+            ));
+        }
+        let mut nonces = self.nonces.lock().unwrap_or_else(|e| e.into_inner());
+        if nonces.len() >= NONCES_MAX {
+            let horizon = now - self.skew_ms;
+            nonces.retain(|_, at| *at >= horizon);
+            if nonces.len() >= NONCES_MAX {
+                return Err(Status::resource_exhausted(
+                    "too many requests in the replay window",
+                ));
+            }
+        }
+        let seen = format!("{key_id}\n{nonce}");
+        if nonces.insert(seen, timestamp_ms).is_some() {
+            return Err(Status::unauthenticated("unauthenticated: replayed nonce"));
+        }
+        Ok(credential.principal.clone())
+    }
+}
+
+/// Paths that need no signature.
+fn public(path: &str) -> bool {
+    path.starts_with("/grpc.health.v1.") || path.starts_with("/grpc.reflection.")
+}
+
+#[derive(Clone)]
+pub struct AuthLayer {
+    keys: Arc<Keys>,
+}
+
+impl AuthLayer {
+    pub fn new(keys: Arc<Keys>) -> AuthLayer {
+        AuthLayer { keys }
+    }
+}
+
+impl<S> tower::Layer<S> for AuthLayer {
+    type Service = Auth<S>;
+    fn layer(&self, inner: S) -> Auth<S> {
+        Auth {
+            inner,
+            keys: self.keys.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Auth<S> {
+    inner: S,
+    keys: Arc<Keys>,
+}
+
+impl<S> tower::Service<http::Request<Body>> for Auth<S>
+where
+    S: tower::Service<http::Request<Body>, Response = http::Response<Body>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+        // The ready service goes with this call; a fresh clone stays.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let keys = self.keys.clone();
+        Box::pin(async move {
+            if public(req.uri().path()) {
+                return inner.call(req).await;
+            }
+            let (mut parts, body) = req.into_parts();
+            let bytes = match http_body_util::Limited::new(body, BODY_BYTES_MAX)
+                .collect()
+                .await
+            {
+                Ok(c) => c.to_bytes(),
+                Err(_) => {
+                    return Ok(
+                        Status::invalid_argument("request body unreadable or over 1 MiB")
+                            .into_http(),
+                    );
+                }
+            };
+            match keys.verify(&parts, &bytes) {
+                Ok(principal) => {
+                    parts.extensions.insert(principal);
+                    inner
+                        .call(http::Request::from_parts(
+                            parts,
+                            Body::new(http_body_util::Full::new(bytes)),
+                        ))
+                        .await
+                }
+                Err(status) => {
+                    tracing::warn!(
+                        path = parts.uri.path(),
+                        reason = status.message(),
+                        "request refused by authentication"
+                    );
+                    Ok(status.into_http())
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,83 @@
+//! The bank side: one trait every bank connector implements, routed by
+//! NAPAS BIN. Each call carries the switch's transaction id as its
+//! reference, and banks must treat it as an idempotency key: a repeated
+//! credit with the same reference credits once; a reversal of a reference
+//! they never saw leaves a tombstone so that a late credit is refused.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::ids::TxId;
+
+pub type BankFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, BankError>> + Send + 'a>>;
+
+/// Why a bank call did not succeed. Only `Rejected` and `Unavailable` say
+/// that nothing happened; after `Timeout` the outcome is unknown.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BankError {
+    Rejected {
+        reason: RejectReason,
+        message: String,
+    },
+    Unavailable(String),
+    Timeout,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RejectReason {
+    AccountNotFound,
+    InsufficientFunds,
+    /// The reference was reversed already (a late request).
+    AlreadyReversed,
+    Other,
+}
+
+/// What the bank knows of a reference.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BankTxStatus {
+    Completed { bank_reference: String },
+    Reversed,
+    NotFound,
+}
+
+pub trait BankAdapter: Send + Sync {
+    /// The holder's name as the bank shows it.
+    fn name_inquiry<'a>(&'a self, account: &'a str) -> BankFuture<'a, String>;
+    /// Credit `amount` to `account`; answers the bank's reference.
+    fn credit<'a>(
+        &'a self,
+        reference: TxId,
+        account: &'a str,
+        amount: u64,
+    ) -> BankFuture<'a, String>;
+    /// Undo whatever `reference` did (nothing, if the bank never saw it).
+    fn reverse(&self, reference: TxId) -> BankFuture<'_, ()>;
+    fn status(&self, reference: TxId) -> BankFuture<'_, BankTxStatus>;
+}
+
+/// A bank the switch routes to.
+pub struct Bank {
+    pub bin: String,
+    pub name: String,
+    pub adapter: Arc<dyn BankAdapter>,
+}
+
+/// Banks by BIN.
+#[derive(Default, Clone)]
+pub struct Routes {
+    banks: HashMap<String, Arc<Bank>>,
+}
+
+impl Routes {
+    pub fn add(&mut self, bank: Bank) {
+        self.banks.insert(bank.bin.clone(), Arc::new(bank));
+    }
+    pub fn get(&self, bin: &str) -> Option<&Arc<Bank>> {
+        self.banks.get(bin)
+    }
+    pub fn bins(&self) -> impl Iterator<Item = &str> {
+        self.banks.keys().map(String::as_str)
+    }
+}

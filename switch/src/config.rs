@@ -1,0 +1,132 @@
+//! Everything the switch needs to know, passed explicitly. Defaults are the
+//! embedded demo setup; a TOML file overrides them, and command-line flags
+//! (or their environment variables) override the file.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use rust_decimal::Decimal;
+use serde::Deserialize;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Holds the ledger, the switch's store and the demo profiles.
+    pub data_dir: PathBuf,
+    /// gRPC.
+    pub listen: SocketAddr,
+    /// Prometheus metrics at `/metrics`.
+    pub metrics_listen: SocketAddr,
+    /// How long one bank call may take before its outcome counts as unknown.
+    pub bank_timeout_ms: u64,
+    /// Status inquiries after a timeout before the switch reverses.
+    pub bank_status_attempts: u32,
+    /// How far a request's timestamp may be from the switch's clock.
+    pub signature_skew_ms: u64,
+    pub cash_in: Product,
+    /// What one terminal may move in a day, over all products.
+    pub terminal_daily_max: u64,
+    /// What one customer account may receive or give in a day.
+    pub customer_daily_max: u64,
+    /// The in-process bank simulator.
+    pub sim: SimConfig,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            data_dir: PathBuf::from("data"),
+            listen: "127.0.0.1:50051".parse().expect("literal address"),
+            metrics_listen: "127.0.0.1:9100".parse().expect("literal address"),
+            bank_timeout_ms: 3_000,
+            bank_status_attempts: 3,
+            signature_skew_ms: 300_000,
+            cash_in: Product {
+                amount_min: 10_000,
+                amount_max: 50_000_000,
+                fee: FeeRule {
+                    flat: 0,
+                    percent: Decimal::new(5, 1), // 0.5 %
+                    min: 3_000,
+                    max: 30_000,
+                    commission_percent: Decimal::from(60),
+                },
+            },
+            terminal_daily_max: 2_000_000_000,
+            customer_daily_max: 100_000_000,
+            sim: SimConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+}
+
+/// Limits and fee of one kind of transaction.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Product {
+    pub amount_min: u64,
+    pub amount_max: u64,
+    pub fee: FeeRule,
+}
+
+/// Flat + percentage, clamped to [min, max]; the post office's commission
+/// is a percentage of the fee, rounded down, the rest goes to the switch.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeeRule {
+    pub flat: u64,
+    /// Percent of the amount, written as a string in TOML (`"0.5"`), so
+    /// that it never passes through a float.
+    pub percent: Decimal,
+
+    pub min: u64,
+    pub max: u64,
+    pub commission_percent: Decimal,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimConfig {
+    /// Added to every simulated bank call.
+    pub latency_ms: u64,
+    /// Share of calls that fail as unavailable before doing anything.
+    pub error_rate: f64,
+    /// Share of calls that do their work and then never answer (the switch
+    /// times out and must find the outcome).
+    pub lost_response_rate: f64,
+    pub seed: u64,
+}
+
+impl Default for SimConfig {
+    fn default() -> SimConfig {
+        SimConfig {
+            latency_ms: 0,
+            error_rate: 0.0,
+            lost_response_rate: 0.0,
+            seed: 7,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_overrides_some_fields_and_unknown_keys_are_refused() {
+        let c = Config::from_toml("listen = \"127.0.0.1:6000\"\n[sim]\nlatency_ms = 50\n").unwrap();
+        assert_eq!(c.listen.port(), 6000);
+        assert_eq!(c.sim.latency_ms, 50);
+        assert_eq!(c.bank_timeout_ms, 3_000);
+        assert!(
+            Config::from_toml("listn = \"x\"")
+                .unwrap_err()
+                .contains("unknown field")
+        );
+    }
+}

@@ -1,0 +1,109 @@
+//! The stable catalogue of error codes a client sees, each with its gRPC
+//! status. Codes never change meaning; docs/PROTOCOL.md lists them.
+
+use tonic::{Code, Status};
+
+macro_rules! catalogue {
+    ($($variant:ident => ($code:literal, $grpc:ident),)*) => {
+        /// A business error the switch reports to a client.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum ErrorCode { $($variant,)* }
+
+        impl ErrorCode {
+            /// The stable name, e.g. `insufficient_float`.
+            pub fn as_str(self) -> &'static str {
+                match self { $(ErrorCode::$variant => $code,)* }
+            }
+            pub fn grpc(self) -> Code {
+                match self { $(ErrorCode::$variant => Code::$grpc,)* }
+            }
+            pub fn parse(s: &str) -> Option<ErrorCode> {
+                match s { $($code => Some(ErrorCode::$variant),)* _ => None }
+            }
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)*];
+        }
+    };
+}
+
+catalogue! {
+    InvalidArgument => ("invalid_argument", InvalidArgument),
+    UnknownBank => ("unknown_bank", NotFound),
+    AccountNotFound => ("account_not_found", NotFound),
+    AmountBelowMinimum => ("amount_below_minimum", InvalidArgument),
+    AmountAboveMaximum => ("amount_above_maximum", InvalidArgument),
+    TerminalDailyLimit => ("terminal_daily_limit", FailedPrecondition),
+    CustomerDailyLimit => ("customer_daily_limit", FailedPrecondition),
+    InsufficientFloat => ("insufficient_float", FailedPrecondition),
+    RequestIdReused => ("request_id_reused", AlreadyExists),
+    BankRejected => ("bank_rejected", FailedPrecondition),
+    BankUnavailable => ("bank_unavailable", Unavailable),
+    BankOutcomeUnknown => ("bank_outcome_unknown", Aborted),
+    TransactionNotFound => ("transaction_not_found", NotFound),
+    PermissionDenied => ("permission_denied", PermissionDenied),
+    Unauthenticated => ("unauthenticated", Unauthenticated),
+    Internal => ("internal", Internal),
+}
+
+/// An error with its code and a message fit for a teller's screen (never a
+/// secret, a code or a full account number).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SwitchError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl SwitchError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> SwitchError {
+        SwitchError {
+            code,
+            message: message.into(),
+        }
+    }
+    pub fn invalid(message: impl Into<String>) -> SwitchError {
+        SwitchError::new(ErrorCode::InvalidArgument, message)
+    }
+}
+
+impl std::fmt::Display for SwitchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.message)
+    }
+}
+
+impl std::error::Error for SwitchError {}
+
+/// The gRPC status carries the stable code in the `x-error-code` metadata
+/// and in the message, as `code: message`.
+impl From<SwitchError> for Status {
+    fn from(e: SwitchError) -> Status {
+        let mut s = Status::new(e.code.grpc(), format!("{}: {}", e.code.as_str(), e.message));
+        if let Ok(v) = e.code.as_str().parse() {
+            s.metadata_mut().insert("x-error-code", v);
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_round_trip_and_are_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for c in ErrorCode::ALL {
+            assert!(seen.insert(c.as_str()));
+            assert_eq!(ErrorCode::parse(c.as_str()), Some(*c));
+        }
+        let s = Status::from(SwitchError::new(
+            ErrorCode::InsufficientFloat,
+            "e-float too low",
+        ));
+        assert_eq!(s.code(), Code::FailedPrecondition);
+        assert_eq!(s.message(), "insufficient_float: e-float too low");
+        assert_eq!(
+            s.metadata().get("x-error-code").unwrap(),
+            "insufficient_float"
+        );
+    }
+}

@@ -1,0 +1,679 @@
+//! The counter flows. Each money-moving flow runs in a task of its own (a
+//! client that hangs up cannot stop it halfway) and follows one discipline:
+//!
+//! 1. validate, then record the transaction durably (stage `AtBank`) with
+//!    its idempotency entry, before any money moves;
+//! 2. reserve in the ledger (pending, linked legs with a timeout);
+//! 3. call the bank with a timeout;
+//! 4. post the legs on success; void them on a refusal; on an unknown
+//!    outcome ask the bank for the status, and if it stays unknown queue a
+//!    durable reversal first and then void;
+//! 5. record the final status durably, then answer.
+//!
+//! After a crash, [`Switch::recover`] finishes every transaction left at
+//! `AtBank` the same way.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use ledger::{Ledger, NewTransfer, Receipt, Request, TransferReject, TransferStatus};
+use ring::digest;
+use ring::rand::SystemRandom;
+use tracing::Instrument;
+
+use crate::accounts::{self, Kind, NETWORK, code};
+use crate::auth::{Principal, Role, now_ms};
+use crate::bank::{BankError, BankTxStatus, RejectReason, Routes};
+use crate::config::Config;
+use crate::error::{ErrorCode, SwitchError};
+use crate::fees;
+use crate::ids::{TxId, mask_account};
+use crate::store::{self, FeeParts, ReversalJob, Stage, Status, Store, TxRecord};
+
+/// Everything the flows share.
+pub struct Switch {
+    pub config: Config,
+    pub store: Store,
+    pub ledger: Arc<Ledger>,
+    pub routes: Routes,
+    /// The simulated banks, when banks are simulated in-process (tests and
+    /// the demo inspect customers' balances through them).
+    pub sims: HashMap<String, Arc<crate::sim::SimBank>>,
+    rng: SystemRandom,
+    /// Ledger numbers of post offices and terminals, by id.
+    numbers: RwLock<Numbers>,
+}
+
+#[derive(Default)]
+struct Numbers {
+    post_offices: HashMap<String, u64>,
+    terminals: HashMap<String, u64>,
+}
+
+/// Ledger legs of one transaction: reserve as `leg`, post as `leg + 16`,
+/// void as `leg + 32`.
+const POST: u8 = 16;
+const VOID: u8 = 32;
+
+fn storage(e: impl std::fmt::Display) -> SwitchError {
+    tracing::error!(error = %e, "storage failed");
+    SwitchError::new(
+        ErrorCode::Internal,
+        "the switch could not record the transaction; try again later",
+    )
+}
+
+fn valid_request_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+}
+
+fn valid_bin(bin: &str) -> bool {
+    bin.len() == 6 && bin.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn valid_account(account: &str) -> bool {
+    (6..=19).contains(&account.len()) && account.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// Submit transfers to the ledger without blocking the runtime.
+pub async fn ledger_transfers(
+    ledger: &Ledger,
+    events: Vec<NewTransfer>,
+) -> Result<Vec<Result<Receipt, TransferReject>>, SwitchError> {
+    for attempt in 0..200u32 {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        match ledger.try_submit(Request::Transfers(events.clone()), move |r| {
+            let _ = tx.send(r);
+        }) {
+            Ok(()) => {
+                return match rx.await {
+                    Ok(Ok(ledger::Outcome::Transfers(r))) => Ok(r),
+                    Ok(Ok(ledger::Outcome::Accounts(_))) => {
+                        unreachable!("transfers answer with transfers")
+                    }
+                    Ok(Err(e)) => Err(storage(e)),
+                    Err(_) => Err(storage("ledger writer stopped")),
+                };
+            }
+            Err(ledger::SubmitError::Busy) => {
+                tokio::time::sleep(Duration::from_millis(1 + u64::from(attempt.min(10)))).await
+            }
+            Err(e) => return Err(storage(e)),
+        }
+    }
+    Err(SwitchError::new(
+        ErrorCode::Internal,
+        "the ledger is overloaded; try again",
+    ))
+}
+
+fn fingerprint(parts: &[&str]) -> String {
+    hex::encode(digest::digest(&digest::SHA256, parts.join("\n").as_bytes()).as_ref())
+}
+
+fn day(ms: i64) -> i64 {
+    // Vietnam is UTC+7; limits reset at local midnight.
+    (ms + 7 * 3_600_000) / 86_400_000
+}
+
+/// A transaction after its flow: final, or pending.
+pub type Outcome = Result<TxRecord, SwitchError>;
+
+impl Switch {
+    pub fn new(
+        config: Config,
+        store: Store,
+        ledger: Arc<Ledger>,
+        routes: Routes,
+        sims: HashMap<String, Arc<crate::sim::SimBank>>,
+    ) -> Switch {
+        Switch {
+            config,
+            store,
+            ledger,
+            routes,
+            sims,
+            rng: SystemRandom::new(),
+            numbers: RwLock::new(Numbers::default()),
+        }
+    }
+
+    fn teller_post_office(p: &Principal) -> Result<&str, SwitchError> {
+        match &p.role {
+            Role::Teller { post_office_id } => Ok(post_office_id),
+            _ => Err(SwitchError::new(
+                ErrorCode::PermissionDenied,
+                "only a teller's terminal may do this",
+            )),
+        }
+    }
+
+    pub async fn name_inquiry(
+        &self,
+        p: &Principal,
+        bin: &str,
+        account: &str,
+    ) -> Result<(String, String), SwitchError> {
+        Switch::teller_post_office(p)?;
+        if !valid_bin(bin) {
+            return Err(SwitchError::invalid("bank_bin must be six digits"));
+        }
+        if !valid_account(account) {
+            return Err(SwitchError::invalid(
+                "account must be 6 to 19 letters or digits",
+            ));
+        }
+        let bank = self.routes.get(bin).ok_or_else(|| {
+            SwitchError::new(ErrorCode::UnknownBank, format!("no bank with BIN {bin}"))
+        })?;
+        let timeout = Duration::from_millis(self.config.bank_timeout_ms);
+        match tokio::time::timeout(timeout, bank.adapter.name_inquiry(account)).await {
+            Ok(Ok(name)) => Ok((bank.name.clone(), name)),
+            Ok(Err(BankError::Rejected {
+                reason: RejectReason::AccountNotFound,
+                ..
+            })) => Err(SwitchError::new(
+                ErrorCode::AccountNotFound,
+                format!("{} has no account {}", bank.name, mask_account(account)),
+            )),
+            Ok(Err(BankError::Rejected { message, .. })) => {
+                Err(SwitchError::new(ErrorCode::BankRejected, message))
+            }
+            Ok(Err(BankError::Unavailable(_))) | Ok(Err(BankError::Timeout)) | Err(_) => {
+                Err(SwitchError::new(
+                    ErrorCode::BankUnavailable,
+                    format!("{} did not answer; try again", bank.name),
+                ))
+            }
+        }
+    }
+
+    /// Cash-in: credit a customer's bank account against cash at the counter.
+    pub async fn cash_in(
+        self: &Arc<Self>,
+        p: &Principal,
+        request_id: &str,
+        bin: &str,
+        account: &str,
+        amount: u64,
+    ) -> Outcome {
+        let post_office_id = Switch::teller_post_office(p)?.to_string();
+        if !valid_request_id(request_id) {
+            return Err(SwitchError::invalid(
+                "client_request_id must be 1 to 64 of [A-Za-z0-9._:-]",
+            ));
+        }
+        if !valid_bin(bin) {
+            return Err(SwitchError::invalid("bank_bin must be six digits"));
+        }
+        if !valid_account(account) {
+            return Err(SwitchError::invalid(
+                "account must be 6 to 19 letters or digits",
+            ));
+        }
+        if amount == 0 {
+            return Err(SwitchError::invalid("amount must be more than zero"));
+        }
+        let product = &self.config.cash_in;
+        let fingerprint = fingerprint(&["cash_in", bin, account, &amount.to_string()]);
+        let bank = self.routes.get(bin).ok_or_else(|| {
+            SwitchError::new(ErrorCode::UnknownBank, format!("no bank with BIN {bin}"))
+        })?;
+        if amount < product.amount_min {
+            return Err(SwitchError::new(
+                ErrorCode::AmountBelowMinimum,
+                format!("the least cash-in is {} VND", product.amount_min),
+            ));
+        }
+        if amount > product.amount_max {
+            return Err(SwitchError::new(
+                ErrorCode::AmountAboveMaximum,
+                format!("the most cash-in is {} VND", product.amount_max),
+            ));
+        }
+        let fee = fees::fee(&product.fee, amount);
+        let now = now_ms();
+        let record = TxRecord {
+            id: TxId::random(&self.rng).to_string(),
+            kind: store::Kind::CashIn,
+            status: Status::Pending,
+            stage: Stage::AtBank,
+            terminal_id: p.id.clone(),
+            post_office_id,
+            bank_bin: bin.to_string(),
+            account: account.to_string(),
+            account_name: String::new(),
+            amount,
+            fee: FeeParts::from(fee),
+            client_request_id: request_id.to_string(),
+            fingerprint,
+            created_at_ms: now,
+            updated_at_ms: now,
+            error_code: None,
+            error_message: None,
+            bank_reference: None,
+        };
+        if let Some(existing) = self.store.create_tx(&record).map_err(storage)? {
+            return self.retry(existing, &record.fingerprint);
+        }
+        let me = self.clone();
+        let bank = bank.clone();
+        // The flow goes on even if the client hangs up.
+        let span = tracing::info_span!("cash_in", tx = %record.id, terminal = %record.terminal_id);
+        tokio::spawn(async move { me.run_cash_in(record, bank).instrument(span).await })
+            .await
+            .map_err(|e| storage(format!("cash-in task failed: {e}")))?
+    }
+
+    /// A retry: the original outcome, or a refusal if the content differs.
+    fn retry(&self, existing: TxRecord, fingerprint: &str) -> Outcome {
+        if existing.fingerprint != fingerprint {
+            return Err(SwitchError::new(
+                ErrorCode::RequestIdReused,
+                format!(
+                    "client_request_id {} was used for another request",
+                    existing.client_request_id
+                ),
+            ));
+        }
+        Ok(existing)
+    }
+
+    async fn run_cash_in(&self, mut rec: TxRecord, bank: Arc<crate::bank::Bank>) -> Outcome {
+        let id = rec.tx_id();
+        let day = day(rec.created_at_ms);
+        let terminal_key = format!("{day}/terminal/{}", rec.terminal_id);
+        let customer_key = format!("{day}/customer/{}/{}", rec.bank_bin, rec.account);
+        if !self
+            .store
+            .add_daily(&terminal_key, rec.amount, self.config.terminal_daily_max)
+            .map_err(storage)?
+        {
+            return self
+                .finish(
+                    rec,
+                    Status::Failed,
+                    Some(SwitchError::new(
+                        ErrorCode::TerminalDailyLimit,
+                        "this terminal reached its daily limit",
+                    )),
+                )
+                .await;
+        }
+        if !self
+            .store
+            .add_daily(&customer_key, rec.amount, self.config.customer_daily_max)
+            .map_err(storage)?
+        {
+            self.store
+                .sub_daily(&terminal_key, rec.amount)
+                .map_err(storage)?;
+            return self
+                .finish(
+                    rec,
+                    Status::Failed,
+                    Some(SwitchError::new(
+                        ErrorCode::CustomerDailyLimit,
+                        "this account reached its daily cash-in limit",
+                    )),
+                )
+                .await;
+        }
+        let give_back_limits = |store: &Store| -> Result<(), SwitchError> {
+            store
+                .sub_daily(&terminal_key, rec.amount)
+                .map_err(storage)?;
+            store.sub_daily(&customer_key, rec.amount).map_err(storage)
+        };
+        // Durable before any money moves: recovery knows of it from here.
+        self.store.durable().await.map_err(storage)?;
+
+        let legs = self.cash_in_legs(&rec);
+        let reserved = ledger_transfers(&self.ledger, legs.clone()).await?;
+        if let Some((i, reject)) = reserved.iter().enumerate().find_map(|(i, r)| {
+            r.err()
+                .filter(|r| *r != TransferReject::LinkedEventFailed)
+                .map(|r| (i, r))
+        }) {
+            give_back_limits(&self.store)?;
+            let e = if i == 0 && reject == TransferReject::ExceedsCredits {
+                SwitchError::new(
+                    ErrorCode::InsufficientFloat,
+                    "the post office's e-float does not cover this cash-in",
+                )
+            } else {
+                tracing::error!(leg = i, %reject, "ledger refused a cash-in leg");
+                SwitchError::new(
+                    ErrorCode::Internal,
+                    format!("the ledger refused the transaction ({reject})"),
+                )
+            };
+            return self.finish(rec, Status::Failed, Some(e)).await;
+        }
+
+        let timeout = Duration::from_millis(self.config.bank_timeout_ms);
+        let started = std::time::Instant::now();
+        let answer =
+            tokio::time::timeout(timeout, bank.adapter.credit(id, &rec.account, rec.amount)).await;
+        metrics::histogram!("switch_bank_call_seconds", "bank" => rec.bank_bin.clone(), "call" => "credit").record(started.elapsed().as_secs_f64());
+        match answer {
+            Ok(Ok(reference)) => {
+                rec.bank_reference = Some(reference);
+                self.post_or_reverse(rec, &legs).await
+            }
+            Ok(Err(BankError::Rejected { reason, message })) => {
+                self.void(&legs).await?;
+                give_back_limits(&self.store)?;
+                let code = if reason == RejectReason::AccountNotFound {
+                    ErrorCode::AccountNotFound
+                } else {
+                    ErrorCode::BankRejected
+                };
+                self.finish(rec, Status::Failed, Some(SwitchError::new(code, message)))
+                    .await
+            }
+            Ok(Err(BankError::Unavailable(why))) => {
+                tracing::warn!(bank = %rec.bank_bin, reason = %why, "bank unavailable; nothing moved");
+                self.void(&legs).await?;
+                give_back_limits(&self.store)?;
+                self.finish(
+                    rec,
+                    Status::Failed,
+                    Some(SwitchError::new(
+                        ErrorCode::BankUnavailable,
+                        format!("{} is unavailable; try again", bank.name),
+                    )),
+                )
+                .await
+            }
+            Ok(Err(BankError::Timeout)) | Err(_) => {
+                tracing::warn!(bank = %rec.bank_bin, "bank credit timed out; asking for its status");
+                self.resolve_unknown(rec, &legs, self.config.bank_status_attempts)
+                    .await
+            }
+        }
+    }
+
+    fn cash_in_legs(&self, rec: &TxRecord) -> Vec<NewTransfer> {
+        let id = rec.tx_id();
+        let po = self.post_office_number(&rec.post_office_id);
+        let terminal = self.terminal_number(&rec.terminal_id);
+        let timeout_ms = self.reservation_timeout_ms();
+        let mut legs = vec![
+            NewTransfer::pending(
+                id.leg(1),
+                Kind::EFloat.id(po),
+                Kind::Bank.id(accounts::bank_number(&rec.bank_bin)),
+                rec.amount,
+                code::CASH_IN_PRINCIPAL,
+                timeout_ms,
+            ),
+            NewTransfer::pending(
+                id.leg(2),
+                Kind::Drawer.id(terminal),
+                Kind::CashControl.id(po),
+                rec.amount,
+                code::CASH_IN_CASH,
+                timeout_ms,
+            ),
+        ];
+        if rec.fee.commission > 0 {
+            legs.push(NewTransfer::pending(
+                id.leg(3),
+                Kind::Drawer.id(terminal),
+                Kind::Commission.id(po),
+                rec.fee.commission,
+                code::FEE_COMMISSION,
+                timeout_ms,
+            ));
+        }
+        if rec.fee.switch > 0 {
+            legs.push(NewTransfer::pending(
+                id.leg(4),
+                Kind::Drawer.id(terminal),
+                Kind::SwitchIncome.id(NETWORK),
+                rec.fee.switch,
+                code::FEE_SWITCH,
+                timeout_ms,
+            ));
+        }
+        for l in &mut legs {
+            l.user_data = id.as_u128();
+        }
+        link(legs)
+    }
+
+    /// Long enough for every status inquiry; the ledger voids a reservation
+    /// the switch somehow forgot.
+    fn reservation_timeout_ms(&self) -> u32 {
+        let ms =
+            self.config.bank_timeout_ms * u64::from(self.config.bank_status_attempts + 2) + 60_000;
+        u32::try_from(ms).unwrap_or(u32::MAX)
+    }
+
+    fn post_office_number(&self, id: &str) -> u64 {
+        self.numbers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .post_offices
+            .get(id)
+            .copied()
+            .expect("provisioned post office")
+    }
+
+    fn terminal_number(&self, id: &str) -> u64 {
+        self.numbers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .terminals
+            .get(id)
+            .copied()
+            .expect("provisioned terminal")
+    }
+
+    /// Learn a provisioned post office's or terminal's ledger number.
+    pub fn add_numbers(&self, post_offices: &[store::PostOffice], terminals: &[store::Terminal]) {
+        let mut n = self.numbers.write().unwrap_or_else(|e| e.into_inner());
+        n.post_offices
+            .extend(post_offices.iter().map(|p| (p.id.clone(), p.number)));
+        n.terminals
+            .extend(terminals.iter().map(|t| (t.id.clone(), t.number)));
+    }
+
+    /// Second-phase transfers for every reserved leg.
+    fn second_phase(legs: &[NewTransfer], offset: u8, post: bool) -> Vec<NewTransfer> {
+        link(
+            legs.iter()
+                .map(|l| {
+                    let id = l.id + u128::from(offset);
+                    let mut t = if post {
+                        NewTransfer::post(id, l.id, None)
+                    } else {
+                        NewTransfer::void(id, l.id)
+                    };
+                    t.user_data = l.user_data;
+                    t
+                })
+                .collect(),
+        )
+    }
+
+    async fn void(&self, legs: &[NewTransfer]) -> Result<(), SwitchError> {
+        let r = ledger_transfers(&self.ledger, Switch::second_phase(legs, VOID, false)).await?;
+        for (l, r) in legs.iter().zip(&r) {
+            match r {
+                Ok(_)
+                | Err(
+                    TransferReject::PendingTransferAlreadyVoided
+                    | TransferReject::PendingTransferExpired,
+                ) => {}
+                Err(e) => {
+                    tracing::error!(transfer = l.id, reject = %e, "voiding a reservation failed");
+                    return Err(SwitchError::new(
+                        ErrorCode::Internal,
+                        format!("voiding the reservation failed ({e})"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The bank did it: post. If the ledger can no longer post (the
+    /// reservation expired), the bank must undo it.
+    async fn post_or_reverse(&self, rec: TxRecord, legs: &[NewTransfer]) -> Outcome {
+        let r = ledger_transfers(&self.ledger, Switch::second_phase(legs, POST, true)).await?;
+        if r.iter().all(Result::is_ok) {
+            return self.finish(rec, Status::Completed, None).await;
+        }
+        tracing::error!(results = ?r, "posting a cash-in failed after the bank credited; reversing at the bank");
+        self.reverse(rec, legs).await
+    }
+
+    /// Queue a durable reversal first, then release the reservation.
+    async fn reverse(&self, rec: TxRecord, legs: &[NewTransfer]) -> Outcome {
+        self.store
+            .queue_reversal(&ReversalJob {
+                tx_id: rec.id.clone(),
+                bank_bin: rec.bank_bin.clone(),
+                attempts: 0,
+                next_attempt_at_ms: now_ms(),
+            })
+            .map_err(storage)?;
+        self.store.durable().await.map_err(storage)?;
+        self.void(legs).await?;
+        let e = SwitchError::new(
+            ErrorCode::BankOutcomeUnknown,
+            "the bank did not confirm in time; the transaction was reversed",
+        );
+        self.finish(rec, Status::Reversed, Some(e)).await
+    }
+
+    /// Ask the bank what happened, `attempts` times, then decide.
+    async fn resolve_unknown(
+        &self,
+        mut rec: TxRecord,
+        legs: &[NewTransfer],
+        attempts: u32,
+    ) -> Outcome {
+        let Some(bank) = self.routes.get(&rec.bank_bin).cloned() else {
+            return self.reverse(rec, legs).await;
+        };
+        let timeout = Duration::from_millis(self.config.bank_timeout_ms);
+        for attempt in 0..attempts {
+            match tokio::time::timeout(timeout, bank.adapter.status(rec.tx_id())).await {
+                Ok(Ok(BankTxStatus::Completed { bank_reference })) => {
+                    rec.bank_reference = Some(bank_reference);
+                    return self.post_or_reverse(rec, legs).await;
+                }
+                // Not seen (yet) or reversed: make sure it never lands.
+                Ok(Ok(BankTxStatus::NotFound | BankTxStatus::Reversed)) => break,
+                Ok(Err(_)) | Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(100 << attempt.min(5))).await;
+                }
+            }
+        }
+        self.reverse(rec, legs).await
+    }
+
+    async fn finish(
+        &self,
+        mut rec: TxRecord,
+        status: Status,
+        error: Option<SwitchError>,
+    ) -> Outcome {
+        rec.status = status;
+        rec.stage = Stage::Done;
+        rec.updated_at_ms = now_ms();
+        rec.error_code = error.as_ref().map(|e| e.code.as_str().to_string());
+        rec.error_message = error.as_ref().map(|e| e.message.clone());
+        self.store.put_tx(&rec).map_err(storage)?;
+        self.store.durable().await.map_err(storage)?;
+        metrics::counter!("switch_transactions_total", "kind" => "cash_in", "status" => status_label(status)).increment(1);
+        tracing::info!(status = status_label(status), amount = rec.amount, account = %mask_account(&rec.account), "cash-in finished");
+        Ok(rec)
+    }
+
+    /// Finish every transaction a crash left unfinished.
+    pub async fn recover(self: &Arc<Self>) -> Result<usize, SwitchError> {
+        let unfinished = self.store.unfinished().map_err(storage)?;
+        let n = unfinished.len();
+        for rec in unfinished {
+            let legs = self.cash_in_legs(&rec);
+            let leg1 = self.ledger.lookup_transfer(legs[0].id).map_err(storage)?;
+            let outcome = match leg1.map(|t| t.status()) {
+                // The reservation never happened: nothing moved anywhere.
+                None => {
+                    let e =
+                        SwitchError::new(ErrorCode::Internal, "interrupted before any money moved");
+                    self.finish(rec, Status::Failed, Some(e)).await
+                }
+                Some(TransferStatus::Pending) => {
+                    self.resolve_unknown(rec, &legs, self.config.bank_status_attempts.max(3))
+                        .await
+                }
+                Some(TransferStatus::Posted) => self.finish(rec, Status::Completed, None).await,
+                Some(TransferStatus::Voided | TransferStatus::Expired) => {
+                    // Released: a reversal makes sure the bank holds nothing.
+                    self.reverse(rec, &legs).await
+                }
+            };
+            outcome?;
+        }
+        Ok(n)
+    }
+
+    /// One pass over the reversal queue: try every job that is due.
+    pub async fn run_reversals(&self) -> Result<(), SwitchError> {
+        let now = now_ms();
+        for mut job in self.store.reversals().map_err(storage)? {
+            if job.next_attempt_at_ms > now {
+                continue;
+            }
+            let Some(id) = TxId::parse(&job.tx_id) else {
+                continue;
+            };
+            let Some(bank) = self.routes.get(&job.bank_bin).cloned() else {
+                continue;
+            };
+            let timeout = Duration::from_millis(self.config.bank_timeout_ms);
+            match tokio::time::timeout(timeout, bank.adapter.reverse(id)).await {
+                Ok(Ok(())) => {
+                    self.store.finish_reversal(&job.tx_id).map_err(storage)?;
+                    metrics::counter!("switch_reversals_total", "result" => "done").increment(1);
+                }
+                _ => {
+                    job.attempts += 1;
+                    job.next_attempt_at_ms = now + (1_000i64 << job.attempts.min(6));
+                    self.store.queue_reversal(&job).map_err(storage)?;
+                    metrics::counter!("switch_reversals_total", "result" => "retry").increment(1);
+                }
+            }
+        }
+        metrics::gauge!("switch_reversal_queue_depth")
+            .set(self.store.reversals().map_err(storage)?.len() as f64);
+        Ok(())
+    }
+}
+
+/// Link every leg to the next: the chain commits whole or not at all.
+fn link(mut legs: Vec<NewTransfer>) -> Vec<NewTransfer> {
+    let n = legs.len();
+    for l in &mut legs[..n.saturating_sub(1)] {
+        *l = l.linked();
+    }
+    legs
+}
+
+pub fn status_label(s: Status) -> &'static str {
+    match s {
+        Status::Pending => "pending",
+        Status::Completed => "completed",
+        Status::Failed => "failed",
+        Status::Reversed => "reversed",
+    }
+}

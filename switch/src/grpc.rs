@@ -1,0 +1,314 @@
+//! The gRPC edge: proto types in, proto types out. Nothing below this
+//! module sees a proto type.
+
+use std::sync::Arc;
+
+use proto::v1 as pb;
+use tonic::{Request, Response, Status};
+
+use crate::auth::{Principal, Role};
+use crate::error::{ErrorCode, SwitchError};
+use crate::flows::{Outcome, Switch};
+use crate::ids::{TxId, mask_account};
+use crate::store::{self, Status as TxStatus, TxRecord};
+
+fn principal<T>(req: &Request<T>) -> Result<Principal, Status> {
+    req.extensions()
+        .get::<Principal>()
+        .cloned()
+        .ok_or_else(|| Status::unauthenticated("unauthenticated: no verified caller"))
+}
+
+fn status_of(s: TxStatus) -> pb::TxStatus {
+    match s {
+        TxStatus::Pending => pb::TxStatus::Pending,
+        TxStatus::Completed => pb::TxStatus::Completed,
+        TxStatus::Failed => pb::TxStatus::Failed,
+        TxStatus::Reversed => pb::TxStatus::Reversed,
+    }
+}
+
+fn bank_name(bin: &str) -> String {
+    qr::bank_by_bin(bin).map_or_else(|| bin.to_string(), |b| b.short_name.to_string())
+}
+
+pub fn to_proto(t: &TxRecord) -> pb::Transaction {
+    pb::Transaction {
+        transaction_id: t.id.clone(),
+        kind: match t.kind {
+            store::Kind::CashIn => pb::TxKind::CashIn,
+        } as i32,
+        status: status_of(t.status) as i32,
+        terminal_id: t.terminal_id.clone(),
+        post_office_id: t.post_office_id.clone(),
+        bank_bin: t.bank_bin.clone(),
+        bank_name: bank_name(&t.bank_bin),
+        account_masked: mask_account(&t.account),
+        account_name: t.account_name.clone(),
+        amount: t.amount,
+        fee: t.fee.total,
+        client_request_id: t.client_request_id.clone(),
+        created_at_ms: t.created_at_ms,
+        updated_at_ms: t.updated_at_ms,
+        error_code: t.error_code.clone().unwrap_or_default(),
+        error_message: t.error_message.clone().unwrap_or_default(),
+        bank_reference: t.bank_reference.clone().unwrap_or_default(),
+    }
+}
+
+/// `1234567` → `1,234,567`.
+fn grouped(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Civil date and time (UTC+7) of a UNIX time in milliseconds.
+fn local_time(ms: i64) -> String {
+    let secs = ms.div_euclid(1000) + 7 * 3600;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Days to civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} (UTC+7)",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// A printable receipt.
+pub fn receipt(t: &TxRecord) -> String {
+    let title = match t.kind {
+        store::Kind::CashIn => "NOP TIEN VAO TAI KHOAN / CASH-IN",
+    };
+    let mut r = format!(
+        "BUU DIEN {}\n{title}\nMa GD / Tx:      {}\nThoi gian:       {}\nNgan hang:       {} ({})\nTai khoan:       {}\n",
+        t.post_office_id.to_uppercase(),
+        t.id,
+        local_time(t.created_at_ms),
+        bank_name(&t.bank_bin),
+        t.bank_bin,
+        mask_account(&t.account),
+    );
+    if !t.account_name.is_empty() {
+        r.push_str(&format!("Chu tai khoan:   {}\n", t.account_name));
+    }
+    r.push_str(&format!(
+        "So tien:         {} VND\nPhi / Fee:       {} VND\nTong / Total:    {} VND\nTrang thai:      {}\n",
+        grouped(t.amount),
+        grouped(t.fee.total),
+        grouped(t.amount + t.fee.total),
+        crate::flows::status_label(t.status).to_uppercase()
+    ));
+    if let Some(reference) = &t.bank_reference {
+        r.push_str(&format!("Tham chieu NH:   {reference}\n"));
+    }
+    if let Some(m) = &t.error_message {
+        r.push_str(&format!("Ly do / Reason:  {m}\n"));
+    }
+    r.push_str(&format!("Quay / Terminal: {}\n", t.terminal_id));
+    r
+}
+
+/// Completed and pending transactions answer; failed and reversed ones are
+/// errors carrying the transaction id (a retry answers the same).
+fn answer(outcome: Outcome) -> Result<Response<pb::TransactionResponse>, Status> {
+    let t = outcome.map_err(Status::from)?;
+    match t.status {
+        TxStatus::Completed | TxStatus::Pending => Ok(Response::new(pb::TransactionResponse {
+            receipt: receipt(&t),
+            transaction: Some(to_proto(&t)),
+        })),
+        TxStatus::Failed | TxStatus::Reversed => {
+            let code = t
+                .error_code
+                .as_deref()
+                .and_then(ErrorCode::parse)
+                .unwrap_or(ErrorCode::Internal);
+            let mut s = Status::from(SwitchError::new(
+                code,
+                t.error_message.clone().unwrap_or_default(),
+            ));
+            if let Ok(v) = t.id.parse() {
+                s.metadata_mut().insert("x-transaction-id", v);
+            }
+            if let Ok(v) = crate::flows::status_label(t.status).parse() {
+                s.metadata_mut().insert("x-transaction-status", v);
+            }
+            Err(s)
+        }
+    }
+}
+
+pub struct TellerService {
+    pub switch: Arc<Switch>,
+}
+
+#[tonic::async_trait]
+impl pb::teller_server::Teller for TellerService {
+    async fn name_inquiry(
+        &self,
+        req: Request<pb::NameInquiryRequest>,
+    ) -> Result<Response<pb::NameInquiryResponse>, Status> {
+        let p = principal(&req)?;
+        let r = req.into_inner();
+        let (bank_name, account_name) = self
+            .switch
+            .name_inquiry(&p, &r.bank_bin, &r.account)
+            .await?;
+        Ok(Response::new(pb::NameInquiryResponse {
+            bank_bin: r.bank_bin,
+            bank_name,
+            account_masked: mask_account(&r.account),
+            account_name,
+        }))
+    }
+
+    async fn cash_in(
+        &self,
+        req: Request<pb::CashInRequest>,
+    ) -> Result<Response<pb::TransactionResponse>, Status> {
+        let p = principal(&req)?;
+        let r = req.into_inner();
+        answer(
+            self.switch
+                .cash_in(&p, &r.client_request_id, &r.bank_bin, &r.account, r.amount)
+                .await,
+        )
+    }
+
+    async fn get_transaction(
+        &self,
+        req: Request<pb::GetTransactionRequest>,
+    ) -> Result<Response<pb::TransactionResponse>, Status> {
+        let p = principal(&req)?;
+        let id = TxId::parse(&req.get_ref().transaction_id).ok_or_else(|| {
+            Status::from(SwitchError::invalid("transaction_id must be 32 hex digits"))
+        })?;
+        let t = self
+            .switch
+            .store
+            .get_tx(id)
+            .map_err(|_| Status::internal("store unreadable"))?;
+        // Another terminal's transaction is as good as absent.
+        match t.filter(|t| t.terminal_id == p.id || p.role == Role::Operator) {
+            Some(t) => Ok(Response::new(pb::TransactionResponse {
+                receipt: receipt(&t),
+                transaction: Some(to_proto(&t)),
+            })),
+            None => Err(SwitchError::new(
+                ErrorCode::TransactionNotFound,
+                "no such transaction at this terminal",
+            )
+            .into()),
+        }
+    }
+
+    async fn list_transactions(
+        &self,
+        req: Request<pb::ListTransactionsRequest>,
+    ) -> Result<Response<pb::ListTransactionsResponse>, Status> {
+        let p = principal(&req)?;
+        let r = req.into_inner();
+        let size = match r.page_size {
+            0 => 20,
+            n => n.min(100),
+        } as usize;
+        let before = if r.page_token.is_empty() {
+            None
+        } else {
+            let parsed = r
+                .page_token
+                .split_once(':')
+                .and_then(|(ms, id)| Some((ms.parse().ok()?, TxId::parse(id)?)));
+            Some(parsed.ok_or_else(|| {
+                Status::from(SwitchError::invalid(
+                    "page_token is not one this switch gave",
+                ))
+            })?)
+        };
+        let txs = self
+            .switch
+            .store
+            .list_terminal(&p.id, before, size)
+            .map_err(|_| Status::internal("store unreadable"))?;
+        let next_page_token = match txs.last() {
+            Some(t) if txs.len() == size => format!("{}:{}", t.created_at_ms, t.id),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListTransactionsResponse {
+            transactions: txs.iter().map(to_proto).collect(),
+            next_page_token,
+        }))
+    }
+}
+
+pub struct AdminService {
+    pub switch: Arc<Switch>,
+}
+
+#[tonic::async_trait]
+impl pb::admin_server::Admin for AdminService {
+    async fn check_ledger(
+        &self,
+        req: Request<pb::CheckLedgerRequest>,
+    ) -> Result<Response<pb::CheckLedgerResponse>, Status> {
+        if principal(&req)?.role != Role::Operator {
+            return Err(SwitchError::new(
+                ErrorCode::PermissionDenied,
+                "only an operator may check the ledger",
+            )
+            .into());
+        }
+        let ledger = self.switch.ledger.clone();
+        let report = tokio::task::spawn_blocking(move || ledger.check())
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Status::internal(format!("ledger check failed: {e}")))?;
+        Ok(Response::new(pb::CheckLedgerResponse {
+            balanced: report.violations.is_empty(),
+            violations: report.violations,
+            accounts: report.accounts as u64,
+            pending_transfers: report.pending_transfers as u64,
+            currencies: report
+                .currencies
+                .iter()
+                .map(|c| pb::CurrencyTotals {
+                    currency: u32::from(c.currency),
+                    debits_pending: c.debits_pending.to_string(),
+                    debits_posted: c.debits_posted.to_string(),
+                    credits_pending: c.credits_pending.to_string(),
+                    credits_posted: c.credits_posted.to_string(),
+                })
+                .collect(),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_and_dates_print_for_a_receipt() {
+        assert_eq!(grouped(1_234_567), "1,234,567");
+        assert_eq!(grouped(100), "100");
+        assert_eq!(local_time(0), "1970-01-01 07:00:00 (UTC+7)");
+        assert_eq!(local_time(1_795_780_800_000), "2026-11-27 19:00:00 (UTC+7)");
+    }
+}

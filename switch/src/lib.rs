@@ -1,0 +1,22 @@
+//! The payment switch: a gRPC server that tellers' terminals call, that
+//! routes each request to a bank adapter by NAPAS BIN, and that records every
+//! obligation in the double-entry ledger. `main.rs` is thin; [`server::run`]
+//! is the whole server, given a listener, a [`config::Config`] and a
+//! shutdown future.
+
+pub mod accounts;
+pub mod auth;
+pub mod bank;
+pub mod config;
+pub mod error;
+pub mod fees;
+pub mod flows;
+pub mod grpc;
+pub mod ids;
+pub mod provision;
+pub mod server;
+pub mod sim;
+pub mod store;
+
+pub use config::Config;
+pub use server::run;

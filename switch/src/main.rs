@@ -1,0 +1,199 @@
+//! `switch`: serve (the default) or check a stopped switch's data.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use switch::Config;
+
+#[derive(Parser)]
+#[command(
+    name = "switch",
+    version,
+    about = "Cashless payment and soft-ATM switch"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(clap::Args, Clone, Default)]
+struct ServeArgs {
+    /// Data directory (ledger, store, demo profiles).
+    #[arg(long, env = "SWITCH_DATA", global = true)]
+    data: Option<PathBuf>,
+    /// gRPC address.
+    #[arg(long, env = "SWITCH_LISTEN")]
+    listen: Option<std::net::SocketAddr>,
+    /// Prometheus metrics address (serves /metrics).
+    #[arg(long, env = "SWITCH_METRICS_LISTEN")]
+    metrics_listen: Option<std::net::SocketAddr>,
+    /// TOML file overriding the defaults.
+    #[arg(long, env = "SWITCH_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve gRPC (the default).
+    Serve(ServeArgs),
+    /// Verify a stopped switch's data: ledger invariants, journal against
+    /// state, no pending transfer past its timeout. Prints JSON.
+    Check,
+}
+
+fn config(args: &ServeArgs) -> Result<Config, String> {
+    let mut c = match &args.config {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            Config::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        None => Config::default(),
+    };
+    if let Some(d) = &args.data {
+        c.data_dir = d.clone();
+    }
+    if let Some(l) = args.listen {
+        c.listen = l;
+    }
+    if let Some(m) = args.metrics_listen {
+        c.metrics_listen = m;
+    }
+    Ok(c)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutdown requested");
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    match cli.command {
+        Some(Command::Check) => runtime.block_on(check(cli.serve)),
+        Some(Command::Serve(args)) => runtime.block_on(serve(merge(cli.serve, args))),
+        None => runtime.block_on(serve(cli.serve)),
+    }
+}
+
+fn merge(global: ServeArgs, local: ServeArgs) -> ServeArgs {
+    ServeArgs {
+        data: local.data.or(global.data),
+        listen: local.listen.or(global.listen),
+        metrics_listen: local.metrics_listen.or(global.metrics_listen),
+        config: local.config.or(global.config),
+    }
+}
+
+async fn serve(args: ServeArgs) -> ExitCode {
+    let config = match config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("switch: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .with_http_listener(config.metrics_listen)
+        .install()
+    {
+        tracing::error!(error = %e, address = %config.metrics_listen, "metrics exporter did not start");
+    }
+    let listener = match tokio::net::TcpListener::bind(config.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("switch: cannot listen on {}: {e}", config.listen);
+            return ExitCode::FAILURE;
+        }
+    };
+    match switch::run(listener, config, shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "switch stopped on an error");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn check(args: ServeArgs) -> ExitCode {
+    let data = args.data.unwrap_or_else(|| PathBuf::from("data"));
+    let opened = ledger::Ledger::open(
+        ledger::Config::new(data.join("ledger")),
+        std::sync::Arc::new(ledger::SystemClock),
+    );
+    let (ledger, report) = match opened {
+        Ok(l) => l,
+        Err(e) => {
+            println!(
+                "{}",
+                serde_json::json!({"ok": false, "error": e.to_string()})
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let check = match ledger.check() {
+        Ok(c) => c,
+        Err(e) => {
+            println!(
+                "{}",
+                serde_json::json!({"ok": false, "error": e.to_string()})
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut violations = check.violations.clone();
+    if let Some(d) = &report.dropped {
+        violations.push(format!(
+            "journal damage: {} bytes dropped at {}:{} ({})",
+            d.bytes,
+            d.segment.display(),
+            d.offset,
+            d.reason
+        ));
+    }
+    let ok = violations.is_empty();
+    println!(
+        "{}",
+        serde_json::json!({
+            "ok": ok,
+            "records": check.seq,
+            "accounts": check.accounts,
+            "pending_transfers": check.pending_transfers,
+            "recovery": report.to_string(),
+            "currencies": check.currencies.iter().map(|c| serde_json::json!({
+                "currency": c.currency,
+                "debits_posted": c.debits_posted.to_string(),
+                "credits_posted": c.credits_posted.to_string(),
+                "debits_pending": c.debits_pending.to_string(),
+                "credits_pending": c.credits_pending.to_string(),
+            })).collect::<Vec<_>>(),
+            "violations": violations,
+        })
+    );
+    let _ = ledger.close();
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

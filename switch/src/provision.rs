@@ -1,0 +1,211 @@
+//! The demo network a fresh data directory starts with: six post offices
+//! (the pilot communes Thổ Tang, Tam Đảo, Hướng Đạo, Lãng Công, and Vĩnh
+//! Yên, Phúc Yên), two teller terminals each, prefunded e-float and an
+//! opening cash drawer; six banks with simulated customers; an operator.
+//! Client profiles go to `data/profiles/` with owner-only permissions.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use ledger::{NewAccount, NewTransfer};
+use ring::rand::SystemRandom;
+use serde::Serialize;
+
+use crate::accounts::{Kind, NETWORK, bank_number, code};
+use crate::error::{ErrorCode, SwitchError};
+use crate::flows::{Switch, ledger_transfers};
+use crate::ids::Secret;
+use crate::sim::SimAccount;
+use crate::store::{Operator, PostOffice, Terminal};
+
+pub const DEMO_BANKS: [&str; 6] = ["970422", "970436", "970415", "970418", "970405", "970407"];
+pub const DEMO_POST_OFFICES: [(&str, &str); 6] = [
+    ("tho-tang", "Bưu điện Thổ Tang"),
+    ("tam-dao", "Bưu điện Tam Đảo"),
+    ("huong-dao", "Bưu điện Hướng Đạo"),
+    ("lang-cong", "Bưu điện Lãng Công"),
+    ("vinh-yen", "Bưu điện Vĩnh Yên"),
+    ("phuc-yen", "Bưu điện Phúc Yên"),
+];
+/// Each post office's prefunded e-float and each drawer's opening cash.
+pub const EFLOAT_VND: u64 = 500_000_000;
+pub const OPENING_CASH_VND: u64 = 20_000_000;
+
+const NAMES: [&str; 8] = [
+    "NGUYEN VAN AN",
+    "TRAN THI BICH",
+    "LE VAN CUONG",
+    "PHAM THI DUNG",
+    "HOANG VAN EM",
+    "VU THI HOA",
+    "DANG VAN KHOA",
+    "BUI THI LAN",
+];
+
+/// The simulated customers of bank `bin` (the same every time).
+pub fn demo_customers(bin: &str) -> Vec<SimAccount> {
+    let b: u64 = bin.parse().unwrap_or(0);
+    (0..5u64)
+        .map(|i| {
+            let n = (b * 7_919 + i * 104_729) % 1_000_000_000;
+            SimAccount {
+                account: format!("{}{:09}", i % 10, n),
+                name: NAMES[((b + i) % NAMES.len() as u64) as usize].to_string(),
+                balance: 5_000_000 * (i + 1),
+            }
+        })
+        .collect()
+}
+
+#[derive(Serialize)]
+struct Profile<'a> {
+    role: &'a str,
+    id: &'a str,
+    switch: String,
+    secret: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    post_office: Option<&'a str>,
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut f = options.open(path)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()
+}
+
+fn io(e: impl std::fmt::Display) -> SwitchError {
+    SwitchError::new(ErrorCode::Internal, format!("provisioning failed: {e}"))
+}
+
+/// Provisioning transfers have fixed ids, so that provisioning again after a
+/// crash funds nothing twice.
+fn provisioning_id(n: u64) -> u128 {
+    (0xFFFE_u128 << 112) | u128::from(n)
+}
+
+/// Provision the demo network on an empty data directory.
+pub async fn demo(switch: &Switch, profiles: &Path, listen: SocketAddr) -> Result<(), SwitchError> {
+    let rng = SystemRandom::new();
+    std::fs::create_dir_all(profiles).map_err(io)?;
+    let mut accounts: Vec<NewAccount> = vec![
+        Kind::FloatReserve.new_account(NETWORK),
+        Kind::SwitchIncome.new_account(NETWORK),
+    ];
+    accounts.extend(
+        DEMO_BANKS
+            .iter()
+            .map(|b| Kind::Bank.new_account(bank_number(b))),
+    );
+    let mut transfers = Vec::new();
+    let mut post_offices = Vec::new();
+    let mut terminals = Vec::new();
+    for (i, (id, name)) in DEMO_POST_OFFICES.iter().enumerate() {
+        let number = i as u64 + 1;
+        accounts.extend(
+            [Kind::EFloat, Kind::CashControl, Kind::Commission].map(|k| k.new_account(number)),
+        );
+        transfers.push(NewTransfer::single(
+            provisioning_id(number),
+            Kind::FloatReserve.id(NETWORK),
+            Kind::EFloat.id(number),
+            EFLOAT_VND,
+            code::FLOAT_TOPUP,
+        ));
+        post_offices.push(PostOffice {
+            id: id.to_string(),
+            name: name.to_string(),
+            number,
+        });
+        for t in 1..=2u64 {
+            let terminal_number = number * 100 + t;
+            accounts.push(Kind::Drawer.new_account(terminal_number));
+            transfers.push(NewTransfer::single(
+                provisioning_id(terminal_number),
+                Kind::Drawer.id(terminal_number),
+                Kind::CashControl.id(number),
+                OPENING_CASH_VND,
+                code::OPENING_CASH,
+            ));
+            terminals.push(Terminal {
+                id: format!("{id}-{t}"),
+                post_office_id: id.to_string(),
+                number: terminal_number,
+                secret_hex: Secret::generate(&rng).expose_hex(),
+            });
+        }
+    }
+    let ledger = switch.ledger.clone();
+    let created = tokio::task::spawn_blocking(move || ledger.create_accounts(accounts))
+        .await
+        .map_err(io)?
+        .map_err(io)?;
+    if let Some(e) = created.iter().find_map(|r| r.err()) {
+        return Err(io(format!("creating accounts: {e}")));
+    }
+    if let Some(e) = ledger_transfers(&switch.ledger, transfers)
+        .await?
+        .iter()
+        .find_map(|r| r.err())
+    {
+        return Err(io(format!("funding: {e}")));
+    }
+    let address = format!("http://{listen}");
+    for p in &post_offices {
+        switch.store.put_post_office(p).map_err(io)?;
+    }
+    for t in &terminals {
+        switch.store.put_terminal(t).map_err(io)?;
+        let profile = Profile {
+            role: "teller",
+            id: &t.id,
+            switch: address.clone(),
+            secret: t.secret_hex.clone(),
+            post_office: Some(&t.post_office_id),
+        };
+        write_private(
+            &profiles.join(format!("{}.toml", t.id)),
+            &toml::to_string(&profile).map_err(io)?,
+        )
+        .map_err(io)?;
+    }
+    let operator = Operator {
+        id: "operator".into(),
+        secret_hex: Secret::generate(&rng).expose_hex(),
+    };
+    switch.store.put_operator(&operator).map_err(io)?;
+    let profile = Profile {
+        role: "operator",
+        id: &operator.id,
+        switch: address,
+        secret: operator.secret_hex.clone(),
+        post_office: None,
+    };
+    write_private(
+        &profiles.join("operator.toml"),
+        &toml::to_string(&profile).map_err(io)?,
+    )
+    .map_err(io)?;
+    let customers: Vec<serde_json::Value> = DEMO_BANKS
+        .iter()
+        .flat_map(|bin| {
+            demo_customers(bin).into_iter().map(move |c| serde_json::json!({"bank": bin, "account": c.account, "name": c.name, "balance": c.balance}))
+        })
+        .collect();
+    write_private(
+        &profiles.join("customers.json"),
+        &serde_json::to_string_pretty(&customers).map_err(io)?,
+    )
+    .map_err(io)?;
+    switch.store.mark_provisioned().map_err(io)?;
+    switch.store.durable().await.map_err(io)?;
+    tracing::info!(post_offices = post_offices.len(), terminals = terminals.len(), profiles = %profiles.display(), "demo network provisioned");
+    Ok(())
+}

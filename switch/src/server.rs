@@ -1,0 +1,168 @@
+//! `run`: open the data, provision the demo network on first start, finish
+//! what a crash left unfinished, serve until `shutdown` resolves, then drain
+//! in-flight requests and flush.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ledger::{Config as LedgerConfig, Ledger, SystemClock};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::auth::{AuthLayer, Keys, Principal, Role};
+use crate::bank::{Bank, Routes};
+use crate::config::Config;
+use crate::flows::Switch;
+use crate::grpc::{AdminService, TellerService};
+use crate::provision;
+use crate::sim::SimBank;
+use crate::store::Store;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Open everything under `config.data_dir`, provisioning the demo network
+/// the first time.
+pub async fn open(
+    config: Config,
+    address: std::net::SocketAddr,
+) -> Result<(Arc<Switch>, Arc<Keys>), BoxError> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    let (ledger, report) = Ledger::open(
+        LedgerConfig::new(config.data_dir.join("ledger")),
+        Arc::new(SystemClock),
+    )?;
+    tracing::info!(%report, "ledger opened");
+    if report.dropped.is_some() || report.index_rebuilt.is_some() {
+        tracing::error!(%report, "ledger recovery dropped or rebuilt data; check it");
+    }
+    let store = Store::open(&config.data_dir.join("switch"))?;
+    let mut routes = Routes::default();
+    let mut sims = std::collections::HashMap::new();
+    for bin in provision::DEMO_BANKS {
+        let sim = Arc::new(SimBank::open(
+            bin,
+            config.sim.clone(),
+            store.sim_tree(bin)?,
+            &provision::demo_customers(bin),
+        )?);
+        let name = qr::bank_by_bin(bin)
+            .map_or(bin, |b| b.short_name)
+            .to_string();
+        sims.insert(bin.to_string(), sim.clone());
+        routes.add(Bank {
+            bin: bin.to_string(),
+            name,
+            adapter: sim,
+        });
+    }
+    let switch = Arc::new(Switch::new(
+        config.clone(),
+        store,
+        Arc::new(ledger),
+        routes,
+        sims,
+    ));
+    if !switch.store.is_provisioned()? {
+        provision::demo(&switch, &config.data_dir.join("profiles"), address).await?;
+    }
+    let (post_offices, terminals) = (switch.store.post_offices()?, switch.store.terminals()?);
+    switch.add_numbers(&post_offices, &terminals);
+    let keys = Arc::new(Keys::new(config.signature_skew_ms));
+    for t in &terminals {
+        let secret = t.secret().ok_or("a terminal's stored secret is not hex")?;
+        keys.insert(
+            Principal {
+                id: t.id.clone(),
+                role: Role::Teller {
+                    post_office_id: t.post_office_id.clone(),
+                },
+            },
+            &secret,
+        );
+    }
+    for o in switch.store.operators()? {
+        let secret = crate::ids::Secret::from_hex(&o.secret_hex)
+            .ok_or("an operator's stored secret is not hex")?;
+        keys.insert(
+            Principal {
+                id: o.id.clone(),
+                role: Role::Operator,
+            },
+            &secret,
+        );
+    }
+    let resolved = switch.recover().await?;
+    if resolved > 0 {
+        tracing::warn!(
+            transactions = resolved,
+            "finished transactions a previous run left unfinished"
+        );
+    }
+    Ok((switch, keys))
+}
+
+/// Serve on `listener` until `shutdown` resolves.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), BoxError> {
+    let address = listener.local_addr()?;
+    let (switch, keys) = open(config, address).await?;
+    serve(listener, switch, keys, shutdown).await
+}
+
+/// Serve an opened switch on `listener` until `shutdown` resolves, then
+/// drain in-flight requests and flush.
+pub async fn serve(
+    listener: TcpListener,
+    switch: Arc<Switch>,
+    keys: Arc<Keys>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), BoxError> {
+    let address = listener.local_addr()?;
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+
+    let worker = {
+        let switch = switch.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = switch.run_reversals().await {
+                    tracing::error!(error = %e, "reversal pass failed");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = stop_rx.changed() => break,
+                }
+            }
+        })
+    };
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<proto::v1::teller_server::TellerServer<TellerService>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    tracing::info!(%address, "switch serving");
+    tonic::transport::Server::builder()
+        .timeout(Duration::from_secs(60))
+        .layer(AuthLayer::new(keys))
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(proto::v1::teller_server::TellerServer::new(TellerService {
+            switch: switch.clone(),
+        }))
+        .add_service(proto::v1::admin_server::AdminServer::new(AdminService {
+            switch: switch.clone(),
+        }))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await?;
+    tracing::info!("draining");
+    let _ = stop_tx.send(true);
+    let _ = worker.await;
+    switch.store.durable().await?;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,257 @@
+//! The in-process bank simulator: accounts with names and balances, kept in
+//! the switch's data directory so that a restart keeps them; configurable
+//! latency, unavailability and lost responses (the work is done, the answer
+//! never arrives).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::bank::{BankAdapter, BankError, BankFuture, BankTxStatus, RejectReason};
+use crate::config::SimConfig;
+use crate::ids::TxId;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SimAccount {
+    pub account: String,
+    pub name: String,
+    pub balance: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct SimTx {
+    account: String,
+    /// What it added to the account (0 for a tombstone).
+    credited: u64,
+    bank_reference: String,
+    reversed: bool,
+}
+
+struct State {
+    accounts: HashMap<String, SimAccount>,
+    txs: HashMap<u128, SimTx>,
+    rng: u64,
+    next_reference: u64,
+}
+
+pub struct SimBank {
+    bin: String,
+    config: SimConfig,
+    state: Mutex<State>,
+    /// Write-through copy of the state.
+    tree: sled::Tree,
+}
+
+enum Fate {
+    Answer,
+    Unavailable,
+    LoseResponse,
+}
+
+impl SimBank {
+    /// Open the simulated bank `bin`, with its accounts from `tree` (or
+    /// `seed_accounts` the first time).
+    pub fn open(
+        bin: &str,
+        config: SimConfig,
+        tree: sled::Tree,
+        seed_accounts: &[SimAccount],
+    ) -> Result<SimBank, sled::Error> {
+        let mut accounts = HashMap::new();
+        let mut txs = HashMap::new();
+        for kv in tree.iter() {
+            let (k, v) = kv?;
+            if let Some(account) = k.strip_prefix(b"a/") {
+                if let Ok(a) = serde_json::from_slice::<SimAccount>(&v) {
+                    accounts.insert(String::from_utf8_lossy(account).into_owned(), a);
+                }
+            } else if let Some(r) = k.strip_prefix(b"t/")
+                && let (Ok(r), Ok(t)) =
+                    (<[u8; 16]>::try_from(r), serde_json::from_slice::<SimTx>(&v))
+            {
+                txs.insert(u128::from_be_bytes(r), t);
+            }
+        }
+        if accounts.is_empty() {
+            for a in seed_accounts {
+                tree.insert(
+                    format!("a/{}", a.account),
+                    serde_json::to_vec(a).expect("serialisable"),
+                )?;
+                accounts.insert(a.account.clone(), a.clone());
+            }
+        }
+        let seed = config.seed ^ bin.parse::<u64>().unwrap_or(1) | 1;
+        let next_reference = txs.len() as u64 + 1;
+        Ok(SimBank {
+            bin: bin.to_string(),
+            config,
+            state: Mutex::new(State {
+                accounts,
+                txs,
+                rng: seed,
+                next_reference,
+            }),
+            tree,
+        })
+    }
+
+    pub fn account(&self, account: &str) -> Option<SimAccount> {
+        self.lock().accounts.get(account).cloned()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn fate(&self) -> Fate {
+        let mut s = self.lock();
+        s.rng ^= s.rng << 13;
+        s.rng ^= s.rng >> 7;
+        s.rng ^= s.rng << 17;
+        let roll = (s.rng >> 11) as f64 / (1u64 << 53) as f64;
+        if roll < self.config.error_rate {
+            Fate::Unavailable
+        } else if roll < self.config.error_rate + self.config.lost_response_rate {
+            Fate::LoseResponse
+        } else {
+            Fate::Answer
+        }
+    }
+
+    async fn latency(&self) {
+        if self.config.latency_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(self.config.latency_ms)).await;
+        }
+    }
+
+    fn persist_account(&self, a: &SimAccount) {
+        let _ = self.tree.insert(
+            format!("a/{}", a.account),
+            serde_json::to_vec(a).expect("serialisable"),
+        );
+    }
+
+    fn persist_tx(&self, reference: TxId, t: &SimTx) {
+        let mut k = b"t/".to_vec();
+        k.extend_from_slice(&reference.to_bytes());
+        let _ = self
+            .tree
+            .insert(k, serde_json::to_vec(t).expect("serialisable"));
+    }
+
+    /// Run `work` under the configured fate.
+    async fn call<T>(&self, work: impl FnOnce() -> Result<T, BankError>) -> Result<T, BankError> {
+        self.latency().await;
+        match self.fate() {
+            Fate::Unavailable => Err(BankError::Unavailable(format!(
+                "bank {} is unavailable (simulated)",
+                self.bin
+            ))),
+            Fate::Answer => work(),
+            Fate::LoseResponse => {
+                let _ = work();
+                // The answer never comes; the caller's timeout decides.
+                std::future::pending::<()>().await;
+                unreachable!("pending never resolves")
+            }
+        }
+    }
+}
+
+impl BankAdapter for SimBank {
+    fn name_inquiry<'a>(&'a self, account: &'a str) -> BankFuture<'a, String> {
+        Box::pin(self.call(move || {
+            self.lock()
+                .accounts
+                .get(account)
+                .map(|a| a.name.clone())
+                .ok_or_else(|| BankError::Rejected {
+                    reason: RejectReason::AccountNotFound,
+                    message: "no such account".into(),
+                })
+        }))
+    }
+
+    fn credit<'a>(
+        &'a self,
+        reference: TxId,
+        account: &'a str,
+        amount: u64,
+    ) -> BankFuture<'a, String> {
+        Box::pin(self.call(move || {
+            let mut s = self.lock();
+            if let Some(t) = s.txs.get(&reference.as_u128()) {
+                return if t.reversed {
+                    Err(BankError::Rejected {
+                        reason: RejectReason::AlreadyReversed,
+                        message: "reference was reversed".into(),
+                    })
+                } else {
+                    Ok(t.bank_reference.clone())
+                };
+            }
+            let Some(a) = s.accounts.get_mut(account) else {
+                return Err(BankError::Rejected {
+                    reason: RejectReason::AccountNotFound,
+                    message: "no such account".into(),
+                });
+            };
+            a.balance += amount;
+            let a = a.clone();
+            s.next_reference += 1;
+            let t = SimTx {
+                account: account.to_string(),
+                credited: amount,
+                bank_reference: format!("{}{:010}", self.bin, s.next_reference),
+                reversed: false,
+            };
+            s.txs.insert(reference.as_u128(), t.clone());
+            drop(s);
+            self.persist_account(&a);
+            self.persist_tx(reference, &t);
+            Ok(t.bank_reference)
+        }))
+    }
+
+    fn reverse(&self, reference: TxId) -> BankFuture<'_, ()> {
+        Box::pin(self.call(move || {
+            let mut s = self.lock();
+            let t = s.txs.entry(reference.as_u128()).or_insert_with(|| SimTx {
+                account: String::new(),
+                credited: 0,
+                bank_reference: String::new(),
+                reversed: false,
+            });
+            if t.reversed {
+                return Ok(());
+            }
+            t.reversed = true;
+            let t = t.clone();
+            let account = s.accounts.get_mut(&t.account).map(|a| {
+                a.balance = a.balance.saturating_sub(t.credited);
+                a.clone()
+            });
+            drop(s);
+            if let Some(a) = account {
+                self.persist_account(&a);
+            }
+            self.persist_tx(reference, &t);
+            Ok(())
+        }))
+    }
+
+    fn status(&self, reference: TxId) -> BankFuture<'_, BankTxStatus> {
+        Box::pin(self.call(move || {
+            Ok(match self.lock().txs.get(&reference.as_u128()) {
+                None => BankTxStatus::NotFound,
+                Some(t) if t.reversed => BankTxStatus::Reversed,
+                Some(t) => BankTxStatus::Completed {
+                    bank_reference: t.bank_reference.clone(),
+                },
+            })
+        }))
+    }
+}
