@@ -1,4 +1,255 @@
-//! End-to-end tests of the switch over real gRPC live in `tests/` of this
-//! crate once the switch exists (issue "Switch server and the post-office
-//! counter"). Until then the crates test themselves: `ledger/tests`,
-//! `qr/tests`, `pos-agent/tests`.
+//! A harness for end-to-end tests: the switch in-process on an ephemeral
+//! port and a temporary data directory, with clients that sign as any
+//! provisioned terminal or the operator.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use proto::auth::Credentials;
+use proto::v1 as pb;
+use proto::v1::admin_client::AdminClient;
+use proto::v1::teller_client::TellerClient;
+use serde::Deserialize;
+use switch::Config;
+use switch::flows::Switch;
+use tonic::transport::Channel;
+
+pub struct Harness {
+    /// Keeps the data directory (unless `keep` took it).
+    dir: Option<tempfile::TempDir>,
+    path: PathBuf,
+    pub addr: std::net::SocketAddr,
+    pub switch: Arc<Switch>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    served: Option<tokio::task::JoinHandle<()>>,
+    channel: Channel,
+}
+
+#[derive(Deserialize)]
+struct Profile {
+    id: String,
+    secret: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct Customer {
+    pub bank: String,
+    pub account: String,
+    pub name: String,
+    pub balance: u64,
+}
+
+impl Harness {
+    /// A fresh switch with the default configuration changed by `tune`.
+    pub async fn start(tune: impl FnOnce(&mut Config)) -> Harness {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().to_path_buf();
+        let mut h = Harness::start_at(&path, tune).await;
+        h.dir = Some(dir);
+        h
+    }
+
+    async fn start_at(path: &Path, tune: impl FnOnce(&mut Config)) -> Harness {
+        let mut config = Config {
+            data_dir: path.to_path_buf(),
+            ..Config::default()
+        };
+        // Tests need quick answers and no stray metrics listeners.
+        config.bank_timeout_ms = 500;
+        tune(&mut config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("ephemeral port");
+        let addr = listener.local_addr().unwrap();
+        let (switch, keys) = switch::server::open(config, addr)
+            .await
+            .expect("switch opens");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn({
+            let switch = switch.clone();
+            async move {
+                switch::server::serve(listener, switch, keys, async {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("switch serves");
+            }
+        });
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .expect("connects");
+        Harness {
+            dir: None,
+            path: path.to_path_buf(),
+            addr,
+            switch,
+            stop: Some(stop),
+            served: Some(served),
+            channel,
+        }
+    }
+
+    /// Stop (draining) and start again on the same data.
+    pub async fn restart(mut self, tune: impl FnOnce(&mut Config)) -> Harness {
+        let dir = self.dir.take();
+        let path = self.path.clone();
+        self.stop_now().await;
+        drop(self);
+        let mut h = Harness::start_at(&path, tune).await;
+        h.dir = dir;
+        h
+    }
+
+    async fn stop_now(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(served) = self.served.take() {
+            served.await.expect("server task");
+        }
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn credentials(&self, id: &str) -> Credentials {
+        let text = std::fs::read_to_string(self.path.join("profiles").join(format!("{id}.toml")))
+            .expect("profile");
+        let p: Profile = toml::from_str(&text).expect("profile parses");
+        Credentials::from_hex(p.id, &p.secret).expect("hex secret")
+    }
+
+    pub fn customers(&self) -> Vec<Customer> {
+        serde_json::from_str(
+            &std::fs::read_to_string(self.path.join("profiles/customers.json")).unwrap(),
+        )
+        .unwrap()
+    }
+
+    pub fn teller(&self, id: &str) -> Teller {
+        Teller {
+            client: TellerClient::new(self.channel.clone()),
+            credentials: self.credentials(id),
+        }
+    }
+
+    pub fn raw_teller(&self) -> TellerClient<Channel> {
+        TellerClient::new(self.channel.clone())
+    }
+
+    /// The ledger's invariants hold (asked over gRPC as an operator).
+    pub async fn assert_ledger_clean(&self) {
+        let creds = self.credentials("operator");
+        let r = AdminClient::new(self.channel.clone())
+            .check_ledger(creds.sign("/switch.v1.Admin/CheckLedger", pb::CheckLedgerRequest {}))
+            .await
+            .expect("check runs")
+            .into_inner();
+        assert!(r.balanced, "ledger invariants broken: {:?}", r.violations);
+    }
+
+    /// A simulated customer's balance at their bank.
+    pub fn bank_balance(&self, bin: &str, account: &str) -> u64 {
+        self.switch.sims[bin]
+            .account(account)
+            .expect("customer exists")
+            .balance
+    }
+
+    /// A ledger account's posted balance (credits minus debits).
+    pub fn ledger_balance(&self, id: u128) -> i128 {
+        self.switch
+            .ledger
+            .lookup_account(id)
+            .expect("ledger readable")
+            .expect("account exists")
+            .balance_posted()
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A terminal's signed client.
+pub struct Teller {
+    pub client: TellerClient<Channel>,
+    pub credentials: Credentials,
+}
+
+impl Teller {
+    pub async fn name_inquiry(
+        &mut self,
+        bin: &str,
+        account: &str,
+    ) -> Result<pb::NameInquiryResponse, tonic::Status> {
+        let m = pb::NameInquiryRequest {
+            bank_bin: bin.into(),
+            account: account.into(),
+        };
+        self.client
+            .name_inquiry(self.credentials.sign("/switch.v1.Teller/NameInquiry", m))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn cash_in(
+        &mut self,
+        request_id: &str,
+        bin: &str,
+        account: &str,
+        amount: u64,
+    ) -> Result<pb::Transaction, tonic::Status> {
+        let m = pb::CashInRequest {
+            client_request_id: request_id.into(),
+            bank_bin: bin.into(),
+            account: account.into(),
+            amount,
+        };
+        self.client
+            .cash_in(self.credentials.sign("/switch.v1.Teller/CashIn", m))
+            .await
+            .map(|r| r.into_inner().transaction.expect("a transaction"))
+    }
+
+    pub async fn get(&mut self, id: &str) -> Result<pb::TransactionResponse, tonic::Status> {
+        let m = pb::GetTransactionRequest {
+            transaction_id: id.into(),
+        };
+        self.client
+            .get_transaction(self.credentials.sign("/switch.v1.Teller/GetTransaction", m))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn list(&mut self, page_size: u32, page_token: &str) -> pb::ListTransactionsResponse {
+        let m = pb::ListTransactionsRequest {
+            page_size,
+            page_token: page_token.into(),
+        };
+        self.client
+            .list_transactions(
+                self.credentials
+                    .sign("/switch.v1.Teller/ListTransactions", m),
+            )
+            .await
+            .expect("list")
+            .into_inner()
+    }
+}
+
+/// The stable error code a status carries.
+pub fn error_code(s: &tonic::Status) -> String {
+    s.metadata()
+        .get("x-error-code")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string()
+}
