@@ -32,9 +32,49 @@ pub enum TellerCommand {
         #[arg(long)]
         request_id: Option<String>,
     },
+    /// Soft ATM: pay out cash against a withdrawal code from the bank app.
+    #[command(subcommand)]
+    CashOut(CashOutCommand),
     /// Transactions of this terminal.
     #[command(subcommand)]
     Tx(TxCommand),
+    /// What a customer's bank app would do (simulated banks only).
+    #[command(subcommand)]
+    Sim(SimCommand),
+}
+
+#[derive(Subcommand)]
+pub enum CashOutCommand {
+    /// Verify the code and reserve the cash (answers PENDING).
+    Start {
+        #[arg(long)]
+        bank: String,
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        code: String,
+        #[arg(long)]
+        amount: u64,
+        #[arg(long)]
+        request_id: Option<String>,
+    },
+    /// The cash was paid out.
+    Confirm { id: String },
+    /// The cash was not paid out: the bank returns the money.
+    Cancel { id: String },
+}
+
+#[derive(Subcommand)]
+pub enum SimCommand {
+    /// Get a one-time cash withdrawal code from the customer's bank.
+    WithdrawalCode {
+        #[arg(long)]
+        bank: String,
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        amount: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -107,7 +147,8 @@ pub async fn run(profile: &Path, command: TellerCommand, json: bool) -> Result<S
     }
     let credentials = profile.credentials()?;
 
-    let mut client = TellerClient::new(profile.connect().await?);
+    let channel = profile.connect().await?;
+    let mut client = TellerClient::new(channel.clone());
     // Retries re-sign (fresh timestamp and nonce) and keep the request id.
     macro_rules! call {
         ($method:ident, $path:literal, $msg:expr) => {{
@@ -154,6 +195,58 @@ pub async fn run(profile: &Path, command: TellerCommand, json: bool) -> Result<S
             };
             let r = call!(cash_in, "/switch.v1.Teller/CashIn", msg)?;
             Ok(render(&r, json))
+        }
+        TellerCommand::CashOut(CashOutCommand::Start {
+            bank,
+            account,
+            code,
+            amount,
+            request_id,
+        }) => {
+            let msg = pb::CashOutStartRequest {
+                client_request_id: request_id.unwrap_or_else(new_request_id),
+                bank_bin: bank,
+                account,
+                code,
+                amount,
+            };
+            let r = call!(cash_out_start, "/switch.v1.Teller/CashOutStart", msg)?;
+            Ok(render(&r, json))
+        }
+        TellerCommand::CashOut(CashOutCommand::Confirm { id }) => {
+            let msg = pb::CashOutConfirmRequest { transaction_id: id };
+            let r = call!(cash_out_confirm, "/switch.v1.Teller/CashOutConfirm", msg)?;
+            Ok(render(&r, json))
+        }
+        TellerCommand::CashOut(CashOutCommand::Cancel { id }) => {
+            let msg = pb::CashOutCancelRequest { transaction_id: id };
+            let r = call!(cash_out_cancel, "/switch.v1.Teller/CashOutCancel", msg)?;
+            Ok(render(&r, json))
+        }
+        TellerCommand::Sim(SimCommand::WithdrawalCode {
+            bank,
+            account,
+            amount,
+        }) => {
+            let mut sim = proto::v1::simulator_client::SimulatorClient::new(channel);
+
+            let msg = pb::IssueWithdrawalCodeRequest {
+                bank_bin: bank,
+                account,
+                amount,
+            };
+            let r = sim
+                .issue_withdrawal_code(
+                    credentials.sign("/switch.v1.Simulator/IssueWithdrawalCode", msg),
+                )
+                .await
+                .map_err(Failure::from)?
+                .into_inner();
+            Ok(if json {
+                json!({"code": r.code, "expires_at_ms": r.expires_at_ms}).to_string()
+            } else {
+                format!("{}\n", r.code)
+            })
         }
         TellerCommand::Tx(TxCommand::Show { id }) => {
             let msg = pb::GetTransactionRequest { transaction_id: id };

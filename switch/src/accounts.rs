@@ -64,6 +64,8 @@ pub mod code {
     pub const OPENING_CASH: u16 = 2;
     pub const CASH_IN_PRINCIPAL: u16 = 10;
     pub const CASH_IN_CASH: u16 = 11;
+    pub const CASH_OUT_PRINCIPAL: u16 = 12;
+    pub const CASH_OUT_CASH: u16 = 13;
     pub const FEE_COMMISSION: u16 = 20;
     pub const FEE_SWITCH: u16 = 21;
 }

@@ -31,6 +31,10 @@ pub enum RejectReason {
     InsufficientFunds,
     /// The reference was reversed already (a late request).
     AlreadyReversed,
+    /// A withdrawal code that does not exist, does not match the account or
+    /// amount, or was used.
+    InvalidCode,
+    CodeExpired,
     Other,
 }
 
@@ -51,6 +55,16 @@ pub trait BankAdapter: Send + Sync {
         reference: TxId,
         account: &'a str,
         amount: u64,
+    ) -> BankFuture<'a, String>;
+    /// Verify a one-time withdrawal `code` issued for `account` and
+    /// `amount`, then debit `amount + fee`; answers the bank's reference.
+    fn debit_with_code<'a>(
+        &'a self,
+        reference: TxId,
+        account: &'a str,
+        code: &'a str,
+        amount: u64,
+        fee: u64,
     ) -> BankFuture<'a, String>;
     /// Undo whatever `reference` did (nothing, if the bank never saw it).
     fn reverse(&self, reference: TxId) -> BankFuture<'_, ()>;

@@ -24,6 +24,11 @@ pub struct Config {
     /// How far a request's timestamp may be from the switch's clock.
     pub signature_skew_ms: u64,
     pub cash_in: Product,
+    pub cash_out: Product,
+    /// How long a teller has to pay out and confirm a cash-out.
+    pub cash_out_confirm_timeout_ms: u64,
+    /// Wrong withdrawal codes an account may try in a day.
+    pub code_attempts_max: u64,
     /// What one terminal may move in a day, over all products.
     pub terminal_daily_max: u64,
     /// What one customer account may receive or give in a day.
@@ -52,6 +57,19 @@ impl Default for Config {
                     commission_percent: Decimal::from(60),
                 },
             },
+            cash_out: Product {
+                amount_min: 50_000,
+                amount_max: 20_000_000,
+                fee: FeeRule {
+                    flat: 2_000,
+                    percent: Decimal::new(2, 1), // 0.2 %
+                    min: 5_000,
+                    max: 50_000,
+                    commission_percent: Decimal::from(70),
+                },
+            },
+            cash_out_confirm_timeout_ms: 10 * 60 * 1000,
+            code_attempts_max: 3,
             terminal_daily_max: 2_000_000_000,
             customer_daily_max: 100_000_000,
             sim: SimConfig::default(),

@@ -43,6 +43,9 @@ pub struct Switch {
     rng: SystemRandom,
     /// Ledger numbers of post offices and terminals, by id.
     numbers: RwLock<Numbers>,
+    /// Confirmation, cancellation and the deadline sweep of cash-outs take
+    /// turns, so that one payout is never both posted and reversed.
+    resolving: tokio::sync::Mutex<()>,
 }
 
 #[derive(Default)]
@@ -139,6 +142,7 @@ impl Switch {
             sims,
             rng: SystemRandom::new(),
             numbers: RwLock::new(Numbers::default()),
+            resolving: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -192,16 +196,16 @@ impl Switch {
         }
     }
 
-    /// Cash-in: credit a customer's bank account against cash at the counter.
-    pub async fn cash_in(
-        self: &Arc<Self>,
-        p: &Principal,
+    /// Validation shared by both counter products.
+    fn check_common(
+        &self,
         request_id: &str,
         bin: &str,
         account: &str,
         amount: u64,
-    ) -> Outcome {
-        let post_office_id = Switch::teller_post_office(p)?.to_string();
+        product: &crate::config::Product,
+        name: &str,
+    ) -> Result<Arc<crate::bank::Bank>, SwitchError> {
         if !valid_request_id(request_id) {
             return Err(SwitchError::invalid(
                 "client_request_id must be 1 to 64 of [A-Za-z0-9._:-]",
@@ -218,32 +222,45 @@ impl Switch {
         if amount == 0 {
             return Err(SwitchError::invalid("amount must be more than zero"));
         }
-        let product = &self.config.cash_in;
-        let fingerprint = fingerprint(&["cash_in", bin, account, &amount.to_string()]);
         let bank = self.routes.get(bin).ok_or_else(|| {
             SwitchError::new(ErrorCode::UnknownBank, format!("no bank with BIN {bin}"))
         })?;
         if amount < product.amount_min {
             return Err(SwitchError::new(
                 ErrorCode::AmountBelowMinimum,
-                format!("the least cash-in is {} VND", product.amount_min),
+                format!("the least {name} is {} VND", product.amount_min),
             ));
         }
         if amount > product.amount_max {
             return Err(SwitchError::new(
                 ErrorCode::AmountAboveMaximum,
-                format!("the most cash-in is {} VND", product.amount_max),
+                format!("the most {name} is {} VND", product.amount_max),
             ));
         }
-        let fee = fees::fee(&product.fee, amount);
+        Ok(bank.clone())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn new_record(
+        &self,
+        p: &Principal,
+        post_office_id: &str,
+        kind: store::Kind,
+        request_id: &str,
+        bin: &str,
+        account: &str,
+        amount: u64,
+        fee: fees::Fee,
+        fingerprint: String,
+    ) -> TxRecord {
         let now = now_ms();
-        let record = TxRecord {
+        TxRecord {
             id: TxId::random(&self.rng).to_string(),
-            kind: store::Kind::CashIn,
+            kind,
             status: Status::Pending,
             stage: Stage::AtBank,
             terminal_id: p.id.clone(),
-            post_office_id,
+            post_office_id: post_office_id.to_string(),
             bank_bin: bin.to_string(),
             account: account.to_string(),
             account_name: String::new(),
@@ -256,38 +273,143 @@ impl Switch {
             error_code: None,
             error_message: None,
             bank_reference: None,
-        };
-        if let Some(existing) = self.store.create_tx(&record).map_err(storage)? {
-            return self.retry(existing, &record.fingerprint);
+            confirm_deadline_ms: None,
+        }
+    }
+
+    /// Record `rec` (or find the original under its request id) and run
+    /// the flow in a task of its own: a client that hangs up cannot stop it
+    /// halfway.
+    async fn start(
+        self: &Arc<Self>,
+        rec: TxRecord,
+        bank: Arc<crate::bank::Bank>,
+        code: Option<String>,
+    ) -> Outcome {
+        if let Some(existing) = self.store.create_tx(&rec).map_err(storage)? {
+            return retry(existing, &rec.fingerprint);
         }
         let me = self.clone();
-        let bank = bank.clone();
-        // The flow goes on even if the client hangs up.
-        let span = tracing::info_span!("cash_in", tx = %record.id, terminal = %record.terminal_id);
-        tokio::spawn(async move { me.run_cash_in(record, bank).instrument(span).await })
+        let span = tracing::info_span!("transaction", tx = %rec.id, terminal = %rec.terminal_id, kind = kind_label(rec.kind));
+        tokio::spawn(async move { me.run(rec, bank, code).instrument(span).await })
             .await
-            .map_err(|e| storage(format!("cash-in task failed: {e}")))?
+            .map_err(|e| storage(format!("transaction task failed: {e}")))?
     }
 
-    /// A retry: the original outcome, or a refusal if the content differs.
-    fn retry(&self, existing: TxRecord, fingerprint: &str) -> Outcome {
-        if existing.fingerprint != fingerprint {
-            return Err(SwitchError::new(
-                ErrorCode::RequestIdReused,
-                format!(
-                    "client_request_id {} was used for another request",
-                    existing.client_request_id
-                ),
-            ));
+    /// Cash-in: credit a customer's bank account against cash at the counter.
+    pub async fn cash_in(
+        self: &Arc<Self>,
+        p: &Principal,
+        request_id: &str,
+        bin: &str,
+        account: &str,
+        amount: u64,
+    ) -> Outcome {
+        let post_office_id = Switch::teller_post_office(p)?.to_string();
+        let bank = self.check_common(
+            request_id,
+            bin,
+            account,
+            amount,
+            &self.config.cash_in,
+            "cash-in",
+        )?;
+        let fee = fees::fee(&self.config.cash_in.fee, amount);
+        let fingerprint = fingerprint(&["cash_in", bin, account, &amount.to_string()]);
+        let rec = self.new_record(
+            p,
+            &post_office_id,
+            store::Kind::CashIn,
+            request_id,
+            bin,
+            account,
+            amount,
+            fee,
+            fingerprint,
+        );
+        self.start(rec, bank, None).await
+    }
+
+    /// Cash-out (soft ATM): the bank verifies the customer's one-time code
+    /// and debits them; the drawer reserves the cash; PENDING until the
+    /// teller confirms the payout.
+    pub async fn cash_out_start(
+        self: &Arc<Self>,
+        p: &Principal,
+        request_id: &str,
+        bin: &str,
+        account: &str,
+        code: &str,
+        amount: u64,
+    ) -> Outcome {
+        let post_office_id = Switch::teller_post_office(p)?.to_string();
+        if !(6..=12).contains(&code.len()) || !code.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(SwitchError::invalid("code must be 6 to 12 digits"));
         }
-        Ok(existing)
+        let bank = self.check_common(
+            request_id,
+            bin,
+            account,
+            amount,
+            &self.config.cash_out,
+            "cash-out",
+        )?;
+        let fee = fees::fee(&self.config.cash_out.fee, amount);
+        let fingerprint = fingerprint(&["cash_out", bin, account, code, &amount.to_string()]);
+        let rec = self.new_record(
+            p,
+            &post_office_id,
+            store::Kind::CashOut,
+            request_id,
+            bin,
+            account,
+            amount,
+            fee,
+            fingerprint,
+        );
+        self.start(rec, bank, Some(code.to_string())).await
     }
 
-    async fn run_cash_in(&self, mut rec: TxRecord, bank: Arc<crate::bank::Bank>) -> Outcome {
+    fn code_attempts_key(rec: &TxRecord) -> String {
+        format!(
+            "{}/code_attempts/{}/{}",
+            day(rec.created_at_ms),
+            rec.bank_bin,
+            rec.account
+        )
+    }
+
+    async fn run(
+        &self,
+        mut rec: TxRecord,
+        bank: Arc<crate::bank::Bank>,
+        code: Option<String>,
+    ) -> Outcome {
         let id = rec.tx_id();
         let day = day(rec.created_at_ms);
         let terminal_key = format!("{day}/terminal/{}", rec.terminal_id);
-        let customer_key = format!("{day}/customer/{}/{}", rec.bank_bin, rec.account);
+        let customer_key = format!(
+            "{day}/customer/{}/{}/{}",
+            kind_label(rec.kind),
+            rec.bank_bin,
+            rec.account
+        );
+        if rec.kind == store::Kind::CashOut
+            && !self
+                .store
+                .add_daily(
+                    &Switch::code_attempts_key(&rec),
+                    0,
+                    self.config.code_attempts_max - 1,
+                )
+                .map_err(storage)?
+        {
+            let e = SwitchError::new(
+                ErrorCode::TooManyCodeAttempts,
+                "too many wrong withdrawal codes for this account today",
+            );
+            return self.finish(rec, Status::Failed, Some(e)).await;
+        }
         if !self
             .store
             .add_daily(&terminal_key, rec.amount, self.config.terminal_daily_max)
@@ -318,7 +440,7 @@ impl Switch {
                     Status::Failed,
                     Some(SwitchError::new(
                         ErrorCode::CustomerDailyLimit,
-                        "this account reached its daily cash-in limit",
+                        "this account reached its daily limit",
                     )),
                 )
                 .await;
@@ -332,7 +454,7 @@ impl Switch {
         // Durable before any money moves: recovery knows of it from here.
         self.store.durable().await.map_err(storage)?;
 
-        let legs = self.cash_in_legs(&rec);
+        let legs = self.legs(&rec);
         let reserved = ledger_transfers(&self.ledger, legs.clone()).await?;
         if let Some((i, reject)) = reserved.iter().enumerate().find_map(|(i, r)| {
             r.err()
@@ -340,38 +462,64 @@ impl Switch {
                 .map(|r| (i, r))
         }) {
             give_back_limits(&self.store)?;
-            let e = if i == 0 && reject == TransferReject::ExceedsCredits {
-                SwitchError::new(
+            let e = match (rec.kind, i, reject) {
+                (store::Kind::CashIn, 0, TransferReject::ExceedsCredits) => SwitchError::new(
                     ErrorCode::InsufficientFloat,
                     "the post office's e-float does not cover this cash-in",
-                )
-            } else {
-                tracing::error!(leg = i, %reject, "ledger refused a cash-in leg");
-                SwitchError::new(
-                    ErrorCode::Internal,
-                    format!("the ledger refused the transaction ({reject})"),
-                )
+                ),
+                (store::Kind::CashOut, 1, TransferReject::ExceedsDebits) => SwitchError::new(
+                    ErrorCode::InsufficientCash,
+                    "the drawer does not hold enough cash for this payout",
+                ),
+                _ => {
+                    tracing::error!(leg = i, %reject, "ledger refused a leg");
+                    SwitchError::new(
+                        ErrorCode::Internal,
+                        format!("the ledger refused the transaction ({reject})"),
+                    )
+                }
             };
             return self.finish(rec, Status::Failed, Some(e)).await;
         }
 
         let timeout = Duration::from_millis(self.config.bank_timeout_ms);
         let started = std::time::Instant::now();
-        let answer =
-            tokio::time::timeout(timeout, bank.adapter.credit(id, &rec.account, rec.amount)).await;
-        metrics::histogram!("switch_bank_call_seconds", "bank" => rec.bank_bin.clone(), "call" => "credit").record(started.elapsed().as_secs_f64());
+        let (call, answer) = match (&code, rec.kind) {
+            (Some(code), store::Kind::CashOut) => (
+                "debit",
+                tokio::time::timeout(
+                    timeout,
+                    bank.adapter
+                        .debit_with_code(id, &rec.account, code, rec.amount, rec.fee.total),
+                )
+                .await,
+            ),
+            _ => (
+                "credit",
+                tokio::time::timeout(timeout, bank.adapter.credit(id, &rec.account, rec.amount))
+                    .await,
+            ),
+        };
+        metrics::histogram!("switch_bank_call_seconds", "bank" => rec.bank_bin.clone(), "call" => call).record(started.elapsed().as_secs_f64());
         match answer {
             Ok(Ok(reference)) => {
                 rec.bank_reference = Some(reference);
-                self.post_or_reverse(rec, &legs).await
+                self.bank_did_it(rec, &legs).await
             }
             Ok(Err(BankError::Rejected { reason, message })) => {
                 self.void(&legs).await?;
                 give_back_limits(&self.store)?;
-                let code = if reason == RejectReason::AccountNotFound {
-                    ErrorCode::AccountNotFound
-                } else {
-                    ErrorCode::BankRejected
+                let code = match reason {
+                    RejectReason::AccountNotFound => ErrorCode::AccountNotFound,
+                    RejectReason::InsufficientFunds => ErrorCode::InsufficientFunds,
+                    RejectReason::InvalidCode => {
+                        self.store
+                            .add_daily(&Switch::code_attempts_key(&rec), 1, u64::MAX)
+                            .map_err(storage)?;
+                        ErrorCode::InvalidCode
+                    }
+                    RejectReason::CodeExpired => ErrorCode::CodeExpired,
+                    RejectReason::AlreadyReversed | RejectReason::Other => ErrorCode::BankRejected,
                 };
                 self.finish(rec, Status::Failed, Some(SwitchError::new(code, message)))
                     .await
@@ -391,67 +539,114 @@ impl Switch {
                 .await
             }
             Ok(Err(BankError::Timeout)) | Err(_) => {
-                tracing::warn!(bank = %rec.bank_bin, "bank credit timed out; asking for its status");
+                tracing::warn!(bank = %rec.bank_bin, call, "bank call timed out; asking for its status");
                 self.resolve_unknown(rec, &legs, self.config.bank_status_attempts)
                     .await
             }
         }
     }
 
-    fn cash_in_legs(&self, rec: &TxRecord) -> Vec<NewTransfer> {
+    /// The bank did its part: a cash-in completes; a cash-out waits for the
+    /// teller to pay out and confirm.
+    async fn bank_did_it(&self, mut rec: TxRecord, legs: &[NewTransfer]) -> Outcome {
+        match rec.kind {
+            store::Kind::CashIn => self.post_or_reverse(rec, legs).await,
+            store::Kind::CashOut => {
+                rec.stage = Stage::AwaitingConfirm;
+                rec.confirm_deadline_ms =
+                    Some(now_ms() + self.config.cash_out_confirm_timeout_ms as i64);
+                rec.updated_at_ms = now_ms();
+                self.store.put_tx(&rec).map_err(storage)?;
+                self.store.durable().await.map_err(storage)?;
+                metrics::counter!("switch_transactions_total", "kind" => "cash_out", "status" => "pending").increment(1);
+                Ok(rec)
+            }
+        }
+    }
+
+    fn legs(&self, rec: &TxRecord) -> Vec<NewTransfer> {
         let id = rec.tx_id();
         let po = self.post_office_number(&rec.post_office_id);
         let terminal = self.terminal_number(&rec.terminal_id);
-        let timeout_ms = self.reservation_timeout_ms();
-        let mut legs = vec![
-            NewTransfer::pending(
-                id.leg(1),
-                Kind::EFloat.id(po),
-                Kind::Bank.id(accounts::bank_number(&rec.bank_bin)),
-                rec.amount,
-                code::CASH_IN_PRINCIPAL,
-                timeout_ms,
-            ),
-            NewTransfer::pending(
-                id.leg(2),
+        let bank = Kind::Bank.id(accounts::bank_number(&rec.bank_bin));
+        let timeout_ms = self.reservation_timeout_ms(rec.kind);
+        let pending = |leg: u8, debit: u128, credit: u128, amount: u64, code: u16| {
+            let mut t = NewTransfer::pending(id.leg(leg), debit, credit, amount, code, timeout_ms);
+            t.user_data = id.as_u128();
+            t
+        };
+        let (principal, cash, fee_from) = match rec.kind {
+            // Cash-in: the e-float pays the bank; cash and fee go into the drawer.
+            store::Kind::CashIn => (
+                pending(
+                    1,
+                    Kind::EFloat.id(po),
+                    bank,
+                    rec.amount,
+                    code::CASH_IN_PRINCIPAL,
+                ),
+                pending(
+                    2,
+                    Kind::Drawer.id(terminal),
+                    Kind::CashControl.id(po),
+                    rec.amount,
+                    code::CASH_IN_CASH,
+                ),
                 Kind::Drawer.id(terminal),
-                Kind::CashControl.id(po),
-                rec.amount,
-                code::CASH_IN_CASH,
-                timeout_ms,
             ),
-        ];
+            // Cash-out: the bank owes the e-float; cash leaves the drawer; the
+            // bank debited the customer for the fee too.
+            store::Kind::CashOut => (
+                pending(
+                    1,
+                    bank,
+                    Kind::EFloat.id(po),
+                    rec.amount,
+                    code::CASH_OUT_PRINCIPAL,
+                ),
+                pending(
+                    2,
+                    Kind::CashControl.id(po),
+                    Kind::Drawer.id(terminal),
+                    rec.amount,
+                    code::CASH_OUT_CASH,
+                ),
+                bank,
+            ),
+        };
+        let mut legs = vec![principal, cash];
         if rec.fee.commission > 0 {
-            legs.push(NewTransfer::pending(
-                id.leg(3),
-                Kind::Drawer.id(terminal),
+            legs.push(pending(
+                3,
+                fee_from,
                 Kind::Commission.id(po),
                 rec.fee.commission,
                 code::FEE_COMMISSION,
-                timeout_ms,
             ));
         }
         if rec.fee.switch > 0 {
-            legs.push(NewTransfer::pending(
-                id.leg(4),
-                Kind::Drawer.id(terminal),
+            legs.push(pending(
+                4,
+                fee_from,
                 Kind::SwitchIncome.id(NETWORK),
                 rec.fee.switch,
                 code::FEE_SWITCH,
-                timeout_ms,
             ));
-        }
-        for l in &mut legs {
-            l.user_data = id.as_u128();
         }
         link(legs)
     }
 
-    /// Long enough for every status inquiry; the ledger voids a reservation
-    /// the switch somehow forgot.
-    fn reservation_timeout_ms(&self) -> u32 {
-        let ms =
-            self.config.bank_timeout_ms * u64::from(self.config.bank_status_attempts + 2) + 60_000;
+    /// Long enough for every status inquiry (and, for a cash-out, the
+    /// confirmation); the ledger voids a reservation the switch forgot.
+    fn reservation_timeout_ms(&self, kind: store::Kind) -> u32 {
+        let confirm = if kind == store::Kind::CashOut {
+            self.config.cash_out_confirm_timeout_ms
+        } else {
+            0
+        };
+        let ms = self.config.bank_timeout_ms * u64::from(self.config.bank_status_attempts + 2)
+            + confirm
+            + 120_000;
         u32::try_from(ms).unwrap_or(u32::MAX)
     }
 
@@ -523,19 +718,23 @@ impl Switch {
         Ok(())
     }
 
-    /// The bank did it: post. If the ledger can no longer post (the
-    /// reservation expired), the bank must undo it.
+    /// Post the reserved legs. If the ledger can no longer post (the
+    /// reservation expired), the bank must undo its part.
     async fn post_or_reverse(&self, rec: TxRecord, legs: &[NewTransfer]) -> Outcome {
         let r = ledger_transfers(&self.ledger, Switch::second_phase(legs, POST, true)).await?;
         if r.iter().all(Result::is_ok) {
             return self.finish(rec, Status::Completed, None).await;
         }
-        tracing::error!(results = ?r, "posting a cash-in failed after the bank credited; reversing at the bank");
-        self.reverse(rec, legs).await
+        tracing::error!(results = ?r, "posting failed after the bank acted; reversing at the bank");
+        let e = SwitchError::new(
+            ErrorCode::BankOutcomeUnknown,
+            "the switch could not complete in time; the transaction was reversed",
+        );
+        self.reverse(rec, legs, e).await
     }
 
     /// Queue a durable reversal first, then release the reservation.
-    async fn reverse(&self, rec: TxRecord, legs: &[NewTransfer]) -> Outcome {
+    async fn reverse(&self, rec: TxRecord, legs: &[NewTransfer], why: SwitchError) -> Outcome {
         self.store
             .queue_reversal(&ReversalJob {
                 tx_id: rec.id.clone(),
@@ -546,11 +745,7 @@ impl Switch {
             .map_err(storage)?;
         self.store.durable().await.map_err(storage)?;
         self.void(legs).await?;
-        let e = SwitchError::new(
-            ErrorCode::BankOutcomeUnknown,
-            "the bank did not confirm in time; the transaction was reversed",
-        );
-        self.finish(rec, Status::Reversed, Some(e)).await
+        self.finish(rec, Status::Reversed, Some(why)).await
     }
 
     /// Ask the bank what happened, `attempts` times, then decide.
@@ -560,15 +755,21 @@ impl Switch {
         legs: &[NewTransfer],
         attempts: u32,
     ) -> Outcome {
+        let unknown = || {
+            SwitchError::new(
+                ErrorCode::BankOutcomeUnknown,
+                "the bank did not confirm in time; the transaction was reversed",
+            )
+        };
         let Some(bank) = self.routes.get(&rec.bank_bin).cloned() else {
-            return self.reverse(rec, legs).await;
+            return self.reverse(rec, legs, unknown()).await;
         };
         let timeout = Duration::from_millis(self.config.bank_timeout_ms);
         for attempt in 0..attempts {
             match tokio::time::timeout(timeout, bank.adapter.status(rec.tx_id())).await {
                 Ok(Ok(BankTxStatus::Completed { bank_reference })) => {
                     rec.bank_reference = Some(bank_reference);
-                    return self.post_or_reverse(rec, legs).await;
+                    return self.bank_did_it(rec, legs).await;
                 }
                 // Not seen (yet) or reversed: make sure it never lands.
                 Ok(Ok(BankTxStatus::NotFound | BankTxStatus::Reversed)) => break,
@@ -577,7 +778,7 @@ impl Switch {
                 }
             }
         }
-        self.reverse(rec, legs).await
+        self.reverse(rec, legs, unknown()).await
     }
 
     async fn finish(
@@ -589,40 +790,147 @@ impl Switch {
         rec.status = status;
         rec.stage = Stage::Done;
         rec.updated_at_ms = now_ms();
+        rec.confirm_deadline_ms = None;
         rec.error_code = error.as_ref().map(|e| e.code.as_str().to_string());
         rec.error_message = error.as_ref().map(|e| e.message.clone());
         self.store.put_tx(&rec).map_err(storage)?;
         self.store.durable().await.map_err(storage)?;
-        metrics::counter!("switch_transactions_total", "kind" => "cash_in", "status" => status_label(status)).increment(1);
-        tracing::info!(status = status_label(status), amount = rec.amount, account = %mask_account(&rec.account), "cash-in finished");
+        metrics::counter!("switch_transactions_total", "kind" => kind_label(rec.kind), "status" => status_label(status)).increment(1);
+        tracing::info!(status = status_label(status), amount = rec.amount, account = %mask_account(&rec.account), "transaction finished");
         Ok(rec)
     }
 
-    /// Finish every transaction a crash left unfinished.
+    /// A terminal's own pending cash-out.
+    fn own_cash_out(&self, p: &Principal, id: &str) -> Result<TxRecord, SwitchError> {
+        Switch::teller_post_office(p)?;
+        let id = TxId::parse(id)
+            .ok_or_else(|| SwitchError::invalid("transaction_id must be 32 hex digits"))?;
+        self.store
+            .get_tx(id)
+            .map_err(storage)?
+            .filter(|t| t.terminal_id == p.id && t.kind == store::Kind::CashOut)
+            .ok_or_else(|| {
+                SwitchError::new(
+                    ErrorCode::TransactionNotFound,
+                    "no such cash-out at this terminal",
+                )
+            })
+    }
+
+    fn not_pending(rec: &TxRecord) -> SwitchError {
+        SwitchError::new(
+            ErrorCode::NotPending,
+            format!(
+                "the cash-out is {}, not waiting for confirmation",
+                status_label(rec.status)
+            ),
+        )
+    }
+
+    /// The teller paid out the cash.
+    pub async fn cash_out_confirm(&self, p: &Principal, id: &str) -> Outcome {
+        let _one_at_a_time = self.resolving.lock().await;
+        let rec = self.own_cash_out(p, id)?;
+        match (rec.status, rec.stage) {
+            (Status::Completed, _) => Ok(rec),
+            (Status::Pending, Stage::AwaitingConfirm) => {
+                let legs = self.legs(&rec);
+                self.post_or_reverse(rec, &legs).await
+            }
+            _ => Err(Switch::not_pending(&rec)),
+        }
+    }
+
+    /// The cash was not paid out: reverse at the bank.
+    pub async fn cash_out_cancel(&self, p: &Principal, id: &str) -> Outcome {
+        let _one_at_a_time = self.resolving.lock().await;
+        let rec = self.own_cash_out(p, id)?;
+        match (rec.status, rec.stage) {
+            (Status::Reversed, _)
+                if rec.error_code.as_deref() == Some(ErrorCode::Cancelled.as_str()) =>
+            {
+                Ok(rec)
+            }
+            (Status::Pending, Stage::AwaitingConfirm) => {
+                let legs = self.legs(&rec);
+                self.reverse(
+                    rec,
+                    &legs,
+                    SwitchError::new(
+                        ErrorCode::Cancelled,
+                        "cancelled at the counter; the bank returns the money",
+                    ),
+                )
+                .await
+            }
+            _ => Err(Switch::not_pending(&rec)),
+        }
+    }
+
+    /// Cancel every cash-out past its confirmation deadline.
+    pub async fn expire_cash_outs(&self) -> Result<usize, SwitchError> {
+        let now = now_ms();
+        let mut n = 0;
+        for rec in self.store.unfinished().map_err(storage)? {
+            if rec.stage != Stage::AwaitingConfirm
+                || rec.confirm_deadline_ms.is_none_or(|d| d > now)
+            {
+                continue;
+            }
+            let _one_at_a_time = self.resolving.lock().await;
+            // Confirmed or cancelled meanwhile?
+            let Some(rec) = self
+                .store
+                .get_tx(rec.tx_id())
+                .map_err(storage)?
+                .filter(|r| r.stage == Stage::AwaitingConfirm)
+            else {
+                continue;
+            };
+            let legs = self.legs(&rec);
+            let e = SwitchError::new(
+                ErrorCode::ConfirmationTimeout,
+                "not confirmed in time; the bank returns the money",
+            );
+            self.reverse(rec, &legs, e).await?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Finish every transaction a crash left at the bank stage.
     pub async fn recover(self: &Arc<Self>) -> Result<usize, SwitchError> {
-        let unfinished = self.store.unfinished().map_err(storage)?;
-        let n = unfinished.len();
-        for rec in unfinished {
-            let legs = self.cash_in_legs(&rec);
+        let mut n = 0;
+        for rec in self.store.unfinished().map_err(storage)? {
+            if rec.stage != Stage::AtBank {
+                continue;
+            }
+            n += 1;
+            let legs = self.legs(&rec);
             let leg1 = self.ledger.lookup_transfer(legs[0].id).map_err(storage)?;
-            let outcome = match leg1.map(|t| t.status()) {
+            match leg1.map(|t| t.status()) {
                 // The reservation never happened: nothing moved anywhere.
                 None => {
                     let e =
                         SwitchError::new(ErrorCode::Internal, "interrupted before any money moved");
-                    self.finish(rec, Status::Failed, Some(e)).await
+                    self.finish(rec, Status::Failed, Some(e)).await?;
                 }
                 Some(TransferStatus::Pending) => {
                     self.resolve_unknown(rec, &legs, self.config.bank_status_attempts.max(3))
-                        .await
+                        .await?;
                 }
-                Some(TransferStatus::Posted) => self.finish(rec, Status::Completed, None).await,
+                Some(TransferStatus::Posted) => {
+                    self.finish(rec, Status::Completed, None).await?;
+                }
                 Some(TransferStatus::Voided | TransferStatus::Expired) => {
                     // Released: a reversal makes sure the bank holds nothing.
-                    self.reverse(rec, &legs).await
+                    let e = SwitchError::new(
+                        ErrorCode::BankOutcomeUnknown,
+                        "interrupted; the transaction was reversed",
+                    );
+                    self.reverse(rec, &legs, e).await?;
                 }
-            };
-            outcome?;
+            }
         }
         Ok(n)
     }
@@ -657,6 +965,27 @@ impl Switch {
         metrics::gauge!("switch_reversal_queue_depth")
             .set(self.store.reversals().map_err(storage)?.len() as f64);
         Ok(())
+    }
+}
+
+/// A retry: the original outcome, or a refusal if the content differs.
+fn retry(existing: TxRecord, fingerprint: &str) -> Outcome {
+    if existing.fingerprint != fingerprint {
+        return Err(SwitchError::new(
+            ErrorCode::RequestIdReused,
+            format!(
+                "client_request_id {} was used for another request",
+                existing.client_request_id
+            ),
+        ));
+    }
+    Ok(existing)
+}
+
+pub fn kind_label(k: store::Kind) -> &'static str {
+    match k {
+        store::Kind::CashIn => "cash_in",
+        store::Kind::CashOut => "cash_out",
     }
 }
 

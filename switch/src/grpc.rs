@@ -37,6 +37,7 @@ pub fn to_proto(t: &TxRecord) -> pb::Transaction {
         transaction_id: t.id.clone(),
         kind: match t.kind {
             store::Kind::CashIn => pb::TxKind::CashIn,
+            store::Kind::CashOut => pb::TxKind::CashOut,
         } as i32,
         status: status_of(t.status) as i32,
         terminal_id: t.terminal_id.clone(),
@@ -95,6 +96,7 @@ fn local_time(ms: i64) -> String {
 pub fn receipt(t: &TxRecord) -> String {
     let title = match t.kind {
         store::Kind::CashIn => "NOP TIEN VAO TAI KHOAN / CASH-IN",
+        store::Kind::CashOut => "RUT TIEN MAT / CASH-OUT",
     };
     let mut r = format!(
         "BUU DIEN {}\n{title}\nMa GD / Tx:      {}\nThoi gian:       {}\nNgan hang:       {} ({})\nTai khoan:       {}\n",
@@ -190,6 +192,55 @@ impl pb::teller_server::Teller for TellerService {
                 .cash_in(&p, &r.client_request_id, &r.bank_bin, &r.account, r.amount)
                 .await,
         )
+    }
+
+    async fn cash_out_start(
+        &self,
+        req: Request<pb::CashOutStartRequest>,
+    ) -> Result<Response<pb::TransactionResponse>, Status> {
+        let p = principal(&req)?;
+        let r = req.into_inner();
+        answer(
+            self.switch
+                .cash_out_start(
+                    &p,
+                    &r.client_request_id,
+                    &r.bank_bin,
+                    &r.account,
+                    &r.code,
+                    r.amount,
+                )
+                .await,
+        )
+    }
+
+    async fn cash_out_confirm(
+        &self,
+        req: Request<pb::CashOutConfirmRequest>,
+    ) -> Result<Response<pb::TransactionResponse>, Status> {
+        let p = principal(&req)?;
+        answer(
+            self.switch
+                .cash_out_confirm(&p, &req.get_ref().transaction_id)
+                .await,
+        )
+    }
+
+    /// A cancellation is what the teller asked for: it answers with the
+    /// REVERSED transaction, not an error.
+    async fn cash_out_cancel(
+        &self,
+        req: Request<pb::CashOutCancelRequest>,
+    ) -> Result<Response<pb::TransactionResponse>, Status> {
+        let p = principal(&req)?;
+        let t = self
+            .switch
+            .cash_out_cancel(&p, &req.get_ref().transaction_id)
+            .await?;
+        Ok(Response::new(pb::TransactionResponse {
+            receipt: receipt(&t),
+            transaction: Some(to_proto(&t)),
+        }))
     }
 
     async fn get_transaction(
@@ -297,6 +348,42 @@ impl pb::admin_server::Admin for AdminService {
                 })
                 .collect(),
         }))
+    }
+}
+
+/// What a customer's bank app would do, for the demo and tests (served only
+/// with simulated banks).
+pub struct SimulatorService {
+    pub switch: Arc<Switch>,
+}
+
+#[tonic::async_trait]
+impl pb::simulator_server::Simulator for SimulatorService {
+    async fn issue_withdrawal_code(
+        &self,
+        req: Request<pb::IssueWithdrawalCodeRequest>,
+    ) -> Result<Response<pb::IssueWithdrawalCodeResponse>, Status> {
+        principal(&req)?;
+        let r = req.into_inner();
+        let sim = self.switch.sims.get(&r.bank_bin).ok_or_else(|| {
+            Status::from(SwitchError::new(
+                ErrorCode::UnknownBank,
+                format!("no simulated bank with BIN {}", r.bank_bin),
+            ))
+        })?;
+        match sim.issue_withdrawal_code(&r.account, r.amount, crate::auth::now_ms()) {
+            Ok((code, expires_at_ms)) => Ok(Response::new(pb::IssueWithdrawalCodeResponse {
+                code,
+                expires_at_ms,
+            })),
+            Err(crate::bank::BankError::Rejected {
+                reason: crate::bank::RejectReason::AccountNotFound,
+                ..
+            }) => Err(
+                SwitchError::new(ErrorCode::AccountNotFound, "no such account at that bank").into(),
+            ),
+            Err(e) => Err(SwitchError::invalid(format!("{e:?}")).into()),
+        }
     }
 }
 

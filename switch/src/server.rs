@@ -14,7 +14,7 @@ use crate::auth::{AuthLayer, Keys, Principal, Role};
 use crate::bank::{Bank, Routes};
 use crate::config::Config;
 use crate::flows::Switch;
-use crate::grpc::{AdminService, TellerService};
+use crate::grpc::{AdminService, SimulatorService, TellerService};
 use crate::provision;
 use crate::sim::SimBank;
 use crate::store::Store;
@@ -131,6 +131,13 @@ pub async fn serve(
                 if let Err(e) = switch.run_reversals().await {
                     tracing::error!(error = %e, "reversal pass failed");
                 }
+                match switch.expire_cash_outs().await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::warn!(cash_outs = n, "cancelled cash-outs not confirmed in time")
+                    }
+                    Err(e) => tracing::error!(error = %e, "cash-out deadline pass failed"),
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                     _ = stop_rx.changed() => break,
@@ -157,6 +164,11 @@ pub async fn serve(
         .add_service(proto::v1::admin_server::AdminServer::new(AdminService {
             switch: switch.clone(),
         }))
+        .add_service(proto::v1::simulator_server::SimulatorServer::new(
+            SimulatorService {
+                switch: switch.clone(),
+            },
+        ))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await?;
     tracing::info!("draining");

@@ -25,13 +25,31 @@ struct SimTx {
     account: String,
     /// What it added to the account (0 for a tombstone).
     credited: u64,
+    /// What it took from the account.
+    #[serde(default)]
+    debited: u64,
     bank_reference: String,
     reversed: bool,
 }
 
+/// A one-time cash withdrawal code.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct WithdrawalCode {
+    account: String,
+    amount: u64,
+    expires_at_ms: i64,
+    /// Wrong uses left before the code is burned.
+    tries_left: u8,
+    used: bool,
+}
+
+/// How long a withdrawal code lives.
+pub const CODE_TTL_MS: i64 = 15 * 60 * 1000;
+
 struct State {
     accounts: HashMap<String, SimAccount>,
     txs: HashMap<u128, SimTx>,
+    codes: HashMap<String, WithdrawalCode>,
     rng: u64,
     next_reference: u64,
 }
@@ -61,11 +79,16 @@ impl SimBank {
     ) -> Result<SimBank, sled::Error> {
         let mut accounts = HashMap::new();
         let mut txs = HashMap::new();
+        let mut codes = HashMap::new();
         for kv in tree.iter() {
             let (k, v) = kv?;
             if let Some(account) = k.strip_prefix(b"a/") {
                 if let Ok(a) = serde_json::from_slice::<SimAccount>(&v) {
                     accounts.insert(String::from_utf8_lossy(account).into_owned(), a);
+                }
+            } else if let Some(code) = k.strip_prefix(b"c/") {
+                if let Ok(c) = serde_json::from_slice::<WithdrawalCode>(&v) {
+                    codes.insert(String::from_utf8_lossy(code).into_owned(), c);
                 }
             } else if let Some(r) = k.strip_prefix(b"t/")
                 && let (Ok(r), Ok(t)) =
@@ -91,6 +114,7 @@ impl SimBank {
             state: Mutex::new(State {
                 accounts,
                 txs,
+                codes,
                 rng: seed,
                 next_reference,
             }),
@@ -100,6 +124,56 @@ impl SimBank {
 
     pub fn account(&self, account: &str) -> Option<SimAccount> {
         self.lock().accounts.get(account).cloned()
+    }
+
+    /// Issue a one-time withdrawal code for `amount` from `account`, as the
+    /// customer's bank app would.
+    pub fn issue_withdrawal_code(
+        &self,
+        account: &str,
+        amount: u64,
+        now_ms: i64,
+    ) -> Result<(String, i64), BankError> {
+        let mut s = self.lock();
+        if !s.accounts.contains_key(account) {
+            return Err(BankError::Rejected {
+                reason: RejectReason::AccountNotFound,
+                message: "no such account".into(),
+            });
+        }
+        if amount == 0 {
+            return Err(BankError::Rejected {
+                reason: RejectReason::Other,
+                message: "amount must be more than zero".into(),
+            });
+        }
+        let code = loop {
+            s.rng ^= s.rng << 13;
+            s.rng ^= s.rng >> 7;
+            s.rng ^= s.rng << 17;
+            let c = format!("{:08}", s.rng % 100_000_000);
+            if !s.codes.contains_key(&c) {
+                break c;
+            }
+        };
+        let w = WithdrawalCode {
+            account: account.to_string(),
+            amount,
+            expires_at_ms: now_ms + CODE_TTL_MS,
+            tries_left: 3,
+            used: false,
+        };
+        s.codes.insert(code.clone(), w.clone());
+        drop(s);
+        self.persist_code(&code, &w);
+        Ok((code, w.expires_at_ms))
+    }
+
+    fn persist_code(&self, code: &str, w: &WithdrawalCode) {
+        let _ = self.tree.insert(
+            format!("c/{code}"),
+            serde_json::to_vec(w).expect("serialisable"),
+        );
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -205,6 +279,7 @@ impl BankAdapter for SimBank {
             let t = SimTx {
                 account: account.to_string(),
                 credited: amount,
+                debited: 0,
                 bank_reference: format!("{}{:010}", self.bin, s.next_reference),
                 reversed: false,
             };
@@ -216,12 +291,93 @@ impl BankAdapter for SimBank {
         }))
     }
 
+    fn debit_with_code<'a>(
+        &'a self,
+        reference: TxId,
+        account: &'a str,
+        code: &'a str,
+        amount: u64,
+        fee: u64,
+    ) -> BankFuture<'a, String> {
+        Box::pin(self.call(move || {
+            let reject = |reason, message: &str| {
+                Err(BankError::Rejected {
+                    reason,
+                    message: message.to_string(),
+                })
+            };
+            let mut s = self.lock();
+            if let Some(t) = s.txs.get(&reference.as_u128()) {
+                return if t.reversed {
+                    reject(RejectReason::AlreadyReversed, "reference was reversed")
+                } else {
+                    Ok(t.bank_reference.clone())
+                };
+            }
+            let now = crate::auth::now_ms();
+            let Some(w) = s.codes.get_mut(code) else {
+                return reject(
+                    RejectReason::InvalidCode,
+                    "the withdrawal code is not valid",
+                );
+            };
+            if w.used || w.tries_left == 0 {
+                return reject(
+                    RejectReason::InvalidCode,
+                    "the withdrawal code is not valid",
+                );
+            }
+            if w.account != account || w.amount != amount {
+                w.tries_left -= 1;
+                let w = w.clone();
+                drop(s);
+                self.persist_code(code, &w);
+                return reject(
+                    RejectReason::InvalidCode,
+                    "the withdrawal code does not match the account and amount",
+                );
+            }
+            if w.expires_at_ms <= now {
+                return reject(RejectReason::CodeExpired, "the withdrawal code expired");
+            }
+            let total = amount + fee;
+            let Some(a) = s.accounts.get_mut(account) else {
+                return reject(RejectReason::AccountNotFound, "no such account");
+            };
+            if a.balance < total {
+                return reject(RejectReason::InsufficientFunds, "insufficient funds");
+            }
+            a.balance -= total;
+            let a = a.clone();
+            let w = {
+                let w = s.codes.get_mut(code).expect("checked above");
+                w.used = true;
+                w.clone()
+            };
+            s.next_reference += 1;
+            let t = SimTx {
+                account: account.to_string(),
+                credited: 0,
+                debited: total,
+                bank_reference: format!("{}{:010}", self.bin, s.next_reference),
+                reversed: false,
+            };
+            s.txs.insert(reference.as_u128(), t.clone());
+            drop(s);
+            self.persist_account(&a);
+            self.persist_code(code, &w);
+            self.persist_tx(reference, &t);
+            Ok(t.bank_reference)
+        }))
+    }
+
     fn reverse(&self, reference: TxId) -> BankFuture<'_, ()> {
         Box::pin(self.call(move || {
             let mut s = self.lock();
             let t = s.txs.entry(reference.as_u128()).or_insert_with(|| SimTx {
                 account: String::new(),
                 credited: 0,
+                debited: 0,
                 bank_reference: String::new(),
                 reversed: false,
             });
@@ -231,7 +387,7 @@ impl BankAdapter for SimBank {
             t.reversed = true;
             let t = t.clone();
             let account = s.accounts.get_mut(&t.account).map(|a| {
-                a.balance = a.balance.saturating_sub(t.credited);
+                a.balance = a.balance.saturating_sub(t.credited) + t.debited;
                 a.clone()
             });
             drop(s);

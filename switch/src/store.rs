@@ -19,6 +19,7 @@ use crate::ids::{Secret, TxId};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Kind {
     CashIn,
+    CashOut,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,6 +43,9 @@ pub enum Stage {
     Reserved,
     /// The bank may have acted; its outcome decides.
     AtBank,
+    /// Cash-out: the bank debited the customer; the teller pays out the cash
+    /// and confirms, or cancels, before `confirm_deadline_ms`.
+    AwaitingConfirm,
     /// Final.
     Done,
 }
@@ -86,6 +90,9 @@ pub struct TxRecord {
     pub error_code: Option<String>,
     pub error_message: Option<String>,
     pub bank_reference: Option<String>,
+    /// Cash-out: when an unconfirmed payout is cancelled by the switch.
+    #[serde(default)]
+    pub confirm_deadline_ms: Option<i64>,
 }
 
 impl TxRecord {
@@ -138,6 +145,8 @@ pub type StoreError = sled::Error;
 pub struct Store {
     db: sled::Db,
     txs: sled::Tree,
+    /// Ids of transactions not yet final (recovery and deadlines read it).
+    open: sled::Tree,
     idempotency: sled::Tree,
     by_terminal: sled::Tree,
     reversals: sled::Tree,
@@ -177,6 +186,7 @@ impl Store {
             .open()?;
         Ok(Store {
             txs: db.open_tree("tx")?,
+            open: db.open_tree("open")?,
             idempotency: db.open_tree("idempotency")?,
             by_terminal: db.open_tree("by_terminal")?,
             reversals: db.open_tree("reversals")?,
@@ -244,6 +254,11 @@ impl Store {
         let id = t.tx_id();
         self.txs
             .insert(id.to_bytes(), serde_json::to_vec(t).expect("serialisable"))?;
+        if t.stage == Stage::Done {
+            self.open.remove(id.to_bytes())?;
+        } else {
+            self.open.insert(id.to_bytes(), &[])?;
+        }
         Ok(())
     }
 
@@ -323,11 +338,15 @@ impl Store {
     /// Transactions that did not finish (recovery resolves them).
     pub fn unfinished(&self) -> Result<Vec<TxRecord>, StoreError> {
         let mut out = Vec::new();
-        for kv in self.txs.iter() {
-            let (_, v) = kv?;
-            if let Ok(t) = serde_json::from_slice::<TxRecord>(&v)
-                && t.stage != Stage::Done
-            {
+        for kv in self.open.iter() {
+            let (k, _) = kv?;
+            let Some(id) = <[u8; 16]>::try_from(k.as_ref())
+                .ok()
+                .and_then(|b| TxId::from_u128(u128::from_be_bytes(b)))
+            else {
+                continue;
+            };
+            if let Some(t) = self.get_tx(id)?.filter(|t| t.stage != Stage::Done) {
                 out.push(t);
             }
         }

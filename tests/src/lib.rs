@@ -151,6 +151,26 @@ impl Harness {
         assert!(r.balanced, "ledger invariants broken: {:?}", r.violations);
     }
 
+    /// A one-time withdrawal code from a simulated customer's bank app.
+    pub fn withdrawal_code(&self, bin: &str, account: &str, amount: u64) -> String {
+        self.switch.sims[bin]
+            .issue_withdrawal_code(account, amount, proto::auth::now_ms())
+            .expect("code issued")
+            .0
+    }
+
+    /// Wait until `f` holds, or fail after `seconds`.
+    pub async fn eventually(&self, seconds: u64, what: &str, mut f: impl FnMut(&Harness) -> bool) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+        while !f(self) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for: {what}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     /// A simulated customer's balance at their bank.
     pub fn bank_balance(&self, bin: &str, account: &str) -> u64 {
         self.switch.sims[bin]
@@ -215,6 +235,47 @@ impl Teller {
         };
         self.client
             .cash_in(self.credentials.sign("/switch.v1.Teller/CashIn", m))
+            .await
+            .map(|r| r.into_inner().transaction.expect("a transaction"))
+    }
+
+    pub async fn cash_out_start(
+        &mut self,
+        request_id: &str,
+        bin: &str,
+        account: &str,
+        code: &str,
+        amount: u64,
+    ) -> Result<pb::Transaction, tonic::Status> {
+        let m = pb::CashOutStartRequest {
+            client_request_id: request_id.into(),
+            bank_bin: bin.into(),
+            account: account.into(),
+            code: code.into(),
+            amount,
+        };
+        self.client
+            .cash_out_start(self.credentials.sign("/switch.v1.Teller/CashOutStart", m))
+            .await
+            .map(|r| r.into_inner().transaction.expect("a transaction"))
+    }
+
+    pub async fn cash_out_confirm(&mut self, id: &str) -> Result<pb::Transaction, tonic::Status> {
+        let m = pb::CashOutConfirmRequest {
+            transaction_id: id.into(),
+        };
+        self.client
+            .cash_out_confirm(self.credentials.sign("/switch.v1.Teller/CashOutConfirm", m))
+            .await
+            .map(|r| r.into_inner().transaction.expect("a transaction"))
+    }
+
+    pub async fn cash_out_cancel(&mut self, id: &str) -> Result<pb::Transaction, tonic::Status> {
+        let m = pb::CashOutCancelRequest {
+            transaction_id: id.into(),
+        };
+        self.client
+            .cash_out_cancel(self.credentials.sign("/switch.v1.Teller/CashOutCancel", m))
             .await
             .map(|r| r.into_inner().transaction.expect("a transaction"))
     }
