@@ -21,6 +21,10 @@ pub struct Config {
     pub bank_timeout_ms: u64,
     /// Status inquiries after a timeout before the switch reverses.
     pub bank_status_attempts: u32,
+    /// Consecutive failed calls after which a bank's circuit opens.
+    pub breaker_failures_max: u32,
+    /// How long an open circuit refuses calls before one trial.
+    pub breaker_cooldown_ms: u64,
     /// How far a request's timestamp may be from the switch's clock.
     pub signature_skew_ms: u64,
     pub cash_in: Product,
@@ -45,6 +49,8 @@ impl Default for Config {
             metrics_listen: "127.0.0.1:9100".parse().expect("literal address"),
             bank_timeout_ms: 3_000,
             bank_status_attempts: 3,
+            breaker_failures_max: 5,
+            breaker_cooldown_ms: 30_000,
             signature_skew_ms: 300_000,
             cash_in: Product {
                 amount_min: 10_000,

@@ -175,7 +175,15 @@ impl Switch {
             SwitchError::new(ErrorCode::UnknownBank, format!("no bank with BIN {bin}"))
         })?;
         let timeout = Duration::from_millis(self.config.bank_timeout_ms);
-        match tokio::time::timeout(timeout, bank.adapter.name_inquiry(account)).await {
+        if !bank.breaker.allow(now_ms()) {
+            return Err(circuit_open(&bank.name));
+        }
+        let answer = tokio::time::timeout(timeout, bank.adapter.name_inquiry(account)).await;
+        bank.breaker.record(
+            matches!(answer, Ok(Ok(_)) | Ok(Err(BankError::Rejected { .. }))),
+            now_ms(),
+        );
+        match answer {
             Ok(Ok(name)) => Ok((bank.name.clone(), name)),
             Ok(Err(BankError::Rejected {
                 reason: RejectReason::AccountNotFound,
@@ -387,6 +395,11 @@ impl Switch {
     ) -> Outcome {
         let id = rec.tx_id();
         let day = day(rec.created_at_ms);
+        if bank.breaker.is_open(now_ms()) {
+            return self
+                .finish(rec, Status::Failed, Some(circuit_open(&bank.name)))
+                .await;
+        }
         let terminal_key = format!("{day}/terminal/{}", rec.terminal_id);
         let customer_key = format!(
             "{day}/customer/{}/{}/{}",
@@ -482,6 +495,13 @@ impl Switch {
             return self.finish(rec, Status::Failed, Some(e)).await;
         }
 
+        if !bank.breaker.allow(now_ms()) {
+            self.void(&legs).await?;
+            give_back_limits(&self.store)?;
+            return self
+                .finish(rec, Status::Failed, Some(circuit_open(&bank.name)))
+                .await;
+        }
         let timeout = Duration::from_millis(self.config.bank_timeout_ms);
         let started = std::time::Instant::now();
         let (call, answer) = match (&code, rec.kind) {
@@ -501,6 +521,10 @@ impl Switch {
             ),
         };
         metrics::histogram!("switch_bank_call_seconds", "bank" => rec.bank_bin.clone(), "call" => call).record(started.elapsed().as_secs_f64());
+        bank.breaker.record(
+            matches!(answer, Ok(Ok(_)) | Ok(Err(BankError::Rejected { .. }))),
+            now_ms(),
+        );
         match answer {
             Ok(Ok(reference)) => {
                 rec.bank_reference = Some(reference);
@@ -966,6 +990,13 @@ impl Switch {
             .set(self.store.reversals().map_err(storage)?.len() as f64);
         Ok(())
     }
+}
+
+fn circuit_open(bank: &str) -> SwitchError {
+    SwitchError::new(
+        ErrorCode::BankUnavailable,
+        format!("{bank} keeps failing; calls are paused (circuit open), try again later"),
+    )
 }
 
 /// A retry: the original outcome, or a refusal if the content differs.

@@ -167,63 +167,75 @@ impl pb::teller_server::Teller for TellerService {
         &self,
         req: Request<pb::NameInquiryRequest>,
     ) -> Result<Response<pb::NameInquiryResponse>, Status> {
-        let p = principal(&req)?;
-        let r = req.into_inner();
-        let (bank_name, account_name) = self
-            .switch
-            .name_inquiry(&p, &r.bank_bin, &r.account)
-            .await?;
-        Ok(Response::new(pb::NameInquiryResponse {
-            bank_bin: r.bank_bin,
-            bank_name,
-            account_masked: mask_account(&r.account),
-            account_name,
-        }))
+        crate::telemetry::observe("name_inquiry", async move {
+            let p = principal(&req)?;
+            let r = req.into_inner();
+            let (bank_name, account_name) = self
+                .switch
+                .name_inquiry(&p, &r.bank_bin, &r.account)
+                .await?;
+            Ok(Response::new(pb::NameInquiryResponse {
+                bank_bin: r.bank_bin,
+                bank_name,
+                account_masked: mask_account(&r.account),
+                account_name,
+            }))
+        })
+        .await
     }
 
     async fn cash_in(
         &self,
         req: Request<pb::CashInRequest>,
     ) -> Result<Response<pb::TransactionResponse>, Status> {
-        let p = principal(&req)?;
-        let r = req.into_inner();
-        answer(
-            self.switch
-                .cash_in(&p, &r.client_request_id, &r.bank_bin, &r.account, r.amount)
-                .await,
-        )
+        crate::telemetry::observe("cash_in", async move {
+            let p = principal(&req)?;
+            let r = req.into_inner();
+            answer(
+                self.switch
+                    .cash_in(&p, &r.client_request_id, &r.bank_bin, &r.account, r.amount)
+                    .await,
+            )
+        })
+        .await
     }
 
     async fn cash_out_start(
         &self,
         req: Request<pb::CashOutStartRequest>,
     ) -> Result<Response<pb::TransactionResponse>, Status> {
-        let p = principal(&req)?;
-        let r = req.into_inner();
-        answer(
-            self.switch
-                .cash_out_start(
-                    &p,
-                    &r.client_request_id,
-                    &r.bank_bin,
-                    &r.account,
-                    &r.code,
-                    r.amount,
-                )
-                .await,
-        )
+        crate::telemetry::observe("cash_out_start", async move {
+            let p = principal(&req)?;
+            let r = req.into_inner();
+            answer(
+                self.switch
+                    .cash_out_start(
+                        &p,
+                        &r.client_request_id,
+                        &r.bank_bin,
+                        &r.account,
+                        &r.code,
+                        r.amount,
+                    )
+                    .await,
+            )
+        })
+        .await
     }
 
     async fn cash_out_confirm(
         &self,
         req: Request<pb::CashOutConfirmRequest>,
     ) -> Result<Response<pb::TransactionResponse>, Status> {
-        let p = principal(&req)?;
-        answer(
-            self.switch
-                .cash_out_confirm(&p, &req.get_ref().transaction_id)
-                .await,
-        )
+        crate::telemetry::observe("cash_out_confirm", async move {
+            let p = principal(&req)?;
+            answer(
+                self.switch
+                    .cash_out_confirm(&p, &req.get_ref().transaction_id)
+                    .await,
+            )
+        })
+        .await
     }
 
     /// A cancellation is what the teller asked for: it answers with the
@@ -232,80 +244,89 @@ impl pb::teller_server::Teller for TellerService {
         &self,
         req: Request<pb::CashOutCancelRequest>,
     ) -> Result<Response<pb::TransactionResponse>, Status> {
-        let p = principal(&req)?;
-        let t = self
-            .switch
-            .cash_out_cancel(&p, &req.get_ref().transaction_id)
-            .await?;
-        Ok(Response::new(pb::TransactionResponse {
-            receipt: receipt(&t),
-            transaction: Some(to_proto(&t)),
-        }))
+        crate::telemetry::observe("cash_out_cancel", async move {
+            let p = principal(&req)?;
+            let t = self
+                .switch
+                .cash_out_cancel(&p, &req.get_ref().transaction_id)
+                .await?;
+            Ok(Response::new(pb::TransactionResponse {
+                receipt: receipt(&t),
+                transaction: Some(to_proto(&t)),
+            }))
+        })
+        .await
     }
 
     async fn get_transaction(
         &self,
         req: Request<pb::GetTransactionRequest>,
     ) -> Result<Response<pb::TransactionResponse>, Status> {
-        let p = principal(&req)?;
-        let id = TxId::parse(&req.get_ref().transaction_id).ok_or_else(|| {
-            Status::from(SwitchError::invalid("transaction_id must be 32 hex digits"))
-        })?;
-        let t = self
-            .switch
-            .store
-            .get_tx(id)
-            .map_err(|_| Status::internal("store unreadable"))?;
-        // Another terminal's transaction is as good as absent.
-        match t.filter(|t| t.terminal_id == p.id || p.role == Role::Operator) {
-            Some(t) => Ok(Response::new(pb::TransactionResponse {
-                receipt: receipt(&t),
-                transaction: Some(to_proto(&t)),
-            })),
-            None => Err(SwitchError::new(
-                ErrorCode::TransactionNotFound,
-                "no such transaction at this terminal",
-            )
-            .into()),
-        }
+        crate::telemetry::observe("get_transaction", async move {
+            let p = principal(&req)?;
+            let id = TxId::parse(&req.get_ref().transaction_id).ok_or_else(|| {
+                Status::from(SwitchError::invalid("transaction_id must be 32 hex digits"))
+            })?;
+            let t = self
+                .switch
+                .store
+                .get_tx(id)
+                .map_err(|_| Status::internal("store unreadable"))?;
+            // Another terminal's transaction is as good as absent.
+            match t.filter(|t| t.terminal_id == p.id || p.role == Role::Operator) {
+                Some(t) => Ok(Response::new(pb::TransactionResponse {
+                    receipt: receipt(&t),
+                    transaction: Some(to_proto(&t)),
+                })),
+                None => Err(SwitchError::new(
+                    ErrorCode::TransactionNotFound,
+                    "no such transaction at this terminal",
+                )
+                .into()),
+            }
+        })
+        .await
     }
 
     async fn list_transactions(
         &self,
         req: Request<pb::ListTransactionsRequest>,
     ) -> Result<Response<pb::ListTransactionsResponse>, Status> {
-        let p = principal(&req)?;
-        let r = req.into_inner();
-        let size = match r.page_size {
-            0 => 20,
-            n => n.min(100),
-        } as usize;
-        let before = if r.page_token.is_empty() {
-            None
-        } else {
-            let parsed = r
-                .page_token
-                .split_once(':')
-                .and_then(|(ms, id)| Some((ms.parse().ok()?, TxId::parse(id)?)));
-            Some(parsed.ok_or_else(|| {
-                Status::from(SwitchError::invalid(
-                    "page_token is not one this switch gave",
-                ))
-            })?)
-        };
-        let txs = self
-            .switch
-            .store
-            .list_terminal(&p.id, before, size)
-            .map_err(|_| Status::internal("store unreadable"))?;
-        let next_page_token = match txs.last() {
-            Some(t) if txs.len() == size => format!("{}:{}", t.created_at_ms, t.id),
-            _ => String::new(),
-        };
-        Ok(Response::new(pb::ListTransactionsResponse {
-            transactions: txs.iter().map(to_proto).collect(),
-            next_page_token,
-        }))
+        crate::telemetry::observe("list_transactions", async move {
+            let p = principal(&req)?;
+            let r = req.into_inner();
+            let size = match r.page_size {
+                0 => 20,
+                n => n.min(100),
+            } as usize;
+            let before = if r.page_token.is_empty() {
+                None
+            } else {
+                let parsed = r
+                    .page_token
+                    .split_once(':')
+                    .and_then(|(ms, id)| Some((ms.parse().ok()?, TxId::parse(id)?)));
+                Some(parsed.ok_or_else(|| {
+                    Status::from(SwitchError::invalid(
+                        "page_token is not one this switch gave",
+                    ))
+                })?)
+            };
+            let txs = self
+                .switch
+                .store
+                .list_terminal(&p.id, before, size)
+                .map_err(|_| Status::internal("store unreadable"))?;
+            let next_page_token = match txs.last() {
+                Some(t) if txs.len() == size => format!("{}:{}", t.created_at_ms, t.id),
+                _ => String::new(),
+            };
+            Ok(Response::new(pb::ListTransactionsResponse {
+                transactions: txs.iter().map(to_proto).collect(),
+                next_page_token,
+            }))
+        })
+        .await
     }
 }
 
@@ -319,35 +340,38 @@ impl pb::admin_server::Admin for AdminService {
         &self,
         req: Request<pb::CheckLedgerRequest>,
     ) -> Result<Response<pb::CheckLedgerResponse>, Status> {
-        if principal(&req)?.role != Role::Operator {
-            return Err(SwitchError::new(
-                ErrorCode::PermissionDenied,
-                "only an operator may check the ledger",
-            )
-            .into());
-        }
-        let ledger = self.switch.ledger.clone();
-        let report = tokio::task::spawn_blocking(move || ledger.check())
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(|e| Status::internal(format!("ledger check failed: {e}")))?;
-        Ok(Response::new(pb::CheckLedgerResponse {
-            balanced: report.violations.is_empty(),
-            violations: report.violations,
-            accounts: report.accounts as u64,
-            pending_transfers: report.pending_transfers as u64,
-            currencies: report
-                .currencies
-                .iter()
-                .map(|c| pb::CurrencyTotals {
-                    currency: u32::from(c.currency),
-                    debits_pending: c.debits_pending.to_string(),
-                    debits_posted: c.debits_posted.to_string(),
-                    credits_pending: c.credits_pending.to_string(),
-                    credits_posted: c.credits_posted.to_string(),
-                })
-                .collect(),
-        }))
+        crate::telemetry::observe("check_ledger", async move {
+            if principal(&req)?.role != Role::Operator {
+                return Err(SwitchError::new(
+                    ErrorCode::PermissionDenied,
+                    "only an operator may check the ledger",
+                )
+                .into());
+            }
+            let ledger = self.switch.ledger.clone();
+            let report = tokio::task::spawn_blocking(move || ledger.check())
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(|e| Status::internal(format!("ledger check failed: {e}")))?;
+            Ok(Response::new(pb::CheckLedgerResponse {
+                balanced: report.violations.is_empty(),
+                violations: report.violations,
+                accounts: report.accounts as u64,
+                pending_transfers: report.pending_transfers as u64,
+                currencies: report
+                    .currencies
+                    .iter()
+                    .map(|c| pb::CurrencyTotals {
+                        currency: u32::from(c.currency),
+                        debits_pending: c.debits_pending.to_string(),
+                        debits_posted: c.debits_posted.to_string(),
+                        credits_pending: c.credits_pending.to_string(),
+                        credits_posted: c.credits_posted.to_string(),
+                    })
+                    .collect(),
+            }))
+        })
+        .await
     }
 }
 
@@ -363,27 +387,32 @@ impl pb::simulator_server::Simulator for SimulatorService {
         &self,
         req: Request<pb::IssueWithdrawalCodeRequest>,
     ) -> Result<Response<pb::IssueWithdrawalCodeResponse>, Status> {
-        principal(&req)?;
-        let r = req.into_inner();
-        let sim = self.switch.sims.get(&r.bank_bin).ok_or_else(|| {
-            Status::from(SwitchError::new(
-                ErrorCode::UnknownBank,
-                format!("no simulated bank with BIN {}", r.bank_bin),
-            ))
-        })?;
-        match sim.issue_withdrawal_code(&r.account, r.amount, crate::auth::now_ms()) {
-            Ok((code, expires_at_ms)) => Ok(Response::new(pb::IssueWithdrawalCodeResponse {
-                code,
-                expires_at_ms,
-            })),
-            Err(crate::bank::BankError::Rejected {
-                reason: crate::bank::RejectReason::AccountNotFound,
-                ..
-            }) => Err(
-                SwitchError::new(ErrorCode::AccountNotFound, "no such account at that bank").into(),
-            ),
-            Err(e) => Err(SwitchError::invalid(format!("{e:?}")).into()),
-        }
+        crate::telemetry::observe("issue_withdrawal_code", async move {
+            principal(&req)?;
+            let r = req.into_inner();
+            let sim = self.switch.sims.get(&r.bank_bin).ok_or_else(|| {
+                Status::from(SwitchError::new(
+                    ErrorCode::UnknownBank,
+                    format!("no simulated bank with BIN {}", r.bank_bin),
+                ))
+            })?;
+            match sim.issue_withdrawal_code(&r.account, r.amount, crate::auth::now_ms()) {
+                Ok((code, expires_at_ms)) => Ok(Response::new(pb::IssueWithdrawalCodeResponse {
+                    code,
+                    expires_at_ms,
+                })),
+                Err(crate::bank::BankError::Rejected {
+                    reason: crate::bank::RejectReason::AccountNotFound,
+                    ..
+                }) => Err(SwitchError::new(
+                    ErrorCode::AccountNotFound,
+                    "no such account at that bank",
+                )
+                .into()),
+                Err(e) => Err(SwitchError::invalid(format!("{e:?}")).into()),
+            }
+        })
+        .await
     }
 }
 

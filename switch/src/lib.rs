@@ -17,6 +17,7 @@ pub mod provision;
 pub mod server;
 pub mod sim;
 pub mod store;
+pub mod telemetry;
 
 pub use config::Config;
 pub use server::run;

@@ -28,9 +28,10 @@ pub async fn open(
     address: std::net::SocketAddr,
 ) -> Result<(Arc<Switch>, Arc<Keys>), BoxError> {
     std::fs::create_dir_all(&config.data_dir)?;
-    let (ledger, report) = Ledger::open(
+    let (ledger, report) = Ledger::open_observed(
         LedgerConfig::new(config.data_dir.join("ledger")),
         Arc::new(SystemClock),
+        Some(Arc::new(crate::telemetry::LedgerMetrics)),
     )?;
     tracing::info!(%report, "ledger opened");
     if report.dropped.is_some() || report.index_rebuilt.is_some() {
@@ -54,6 +55,10 @@ pub async fn open(
             bin: bin.to_string(),
             name,
             adapter: sim,
+            breaker: crate::bank::Breaker::new(
+                config.breaker_failures_max,
+                config.breaker_cooldown_ms,
+            ),
         });
     }
     let switch = Arc::new(Switch::new(

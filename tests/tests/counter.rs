@@ -532,3 +532,44 @@ async fn an_unavailable_bank_fails_the_cash_in_and_releases_everything() {
     );
     h.assert_ledger_clean().await;
 }
+
+#[tokio::test]
+async fn a_bank_that_keeps_failing_trips_its_circuit_breaker() {
+    let h = Harness::start(|c| {
+        c.sim.error_rate = 1.0;
+        c.breaker_failures_max = 3;
+        c.breaker_cooldown_ms = 60_000;
+    })
+    .await;
+    let c = h.customers().into_iter().find(|c| c.bank == MB).unwrap();
+    let mut t = h.teller("tho-tang-1");
+    for i in 0..3 {
+        let e = t
+            .cash_in(&format!("b{i}"), MB, &c.account, 100_000)
+            .await
+            .unwrap_err();
+        assert!(
+            error_code(&e) == "bank_unavailable" && !e.message().contains("circuit"),
+            "{}",
+            e.message()
+        );
+    }
+    // Open: refused at once, without reserving anything or asking the bank.
+    let e = t.cash_in("b3", MB, &c.account, 100_000).await.unwrap_err();
+    assert!(
+        error_code(&e) == "bank_unavailable" && e.message().contains("circuit open"),
+        "{}",
+        e.message()
+    );
+    let e = t.name_inquiry(MB, &c.account).await.unwrap_err();
+    assert!(e.message().contains("circuit open"), "{}", e.message());
+    // Other banks are unaffected by MB's circuit (they fail on their own here).
+    let other = h
+        .customers()
+        .into_iter()
+        .find(|c| c.bank == "970436")
+        .unwrap();
+    let e = t.name_inquiry("970436", &other.account).await.unwrap_err();
+    assert!(!e.message().contains("circuit"), "{}", e.message());
+    h.assert_ledger_clean().await;
+}
