@@ -38,6 +38,9 @@ pub enum TellerCommand {
     /// Transactions of this terminal.
     #[command(subcommand)]
     Tx(TxCommand),
+    /// Open or close the terminal's shift with the counted drawer.
+    #[command(subcommand)]
+    Shift(ShiftCommand),
     /// What a customer's bank app would do (simulated banks only).
     #[command(subcommand)]
     Sim(SimCommand),
@@ -62,6 +65,20 @@ pub enum CashOutCommand {
     Confirm { id: String },
     /// The cash was not paid out: the bank returns the money.
     Cancel { id: String },
+}
+
+#[derive(Subcommand)]
+pub enum ShiftCommand {
+    /// Open with the cash counted in the drawer.
+    Open {
+        #[arg(long)]
+        cash: u64,
+    },
+    /// Close with the cash counted; prints the variance.
+    Close {
+        #[arg(long)]
+        cash: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -248,6 +265,16 @@ pub async fn run(profile: &Path, command: TellerCommand, json: bool) -> Result<S
                 format!("{}\n", r.code)
             })
         }
+        TellerCommand::Shift(ShiftCommand::Open { cash }) => {
+            let msg = pb::OpenShiftRequest { counted_cash: cash };
+            let r = call!(open_shift, "/switch.v1.Teller/OpenShift", msg)?;
+            Ok(shift_text(&r, json))
+        }
+        TellerCommand::Shift(ShiftCommand::Close { cash }) => {
+            let msg = pb::CloseShiftRequest { counted_cash: cash };
+            let r = call!(close_shift, "/switch.v1.Teller/CloseShift", msg)?;
+            Ok(shift_text(&r, json))
+        }
         TellerCommand::Tx(TxCommand::Show { id }) => {
             let msg = pb::GetTransactionRequest { transaction_id: id };
             let r = call!(get_transaction, "/switch.v1.Teller/GetTransaction", msg)?;
@@ -284,6 +311,28 @@ pub async fn run(profile: &Path, command: TellerCommand, json: bool) -> Result<S
                 out
             })
         }
+    }
+}
+
+fn shift_text(s: &pb::Shift, json: bool) -> String {
+    if json {
+        return json!({
+            "shift_id": s.shift_id, "terminal_id": s.terminal_id, "status": s.status,
+            "opened_at_ms": s.opened_at_ms, "opening_cash": s.opening_cash, "opening_expected": s.opening_expected,
+            "closed_at_ms": s.closed_at_ms, "expected_cash": s.expected_cash, "counted_cash": s.counted_cash, "variance": s.variance,
+        })
+        .to_string();
+    }
+    if s.status == "open" {
+        format!(
+            "shift {} open at {} with {} VND counted ({} expected)\n",
+            s.shift_id, s.terminal_id, s.opening_cash, s.opening_expected
+        )
+    } else {
+        format!(
+            "shift {} closed at {}: counted {} VND, expected {} VND, variance {} VND\n",
+            s.shift_id, s.terminal_id, s.counted_cash, s.expected_cash, s.variance
+        )
     }
 }
 

@@ -11,6 +11,7 @@
 //! | `CashControl` | post office | credit | – | the post office's own stake in its cash |
 //! | `Commission` | post office | credit | – | fees earned by the post office |
 //! | `SwitchIncome` | network | credit | – | fees earned by the switch |
+//! | `CashVariance` | post office | either | – | counted cash minus expected, per shift |
 
 use ledger::{AccountFlags, NewAccount};
 
@@ -26,6 +27,7 @@ pub enum Kind {
     CashControl = 5,
     Commission = 6,
     SwitchIncome = 7,
+    CashVariance = 8,
 }
 
 impl Kind {
@@ -68,4 +70,5 @@ pub mod code {
     pub const CASH_OUT_CASH: u16 = 13;
     pub const FEE_COMMISSION: u16 = 20;
     pub const FEE_SWITCH: u16 = 21;
+    pub const SHIFT_VARIANCE: u16 = 30;
 }

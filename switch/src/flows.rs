@@ -29,7 +29,7 @@ use crate::config::Config;
 use crate::error::{ErrorCode, SwitchError};
 use crate::fees;
 use crate::ids::{TxId, mask_account};
-use crate::store::{self, FeeParts, ReversalJob, Stage, Status, Store, TxRecord};
+use crate::store::{self, FeeParts, ReversalJob, ShiftRecord, Stage, Status, Store, TxRecord};
 
 /// Everything the flows share.
 pub struct Switch {
@@ -304,6 +304,146 @@ impl Switch {
             .map_err(|e| storage(format!("transaction task failed: {e}")))?
     }
 
+    fn require_open_shift(&self, p: &Principal) -> Result<(), SwitchError> {
+        match self.store.shift(&p.id).map_err(storage)? {
+            Some(s) if s.is_open() => Ok(()),
+            _ => Err(SwitchError::new(
+                ErrorCode::NoOpenShift,
+                "open a shift with the counted cash first",
+            )),
+        }
+    }
+
+    /// The drawer's posted cash and whether anything is reserved on it.
+    async fn drawer(&self, terminal: &str) -> Result<(u64, bool), SwitchError> {
+        let id = Kind::Drawer.id(self.terminal_number(terminal));
+        let ledger = self.ledger.clone();
+        let account = tokio::task::spawn_blocking(move || ledger.lookup_account(id))
+            .await
+            .map_err(storage)?
+            .map_err(storage)?
+            .ok_or_else(|| storage("the terminal's drawer account is missing"))?;
+        let cash = u64::try_from(
+            account
+                .debits_posted()
+                .saturating_sub(account.credits_posted()),
+        )
+        .unwrap_or(u64::MAX);
+        Ok((
+            cash,
+            account.debits_pending() != 0 || account.credits_pending() != 0,
+        ))
+    }
+
+    /// Post `counted - expected` between the drawer and the variance account.
+    async fn adjust_drawer(
+        &self,
+        p: &Principal,
+        shift: TxId,
+        leg: u8,
+        counted: u64,
+        expected: u64,
+    ) -> Result<(), SwitchError> {
+        if counted == expected {
+            return Ok(());
+        }
+        let po = self.post_office_number(Switch::teller_post_office(p)?);
+        let (drawer, variance) = (
+            Kind::Drawer.id(self.terminal_number(&p.id)),
+            Kind::CashVariance.id(po),
+        );
+        let t = if counted > expected {
+            NewTransfer::single(
+                shift.leg(leg),
+                drawer,
+                variance,
+                counted - expected,
+                code::SHIFT_VARIANCE,
+            )
+        } else {
+            NewTransfer::single(
+                shift.leg(leg),
+                variance,
+                drawer,
+                expected - counted,
+                code::SHIFT_VARIANCE,
+            )
+        };
+        match ledger_transfers(&self.ledger, vec![t]).await?.remove(0) {
+            Ok(_) => Ok(()),
+            Err(e) => Err(storage(format!(
+                "posting the drawer's variance failed: {e}"
+            ))),
+        }
+    }
+
+    /// Open the terminal's shift with the cash counted in the drawer.
+    pub async fn open_shift(
+        &self,
+        p: &Principal,
+        counted: u64,
+    ) -> Result<ShiftRecord, SwitchError> {
+        Switch::teller_post_office(p)?;
+        let _one_at_a_time = self.resolving.lock().await;
+        if self
+            .store
+            .shift(&p.id)
+            .map_err(storage)?
+            .is_some_and(|s| s.is_open())
+        {
+            return Err(SwitchError::new(
+                ErrorCode::ShiftAlreadyOpen,
+                "this terminal's shift is open already",
+            ));
+        }
+        let (expected, _) = self.drawer(&p.id).await?;
+        let id = TxId::random(&self.rng);
+        self.adjust_drawer(p, id, 1, counted, expected).await?;
+        let shift = ShiftRecord::open(id.to_string(), &p.id, now_ms(), counted, expected);
+        self.store.put_shift(&shift).map_err(storage)?;
+        self.store.durable().await.map_err(storage)?;
+        tracing::info!(terminal = %p.id, counted, expected, "shift opened");
+        Ok(shift)
+    }
+
+    /// Close it with the cash counted: the variance is posted and reported.
+    pub async fn close_shift(
+        &self,
+        p: &Principal,
+        counted: u64,
+    ) -> Result<ShiftRecord, SwitchError> {
+        Switch::teller_post_office(p)?;
+        let _one_at_a_time = self.resolving.lock().await;
+        let Some(mut shift) = self
+            .store
+            .shift(&p.id)
+            .map_err(storage)?
+            .filter(|s| s.is_open())
+        else {
+            return Err(SwitchError::new(
+                ErrorCode::NoOpenShift,
+                "this terminal has no open shift",
+            ));
+        };
+        let (expected, reserved) = self.drawer(&p.id).await?;
+        if reserved {
+            return Err(SwitchError::new(
+                ErrorCode::CashOutsPending,
+                "transactions are still in flight: confirm or cancel pending cash-outs first",
+            ));
+        }
+        let id = TxId::parse(&shift.id).ok_or_else(|| storage("a stored shift id is malformed"))?;
+        self.adjust_drawer(p, id, 2, counted, expected).await?;
+        shift.closed_at_ms = Some(now_ms());
+        shift.expected_cash = Some(expected);
+        shift.counted_cash = Some(counted);
+        shift.variance = Some(counted as i64 - expected as i64);
+        self.store.put_shift(&shift).map_err(storage)?;
+        self.store.durable().await.map_err(storage)?;
+        tracing::info!(terminal = %p.id, counted, expected, variance = shift.variance, "shift closed");
+        Ok(shift)
+    }
+
     /// Cash-in: credit a customer's bank account against cash at the counter.
     pub async fn cash_in(
         self: &Arc<Self>,
@@ -322,6 +462,7 @@ impl Switch {
             &self.config.cash_in,
             "cash-in",
         )?;
+        self.require_open_shift(p)?;
         let fee = fees::fee(&self.config.cash_in.fee, amount);
         let fingerprint = fingerprint(&["cash_in", bin, account, &amount.to_string()]);
         let rec = self.new_record(
@@ -362,6 +503,7 @@ impl Switch {
             &self.config.cash_out,
             "cash-out",
         )?;
+        self.require_open_shift(p)?;
         let fee = fees::fee(&self.config.cash_out.fee, amount);
         let fingerprint = fingerprint(&["cash_out", bin, account, code, &amount.to_string()]);
         let rec = self.new_record(

@@ -157,6 +157,21 @@ fn answer(outcome: Outcome) -> Result<Response<pb::TransactionResponse>, Status>
     }
 }
 
+fn shift_to_proto(s: &store::ShiftRecord) -> pb::Shift {
+    pb::Shift {
+        shift_id: s.id.clone(),
+        terminal_id: s.terminal_id.clone(),
+        status: if s.is_open() { "open" } else { "closed" }.into(),
+        opened_at_ms: s.opened_at_ms,
+        opening_cash: s.opening_cash,
+        opening_expected: s.opening_expected,
+        closed_at_ms: s.closed_at_ms.unwrap_or(0),
+        expected_cash: s.expected_cash.unwrap_or(0),
+        counted_cash: s.counted_cash.unwrap_or(0),
+        variance: s.variance.unwrap_or(0),
+    }
+}
+
 pub struct TellerService {
     pub switch: Arc<Switch>,
 }
@@ -254,6 +269,36 @@ impl pb::teller_server::Teller for TellerService {
                 receipt: receipt(&t),
                 transaction: Some(to_proto(&t)),
             }))
+        })
+        .await
+    }
+
+    async fn open_shift(
+        &self,
+        req: Request<pb::OpenShiftRequest>,
+    ) -> Result<Response<pb::Shift>, Status> {
+        crate::telemetry::observe("open_shift", async move {
+            let p = principal(&req)?;
+            let s = self
+                .switch
+                .open_shift(&p, req.get_ref().counted_cash)
+                .await?;
+            Ok(Response::new(shift_to_proto(&s)))
+        })
+        .await
+    }
+
+    async fn close_shift(
+        &self,
+        req: Request<pb::CloseShiftRequest>,
+    ) -> Result<Response<pb::Shift>, Status> {
+        crate::telemetry::observe("close_shift", async move {
+            let p = principal(&req)?;
+            let s = self
+                .switch
+                .close_shift(&p, req.get_ref().counted_cash)
+                .await?;
+            Ok(Response::new(shift_to_proto(&s)))
         })
         .await
     }

@@ -110,7 +110,13 @@ pub async fn demo(switch: &Switch, profiles: &Path, listen: SocketAddr) -> Resul
     for (i, (id, name)) in DEMO_POST_OFFICES.iter().enumerate() {
         let number = i as u64 + 1;
         accounts.extend(
-            [Kind::EFloat, Kind::CashControl, Kind::Commission].map(|k| k.new_account(number)),
+            [
+                Kind::EFloat,
+                Kind::CashControl,
+                Kind::Commission,
+                Kind::CashVariance,
+            ]
+            .map(|k| k.new_account(number)),
         );
         transfers.push(NewTransfer::single(
             provisioning_id(number),
@@ -161,8 +167,20 @@ pub async fn demo(switch: &Switch, profiles: &Path, listen: SocketAddr) -> Resul
     for p in &post_offices {
         switch.store.put_post_office(p).map_err(io)?;
     }
+    let now = crate::auth::now_ms();
     for t in &terminals {
         switch.store.put_terminal(t).map_err(io)?;
+        // Each terminal starts with its first shift open on the opening cash.
+        switch
+            .store
+            .put_shift(&crate::store::ShiftRecord::open(
+                crate::ids::TxId::random(&rng).to_string(),
+                &t.id,
+                now,
+                OPENING_CASH_VND,
+                OPENING_CASH_VND,
+            ))
+            .map_err(io)?;
         let profile = Profile {
             role: "teller",
             id: &t.id,

@@ -130,6 +130,46 @@ pub struct Operator {
     pub secret_hex: String,
 }
 
+/// A terminal's shift: the drawer counted at open and at close.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShiftRecord {
+    pub id: String,
+    pub terminal_id: String,
+    pub opened_at_ms: i64,
+    pub opening_cash: u64,
+    /// What the ledger held at open, before the opening adjustment.
+    pub opening_expected: u64,
+    pub closed_at_ms: Option<i64>,
+    pub expected_cash: Option<u64>,
+    pub counted_cash: Option<u64>,
+    pub variance: Option<i64>,
+}
+
+impl ShiftRecord {
+    pub fn open(
+        id: String,
+        terminal_id: &str,
+        now_ms: i64,
+        opening_cash: u64,
+        opening_expected: u64,
+    ) -> ShiftRecord {
+        ShiftRecord {
+            id,
+            terminal_id: terminal_id.to_string(),
+            opened_at_ms: now_ms,
+            opening_cash,
+            opening_expected,
+            closed_at_ms: None,
+            expected_cash: None,
+            counted_cash: None,
+            variance: None,
+        }
+    }
+    pub fn is_open(&self) -> bool {
+        self.closed_at_ms.is_none()
+    }
+}
+
 /// A reversal waiting for the bank to acknowledge it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReversalJob {
@@ -394,6 +434,24 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Record a shift: the terminal's current one, and its history.
+    pub fn put_shift(&self, s: &ShiftRecord) -> Result<(), StoreError> {
+        self.put_entity("shift", &s.terminal_id, s)?;
+        self.put_entity(
+            "shift_history",
+            &format!("{}/{:020}/{}", s.terminal_id, s.opened_at_ms, s.id),
+            s,
+        )
+    }
+
+    /// The terminal's latest shift (open or closed).
+    pub fn shift(&self, terminal: &str) -> Result<Option<ShiftRecord>, StoreError> {
+        Ok(self
+            .entities
+            .get(format!("shift/{terminal}"))?
+            .and_then(|v| serde_json::from_slice(&v).ok()))
     }
 
     pub fn put_post_office(&self, p: &PostOffice) -> Result<(), StoreError> {

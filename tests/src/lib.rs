@@ -280,6 +280,22 @@ impl Teller {
             .map(|r| r.into_inner().transaction.expect("a transaction"))
     }
 
+    pub async fn open_shift(&mut self, counted_cash: u64) -> Result<pb::Shift, tonic::Status> {
+        let m = pb::OpenShiftRequest { counted_cash };
+        self.client
+            .open_shift(self.credentials.sign("/switch.v1.Teller/OpenShift", m))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn close_shift(&mut self, counted_cash: u64) -> Result<pb::Shift, tonic::Status> {
+        let m = pb::CloseShiftRequest { counted_cash };
+        self.client
+            .close_shift(self.credentials.sign("/switch.v1.Teller/CloseShift", m))
+            .await
+            .map(|r| r.into_inner())
+    }
+
     pub async fn get(&mut self, id: &str) -> Result<pb::TransactionResponse, tonic::Status> {
         let m = pb::GetTransactionRequest {
             transaction_id: id.into(),
