@@ -37,8 +37,21 @@ pub struct Config {
     pub terminal_daily_max: u64,
     /// What one customer account may receive or give in a day.
     pub customer_daily_max: u64,
+    /// The banks the switch routes to. Without `remote`, a bank is
+    /// simulated in-process.
+    pub banks: Vec<BankConfig>,
     /// The in-process bank simulator.
     pub sim: SimConfig,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BankConfig {
+    /// NAPAS BIN, six digits.
+    pub bin: String,
+    /// Address of the bank's `BankAdapter` service, e.g. `http://10.0.0.5:6000`.
+    #[serde(default)]
+    pub remote: Option<String>,
 }
 
 impl Default for Config {
@@ -78,6 +91,13 @@ impl Default for Config {
             code_attempts_max: 3,
             terminal_daily_max: 2_000_000_000,
             customer_daily_max: 100_000_000,
+            banks: crate::provision::DEMO_BANKS
+                .iter()
+                .map(|bin| BankConfig {
+                    bin: bin.to_string(),
+                    remote: None,
+                })
+                .collect(),
             sim: SimConfig::default(),
         }
     }

@@ -14,6 +14,7 @@ pub mod flows;
 pub mod grpc;
 pub mod ids;
 pub mod provision;
+pub mod remote;
 pub mod server;
 pub mod sim;
 pub mod store;

@@ -100,8 +100,9 @@ pub async fn demo(switch: &Switch, profiles: &Path, listen: SocketAddr) -> Resul
         Kind::SwitchIncome.new_account(NETWORK),
     ];
     accounts.extend(
-        DEMO_BANKS
-            .iter()
+        switch
+            .routes
+            .bins()
             .map(|b| Kind::Bank.new_account(bank_number(b))),
     );
     let mut transfers = Vec::new();

@@ -40,21 +40,33 @@ pub async fn open(
     let store = Store::open(&config.data_dir.join("switch"))?;
     let mut routes = Routes::default();
     let mut sims = std::collections::HashMap::new();
-    for bin in provision::DEMO_BANKS {
-        let sim = Arc::new(SimBank::open(
-            bin,
-            config.sim.clone(),
-            store.sim_tree(bin)?,
-            &provision::demo_customers(bin),
-        )?);
-        let name = qr::bank_by_bin(bin)
-            .map_or(bin, |b| b.short_name)
+    for b in &config.banks {
+        if b.bin.len() != 6 || !b.bin.bytes().all(|c| c.is_ascii_digit()) {
+            return Err(format!("bank BIN {:?} is not six digits", b.bin).into());
+        }
+        let adapter: Arc<dyn crate::bank::BankAdapter> = match &b.remote {
+            Some(address) => Arc::new(crate::remote::RemoteBank::new(
+                address,
+                config.bank_timeout_ms,
+            )?),
+            None => {
+                let sim = Arc::new(SimBank::open(
+                    &b.bin,
+                    config.sim.clone(),
+                    store.sim_tree(&b.bin)?,
+                    &provision::demo_customers(&b.bin),
+                )?);
+                sims.insert(b.bin.clone(), sim.clone());
+                sim
+            }
+        };
+        let name = qr::bank_by_bin(&b.bin)
+            .map_or(b.bin.as_str(), |k| k.short_name)
             .to_string();
-        sims.insert(bin.to_string(), sim.clone());
         routes.add(Bank {
-            bin: bin.to_string(),
+            bin: b.bin.clone(),
             name,
-            adapter: sim,
+            adapter,
             breaker: crate::bank::Breaker::new(
                 config.breaker_failures_max,
                 config.breaker_cooldown_ms,

@@ -1,0 +1,94 @@
+//! `bank-sim`: one simulated bank served over the `BankAdapter` gRPC
+//! service, so the switch can run against a bank in another process.
+//!
+//! bank-sim --bin 970422 --listen 127.0.0.1:6000 --data DIR
+//!          [--latency-ms N] [--error-rate F] [--lost-response-rate F]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(
+    name = "bank-sim",
+    about = "A simulated bank behind the BankAdapter gRPC service"
+)]
+struct Args {
+    /// The bank's NAPAS BIN; its demo customers are the switch's for that BIN.
+    #[arg(long)]
+    bin: String,
+    #[arg(long, default_value = "127.0.0.1:6000")]
+    listen: std::net::SocketAddr,
+    /// Where the bank keeps its accounts.
+    #[arg(long)]
+    data: PathBuf,
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
+    #[arg(long, default_value_t = 0.0)]
+    error_rate: f64,
+    #[arg(long, default_value_t = 0.0)]
+    lost_response_rate: f64,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    runtime.block_on(async move {
+        let db = match sled::open(&args.data) {
+            Ok(db) => db,
+            Err(e) => {
+                eprintln!("bank-sim: {}: {e}", args.data.display());
+                return ExitCode::FAILURE;
+            }
+        };
+        let config = switch::config::SimConfig {
+            latency_ms: args.latency_ms,
+            error_rate: args.error_rate,
+            lost_response_rate: args.lost_response_rate,
+            seed: 7,
+        };
+        let tree = db
+            .open_tree(format!("sim/{}", args.bin))
+            .expect("sled tree");
+        let sim = match switch::sim::SimBank::open(
+            &args.bin,
+            config,
+            tree,
+            &switch::provision::demo_customers(&args.bin),
+        ) {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                eprintln!("bank-sim: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let listener = match tokio::net::TcpListener::bind(args.listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("bank-sim: cannot listen on {}: {e}", args.listen);
+                return ExitCode::FAILURE;
+            }
+        };
+        tracing::info!(bin = %args.bin, address = %args.listen, "bank-sim serving");
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        match switch::remote::serve_sim(listener, sim, shutdown).await {
+            Ok(()) => {
+                let _ = db.flush();
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("bank-sim: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
