@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+mod admin_cmd;
 mod client;
 mod qr_cmd;
 mod teller;
@@ -31,6 +32,9 @@ enum Command {
     /// Decode, generate and display VietQR codes.
     #[command(subcommand)]
     Qr(qr_cmd::QrCommand),
+    /// Operator commands (an operator's profile).
+    #[command(subcommand)]
+    Admin(admin_cmd::AdminCommand),
     #[command(flatten)]
     Teller(teller::TellerCommand),
 }
@@ -45,7 +49,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Teller(c) => {
+        command => {
             let Some(profile) = cli.profile else {
                 eprintln!("pos-agent: --profile FILE is needed to talk to the switch");
                 return ExitCode::from(2);
@@ -54,7 +58,14 @@ fn main() -> ExitCode {
                 .enable_all()
                 .build()
                 .expect("runtime");
-            match runtime.block_on(teller::run(&profile, c, cli.json)) {
+            let result = runtime.block_on(async {
+                match command {
+                    Command::Admin(c) => admin_cmd::run(&profile, c, cli.json).await,
+                    Command::Teller(c) => teller::run(&profile, c, cli.json).await,
+                    Command::Qr(_) => unreachable!("handled above"),
+                }
+            });
+            match result {
                 Ok(out) => {
                     if cli.json {
                         println!("{out}")

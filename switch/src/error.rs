@@ -41,6 +41,7 @@ catalogue! {
     TooManyCodeAttempts => ("too_many_code_attempts", ResourceExhausted),
     NotPending => ("not_pending", FailedPrecondition),
     NoOpenShift => ("no_open_shift", FailedPrecondition),
+    AlreadyExists => ("already_exists", AlreadyExists),
     ShiftAlreadyOpen => ("shift_already_open", FailedPrecondition),
     CashOutsPending => ("cash_outs_pending", FailedPrecondition),
     Cancelled => ("cancelled", Aborted),

@@ -46,6 +46,8 @@ pub struct Switch {
     /// Confirmation, cancellation and the deadline sweep of cash-outs take
     /// turns, so that one payout is never both posted and reversed.
     resolving: tokio::sync::Mutex<()>,
+    /// Provisioning takes turns (numbers are allocated from what exists).
+    pub provisioning: tokio::sync::Mutex<()>,
 }
 
 #[derive(Default)]
@@ -143,6 +145,7 @@ impl Switch {
             rng: SystemRandom::new(),
             numbers: RwLock::new(Numbers::default()),
             resolving: tokio::sync::Mutex::new(()),
+            provisioning: tokio::sync::Mutex::new(()),
         }
     }
 

@@ -377,10 +377,60 @@ impl pb::teller_server::Teller for TellerService {
 
 pub struct AdminService {
     pub switch: Arc<Switch>,
+    /// New terminals' credentials take effect at once.
+    pub keys: Arc<crate::auth::Keys>,
 }
 
 #[tonic::async_trait]
 impl pb::admin_server::Admin for AdminService {
+    async fn provision_post_office(
+        &self,
+        req: Request<pb::ProvisionPostOfficeRequest>,
+    ) -> Result<Response<pb::PostOfficeInfo>, Status> {
+        crate::telemetry::observe("provision_post_office", async move {
+            let p = principal(&req)?;
+            let r = req.into_inner();
+            let o = crate::admin::provision_post_office(
+                &self.switch,
+                &p,
+                &r.post_office_id,
+                &r.name,
+                r.initial_float,
+            )
+            .await?;
+            Ok(Response::new(pb::PostOfficeInfo {
+                post_office_id: o.id,
+                name: o.name,
+            }))
+        })
+        .await
+    }
+
+    async fn provision_terminal(
+        &self,
+        req: Request<pb::ProvisionTerminalRequest>,
+    ) -> Result<Response<pb::ProvisionTerminalResponse>, Status> {
+        crate::telemetry::observe("provision_terminal", async move {
+            let p = principal(&req)?;
+            let r = req.into_inner();
+            let (t, secret) = crate::admin::provision_terminal(
+                &self.switch,
+                &self.keys,
+                &p,
+                &r.terminal_id,
+                &r.post_office_id,
+                r.opening_cash,
+            )
+            .await?;
+            Ok(Response::new(pb::ProvisionTerminalResponse {
+                terminal_id: t.id,
+                post_office_id: t.post_office_id,
+                secret: secret.expose_hex(),
+            }))
+        })
+        .await
+    }
+
     async fn check_ledger(
         &self,
         req: Request<pb::CheckLedgerRequest>,

@@ -5,6 +5,7 @@
 //! shutdown future.
 
 pub mod accounts;
+pub mod admin;
 pub mod auth;
 pub mod bank;
 pub mod config;

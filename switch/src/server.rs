@@ -172,7 +172,7 @@ pub async fn serve(
     tracing::info!(%address, "switch serving");
     tonic::transport::Server::builder()
         .timeout(Duration::from_secs(60))
-        .layer(AuthLayer::new(keys))
+        .layer(AuthLayer::new(keys.clone()))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(proto::v1::teller_server::TellerServer::new(TellerService {
@@ -180,6 +180,7 @@ pub async fn serve(
         }))
         .add_service(proto::v1::admin_server::AdminServer::new(AdminService {
             switch: switch.clone(),
+            keys,
         }))
         .add_service(proto::v1::simulator_server::SimulatorServer::new(
             SimulatorService {

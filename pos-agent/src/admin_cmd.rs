@@ -1,0 +1,130 @@
+//! Operator commands: ledger check and provisioning.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use clap::Subcommand;
+use proto::v1 as pb;
+use proto::v1::admin_client::AdminClient;
+use serde_json::json;
+
+use crate::client::{Failure, Profile};
+
+#[derive(Subcommand)]
+pub enum AdminCommand {
+    /// Verify the ledger's invariants now.
+    Check,
+    /// Add a post office with its first e-float.
+    PostOffice {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        name: String,
+        /// Whole đồng of e-float to start with.
+        #[arg(long, default_value_t = 0)]
+        float: u64,
+    },
+    /// Add a teller terminal and write its profile (owner-only).
+    Terminal {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        post_office: String,
+        #[arg(long, default_value_t = 0)]
+        opening_cash: u64,
+        /// Where to write the terminal's profile.
+        #[arg(long)]
+        profile_out: PathBuf,
+    },
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)?.write_all(text.as_bytes())
+}
+
+pub async fn run(profile: &Path, command: AdminCommand, json: bool) -> Result<String, Failure> {
+    let profile = Profile::load(profile)?;
+    if profile.role != "operator" {
+        return Err(Failure::from(format!(
+            "this is a {} profile; admin commands need an operator's",
+            profile.role
+        )));
+    }
+    let credentials = profile.credentials()?;
+    let mut client = AdminClient::new(profile.connect().await?);
+    match command {
+        AdminCommand::Check => {
+            let r = client
+                .check_ledger(
+                    credentials.sign("/switch.v1.Admin/CheckLedger", pb::CheckLedgerRequest {}),
+                )
+                .await?
+                .into_inner();
+            Ok(if json {
+                json!({"balanced": r.balanced, "violations": r.violations, "accounts": r.accounts, "pending_transfers": r.pending_transfers}).to_string()
+            } else {
+                format!(
+                    "balanced: {}; {} accounts, {} pending transfers; violations: {:?}\n",
+                    r.balanced, r.accounts, r.pending_transfers, r.violations
+                )
+            })
+        }
+        AdminCommand::PostOffice { id, name, float } => {
+            let req = pb::ProvisionPostOfficeRequest {
+                post_office_id: id,
+                name,
+                initial_float: float,
+            };
+            let r = client
+                .provision_post_office(
+                    credentials.sign("/switch.v1.Admin/ProvisionPostOffice", req),
+                )
+                .await?
+                .into_inner();
+            Ok(if json {
+                json!({"post_office_id": r.post_office_id, "name": r.name}).to_string()
+            } else {
+                format!("post office {} ({})\n", r.post_office_id, r.name)
+            })
+        }
+        AdminCommand::Terminal {
+            id,
+            post_office,
+            opening_cash,
+            profile_out,
+        } => {
+            let req = pb::ProvisionTerminalRequest {
+                terminal_id: id,
+                post_office_id: post_office,
+                opening_cash,
+            };
+            let r = client
+                .provision_terminal(credentials.sign("/switch.v1.Admin/ProvisionTerminal", req))
+                .await?
+                .into_inner();
+            let text = format!(
+                "role = \"teller\"\nid = \"{}\"\nswitch = \"{}\"\nsecret = \"{}\"\npost_office = \"{}\"\n",
+                r.terminal_id, profile.switch, r.secret, r.post_office_id
+            );
+            write_private(&profile_out, &text)
+                .map_err(|e| Failure::from(format!("{}: {e}", profile_out.display())))?;
+            Ok(if json {
+                json!({"terminal_id": r.terminal_id, "post_office_id": r.post_office_id, "profile": profile_out}).to_string()
+            } else {
+                format!(
+                    "terminal {} at {}; profile written to {}\n",
+                    r.terminal_id,
+                    r.post_office_id,
+                    profile_out.display()
+                )
+            })
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! Provisioning for real deployments: post offices and terminals added by an
+//! operator while the switch runs.
+
+use ledger::NewTransfer;
+use ring::rand::SystemRandom;
+
+use crate::accounts::{Kind, NETWORK, code};
+use crate::auth::{Keys, Principal, Role, now_ms};
+use crate::error::{ErrorCode, SwitchError};
+use crate::flows::{Switch, ledger_transfers};
+use crate::ids::{Secret, TxId};
+use crate::store::{PostOffice, ShiftRecord, Terminal};
+
+fn valid_id(id: &str) -> bool {
+    (1..=32).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+fn internal(e: impl std::fmt::Display) -> SwitchError {
+    tracing::error!(error = %e, "provisioning failed");
+    SwitchError::new(
+        ErrorCode::Internal,
+        "provisioning failed; see the switch's log",
+    )
+}
+
+/// Ids of provisioning transfers: fixed per party, so a retry funds once.
+fn funding_id(kind: u16, number: u64) -> u128 {
+    (0xFFFD_u128 << 112) | (u128::from(kind) << 64) | u128::from(number)
+}
+
+fn operator(p: &Principal) -> Result<(), SwitchError> {
+    match p.role {
+        Role::Operator => Ok(()),
+        _ => Err(SwitchError::new(
+            ErrorCode::PermissionDenied,
+            "only an operator may provision",
+        )),
+    }
+}
+
+async fn accounts(switch: &Switch, new: Vec<ledger::NewAccount>) -> Result<(), SwitchError> {
+    let ledger = switch.ledger.clone();
+    let r = tokio::task::spawn_blocking(move || ledger.create_accounts(new))
+        .await
+        .map_err(internal)?
+        .map_err(internal)?;
+    match r.iter().find_map(|r| r.err()) {
+        None => Ok(()),
+        Some(e) => Err(internal(format!("creating accounts: {e}"))),
+    }
+}
+
+async fn fund(switch: &Switch, t: NewTransfer) -> Result<(), SwitchError> {
+    match ledger_transfers(&switch.ledger, vec![t]).await?.remove(0) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(internal(format!("funding: {e}"))),
+    }
+}
+
+pub async fn provision_post_office(
+    switch: &Switch,
+    p: &Principal,
+    id: &str,
+    name: &str,
+    initial_float: u64,
+) -> Result<PostOffice, SwitchError> {
+    operator(p)?;
+    if !valid_id(id) {
+        return Err(SwitchError::invalid(
+            "post_office_id must be 1 to 32 of [a-z0-9-]",
+        ));
+    }
+    if name.trim().is_empty() || name.chars().count() > 100 {
+        return Err(SwitchError::invalid("name must be 1 to 100 characters"));
+    }
+    let _one_at_a_time = switch.provisioning.lock().await;
+    let existing = switch.store.post_offices().map_err(internal)?;
+    if existing.iter().any(|o| o.id == id) {
+        return Err(SwitchError::new(
+            ErrorCode::AlreadyExists,
+            format!("post office {id} exists"),
+        ));
+    }
+    let number = existing.iter().map(|o| o.number).max().unwrap_or(0) + 1;
+    accounts(
+        switch,
+        [
+            Kind::EFloat,
+            Kind::CashControl,
+            Kind::Commission,
+            Kind::CashVariance,
+        ]
+        .map(|k| k.new_account(number))
+        .to_vec(),
+    )
+    .await?;
+    if initial_float > 0 {
+        let t = NewTransfer::single(
+            funding_id(Kind::EFloat as u16, number),
+            Kind::FloatReserve.id(NETWORK),
+            Kind::EFloat.id(number),
+            initial_float,
+            code::FLOAT_TOPUP,
+        );
+        fund(switch, t).await?;
+    }
+    let office = PostOffice {
+        id: id.to_string(),
+        name: name.to_string(),
+        number,
+    };
+    switch.store.put_post_office(&office).map_err(internal)?;
+    switch.store.durable().await.map_err(internal)?;
+    switch.add_numbers(std::slice::from_ref(&office), &[]);
+    tracing::info!(
+        post_office = id,
+        number,
+        initial_float,
+        "post office provisioned"
+    );
+    Ok(office)
+}
+
+pub async fn provision_terminal(
+    switch: &Switch,
+    keys: &Keys,
+    p: &Principal,
+    id: &str,
+    post_office_id: &str,
+    opening_cash: u64,
+) -> Result<(Terminal, Secret), SwitchError> {
+    operator(p)?;
+    if !valid_id(id) {
+        return Err(SwitchError::invalid(
+            "terminal_id must be 1 to 32 of [a-z0-9-]",
+        ));
+    }
+    let _one_at_a_time = switch.provisioning.lock().await;
+    let office = switch
+        .store
+        .post_offices()
+        .map_err(internal)?
+        .into_iter()
+        .find(|o| o.id == post_office_id)
+        .ok_or_else(|| {
+            SwitchError::new(
+                ErrorCode::InvalidArgument,
+                format!("no post office {post_office_id}"),
+            )
+        })?;
+    let terminals = switch.store.terminals().map_err(internal)?;
+    if terminals.iter().any(|t| t.id == id) || id == "operator" {
+        return Err(SwitchError::new(
+            ErrorCode::AlreadyExists,
+            format!("terminal {id} exists"),
+        ));
+    }
+    let in_office = terminals
+        .iter()
+        .filter(|t| t.post_office_id == post_office_id)
+        .count() as u64;
+    if in_office >= 99 {
+        return Err(SwitchError::invalid(
+            "a post office has at most 99 terminals",
+        ));
+    }
+    let number = office.number * 100 + in_office + 1;
+    accounts(switch, vec![Kind::Drawer.new_account(number)]).await?;
+    if opening_cash > 0 {
+        let t = NewTransfer::single(
+            funding_id(Kind::Drawer as u16, number),
+            Kind::Drawer.id(number),
+            Kind::CashControl.id(office.number),
+            opening_cash,
+            code::OPENING_CASH,
+        );
+        fund(switch, t).await?;
+    }
+    let rng = SystemRandom::new();
+    let secret = Secret::generate(&rng);
+    let terminal = Terminal {
+        id: id.to_string(),
+        post_office_id: post_office_id.to_string(),
+        number,
+        secret_hex: secret.expose_hex(),
+    };
+    switch.store.put_terminal(&terminal).map_err(internal)?;
+    switch
+        .store
+        .put_shift(&ShiftRecord::open(
+            TxId::random(&rng).to_string(),
+            id,
+            now_ms(),
+            opening_cash,
+            opening_cash,
+        ))
+        .map_err(internal)?;
+    switch.store.durable().await.map_err(internal)?;
+    switch.add_numbers(&[], std::slice::from_ref(&terminal));
+    keys.insert(
+        Principal {
+            id: id.to_string(),
+            role: Role::Teller {
+                post_office_id: post_office_id.to_string(),
+            },
+        },
+        &secret,
+    );
+    tracing::info!(
+        terminal = id,
+        post_office = post_office_id,
+        number,
+        "terminal provisioned"
+    );
+    Ok((terminal, secret))
+}

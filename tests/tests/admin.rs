@@ -1,0 +1,114 @@
+//! Provisioning through Admin: a new post office and terminal work at once;
+//! only operators may provision; duplicates and bad ids are refused.
+
+use proto::auth::Credentials;
+use proto::v1 as pb;
+use proto::v1::admin_client::AdminClient;
+use switch::accounts::Kind;
+use tests::{Harness, Teller, error_code};
+use tonic::Code;
+
+const MB: &str = "970422";
+
+#[tokio::test]
+async fn an_operator_provisions_a_post_office_and_a_terminal_that_works_at_once() {
+    let h = Harness::start(|_| {}).await;
+    let operator = h.credentials("operator");
+    let mut admin = AdminClient::connect(format!("http://{}", h.addr))
+        .await
+        .unwrap();
+    let po = pb::ProvisionPostOfficeRequest {
+        post_office_id: "lap-thach".into(),
+        name: "Bưu điện Lập Thạch".into(),
+        initial_float: 100_000_000,
+    };
+    let office = admin
+        .provision_post_office(operator.sign("/switch.v1.Admin/ProvisionPostOffice", po.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(office.post_office_id, "lap-thach");
+    let e = admin
+        .provision_post_office(operator.sign("/switch.v1.Admin/ProvisionPostOffice", po))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.code(), error_code(&e).as_str()),
+        (Code::AlreadyExists, "already_exists")
+    );
+    let term = pb::ProvisionTerminalRequest {
+        terminal_id: "lap-thach-1".into(),
+        post_office_id: "lap-thach".into(),
+        opening_cash: 5_000_000,
+    };
+    let r = admin
+        .provision_terminal(operator.sign("/switch.v1.Admin/ProvisionTerminal", term.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.secret.len(), 64);
+    let e = admin
+        .provision_terminal(operator.sign("/switch.v1.Admin/ProvisionTerminal", term))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::AlreadyExists);
+
+    // The new terminal signs with the secret it was given, at once.
+    let mut t = Teller {
+        client: h.raw_teller(),
+        credentials: Credentials::from_hex("lap-thach-1", &r.secret).unwrap(),
+    };
+    let c = h.customers().into_iter().find(|c| c.bank == MB).unwrap();
+    let tx = t.cash_in("new-1", MB, &c.account, 1_000_000).await.unwrap();
+    assert_eq!(tx.status, pb::TxStatus::Completed as i32);
+    assert_eq!(tx.post_office_id, "lap-thach");
+    assert_eq!(
+        h.ledger_balance(Kind::EFloat.id(7)),
+        99_000_000,
+        "the seventh post office's e-float paid"
+    );
+    assert_eq!(-h.ledger_balance(Kind::Drawer.id(701)), 6_005_000);
+
+    let bad = [
+        pb::ProvisionTerminalRequest {
+            terminal_id: "Bad Id".into(),
+            post_office_id: "lap-thach".into(),
+            opening_cash: 0,
+        },
+        pb::ProvisionTerminalRequest {
+            terminal_id: "x".into(),
+            post_office_id: "nowhere".into(),
+            opening_cash: 0,
+        },
+    ];
+    for req in bad {
+        let e = admin
+            .provision_terminal(operator.sign("/switch.v1.Admin/ProvisionTerminal", req))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{}", e.message());
+    }
+    // A teller may not provision.
+    let teller = h.credentials("tho-tang-1");
+    let req = pb::ProvisionPostOfficeRequest {
+        post_office_id: "rogue".into(),
+        name: "Rogue".into(),
+        initial_float: 1,
+    };
+    let e = admin
+        .provision_post_office(teller.sign("/switch.v1.Admin/ProvisionPostOffice", req))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    // After a restart the new terminal still signs.
+    let h = h.restart(|_| {}).await;
+    let mut t = Teller {
+        client: h.raw_teller(),
+        credentials: Credentials::from_hex("lap-thach-1", &r.secret).unwrap(),
+    };
+    assert_eq!(
+        t.name_inquiry(MB, &c.account).await.unwrap().account_name,
+        c.name
+    );
+    h.assert_ledger_clean().await;
+}
