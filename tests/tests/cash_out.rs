@@ -272,3 +272,129 @@ async fn a_pending_cash_out_survives_a_restart_and_only_its_terminal_confirms_it
     );
     h.assert_ledger_clean().await;
 }
+
+#[tokio::test]
+async fn bad_cash_out_input_gets_a_clear_status_and_posts_nothing() {
+    let h = Harness::start(|_| {}).await;
+    let c = h
+        .customers()
+        .into_iter()
+        .find(|c| c.bank == MB && c.balance >= 10_000_000)
+        .unwrap();
+    let code = h.withdrawal_code(MB, &c.account, 1_000_000);
+    let mut t = h.teller("tam-dao-1");
+    let long = "r".repeat(65);
+    let cases: Vec<(&str, &str, &str, &str, u64, Code, &str)> = vec![
+        (
+            "c1",
+            MB,
+            &c.account,
+            &code,
+            0,
+            Code::InvalidArgument,
+            "invalid_argument",
+        ),
+        (
+            "c2",
+            MB,
+            &c.account,
+            &code,
+            49_999,
+            Code::InvalidArgument,
+            "amount_below_minimum",
+        ),
+        (
+            "c3",
+            MB,
+            &c.account,
+            &code,
+            20_000_001,
+            Code::InvalidArgument,
+            "amount_above_maximum",
+        ),
+        (
+            "c4",
+            "970499",
+            &c.account,
+            &code,
+            1_000_000,
+            Code::NotFound,
+            "unknown_bank",
+        ),
+        (
+            "c5",
+            "9704",
+            &c.account,
+            &code,
+            1_000_000,
+            Code::InvalidArgument,
+            "invalid_argument",
+        ),
+        (
+            "c6",
+            MB,
+            "12",
+            &code,
+            1_000_000,
+            Code::InvalidArgument,
+            "invalid_argument",
+        ),
+        (
+            "c7",
+            MB,
+            &c.account,
+            "",
+            1_000_000,
+            Code::InvalidArgument,
+            "invalid_argument",
+        ),
+        (
+            "c8",
+            MB,
+            &c.account,
+            "1234567890123",
+            1_000_000,
+            Code::InvalidArgument,
+            "invalid_argument",
+        ),
+        (
+            &long,
+            MB,
+            &c.account,
+            &code,
+            1_000_000,
+            Code::InvalidArgument,
+            "invalid_argument",
+        ),
+        (
+            "c9",
+            MB,
+            "99999999999",
+            &code,
+            1_000_000,
+            Code::FailedPrecondition,
+            "invalid_code",
+        ),
+    ];
+    for (request_id, bin, account, code, amount, grpc, error) in cases {
+        let e = t
+            .cash_out_start(request_id, bin, account, code, amount)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (e.code(), error_code(&e).as_str()),
+            (grpc, error),
+            "{request_id} {bin} {account} {amount}: {}",
+            e.message()
+        );
+    }
+    assert_eq!(h.bank_balance(MB, &c.account), c.balance);
+    assert_eq!(-h.ledger_balance(Kind::Drawer.id(TAM_DAO_1)), OPENING);
+    // The code still works for the right request.
+    let tx = t
+        .cash_out_start("ok", MB, &c.account, &code, 1_000_000)
+        .await
+        .unwrap();
+    assert_eq!(tx.status, pending());
+    h.assert_ledger_clean().await;
+}
