@@ -302,34 +302,45 @@ impl Store {
         Ok(())
     }
 
-    /// Record a new transaction and its idempotency entry, atomically: the
-    /// request id is taken only if it was free. Returns the existing
-    /// transaction when the request id was taken.
+    /// Record a new transaction, its idempotency entry and its indexes in
+    /// one sled transaction: the request id is taken only together with the
+    /// record. Returns the existing transaction when the request id was
+    /// taken already.
     pub fn create_tx(&self, t: &TxRecord) -> Result<Option<TxRecord>, StoreError> {
+        use sled::Transactional;
+        use sled::transaction::{ConflictableTransactionError, TransactionError};
         let key = idempotency_key(&t.terminal_id, &t.client_request_id);
         let id = t.tx_id();
-        match self.idempotency.compare_and_swap(
-            &key,
-            None as Option<&[u8]>,
-            Some(&id.to_bytes()[..]),
-        )? {
-            Ok(()) => {
-                self.put_tx(t)?;
-                self.by_terminal.insert(
+        let record = serde_json::to_vec(t).expect("serialisable");
+        let result = (&self.idempotency, &self.txs, &self.by_terminal, &self.open).transaction(
+            |(idempotency, txs, by_terminal, open)| {
+                if let Some(existing) = idempotency.get(&key)? {
+                    return Err(ConflictableTransactionError::Abort(existing));
+                }
+                idempotency.insert(key.as_slice(), &id.to_bytes())?;
+                txs.insert(&id.to_bytes(), record.as_slice())?;
+                by_terminal.insert(
                     terminal_key(&t.terminal_id, t.created_at_ms, id),
                     &id.to_bytes(),
                 )?;
-                Ok(None)
-            }
-            Err(current) => {
-                let existing = current
-                    .current
-                    .and_then(|v| <[u8; 16]>::try_from(v.as_ref()).ok());
-                match existing.and_then(|b| TxId::from_u128(u128::from_be_bytes(b))) {
-                    Some(id) => self.get_tx(id),
-                    None => Ok(None),
+                open.insert(&id.to_bytes(), &[])?;
+                Ok(())
+            },
+        );
+        match result {
+            Ok(()) => Ok(None),
+            Err(TransactionError::Abort(existing)) => {
+                let existing = <[u8; 16]>::try_from(existing.as_ref())
+                    .ok()
+                    .and_then(|b| TxId::from_u128(u128::from_be_bytes(b)));
+                match existing.map(|id| self.get_tx(id)).transpose()?.flatten() {
+                    Some(t) => Ok(Some(t)),
+                    None => Err(sled::Error::Unsupported(
+                        "an idempotency entry names no transaction".into(),
+                    )),
                 }
             }
+            Err(TransactionError::Storage(e)) => Err(e),
         }
     }
 

@@ -573,3 +573,36 @@ async fn a_bank_that_keeps_failing_trips_its_circuit_breaker() {
     assert!(!e.message().contains("circuit"), "{}", e.message());
     h.assert_ledger_clean().await;
 }
+
+#[tokio::test]
+async fn the_same_request_sent_concurrently_moves_money_once() {
+    let h = std::sync::Arc::new(Harness::start(|_| {}).await);
+    let c = h.customers().into_iter().find(|c| c.bank == MB).unwrap();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (h, account) = (h.clone(), c.account.clone());
+            tokio::spawn(async move {
+                h.teller("vinh-yen-1")
+                    .cash_in("twice", MB, &account, 300_000)
+                    .await
+            })
+        })
+        .collect();
+    let mut ids = std::collections::HashSet::new();
+    for t in tasks {
+        ids.insert(t.await.unwrap().unwrap().transaction_id);
+    }
+    assert_eq!(ids.len(), 1, "one transaction for one request id");
+    // Some answers may be the still-pending original; wait for it to finish.
+    h.eventually(10, "the cash-in completes", |h| {
+        h.bank_balance(MB, &c.account) == c.balance + 300_000
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(
+        h.bank_balance(MB, &c.account),
+        c.balance + 300_000,
+        "credited once"
+    );
+    h.assert_ledger_clean().await;
+}
