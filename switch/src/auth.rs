@@ -31,8 +31,8 @@ use crate::ids::Secret;
 pub use proto::auth::{HEADER_KEY_ID, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP, now_ms};
 /// The largest request body the switch reads.
 pub const BODY_BYTES_MAX: usize = 1 << 20;
-/// Nonces remembered at most; past it, expired ones are dropped first and
-/// new requests are refused if none have expired.
+/// Nonces remembered at most (expired ones are dropped first); past it,
+/// new requests are refused until some expire.
 pub const NONCES_MAX: usize = 1 << 20;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,10 +55,17 @@ struct Credential {
     key: hmac::Key,
 }
 
+/// Nonces seen within the replay window, and when each may be forgotten.
+#[derive(Default)]
+struct Nonces {
+    seen: std::collections::HashSet<String>,
+    order: std::collections::VecDeque<(i64, String)>,
+}
+
 /// Credentials and the replay window.
 pub struct Keys {
     credentials: RwLock<HashMap<String, Arc<Credential>>>,
-    nonces: Mutex<HashMap<String, i64>>,
+    nonces: Mutex<Nonces>,
     skew_ms: i64,
     started_ms: i64,
 }
@@ -67,7 +74,7 @@ impl Keys {
     pub fn new(skew_ms: u64) -> Keys {
         Keys {
             credentials: RwLock::new(HashMap::new()),
-            nonces: Mutex::new(HashMap::new()),
+            nonces: Mutex::new(Nonces::default()),
             skew_ms: skew_ms as i64,
             started_ms: now_ms(),
         }
@@ -148,19 +155,27 @@ impl Keys {
             ));
         }
         let mut nonces = self.nonces.lock().unwrap_or_else(|e| e.into_inner());
-        if nonces.len() >= NONCES_MAX {
-            let horizon = now - self.skew_ms;
-            nonces.retain(|_, at| *at >= horizon);
-            if nonces.len() >= NONCES_MAX {
-                return Err(Status::resource_exhausted(
-                    "too many requests in the replay window",
-                ));
-            }
+        // A request is accepted only within the skew of the switch's clock,
+        // so a nonce need not be remembered past twice the skew.
+        while nonces
+            .order
+            .front()
+            .is_some_and(|(expires, _)| *expires <= now)
+        {
+            let (_, old) = nonces.order.pop_front().expect("front exists");
+            nonces.seen.remove(&old);
         }
         let seen = format!("{key_id}\n{nonce}");
-        if nonces.insert(seen, timestamp_ms).is_some() {
+        if nonces.seen.contains(&seen) {
             return Err(Status::unauthenticated("unauthenticated: replayed nonce"));
         }
+        if nonces.seen.len() >= NONCES_MAX {
+            return Err(Status::resource_exhausted(
+                "too many requests in the replay window",
+            ));
+        }
+        nonces.seen.insert(seen.clone());
+        nonces.order.push_back((now + 2 * self.skew_ms, seen));
         Ok(credential.principal.clone())
     }
 }
