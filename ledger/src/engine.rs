@@ -217,6 +217,23 @@ impl Shared {
         drop(s);
         self.indexed_changed.notify_all();
     }
+    /// Block until `done(indexed_seq)` holds (woken as the indexer moves),
+    /// or the ledger stops.
+    fn wait_until(&self, done: impl Fn(u64) -> bool) -> Result<(), StorageError> {
+        let mut indexed = self.indexed_seq.lock().unwrap_or_else(|e| e.into_inner());
+        while !done(*indexed) {
+            if let Some(e) = self.stopped() {
+                return Err(e);
+            }
+            indexed = self
+                .indexed_changed
+                .wait_timeout(indexed, Duration::from_millis(50))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        Ok(())
+    }
+
     fn stopped(&self) -> Option<StorageError> {
         let s = self.stopped.lock().unwrap_or_else(|e| e.into_inner());
         s.as_ref()
@@ -430,23 +447,7 @@ impl Ledger {
     /// Wait until sled holds every record acknowledged before this call.
     fn caught_up(&self) -> Result<(), StorageError> {
         let target = self.shared.durable_seq.load(Ordering::Acquire);
-        let mut indexed = self
-            .shared
-            .indexed_seq
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        while *indexed < target {
-            if let Some(e) = self.shared.stopped() {
-                return Err(e);
-            }
-            indexed = self
-                .shared
-                .indexed_changed
-                .wait_timeout(indexed, Duration::from_millis(50))
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-        Ok(())
+        self.shared.wait_until(|indexed| indexed >= target)
     }
 
     pub fn lookup_account(&self, id: u128) -> Result<Option<Account>, StorageError> {
@@ -899,23 +900,8 @@ impl WriterThread {
 
     /// Backpressure: wait while the indexer lags too far behind.
     fn wait_for_indexer(&self) -> Result<(), StorageError> {
-        let mut indexed = self
-            .shared
-            .indexed_seq
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        while self.shared.lag_events.load(Ordering::Acquire) > self.index_lag_events_max {
-            if let Some(e) = self.shared.stopped() {
-                return Err(e);
-            }
-            indexed = self
-                .shared
-                .indexed_changed
-                .wait_timeout(indexed, Duration::from_millis(50))
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-        Ok(())
+        let (shared, max) = (&self.shared, self.index_lag_events_max);
+        shared.wait_until(|_| shared.lag_events.load(Ordering::Acquire) <= max)
     }
 
     /// Commit one record if there are requests or due expiries.

@@ -201,12 +201,13 @@ pub struct Payload<'a> {
     objects: Vec<Object<'a>>,
 }
 
-/// Collect a level's objects, refusing duplicate ids.
-fn collect<'a>(it: TlvIter<'a>, out: &mut Vec<Raw<'a>>) -> Result<(), QrError> {
-    let mut seen: u128 = 0;
-    for raw in it {
-        let raw = raw?;
-        if seen & (1 << raw.id) != 0 {
+/// The ids seen at one level of the tree: each may appear once.
+#[derive(Default)]
+pub(crate) struct Seen(u128);
+
+impl Seen {
+    pub(crate) fn check(&mut self, raw: &Raw) -> Result<(), QrError> {
+        if self.0 & (1 << raw.id) != 0 {
             return Err(QrError::new(
                 ErrorKind::DuplicateId,
                 raw.path,
@@ -214,7 +215,17 @@ fn collect<'a>(it: TlvIter<'a>, out: &mut Vec<Raw<'a>>) -> Result<(), QrError> {
                 "id appears twice",
             ));
         }
-        seen |= 1 << raw.id;
+        self.0 |= 1 << raw.id;
+        Ok(())
+    }
+}
+
+/// Collect a level's objects, refusing duplicate ids.
+fn collect<'a>(it: TlvIter<'a>, out: &mut Vec<Raw<'a>>) -> Result<(), QrError> {
+    let mut seen = Seen::default();
+    for raw in it {
+        let raw = raw?;
+        seen.check(&raw)?;
         out.push(raw);
     }
     Ok(())
@@ -246,18 +257,10 @@ impl<'a> Payload<'a> {
             ));
         }
         let mut objects: Vec<Object<'a>> = Vec::with_capacity(16);
-        let mut seen: u128 = 0;
+        let mut seen = Seen::default();
         for raw in TlvIter::new(text, 0, TagPath::ROOT, "payload") {
             let raw = raw?;
-            if seen & (1 << raw.id) != 0 {
-                return Err(QrError::new(
-                    ErrorKind::DuplicateId,
-                    raw.path,
-                    Some(raw.offset),
-                    "id appears twice",
-                ));
-            }
-            seen |= 1 << raw.id;
+            seen.check(&raw)?;
             let children = if is_template(raw.id) {
                 let mut children = Vec::with_capacity(8);
                 match collect(raw.objects(), &mut children) {

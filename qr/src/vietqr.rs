@@ -242,18 +242,10 @@ pub fn from_payload<'a>(p: &Payload<'a>) -> Result<VietQr<'a>, QrError> {
 
 fn beneficiary_fields<'a>(beneficiary: &Raw<'a>) -> Result<(&'a str, &'a str), QrError> {
     let (mut bin, mut account): (Option<Raw>, Option<Raw>) = (None, None);
-    let mut seen = 0u128;
+    let mut seen = tlv::Seen::default();
     for raw in beneficiary.objects() {
         let raw = raw?;
-        if seen & (1 << raw.id) != 0 {
-            return Err(QrError::new(
-                ErrorKind::DuplicateId,
-                raw.path,
-                Some(raw.offset),
-                "id appears twice",
-            ));
-        }
-        seen |= 1 << raw.id;
+        seen.check(&raw)?;
         match raw.id {
             0 => bin = Some(raw),
             1 => account = Some(raw),

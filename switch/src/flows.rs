@@ -456,30 +456,16 @@ impl Switch {
         account: &str,
         amount: u64,
     ) -> Outcome {
-        let post_office_id = Switch::teller_post_office(p)?.to_string();
-        let bank = self.check_common(
-            request_id,
-            bin,
-            account,
-            amount,
-            &self.config.cash_in,
-            "cash-in",
-        )?;
-        self.require_open_shift(p)?;
-        let fee = fees::fee(&self.config.cash_in.fee, amount);
-        let fingerprint = fingerprint(&["cash_in", bin, account, &amount.to_string()]);
-        let rec = self.new_record(
+        self.begin(
             p,
-            &post_office_id,
             store::Kind::CashIn,
             request_id,
             bin,
             account,
             amount,
-            fee,
-            fingerprint,
-        );
-        self.start(rec, bank, None).await
+            None,
+        )
+        .await
     }
 
     /// Cash-out (soft ATM): the bank verifies the customer's one-time code
@@ -494,33 +480,57 @@ impl Switch {
         code: &str,
         amount: u64,
     ) -> Outcome {
-        let post_office_id = Switch::teller_post_office(p)?.to_string();
         if !(6..=12).contains(&code.len()) || !code.bytes().all(|b| b.is_ascii_digit()) {
             return Err(SwitchError::invalid("code must be 6 to 12 digits"));
         }
-        let bank = self.check_common(
-            request_id,
-            bin,
-            account,
-            amount,
-            &self.config.cash_out,
-            "cash-out",
-        )?;
-        self.require_open_shift(p)?;
-        let fee = fees::fee(&self.config.cash_out.fee, amount);
-        let fingerprint = fingerprint(&["cash_out", bin, account, code, &amount.to_string()]);
-        let rec = self.new_record(
+        self.begin(
             p,
-            &post_office_id,
             store::Kind::CashOut,
             request_id,
             bin,
             account,
             amount,
+            Some(code),
+        )
+        .await
+    }
+
+    /// Validate a counter request, record it and run its flow.
+    #[allow(clippy::too_many_arguments)]
+    async fn begin(
+        self: &Arc<Self>,
+        p: &Principal,
+        kind: store::Kind,
+        request_id: &str,
+        bin: &str,
+        account: &str,
+        amount: u64,
+        code: Option<&str>,
+    ) -> Outcome {
+        let post_office_id = Switch::teller_post_office(p)?.to_string();
+        let (product, name) = match kind {
+            store::Kind::CashIn => (&self.config.cash_in, "cash-in"),
+            store::Kind::CashOut => (&self.config.cash_out, "cash-out"),
+        };
+        let bank = self.check_common(request_id, bin, account, amount, product, name)?;
+        self.require_open_shift(p)?;
+        let fee = fees::fee(&product.fee, amount);
+        let amount_text = amount.to_string();
+        let mut parts = vec![kind_label(kind), bin, account];
+        parts.extend(code);
+        parts.push(&amount_text);
+        let rec = self.new_record(
+            p,
+            &post_office_id,
+            kind,
+            request_id,
+            bin,
+            account,
+            amount,
             fee,
-            fingerprint,
+            fingerprint(&parts),
         );
-        self.start(rec, bank, Some(code.to_string())).await
+        self.start(rec, bank, code.map(str::to_string)).await
     }
 
     fn code_attempts_key(rec: &TxRecord) -> String {

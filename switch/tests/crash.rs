@@ -3,7 +3,8 @@
 //! transaction by status inquiry: completed once (or reversed, if the bank
 //! itself lost it), never both, and the ledger balances.
 
-use std::process::{Command, Stdio};
+mod common;
+
 use std::time::Duration;
 
 use proto::auth::Credentials;
@@ -11,54 +12,13 @@ use proto::v1 as pb;
 
 const MB: &str = "970422";
 
-#[derive(serde::Deserialize)]
-struct Profile {
-    id: String,
-    switch: String,
-    secret: String,
-}
-
 #[test]
 fn a_switch_killed_mid_transaction_finishes_it_on_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("switch.toml");
-    std::fs::write(
-        &config,
-        "listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\nbank_timeout_ms = 30000\n[sim]\nlost_response_rate = 1.0\n",
-    )
-    .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switch"))
-        .args([
-            "serve",
-            "--data",
-            dir.path().to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let profile_path = dir.path().join("profiles/tho-tang-1.toml");
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !profile_path.exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the switch never provisioned"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(200));
-    let profile: Profile =
-        toml::from_str(&std::fs::read_to_string(&profile_path).unwrap()).unwrap();
-    let customers: Vec<serde_json::Value> = serde_json::from_str(
-        &std::fs::read_to_string(dir.path().join("profiles/customers.json")).unwrap(),
-    )
-    .unwrap();
-    let c = customers.iter().find(|c| c["bank"] == MB).unwrap();
-    let (account, balance) = (
-        c["account"].as_str().unwrap().to_string(),
-        c["balance"].as_u64().unwrap(),
+    let (mut child, profile, account, balance) = common::start(
+        dir.path(),
+        "bank_timeout_ms = 30000\n[sim]\nlost_response_rate = 1.0\n",
+        "info",
     );
 
     let runtime = tokio::runtime::Runtime::new().unwrap();

@@ -2,66 +2,17 @@
 //! the real binary runs name inquiry, cash-in and cash-out at debug level,
 //! and everything it wrote is searched for them.
 
-use std::process::{Command, Stdio};
-use std::time::Duration;
+mod common;
+
+use std::process::Command;
 
 use proto::auth::Credentials;
 use proto::v1 as pb;
 
-#[derive(serde::Deserialize)]
-struct Profile {
-    id: String,
-    switch: String,
-    secret: String,
-}
-
 #[test]
 fn logs_hold_no_secret_code_or_full_account() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("switch.toml");
-    std::fs::write(
-        &config,
-        "listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\n",
-    )
-    .unwrap();
-    let log = std::fs::File::create(dir.path().join("switch.log")).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switch"))
-        .args([
-            "serve",
-            "--data",
-            dir.path().to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-        ])
-        .env("RUST_LOG", "debug")
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    let profile_path = dir.path().join("profiles/tho-tang-1.toml");
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !profile_path.exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the switch never provisioned"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(200));
-    let profile: Profile =
-        toml::from_str(&std::fs::read_to_string(&profile_path).unwrap()).unwrap();
-    let customers: Vec<serde_json::Value> = serde_json::from_str(
-        &std::fs::read_to_string(dir.path().join("profiles/customers.json")).unwrap(),
-    )
-    .unwrap();
-    let account = customers
-        .iter()
-        .find(|c| c["bank"] == "970422" && c["balance"].as_u64().unwrap() >= 10_000_000)
-        .unwrap()["account"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (mut child, profile, account, _) = common::start(dir.path(), "", "debug");
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let code = runtime.block_on(async {
         let creds = Credentials::from_hex(&profile.id, &profile.secret).unwrap();
