@@ -913,16 +913,31 @@ impl Switch {
     }
 
     /// Queue a durable reversal first, then release the reservation.
-    async fn reverse(&self, rec: TxRecord, legs: &[NewTransfer], why: SwitchError) -> Outcome {
-        self.store
-            .queue_reversal(&ReversalJob {
-                tx_id: rec.id.clone(),
-                bank_bin: rec.bank_bin.clone(),
-                attempts: 0,
-                next_attempt_at_ms: now_ms(),
-            })
-            .map_err(storage)?;
+    async fn reverse(&self, mut rec: TxRecord, legs: &[NewTransfer], why: SwitchError) -> Outcome {
+        // The decision and the job are durable together before the
+        // reservation goes: from here on, nothing may post this transaction.
+        rec.stage = Stage::Reversing;
+        rec.updated_at_ms = now_ms();
+        rec.error_code = Some(why.code.as_str().to_string());
+        rec.error_message = Some(why.message.clone());
+        let job = ReversalJob {
+            tx_id: rec.id.clone(),
+            bank_bin: rec.bank_bin.clone(),
+            attempts: 0,
+            next_attempt_at_ms: now_ms(),
+        };
+        self.store.begin_reversal(&rec, &job).map_err(storage)?;
         self.store.durable().await.map_err(storage)?;
+        self.finish_reversal(rec, legs, why).await
+    }
+
+    /// Release the reservation of a transaction being reversed and record it.
+    async fn finish_reversal(
+        &self,
+        rec: TxRecord,
+        legs: &[NewTransfer],
+        why: SwitchError,
+    ) -> Outcome {
         self.void(legs).await?;
         self.finish(rec, Status::Reversed, Some(why)).await
     }
@@ -1081,6 +1096,20 @@ impl Switch {
     pub async fn recover(self: &Arc<Self>) -> Result<usize, SwitchError> {
         let mut n = 0;
         for rec in self.store.unfinished().map_err(storage)? {
+            if rec.stage == Stage::Reversing {
+                // Decided before the crash: finish it, never post it.
+                n += 1;
+                let legs = self.legs(&rec);
+                let why = SwitchError::new(
+                    rec.error_code
+                        .as_deref()
+                        .and_then(ErrorCode::parse)
+                        .unwrap_or(ErrorCode::BankOutcomeUnknown),
+                    rec.error_message.clone().unwrap_or_default(),
+                );
+                self.finish_reversal(rec, &legs, why).await?;
+                continue;
+            }
             if rec.stage != Stage::AtBank {
                 continue;
             }

@@ -46,6 +46,9 @@ pub enum Stage {
     /// Cash-out: the bank debited the customer; the teller pays out the cash
     /// and confirms, or cancels, before `confirm_deadline_ms`.
     AwaitingConfirm,
+    /// Decided: the bank's part is being reversed (the job is queued) and the
+    /// reservation released. Nothing may post it any more.
+    Reversing,
     /// Final.
     Done,
 }
@@ -402,6 +405,30 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Record the decision to reverse: the transaction at stage `Reversing`
+    /// and its reversal job, in one sled transaction (never one without the
+    /// other).
+    pub fn begin_reversal(&self, t: &TxRecord, job: &ReversalJob) -> Result<(), StoreError> {
+        use sled::Transactional;
+        debug_assert_eq!(t.stage, Stage::Reversing);
+        let id = t.tx_id().to_bytes();
+        let (record, job_bytes) = (
+            serde_json::to_vec(t).expect("serialisable"),
+            serde_json::to_vec(job).expect("serialisable"),
+        );
+        (&self.txs, &self.reversals, &self.open)
+            .transaction(|(txs, reversals, open)| {
+                txs.insert(&id, record.as_slice())?;
+                reversals.insert(job.tx_id.as_bytes(), job_bytes.as_slice())?;
+                open.insert(&id, &[])?;
+                Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| match e {
+                sled::transaction::TransactionError::Storage(e) => e,
+                sled::transaction::TransactionError::Abort(()) => unreachable!("never aborts"),
+            })
     }
 
     pub fn queue_reversal(&self, job: &ReversalJob) -> Result<(), StoreError> {

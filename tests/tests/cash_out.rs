@@ -398,3 +398,64 @@ async fn bad_cash_out_input_gets_a_clear_status_and_posts_nothing() {
     assert_eq!(tx.status, pending());
     h.assert_ledger_clean().await;
 }
+
+#[tokio::test]
+async fn a_reversal_decided_before_a_crash_is_finished_not_posted() {
+    let h = Harness::start(|_| {}).await;
+    let c = h
+        .customers()
+        .into_iter()
+        .find(|c| c.bank == MB && c.balance >= 10_000_000)
+        .unwrap();
+    let code = h.withdrawal_code(MB, &c.account, 1_000_000);
+    let tx = h
+        .teller("tam-dao-1")
+        .cash_out_start("crash", MB, &c.account, &code, 1_000_000)
+        .await
+        .unwrap();
+    // The switch decided to reverse (record and job durable together) and
+    // died before releasing the reservation.
+    let id = switch::ids::TxId::parse(&tx.transaction_id).unwrap();
+    let mut rec = h.switch.store.get_tx(id).unwrap().unwrap();
+    rec.stage = switch::store::Stage::Reversing;
+    rec.error_code = Some("cancelled".into());
+    rec.error_message = Some("cancelled at the counter".into());
+    let job = switch::store::ReversalJob {
+        tx_id: rec.id.clone(),
+        bank_bin: MB.into(),
+        attempts: 0,
+        next_attempt_at_ms: 0,
+    };
+    h.switch.store.begin_reversal(&rec, &job).unwrap();
+    h.switch.store.durable().await.unwrap();
+    let h = h.restart(|_| {}).await;
+    let mut t = h.teller("tam-dao-1");
+    let e = t.cash_out_confirm(&tx.transaction_id).await.unwrap_err();
+    assert_eq!(
+        error_code(&e),
+        "not_pending",
+        "a decided reversal is never posted"
+    );
+    let shown = t
+        .get(&tx.transaction_id)
+        .await
+        .unwrap()
+        .transaction
+        .unwrap();
+    assert_eq!(
+        (shown.status, shown.error_code.as_str()),
+        (pb::TxStatus::Reversed as i32, "cancelled")
+    );
+    h.eventually(10, "the bank returns the money", |h| {
+        h.bank_balance(MB, &c.account) == c.balance
+    })
+    .await;
+    assert_eq!(
+        -h.ledger_balance(Kind::Drawer.id(TAM_DAO_1)),
+        OPENING,
+        "the reservation was released"
+    );
+    let check = h.switch.ledger.check().unwrap();
+    assert_eq!(check.pending_transfers, 0);
+    h.assert_ledger_clean().await;
+}
