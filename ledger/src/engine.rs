@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use crate::checkpoint;
 use crate::clock::Clock;
 use crate::error::{StorageError, SubmitError};
-use crate::index::{Index, Page, Scratch};
+use crate::index::{Index, IndexStore, Page};
 use crate::journal::{self, Dropped};
 use crate::reject::{AccountReject, TransferReject};
 use crate::state::{Effects, Outcome, Request, State};
@@ -193,7 +193,8 @@ enum Msg {
 }
 
 struct Shared {
-    index: Index,
+    /// Storage behind its narrow interface (sled by default).
+    index: Box<dyn IndexStore>,
     /// Every account as of `indexed_seq`, kept by the indexer from the
     /// records' effects; account queries read it.
     accounts: RwLock<HashMap<u128, Account>>,
@@ -286,7 +287,7 @@ impl Ledger {
             .first()
             .map_or(0, |(s, _)| *s);
         let shared = Arc::new(Shared {
-            index,
+            index: Box::new(index),
             accounts: RwLock::new(state.accounts().map(|a| (a.id, *a)).collect()),
             durable_seq: AtomicU64::new(state.seq()),
             indexed_seq: Mutex::new(state.seq()),
@@ -463,7 +464,7 @@ impl Ledger {
 
     pub fn lookup_transfer(&self, id: u128) -> Result<Option<Transfer>, StorageError> {
         self.caught_up()?;
-        self.shared.index.transfer_before(id, u64::MAX)
+        self.shared.index.transfer(id)
     }
 
     /// An account's transfers (as debit or credit side) in time order.
@@ -727,13 +728,12 @@ fn recover(
         None => Index::open(index_dir, config.index_cache_bytes)?,
     };
     let (base_seq, base_checkpoint, base_path) = bases.swap_remove(base_at);
-    let mut scratch = Scratch::default();
     let (state, base) = match base_checkpoint {
         None => (State::new(config.accounts_max), Base::Genesis),
         Some(c) => {
             if rebuild.is_some() {
                 for p in &c.pendings {
-                    index.write_restored(p, base_seq, &mut scratch)?;
+                    index.write_restored(p, base_seq)?;
                 }
             }
             let s = State::restore(
@@ -759,14 +759,14 @@ fn recover(
     journal::replay(&scan.segments, base_seq, |seq, now, requests, _| {
         outcomes.clear();
         state.apply_record(seq, now, &requests, &index, &mut fx, &mut outcomes)?;
-        index.write(&fx, &mut scratch)?;
+        index.write(&fx)?;
         state.indexed(&fx);
         replayed += 1;
         Ok(())
     })?;
     assert_eq!(state.seq(), end, "replay reached the journal's end");
     if replayed > 0 || rebuild.is_some() {
-        index.write_accounts(state.accounts())?;
+        index.write_accounts(&mut state.accounts())?;
         index.flush()?;
     }
     if rebuild.is_none() && replayed == 0 {
@@ -920,7 +920,7 @@ impl WriterThread {
             seq,
             now,
             &self.requests,
-            &self.shared.index,
+            &*self.shared.index,
             &mut fx,
             &mut self.outcomes,
         )?;
@@ -997,9 +997,8 @@ struct IndexerThread {
 
 impl IndexerThread {
     fn run(mut self) {
-        let mut scratch = Scratch::default();
         while let Ok(fx) = self.rx.recv() {
-            if let Err(e) = self.shared.index.write(&fx, &mut scratch) {
+            if let Err(e) = self.shared.index.write(&fx) {
                 self.shared.stop(&e);
                 return;
             }
@@ -1060,7 +1059,7 @@ impl IndexerThread {
             .accounts
             .read()
             .unwrap_or_else(|e| e.into_inner());
-        self.shared.index.write_accounts(accounts.values())?;
+        self.shared.index.write_accounts(&mut accounts.values())?;
         self.shared.index.flush()?;
         checkpoint::write(
             &self.checkpoint_dir,

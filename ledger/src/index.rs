@@ -95,6 +95,32 @@ enum Used {
     Failed(u64, NewTransfer, TransferReject),
 }
 
+/// Where the ledger keeps what the journal implies: the narrow interface
+/// between the engine and its storage. sled ([`Index`]) is the embedded
+/// default; a server-backed store (PostgreSQL) implements the same trait.
+/// Every write is of absolute values keyed by what produced them, so writing
+/// a record twice is harmless; every entry remembers the record that wrote
+/// it, so [`Cold::lookup`] can ignore what a replay has not reached yet.
+pub(crate) trait IndexStore: Cold + Send + Sync {
+    /// The last record fully written, if the store says.
+    fn indexed_seq(&self) -> Result<Option<u64>, StorageError>;
+    /// Write what record `fx.seq` changed (called by one thread at a time).
+    fn write(&self, fx: &Effects) -> Result<(), StorageError>;
+    /// Store a pending transfer a checkpoint restored into an empty store.
+    fn write_restored(&self, t: &Transfer, seq: u64) -> Result<(), StorageError>;
+    /// Store every account (at checkpoints, and when rebuilding).
+    fn write_accounts(
+        &self,
+        accounts: &mut dyn Iterator<Item = &Account>,
+    ) -> Result<(), StorageError>;
+    /// Make everything written so far durable.
+    fn flush(&self) -> Result<(), StorageError>;
+    /// The transfer `id` as it stands now.
+    fn transfer(&self, id: u128) -> Result<Option<Transfer>, StorageError>;
+    fn account_transfers(&self, account: u128, page: Page) -> Result<Vec<Transfer>, StorageError>;
+    fn account_history(&self, account: u128, page: Page) -> Result<Vec<Balances>, StorageError>;
+}
+
 /// Where a transfer's created form is stored.
 #[derive(Clone, Copy)]
 struct Locator {
@@ -105,11 +131,14 @@ struct Locator {
 
 pub(crate) struct Index {
     db: sled::Db,
+    /// Buffers for `write`, reused from record to record (only the indexer
+    /// writes, so the lock is never contended).
+    scratch: std::sync::Mutex<Scratch>,
 }
 
 /// Buffers the indexer reuses from record to record.
 #[derive(Default)]
-pub(crate) struct Scratch {
+struct Scratch {
     buf: Vec<u8>,
     /// (account, position) of every created transfer's two sides.
     sides: Vec<(u128, u16)>,
@@ -129,11 +158,13 @@ impl Index {
             .mode(sled::Mode::HighThroughput)
             .flush_every_ms(Some(1000))
             .open()?;
-        Ok(Index { db })
+        Ok(Index {
+            db,
+            scratch: Default::default(),
+        })
     }
 
-    /// The last record indexed, if the index says.
-    pub(crate) fn indexed_seq(&self) -> Result<Option<u64>, StorageError> {
+    fn last_indexed(&self) -> Result<Option<u64>, StorageError> {
         Ok(self
             .db
             .get(META_INDEXED_SEQ)?
@@ -141,7 +172,7 @@ impl Index {
     }
 
     /// Write what record `fx.seq` changed.
-    pub(crate) fn write(&self, fx: &Effects, s: &mut Scratch) -> Result<(), StorageError> {
+    fn write_with(&self, fx: &Effects, s: &mut Scratch) -> Result<(), StorageError> {
         let created = fx
             .transfers
             .iter()
@@ -223,46 +254,6 @@ impl Index {
         Ok(())
     }
 
-    /// Index a pending transfer that a checkpoint restored into a rebuilt
-    /// index (the record that created it is no longer in the journal): a
-    /// block of its own at its own timestamp, so time order holds.
-    pub(crate) fn write_restored(
-        &self,
-        t: &Transfer,
-        seq: u64,
-        s: &mut Scratch,
-    ) -> Result<(), StorageError> {
-        let fx = Effects {
-            seq,
-            last_timestamp: t.timestamp,
-            transfers: vec![(*t, true)],
-            ..Effects::default()
-        };
-        self.write(&fx, s)
-    }
-
-    /// Write every account (at checkpoints, and when rebuilding).
-    pub(crate) fn write_accounts<'a>(
-        &self,
-        accounts: impl Iterator<Item = &'a Account>,
-    ) -> Result<(), StorageError> {
-        let mut buf = Vec::new();
-        let mut sorted: Vec<&Account> = accounts.collect();
-        sorted.sort_unstable_by_key(|a| a.id);
-        for a in sorted {
-            buf.clear();
-            codec::put_account(&mut Enc(&mut buf), a);
-            self.db.insert(key(b'a', a.id), buf.as_slice())?;
-        }
-        Ok(())
-    }
-
-    /// Make everything written so far durable.
-    pub(crate) fn flush(&self) -> Result<(), StorageError> {
-        self.db.flush()?;
-        Ok(())
-    }
-
     fn corrupt(&self, what: &str, e: codec::Malformed) -> StorageError {
         StorageError::Index(format!("undecodable {what}: {}", e.0))
     }
@@ -336,11 +327,7 @@ impl Index {
     }
 
     /// The transfer `id` as records before `seq_before` left it.
-    pub(crate) fn transfer_before(
-        &self,
-        id: u128,
-        seq_before: u64,
-    ) -> Result<Option<Transfer>, StorageError> {
+    fn transfer_before(&self, id: u128, seq_before: u64) -> Result<Option<Transfer>, StorageError> {
         match self.used(id)? {
             Some(Used::Transfer(at)) if at.seq < seq_before => {
                 self.load(id, at, seq_before).map(Some)
@@ -361,11 +348,7 @@ impl Index {
         Ok(t)
     }
 
-    pub(crate) fn account_transfers(
-        &self,
-        account: u128,
-        page: Page,
-    ) -> Result<Vec<Transfer>, StorageError> {
+    fn transfers_of(&self, account: u128, page: Page) -> Result<Vec<Transfer>, StorageError> {
         let limit = page.limit.min(Page::LIMIT_MAX) as usize;
         let mut out = Vec::with_capacity(limit.min(256));
         if page.timestamp_min > page.timestamp_max || limit == 0 {
@@ -427,11 +410,7 @@ impl Index {
         Ok(out)
     }
 
-    pub(crate) fn account_history(
-        &self,
-        account: u128,
-        page: Page,
-    ) -> Result<Vec<Balances>, StorageError> {
+    fn history_of(&self, account: u128, page: Page) -> Result<Vec<Balances>, StorageError> {
         let limit = page.limit.min(Page::LIMIT_MAX) as usize;
         if page.timestamp_min > page.timestamp_max {
             return Ok(Vec::new());
@@ -449,6 +428,60 @@ impl Index {
         } else {
             range.take(limit).map(decode).collect()
         }
+    }
+}
+
+impl IndexStore for Index {
+    fn indexed_seq(&self) -> Result<Option<u64>, StorageError> {
+        self.last_indexed()
+    }
+
+    fn write(&self, fx: &Effects) -> Result<(), StorageError> {
+        let mut scratch = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+        self.write_with(fx, &mut scratch)
+    }
+
+    /// A block of its own at its own timestamp, so time order holds.
+    fn write_restored(&self, t: &Transfer, seq: u64) -> Result<(), StorageError> {
+        let fx = Effects {
+            seq,
+            last_timestamp: t.timestamp,
+            transfers: vec![(*t, true)],
+            ..Effects::default()
+        };
+        self.write(&fx)
+    }
+
+    fn write_accounts(
+        &self,
+        accounts: &mut dyn Iterator<Item = &Account>,
+    ) -> Result<(), StorageError> {
+        let mut buf = Vec::new();
+        let mut sorted: Vec<&Account> = accounts.collect();
+        sorted.sort_unstable_by_key(|a| a.id);
+        for a in sorted {
+            buf.clear();
+            codec::put_account(&mut Enc(&mut buf), a);
+            self.db.insert(key(b'a', a.id), buf.as_slice())?;
+        }
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), StorageError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn transfer(&self, id: u128) -> Result<Option<Transfer>, StorageError> {
+        self.transfer_before(id, u64::MAX)
+    }
+
+    fn account_transfers(&self, account: u128, page: Page) -> Result<Vec<Transfer>, StorageError> {
+        self.transfers_of(account, page)
+    }
+
+    fn account_history(&self, account: u128, page: Page) -> Result<Vec<Balances>, StorageError> {
+        self.history_of(account, page)
     }
 }
 
