@@ -1,0 +1,77 @@
+//! The load generator against an embedded switch: both loop modes complete
+//! flows of every kind in the mix and verify clean; the mix is validated.
+
+use std::time::Duration;
+
+use loadtest::{Embedded, Flow, Mode, Options, parse_mix, run};
+
+#[test]
+fn mixes_parse_and_bad_ones_are_refused() {
+    assert_eq!(
+        parse_mix("cash_in=40,cash_out=20").unwrap(),
+        vec![(Flow::CashIn, 40), (Flow::CashOut, 20)]
+    );
+    assert_eq!(
+        parse_mix("cash_in=1,cash_out=0").unwrap(),
+        vec![(Flow::CashIn, 1)]
+    );
+    for bad in [
+        "",
+        "cash_in",
+        "cash_in=x",
+        "teleport=1",
+        "cash_in=0",
+        "bill=20",
+    ] {
+        assert!(parse_mix(bad).is_err(), "{bad:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_loops_complete_real_flows_and_verify_clean() {
+    for mode in [
+        Mode::Closed { concurrency: 8 },
+        Mode::Open {
+            rate: 100,
+            in_flight_max: 100,
+        },
+    ] {
+        let (embedded, target) = Embedded::start(|_| {}).await.unwrap();
+        let record = tempfile::NamedTempFile::new().unwrap();
+        let options = Options {
+            mode: mode.clone(),
+            mix: parse_mix("cash_in=50,cash_out=50").unwrap(),
+            duration: Duration::from_millis(1500),
+            warmup: Duration::ZERO,
+            seed: 7,
+            record: Some(record.path().to_path_buf()),
+            progress: false,
+        };
+        // A hang must fail the test, not stall CI (see the closing note of
+        // this change: a wedge seen at high concurrency is not yet explained).
+        let report = tokio::time::timeout(Duration::from_secs(120), run(target, options))
+            .await
+            .expect("the load run ended within two minutes")
+            .unwrap();
+        embedded.stop().await;
+        let v = &report["verification"];
+        assert_eq!(v["ok"], true, "{mode:?}: {report}");
+        let completed = report["completed"].as_u64().unwrap();
+        assert!(completed > 0 && report["failed"] == 0, "{mode:?}: {report}");
+        assert_eq!(v["acknowledged"].as_u64().unwrap(), completed);
+        for flow in ["cash_in", "cash_out"] {
+            assert!(
+                report["flows"][flow]["completed"].as_u64().unwrap() > 0,
+                "{mode:?}: no {flow} in {report}"
+            );
+        }
+        let lines = std::fs::read_to_string(record.path())
+            .unwrap()
+            .lines()
+            .count() as u64;
+        assert_eq!(
+            lines, completed,
+            "every acknowledged transaction is recorded"
+        );
+    }
+}
