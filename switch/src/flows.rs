@@ -1146,7 +1146,9 @@ impl Switch {
     /// One pass over the reversal queue: try every job that is due.
     pub async fn run_reversals(&self) -> Result<(), SwitchError> {
         let now = now_ms();
-        for mut job in self.store.reversals().map_err(storage)? {
+        let jobs = self.store.reversals().map_err(storage)?;
+        let mut depth = jobs.len();
+        for mut job in jobs {
             if job.next_attempt_at_ms > now {
                 continue;
             }
@@ -1160,6 +1162,7 @@ impl Switch {
             match tokio::time::timeout(timeout, bank.adapter.reverse(id)).await {
                 Ok(Ok(())) => {
                     self.store.finish_reversal(&job.tx_id).map_err(storage)?;
+                    depth -= 1;
                     metrics::counter!("switch_reversals_total", "result" => "done").increment(1);
                 }
                 _ => {
@@ -1170,8 +1173,7 @@ impl Switch {
                 }
             }
         }
-        metrics::gauge!("switch_reversal_queue_depth")
-            .set(self.store.reversals().map_err(storage)?.len() as f64);
+        metrics::gauge!("switch_reversal_queue_depth").set(depth as f64);
         Ok(())
     }
 }

@@ -129,6 +129,14 @@ impl Harness {
         .unwrap()
     }
 
+    /// A simulated customer of `bank` holding at least `balance_min`.
+    pub fn customer(&self, bank: &str, balance_min: u64) -> Customer {
+        self.customers()
+            .into_iter()
+            .find(|c| c.bank == bank && c.balance >= balance_min)
+            .unwrap_or_else(|| panic!("no customer of {bank} holds {balance_min}"))
+    }
+
     pub fn teller(&self, id: &str) -> Teller {
         Teller {
             client: TellerClient::new(self.channel.clone()),

@@ -58,7 +58,7 @@ async fn an_operator_provisions_a_post_office_and_a_terminal_that_works_at_once(
         client: h.raw_teller(),
         credentials: Credentials::from_hex("lap-thach-1", &r.secret).unwrap(),
     };
-    let c = h.customers().into_iter().find(|c| c.bank == MB).unwrap();
+    let c = h.customer(MB, 0);
     let tx = t.cash_in("new-1", MB, &c.account, 1_000_000).await.unwrap();
     assert_eq!(tx.status, pb::TxStatus::Completed as i32);
     assert_eq!(tx.post_office_id, "lap-thach");

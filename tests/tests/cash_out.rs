@@ -21,11 +21,7 @@ fn pending() -> i32 {
 #[tokio::test]
 async fn a_confirmed_cash_out_debits_the_customer_and_empties_the_drawer() {
     let h = Harness::start(|_| {}).await;
-    let c = h
-        .customers()
-        .into_iter()
-        .find(|c| c.bank == MB && c.balance >= 10_000_000)
-        .unwrap();
+    let c = h.customer(MB, 10_000_000);
     let efloat = h.ledger_balance(Kind::EFloat.id(TAM_DAO));
     let mut t = h.teller("tam-dao-1");
     let code = h.withdrawal_code(MB, &c.account, 2_000_000);
@@ -86,11 +82,7 @@ async fn a_confirmed_cash_out_debits_the_customer_and_empties_the_drawer() {
 #[tokio::test]
 async fn a_cancelled_cash_out_is_reversed_at_the_bank() {
     let h = Harness::start(|_| {}).await;
-    let c = h
-        .customers()
-        .into_iter()
-        .find(|c| c.bank == MB && c.balance >= 10_000_000)
-        .unwrap();
+    let c = h.customer(MB, 10_000_000);
     let mut t = h.teller("tam-dao-1");
     let code = h.withdrawal_code(MB, &c.account, 1_000_000);
     let tx = t
@@ -119,11 +111,7 @@ async fn a_cancelled_cash_out_is_reversed_at_the_bank() {
 #[tokio::test]
 async fn wrong_codes_are_refused_and_limited() {
     let h = Harness::start(|_| {}).await;
-    let c = h
-        .customers()
-        .into_iter()
-        .find(|c| c.bank == MB && c.balance >= 10_000_000)
-        .unwrap();
+    let c = h.customer(MB, 10_000_000);
     let mut t = h.teller("tam-dao-1");
     let code = h.withdrawal_code(MB, &c.account, 1_000_000);
     // The right code for another amount is wrong too.
@@ -163,11 +151,7 @@ async fn wrong_codes_are_refused_and_limited() {
 #[tokio::test]
 async fn the_drawer_never_pays_out_cash_it_does_not_hold() {
     let h = Harness::start(|c| c.cash_out.amount_max = 100_000_000).await;
-    let rich = h
-        .customers()
-        .into_iter()
-        .find(|c| c.bank == MB && c.balance >= 25_000_000)
-        .unwrap();
+    let rich = h.customer(MB, 25_000_000);
     let mut t = h.teller("tam-dao-1");
     let code = h.withdrawal_code(MB, &rich.account, 20_000_001);
     let e = t
@@ -206,11 +190,7 @@ async fn the_drawer_never_pays_out_cash_it_does_not_hold() {
 #[tokio::test]
 async fn an_unconfirmed_cash_out_is_cancelled_at_its_deadline() {
     let h = Harness::start(|c| c.cash_out_confirm_timeout_ms = 300).await;
-    let c = h
-        .customers()
-        .into_iter()
-        .find(|c| c.bank == MB && c.balance >= 10_000_000)
-        .unwrap();
+    let c = h.customer(MB, 10_000_000);
     let mut t = h.teller("tam-dao-1");
     let code = h.withdrawal_code(MB, &c.account, 1_000_000);
     let tx = t
@@ -239,11 +219,7 @@ async fn an_unconfirmed_cash_out_is_cancelled_at_its_deadline() {
 #[tokio::test]
 async fn a_pending_cash_out_survives_a_restart_and_only_its_terminal_confirms_it() {
     let h = Harness::start(|_| {}).await;
-    let c = h
-        .customers()
-        .into_iter()
-        .find(|c| c.bank == MB && c.balance >= 10_000_000)
-        .unwrap();
+    let c = h.customer(MB, 10_000_000);
     let code = h.withdrawal_code(MB, &c.account, 3_000_000);
     let tx = h
         .teller("tam-dao-1")
@@ -276,11 +252,7 @@ async fn a_pending_cash_out_survives_a_restart_and_only_its_terminal_confirms_it
 #[tokio::test]
 async fn bad_cash_out_input_gets_a_clear_status_and_posts_nothing() {
     let h = Harness::start(|_| {}).await;
-    let c = h
-        .customers()
-        .into_iter()
-        .find(|c| c.bank == MB && c.balance >= 10_000_000)
-        .unwrap();
+    let c = h.customer(MB, 10_000_000);
     let code = h.withdrawal_code(MB, &c.account, 1_000_000);
     let mut t = h.teller("tam-dao-1");
     let long = "r".repeat(65);
@@ -402,11 +374,7 @@ async fn bad_cash_out_input_gets_a_clear_status_and_posts_nothing() {
 #[tokio::test]
 async fn a_reversal_decided_before_a_crash_is_finished_not_posted() {
     let h = Harness::start(|_| {}).await;
-    let c = h
-        .customers()
-        .into_iter()
-        .find(|c| c.bank == MB && c.balance >= 10_000_000)
-        .unwrap();
+    let c = h.customer(MB, 10_000_000);
     let code = h.withdrawal_code(MB, &c.account, 1_000_000);
     let tx = h
         .teller("tam-dao-1")

@@ -16,7 +16,7 @@ const MB: &str = "970422";
 #[tokio::test]
 async fn name_inquiry_shows_the_holder_and_refuses_what_it_cannot_route() {
     let h = Harness::start(|_| {}).await;
-    let c = h.customers().into_iter().find(|c| c.bank == MB).unwrap();
+    let c = h.customer(MB, 0);
     let mut t = h.teller("tho-tang-1");
     let r = t.name_inquiry(MB, &c.account).await.unwrap();
     assert_eq!(
@@ -59,7 +59,7 @@ async fn name_inquiry_shows_the_holder_and_refuses_what_it_cannot_route() {
 #[tokio::test]
 async fn cash_in_credits_the_customer_from_e_float_and_fills_the_drawer() {
     let h = Harness::start(|_| {}).await;
-    let c = h.customers().into_iter().find(|c| c.bank == MB).unwrap();
+    let c = h.customer(MB, 0);
     let efloat = h.ledger_balance(Kind::EFloat.id(THO_TANG));
     let drawer = -h.ledger_balance(Kind::Drawer.id(THO_TANG_1));
     let mut t = h.teller("tho-tang-1");
@@ -100,7 +100,7 @@ async fn cash_in_credits_the_customer_from_e_float_and_fills_the_drawer() {
 #[tokio::test]
 async fn a_retry_returns_the_original_outcome_even_after_a_restart() {
     let h = Harness::start(|_| {}).await;
-    let c = h.customers().into_iter().find(|c| c.bank == MB).unwrap();
+    let c = h.customer(MB, 0);
     let mut t = h.teller("tho-tang-1");
     let first = t.cash_in("same", MB, &c.account, 200_000).await.unwrap();
     let again = t.cash_in("same", MB, &c.account, 200_000).await.unwrap();
@@ -135,7 +135,7 @@ async fn a_retry_returns_the_original_outcome_even_after_a_restart() {
 #[tokio::test]
 async fn bad_input_gets_a_clear_status_and_posts_nothing() {
     let h = Harness::start(|_| {}).await;
-    let c = h.customers().into_iter().find(|c| c.bank == MB).unwrap();
+    let c = h.customer(MB, 0);
     let mut t = h.teller("tho-tang-1");
     let long = "x".repeat(65);
     let cases: Vec<(&str, &str, &str, u64, Code, &str)> = vec![
@@ -277,7 +277,7 @@ async fn bad_input_gets_a_clear_status_and_posts_nothing() {
 #[tokio::test]
 async fn unsigned_forged_stale_and_replayed_requests_are_refused() {
     let h = Harness::start(|_| {}).await;
-    let c = h.customers().into_iter().find(|c| c.bank == MB).unwrap();
+    let c = h.customer(MB, 0);
     let msg = || pb::NameInquiryRequest {
         bank_bin: MB.into(),
         account: c.account.clone(),
@@ -363,7 +363,7 @@ async fn unsigned_forged_stale_and_replayed_requests_are_refused() {
 #[tokio::test]
 async fn a_terminal_sees_only_its_own_transactions() {
     let h = Harness::start(|_| {}).await;
-    let c = h.customers().into_iter().find(|c| c.bank == MB).unwrap();
+    let c = h.customer(MB, 0);
     let tx = h
         .teller("tho-tang-1")
         .cash_in("mine", MB, &c.account, 100_000)
@@ -418,7 +418,7 @@ async fn listing_pages_newest_first() {
 #[tokio::test]
 async fn e_float_that_cannot_cover_a_cash_in_refuses_it_and_posts_nothing() {
     let h = Harness::start(|c| c.customer_daily_max = u64::MAX).await;
-    let c = h.customers().into_iter().find(|c| c.bank == MB).unwrap();
+    let c = h.customer(MB, 0);
     let mut t = h.teller("huong-dao-1");
     // 500,000,000 of e-float: ten cash-ins of 50,000,000 use it all.
     for i in 0..10 {
@@ -451,7 +451,7 @@ async fn a_bank_that_never_answers_leads_to_status_inquiry_then_reversal() {
         c.bank_status_attempts = 2;
     })
     .await;
-    let c = h.customers().into_iter().find(|c| c.bank == MB).unwrap();
+    let c = h.customer(MB, 0);
     let efloat = h.ledger_balance(Kind::EFloat.id(THO_TANG));
     let mut t = h.teller("tho-tang-1");
     let e = t
@@ -514,7 +514,7 @@ async fn a_bank_that_never_answers_leads_to_status_inquiry_then_reversal() {
 #[tokio::test]
 async fn an_unavailable_bank_fails_the_cash_in_and_releases_everything() {
     let h = Harness::start(|c| c.sim.error_rate = 1.0).await;
-    let c = h.customers().into_iter().find(|c| c.bank == MB).unwrap();
+    let c = h.customer(MB, 0);
     let efloat = h.ledger_balance(Kind::EFloat.id(THO_TANG));
     let e = h
         .teller("tho-tang-1")
@@ -541,7 +541,7 @@ async fn a_bank_that_keeps_failing_trips_its_circuit_breaker() {
         c.breaker_cooldown_ms = 60_000;
     })
     .await;
-    let c = h.customers().into_iter().find(|c| c.bank == MB).unwrap();
+    let c = h.customer(MB, 0);
     let mut t = h.teller("tho-tang-1");
     for i in 0..3 {
         let e = t
@@ -564,11 +564,7 @@ async fn a_bank_that_keeps_failing_trips_its_circuit_breaker() {
     let e = t.name_inquiry(MB, &c.account).await.unwrap_err();
     assert!(e.message().contains("circuit open"), "{}", e.message());
     // Other banks are unaffected by MB's circuit (they fail on their own here).
-    let other = h
-        .customers()
-        .into_iter()
-        .find(|c| c.bank == "970436")
-        .unwrap();
+    let other = h.customer("970436", 0);
     let e = t.name_inquiry("970436", &other.account).await.unwrap_err();
     assert!(!e.message().contains("circuit"), "{}", e.message());
     h.assert_ledger_clean().await;
@@ -577,7 +573,7 @@ async fn a_bank_that_keeps_failing_trips_its_circuit_breaker() {
 #[tokio::test]
 async fn the_same_request_sent_concurrently_moves_money_once() {
     let h = std::sync::Arc::new(Harness::start(|_| {}).await);
-    let c = h.customers().into_iter().find(|c| c.bank == MB).unwrap();
+    let c = h.customer(MB, 0);
     let tasks: Vec<_> = (0..8)
         .map(|_| {
             let (h, account) = (h.clone(), c.account.clone());

@@ -46,11 +46,7 @@ async fn counter_flows_work_against_a_remote_bank_and_a_dead_one_moves_nothing()
         !h.switch.sims.contains_key(MB),
         "MB is not simulated in-process"
     );
-    let c = h
-        .customers()
-        .into_iter()
-        .find(|c| c.bank == MB && c.balance >= 10_000_000)
-        .unwrap();
+    let c = h.customer(MB, 10_000_000);
     let mut t = h.teller("phuc-yen-1");
     assert_eq!(
         t.name_inquiry(MB, &c.account).await.unwrap().account_name,

@@ -18,7 +18,7 @@ fn drawer(h: &Harness) -> i128 {
 #[tokio::test]
 async fn a_shift_closes_with_its_variance_and_cash_waits_for_the_next_one() {
     let h = Harness::start(|_| {}).await;
-    let c = h.customers().into_iter().find(|c| c.bank == MB).unwrap();
+    let c = h.customer(MB, 0);
     let mut t = h.teller("lang-cong-1");
     t.cash_in("s1", MB, &c.account, 1_000_000).await.unwrap();
     let expected = OPENING + 1_000_000 + 5_000;
@@ -82,11 +82,7 @@ async fn a_shift_closes_with_its_variance_and_cash_waits_for_the_next_one() {
 #[tokio::test]
 async fn a_shift_does_not_close_over_a_pending_cash_out() {
     let h = Harness::start(|_| {}).await;
-    let c = h
-        .customers()
-        .into_iter()
-        .find(|c| c.bank == MB && c.balance >= 10_000_000)
-        .unwrap();
+    let c = h.customer(MB, 10_000_000);
     let mut t = h.teller("lang-cong-1");
     let code = h.withdrawal_code(MB, &c.account, 1_000_000);
     let tx = t
