@@ -3,8 +3,16 @@
 //! kept for gRPC server reflection.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["common", "teller", "admin", "simulator", "bank"]
-        .map(|f| format!("proto/switch/v1/{f}.proto"));
+    let files = [
+        "common",
+        "teller",
+        "admin",
+        "simulator",
+        "bank",
+        "merchant",
+        "bills",
+    ]
+    .map(|f| format!("proto/switch/v1/{f}.proto"));
     for f in &files {
         println!("cargo:rerun-if-changed={f}");
     }

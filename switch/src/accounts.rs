@@ -12,6 +12,7 @@
 //! | `Commission` | post office | credit | – | fees earned by the post office |
 //! | `SwitchIncome` | network | credit | – | fees earned by the switch |
 //! | `CashVariance` | post office | either | – | counted cash minus expected, per shift |
+//! | `Biller` | biller | credit | – | what the switch's participants owe a biller for bills paid |
 
 use ledger::{AccountFlags, NewAccount};
 
@@ -28,6 +29,7 @@ pub enum Kind {
     Commission = 6,
     SwitchIncome = 7,
     CashVariance = 8,
+    Biller = 9,
 }
 
 impl Kind {
@@ -70,5 +72,8 @@ pub mod code {
     pub const CASH_OUT_CASH: u16 = 13;
     pub const FEE_COMMISSION: u16 = 20;
     pub const FEE_SWITCH: u16 = 21;
+    pub const QR_PRINCIPAL: u16 = 14;
+    pub const BILL_PRINCIPAL: u16 = 15;
+    pub const BILL_CASH: u16 = 16;
     pub const SHIFT_VARIANCE: u16 = 30;
 }

@@ -9,7 +9,7 @@ use crate::auth::{Keys, Principal, Role, now_ms};
 use crate::error::{ErrorCode, SwitchError};
 use crate::flows::{Switch, ledger_transfers};
 use crate::ids::{Secret, TxId};
-use crate::store::{PostOffice, ShiftRecord, Terminal};
+use crate::store::{Merchant, Order, PostOffice, ShiftRecord, Terminal};
 
 fn valid_id(id: &str) -> bool {
     (1..=32).contains(&id.len())
@@ -216,4 +216,109 @@ pub async fn provision_terminal(
         "terminal provisioned"
     );
     Ok((terminal, secret))
+}
+
+/// A merchant to provision.
+pub struct NewMerchant<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub city: &'a str,
+    pub mcc: &'a str,
+    pub bank_bin: &'a str,
+    pub account: &'a str,
+}
+
+/// Add a merchant: its record, its static code and its credential (the
+/// secret is returned once).
+pub async fn provision_merchant(
+    switch: &Switch,
+    keys: &Keys,
+    p: &Principal,
+    m: NewMerchant<'_>,
+) -> Result<(Merchant, Secret, String), SwitchError> {
+    operator(p)?;
+    let _one_at_a_time = switch.provisioning.lock().await;
+    if !valid_id(m.id) || m.id.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(SwitchError::invalid(
+            "merchant_id must be 1 to 32 of [a-z0-9-], not all digits",
+        ));
+    }
+    let printable = |s: &str, max: usize| {
+        (1..=max).contains(&s.chars().count()) && s.chars().all(|c| (' '..='~').contains(&c))
+    };
+    if !printable(m.name, 25) || !printable(m.city, 15) {
+        return Err(SwitchError::invalid(
+            "name (up to 25) and city (up to 15) must be printable ASCII",
+        ));
+    }
+    if m.mcc.len() != 4 || !m.mcc.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(SwitchError::invalid("mcc must be four digits"));
+    }
+    if switch.routes.get(m.bank_bin).is_none() {
+        return Err(SwitchError::new(
+            ErrorCode::UnknownBank,
+            format!("no bank with BIN {}", m.bank_bin),
+        ));
+    }
+    if !crate::flows::valid_account(m.account) {
+        return Err(SwitchError::invalid(
+            "account must be 6 to 19 letters or digits",
+        ));
+    }
+    let taken = switch.store.merchant(m.id).map_err(internal)?.is_some()
+        || switch
+            .store
+            .terminals()
+            .map_err(internal)?
+            .iter()
+            .any(|t| t.id == m.id)
+        || m.id == "operator";
+    if taken {
+        return Err(SwitchError::new(
+            ErrorCode::AlreadyExists,
+            format!("{} is taken", m.id),
+        ));
+    }
+    let secret = Secret::generate(&SystemRandom::new());
+    let merchant = Merchant {
+        id: m.id.to_string(),
+        name: m.name.to_string(),
+        city: m.city.to_string(),
+        mcc: m.mcc.to_string(),
+        bank_bin: m.bank_bin.to_string(),
+        account: m.account.to_string(),
+        secret_hex: secret.expose_hex(),
+    };
+    let payload = add_merchant(switch, &merchant)?;
+    switch.store.durable().await.map_err(internal)?;
+    keys.insert(
+        Principal {
+            id: merchant.id.clone(),
+            role: Role::Merchant,
+        },
+        &secret,
+    );
+    tracing::info!(merchant = m.id, bank = m.bank_bin, "merchant provisioned");
+    Ok((merchant, secret, payload))
+}
+
+/// Record a merchant and its static code; answers the code's payload.
+pub fn add_merchant(switch: &Switch, m: &Merchant) -> Result<String, SwitchError> {
+    let payload = crate::merchant::static_payload(m)?;
+    switch
+        .store
+        .put_order(&Order {
+            qr_id: crate::merchant::static_qr_id(&m.id),
+            merchant_id: Some(m.id.clone()),
+            bill_tx: None,
+            amount: None,
+            reference: None,
+            purpose: None,
+            payload: payload.clone(),
+            created_at_ms: now_ms(),
+            expires_at_ms: None,
+        })
+        .map_err(internal)?;
+    switch.store.put_merchant(m).map_err(internal)?;
+    Ok(payload)
 }

@@ -37,8 +37,14 @@ pub const NONCES_MAX: usize = 1 << 20;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Role {
-    Teller { post_office_id: String },
+    Teller {
+        post_office_id: String,
+    },
     Operator,
+    /// A merchant's device; the principal's id is the merchant's id.
+    Merchant,
+    /// A bank calling for its customers; the principal's id is its BIN.
+    Bank,
 }
 
 /// Who is calling, as the signature proved.

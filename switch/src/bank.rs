@@ -9,7 +9,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::ids::TxId;
+use crate::ids::Reference;
 
 pub type BankFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, BankError>> + Send + 'a>>;
 
@@ -52,7 +52,7 @@ pub trait BankAdapter: Send + Sync {
     /// Credit `amount` to `account`; answers the bank's reference.
     fn credit<'a>(
         &'a self,
-        reference: TxId,
+        reference: Reference,
         account: &'a str,
         amount: u64,
     ) -> BankFuture<'a, String>;
@@ -60,15 +60,24 @@ pub trait BankAdapter: Send + Sync {
     /// `amount`, then debit `amount + fee`; answers the bank's reference.
     fn debit_with_code<'a>(
         &'a self,
-        reference: TxId,
+        reference: Reference,
         account: &'a str,
         code: &'a str,
         amount: u64,
         fee: u64,
     ) -> BankFuture<'a, String>;
+    /// Debit `amount` from `account`, which the customer authorised at
+    /// their bank (a QR payment from their banking app, a bill paid from
+    /// their account); answers the bank's reference.
+    fn debit<'a>(
+        &'a self,
+        reference: Reference,
+        account: &'a str,
+        amount: u64,
+    ) -> BankFuture<'a, String>;
     /// Undo whatever `reference` did (nothing, if the bank never saw it).
-    fn reverse(&self, reference: TxId) -> BankFuture<'_, ()>;
-    fn status(&self, reference: TxId) -> BankFuture<'_, BankTxStatus>;
+    fn reverse(&self, reference: Reference) -> BankFuture<'_, ()>;
+    fn status(&self, reference: Reference) -> BankFuture<'_, BankTxStatus>;
 }
 
 /// A bank the switch routes to.

@@ -29,6 +29,15 @@ pub struct Config {
     pub signature_skew_ms: u64,
     pub cash_in: Product,
     pub cash_out: Product,
+    /// A merchant's VietQR: the fee is the merchant's (kept by its bank for
+    /// the switch).
+    pub qr: Product,
+    /// Bills at a counter: the fee is the customer's, shared with the post
+    /// office.
+    pub bill: Product,
+    /// How long a dynamic QR code (a merchant's order, bills shown as QR)
+    /// can be paid by default.
+    pub qr_ttl_ms: u64,
     /// How long a teller has to pay out and confirm a cash-out.
     pub cash_out_confirm_timeout_ms: u64,
     /// Wrong withdrawal codes an account may try in a day.
@@ -42,6 +51,8 @@ pub struct Config {
     pub banks: Vec<BankConfig>,
     /// The in-process bank simulator.
     pub sim: SimConfig,
+    /// The in-process biller simulator (the four demo billers).
+    pub biller_sim: SimConfig,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -87,6 +98,29 @@ impl Default for Config {
                     commission_percent: Decimal::from(70),
                 },
             },
+            qr: Product {
+                amount_min: 1_000,
+                amount_max: 100_000_000,
+                fee: FeeRule {
+                    flat: 0,
+                    percent: Decimal::new(6, 1), // 0.6 %
+                    min: 0,
+                    max: 500_000,
+                    commission_percent: Decimal::ZERO,
+                },
+            },
+            bill: Product {
+                amount_min: 1_000,
+                amount_max: 200_000_000,
+                fee: FeeRule {
+                    flat: 2_000,
+                    percent: Decimal::ZERO,
+                    min: 2_000,
+                    max: 2_000,
+                    commission_percent: Decimal::from(50),
+                },
+            },
+            qr_ttl_ms: 15 * 60 * 1000,
             cash_out_confirm_timeout_ms: 10 * 60 * 1000,
             code_attempts_max: 3,
             terminal_daily_max: 2_000_000_000,
@@ -99,6 +133,7 @@ impl Default for Config {
                 })
                 .collect(),
             sim: SimConfig::default(),
+            biller_sim: SimConfig::default(),
         }
     }
 }

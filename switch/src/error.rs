@@ -54,6 +54,19 @@ catalogue! {
     PermissionDenied => ("permission_denied", PermissionDenied),
     Unauthenticated => ("unauthenticated", Unauthenticated),
     Internal => ("internal", Internal),
+    QrInvalid => ("qr_invalid", InvalidArgument),
+    QrUnknown => ("qr_unknown", NotFound),
+    QrExpired => ("qr_expired", FailedPrecondition),
+    QrAlreadyPaid => ("qr_already_paid", FailedPrecondition),
+    AmountMismatch => ("amount_mismatch", InvalidArgument),
+    UnknownMerchant => ("unknown_merchant", NotFound),
+    UnknownBiller => ("unknown_biller", NotFound),
+    BillCustomerNotFound => ("bill_customer_not_found", NotFound),
+    BillNotDue => ("bill_not_due", FailedPrecondition),
+    BillAlreadyPaid => ("bill_already_paid", FailedPrecondition),
+    PartialPaymentNotAllowed => ("partial_payment_not_allowed", FailedPrecondition),
+    BillerRejected => ("biller_rejected", FailedPrecondition),
+    BillerUnavailable => ("biller_unavailable", Unavailable),
 }
 
 /// An error with its code and a message fit for a teller's screen (never a

@@ -25,11 +25,15 @@ use tracing::Instrument;
 use crate::accounts::{self, Kind, NETWORK, code};
 use crate::auth::{Principal, Role, now_ms};
 use crate::bank::{BankError, BankTxStatus, RejectReason, Routes};
+use crate::biller::{BillerError, BillerReject, BillerTxStatus, Billers};
 use crate::config::Config;
 use crate::error::{ErrorCode, SwitchError};
 use crate::fees;
-use crate::ids::{TxId, mask_account};
-use crate::store::{self, FeeParts, ReversalJob, ShiftRecord, Stage, Status, Store, TxRecord};
+use crate::ids::{Reference, TxId, mask_account};
+use crate::store::{
+    self, Action, FeeParts, Funding, Party, Payment, ReversalJob, ShiftRecord, Stage, Status, Step,
+    Store, TxRecord,
+};
 
 /// Everything the flows share.
 pub struct Switch {
@@ -37,10 +41,14 @@ pub struct Switch {
     pub store: Store,
     pub ledger: Arc<Ledger>,
     pub routes: Routes,
+    pub billers: Billers,
+    /// Completed merchant payments as they happen, for `WatchPayments`
+    /// (bounded: a watcher that falls behind reads the store instead).
+    pub payments: tokio::sync::broadcast::Sender<Payment>,
     /// The simulated banks, when banks are simulated in-process (tests and
     /// the demo inspect customers' balances through them).
     pub sims: HashMap<String, Arc<crate::sim::SimBank>>,
-    rng: SystemRandom,
+    pub(crate) rng: SystemRandom,
     /// Ledger numbers of post offices and terminals, by id.
     numbers: RwLock<Numbers>,
     /// Confirmation, cancellation and the deadline sweep of cash-outs take
@@ -48,6 +56,8 @@ pub struct Switch {
     resolving: tokio::sync::Mutex<()>,
     /// Provisioning takes turns (numbers are allocated from what exists).
     pub provisioning: tokio::sync::Mutex<()>,
+    /// Paying a QR code shown for bills and its expiry take turns.
+    pub(crate) bill_qr: tokio::sync::Mutex<()>,
 }
 
 #[derive(Default)]
@@ -56,12 +66,15 @@ struct Numbers {
     terminals: HashMap<String, u64>,
 }
 
+/// Merchant notifications buffered for live watchers.
+const PAYMENTS_BUFFERED_MAX: usize = 4096;
+
 /// Ledger legs of one transaction: reserve as `leg`, post as `leg + 16`,
 /// void as `leg + 32`.
 const POST: u8 = 16;
 const VOID: u8 = 32;
 
-fn storage(e: impl std::fmt::Display) -> SwitchError {
+pub(crate) fn storage(e: impl std::fmt::Display) -> SwitchError {
     tracing::error!(error = %e, "storage failed");
     SwitchError::new(
         ErrorCode::Internal,
@@ -69,18 +82,18 @@ fn storage(e: impl std::fmt::Display) -> SwitchError {
     )
 }
 
-fn valid_request_id(id: &str) -> bool {
+pub(crate) fn valid_request_id(id: &str) -> bool {
     (1..=64).contains(&id.len())
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
 }
 
-fn valid_bin(bin: &str) -> bool {
+pub(crate) fn valid_bin(bin: &str) -> bool {
     bin.len() == 6 && bin.bytes().all(|b| b.is_ascii_digit())
 }
 
-fn valid_account(account: &str) -> bool {
+pub(crate) fn valid_account(account: &str) -> bool {
     (6..=19).contains(&account.len()) && account.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
@@ -116,7 +129,7 @@ pub async fn ledger_transfers(
     ))
 }
 
-fn fingerprint(parts: &[&str]) -> String {
+pub(crate) fn fingerprint(parts: &[&str]) -> String {
     hex::encode(digest::digest(&digest::SHA256, parts.join("\n").as_bytes()).as_ref())
 }
 
@@ -134,6 +147,7 @@ impl Switch {
         store: Store,
         ledger: Arc<Ledger>,
         routes: Routes,
+        billers: Billers,
         sims: HashMap<String, Arc<crate::sim::SimBank>>,
     ) -> Switch {
         Switch {
@@ -141,15 +155,18 @@ impl Switch {
             store,
             ledger,
             routes,
+            billers,
+            payments: tokio::sync::broadcast::channel(PAYMENTS_BUFFERED_MAX).0,
             sims,
             rng: SystemRandom::new(),
             numbers: RwLock::new(Numbers::default()),
             resolving: tokio::sync::Mutex::new(()),
             provisioning: tokio::sync::Mutex::new(()),
+            bill_qr: tokio::sync::Mutex::new(()),
         }
     }
 
-    fn teller_post_office(p: &Principal) -> Result<&str, SwitchError> {
+    pub(crate) fn teller_post_office(p: &Principal) -> Result<&str, SwitchError> {
         match &p.role {
             Role::Teller { post_office_id } => Ok(post_office_id),
             _ => Err(SwitchError::new(
@@ -251,8 +268,9 @@ impl Switch {
         Ok(bank.clone())
     }
 
+    /// A new transaction's record, before any money moves.
     #[allow(clippy::too_many_arguments)]
-    fn new_record(
+    pub(crate) fn new_record(
         &self,
         p: &Principal,
         post_office_id: &str,
@@ -263,6 +281,7 @@ impl Switch {
         amount: u64,
         fee: fees::Fee,
         fingerprint: String,
+        steps: Vec<Step>,
     ) -> TxRecord {
         let now = now_ms();
         TxRecord {
@@ -285,29 +304,42 @@ impl Switch {
             error_message: None,
             bank_reference: None,
             confirm_deadline_ms: None,
+            steps,
+            qr_id: None,
+            merchant: None,
+            bill: None,
         }
     }
 
-    /// Record `rec` (or find the original under its request id) and run
-    /// the flow in a task of its own: a client that hangs up cannot stop it
-    /// halfway.
-    async fn start(
+    /// Record `rec` as `owner`'s request `request_id` (or find the original
+    /// under that id) and run the flow in a task of its own: a client that
+    /// hangs up cannot stop it halfway.
+    pub(crate) async fn start(
         self: &Arc<Self>,
         rec: TxRecord,
-        bank: Arc<crate::bank::Bank>,
+        owner: &str,
+        request_id: &str,
+        fingerprint: &str,
         code: Option<String>,
     ) -> Outcome {
-        if let Some(existing) = self.store.create_tx(&rec).map_err(storage)? {
-            return retry(existing, &rec.fingerprint);
+        match self
+            .store
+            .create_tx(&rec, owner, request_id, fingerprint)
+            .map_err(storage)?
+        {
+            store::Created::New => {}
+            store::Created::Existing(existing, original) => {
+                return retry(*existing, request_id, &original, fingerprint);
+            }
+            store::Created::Claimed(claim) => return Err(claimed(&claim)),
         }
         let me = self.clone();
         let span = tracing::info_span!("transaction", tx = %rec.id, terminal = %rec.terminal_id, kind = kind_label(rec.kind));
-        tokio::spawn(async move { me.run(rec, bank, code).instrument(span).await })
+        tokio::spawn(async move { me.run(rec, code).instrument(span).await })
             .await
             .map_err(|e| storage(format!("transaction task failed: {e}")))?
     }
-
-    fn require_open_shift(&self, p: &Principal) -> Result<(), SwitchError> {
+    pub(crate) fn require_open_shift(&self, p: &Principal) -> Result<(), SwitchError> {
         match self.store.shift(&p.id).map_err(storage)? {
             Some(s) if s.is_open() => Ok(()),
             _ => Err(SwitchError::new(
@@ -509,8 +541,8 @@ impl Switch {
     ) -> Outcome {
         let post_office_id = Switch::teller_post_office(p)?.to_string();
         let (product, name) = match kind {
-            store::Kind::CashIn => (&self.config.cash_in, "cash-in"),
             store::Kind::CashOut => (&self.config.cash_out, "cash-out"),
+            _ => (&self.config.cash_in, "cash-in"),
         };
         let bank = self.check_common(request_id, bin, account, amount, product, name)?;
         self.require_open_shift(p)?;
@@ -519,6 +551,25 @@ impl Switch {
         let mut parts = vec![kind_label(kind), bin, account];
         parts.extend(code);
         parts.push(&amount_text);
+        let step = match kind {
+            store::Kind::CashOut => Step {
+                party: Party::Bank(bank.bin.clone()),
+                action: Action::DebitWithCode {
+                    account: account.to_string(),
+                },
+                amount: amount + fee.total,
+                party_reference: None,
+            },
+            _ => Step {
+                party: Party::Bank(bank.bin.clone()),
+                action: Action::Credit {
+                    account: account.to_string(),
+                },
+                amount,
+                party_reference: None,
+            },
+        };
+        let fp = fingerprint(&parts);
         let rec = self.new_record(
             p,
             &post_office_id,
@@ -528,9 +579,11 @@ impl Switch {
             account,
             amount,
             fee,
-            fingerprint(&parts),
+            fp.clone(),
+            vec![step],
         );
-        self.start(rec, bank, code.map(str::to_string)).await
+        self.start(rec, &p.id, request_id, &fp, code.map(str::to_string))
+            .await
     }
 
     fn code_attempts_key(rec: &TxRecord) -> String {
@@ -542,26 +595,76 @@ impl Switch {
         )
     }
 
-    async fn run(
-        &self,
-        mut rec: TxRecord,
-        bank: Arc<crate::bank::Bank>,
-        code: Option<String>,
-    ) -> Outcome {
-        let id = rec.tx_id();
+    /// The daily totals a transaction counts against: the terminal's for
+    /// everything done at a counter, the customer's for cash.
+    fn daily_keys(rec: &TxRecord) -> Vec<(String, u64)> {
         let day = day(rec.created_at_ms);
-        if bank.breaker.is_open(now_ms()) {
-            return self
-                .finish(rec, Status::Failed, Some(circuit_open(&bank.name)))
-                .await;
+        let mut keys = Vec::new();
+        if rec.kind == store::Kind::QrPayment {
+            return keys;
         }
-        let terminal_key = format!("{day}/terminal/{}", rec.terminal_id);
-        let customer_key = format!(
-            "{day}/customer/{}/{}/{}",
-            kind_label(rec.kind),
-            rec.bank_bin,
-            rec.account
-        );
+        keys.push((format!("{day}/terminal/{}", rec.terminal_id), 0));
+        if matches!(rec.kind, store::Kind::CashIn | store::Kind::CashOut) {
+            keys.push((
+                format!(
+                    "{day}/customer/{}/{}/{}",
+                    kind_label(rec.kind),
+                    rec.bank_bin,
+                    rec.account
+                ),
+                1,
+            ));
+        }
+        keys
+    }
+
+    /// Count `rec` against its daily limits, all or none.
+    fn take_limits(&self, rec: &TxRecord) -> Result<Result<(), SwitchError>, SwitchError> {
+        let keys = Switch::daily_keys(rec);
+        for (i, (key, which)) in keys.iter().enumerate() {
+            let max = if *which == 0 {
+                self.config.terminal_daily_max
+            } else {
+                self.config.customer_daily_max
+            };
+            if !self
+                .store
+                .add_daily(key, rec.amount, max)
+                .map_err(storage)?
+            {
+                for (key, _) in &keys[..i] {
+                    self.store.sub_daily(key, rec.amount).map_err(storage)?;
+                }
+                return Ok(Err(if *which == 0 {
+                    SwitchError::new(
+                        ErrorCode::TerminalDailyLimit,
+                        "this terminal reached its daily limit",
+                    )
+                } else {
+                    SwitchError::new(
+                        ErrorCode::CustomerDailyLimit,
+                        "this account reached its daily limit",
+                    )
+                }));
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    /// Give back what `take_limits` took (a transaction that did not happen).
+    fn give_back_limits(&self, rec: &TxRecord) -> Result<(), SwitchError> {
+        for (key, _) in Switch::daily_keys(rec) {
+            self.store.sub_daily(&key, rec.amount).map_err(storage)?;
+        }
+        Ok(())
+    }
+
+    /// Run a recorded transaction: limits, reservation, then its calls.
+    async fn run(&self, rec: TxRecord, code: Option<String>) -> Outcome {
+        debug_assert!(!rec.steps.is_empty());
+        if let Some(e) = self.party_paused(&rec.steps[0].party) {
+            return self.finish(rec, Status::Failed, Some(e)).await;
+        }
         if rec.kind == store::Kind::CashOut
             && !self
                 .store
@@ -578,47 +681,9 @@ impl Switch {
             );
             return self.finish(rec, Status::Failed, Some(e)).await;
         }
-        if !self
-            .store
-            .add_daily(&terminal_key, rec.amount, self.config.terminal_daily_max)
-            .map_err(storage)?
-        {
-            return self
-                .finish(
-                    rec,
-                    Status::Failed,
-                    Some(SwitchError::new(
-                        ErrorCode::TerminalDailyLimit,
-                        "this terminal reached its daily limit",
-                    )),
-                )
-                .await;
+        if let Err(e) = self.take_limits(&rec)? {
+            return self.finish(rec, Status::Failed, Some(e)).await;
         }
-        if !self
-            .store
-            .add_daily(&customer_key, rec.amount, self.config.customer_daily_max)
-            .map_err(storage)?
-        {
-            self.store
-                .sub_daily(&terminal_key, rec.amount)
-                .map_err(storage)?;
-            return self
-                .finish(
-                    rec,
-                    Status::Failed,
-                    Some(SwitchError::new(
-                        ErrorCode::CustomerDailyLimit,
-                        "this account reached its daily limit",
-                    )),
-                )
-                .await;
-        }
-        let give_back_limits = |store: &Store| -> Result<(), SwitchError> {
-            store
-                .sub_daily(&terminal_key, rec.amount)
-                .map_err(storage)?;
-            store.sub_daily(&customer_key, rec.amount).map_err(storage)
-        };
         // Durable before any money moves: recovery knows of it from here.
         self.store.durable().await.map_err(storage)?;
 
@@ -629,11 +694,19 @@ impl Switch {
                 .filter(|r| *r != TransferReject::LinkedEventFailed)
                 .map(|r| (i, r))
         }) {
-            give_back_limits(&self.store)?;
+            self.give_back_limits(&rec)?;
+            let cash_funded = matches!(
+                rec.bill.as_ref().map(|b| b.funding),
+                None | Some(Funding::Cash)
+            );
             let e = match (rec.kind, i, reject) {
-                (store::Kind::CashIn, 0, TransferReject::ExceedsCredits) => SwitchError::new(
+                (
+                    store::Kind::CashIn | store::Kind::BillPayment,
+                    0,
+                    TransferReject::ExceedsCredits,
+                ) if cash_funded => SwitchError::new(
                     ErrorCode::InsufficientFloat,
-                    "the post office's e-float does not cover this cash-in",
+                    "the post office's e-float does not cover this payment",
                 ),
                 (store::Kind::CashOut, 1, TransferReject::ExceedsDebits) => SwitchError::new(
                     ErrorCode::InsufficientCash,
@@ -649,87 +722,248 @@ impl Switch {
             };
             return self.finish(rec, Status::Failed, Some(e)).await;
         }
+        self.execute(rec, &legs, code.as_deref(), 0).await
+    }
 
-        if !bank.breaker.allow(now_ms()) {
-            self.void(&legs).await?;
-            give_back_limits(&self.store)?;
-            return self
-                .finish(rec, Status::Failed, Some(circuit_open(&bank.name)))
-                .await;
-        }
-        let timeout = Duration::from_millis(self.config.bank_timeout_ms);
-        let started = std::time::Instant::now();
-        let (call, answer) = match (&code, rec.kind) {
-            (Some(code), store::Kind::CashOut) => (
-                "debit",
-                tokio::time::timeout(
-                    timeout,
-                    bank.adapter
-                        .debit_with_code(id, &rec.account, code, rec.amount, rec.fee.total),
-                )
-                .await,
-            ),
-            _ => (
-                "credit",
-                tokio::time::timeout(timeout, bank.adapter.credit(id, &rec.account, rec.amount))
-                    .await,
-            ),
-        };
-        metrics::histogram!("switch_bank_call_seconds", "bank" => rec.bank_bin.clone(), "call" => call).record(started.elapsed().as_secs_f64());
-        bank.breaker.record(
-            matches!(answer, Ok(Ok(_)) | Ok(Err(BankError::Rejected { .. }))),
-            now_ms(),
-        );
-        match answer {
-            Ok(Ok(reference)) => {
-                rec.bank_reference = Some(reference);
-                self.bank_did_it(rec, &legs).await
+    /// A party whose circuit is open: calls to it fail fast.
+    fn party_paused(&self, party: &Party) -> Option<SwitchError> {
+        match party {
+            Party::Bank(bin) => {
+                let bank = self.routes.get(bin)?;
+                bank.breaker
+                    .is_open(now_ms())
+                    .then(|| circuit_open(&bank.name))
             }
-            Ok(Err(BankError::Rejected { reason, message })) => {
-                self.void(&legs).await?;
-                give_back_limits(&self.store)?;
-                let code = match reason {
-                    RejectReason::AccountNotFound => ErrorCode::AccountNotFound,
-                    RejectReason::InsufficientFunds => ErrorCode::InsufficientFunds,
-                    RejectReason::InvalidCode => {
-                        self.store
-                            .add_daily(&Switch::code_attempts_key(&rec), 1, u64::MAX)
-                            .map_err(storage)?;
-                        ErrorCode::InvalidCode
-                    }
-                    RejectReason::CodeExpired => ErrorCode::CodeExpired,
-                    RejectReason::AlreadyReversed | RejectReason::Other => ErrorCode::BankRejected,
-                };
-                self.finish(rec, Status::Failed, Some(SwitchError::new(code, message)))
-                    .await
-            }
-            Ok(Err(BankError::Unavailable(why))) => {
-                tracing::warn!(bank = %rec.bank_bin, reason = %why, "bank unavailable; nothing moved");
-                self.void(&legs).await?;
-                give_back_limits(&self.store)?;
-                self.finish(
-                    rec,
-                    Status::Failed,
-                    Some(SwitchError::new(
-                        ErrorCode::BankUnavailable,
-                        format!("{} is unavailable; try again", bank.name),
-                    )),
-                )
-                .await
-            }
-            Ok(Err(BankError::Timeout)) | Err(_) => {
-                tracing::warn!(bank = %rec.bank_bin, call, "bank call timed out; asking for its status");
-                self.resolve_unknown(rec, &legs, self.config.bank_status_attempts)
-                    .await
+            Party::Biller(code) => {
+                let biller = self.billers.get(code)?;
+                biller
+                    .breaker
+                    .is_open(now_ms())
+                    .then(|| circuit_open(&biller.name))
             }
         }
     }
 
-    /// The bank did its part: a cash-in completes; a cash-out waits for the
-    /// teller to pay out and confirm.
+    /// Make the calls from `from` on, in order; then complete (or, for a
+    /// cash-out, wait for the payout). A refusal of the first call leaves
+    /// nothing to undo: the reservation goes and the transaction FAILED. A
+    /// refusal after an earlier call succeeded, or an outcome that stays
+    /// unknown, reverses every call.
+    async fn execute(
+        &self,
+        mut rec: TxRecord,
+        legs: &[NewTransfer],
+        code: Option<&str>,
+        from: usize,
+    ) -> Outcome {
+        let mut i = from;
+        while i < rec.steps.len() {
+            match self.call_step(&rec, i, code).await? {
+                Answer::Done(reference) => {
+                    rec.steps[i].party_reference = Some(reference.clone());
+                    if i == 0 {
+                        rec.bank_reference = Some(reference);
+                    }
+                    i += 1;
+                }
+                Answer::Refused(e) if i == 0 => {
+                    self.void(legs).await?;
+                    self.give_back_limits(&rec)?;
+                    return self.finish(rec, Status::Failed, Some(e)).await;
+                }
+                Answer::Refused(e) => return self.reverse(rec, legs, e).await,
+                Answer::Unknown => {
+                    tracing::warn!(step = i, "call timed out; asking for its status");
+                    match self
+                        .step_status(&rec, i, self.config.bank_status_attempts)
+                        .await
+                    {
+                        Some(reference) => {
+                            rec.steps[i].party_reference = Some(reference.clone());
+                            if i == 0 {
+                                rec.bank_reference = Some(reference);
+                            }
+                            i += 1;
+                        }
+                        None => return self.reverse(rec, legs, unknown_outcome()).await,
+                    }
+                }
+            }
+        }
+        self.bank_did_it(rec, legs).await
+    }
+
+    /// Call step `i` of `rec` once, with the timeout and the breaker.
+    async fn call_step(
+        &self,
+        rec: &TxRecord,
+        i: usize,
+        code: Option<&str>,
+    ) -> Result<Answer, SwitchError> {
+        let step = &rec.steps[i];
+        let reference = rec.tx_id().reference(i as u8);
+        let timeout = Duration::from_millis(self.config.bank_timeout_ms);
+        let started = std::time::Instant::now();
+        match (&step.party, &step.action) {
+            (Party::Bank(bin), action) => {
+                let Some(bank) = self.routes.get(bin).cloned() else {
+                    return Ok(Answer::Refused(SwitchError::new(
+                        ErrorCode::UnknownBank,
+                        format!("no bank with BIN {bin}"),
+                    )));
+                };
+                if !bank.breaker.allow(now_ms()) {
+                    return Ok(Answer::Refused(circuit_open(&bank.name)));
+                }
+                let (call, answer) = match action {
+                    Action::Credit { account } => (
+                        "credit",
+                        tokio::time::timeout(
+                            timeout,
+                            bank.adapter.credit(reference, account, step.amount),
+                        )
+                        .await,
+                    ),
+                    Action::Debit { account } => (
+                        "debit",
+                        tokio::time::timeout(
+                            timeout,
+                            bank.adapter.debit(reference, account, step.amount),
+                        )
+                        .await,
+                    ),
+                    Action::DebitWithCode { account } => (
+                        "debit_with_code",
+                        tokio::time::timeout(
+                            timeout,
+                            bank.adapter.debit_with_code(
+                                reference,
+                                account,
+                                code.unwrap_or_default(),
+                                rec.amount,
+                                step.amount - rec.amount,
+                            ),
+                        )
+                        .await,
+                    ),
+                    Action::PayBills { .. } => {
+                        return Err(storage("a bank was asked to pay bills"));
+                    }
+                };
+                metrics::histogram!("switch_party_call_seconds", "party" => bin.clone(), "call" => call)
+                    .record(started.elapsed().as_secs_f64());
+                bank.breaker.record(
+                    matches!(answer, Ok(Ok(_)) | Ok(Err(BankError::Rejected { .. }))),
+                    now_ms(),
+                );
+                Ok(match answer {
+                    Ok(Ok(r)) => Answer::Done(r),
+                    Ok(Err(BankError::Rejected { reason, message })) => {
+                        let code = match reason {
+                            RejectReason::AccountNotFound => ErrorCode::AccountNotFound,
+                            RejectReason::InsufficientFunds => ErrorCode::InsufficientFunds,
+                            RejectReason::InvalidCode => {
+                                self.store
+                                    .add_daily(&Switch::code_attempts_key(rec), 1, u64::MAX)
+                                    .map_err(storage)?;
+                                ErrorCode::InvalidCode
+                            }
+                            RejectReason::CodeExpired => ErrorCode::CodeExpired,
+                            RejectReason::AlreadyReversed | RejectReason::Other => {
+                                ErrorCode::BankRejected
+                            }
+                        };
+                        Answer::Refused(SwitchError::new(code, message))
+                    }
+                    Ok(Err(BankError::Unavailable(why))) => {
+                        tracing::warn!(bank = %bin, reason = %why, "bank unavailable; nothing moved");
+                        Answer::Refused(SwitchError::new(
+                            ErrorCode::BankUnavailable,
+                            format!("{} is unavailable; try again", bank.name),
+                        ))
+                    }
+                    Ok(Err(BankError::Timeout)) | Err(_) => Answer::Unknown,
+                })
+            }
+            (Party::Biller(code), Action::PayBills { customer, bills }) => {
+                let Some(biller) = self.billers.get(code).cloned() else {
+                    return Ok(Answer::Refused(unknown_biller(code)));
+                };
+                if !biller.breaker.allow(now_ms()) {
+                    return Ok(Answer::Refused(circuit_open(&biller.name)));
+                }
+                let answer = tokio::time::timeout(
+                    timeout,
+                    biller.adapter.pay(reference, customer, bills, step.amount),
+                )
+                .await;
+                metrics::histogram!("switch_party_call_seconds", "party" => code.clone(), "call" => "pay")
+                    .record(started.elapsed().as_secs_f64());
+                biller.breaker.record(
+                    matches!(answer, Ok(Ok(_)) | Ok(Err(BillerError::Rejected { .. }))),
+                    now_ms(),
+                );
+                Ok(match answer {
+                    Ok(Ok(r)) => Answer::Done(r),
+                    Ok(Err(BillerError::Rejected { reason, message })) => {
+                        Answer::Refused(SwitchError::new(biller_code(reason), message))
+                    }
+                    Ok(Err(BillerError::Unavailable(why))) => {
+                        tracing::warn!(biller = %code, reason = %why, "biller unavailable; nothing moved");
+                        Answer::Refused(SwitchError::new(
+                            ErrorCode::BillerUnavailable,
+                            format!("{} is unavailable; try again", biller.name),
+                        ))
+                    }
+                    Ok(Err(BillerError::Timeout)) | Err(_) => Answer::Unknown,
+                })
+            }
+            (Party::Biller(_), _) => Err(storage("a biller was asked to move an account")),
+        }
+    }
+
+    /// Ask the party of step `i` what became of it, up to `attempts` times:
+    /// its reference when it completed, `None` when it did not or stays
+    /// unknown.
+    async fn step_status(&self, rec: &TxRecord, i: usize, attempts: u32) -> Option<String> {
+        let reference = rec.tx_id().reference(i as u8);
+        let timeout = Duration::from_millis(self.config.bank_timeout_ms);
+        for attempt in 0..attempts {
+            let answer = match &rec.steps[i].party {
+                Party::Bank(bin) => {
+                    let bank = self.routes.get(bin)?.clone();
+                    match tokio::time::timeout(timeout, bank.adapter.status(reference)).await {
+                        Ok(Ok(BankTxStatus::Completed { bank_reference })) => {
+                            Some(Some(bank_reference))
+                        }
+                        Ok(Ok(BankTxStatus::NotFound | BankTxStatus::Reversed)) => Some(None),
+                        _ => None,
+                    }
+                }
+                Party::Biller(code) => {
+                    let biller = self.billers.get(code)?.clone();
+                    match tokio::time::timeout(timeout, biller.adapter.status(reference)).await {
+                        Ok(Ok(BillerTxStatus::Completed { biller_reference })) => {
+                            Some(Some(biller_reference))
+                        }
+                        Ok(Ok(BillerTxStatus::NotFound | BillerTxStatus::Cancelled)) => Some(None),
+                        _ => None,
+                    }
+                }
+            };
+            match answer {
+                // Not seen (yet) or undone: make sure it never lands.
+                Some(known) => return known,
+                None => tokio::time::sleep(Duration::from_millis(100 << attempt.min(5))).await,
+            }
+        }
+        None
+    }
+
+    /// Every call succeeded: a cash-out waits for the teller to pay out and
+    /// confirm; anything else completes.
     async fn bank_did_it(&self, mut rec: TxRecord, legs: &[NewTransfer]) -> Outcome {
         match rec.kind {
-            store::Kind::CashIn => self.post_or_reverse(rec, legs).await,
             store::Kind::CashOut => {
                 rec.stage = Stage::AwaitingConfirm;
                 rec.confirm_deadline_ms =
@@ -740,65 +974,127 @@ impl Switch {
                 metrics::counter!("switch_transactions_total", "kind" => "cash_out", "status" => "pending").increment(1);
                 Ok(rec)
             }
+            _ => self.post_or_reverse(rec, legs).await,
         }
     }
 
-    fn legs(&self, rec: &TxRecord) -> Vec<NewTransfer> {
+    /// The ledger legs of a transaction, reserved as one linked chain:
+    /// 1 the principal, 2 the cash (counter cash only), 3 the post office's
+    /// commission, 4 the switch's fee.
+    pub(crate) fn legs(&self, rec: &TxRecord) -> Vec<NewTransfer> {
         let id = rec.tx_id();
-        let po = self.post_office_number(&rec.post_office_id);
-        let terminal = self.terminal_number(&rec.terminal_id);
-        let bank = Kind::Bank.id(accounts::bank_number(&rec.bank_bin));
-        let timeout_ms = self.reservation_timeout_ms(rec.kind);
+        let timeout_ms = self.reservation_timeout_ms(rec);
         let pending = |leg: u8, debit: u128, credit: u128, amount: u64, code: u16| {
             let mut t = NewTransfer::pending(id.leg(leg), debit, credit, amount, code, timeout_ms);
             t.user_data = id.as_u128();
             t
         };
-        let (principal, cash, fee_from) = match rec.kind {
-            // Cash-in: the e-float pays the bank; cash and fee go into the drawer.
-            store::Kind::CashIn => (
-                pending(
-                    1,
-                    Kind::EFloat.id(po),
-                    bank,
-                    rec.amount,
-                    code::CASH_IN_PRINCIPAL,
-                ),
-                pending(
-                    2,
-                    Kind::Drawer.id(terminal),
-                    Kind::CashControl.id(po),
-                    rec.amount,
-                    code::CASH_IN_CASH,
-                ),
-                Kind::Drawer.id(terminal),
-            ),
-            // Cash-out: the bank owes the e-float; cash leaves the drawer; the
-            // bank debited the customer for the fee too.
-            store::Kind::CashOut => (
-                pending(
-                    1,
-                    bank,
-                    Kind::EFloat.id(po),
-                    rec.amount,
-                    code::CASH_OUT_PRINCIPAL,
-                ),
-                pending(
-                    2,
-                    Kind::CashControl.id(po),
-                    Kind::Drawer.id(terminal),
-                    rec.amount,
-                    code::CASH_OUT_CASH,
-                ),
-                bank,
-            ),
+        let bank = |bin: &str| Kind::Bank.id(accounts::bank_number(bin));
+        let counter = || {
+            (
+                self.post_office_number(&rec.post_office_id),
+                self.terminal_number(&rec.terminal_id),
+            )
         };
-        let mut legs = vec![principal, cash];
+        // (principal from, to, code), cash (from, to, code), fee from, commission to
+        type Leg = (u128, u128, u16);
+        let (principal, cash, fee_from, commission_to): (Leg, Option<Leg>, u128, Option<u128>) =
+            match rec.kind {
+                // Cash-in: the e-float pays the bank; cash and fee go into the drawer.
+                store::Kind::CashIn => {
+                    let (po, terminal) = counter();
+                    (
+                        (
+                            Kind::EFloat.id(po),
+                            bank(&rec.bank_bin),
+                            code::CASH_IN_PRINCIPAL,
+                        ),
+                        Some((
+                            Kind::Drawer.id(terminal),
+                            Kind::CashControl.id(po),
+                            code::CASH_IN_CASH,
+                        )),
+                        Kind::Drawer.id(terminal),
+                        Some(Kind::Commission.id(po)),
+                    )
+                }
+                // Cash-out: the bank owes the e-float; cash leaves the drawer;
+                // the bank debited the customer for the fee too.
+                store::Kind::CashOut => {
+                    let (po, terminal) = counter();
+                    (
+                        (
+                            bank(&rec.bank_bin),
+                            Kind::EFloat.id(po),
+                            code::CASH_OUT_PRINCIPAL,
+                        ),
+                        Some((
+                            Kind::CashControl.id(po),
+                            Kind::Drawer.id(terminal),
+                            code::CASH_OUT_CASH,
+                        )),
+                        bank(&rec.bank_bin),
+                        Some(Kind::Commission.id(po)),
+                    )
+                }
+                // A merchant's QR: the payer's bank owes the merchant's bank,
+                // which owes the switch the merchant's fee.
+                store::Kind::QrPayment => {
+                    let merchant_bank =
+                        rec.steps.get(1).map_or(&rec.bank_bin, |s| match &s.party {
+                            Party::Bank(bin) => bin,
+                            Party::Biller(_) => &rec.bank_bin,
+                        });
+                    (
+                        (bank(&rec.bank_bin), bank(merchant_bank), code::QR_PRINCIPAL),
+                        None,
+                        bank(merchant_bank),
+                        None,
+                    )
+                }
+                // Bills: whoever funds it owes the biller; the fee is the
+                // customer's, shared with the post office.
+                store::Kind::BillPayment => {
+                    let b = rec.bill.as_ref().expect("a bill payment has its bills");
+                    let biller =
+                        Kind::Biller.id(self.billers.get(&b.biller).map_or(0, |x| x.number));
+                    let (po, terminal) = counter();
+                    match b.funding {
+                        Funding::Cash => (
+                            (Kind::EFloat.id(po), biller, code::BILL_PRINCIPAL),
+                            Some((
+                                Kind::Drawer.id(terminal),
+                                Kind::CashControl.id(po),
+                                code::BILL_CASH,
+                            )),
+                            Kind::Drawer.id(terminal),
+                            Some(Kind::Commission.id(po)),
+                        ),
+                        Funding::Account | Funding::Qr => (
+                            (bank(&rec.bank_bin), biller, code::BILL_PRINCIPAL),
+                            None,
+                            bank(&rec.bank_bin),
+                            Some(Kind::Commission.id(po)),
+                        ),
+                    }
+                }
+            };
+        let mut legs = vec![pending(
+            1,
+            principal.0,
+            principal.1,
+            rec.amount,
+            principal.2,
+        )];
+        if let Some((from, to, code)) = cash {
+            legs.push(pending(2, from, to, rec.amount, code));
+        }
         if rec.fee.commission > 0 {
+            let to = commission_to.expect("only counter products pay commission");
             legs.push(pending(
                 3,
                 fee_from,
-                Kind::Commission.id(po),
+                to,
                 rec.fee.commission,
                 code::FEE_COMMISSION,
             ));
@@ -815,20 +1111,22 @@ impl Switch {
         link(legs)
     }
 
-    /// Long enough for every status inquiry (and, for a cash-out, the
-    /// confirmation); the ledger voids a reservation the switch forgot.
-    fn reservation_timeout_ms(&self, kind: store::Kind) -> u32 {
-        let confirm = if kind == store::Kind::CashOut {
+    /// Long enough for every call and its status inquiries (and, for a
+    /// cash-out, the confirmation); the ledger voids a reservation the
+    /// switch forgot.
+    fn reservation_timeout_ms(&self, rec: &TxRecord) -> u32 {
+        let confirm = if rec.kind == store::Kind::CashOut {
             self.config.cash_out_confirm_timeout_ms
         } else {
             0
         };
-        let ms = self.config.bank_timeout_ms * u64::from(self.config.bank_status_attempts + 2)
-            + confirm
-            + 120_000;
+        let calls = rec.steps.len().max(1) as u64;
+        let ms =
+            self.config.bank_timeout_ms * u64::from(self.config.bank_status_attempts + 2) * calls
+                + confirm
+                + 120_000;
         u32::try_from(ms).unwrap_or(u32::MAX)
     }
-
     fn post_office_number(&self, id: &str) -> u64 {
         self.numbers
             .read()
@@ -912,21 +1210,29 @@ impl Switch {
         self.reverse(rec, legs, e).await
     }
 
-    /// Queue a durable reversal first, then release the reservation.
+    /// Queue a durable reversal of every call first, then release the
+    /// reservation.
     async fn reverse(&self, mut rec: TxRecord, legs: &[NewTransfer], why: SwitchError) -> Outcome {
-        // The decision and the job are durable together before the
+        // The decision and the jobs are durable together before the
         // reservation goes: from here on, nothing may post this transaction.
         rec.stage = Stage::Reversing;
         rec.updated_at_ms = now_ms();
         rec.error_code = Some(why.code.as_str().to_string());
         rec.error_message = Some(why.message.clone());
-        let job = ReversalJob {
-            tx_id: rec.id.clone(),
-            bank_bin: rec.bank_bin.clone(),
-            attempts: 0,
-            next_attempt_at_ms: now_ms(),
-        };
-        self.store.begin_reversal(&rec, &job).map_err(storage)?;
+        // Every call, also one that may never have arrived: its reversal
+        // leaves a tombstone so that a late arrival is refused.
+        let jobs: Vec<ReversalJob> = rec
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| ReversalJob {
+                reference: rec.tx_id().reference(i as u8).to_string(),
+                party: s.party.clone(),
+                attempts: 0,
+                next_attempt_at_ms: now_ms(),
+            })
+            .collect();
+        self.store.begin_reversal(&rec, &jobs).map_err(storage)?;
         self.store.durable().await.map_err(storage)?;
         self.finish_reversal(rec, legs, why).await
     }
@@ -942,39 +1248,6 @@ impl Switch {
         self.finish(rec, Status::Reversed, Some(why)).await
     }
 
-    /// Ask the bank what happened, `attempts` times, then decide.
-    async fn resolve_unknown(
-        &self,
-        mut rec: TxRecord,
-        legs: &[NewTransfer],
-        attempts: u32,
-    ) -> Outcome {
-        let unknown = || {
-            SwitchError::new(
-                ErrorCode::BankOutcomeUnknown,
-                "the bank did not confirm in time; the transaction was reversed",
-            )
-        };
-        let Some(bank) = self.routes.get(&rec.bank_bin).cloned() else {
-            return self.reverse(rec, legs, unknown()).await;
-        };
-        let timeout = Duration::from_millis(self.config.bank_timeout_ms);
-        for attempt in 0..attempts {
-            match tokio::time::timeout(timeout, bank.adapter.status(rec.tx_id())).await {
-                Ok(Ok(BankTxStatus::Completed { bank_reference })) => {
-                    rec.bank_reference = Some(bank_reference);
-                    return self.bank_did_it(rec, legs).await;
-                }
-                // Not seen (yet) or reversed: make sure it never lands.
-                Ok(Ok(BankTxStatus::NotFound | BankTxStatus::Reversed)) => break,
-                Ok(Err(_)) | Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(100 << attempt.min(5))).await;
-                }
-            }
-        }
-        self.reverse(rec, legs, unknown()).await
-    }
-
     async fn finish(
         &self,
         mut rec: TxRecord,
@@ -987,13 +1260,33 @@ impl Switch {
         rec.confirm_deadline_ms = None;
         rec.error_code = error.as_ref().map(|e| e.code.as_str().to_string());
         rec.error_message = error.as_ref().map(|e| e.message.clone());
-        self.store.put_tx(&rec).map_err(storage)?;
+        let mut payment = match (&rec.merchant, status) {
+            (Some(m), Status::Completed) => Some(Payment {
+                seq: 0,
+                merchant_id: m.merchant_id.clone(),
+                transaction_id: rec.id.clone(),
+                qr_id: Some(m.qr_id.clone()),
+                order_reference: m.order_reference.clone(),
+                amount: rec.amount,
+                fee: rec.fee.total,
+                payer_bank_bin: rec.bank_bin.clone(),
+                paid_at_ms: rec.updated_at_ms,
+            }),
+            _ => None,
+        };
+        self.store
+            .finish_tx(&rec, payment.as_mut())
+            .map_err(storage)?;
         self.store.durable().await.map_err(storage)?;
+        if let Some(p) = payment {
+            // Watchers that miss this (lagging, reconnecting) read it from
+            // the store.
+            let _ = self.payments.send(p);
+        }
         metrics::counter!("switch_transactions_total", "kind" => kind_label(rec.kind), "status" => status_label(status)).increment(1);
         tracing::info!(status = status_label(status), amount = rec.amount, account = %mask_account(&rec.account), "transaction finished");
         Ok(rec)
     }
-
     /// A terminal's own pending cash-out.
     fn own_cash_out(&self, p: &Principal, id: &str) -> Result<TxRecord, SwitchError> {
         Switch::teller_post_office(p)?;
@@ -1124,14 +1417,13 @@ impl Switch {
                     self.finish(rec, Status::Failed, Some(e)).await?;
                 }
                 Some(TransferStatus::Pending) => {
-                    self.resolve_unknown(rec, &legs, self.config.bank_status_attempts.max(3))
-                        .await?;
+                    self.recover_calls(rec, &legs).await?;
                 }
                 Some(TransferStatus::Posted) => {
                     self.finish(rec, Status::Completed, None).await?;
                 }
                 Some(TransferStatus::Voided | TransferStatus::Expired) => {
-                    // Released: a reversal makes sure the bank holds nothing.
+                    // Released: a reversal makes sure no party holds anything.
                     let e = SwitchError::new(
                         ErrorCode::BankOutcomeUnknown,
                         "interrupted; the transaction was reversed",
@@ -1143,6 +1435,24 @@ impl Switch {
         Ok(n)
     }
 
+    /// After a crash mid-flow: which calls were made is not recorded, so ask
+    /// every party in order. All completed: complete. Otherwise reverse.
+    async fn recover_calls(&self, mut rec: TxRecord, legs: &[NewTransfer]) -> Outcome {
+        let attempts = self.config.bank_status_attempts.max(3);
+        for i in 0..rec.steps.len() {
+            match self.step_status(&rec, i, attempts).await {
+                Some(reference) => {
+                    if i == 0 {
+                        rec.bank_reference = Some(reference.clone());
+                    }
+                    rec.steps[i].party_reference = Some(reference);
+                }
+                None => return self.reverse(rec, legs, unknown_outcome()).await,
+            }
+        }
+        self.bank_did_it(rec, legs).await
+    }
+
     /// One pass over the reversal queue: try every job that is due.
     pub async fn run_reversals(&self) -> Result<(), SwitchError> {
         let now = now_ms();
@@ -1152,29 +1462,84 @@ impl Switch {
             if job.next_attempt_at_ms > now {
                 continue;
             }
-            let Some(id) = TxId::parse(&job.tx_id) else {
-                continue;
-            };
-            let Some(bank) = self.routes.get(&job.bank_bin).cloned() else {
+            let Some(reference) = Reference::parse(&job.reference) else {
                 continue;
             };
             let timeout = Duration::from_millis(self.config.bank_timeout_ms);
-            match tokio::time::timeout(timeout, bank.adapter.reverse(id)).await {
-                Ok(Ok(())) => {
-                    self.store.finish_reversal(&job.tx_id).map_err(storage)?;
-                    depth -= 1;
-                    metrics::counter!("switch_reversals_total", "result" => "done").increment(1);
-                }
-                _ => {
-                    job.attempts += 1;
-                    job.next_attempt_at_ms = now + (1_000i64 << job.attempts.min(6));
-                    self.store.queue_reversal(&job).map_err(storage)?;
-                    metrics::counter!("switch_reversals_total", "result" => "retry").increment(1);
-                }
+            let done = match &job.party {
+                Party::Bank(bin) => match self.routes.get(bin) {
+                    Some(bank) => matches!(
+                        tokio::time::timeout(timeout, bank.adapter.reverse(reference)).await,
+                        Ok(Ok(()))
+                    ),
+                    None => continue,
+                },
+                Party::Biller(code) => match self.billers.get(code) {
+                    Some(biller) => matches!(
+                        tokio::time::timeout(timeout, biller.adapter.cancel(reference)).await,
+                        Ok(Ok(()))
+                    ),
+                    None => continue,
+                },
+            };
+            if done {
+                self.store
+                    .finish_reversal(&job.reference)
+                    .map_err(storage)?;
+                depth -= 1;
+                metrics::counter!("switch_reversals_total", "result" => "done").increment(1);
+            } else {
+                job.attempts += 1;
+                job.next_attempt_at_ms = now + (1_000i64 << job.attempts.min(6));
+                self.store.queue_reversal(&job).map_err(storage)?;
+                metrics::counter!("switch_reversals_total", "result" => "retry").increment(1);
             }
         }
         metrics::gauge!("switch_reversal_queue_depth").set(depth as f64);
         Ok(())
+    }
+}
+
+/// How a step that cannot go on ends.
+enum Answer {
+    Done(String),
+    Refused(SwitchError),
+    Unknown,
+}
+
+fn unknown_outcome() -> SwitchError {
+    SwitchError::new(
+        ErrorCode::BankOutcomeUnknown,
+        "a bank or biller did not confirm in time; the transaction was reversed",
+    )
+}
+
+fn unknown_biller(code: &str) -> SwitchError {
+    SwitchError::new(ErrorCode::UnknownBiller, format!("no biller {code}"))
+}
+
+fn biller_code(reason: BillerReject) -> ErrorCode {
+    match reason {
+        BillerReject::CustomerNotFound => ErrorCode::BillCustomerNotFound,
+        BillerReject::BillNotDue => ErrorCode::BillNotDue,
+        BillerReject::PartialNotAllowed => ErrorCode::PartialPaymentNotAllowed,
+        BillerReject::AmountMismatch => ErrorCode::AmountMismatch,
+        BillerReject::AlreadyCancelled | BillerReject::Other => ErrorCode::BillerRejected,
+    }
+}
+
+/// Another transaction holds what this one needs.
+fn claimed(claim: &str) -> SwitchError {
+    if claim.starts_with("order/") {
+        SwitchError::new(
+            ErrorCode::QrAlreadyPaid,
+            "this QR code is paid already, being paid, or expired",
+        )
+    } else {
+        SwitchError::new(
+            ErrorCode::BillAlreadyPaid,
+            "a bill is paid already or being paid at this moment",
+        )
     }
 }
 
@@ -1186,14 +1551,11 @@ fn circuit_open(bank: &str) -> SwitchError {
 }
 
 /// A retry: the original outcome, or a refusal if the content differs.
-fn retry(existing: TxRecord, fingerprint: &str) -> Outcome {
-    if existing.fingerprint != fingerprint {
+fn retry(existing: TxRecord, request_id: &str, original: &str, fingerprint: &str) -> Outcome {
+    if original != fingerprint {
         return Err(SwitchError::new(
             ErrorCode::RequestIdReused,
-            format!(
-                "client_request_id {} was used for another request",
-                existing.client_request_id
-            ),
+            format!("client_request_id {request_id} was used for another request"),
         ));
     }
     Ok(existing)
@@ -1203,6 +1565,8 @@ pub fn kind_label(k: store::Kind) -> &'static str {
     match k {
         store::Kind::CashIn => "cash_in",
         store::Kind::CashOut => "cash_out",
+        store::Kind::QrPayment => "qr_payment",
+        store::Kind::BillPayment => "bill_payment",
     }
 }
 

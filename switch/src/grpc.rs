@@ -38,6 +38,8 @@ pub fn to_proto(t: &TxRecord) -> pb::Transaction {
         kind: match t.kind {
             store::Kind::CashIn => pb::TxKind::CashIn,
             store::Kind::CashOut => pb::TxKind::CashOut,
+            store::Kind::QrPayment => pb::TxKind::QrPayment,
+            store::Kind::BillPayment => pb::TxKind::BillPayment,
         } as i32,
         status: status_of(t.status) as i32,
         terminal_id: t.terminal_id.clone(),
@@ -54,7 +56,58 @@ pub fn to_proto(t: &TxRecord) -> pb::Transaction {
         error_code: t.error_code.clone().unwrap_or_default(),
         error_message: t.error_message.clone().unwrap_or_default(),
         bank_reference: t.bank_reference.clone().unwrap_or_default(),
+        qr_id: t
+            .qr_id
+            .clone()
+            .or_else(|| t.merchant.as_ref().map(|m| m.qr_id.clone()))
+            .unwrap_or_default(),
+        qr_payload: String::new(),
+        merchant_id: t
+            .merchant
+            .as_ref()
+            .map(|m| m.merchant_id.clone())
+            .unwrap_or_default(),
+        biller: t
+            .bill
+            .as_ref()
+            .map(|b| b.biller.clone())
+            .unwrap_or_default(),
+        bill_customer: t
+            .bill
+            .as_ref()
+            .map(|b| b.customer.clone())
+            .unwrap_or_default(),
+        bill_ids: t
+            .bill
+            .as_ref()
+            .map(|b| b.bills.iter().map(|x| x.id.clone()).collect())
+            .unwrap_or_default(),
+        funding: match t.bill.as_ref().map(|b| b.funding) {
+            Some(store::Funding::Cash) => "cash",
+            Some(store::Funding::Account) => "account",
+            Some(store::Funding::Qr) => "qr",
+            None => "",
+        }
+        .to_string(),
+        deadline_ms: t.confirm_deadline_ms.unwrap_or(0),
+        order_reference: t
+            .merchant
+            .as_ref()
+            .and_then(|m| m.order_reference.clone())
+            .unwrap_or_default(),
     }
+}
+
+/// A transaction with its QR payload filled in when one is shown.
+fn to_proto_with_code(switch: &Switch, t: &TxRecord) -> pb::Transaction {
+    let mut out = to_proto(t);
+    if t.stage == store::Stage::AwaitingPayment
+        && let Some(qr) = &t.qr_id
+        && let Ok(Some(order)) = switch.store.order(qr)
+    {
+        out.qr_payload = order.payload;
+    }
+    out
 }
 
 /// `1234567` → `1,234,567`.
@@ -97,17 +150,47 @@ pub fn receipt(t: &TxRecord) -> String {
     let title = match t.kind {
         store::Kind::CashIn => "NOP TIEN VAO TAI KHOAN / CASH-IN",
         store::Kind::CashOut => "RUT TIEN MAT / CASH-OUT",
+        store::Kind::QrPayment => "THANH TOAN QR / QR PAYMENT",
+        store::Kind::BillPayment => "THANH TOAN HOA DON / BILL PAYMENT",
+    };
+    let header = if t.post_office_id.is_empty() {
+        "VIETQR".to_string()
+    } else {
+        format!("BUU DIEN {}", t.post_office_id.to_uppercase())
     };
     let mut r = format!(
-        "BUU DIEN {}\n{title}\nMa GD / Tx:      {}\nThoi gian:       {}\nNgan hang:       {} ({})\nTai khoan:       {}\n",
-        t.post_office_id.to_uppercase(),
+        "{header}\n{title}\nMa GD / Tx:      {}\nThoi gian:       {}\n",
         t.id,
         local_time(t.created_at_ms),
-        bank_name(&t.bank_bin),
-        t.bank_bin,
-        mask_account(&t.account),
     );
-    if !t.account_name.is_empty() {
+    if !t.bank_bin.is_empty() {
+        r.push_str(&format!(
+            "Ngan hang:       {} ({})\nTai khoan:       {}\n",
+            bank_name(&t.bank_bin),
+            t.bank_bin,
+            mask_account(&t.account),
+        ));
+    }
+    if let Some(m) = &t.merchant {
+        r.push_str(&format!("Don vi / Merchant: {}\n", m.merchant_id));
+        if let Some(o) = &m.order_reference {
+            r.push_str(&format!("Don hang / Order: {o}\n"));
+        }
+    }
+    if let Some(b) = &t.bill {
+        r.push_str(&format!(
+            "Nha cung cap:    {}\nMa KH / Customer: {} {}\n",
+            b.biller, b.customer, b.customer_name
+        ));
+        for x in &b.bills {
+            r.push_str(&format!(
+                "  Ky {}:      {} VND\n",
+                x.period,
+                grouped(x.amount)
+            ));
+        }
+    }
+    if !t.account_name.is_empty() && t.bill.is_none() {
         r.push_str(&format!("Chu tai khoan:   {}\n", t.account_name));
     }
     r.push_str(&format!(
@@ -127,15 +210,19 @@ pub fn receipt(t: &TxRecord) -> String {
     r
 }
 
+fn respond(switch: &Switch, t: &TxRecord) -> Response<pb::TransactionResponse> {
+    Response::new(pb::TransactionResponse {
+        receipt: receipt(t),
+        transaction: Some(to_proto_with_code(switch, t)),
+    })
+}
+
 /// Completed and pending transactions answer; failed and reversed ones are
 /// errors carrying the transaction id (a retry answers the same).
-fn answer(outcome: Outcome) -> Result<Response<pb::TransactionResponse>, Status> {
+fn answer(switch: &Switch, outcome: Outcome) -> Result<Response<pb::TransactionResponse>, Status> {
     let t = outcome.map_err(Status::from)?;
     match t.status {
-        TxStatus::Completed | TxStatus::Pending => Ok(Response::new(pb::TransactionResponse {
-            receipt: receipt(&t),
-            transaction: Some(to_proto(&t)),
-        })),
+        TxStatus::Completed | TxStatus::Pending => Ok(respond(switch, &t)),
         TxStatus::Failed | TxStatus::Reversed => {
             let code = t
                 .error_code
@@ -169,6 +256,17 @@ fn shift_to_proto(s: &store::ShiftRecord) -> pb::Shift {
         expected_cash: s.expected_cash.unwrap_or(0),
         counted_cash: s.counted_cash.unwrap_or(0),
         variance: s.variance.unwrap_or(0),
+    }
+}
+
+/// Who may see a transaction: its terminal (or bank, or merchant), the
+/// bank that paid it, an operator.
+fn visible(p: &Principal, t: &TxRecord) -> bool {
+    match p.role {
+        Role::Operator => true,
+        Role::Bank => t.terminal_id == p.id || t.bank_bin == p.id,
+        Role::Merchant => t.merchant.as_ref().is_some_and(|m| m.merchant_id == p.id),
+        Role::Teller { .. } => t.terminal_id == p.id,
     }
 }
 
@@ -207,6 +305,7 @@ impl pb::teller_server::Teller for TellerService {
             let p = principal(&req)?;
             let r = req.into_inner();
             answer(
+                &self.switch,
                 self.switch
                     .cash_in(&p, &r.client_request_id, &r.bank_bin, &r.account, r.amount)
                     .await,
@@ -223,6 +322,7 @@ impl pb::teller_server::Teller for TellerService {
             let p = principal(&req)?;
             let r = req.into_inner();
             answer(
+                &self.switch,
                 self.switch
                     .cash_out_start(
                         &p,
@@ -245,6 +345,7 @@ impl pb::teller_server::Teller for TellerService {
         crate::telemetry::observe("cash_out_confirm", async move {
             let p = principal(&req)?;
             answer(
+                &self.switch,
                 self.switch
                     .cash_out_confirm(&p, &req.get_ref().transaction_id)
                     .await,
@@ -265,10 +366,7 @@ impl pb::teller_server::Teller for TellerService {
                 .switch
                 .cash_out_cancel(&p, &req.get_ref().transaction_id)
                 .await?;
-            Ok(Response::new(pb::TransactionResponse {
-                receipt: receipt(&t),
-                transaction: Some(to_proto(&t)),
-            }))
+            Ok(respond(&self.switch, &t))
         })
         .await
     }
@@ -318,11 +416,8 @@ impl pb::teller_server::Teller for TellerService {
                 .get_tx(id)
                 .map_err(|_| Status::internal("store unreadable"))?;
             // Another terminal's transaction is as good as absent.
-            match t.filter(|t| t.terminal_id == p.id || p.role == Role::Operator) {
-                Some(t) => Ok(Response::new(pb::TransactionResponse {
-                    receipt: receipt(&t),
-                    transaction: Some(to_proto(&t)),
-                })),
+            match t.filter(|t| visible(&p, t)) {
+                Some(t) => Ok(respond(&self.switch, &t)),
                 None => Err(SwitchError::new(
                     ErrorCode::TransactionNotFound,
                     "no such transaction at this terminal",
@@ -431,6 +526,36 @@ impl pb::admin_server::Admin for AdminService {
         .await
     }
 
+    async fn provision_merchant(
+        &self,
+        req: Request<pb::ProvisionMerchantRequest>,
+    ) -> Result<Response<pb::ProvisionMerchantResponse>, Status> {
+        crate::telemetry::observe("provision_merchant", async move {
+            let p = principal(&req)?;
+            let r = req.into_inner();
+            let (m, secret, payload) = crate::admin::provision_merchant(
+                &self.switch,
+                &self.keys,
+                &p,
+                crate::admin::NewMerchant {
+                    id: &r.merchant_id,
+                    name: &r.name,
+                    city: &r.city,
+                    mcc: &r.mcc,
+                    bank_bin: &r.bank_bin,
+                    account: &r.account,
+                },
+            )
+            .await?;
+            Ok(Response::new(pb::ProvisionMerchantResponse {
+                merchant_id: m.id,
+                secret: secret.expose_hex(),
+                static_qr_payload: payload,
+            }))
+        })
+        .await
+    }
+
     async fn check_ledger(
         &self,
         req: Request<pb::CheckLedgerRequest>,
@@ -465,6 +590,303 @@ impl pb::admin_server::Admin for AdminService {
                     })
                     .collect(),
             }))
+        })
+        .await
+    }
+}
+
+fn order_to_proto(o: &store::Order) -> pb::QrCode {
+    pb::QrCode {
+        qr_id: o.qr_id.clone(),
+        payload: o.payload.clone(),
+        amount: o.amount.unwrap_or(0),
+        reference: o.reference.clone().unwrap_or_default(),
+        purpose: o.purpose.clone().unwrap_or_default(),
+        expires_at_ms: o.expires_at_ms.unwrap_or(0),
+        is_static: o.amount.is_none(),
+    }
+}
+
+fn payment_to_proto(p: &store::Payment) -> pb::PaymentNotice {
+    pb::PaymentNotice {
+        seq: p.seq,
+        transaction_id: p.transaction_id.clone(),
+        qr_id: p.qr_id.clone().unwrap_or_default(),
+        order_reference: p.order_reference.clone().unwrap_or_default(),
+        amount: p.amount,
+        fee: p.fee,
+        net_amount: p.amount - p.fee,
+        payer_bank_bin: p.payer_bank_bin.clone(),
+        payer_bank_name: bank_name(&p.payer_bank_bin),
+        paid_at_ms: p.paid_at_ms,
+    }
+}
+
+/// Notifications read from the store per round while catching up.
+const WATCH_PAGE_MAX: usize = 256;
+/// Notifications queued for one watcher before it must read them.
+const WATCH_QUEUE_MAX: usize = 64;
+
+pub struct MerchantService {
+    pub switch: Arc<Switch>,
+}
+
+#[tonic::async_trait]
+impl pb::merchant_server::Merchant for MerchantService {
+    async fn create_qr(
+        &self,
+        req: Request<pb::CreateQrRequest>,
+    ) -> Result<Response<pb::QrCode>, Status> {
+        crate::telemetry::observe("create_qr", async move {
+            let p = principal(&req)?;
+            let r = req.into_inner();
+            let o = self.switch.create_qr(
+                &p,
+                &r.client_request_id,
+                r.amount,
+                &r.reference,
+                &r.purpose,
+                u64::from(r.expires_in_s) * 1_000,
+            )?;
+            Ok(Response::new(order_to_proto(&o)))
+        })
+        .await
+    }
+
+    async fn static_qr(
+        &self,
+        req: Request<pb::StaticQrRequest>,
+    ) -> Result<Response<pb::QrCode>, Status> {
+        crate::telemetry::observe("static_qr", async move {
+            let p = principal(&req)?;
+            Ok(Response::new(order_to_proto(&self.switch.static_qr(&p)?)))
+        })
+        .await
+    }
+
+    type WatchPaymentsStream =
+        tokio_stream::wrappers::ReceiverStream<Result<pb::PaymentNotice, Status>>;
+
+    /// Subscribe first, then catch up from the store, then forward live
+    /// notifications, skipping any already sent: nothing is missed or sent
+    /// twice. A watcher that falls behind the live buffer catches up from
+    /// the store again.
+    async fn watch_payments(
+        &self,
+        req: Request<pb::WatchPaymentsRequest>,
+    ) -> Result<Response<Self::WatchPaymentsStream>, Status> {
+        let p = principal(&req)?;
+        if p.role != Role::Merchant {
+            return Err(SwitchError::new(
+                ErrorCode::PermissionDenied,
+                "only a merchant may watch its payments",
+            )
+            .into());
+        }
+        let mut last = req.get_ref().after_seq;
+        let mut live = self.switch.payments.subscribe();
+        let (tx, rx) = tokio::sync::mpsc::channel(WATCH_QUEUE_MAX);
+        let switch = self.switch.clone();
+        tokio::spawn(async move {
+            metrics::gauge!("switch_payment_watchers").increment(1.0);
+            'catch_up: loop {
+                loop {
+                    let page = match switch.store.payments_after(&p.id, last, WATCH_PAGE_MAX) {
+                        Ok(page) => page,
+                        Err(e) => {
+                            tracing::error!(error = %e, "reading payments failed");
+                            let _ = tx.send(Err(Status::internal("store unreadable"))).await;
+                            break 'catch_up;
+                        }
+                    };
+                    let n = page.len();
+                    for pay in page {
+                        last = pay.seq;
+                        if tx.send(Ok(payment_to_proto(&pay))).await.is_err() {
+                            break 'catch_up;
+                        }
+                    }
+                    if n < WATCH_PAGE_MAX {
+                        break;
+                    }
+                }
+                loop {
+                    tokio::select! {
+                        _ = tx.closed() => break 'catch_up,
+                        got = live.recv() => match got {
+                            Ok(pay) if pay.merchant_id == p.id && pay.seq > last => {
+                                last = pay.seq;
+                                if tx.send(Ok(payment_to_proto(&pay))).await.is_err() {
+                                    break 'catch_up;
+                                }
+                            }
+                            Ok(_) => {}
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                                continue 'catch_up;
+                            }
+                            Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                                break 'catch_up;
+                            }
+                        }
+                    }
+                }
+            }
+            metrics::gauge!("switch_payment_watchers").decrement(1.0);
+        });
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            rx,
+        )))
+    }
+
+    async fn list_payments(
+        &self,
+        req: Request<pb::ListPaymentsRequest>,
+    ) -> Result<Response<pb::ListPaymentsResponse>, Status> {
+        crate::telemetry::observe("list_payments", async move {
+            let p = principal(&req)?;
+            if p.role != Role::Merchant {
+                return Err(SwitchError::new(
+                    ErrorCode::PermissionDenied,
+                    "only a merchant may list its payments",
+                )
+                .into());
+            }
+            let r = req.into_inner();
+            let size = match r.page_size {
+                0 => 20,
+                n => n.min(100),
+            } as usize;
+            let before = if r.page_token.is_empty() {
+                u64::MAX
+            } else {
+                r.page_token.parse().map_err(|_| {
+                    Status::from(SwitchError::invalid(
+                        "page_token is not one this switch gave",
+                    ))
+                })?
+            };
+            let page = self
+                .switch
+                .store
+                .payments_before(&p.id, before, size)
+                .map_err(|_| Status::internal("store unreadable"))?;
+            let next_page_token = match page.last() {
+                Some(x) if page.len() == size => x.seq.to_string(),
+                _ => String::new(),
+            };
+            Ok(Response::new(pb::ListPaymentsResponse {
+                payments: page.iter().map(payment_to_proto).collect(),
+                next_page_token,
+            }))
+        })
+        .await
+    }
+}
+
+pub struct PayerBankService {
+    pub switch: Arc<Switch>,
+}
+
+#[tonic::async_trait]
+impl pb::payer_bank_server::PayerBank for PayerBankService {
+    async fn pay_qr(
+        &self,
+        req: Request<pb::PayQrRequest>,
+    ) -> Result<Response<pb::TransactionResponse>, Status> {
+        crate::telemetry::observe("pay_qr", async move {
+            let p = principal(&req)?;
+            let r = req.into_inner();
+            answer(
+                &self.switch,
+                self.switch
+                    .pay_qr(
+                        &p,
+                        &r.client_request_id,
+                        &r.payload,
+                        &r.payer_account,
+                        r.amount,
+                    )
+                    .await,
+            )
+        })
+        .await
+    }
+}
+
+pub struct BillsService {
+    pub switch: Arc<Switch>,
+}
+
+#[tonic::async_trait]
+impl pb::bills_server::Bills for BillsService {
+    async fn inquire_bills(
+        &self,
+        req: Request<pb::InquireBillsRequest>,
+    ) -> Result<Response<pb::InquireBillsResponse>, Status> {
+        crate::telemetry::observe("inquire_bills", async move {
+            let p = principal(&req)?;
+            let r = req.into_inner();
+            let (biller, s) = self
+                .switch
+                .inquire_bills(&p, &r.biller, &r.customer)
+                .await?;
+            let total: u64 = s.bills.iter().map(|b| b.amount).sum();
+            Ok(Response::new(pb::InquireBillsResponse {
+                biller: biller.code.clone(),
+                biller_name: biller.name.clone(),
+                customer: r.customer,
+                customer_name: s.customer_name,
+                nothing_due: s.bills.is_empty(),
+                partial_allowed: biller.partial_allowed,
+                total,
+                fee: if total == 0 {
+                    0
+                } else {
+                    crate::fees::fee(&self.switch.config.bill.fee, total).total
+                },
+                bills: s
+                    .bills
+                    .iter()
+                    .map(|b| pb::BillItem {
+                        bill_id: b.id.clone(),
+                        period: b.period.clone(),
+                        amount: b.amount,
+                        due_date: b.due_date.clone(),
+                    })
+                    .collect(),
+            }))
+        })
+        .await
+    }
+
+    async fn pay_bills(
+        &self,
+        req: Request<pb::PayBillsRequest>,
+    ) -> Result<Response<pb::TransactionResponse>, Status> {
+        crate::telemetry::observe("pay_bills", async move {
+            let p = principal(&req)?;
+            let r = req.into_inner();
+            let funding = match pb::Funding::try_from(r.funding) {
+                Ok(pb::Funding::Cash) => Some(store::Funding::Cash),
+                Ok(pb::Funding::Account) => Some(store::Funding::Account),
+                Ok(pb::Funding::Qr) => Some(store::Funding::Qr),
+                _ => None,
+            };
+            answer(
+                &self.switch,
+                self.switch
+                    .pay_bills(
+                        &p,
+                        &r.client_request_id,
+                        &r.biller,
+                        &r.customer,
+                        &r.bill_ids,
+                        funding,
+                        &r.bank_bin,
+                        &r.account,
+                    )
+                    .await,
+            )
         })
         .await
     }

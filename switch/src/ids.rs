@@ -43,6 +43,57 @@ impl fmt::Display for TxId {
     }
 }
 
+impl TxId {
+    /// The reference of the transaction's call number `step` to a bank or
+    /// biller (step 0 is the transaction id itself).
+    pub fn reference(self, step: u8) -> Reference {
+        Reference(self.0 | u128::from(step))
+    }
+}
+
+/// What the switch names one call to a bank or biller by, and what the
+/// party must treat as its idempotency key: a transaction id with the
+/// call's step in the low 8 bits. A transaction that calls the same bank
+/// twice (a QR payment between two accounts of one bank) so uses two
+/// references; statements name references, and reconciliation maps each
+/// back to its transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Reference(u128);
+
+impl Reference {
+    pub fn tx_id(self) -> TxId {
+        TxId(self.0 & !0xff)
+    }
+    pub fn step(self) -> u8 {
+        (self.0 & 0xff) as u8
+    }
+    pub fn as_u128(self) -> u128 {
+        self.0
+    }
+    pub fn to_bytes(self) -> [u8; 16] {
+        self.0.to_be_bytes()
+    }
+    pub fn parse(s: &str) -> Option<Reference> {
+        if s.len() != 32 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let v = u128::from_str_radix(s, 16).ok()?;
+        (v & !0xff != 0).then_some(Reference(v))
+    }
+}
+
+impl From<TxId> for Reference {
+    fn from(id: TxId) -> Reference {
+        Reference(id.0)
+    }
+}
+
+impl fmt::Display for Reference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
 /// An account number as logs, errors and receipts show it: all but the last
 /// four characters replaced.
 pub fn mask_account(account: &str) -> String {
@@ -106,6 +157,17 @@ mod tests {
             None,
             "low bits must be zero"
         );
+    }
+
+    #[test]
+    fn references_name_a_step_of_a_transaction() {
+        let id = TxId::random(&SystemRandom::new());
+        let r = id.reference(1);
+        assert_ne!(r, Reference::from(id));
+        assert_eq!((r.tx_id(), r.step()), (id, 1));
+        assert_eq!(Reference::parse(&r.to_string()), Some(r));
+        assert_eq!(Reference::parse(&id.to_string()), Some(id.into()));
+        assert_eq!(Reference::parse(&format!("{:032x}", 5u128)), None);
     }
 
     #[test]

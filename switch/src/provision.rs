@@ -43,6 +43,52 @@ const NAMES: [&str; 8] = [
     "BUI THI LAN",
 ];
 
+/// The demo merchants: id, name and city as printed in their codes, MCC,
+/// bank, account.
+pub const DEMO_MERCHANTS: [(&str, &str, &str, &str, &str, &str); 3] = [
+    (
+        "tap-hoa-tho-tang",
+        "TAP HOA THO TANG",
+        "VINH TUONG",
+        "5411",
+        "970422",
+        "8100000001",
+    ),
+    (
+        "cafe-tam-dao",
+        "CAFE MAY TAM DAO",
+        "TAM DAO",
+        "5814",
+        "970436",
+        "8100000002",
+    ),
+    (
+        "nha-thuoc-huong-dao",
+        "NHA THUOC HUONG DAO",
+        "TAM DUONG",
+        "5912",
+        "970415",
+        "8100000003",
+    ),
+];
+
+/// Every simulated account of bank `bin`: its customers and the demo
+/// merchants it keeps accounts for.
+pub fn demo_accounts(bin: &str) -> Vec<SimAccount> {
+    let mut out = demo_customers(bin);
+    out.extend(
+        DEMO_MERCHANTS
+            .iter()
+            .filter(|m| m.4 == bin)
+            .map(|m| SimAccount {
+                account: m.5.to_string(),
+                name: m.1.to_string(),
+                balance: 0,
+            }),
+    );
+    out
+}
+
 /// The simulated customers of bank `bin` (the same every time).
 pub fn demo_customers(bin: &str) -> Vec<SimAccount> {
     let b: u64 = bin.parse().unwrap_or(0);
@@ -99,6 +145,12 @@ pub async fn demo(switch: &Switch, profiles: &Path, listen: SocketAddr) -> Resul
         Kind::FloatReserve.new_account(NETWORK),
         Kind::SwitchIncome.new_account(NETWORK),
     ];
+    accounts.extend(
+        switch
+            .billers
+            .all()
+            .map(|b| Kind::Biller.new_account(b.number)),
+    );
     accounts.extend(
         switch
             .routes
@@ -203,13 +255,73 @@ pub async fn demo(switch: &Switch, profiles: &Path, listen: SocketAddr) -> Resul
     let profile = Profile {
         role: "operator",
         id: &operator.id,
-        switch: address,
+        switch: address.clone(),
         secret: operator.secret_hex.clone(),
         post_office: None,
     };
     write_private(
         &profiles.join("operator.toml"),
         &toml::to_string(&profile).map_err(io)?,
+    )
+    .map_err(io)?;
+    for (id, name, city, mcc, bin, account) in DEMO_MERCHANTS {
+        if switch.routes.get(bin).is_none() {
+            continue;
+        }
+        let m = crate::store::Merchant {
+            id: id.to_string(),
+            name: name.to_string(),
+            city: city.to_string(),
+            mcc: mcc.to_string(),
+            bank_bin: bin.to_string(),
+            account: account.to_string(),
+            secret_hex: Secret::generate(&rng).expose_hex(),
+        };
+        crate::admin::add_merchant(switch, &m)?;
+        let profile = Profile {
+            role: "merchant",
+            id,
+            switch: address.clone(),
+            secret: m.secret_hex.clone(),
+            post_office: None,
+        };
+        write_private(
+            &profiles.join(format!("{id}.toml")),
+            &toml::to_string(&profile).map_err(io)?,
+        )
+        .map_err(io)?;
+    }
+    for bin in switch.routes.bins() {
+        let b = crate::store::BankClient {
+            bin: bin.to_string(),
+            secret_hex: Secret::generate(&rng).expose_hex(),
+        };
+        switch.store.put_bank_client(&b).map_err(io)?;
+        let profile = Profile {
+            role: "bank",
+            id: bin,
+            switch: address.clone(),
+            secret: b.secret_hex.clone(),
+            post_office: None,
+        };
+        write_private(
+            &profiles.join(format!("bank-{bin}.toml")),
+            &toml::to_string(&profile).map_err(io)?,
+        )
+        .map_err(io)?;
+    }
+    let bill_customers: Vec<serde_json::Value> = crate::biller::DEMO_BILLERS
+        .iter()
+        .flat_map(|b| {
+            crate::biller::demo_customers(b.0).into_iter().map(move |c| {
+                let due: u64 = c.bills.iter().map(|x| x.amount).sum();
+                serde_json::json!({"biller": b.0, "customer": c.customer, "name": c.name, "bills_due": c.bills.len(), "amount_due": due})
+            })
+        })
+        .collect();
+    write_private(
+        &profiles.join("bill-customers.json"),
+        &serde_json::to_string_pretty(&bill_customers).map_err(io)?,
     )
     .map_err(io)?;
     let customers: Vec<serde_json::Value> = DEMO_BANKS

@@ -11,7 +11,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Response, Status};
 
 use crate::bank::{BankAdapter, BankError, BankFuture, BankTxStatus, RejectReason};
-use crate::ids::TxId;
+use crate::ids::Reference;
 use crate::sim::SimBank;
 
 /// A bank reached over gRPC.
@@ -84,7 +84,7 @@ impl BankAdapter for RemoteBank {
 
     fn credit<'a>(
         &'a self,
-        reference: TxId,
+        reference: Reference,
         account: &'a str,
         amount: u64,
     ) -> BankFuture<'a, String> {
@@ -107,7 +107,7 @@ impl BankAdapter for RemoteBank {
 
     fn debit_with_code<'a>(
         &'a self,
-        reference: TxId,
+        reference: Reference,
         account: &'a str,
         code: &'a str,
         amount: u64,
@@ -132,7 +132,32 @@ impl BankAdapter for RemoteBank {
         })
     }
 
-    fn reverse(&self, reference: TxId) -> BankFuture<'_, ()> {
+    fn debit<'a>(
+        &'a self,
+        reference: Reference,
+        account: &'a str,
+        amount: u64,
+    ) -> BankFuture<'a, String> {
+        Box::pin(async move {
+            let req = pb::BankDebitRequest {
+                reference: reference.to_string(),
+                account: account.into(),
+                code: String::new(),
+                amount,
+                fee: 0,
+            };
+            from_result(
+                self.client
+                    .clone()
+                    .debit(req)
+                    .await
+                    .map_err(from_status)?
+                    .into_inner(),
+            )
+        })
+    }
+
+    fn reverse(&self, reference: Reference) -> BankFuture<'_, ()> {
         Box::pin(async move {
             let r = self
                 .client
@@ -146,7 +171,7 @@ impl BankAdapter for RemoteBank {
         })
     }
 
-    fn status(&self, reference: TxId) -> BankFuture<'_, BankTxStatus> {
+    fn status(&self, reference: Reference) -> BankFuture<'_, BankTxStatus> {
         Box::pin(async move {
             let r = self
                 .client
@@ -173,8 +198,8 @@ pub struct SimBankService {
     pub sim: Arc<SimBank>,
 }
 
-fn reference(r: &str) -> Result<TxId, Status> {
-    TxId::parse(r)
+fn reference(r: &str) -> Result<Reference, Status> {
+    Reference::parse(r)
         .ok_or_else(|| Status::invalid_argument("reference must be a switch transaction id"))
 }
 
@@ -252,6 +277,18 @@ impl pb::bank_adapter_server::BankAdapter for SimBankService {
                     r.amount,
                     r.fee,
                 )
+                .await,
+        )
+    }
+
+    async fn debit(
+        &self,
+        req: Request<pb::BankDebitRequest>,
+    ) -> Result<Response<pb::BankResult>, Status> {
+        let r = req.into_inner();
+        to_result(
+            self.sim
+                .debit(reference(&r.reference)?, &r.account, r.amount)
                 .await,
         )
     }

@@ -14,7 +14,9 @@ use crate::auth::{AuthLayer, Keys, Principal, Role};
 use crate::bank::{Bank, Routes};
 use crate::config::Config;
 use crate::flows::Switch;
-use crate::grpc::{AdminService, SimulatorService, TellerService};
+use crate::grpc::{
+    AdminService, BillsService, MerchantService, PayerBankService, SimulatorService, TellerService,
+};
 use crate::provision;
 use crate::sim::SimBank;
 use crate::store::Store;
@@ -54,7 +56,7 @@ pub async fn open(
                     &b.bin,
                     config.sim.clone(),
                     store.sim_tree(&b.bin)?,
-                    &provision::demo_customers(&b.bin),
+                    &provision::demo_accounts(&b.bin),
                 )?);
                 sims.insert(b.bin.clone(), sim.clone());
                 sim
@@ -73,11 +75,34 @@ pub async fn open(
             ),
         });
     }
+    let mut billers = crate::biller::Billers::default();
+    for (code, name, number, partial_allowed, _, _) in crate::biller::DEMO_BILLERS {
+        let sim = crate::biller::SimBiller::open(
+            code,
+            partial_allowed,
+            config.biller_sim.clone(),
+            store.sim_tree(&format!("biller/{code}"))?,
+        )?;
+        billers.add(crate::biller::Biller {
+            code: code.to_string(),
+            name: name.to_string(),
+            number,
+            partial_allowed,
+            collection_bin: provision::DEMO_BANKS[0].to_string(),
+            collection_account: format!("99900{number:05}"),
+            adapter: Arc::new(sim),
+            breaker: crate::bank::Breaker::new(
+                config.breaker_failures_max,
+                config.breaker_cooldown_ms,
+            ),
+        });
+    }
     let switch = Arc::new(Switch::new(
         config.clone(),
         store,
         Arc::new(ledger),
         routes,
+        billers,
         sims,
     ));
     if !switch.store.is_provisioned()? {
@@ -105,6 +130,28 @@ pub async fn open(
             Principal {
                 id: o.id.clone(),
                 role: Role::Operator,
+            },
+            &secret,
+        );
+    }
+    for m in switch.store.merchants()? {
+        let secret = crate::ids::Secret::from_hex(&m.secret_hex)
+            .ok_or("a merchant's stored secret is not hex")?;
+        keys.insert(
+            Principal {
+                id: m.id.clone(),
+                role: Role::Merchant,
+            },
+            &secret,
+        );
+    }
+    for b in switch.store.bank_clients()? {
+        let secret = crate::ids::Secret::from_hex(&b.secret_hex)
+            .ok_or("a bank's stored secret is not hex")?;
+        keys.insert(
+            Principal {
+                id: b.bin.clone(),
+                role: Role::Bank,
             },
             &secret,
         );
@@ -155,6 +202,11 @@ pub async fn serve(
                     }
                     Err(e) => tracing::error!(error = %e, "cash-out deadline pass failed"),
                 }
+                match switch.expire_bill_qrs().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(bill_payments = n, "bill codes expired unpaid"),
+                    Err(e) => tracing::error!(error = %e, "bill code expiry pass failed"),
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                     _ = stop_rx.changed() => break,
@@ -181,6 +233,19 @@ pub async fn serve(
         .add_service(proto::v1::admin_server::AdminServer::new(AdminService {
             switch: switch.clone(),
             keys,
+        }))
+        .add_service(proto::v1::merchant_server::MerchantServer::new(
+            MerchantService {
+                switch: switch.clone(),
+            },
+        ))
+        .add_service(proto::v1::payer_bank_server::PayerBankServer::new(
+            PayerBankService {
+                switch: switch.clone(),
+            },
+        ))
+        .add_service(proto::v1::bills_server::BillsServer::new(BillsService {
+            switch: switch.clone(),
         }))
         .add_service(proto::v1::simulator_server::SimulatorServer::new(
             SimulatorService {

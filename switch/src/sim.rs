@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bank::{BankAdapter, BankError, BankFuture, BankTxStatus, RejectReason};
 use crate::config::SimConfig;
-use crate::ids::TxId;
+use crate::ids::Reference;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SimAccount {
@@ -208,7 +208,7 @@ impl SimBank {
         );
     }
 
-    fn persist_tx(&self, reference: TxId, t: &SimTx) {
+    fn persist_tx(&self, reference: Reference, t: &SimTx) {
         let mut k = b"t/".to_vec();
         k.extend_from_slice(&reference.to_bytes());
         let _ = self
@@ -235,6 +235,92 @@ impl SimBank {
     }
 }
 
+impl SimBank {
+    /// Debit `total` from `account` under `reference`, after checking the
+    /// one-time code when there is one (with the amount it must be bound to).
+    fn take(
+        &self,
+        reference: Reference,
+        account: &str,
+        code: Option<(&str, u64)>,
+        total: u64,
+    ) -> Result<String, BankError> {
+        let reject = |reason, message: &str| {
+            Err(BankError::Rejected {
+                reason,
+                message: message.to_string(),
+            })
+        };
+        let mut s = self.lock();
+        if let Some(t) = s.txs.get(&reference.as_u128()) {
+            return if t.reversed {
+                reject(RejectReason::AlreadyReversed, "reference was reversed")
+            } else {
+                Ok(t.bank_reference.clone())
+            };
+        }
+        let mut used = None;
+        if let Some((code, amount)) = code {
+            let now = crate::auth::now_ms();
+            let Some(w) = s.codes.get_mut(code) else {
+                return reject(
+                    RejectReason::InvalidCode,
+                    "the withdrawal code is not valid",
+                );
+            };
+            if w.used || w.tries_left == 0 {
+                return reject(
+                    RejectReason::InvalidCode,
+                    "the withdrawal code is not valid",
+                );
+            }
+            if w.account != account || w.amount != amount {
+                w.tries_left -= 1;
+                let w = w.clone();
+                drop(s);
+                self.persist_code(code, &w);
+                return reject(
+                    RejectReason::InvalidCode,
+                    "the withdrawal code does not match the account and amount",
+                );
+            }
+            if w.expires_at_ms <= now {
+                return reject(RejectReason::CodeExpired, "the withdrawal code expired");
+            }
+            used = Some(code);
+        }
+        let Some(a) = s.accounts.get_mut(account) else {
+            return reject(RejectReason::AccountNotFound, "no such account");
+        };
+        if a.balance < total {
+            return reject(RejectReason::InsufficientFunds, "insufficient funds");
+        }
+        a.balance -= total;
+        let a = a.clone();
+        let w = used.map(|code| {
+            let w = s.codes.get_mut(code).expect("checked above");
+            w.used = true;
+            (code, w.clone())
+        });
+        s.next_reference += 1;
+        let t = SimTx {
+            account: account.to_string(),
+            credited: 0,
+            debited: total,
+            bank_reference: format!("{}{:010}", self.bin, s.next_reference),
+            reversed: false,
+        };
+        s.txs.insert(reference.as_u128(), t.clone());
+        drop(s);
+        self.persist_account(&a);
+        if let Some((code, w)) = w {
+            self.persist_code(code, &w);
+        }
+        self.persist_tx(reference, &t);
+        Ok(t.bank_reference)
+    }
+}
+
 impl BankAdapter for SimBank {
     fn name_inquiry<'a>(&'a self, account: &'a str) -> BankFuture<'a, String> {
         Box::pin(self.call(move || {
@@ -251,7 +337,7 @@ impl BankAdapter for SimBank {
 
     fn credit<'a>(
         &'a self,
-        reference: TxId,
+        reference: Reference,
         account: &'a str,
         amount: u64,
     ) -> BankFuture<'a, String> {
@@ -293,85 +379,27 @@ impl BankAdapter for SimBank {
 
     fn debit_with_code<'a>(
         &'a self,
-        reference: TxId,
+        reference: Reference,
         account: &'a str,
         code: &'a str,
         amount: u64,
         fee: u64,
     ) -> BankFuture<'a, String> {
-        Box::pin(self.call(move || {
-            let reject = |reason, message: &str| {
-                Err(BankError::Rejected {
-                    reason,
-                    message: message.to_string(),
-                })
-            };
-            let mut s = self.lock();
-            if let Some(t) = s.txs.get(&reference.as_u128()) {
-                return if t.reversed {
-                    reject(RejectReason::AlreadyReversed, "reference was reversed")
-                } else {
-                    Ok(t.bank_reference.clone())
-                };
-            }
-            let now = crate::auth::now_ms();
-            let Some(w) = s.codes.get_mut(code) else {
-                return reject(
-                    RejectReason::InvalidCode,
-                    "the withdrawal code is not valid",
-                );
-            };
-            if w.used || w.tries_left == 0 {
-                return reject(
-                    RejectReason::InvalidCode,
-                    "the withdrawal code is not valid",
-                );
-            }
-            if w.account != account || w.amount != amount {
-                w.tries_left -= 1;
-                let w = w.clone();
-                drop(s);
-                self.persist_code(code, &w);
-                return reject(
-                    RejectReason::InvalidCode,
-                    "the withdrawal code does not match the account and amount",
-                );
-            }
-            if w.expires_at_ms <= now {
-                return reject(RejectReason::CodeExpired, "the withdrawal code expired");
-            }
-            let total = amount + fee;
-            let Some(a) = s.accounts.get_mut(account) else {
-                return reject(RejectReason::AccountNotFound, "no such account");
-            };
-            if a.balance < total {
-                return reject(RejectReason::InsufficientFunds, "insufficient funds");
-            }
-            a.balance -= total;
-            let a = a.clone();
-            let w = {
-                let w = s.codes.get_mut(code).expect("checked above");
-                w.used = true;
-                w.clone()
-            };
-            s.next_reference += 1;
-            let t = SimTx {
-                account: account.to_string(),
-                credited: 0,
-                debited: total,
-                bank_reference: format!("{}{:010}", self.bin, s.next_reference),
-                reversed: false,
-            };
-            s.txs.insert(reference.as_u128(), t.clone());
-            drop(s);
-            self.persist_account(&a);
-            self.persist_code(code, &w);
-            self.persist_tx(reference, &t);
-            Ok(t.bank_reference)
-        }))
+        Box::pin(
+            self.call(move || self.take(reference, account, Some((code, amount)), amount + fee)),
+        )
     }
 
-    fn reverse(&self, reference: TxId) -> BankFuture<'_, ()> {
+    fn debit<'a>(
+        &'a self,
+        reference: Reference,
+        account: &'a str,
+        amount: u64,
+    ) -> BankFuture<'a, String> {
+        Box::pin(self.call(move || self.take(reference, account, None, amount)))
+    }
+
+    fn reverse(&self, reference: Reference) -> BankFuture<'_, ()> {
         Box::pin(self.call(move || {
             let mut s = self.lock();
             let t = s.txs.entry(reference.as_u128()).or_insert_with(|| SimTx {
@@ -399,7 +427,7 @@ impl BankAdapter for SimBank {
         }))
     }
 
-    fn status(&self, reference: TxId) -> BankFuture<'_, BankTxStatus> {
+    fn status(&self, reference: Reference) -> BankFuture<'_, BankTxStatus> {
         Box::pin(self.call(move || {
             Ok(match self.lock().txs.get(&reference.as_u128()) {
                 None => BankTxStatus::NotFound,

@@ -20,6 +20,84 @@ use crate::ids::{Secret, TxId};
 pub enum Kind {
     CashIn,
     CashOut,
+    /// A VietQR paid by the payer's bank: to a merchant, or for bills a
+    /// teller showed the code for (then it is a `BillPayment`).
+    QrPayment,
+    BillPayment,
+}
+
+/// Who a call of a transaction goes to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Party {
+    Bank(String),
+    Biller(String),
+}
+
+/// What a call asks of its party.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Action {
+    Credit {
+        account: String,
+    },
+    /// Debit that the customer authorised at their bank (a QR payment, a
+    /// bill paid from their account).
+    Debit {
+        account: String,
+    },
+    /// Debit after the bank checked a one-time withdrawal code (the code is
+    /// never stored: only the flow that received it holds it).
+    DebitWithCode {
+        account: String,
+    },
+    PayBills {
+        customer: String,
+        bills: Vec<String>,
+    },
+}
+
+/// One call to a bank or biller. The calls of a transaction run in order,
+/// each only after the one before succeeded; the reference of call `i` is
+/// `transaction id | i`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    pub party: Party,
+    pub action: Action,
+    /// What the call moves (a debit includes the customer's fee).
+    pub amount: u64,
+    /// The party's own reference, once it answered.
+    pub party_reference: Option<String>,
+}
+
+/// How a bill payment is paid for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Funding {
+    /// Cash at the counter: the post office's e-float pays the biller.
+    Cash,
+    /// A debit of the customer's bank account.
+    Account,
+    /// A VietQR the teller shows, paid from the customer's banking app.
+    Qr,
+}
+
+/// The bills of a bill payment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BillPart {
+    pub biller: String,
+    pub customer: String,
+    pub customer_name: String,
+    pub bills: Vec<crate::biller::Bill>,
+    pub funding: Funding,
+}
+
+/// The merchant side of a QR payment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MerchantPart {
+    pub merchant_id: String,
+    /// The code paid (a dynamic code is also held in `TxRecord::qr_id`).
+    pub qr_id: String,
+    /// The order's reference (62/01), when the code was dynamic.
+    pub order_reference: Option<String>,
+    pub purpose: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +124,9 @@ pub enum Stage {
     /// Cash-out: the bank debited the customer; the teller pays out the cash
     /// and confirms, or cancels, before `confirm_deadline_ms`.
     AwaitingConfirm,
+    /// A bill payment by QR: the code is shown, the customer's bank has not
+    /// paid it yet (nothing reserved, nothing sent).
+    AwaitingPayment,
     /// Decided: the bank's part is being reversed (the job is queued) and the
     /// reservation released. Nothing may post it any more.
     Reversing,
@@ -93,15 +174,53 @@ pub struct TxRecord {
     pub error_code: Option<String>,
     pub error_message: Option<String>,
     pub bank_reference: Option<String>,
-    /// Cash-out: when an unconfirmed payout is cancelled by the switch.
+    /// Cash-out: when an unconfirmed payout is cancelled by the switch; a
+    /// bill paid by QR: when the unpaid code expires.
     #[serde(default)]
     pub confirm_deadline_ms: Option<i64>,
+    /// The calls to banks and billers, in order.
+    #[serde(default)]
+    pub steps: Vec<Step>,
+    /// The dynamic QR code this transaction holds: paid at most once (a
+    /// static code is never held).
+    #[serde(default)]
+    pub qr_id: Option<String>,
+    #[serde(default)]
+    pub merchant: Option<MerchantPart>,
+    #[serde(default)]
+    pub bill: Option<BillPart>,
 }
 
 impl TxRecord {
     pub fn tx_id(&self) -> TxId {
         TxId::parse(&self.id).expect("stored ids are valid")
     }
+
+    /// What the transaction holds while it runs, so that nobody else pays
+    /// the same thing: its dynamic QR code and its bills. Released when it
+    /// fails; kept (as "paid") when it completes.
+    pub fn claims(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(qr) = &self.qr_id {
+            out.push(order_claim(qr));
+        }
+        if let Some(b) = &self.bill {
+            out.extend(
+                b.bills
+                    .iter()
+                    .map(|x| bill_claim(&b.biller, &b.customer, &x.id)),
+            );
+        }
+        out
+    }
+}
+
+pub fn order_claim(qr_id: &str) -> String {
+    format!("order/{qr_id}")
+}
+
+pub fn bill_claim(biller: &str, customer: &str, bill: &str) -> String {
+    format!("bill/{biller}/{customer}/{bill}")
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -173,13 +292,78 @@ impl ShiftRecord {
     }
 }
 
-/// A reversal waiting for the bank to acknowledge it.
+/// A reversal (a bank call) or cancellation (a biller call) waiting for the
+/// party to acknowledge it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReversalJob {
-    pub tx_id: String,
-    pub bank_bin: String,
+    /// The reference of the call to undo (the key of the job).
+    pub reference: String,
+    pub party: Party,
     pub attempts: u32,
     pub next_attempt_at_ms: i64,
+}
+
+/// A merchant, who is paid by QR into their bank account.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Merchant {
+    pub id: String,
+    pub name: String,
+    pub city: String,
+    /// ISO 18245 merchant category code, four digits.
+    pub mcc: String,
+    pub bank_bin: String,
+    pub account: String,
+    pub secret_hex: String,
+}
+
+/// A bank's credential for the calls it makes (paying QR codes,
+/// settlement reports, statements).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BankClient {
+    pub bin: String,
+    pub secret_hex: String,
+}
+
+/// A QR code the switch issued.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Order {
+    pub qr_id: String,
+    /// The merchant paid, or for bills the bill payment that waits for it.
+    pub merchant_id: Option<String>,
+    pub bill_tx: Option<String>,
+    /// None for a merchant's static code (the payer enters the amount).
+    pub amount: Option<u64>,
+    pub reference: Option<String>,
+    pub purpose: Option<String>,
+    pub payload: String,
+    pub created_at_ms: i64,
+    pub expires_at_ms: Option<i64>,
+}
+
+/// What a merchant is told of a completed payment. `seq` orders a
+/// merchant's notifications; a watcher resumes after the last it saw.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payment {
+    pub seq: u64,
+    pub merchant_id: String,
+    pub transaction_id: String,
+    pub qr_id: Option<String>,
+    pub order_reference: Option<String>,
+    pub amount: u64,
+    pub fee: u64,
+    pub payer_bank_bin: String,
+    pub paid_at_ms: i64,
+}
+
+/// How a new transaction's record went in.
+#[derive(Debug)]
+pub enum Created {
+    New,
+    /// The request id was used before: the original transaction and the
+    /// fingerprint its request had.
+    Existing(Box<TxRecord>, String),
+    /// Something it must hold is held by another transaction (or expired).
+    Claimed(String),
 }
 
 pub type StoreError = sled::Error;
@@ -195,6 +379,13 @@ pub struct Store {
     reversals: sled::Tree,
     entities: sled::Tree,
     daily: sled::Tree,
+    /// What running and completed transactions hold: QR codes and bills
+    /// (`order/{qr}`, `bill/{biller}/{customer}/{bill}` → transaction id).
+    claims: sled::Tree,
+    /// QR codes issued, by id.
+    orders: sled::Tree,
+    /// Merchants' payment notifications, by merchant and sequence.
+    payments: sled::Tree,
     flusher: Arc<Flusher>,
 }
 
@@ -235,6 +426,9 @@ impl Store {
             reversals: db.open_tree("reversals")?,
             entities: db.open_tree("entities")?,
             daily: db.open_tree("daily")?,
+            claims: db.open_tree("claims")?,
+            orders: db.open_tree("orders")?,
+            payments: db.open_tree("payments")?,
             flusher: Arc::new(Flusher {
                 requested: AtomicU64::new(0),
                 completed: watch::Sender::new(0),
@@ -305,39 +499,71 @@ impl Store {
         Ok(())
     }
 
-    /// Record a new transaction, its idempotency entry and its indexes in
-    /// one sled transaction: the request id is taken only together with the
-    /// record. Returns the existing transaction when the request id was
-    /// taken already.
-    pub fn create_tx(&self, t: &TxRecord) -> Result<Option<TxRecord>, StoreError> {
+    /// Record a new transaction, its idempotency entry (`owner`'s
+    /// `request_id`, with the request's `fingerprint`), its indexes and its
+    /// claims in one sled transaction: the request id and the claims are
+    /// taken only together with the record. `t` may replace a record that
+    /// waits for payment (a bill paid by QR).
+    pub fn create_tx(
+        &self,
+        t: &TxRecord,
+        owner: &str,
+        request_id: &str,
+        fingerprint: &str,
+    ) -> Result<Created, StoreError> {
         use sled::Transactional;
         use sled::transaction::{ConflictableTransactionError, TransactionError};
-        let key = idempotency_key(&t.terminal_id, &t.client_request_id);
+        let key = idempotency_key(owner, request_id);
         let id = t.tx_id();
         let record = serde_json::to_vec(t).expect("serialisable");
-        let result = (&self.idempotency, &self.txs, &self.by_terminal, &self.open).transaction(
-            |(idempotency, txs, by_terminal, open)| {
+        let mut entry = id.to_bytes().to_vec();
+        entry.extend_from_slice(fingerprint.as_bytes());
+        let claims = t.claims();
+        let result = (
+            &self.idempotency,
+            &self.txs,
+            &self.by_terminal,
+            &self.open,
+            &self.claims,
+        )
+            .transaction(|(idempotency, txs, by_terminal, open, held)| {
                 if let Some(existing) = idempotency.get(&key)? {
-                    return Err(ConflictableTransactionError::Abort(existing));
+                    return Err(ConflictableTransactionError::Abort(Err(existing)));
                 }
-                idempotency.insert(key.as_slice(), &id.to_bytes())?;
+                for c in &claims {
+                    if let Some(holder) = held.get(c.as_bytes())?
+                        && holder.as_ref() != id.to_bytes()
+                    {
+                        return Err(ConflictableTransactionError::Abort(Ok(c.clone())));
+                    }
+                }
+                for c in &claims {
+                    held.insert(c.as_bytes(), &id.to_bytes())?;
+                }
+                idempotency.insert(key.as_slice(), entry.as_slice())?;
                 txs.insert(&id.to_bytes(), record.as_slice())?;
                 by_terminal.insert(
                     terminal_key(&t.terminal_id, t.created_at_ms, id),
                     &id.to_bytes(),
                 )?;
+                if owner != t.terminal_id {
+                    by_terminal.insert(terminal_key(owner, t.created_at_ms, id), &id.to_bytes())?;
+                }
                 open.insert(&id.to_bytes(), &[])?;
                 Ok(())
-            },
-        );
+            });
         match result {
-            Ok(()) => Ok(None),
-            Err(TransactionError::Abort(existing)) => {
-                let existing = <[u8; 16]>::try_from(existing.as_ref())
-                    .ok()
+            Ok(()) => Ok(Created::New),
+            Err(TransactionError::Abort(Ok(claim))) => Ok(Created::Claimed(claim)),
+            Err(TransactionError::Abort(Err(existing))) => {
+                let existing_id = existing
+                    .get(..16)
+                    .and_then(|b| <[u8; 16]>::try_from(b).ok())
                     .and_then(|b| TxId::from_u128(u128::from_be_bytes(b)));
-                match existing.map(|id| self.get_tx(id)).transpose()?.flatten() {
-                    Some(t) => Ok(Some(t)),
+                let fingerprint =
+                    String::from_utf8_lossy(existing.get(16..).unwrap_or(&[])).into_owned();
+                match existing_id.map(|id| self.get_tx(id)).transpose()?.flatten() {
+                    Some(t) => Ok(Created::Existing(Box::new(t), fingerprint)),
                     None => Err(sled::Error::Unsupported(
                         "an idempotency entry names no transaction".into(),
                     )),
@@ -345,6 +571,197 @@ impl Store {
             }
             Err(TransactionError::Storage(e)) => Err(e),
         }
+    }
+
+    /// Record a transaction's final state. A failed one gives back its
+    /// claims; a completed QR payment to a merchant adds the merchant's
+    /// notification (numbered here), in the same sled transaction.
+    pub fn finish_tx(&self, t: &TxRecord, payment: Option<&mut Payment>) -> Result<(), StoreError> {
+        use sled::Transactional;
+        debug_assert_eq!(t.stage, Stage::Done);
+        let id = t.tx_id().to_bytes();
+        let release = if matches!(t.status, Status::Failed | Status::Reversed) {
+            t.claims()
+        } else {
+            Vec::new()
+        };
+        let payment = match payment {
+            Some(p) => {
+                p.seq = self.db.generate_id()? + 1;
+                let mut key = p.merchant_id.as_bytes().to_vec();
+                key.push(0);
+                key.extend_from_slice(&p.seq.to_be_bytes());
+                Some((key, serde_json::to_vec(p).expect("serialisable")))
+            }
+            None => None,
+        };
+        let record = serde_json::to_vec(t).expect("serialisable");
+        (&self.txs, &self.open, &self.claims, &self.payments)
+            .transaction(|(txs, open, held, payments)| {
+                txs.insert(&id, record.as_slice())?;
+                open.remove(&id)?;
+                for c in &release {
+                    if held.get(c.as_bytes())?.is_some_and(|h| h.as_ref() == id) {
+                        held.remove(c.as_bytes())?;
+                    }
+                }
+                if let Some((k, v)) = &payment {
+                    payments.insert(k.as_slice(), v.as_slice())?;
+                }
+                Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| match e {
+                sled::transaction::TransactionError::Storage(e) => e,
+                sled::transaction::TransactionError::Abort(()) => unreachable!("never aborts"),
+            })
+    }
+
+    /// Take `claim` for good unless someone holds it (a QR code that
+    /// expired unpaid); answers whether it was free.
+    pub fn close_claim(&self, claim: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .claims
+            .compare_and_swap(
+                claim.as_bytes(),
+                None as Option<&[u8]>,
+                Some(b"closed".as_slice()),
+            )?
+            .is_ok())
+    }
+
+    /// Who holds `claim`: a transaction id, or "closed".
+    pub fn claim_holder(&self, claim: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.claims.get(claim.as_bytes())?.map(|v| v.to_vec()))
+    }
+
+    /// The transaction a request id names, with its request's fingerprint.
+    pub fn request(
+        &self,
+        owner: &str,
+        request_id: &str,
+    ) -> Result<Option<(TxRecord, String)>, StoreError> {
+        let Some(entry) = self.idempotency.get(idempotency_key(owner, request_id))? else {
+            return Ok(None);
+        };
+        let id = entry
+            .get(..16)
+            .and_then(|b| <[u8; 16]>::try_from(b).ok())
+            .and_then(|b| TxId::from_u128(u128::from_be_bytes(b)));
+        let fingerprint = String::from_utf8_lossy(entry.get(16..).unwrap_or(&[])).into_owned();
+        Ok(id
+            .map(|id| self.get_tx(id))
+            .transpose()?
+            .flatten()
+            .map(|t| (t, fingerprint)))
+    }
+
+    /// The QR id a merchant's request id names, with its fingerprint.
+    pub fn order_request(
+        &self,
+        merchant: &str,
+        request_id: &str,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        let key = [b"req\0".as_slice(), &idempotency_key(merchant, request_id)].concat();
+        Ok(self.orders.get(key)?.and_then(|v| {
+            let text = String::from_utf8(v.to_vec()).ok()?;
+            let (qr, fp) = text.split_once('\n')?;
+            Some((qr.to_string(), fp.to_string()))
+        }))
+    }
+
+    /// Record a new order with its request id, unless the request id was
+    /// taken (then answers the QR id it names).
+    pub fn put_order_once(
+        &self,
+        o: &Order,
+        merchant: &str,
+        request_id: &str,
+        fingerprint: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let key = [b"req\0".as_slice(), &idempotency_key(merchant, request_id)].concat();
+        let value = format!("{}\n{fingerprint}", o.qr_id);
+        let order = serde_json::to_vec(o).expect("serialisable");
+        self.orders
+            .transaction(|t| {
+                if let Some(v) = t.get(&key)? {
+                    let text = String::from_utf8_lossy(&v).into_owned();
+                    let qr = text
+                        .split_once('\n')
+                        .map_or(text.clone(), |(q, _)| q.to_string());
+                    return Ok(Some(qr));
+                }
+                t.insert(key.as_slice(), value.as_bytes())?;
+                t.insert(o.qr_id.as_bytes(), order.as_slice())?;
+                Ok::<_, sled::transaction::ConflictableTransactionError<()>>(None)
+            })
+            .map_err(|e| match e {
+                sled::transaction::TransactionError::Storage(e) => e,
+                sled::transaction::TransactionError::Abort(()) => unreachable!("never aborts"),
+            })
+    }
+
+    pub fn put_order(&self, o: &Order) -> Result<(), StoreError> {
+        self.orders.insert(
+            o.qr_id.as_bytes(),
+            serde_json::to_vec(o).expect("serialisable"),
+        )?;
+        Ok(())
+    }
+
+    pub fn order(&self, qr_id: &str) -> Result<Option<Order>, StoreError> {
+        Ok(self
+            .orders
+            .get(qr_id.as_bytes())?
+            .and_then(|v| serde_json::from_slice(&v).ok()))
+    }
+
+    /// A merchant's notifications after `after` (exclusive), oldest first.
+    pub fn payments_after(
+        &self,
+        merchant: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Payment>, StoreError> {
+        let mut start = merchant.as_bytes().to_vec();
+        start.push(0);
+        let mut end = start.clone();
+        end.extend_from_slice(&u64::MAX.to_be_bytes());
+        start.extend_from_slice(&after.saturating_add(1).to_be_bytes());
+        let mut out = Vec::new();
+        for kv in self.payments.range(start..=end) {
+            let (_, v) = kv?;
+            if let Ok(p) = serde_json::from_slice(&v) {
+                out.push(p);
+            }
+            if out.len() == limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// A merchant's notifications before `before` (exclusive), newest first.
+    pub fn payments_before(
+        &self,
+        merchant: &str,
+        before: u64,
+        limit: usize,
+    ) -> Result<Vec<Payment>, StoreError> {
+        let mut start = merchant.as_bytes().to_vec();
+        start.push(0);
+        let mut end = start.clone();
+        end.extend_from_slice(&before.to_be_bytes());
+        let mut out = Vec::new();
+        for kv in self.payments.range(start..end).rev() {
+            let (_, v) = kv?;
+            if let Ok(p) = serde_json::from_slice(&v) {
+                out.push(p);
+            }
+            if out.len() == limit {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     pub fn get_tx(&self, id: TxId) -> Result<Option<TxRecord>, StoreError> {
@@ -408,20 +825,28 @@ impl Store {
     }
 
     /// Record the decision to reverse: the transaction at stage `Reversing`
-    /// and its reversal job, in one sled transaction (never one without the
+    /// and its reversal jobs, in one sled transaction (never one without the
     /// other).
-    pub fn begin_reversal(&self, t: &TxRecord, job: &ReversalJob) -> Result<(), StoreError> {
+    pub fn begin_reversal(&self, t: &TxRecord, jobs: &[ReversalJob]) -> Result<(), StoreError> {
         use sled::Transactional;
         debug_assert_eq!(t.stage, Stage::Reversing);
         let id = t.tx_id().to_bytes();
-        let (record, job_bytes) = (
-            serde_json::to_vec(t).expect("serialisable"),
-            serde_json::to_vec(job).expect("serialisable"),
-        );
+        let record = serde_json::to_vec(t).expect("serialisable");
+        let jobs: Vec<(String, Vec<u8>)> = jobs
+            .iter()
+            .map(|j| {
+                (
+                    j.reference.clone(),
+                    serde_json::to_vec(j).expect("serialisable"),
+                )
+            })
+            .collect();
         (&self.txs, &self.reversals, &self.open)
             .transaction(|(txs, reversals, open)| {
                 txs.insert(&id, record.as_slice())?;
-                reversals.insert(job.tx_id.as_bytes(), job_bytes.as_slice())?;
+                for (k, v) in &jobs {
+                    reversals.insert(k.as_bytes(), v.as_slice())?;
+                }
                 open.insert(&id, &[])?;
                 Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
             })
@@ -433,7 +858,7 @@ impl Store {
 
     pub fn queue_reversal(&self, job: &ReversalJob) -> Result<(), StoreError> {
         self.reversals.insert(
-            job.tx_id.as_bytes(),
+            job.reference.as_bytes(),
             serde_json::to_vec(job).expect("serialisable"),
         )?;
         Ok(())
@@ -450,8 +875,8 @@ impl Store {
         Ok(out)
     }
 
-    pub fn finish_reversal(&self, tx_id: &str) -> Result<(), StoreError> {
-        self.reversals.remove(tx_id.as_bytes())?;
+    pub fn finish_reversal(&self, reference: &str) -> Result<(), StoreError> {
+        self.reversals.remove(reference.as_bytes())?;
         Ok(())
     }
 
@@ -509,6 +934,24 @@ impl Store {
     }
     pub fn operators(&self) -> Result<Vec<Operator>, StoreError> {
         self.entities("operator")
+    }
+    pub fn put_merchant(&self, m: &Merchant) -> Result<(), StoreError> {
+        self.put_entity("merchant", &m.id, m)
+    }
+    pub fn merchants(&self) -> Result<Vec<Merchant>, StoreError> {
+        self.entities("merchant")
+    }
+    pub fn merchant(&self, id: &str) -> Result<Option<Merchant>, StoreError> {
+        Ok(self
+            .entities
+            .get(format!("merchant/{id}"))?
+            .and_then(|v| serde_json::from_slice(&v).ok()))
+    }
+    pub fn put_bank_client(&self, b: &BankClient) -> Result<(), StoreError> {
+        self.put_entity("bank_client", &b.bin, b)
+    }
+    pub fn bank_clients(&self) -> Result<Vec<BankClient>, StoreError> {
+        self.entities("bank_client")
     }
     pub fn is_provisioned(&self) -> Result<bool, StoreError> {
         Ok(self.entities.get("meta/provisioned")?.is_some())

@@ -389,12 +389,12 @@ async fn a_reversal_decided_before_a_crash_is_finished_not_posted() {
     rec.error_code = Some("cancelled".into());
     rec.error_message = Some("cancelled at the counter".into());
     let job = switch::store::ReversalJob {
-        tx_id: rec.id.clone(),
-        bank_bin: MB.into(),
+        reference: rec.id.clone(),
+        party: switch::store::Party::Bank(MB.into()),
         attempts: 0,
         next_attempt_at_ms: 0,
     };
-    h.switch.store.begin_reversal(&rec, &job).unwrap();
+    h.switch.store.begin_reversal(&rec, &[job]).unwrap();
     h.switch.store.durable().await.unwrap();
     let h = h.restart(|_| {}).await;
     let mut t = h.teller("tam-dao-1");

@@ -21,7 +21,7 @@ async fn counter_flows_work_against_a_remote_bank_and_a_dead_one_moves_nothing()
             MB,
             SimConfig::default(),
             db.open_tree("sim").unwrap(),
-            &switch::provision::demo_customers(MB),
+            &switch::provision::demo_accounts(MB),
         )
         .unwrap(),
     );

@@ -61,7 +61,7 @@ fn main() -> ExitCode {
             &args.bin,
             config,
             tree,
-            &switch::provision::demo_customers(&args.bin),
+            &switch::provision::demo_accounts(&args.bin),
         ) {
             Ok(s) => Arc::new(s),
             Err(e) => {

@@ -1,0 +1,341 @@
+//! Bills at a post-office counter: inquiry at the biller, then payment
+//! funded by cash (the post office's e-float pays the biller, the drawer
+//! takes the cash), by a debit of the customer's account, or by a VietQR the
+//! customer pays from their banking app. A payment is a transaction like
+//! any other (`flows`): its bills are held while it runs, so that two
+//! counters cannot pay the same bill; an unknown outcome at the biller is
+//! resolved by status inquiry, then cancellation and refund.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::auth::{Principal, now_ms};
+use crate::biller::{Biller, BillerError, BillerReject, Statement};
+use crate::error::{ErrorCode, SwitchError};
+use crate::flows::{
+    Outcome, Switch, fingerprint, storage, valid_account, valid_bin, valid_request_id,
+};
+use crate::merchant::new_qr_id;
+use crate::store::{self, Action, BillPart, Funding, Order, Party, Stage, Status, Step};
+
+fn valid_code(s: &str, max: usize) -> bool {
+    (1..=max).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+impl Switch {
+    fn biller(&self, code: &str) -> Result<Arc<Biller>, SwitchError> {
+        if !valid_code(code, 16) {
+            return Err(SwitchError::invalid(
+                "biller must be 1 to 16 letters or digits",
+            ));
+        }
+        self.billers
+            .get(code)
+            .cloned()
+            .ok_or_else(|| SwitchError::new(ErrorCode::UnknownBiller, format!("no biller {code}")))
+    }
+
+    /// A customer's name and unpaid bills, from the biller.
+    pub async fn inquire_bills(
+        &self,
+        p: &Principal,
+        biller: &str,
+        customer: &str,
+    ) -> Result<(Arc<Biller>, Statement), SwitchError> {
+        Switch::teller_post_office(p)?;
+        let biller = self.biller(biller)?;
+        if !valid_code(customer, 20) {
+            return Err(SwitchError::invalid(
+                "customer must be 1 to 20 letters or digits",
+            ));
+        }
+        if !biller.breaker.allow(now_ms()) {
+            return Err(SwitchError::new(
+                ErrorCode::BillerUnavailable,
+                format!(
+                    "{} keeps failing; calls are paused, try again later",
+                    biller.name
+                ),
+            ));
+        }
+        let timeout = Duration::from_millis(self.config.bank_timeout_ms);
+        let answer = tokio::time::timeout(timeout, biller.adapter.inquire(customer)).await;
+        biller.breaker.record(
+            matches!(answer, Ok(Ok(_)) | Ok(Err(BillerError::Rejected { .. }))),
+            now_ms(),
+        );
+        match answer {
+            Ok(Ok(s)) => Ok((biller, s)),
+            Ok(Err(BillerError::Rejected {
+                reason: BillerReject::CustomerNotFound,
+                ..
+            })) => Err(SwitchError::new(
+                ErrorCode::BillCustomerNotFound,
+                format!("{} has no customer {customer}", biller.name),
+            )),
+            Ok(Err(BillerError::Rejected { message, .. })) => {
+                Err(SwitchError::new(ErrorCode::BillerRejected, message))
+            }
+            _ => Err(SwitchError::new(
+                ErrorCode::BillerUnavailable,
+                format!("{} did not answer; try again", biller.name),
+            )),
+        }
+    }
+
+    /// Pay `bill_ids` (every due bill when empty) of `customer` at `biller`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn pay_bills(
+        self: &Arc<Self>,
+        p: &Principal,
+        request_id: &str,
+        biller: &str,
+        customer: &str,
+        bill_ids: &[String],
+        funding: Option<Funding>,
+        bin: &str,
+        account: &str,
+    ) -> Outcome {
+        let post_office_id = Switch::teller_post_office(p)?.to_string();
+        if !valid_request_id(request_id) {
+            return Err(SwitchError::invalid(
+                "client_request_id must be 1 to 64 of [A-Za-z0-9._:-]",
+            ));
+        }
+        let funding =
+            funding.ok_or_else(|| SwitchError::invalid("funding must be cash, account or qr"))?;
+        if funding == Funding::Account {
+            if !valid_bin(bin) {
+                return Err(SwitchError::invalid("bank_bin must be six digits"));
+            }
+            if !valid_account(account) {
+                return Err(SwitchError::invalid(
+                    "account must be 6 to 19 letters or digits",
+                ));
+            }
+            if self.routes.get(bin).is_none() {
+                return Err(SwitchError::new(
+                    ErrorCode::UnknownBank,
+                    format!("no bank with BIN {bin}"),
+                ));
+            }
+        } else if !bin.is_empty() || !account.is_empty() {
+            return Err(SwitchError::invalid(
+                "bank_bin and account are only for account funding",
+            ));
+        }
+        if bill_ids.len() > 24 || bill_ids.iter().any(|b| !(1..=40).contains(&b.len())) {
+            return Err(SwitchError::invalid(
+                "bill_ids: at most 24 ids of 1 to 40 characters",
+            ));
+        }
+        let funding_label = match funding {
+            Funding::Cash => "cash",
+            Funding::Account => "account",
+            Funding::Qr => "qr",
+        };
+        let fp = fingerprint(&[
+            "bill",
+            biller,
+            customer,
+            &bill_ids.join(","),
+            funding_label,
+            bin,
+            account,
+        ]);
+        // A retry answers the original outcome (the bills are not due any
+        // more, so it must not be asked of the biller again).
+        if let Some((existing, original)) =
+            self.store.request(&p.id, request_id).map_err(storage)?
+        {
+            if original != fp {
+                return Err(SwitchError::new(
+                    ErrorCode::RequestIdReused,
+                    format!("client_request_id {request_id} was used for another request"),
+                ));
+            }
+            return Ok(existing);
+        }
+        if funding == Funding::Cash {
+            self.require_open_shift(p)?;
+        }
+        let (biller, statement) = self.inquire_bills(p, biller, customer).await?;
+        if statement.bills.is_empty() {
+            return Err(SwitchError::new(
+                ErrorCode::BillNotDue,
+                format!("nothing is due for {customer}"),
+            ));
+        }
+        let chosen: Vec<_> = if bill_ids.is_empty() {
+            statement.bills.clone()
+        } else {
+            let mut chosen = Vec::new();
+            for id in bill_ids {
+                let bill = statement
+                    .bills
+                    .iter()
+                    .find(|b| &b.id == id)
+                    .ok_or_else(|| {
+                        SwitchError::new(ErrorCode::BillNotDue, format!("bill {id} is not due"))
+                    })?;
+                if !chosen.contains(bill) {
+                    chosen.push(bill.clone());
+                }
+            }
+            chosen
+        };
+        if !biller.partial_allowed && chosen.len() != statement.bills.len() {
+            return Err(SwitchError::new(
+                ErrorCode::PartialPaymentNotAllowed,
+                format!("{} takes every due bill together", biller.name),
+            ));
+        }
+        let amount: u64 = chosen.iter().map(|b| b.amount).sum();
+        let product = &self.config.bill;
+        if amount < product.amount_min || amount > product.amount_max {
+            return Err(SwitchError::new(
+                if amount < product.amount_min {
+                    ErrorCode::AmountBelowMinimum
+                } else {
+                    ErrorCode::AmountAboveMaximum
+                },
+                format!(
+                    "a bill payment is {} to {} VND",
+                    product.amount_min, product.amount_max
+                ),
+            ));
+        }
+        let fee = crate::fees::fee(&product.fee, amount);
+        let pay = Step {
+            party: Party::Biller(biller.code.clone()),
+            action: Action::PayBills {
+                customer: customer.to_string(),
+                bills: chosen.iter().map(|b| b.id.clone()).collect(),
+            },
+            amount,
+            party_reference: None,
+        };
+        let steps = match funding {
+            Funding::Cash => vec![pay],
+            Funding::Account => vec![
+                Step {
+                    party: Party::Bank(bin.to_string()),
+                    action: Action::Debit {
+                        account: account.to_string(),
+                    },
+                    amount: amount + fee.total,
+                    party_reference: None,
+                },
+                pay,
+            ],
+            // The payer's bank is known when the code is paid.
+            Funding::Qr => Vec::new(),
+        };
+        let mut rec = self.new_record(
+            p,
+            &post_office_id,
+            store::Kind::BillPayment,
+            request_id,
+            bin,
+            account,
+            amount,
+            fee,
+            fp.clone(),
+            steps,
+        );
+        rec.account_name = statement.customer_name.clone();
+        rec.bill = Some(BillPart {
+            biller: biller.code.clone(),
+            customer: customer.to_string(),
+            customer_name: statement.customer_name,
+            bills: chosen,
+            funding,
+        });
+        if funding != Funding::Qr {
+            return self.start(rec, &p.id, request_id, &fp, None).await;
+        }
+        // Show a code for amount + fee; the bills are held until it is paid
+        // or expires.
+        let qr_id = new_qr_id(&self.rng);
+        let total = amount + fee.total;
+        let purpose = format!("HD {} {}", biller.code, customer);
+        let mut spec = qr::Spec::new(&biller.collection_bin, &biller.collection_account);
+        spec.amount = Some(total);
+        spec.bill_number = Some(customer);
+        spec.reference = Some(&qr_id);
+        spec.purpose = Some(&purpose);
+        spec.merchant_name = Some(&biller.code);
+        spec.merchant_city = Some("VINH PHUC");
+        spec.mcc = Some("4900");
+        let payload = qr::encode(&spec)
+            .map_err(|e| SwitchError::invalid(format!("cannot draw a code for this bill: {e}")))?;
+        let now = now_ms();
+        let expires = now + self.config.qr_ttl_ms as i64;
+        rec.stage = Stage::AwaitingPayment;
+        rec.qr_id = Some(qr_id.clone());
+        rec.confirm_deadline_ms = Some(expires);
+        let order = Order {
+            qr_id,
+            merchant_id: None,
+            bill_tx: Some(rec.id.clone()),
+            amount: Some(total),
+            reference: Some(customer.to_string()),
+            purpose: Some(purpose),
+            payload,
+            created_at_ms: now,
+            expires_at_ms: Some(expires),
+        };
+        // The order first: a code that names a transaction not yet recorded
+        // is refused as unknown until it is.
+        self.store.put_order(&order).map_err(storage)?;
+        match self
+            .store
+            .create_tx(&rec, &p.id, request_id, &fp)
+            .map_err(storage)?
+        {
+            store::Created::New => {}
+            store::Created::Existing(existing, _) => return Ok(*existing),
+            store::Created::Claimed(_) => {
+                return Err(SwitchError::new(
+                    ErrorCode::BillAlreadyPaid,
+                    "a bill is paid already or being paid at this moment",
+                ));
+            }
+        }
+        self.store.durable().await.map_err(storage)?;
+        Ok(rec)
+    }
+
+    /// Fail bill payments whose code was not paid in time (the bills are
+    /// released).
+    pub async fn expire_bill_qrs(&self) -> Result<usize, SwitchError> {
+        let now = now_ms();
+        let mut n = 0;
+        for rec in self.store.unfinished().map_err(storage)? {
+            if rec.stage != Stage::AwaitingPayment
+                || rec.confirm_deadline_ms.is_none_or(|d| d > now)
+            {
+                continue;
+            }
+            let _one_at_a_time = self.bill_qr.lock().await;
+            let Some(mut rec) = self
+                .store
+                .get_tx(rec.tx_id())
+                .map_err(storage)?
+                .filter(|r| r.stage == Stage::AwaitingPayment)
+            else {
+                continue;
+            };
+            rec.status = Status::Failed;
+            rec.stage = Stage::Done;
+            rec.updated_at_ms = now;
+            rec.confirm_deadline_ms = None;
+            rec.error_code = Some(ErrorCode::QrExpired.as_str().to_string());
+            rec.error_message = Some("the code was not paid in time".to_string());
+            self.store.finish_tx(&rec, None).map_err(storage)?;
+            self.store.durable().await.map_err(storage)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+}

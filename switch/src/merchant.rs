@@ -1,0 +1,405 @@
+//! Merchant QR payments: issuing dynamic and static VietQR codes, and a
+//! payer's bank paying one. A payment is a transaction like any other (see
+//! `flows`): debit the payer at their bank, credit the merchant at theirs,
+//! post; a refusal or an unknown outcome of either call is undone through
+//! the same durable reversal queue. A code shown for bills at a counter is
+//! paid here too and runs as that bill payment.
+
+use std::sync::Arc;
+
+use ring::rand::SecureRandom;
+
+use crate::auth::{Principal, Role, now_ms};
+use crate::error::{ErrorCode, SwitchError};
+use crate::flows::{Outcome, Switch, fingerprint, storage, valid_account, valid_request_id};
+use crate::store::{self, Action, MerchantPart, Order, Party, Stage, Status, Step};
+
+/// The longest a dynamic code may live.
+pub const QR_TTL_MAX_MS: u64 = 24 * 3_600 * 1_000;
+
+/// A new QR id: `Q` and 20 hex digits (80 random bits), short enough for
+/// the code's reference label (62/05, at most 25 characters).
+pub fn new_qr_id(rng: &ring::rand::SystemRandom) -> String {
+    let mut b = [0u8; 10];
+    rng.fill(&mut b).expect("the system random source works");
+    format!("Q{}", hex::encode(b).to_uppercase())
+}
+
+/// The id of a merchant's static code (stable: printed once, on a sticker).
+pub fn static_qr_id(merchant_id: &str) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, merchant_id.as_bytes());
+    format!("S{}", hex::encode(&d.as_ref()[..10]).to_uppercase())
+}
+
+fn qr_error(e: qr::QrError) -> SwitchError {
+    SwitchError::new(
+        ErrorCode::QrInvalid,
+        format!("the QR code is not valid: {e}"),
+    )
+}
+
+/// A merchant's static code, as issued when it is provisioned.
+pub fn static_payload(m: &store::Merchant) -> Result<String, SwitchError> {
+    let id = static_qr_id(&m.id);
+    let mut spec = qr::Spec::new(&m.bank_bin, &m.account);
+    spec.mcc = Some(&m.mcc);
+    spec.merchant_name = Some(&m.name);
+    spec.merchant_city = Some(&m.city);
+    spec.reference = Some(&id);
+    qr::encode(&spec).map_err(qr_error)
+}
+
+fn printable(s: &str, max: usize) -> bool {
+    (1..=max).contains(&s.chars().count()) && s.chars().all(|c| (' '..='~').contains(&c))
+}
+
+impl Switch {
+    fn merchant_of(&self, p: &Principal) -> Result<store::Merchant, SwitchError> {
+        if p.role != Role::Merchant {
+            return Err(SwitchError::new(
+                ErrorCode::PermissionDenied,
+                "only a merchant may do this",
+            ));
+        }
+        self.store
+            .merchant(&p.id)
+            .map_err(storage)?
+            .ok_or_else(|| SwitchError::new(ErrorCode::UnknownMerchant, "no such merchant"))
+    }
+
+    /// A dynamic code for one order.
+    pub fn create_qr(
+        &self,
+        p: &Principal,
+        request_id: &str,
+        amount: u64,
+        reference: &str,
+        purpose: &str,
+        expires_in_ms: u64,
+    ) -> Result<Order, SwitchError> {
+        let m = self.merchant_of(p)?;
+        if !valid_request_id(request_id) {
+            return Err(SwitchError::invalid(
+                "client_request_id must be 1 to 64 of [A-Za-z0-9._:-]",
+            ));
+        }
+        if !printable(reference, 25) {
+            return Err(SwitchError::invalid(
+                "reference must be 1 to 25 printable ASCII characters",
+            ));
+        }
+        if !purpose.is_empty() && !printable(purpose, 25) {
+            return Err(SwitchError::invalid(
+                "purpose must be at most 25 printable ASCII characters",
+            ));
+        }
+        if amount < self.config.qr.amount_min || amount > self.config.qr.amount_max {
+            return Err(SwitchError::new(
+                if amount < self.config.qr.amount_min {
+                    ErrorCode::AmountBelowMinimum
+                } else {
+                    ErrorCode::AmountAboveMaximum
+                },
+                format!(
+                    "a QR payment is {} to {} VND",
+                    self.config.qr.amount_min, self.config.qr.amount_max
+                ),
+            ));
+        }
+        if expires_in_ms > QR_TTL_MAX_MS {
+            return Err(SwitchError::invalid("expires_in_s must be at most 86400"));
+        }
+        let fp = fingerprint(&["qr", &amount.to_string(), reference, purpose]);
+        if let Some((qr_id, original)) = self
+            .store
+            .order_request(&m.id, request_id)
+            .map_err(storage)?
+        {
+            if original != fp {
+                return Err(SwitchError::new(
+                    ErrorCode::RequestIdReused,
+                    format!("client_request_id {request_id} was used for another request"),
+                ));
+            }
+            return self
+                .store
+                .order(&qr_id)
+                .map_err(storage)?
+                .ok_or_else(|| storage("an order request names no order"));
+        }
+        let qr_id = new_qr_id(&self.rng);
+        let mut spec = qr::Spec::new(&m.bank_bin, &m.account);
+        spec.amount = Some(amount);
+        spec.mcc = Some(&m.mcc);
+        spec.merchant_name = Some(&m.name);
+        spec.merchant_city = Some(&m.city);
+        spec.bill_number = Some(reference);
+        spec.reference = Some(&qr_id);
+        spec.purpose = (!purpose.is_empty()).then_some(purpose);
+        let payload = qr::encode(&spec).map_err(qr_error)?;
+        let now = now_ms();
+        let ttl = if expires_in_ms == 0 {
+            self.config.qr_ttl_ms
+        } else {
+            expires_in_ms
+        };
+        let order = Order {
+            qr_id,
+            merchant_id: Some(m.id.clone()),
+            bill_tx: None,
+            amount: Some(amount),
+            reference: Some(reference.to_string()),
+            purpose: (!purpose.is_empty()).then(|| purpose.to_string()),
+            payload,
+            created_at_ms: now,
+            expires_at_ms: Some(now + ttl as i64),
+        };
+        match self
+            .store
+            .put_order_once(&order, &m.id, request_id, &fp)
+            .map_err(storage)?
+        {
+            None => Ok(order),
+            // A concurrent retry won: answer its code.
+            Some(qr_id) => self
+                .store
+                .order(&qr_id)
+                .map_err(storage)?
+                .ok_or_else(|| storage("an order request names no order")),
+        }
+    }
+
+    /// The merchant's static code.
+    pub fn static_qr(&self, p: &Principal) -> Result<Order, SwitchError> {
+        let m = self.merchant_of(p)?;
+        let qr_id = static_qr_id(&m.id);
+        self.store
+            .order(&qr_id)
+            .map_err(storage)?
+            .ok_or_else(|| storage("a merchant's static code is missing"))
+    }
+
+    /// A payer's bank pays a scanned code for its customer `payer_account`.
+    pub async fn pay_qr(
+        self: &Arc<Self>,
+        p: &Principal,
+        request_id: &str,
+        payload: &str,
+        payer_account: &str,
+        amount: u64,
+    ) -> Outcome {
+        let Role::Bank = p.role else {
+            return Err(SwitchError::new(
+                ErrorCode::PermissionDenied,
+                "only a bank may pay a QR code for its customer",
+            ));
+        };
+        let payer_bin = p.id.as_str();
+        if !valid_request_id(request_id) {
+            return Err(SwitchError::invalid(
+                "client_request_id must be 1 to 64 of [A-Za-z0-9._:-]",
+            ));
+        }
+        if !valid_account(payer_account) {
+            return Err(SwitchError::invalid(
+                "payer_account must be 6 to 19 letters or digits",
+            ));
+        }
+        if payload.len() > 512 {
+            return Err(SwitchError::new(
+                ErrorCode::QrInvalid,
+                "the QR code is not valid: longer than 512 bytes",
+            ));
+        }
+        let code = qr::decode(payload).map_err(qr_error)?;
+        if self.routes.get(code.bin).is_none() {
+            return Err(SwitchError::new(
+                ErrorCode::UnknownBank,
+                format!(
+                    "the code names BIN {}, which this switch does not route",
+                    code.bin
+                ),
+            ));
+        }
+        let unknown = || {
+            SwitchError::new(
+                ErrorCode::QrUnknown,
+                "this code was not issued by this switch",
+            )
+        };
+        let qr_id = code.reference.ok_or_else(unknown)?.to_string();
+        let order = self
+            .store
+            .order(&qr_id)
+            .map_err(storage)?
+            .ok_or_else(unknown)?;
+        if order.payload != payload {
+            return Err(SwitchError::new(
+                ErrorCode::QrInvalid,
+                "the code differs from the one issued (tampered?)",
+            ));
+        }
+        // A retry answers the original outcome, whatever happened since.
+        let fp = fingerprint(&["pay_qr", payload, payer_account, &amount.to_string()]);
+        if let Some((existing, original)) =
+            self.store.request(&p.id, request_id).map_err(storage)?
+        {
+            if original != fp {
+                return Err(SwitchError::new(
+                    ErrorCode::RequestIdReused,
+                    format!("client_request_id {request_id} was used for another request"),
+                ));
+            }
+            return Ok(existing);
+        }
+        let amount = match order.amount {
+            Some(due) if amount == 0 || amount == due => due,
+            Some(due) => {
+                return Err(SwitchError::new(
+                    ErrorCode::AmountMismatch,
+                    format!("the code is for {due} VND, not {amount}"),
+                ));
+            }
+            None if amount == 0 => {
+                return Err(SwitchError::invalid("amount is required for a static code"));
+            }
+            None => amount,
+        };
+        if order.expires_at_ms.is_some_and(|e| e <= now_ms()) {
+            return Err(SwitchError::new(
+                ErrorCode::QrExpired,
+                "the code has expired",
+            ));
+        }
+        if let Some(bill_tx) = &order.bill_tx {
+            return self
+                .pay_bill_qr(p, request_id, &fp, bill_tx, payer_account, amount)
+                .await;
+        }
+        let merchant_id = order.merchant_id.as_deref().ok_or_else(unknown)?;
+        let m = self
+            .store
+            .merchant(merchant_id)
+            .map_err(storage)?
+            .ok_or_else(|| SwitchError::new(ErrorCode::UnknownMerchant, "no such merchant"))?;
+        let product = &self.config.qr;
+        if amount < product.amount_min || amount > product.amount_max {
+            return Err(SwitchError::new(
+                if amount < product.amount_min {
+                    ErrorCode::AmountBelowMinimum
+                } else {
+                    ErrorCode::AmountAboveMaximum
+                },
+                format!(
+                    "a QR payment is {} to {} VND",
+                    product.amount_min, product.amount_max
+                ),
+            ));
+        }
+        let fee = crate::fees::fee(&product.fee, amount);
+        let steps = vec![
+            Step {
+                party: Party::Bank(payer_bin.to_string()),
+                action: Action::Debit {
+                    account: payer_account.to_string(),
+                },
+                amount,
+                party_reference: None,
+            },
+            Step {
+                party: Party::Bank(m.bank_bin.clone()),
+                action: Action::Credit {
+                    account: m.account.clone(),
+                },
+                amount: amount - fee.total,
+                party_reference: None,
+            },
+        ];
+        let mut rec = self.new_record(
+            p,
+            "",
+            store::Kind::QrPayment,
+            request_id,
+            payer_bin,
+            payer_account,
+            amount,
+            fee,
+            fp,
+            steps,
+        );
+        let dynamic = order.amount.is_some();
+        rec.qr_id = dynamic.then(|| order.qr_id.clone());
+        rec.merchant = Some(MerchantPart {
+            merchant_id: m.id.clone(),
+            qr_id: order.qr_id.clone(),
+            order_reference: order.reference.clone(),
+            purpose: order.purpose.clone(),
+        });
+        let fp = rec.fingerprint.clone();
+        self.start(rec, &p.id, request_id, &fp, None).await
+    }
+
+    /// Pay bills a teller showed as a QR code: the waiting bill payment
+    /// becomes a debit of the payer and the payment at the biller.
+    async fn pay_bill_qr(
+        self: &Arc<Self>,
+        p: &Principal,
+        request_id: &str,
+        fp: &str,
+        bill_tx: &str,
+        payer_account: &str,
+        amount: u64,
+    ) -> Outcome {
+        let id = crate::ids::TxId::parse(bill_tx)
+            .ok_or_else(|| storage("a bill order names a bad id"))?;
+        let _one_at_a_time = self.bill_qr.lock().await;
+        let Some(mut rec) = self.store.get_tx(id).map_err(storage)? else {
+            return Err(storage("a bill order names no transaction"));
+        };
+        if rec.stage != Stage::AwaitingPayment {
+            return Err(SwitchError::new(
+                ErrorCode::QrAlreadyPaid,
+                "this QR code is paid already, being paid, or expired",
+            ));
+        }
+        let bill = rec
+            .bill
+            .clone()
+            .ok_or_else(|| storage("a bill order without bills"))?;
+        if amount != rec.amount + rec.fee.total {
+            return Err(SwitchError::new(
+                ErrorCode::AmountMismatch,
+                format!(
+                    "the code is for {} VND, not {amount}",
+                    rec.amount + rec.fee.total
+                ),
+            ));
+        }
+        rec.stage = Stage::AtBank;
+        rec.bank_bin = p.id.clone();
+        rec.account = payer_account.to_string();
+        rec.updated_at_ms = now_ms();
+        rec.confirm_deadline_ms = None;
+        rec.steps = vec![
+            Step {
+                party: Party::Bank(p.id.clone()),
+                action: Action::Debit {
+                    account: payer_account.to_string(),
+                },
+                amount,
+                party_reference: None,
+            },
+            Step {
+                party: Party::Biller(bill.biller.clone()),
+                action: Action::PayBills {
+                    customer: bill.customer.clone(),
+                    bills: bill.bills.iter().map(|b| b.id.clone()).collect(),
+                },
+                amount: rec.amount,
+                party_reference: None,
+            },
+        ];
+        debug_assert_eq!(rec.status, Status::Pending);
+        self.start(rec, &p.id, request_id, fp, None).await
+    }
+}
