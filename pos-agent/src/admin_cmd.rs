@@ -36,6 +36,24 @@ pub enum AdminCommand {
         #[arg(long)]
         profile_out: PathBuf,
     },
+    /// Add a merchant paid into its bank account; write its profile.
+    Merchant {
+        #[arg(long)]
+        id: String,
+        /// As printed in its codes, up to 25 characters.
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        city: String,
+        #[arg(long)]
+        mcc: String,
+        #[arg(long)]
+        bank: String,
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        profile_out: PathBuf,
+    },
 }
 
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
@@ -122,6 +140,44 @@ pub async fn run(profile: &Path, command: AdminCommand, json: bool) -> Result<St
                     "terminal {} at {}; profile written to {}\n",
                     r.terminal_id,
                     r.post_office_id,
+                    profile_out.display()
+                )
+            })
+        }
+        AdminCommand::Merchant {
+            id,
+            name,
+            city,
+            mcc,
+            bank,
+            account,
+            profile_out,
+        } => {
+            let req = pb::ProvisionMerchantRequest {
+                merchant_id: id,
+                name,
+                city,
+                mcc,
+                bank_bin: bank,
+                account,
+            };
+            let r = client
+                .provision_merchant(credentials.sign("/switch.v1.Admin/ProvisionMerchant", req))
+                .await?
+                .into_inner();
+            let text = format!(
+                "role = \"merchant\"\nid = \"{}\"\nswitch = \"{}\"\nsecret = \"{}\"\n",
+                r.merchant_id, profile.switch, r.secret
+            );
+            write_private(&profile_out, &text)
+                .map_err(|e| Failure::from(format!("{}: {e}", profile_out.display())))?;
+            Ok(if json {
+                json!({"merchant_id": r.merchant_id, "static_qr_payload": r.static_qr_payload, "profile": profile_out}).to_string()
+            } else {
+                format!(
+                    "merchant {}; static code {}; profile written to {}\n",
+                    r.merchant_id,
+                    r.static_qr_payload,
                     profile_out.display()
                 )
             })

@@ -7,6 +7,7 @@ use clap::Parser;
 
 mod admin_cmd;
 mod client;
+mod merchant_cmd;
 mod qr_cmd;
 mod teller;
 
@@ -35,6 +36,25 @@ enum Command {
     /// Operator commands (an operator's profile).
     #[command(subcommand)]
     Admin(admin_cmd::AdminCommand),
+    /// A merchant's payments (a merchant's profile).
+    #[command(subcommand)]
+    Payments(merchant_cmd::PaymentsCommand),
+    /// As the customer's bank app: pay a scanned code for a customer (a
+    /// bank's profile).
+    PayQr {
+        #[arg(long)]
+        payer_account: String,
+        #[arg(long)]
+        payload: String,
+        /// Whole đồng; required for a static code.
+        #[arg(long, default_value_t = 0)]
+        amount: u64,
+        #[arg(long)]
+        request_id: Option<String>,
+    },
+    /// Bills at the counter (a teller's profile).
+    #[command(subcommand)]
+    Bill(merchant_cmd::BillCommand),
     #[command(flatten)]
     Teller(teller::TellerCommand),
 }
@@ -42,13 +62,15 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Qr(c) => match qr_cmd::run(c, cli.json) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(message) => {
-                eprintln!("pos-agent: {message}");
-                ExitCode::FAILURE
+        Command::Qr(c) if !matches!(c, qr_cmd::QrCommand::Create { .. }) => {
+            match qr_cmd::run(c, cli.json) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(message) => {
+                    eprintln!("pos-agent: {message}");
+                    ExitCode::FAILURE
+                }
             }
-        },
+        }
         command => {
             let Some(profile) = cli.profile else {
                 eprintln!("pos-agent: --profile FILE is needed to talk to the switch");
@@ -62,10 +84,48 @@ fn main() -> ExitCode {
                 match command {
                     Command::Admin(c) => admin_cmd::run(&profile, c, cli.json).await,
                     Command::Teller(c) => teller::run(&profile, c, cli.json).await,
+                    Command::Qr(qr_cmd::QrCommand::Create {
+                        amount,
+                        reference,
+                        purpose,
+                        expires_in_s,
+                        request_id,
+                    }) => {
+                        let c = merchant_cmd::Command::CreateQr {
+                            amount,
+                            reference,
+                            purpose,
+                            expires_in_s,
+                            request_id,
+                        };
+                        merchant_cmd::run(&profile, c, cli.json).await
+                    }
                     Command::Qr(_) => unreachable!("handled above"),
+                    Command::Payments(c) => {
+                        merchant_cmd::run(&profile, merchant_cmd::Command::Payments(c), cli.json)
+                            .await
+                    }
+                    Command::PayQr {
+                        payer_account,
+                        payload,
+                        amount,
+                        request_id,
+                    } => {
+                        let c = merchant_cmd::Command::PayQr {
+                            payer_account,
+                            payload,
+                            amount,
+                            request_id,
+                        };
+                        merchant_cmd::run(&profile, c, cli.json).await
+                    }
+                    Command::Bill(c) => {
+                        merchant_cmd::run(&profile, merchant_cmd::Command::Bill(c), cli.json).await
+                    }
                 }
             });
             match result {
+                Ok(out) if out.is_empty() => ExitCode::SUCCESS,
                 Ok(out) => {
                     if cli.json {
                         println!("{out}")

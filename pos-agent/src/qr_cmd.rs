@@ -34,6 +34,25 @@ pub enum QrCommand {
         #[arg(long)]
         merchant_city: Option<String>,
     },
+    /// A merchant's dynamic code for one order, issued by the switch (needs a
+    /// merchant's --profile): prints `qr_id` and `payload` with --json, and
+    /// draws the code otherwise.
+    Create {
+        /// Whole đồng.
+        #[arg(long)]
+        amount: u64,
+        /// The order reference (62/01).
+        #[arg(long)]
+        reference: String,
+        /// 62/08.
+        #[arg(long)]
+        purpose: Option<String>,
+        /// 0: the switch's default (15 minutes).
+        #[arg(long, default_value_t = 0)]
+        expires_in_s: u32,
+        #[arg(long)]
+        request_id: Option<String>,
+    },
     /// Draw a VietQR in the terminal, or write it as a PNG image.
     Show {
         payload: String,
@@ -81,6 +100,7 @@ pub fn run(command: QrCommand, json: bool) -> Result<(), String> {
             Ok(())
         }
         QrCommand::Show { payload, png } => show(&payload, png),
+        QrCommand::Create { .. } => unreachable!("main sends create to the switch"),
     }
 }
 

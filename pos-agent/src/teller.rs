@@ -121,6 +121,8 @@ fn kind_name(k: i32) -> &'static str {
     match pb::TxKind::try_from(k) {
         Ok(pb::TxKind::CashIn) => "cash_in",
         Ok(pb::TxKind::CashOut) => "cash_out",
+        Ok(pb::TxKind::QrPayment) => "qr_payment",
+        Ok(pb::TxKind::BillPayment) => "bill_payment",
         _ => "unknown",
     }
 }
@@ -146,10 +148,30 @@ pub fn tx_json(t: &pb::Transaction) -> Value {
     if !t.bank_reference.is_empty() {
         v["bank_reference"] = t.bank_reference.clone().into();
     }
+    let optional = [
+        ("qr_id", &t.qr_id),
+        ("qr_payload", &t.qr_payload),
+        ("merchant_id", &t.merchant_id),
+        ("order_reference", &t.order_reference),
+        ("biller", &t.biller),
+        ("bill_customer", &t.bill_customer),
+        ("funding", &t.funding),
+    ];
+    for (k, value) in optional {
+        if !value.is_empty() {
+            v[k] = value.clone().into();
+        }
+    }
+    if !t.bill_ids.is_empty() {
+        v["bill_ids"] = t.bill_ids.clone().into();
+    }
+    if t.deadline_ms != 0 {
+        v["deadline_ms"] = t.deadline_ms.into();
+    }
     v
 }
 
-fn new_request_id() -> String {
+pub fn new_request_id() -> String {
     format!("pos-{}", proto::auth::nonce())
 }
 
@@ -336,12 +358,15 @@ fn shift_text(s: &pb::Shift, json: bool) -> String {
     }
 }
 
-fn render(r: &pb::TransactionResponse, json: bool) -> String {
+pub fn render(r: &pb::TransactionResponse, json: bool) -> String {
     match (&r.transaction, json) {
         (Some(t), true) => {
             let mut v = tx_json(t);
             v["receipt"] = r.receipt.clone().into();
             v.to_string()
+        }
+        (Some(t), false) if !t.qr_payload.is_empty() => {
+            format!("{}Ma QR / code:    {}\n", r.receipt, t.qr_payload)
         }
         _ => r.receipt.clone(),
     }

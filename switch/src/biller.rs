@@ -199,11 +199,24 @@ struct State {
     next_reference: u64,
 }
 
+/// A fault a test switches on in a running simulated biller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Fault {
+    None = 0,
+    /// Payments are made but never answered; status inquiries answer.
+    LosePayments = 1,
+    /// Payments are made but never answered, and status inquiries fail.
+    LosePaymentsAndStatus = 2,
+}
+
 /// A simulated biller, kept in the switch's data directory.
 pub struct SimBiller {
     code: String,
     partial_allowed: bool,
     config: SimConfig,
+    /// A `Fault`, switched at run time.
+    fault: std::sync::atomic::AtomicU8,
     state: Mutex<State>,
     tree: sled::Tree,
 }
@@ -259,6 +272,7 @@ impl SimBiller {
                 next_reference,
             }),
             config,
+            fault: std::sync::atomic::AtomicU8::new(Fault::None as u8),
             tree,
         })
     }
@@ -312,6 +326,19 @@ impl SimBiller {
             unreachable!("pending never resolves")
         }
         work()
+    }
+
+    pub fn set_fault(&self, f: Fault) {
+        self.fault
+            .store(f as u8, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn fault(&self) -> Fault {
+        match self.fault.load(std::sync::atomic::Ordering::Relaxed) {
+            1 => Fault::LosePayments,
+            2 => Fault::LosePaymentsAndStatus,
+            _ => Fault::None,
+        }
     }
 
     /// A customer's bills as the biller holds them now (tests).
@@ -396,7 +423,14 @@ impl BillerAdapter for SimBiller {
         bills: &'a [String],
         amount: u64,
     ) -> BillerFuture<'a, String> {
-        Box::pin(self.call(move || self.pay_now(reference, customer, bills, amount)))
+        Box::pin(async move {
+            if self.fault() != Fault::None {
+                let _ = self.pay_now(reference, customer, bills, amount);
+                std::future::pending::<()>().await;
+            }
+            self.call(move || self.pay_now(reference, customer, bills, amount))
+                .await
+        })
     }
 
     fn cancel(&self, reference: Reference) -> BillerFuture<'_, ()> {
@@ -429,6 +463,11 @@ impl BillerAdapter for SimBiller {
 
     fn status(&self, reference: Reference) -> BillerFuture<'_, BillerTxStatus> {
         Box::pin(self.call(move || {
+            if self.fault() == Fault::LosePaymentsAndStatus {
+                return Err(BillerError::Unavailable(
+                    "status is failing (simulated)".into(),
+                ));
+            }
             Ok(match self.lock().payments.get(&reference.as_u128()) {
                 None => BillerTxStatus::NotFound,
                 Some(p) if p.cancelled => BillerTxStatus::Cancelled,

@@ -48,6 +48,8 @@ pub struct Switch {
     /// The simulated banks, when banks are simulated in-process (tests and
     /// the demo inspect customers' balances through them).
     pub sims: HashMap<String, Arc<crate::sim::SimBank>>,
+    /// The simulated billers (tests switch faults on through them).
+    pub sim_billers: HashMap<String, Arc<crate::biller::SimBiller>>,
     pub(crate) rng: SystemRandom,
     /// Ledger numbers of post offices and terminals, by id.
     numbers: RwLock<Numbers>,
@@ -149,6 +151,7 @@ impl Switch {
         routes: Routes,
         billers: Billers,
         sims: HashMap<String, Arc<crate::sim::SimBank>>,
+        sim_billers: HashMap<String, Arc<crate::biller::SimBiller>>,
     ) -> Switch {
         Switch {
             config,
@@ -158,6 +161,7 @@ impl Switch {
             billers,
             payments: tokio::sync::broadcast::channel(PAYMENTS_BUFFERED_MAX).0,
             sims,
+            sim_billers,
             rng: SystemRandom::new(),
             numbers: RwLock::new(Numbers::default()),
             resolving: tokio::sync::Mutex::new(()),

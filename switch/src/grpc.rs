@@ -201,7 +201,7 @@ pub fn receipt(t: &TxRecord) -> String {
         crate::flows::status_label(t.status).to_uppercase()
     ));
     if let Some(reference) = &t.bank_reference {
-        r.push_str(&format!("Tham chieu NH:   {reference}\n"));
+        r.push_str(&format!("Tham chieu/Ref:  {reference}\n"));
     }
     if let Some(m) = &t.error_message {
         r.push_str(&format!("Ly do / Reason:  {m}\n"));

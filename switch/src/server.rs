@@ -76,13 +76,15 @@ pub async fn open(
         });
     }
     let mut billers = crate::biller::Billers::default();
+    let mut sim_billers = std::collections::HashMap::new();
     for (code, name, number, partial_allowed, _, _) in crate::biller::DEMO_BILLERS {
-        let sim = crate::biller::SimBiller::open(
+        let sim = Arc::new(crate::biller::SimBiller::open(
             code,
             partial_allowed,
             config.biller_sim.clone(),
             store.sim_tree(&format!("biller/{code}"))?,
-        )?;
+        )?);
+        sim_billers.insert(code.to_string(), sim.clone());
         billers.add(crate::biller::Biller {
             code: code.to_string(),
             name: name.to_string(),
@@ -90,7 +92,7 @@ pub async fn open(
             partial_allowed,
             collection_bin: provision::DEMO_BANKS[0].to_string(),
             collection_account: format!("99900{number:05}"),
-            adapter: Arc::new(sim),
+            adapter: sim,
             breaker: crate::bank::Breaker::new(
                 config.breaker_failures_max,
                 config.breaker_cooldown_ms,
@@ -104,6 +106,7 @@ pub async fn open(
         routes,
         billers,
         sims,
+        sim_billers,
     ));
     if !switch.store.is_provisioned()? {
         provision::demo(&switch, &config.data_dir.join("profiles"), address).await?;

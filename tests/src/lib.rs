@@ -8,6 +8,9 @@ use std::sync::Arc;
 use proto::auth::Credentials;
 use proto::v1 as pb;
 use proto::v1::admin_client::AdminClient;
+use proto::v1::bills_client::BillsClient;
+use proto::v1::merchant_client::MerchantClient;
+use proto::v1::payer_bank_client::PayerBankClient;
 use proto::v1::teller_client::TellerClient;
 use serde::Deserialize;
 use switch::Config;
@@ -140,12 +143,60 @@ impl Harness {
     pub fn teller(&self, id: &str) -> Teller {
         Teller {
             client: TellerClient::new(self.channel.clone()),
+            bills: BillsClient::new(self.channel.clone()),
             credentials: self.credentials(id),
         }
     }
 
+    /// A merchant's device.
+    pub fn merchant(&self, id: &str) -> Merchant {
+        Merchant {
+            client: MerchantClient::new(self.channel.clone()),
+            credentials: self.credentials(id),
+        }
+    }
+
+    /// A bank paying codes for its customers (profile `bank-{bin}`).
+    pub fn bank(&self, bin: &str) -> PayerBank {
+        PayerBank {
+            client: PayerBankClient::new(self.channel.clone()),
+            teller: TellerClient::new(self.channel.clone()),
+            credentials: self.credentials(&format!("bank-{bin}")),
+        }
+    }
+
+    /// The simulated bill customers the demo network lists.
+    pub fn bill_customers(&self) -> Vec<BillCustomer> {
+        serde_json::from_str(
+            &std::fs::read_to_string(self.path.join("profiles/bill-customers.json")).unwrap(),
+        )
+        .unwrap()
+    }
+
+    /// A bill customer of `biller` with `bills` bills due.
+    pub fn bill_customer(&self, biller: &str, bills: usize) -> BillCustomer {
+        self.bill_customers()
+            .into_iter()
+            .find(|c| c.biller == biller && c.bills_due == bills)
+            .unwrap_or_else(|| panic!("no customer of {biller} with {bills} bills due"))
+    }
+
+    pub fn admin(&self) -> AdminClient<Channel> {
+        AdminClient::new(self.channel.clone())
+    }
+
     pub fn raw_teller(&self) -> TellerClient<Channel> {
         TellerClient::new(self.channel.clone())
+    }
+
+    /// A teller client signing with `credentials` (a terminal provisioned
+    /// during the test).
+    pub fn teller_with(&self, credentials: Credentials) -> Teller {
+        Teller {
+            client: TellerClient::new(self.channel.clone()),
+            bills: BillsClient::new(self.channel.clone()),
+            credentials,
+        }
     }
 
     /// The ledger's invariants hold (asked over gRPC as an operator).
@@ -206,13 +257,163 @@ impl Drop for Harness {
     }
 }
 
+#[derive(Clone, Debug, Deserialize)]
+pub struct BillCustomer {
+    pub biller: String,
+    pub customer: String,
+    pub name: String,
+    pub bills_due: usize,
+    pub amount_due: u64,
+}
+
+/// A merchant's signed client.
+pub struct Merchant {
+    pub client: MerchantClient<Channel>,
+    pub credentials: Credentials,
+}
+
+impl Merchant {
+    pub async fn create_qr(
+        &mut self,
+        request_id: &str,
+        amount: u64,
+        reference: &str,
+        expires_in_s: u32,
+    ) -> Result<pb::QrCode, tonic::Status> {
+        let m = pb::CreateQrRequest {
+            client_request_id: request_id.into(),
+            amount,
+            reference: reference.into(),
+            purpose: "thanh toan don hang".into(),
+            expires_in_s,
+        };
+        self.client
+            .create_qr(self.credentials.sign("/switch.v1.Merchant/CreateQr", m))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn static_qr(&mut self) -> pb::QrCode {
+        self.client
+            .static_qr(
+                self.credentials
+                    .sign("/switch.v1.Merchant/StaticQr", pb::StaticQrRequest {}),
+            )
+            .await
+            .expect("static code")
+            .into_inner()
+    }
+
+    pub async fn watch(&mut self, after_seq: u64) -> tonic::Streaming<pb::PaymentNotice> {
+        self.client
+            .watch_payments(self.credentials.sign(
+                "/switch.v1.Merchant/WatchPayments",
+                pb::WatchPaymentsRequest { after_seq },
+            ))
+            .await
+            .expect("watching")
+            .into_inner()
+    }
+
+    pub async fn list(&mut self, page_size: u32, page_token: &str) -> pb::ListPaymentsResponse {
+        let m = pb::ListPaymentsRequest {
+            page_size,
+            page_token: page_token.into(),
+        };
+        self.client
+            .list_payments(self.credentials.sign("/switch.v1.Merchant/ListPayments", m))
+            .await
+            .expect("list")
+            .into_inner()
+    }
+}
+
+/// A payer bank's signed client.
+pub struct PayerBank {
+    pub client: PayerBankClient<Channel>,
+    pub teller: TellerClient<Channel>,
+    pub credentials: Credentials,
+}
+
+impl PayerBank {
+    pub async fn pay_qr(
+        &mut self,
+        request_id: &str,
+        payload: &str,
+        payer_account: &str,
+        amount: u64,
+    ) -> Result<pb::Transaction, tonic::Status> {
+        let m = pb::PayQrRequest {
+            client_request_id: request_id.into(),
+            payload: payload.into(),
+            payer_account: payer_account.into(),
+            amount,
+        };
+        self.client
+            .pay_qr(self.credentials.sign("/switch.v1.PayerBank/PayQr", m))
+            .await
+            .map(|r| r.into_inner().transaction.expect("a transaction"))
+    }
+
+    pub async fn get(&mut self, id: &str) -> Result<pb::Transaction, tonic::Status> {
+        let m = pb::GetTransactionRequest {
+            transaction_id: id.into(),
+        };
+        self.teller
+            .get_transaction(self.credentials.sign("/switch.v1.Teller/GetTransaction", m))
+            .await
+            .map(|r| r.into_inner().transaction.expect("a transaction"))
+    }
+}
+
 /// A terminal's signed client.
 pub struct Teller {
     pub client: TellerClient<Channel>,
+    pub bills: BillsClient<Channel>,
     pub credentials: Credentials,
 }
 
 impl Teller {
+    pub async fn inquire_bills(
+        &mut self,
+        biller: &str,
+        customer: &str,
+    ) -> Result<pb::InquireBillsResponse, tonic::Status> {
+        let m = pb::InquireBillsRequest {
+            biller: biller.into(),
+            customer: customer.into(),
+        };
+        self.bills
+            .inquire_bills(self.credentials.sign("/switch.v1.Bills/InquireBills", m))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    /// Pay bills; `account` is `(bin, account)` for account funding.
+    pub async fn pay_bills(
+        &mut self,
+        request_id: &str,
+        biller: &str,
+        customer: &str,
+        bill_ids: &[&str],
+        funding: pb::Funding,
+        account: Option<(&str, &str)>,
+    ) -> Result<pb::Transaction, tonic::Status> {
+        let m = pb::PayBillsRequest {
+            client_request_id: request_id.into(),
+            biller: biller.into(),
+            customer: customer.into(),
+            bill_ids: bill_ids.iter().map(|s| s.to_string()).collect(),
+            funding: funding as i32,
+            bank_bin: account.map(|a| a.0.to_string()).unwrap_or_default(),
+            account: account.map(|a| a.1.to_string()).unwrap_or_default(),
+        };
+        self.bills
+            .pay_bills(self.credentials.sign("/switch.v1.Bills/PayBills", m))
+            .await
+            .map(|r| r.into_inner().transaction.expect("a transaction"))
+    }
+
     pub async fn name_inquiry(
         &mut self,
         bin: &str,

@@ -5,7 +5,7 @@ use proto::auth::Credentials;
 use proto::v1 as pb;
 use proto::v1::admin_client::AdminClient;
 use switch::accounts::Kind;
-use tests::{Harness, Teller, error_code};
+use tests::{Harness, error_code};
 use tonic::Code;
 
 const MB: &str = "970422";
@@ -54,10 +54,7 @@ async fn an_operator_provisions_a_post_office_and_a_terminal_that_works_at_once(
     assert_eq!(e.code(), Code::AlreadyExists);
 
     // The new terminal signs with the secret it was given, at once.
-    let mut t = Teller {
-        client: h.raw_teller(),
-        credentials: Credentials::from_hex("lap-thach-1", &r.secret).unwrap(),
-    };
+    let mut t = h.teller_with(Credentials::from_hex("lap-thach-1", &r.secret).unwrap());
     let c = h.customer(MB, 0);
     let tx = t.cash_in("new-1", MB, &c.account, 1_000_000).await.unwrap();
     assert_eq!(tx.status, pb::TxStatus::Completed as i32);
@@ -102,10 +99,7 @@ async fn an_operator_provisions_a_post_office_and_a_terminal_that_works_at_once(
     assert_eq!(e.code(), Code::PermissionDenied);
     // After a restart the new terminal still signs.
     let h = h.restart(|_| {}).await;
-    let mut t = Teller {
-        client: h.raw_teller(),
-        credentials: Credentials::from_hex("lap-thach-1", &r.secret).unwrap(),
-    };
+    let mut t = h.teller_with(Credentials::from_hex("lap-thach-1", &r.secret).unwrap());
     assert_eq!(
         t.name_inquiry(MB, &c.account).await.unwrap().account_name,
         c.name

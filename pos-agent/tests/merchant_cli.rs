@@ -1,0 +1,232 @@
+//! The merchant, bank and bill commands as a user runs them, against a
+//! switch in-process: `--json` output with `transaction_id` and `status`,
+//! errors as `{"error": {...}}` with a non-zero exit.
+
+use std::process::Output;
+
+use serde_json::Value;
+use tests::Harness;
+
+async fn pos_agent(h: &Harness, profile: &str, args: &[&str]) -> Output {
+    let profile = h
+        .data_dir()
+        .join("profiles")
+        .join(format!("{profile}.toml"));
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_pos-agent"));
+    command
+        .arg("--profile")
+        .arg(profile)
+        .arg("--json")
+        .args(args);
+    command.output().await.expect("pos-agent runs")
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: stdout {:?} stderr {:?}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+#[tokio::test]
+async fn a_merchant_sells_by_qr_and_is_told() {
+    let h = Harness::start(|_| {}).await;
+    let payer = h.customer("970436", 1_000_000);
+    let out = pos_agent(
+        &h,
+        "tap-hoa-tho-tang",
+        &[
+            "qr",
+            "create",
+            "--amount",
+            "65000",
+            "--reference",
+            "HD-77",
+            "--purpose",
+            "banh mi",
+        ],
+    )
+    .await;
+    assert!(out.status.success());
+    let code = json(&out);
+    let payload = code["payload"].as_str().unwrap().to_string();
+    assert!(code["qr_id"].as_str().is_some_and(|q| !q.is_empty()));
+    assert_eq!(qr::decode(&payload).unwrap().bill_number, Some("HD-77"));
+
+    let watcher = {
+        let profile = h.data_dir().join("profiles/tap-hoa-tho-tang.toml");
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_pos-agent"))
+            .arg("--profile")
+            .arg(profile)
+            .args(["--json", "payments", "watch", "--count", "1"])
+            .output()
+    };
+    let pay_args = [
+        "pay-qr",
+        "--payer-account",
+        &payer.account,
+        "--payload",
+        &payload,
+    ];
+    // The watcher may start after the payment: it reads from the first.
+    let pay = pos_agent(&h, "bank-970436", &pay_args);
+    let (watched, paid) = tokio::join!(watcher, pay);
+    let paid = json(&paid);
+    assert_eq!(paid["status"], "completed");
+    let watched = watched.unwrap();
+    assert!(watched.status.success());
+    let line: Value =
+        serde_json::from_slice(watched.stdout.split(|b| *b == b'\n').next().unwrap()).unwrap();
+    assert_eq!(line["transaction_id"], paid["transaction_id"]);
+    assert_eq!(line["order_reference"], "HD-77");
+
+    let listed = json(&pos_agent(&h, "tap-hoa-tho-tang", &["payments", "list"]).await);
+    assert_eq!(listed["payments"].as_array().unwrap().len(), 1);
+
+    // Paid again: an error object and a non-zero exit.
+    let again = pos_agent(
+        &h,
+        "bank-970436",
+        &[
+            "pay-qr",
+            "--payer-account",
+            &payer.account,
+            "--payload",
+            &payload,
+        ],
+    )
+    .await;
+    assert!(!again.status.success());
+    assert_eq!(json(&again)["error"]["code"], "qr_already_paid");
+    // A teller's profile cannot pay a code.
+    let wrong = pos_agent(
+        &h,
+        "tho-tang-1",
+        &[
+            "pay-qr",
+            "--payer-account",
+            &payer.account,
+            "--payload",
+            &payload,
+        ],
+    )
+    .await;
+    assert!(!wrong.status.success());
+    h.assert_ledger_clean().await;
+}
+
+#[tokio::test]
+async fn a_teller_inquires_and_pays_bills() {
+    let h = Harness::start(|_| {}).await;
+    let c = h.bill_customer("EVN", 2);
+    let inquiry = json(
+        &pos_agent(
+            &h,
+            "tho-tang-1",
+            &[
+                "bill",
+                "inquire",
+                "--biller",
+                "EVN",
+                "--customer",
+                &c.customer,
+            ],
+        )
+        .await,
+    );
+    assert_eq!(inquiry["customer_name"], c.name.as_str());
+    assert_eq!(inquiry["bills"].as_array().unwrap().len(), 2);
+    let ids: Vec<&str> = inquiry["bills"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["bill_id"].as_str().unwrap())
+        .collect();
+    let paid = json(
+        &pos_agent(
+            &h,
+            "tho-tang-1",
+            &[
+                "bill",
+                "pay",
+                "--biller",
+                "EVN",
+                "--customer",
+                &c.customer,
+                "--bills",
+                &ids.join(","),
+                "--funding",
+                "cash",
+            ],
+        )
+        .await,
+    );
+    assert_eq!(paid["status"], "completed");
+    assert_eq!(paid["amount"], c.amount_due);
+    assert!(
+        paid["transaction_id"]
+            .as_str()
+            .is_some_and(|t| t.len() == 32)
+    );
+
+    let v = h.bill_customer("VIETTEL", 1);
+    let shown = json(
+        &pos_agent(
+            &h,
+            "tho-tang-2",
+            &[
+                "bill",
+                "pay",
+                "--biller",
+                "VIETTEL",
+                "--customer",
+                &v.customer,
+                "--funding",
+                "qr",
+            ],
+        )
+        .await,
+    );
+    assert_eq!(shown["status"], "pending");
+    let payer = h.customer("970422", 1_000_000);
+    let paid = json(
+        &pos_agent(
+            &h,
+            "bank-970422",
+            &[
+                "pay-qr",
+                "--payer-account",
+                &payer.account,
+                "--payload",
+                shown["qr_payload"].as_str().unwrap(),
+            ],
+        )
+        .await,
+    );
+    assert_eq!(
+        (&paid["status"], &paid["transaction_id"]),
+        (&"completed".into(), &shown["transaction_id"])
+    );
+
+    let none = pos_agent(
+        &h,
+        "tho-tang-1",
+        &[
+            "bill",
+            "pay",
+            "--biller",
+            "EVN",
+            "--customer",
+            &c.customer,
+            "--funding",
+            "cash",
+        ],
+    )
+    .await;
+    assert!(!none.status.success());
+    assert_eq!(json(&none)["error"]["code"], "bill_not_due");
+    h.assert_ledger_clean().await;
+}
