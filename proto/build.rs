@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "bank",
         "merchant",
         "bills",
+        "settlement",
     ]
     .map(|f| format!("proto/switch/v1/{f}.proto"));
     for f in &files {

@@ -9,6 +9,7 @@ mod admin_cmd;
 mod client;
 mod merchant_cmd;
 mod qr_cmd;
+mod settlement_cmd;
 mod teller;
 
 #[derive(Parser)]
@@ -55,6 +56,19 @@ enum Command {
     /// Bills at the counter (a teller's profile).
     #[command(subcommand)]
     Bill(merchant_cmd::BillCommand),
+    /// Settlement windows and reports (an operator's or a bank's profile).
+    #[command(subcommand)]
+    Settlement(settlement_cmd::SettlementCommand),
+    /// As a bank: reconcile a statement (CSV) for a closed window.
+    Reconcile {
+        #[arg(long)]
+        window: u64,
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// Post offices' e-float and cash (an operator's profile).
+    #[command(subcommand)]
+    Float(settlement_cmd::FloatCommand),
     #[command(flatten)]
     Teller(teller::TellerCommand),
 }
@@ -118,6 +132,22 @@ fn main() -> ExitCode {
                             request_id,
                         };
                         merchant_cmd::run(&profile, c, cli.json).await
+                    }
+                    Command::Settlement(c) => {
+                        settlement_cmd::run(
+                            &profile,
+                            settlement_cmd::Command::Settlement(c),
+                            cli.json,
+                        )
+                        .await
+                    }
+                    Command::Reconcile { window, file } => {
+                        let c = settlement_cmd::Command::Reconcile { window, file };
+                        settlement_cmd::run(&profile, c, cli.json).await
+                    }
+                    Command::Float(c) => {
+                        settlement_cmd::run(&profile, settlement_cmd::Command::Float(c), cli.json)
+                            .await
                     }
                     Command::Bill(c) => {
                         merchant_cmd::run(&profile, merchant_cmd::Command::Bill(c), cli.json).await

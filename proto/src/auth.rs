@@ -9,6 +9,9 @@ pub const HEADER_KEY_ID: &str = "x-switch-key-id";
 pub const HEADER_TIMESTAMP: &str = "x-switch-timestamp";
 pub const HEADER_NONCE: &str = "x-switch-nonce";
 pub const HEADER_SIGNATURE: &str = "x-switch-signature";
+/// For client-streaming calls: lower-case hex SHA-256 of the streamed
+/// content, which the signature covers in place of a message.
+pub const HEADER_CONTENT_SHA256: &str = "x-switch-content-sha256";
 
 /// The string a request's signature covers.
 pub fn canonical(
@@ -19,10 +22,29 @@ pub fn canonical(
     message: &[u8],
 ) -> String {
     let hash = digest::digest(&digest::SHA256, message);
-    format!(
-        "SWITCH-HMAC-SHA256\n{path}\n{key_id}\n{timestamp_ms}\n{nonce}\n{}",
-        hex::encode(hash.as_ref())
+    canonical_digest(
+        path,
+        key_id,
+        timestamp_ms,
+        nonce,
+        &hex::encode(hash.as_ref()),
     )
+}
+
+/// The canonical string over a content digest already computed (hex).
+pub fn canonical_digest(
+    path: &str,
+    key_id: &str,
+    timestamp_ms: i64,
+    nonce: &str,
+    digest_hex: &str,
+) -> String {
+    format!("SWITCH-HMAC-SHA256\n{path}\n{key_id}\n{timestamp_ms}\n{nonce}\n{digest_hex}")
+}
+
+/// Lower-case hex SHA-256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(digest::digest(&digest::SHA256, bytes).as_ref())
 }
 
 /// Lower-case hex HMAC-SHA256 of the canonical string.
@@ -95,6 +117,30 @@ impl Credentials {
     /// with a fresh nonce. Sign again for every attempt.
     pub fn sign<M: prost::Message>(&self, path: &str, message: M) -> tonic::Request<M> {
         self.sign_at(path, message, now_ms(), &nonce())
+    }
+
+    /// A client-streaming call for `path` whose streamed content has the
+    /// SHA-256 `digest_hex`: the signature covers the digest, which the
+    /// switch checks against what arrives before acting on it.
+    pub fn sign_stream<S>(&self, path: &str, digest_hex: &str, stream: S) -> tonic::Request<S> {
+        let (timestamp_ms, nonce) = (now_ms(), nonce());
+        let key = hmac::Key::new(hmac::HMAC_SHA256, &self.secret);
+        let text = canonical_digest(path, &self.key_id, timestamp_ms, &nonce, digest_hex);
+        let sig = hex::encode(hmac::sign(&key, text.as_bytes()).as_ref());
+        let mut req = tonic::Request::new(stream);
+        let md = req.metadata_mut();
+        for (k, v) in [
+            (HEADER_KEY_ID, self.key_id.as_str()),
+            (HEADER_TIMESTAMP, &timestamp_ms.to_string()),
+            (HEADER_NONCE, &nonce),
+            (HEADER_SIGNATURE, &sig),
+            (HEADER_CONTENT_SHA256, digest_hex),
+        ] {
+            if let Ok(v) = v.parse() {
+                md.insert(k, v);
+            }
+        }
+        req
     }
 
     pub fn sign_at<M: prost::Message>(

@@ -13,6 +13,7 @@
 //! | `SwitchIncome` | network | credit | – | fees earned by the switch |
 //! | `CashVariance` | post office | either | – | counted cash minus expected, per shift |
 //! | `Biller` | biller | credit | – | what the switch's participants owe a biller for bills paid |
+//! | `Window` | settlement window | – | – | created at the window's cut-off; settlement moves every bank's and biller's net through it; ends at zero |
 
 use ledger::{AccountFlags, NewAccount};
 
@@ -30,6 +31,8 @@ pub enum Kind {
     SwitchIncome = 7,
     CashVariance = 8,
     Biller = 9,
+    /// One per settlement window, created at its cut-off; ends at zero.
+    Window = 10,
 }
 
 impl Kind {
@@ -66,6 +69,7 @@ pub fn bank_number(bin: &str) -> u64 {
 pub mod code {
     pub const FLOAT_TOPUP: u16 = 1;
     pub const OPENING_CASH: u16 = 2;
+    pub const CASH_SWEEP: u16 = 3;
     pub const CASH_IN_PRINCIPAL: u16 = 10;
     pub const CASH_IN_CASH: u16 = 11;
     pub const CASH_OUT_PRINCIPAL: u16 = 12;
@@ -76,4 +80,5 @@ pub mod code {
     pub const BILL_PRINCIPAL: u16 = 15;
     pub const BILL_CASH: u16 = 16;
     pub const SHIFT_VARIANCE: u16 = 30;
+    pub const SETTLEMENT: u16 = 40;
 }

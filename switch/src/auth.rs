@@ -28,7 +28,18 @@ use tonic::body::Body;
 
 use crate::ids::Secret;
 
-pub use proto::auth::{HEADER_KEY_ID, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP, now_ms};
+pub use proto::auth::{
+    HEADER_CONTENT_SHA256, HEADER_KEY_ID, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP, now_ms,
+};
+
+/// Client-streaming calls: signed over the declared content digest, which
+/// the handler checks against what it receives before acting on it.
+pub const STREAMING_PATHS: [&str; 1] = ["/switch.v1.Settlement/Reconcile"];
+
+/// The content digest a streaming call declared (and its signature
+/// covered), for the handler to check.
+#[derive(Clone, Debug)]
+pub struct DeclaredDigest(pub String);
 /// The largest request body the switch reads.
 pub const BODY_BYTES_MAX: usize = 1 << 20;
 /// Nonces remembered at most (expired ones are dropped first); past it,
@@ -95,7 +106,36 @@ impl Keys {
             .insert(id, Arc::new(Credential { principal, key }));
     }
 
+    /// Verify a unary call over its one message.
     fn verify(&self, parts: &http::request::Parts, body: &[u8]) -> Result<Principal, Status> {
+        // The message: one uncompressed gRPC frame.
+        let message = match body {
+            [0, l0, l1, l2, l3, rest @ ..]
+                if u32::from_be_bytes([*l0, *l1, *l2, *l3]) as usize == rest.len() =>
+            {
+                rest
+            }
+            [1, ..] => {
+                return Err(Status::unauthenticated(
+                    "unauthenticated: compressed requests are not accepted",
+                ));
+            }
+            _ => {
+                return Err(Status::unauthenticated(
+                    "unauthenticated: the body is not one gRPC message",
+                ));
+            }
+        };
+        self.verify_digest(parts, &proto::auth::sha256_hex(message))
+    }
+
+    /// Verify the headers and the signature over `digest_hex`, the
+    /// SHA-256 of the message (or of the declared streamed content).
+    fn verify_digest(
+        &self,
+        parts: &http::request::Parts,
+        digest_hex: &str,
+    ) -> Result<Principal, Status> {
         let header = |name: &str| -> Result<&str, Status> {
             parts
                 .headers
@@ -126,27 +166,15 @@ impl Keys {
             .get(key_id)
             .cloned()
             .ok_or_else(|| Status::unauthenticated("unauthenticated: unknown key id"))?;
-        // The message: one uncompressed gRPC frame.
-        let message = match body {
-            [0, l0, l1, l2, l3, rest @ ..]
-                if u32::from_be_bytes([*l0, *l1, *l2, *l3]) as usize == rest.len() =>
-            {
-                rest
-            }
-            [1, ..] => {
-                return Err(Status::unauthenticated(
-                    "unauthenticated: compressed requests are not accepted",
-                ));
-            }
-            _ => {
-                return Err(Status::unauthenticated(
-                    "unauthenticated: the body is not one gRPC message",
-                ));
-            }
-        };
         let signature = hex::decode(signature)
             .map_err(|_| Status::unauthenticated("unauthenticated: signature is not hex"))?;
-        let text = canonical(parts.uri.path(), key_id, timestamp_ms, nonce, message);
+        let text = proto::auth::canonical_digest(
+            parts.uri.path(),
+            key_id,
+            timestamp_ms,
+            nonce,
+            digest_hex,
+        );
         hmac::verify(&credential.key, text.as_bytes(), &signature)
             .map_err(|_| Status::unauthenticated("unauthenticated: bad signature"))?;
         let now = now_ms();
@@ -245,6 +273,35 @@ where
                 return inner.call(req).await;
             }
             let (mut parts, body) = req.into_parts();
+            if STREAMING_PATHS.contains(&parts.uri.path()) {
+                let declared = parts
+                    .headers
+                    .get(HEADER_CONTENT_SHA256)
+                    .and_then(|v| v.to_str().ok())
+                    .filter(|d| d.len() == 64 && d.bytes().all(|b| b.is_ascii_hexdigit()))
+                    .map(str::to_ascii_lowercase);
+                let Some(declared) = declared else {
+                    return Ok(Status::unauthenticated(format!(
+                        "unauthenticated: missing {HEADER_CONTENT_SHA256} (64 hex digits)"
+                    ))
+                    .into_http());
+                };
+                return match keys.verify_digest(&parts, &declared) {
+                    Ok(principal) => {
+                        parts.extensions.insert(principal);
+                        parts.extensions.insert(DeclaredDigest(declared));
+                        inner.call(http::Request::from_parts(parts, body)).await
+                    }
+                    Err(status) => {
+                        tracing::warn!(
+                            path = parts.uri.path(),
+                            reason = status.message(),
+                            "request refused by authentication"
+                        );
+                        Ok(status.into_http())
+                    }
+                };
+            }
             let bytes = match http_body_util::Limited::new(body, BODY_BYTES_MAX)
                 .collect()
                 .await

@@ -53,6 +53,20 @@ pub struct Config {
     pub sim: SimConfig,
     /// The in-process biller simulator (the four demo billers).
     pub biller_sim: SimConfig,
+    /// When settlement windows close by themselves.
+    pub settlement: SettlementConfig,
+    /// A post office whose e-float falls below this shows `low_float` (and
+    /// the metric `switch_post_office_low_float`).
+    pub low_float_threshold: u64,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SettlementConfig {
+    /// Close the open window every this many milliseconds (testing).
+    pub interval_ms: Option<u64>,
+    /// Or every day at this local time (UTC+7), `HH:MM`, e.g. `"23:00"`.
+    pub daily_cutoff: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -134,6 +148,11 @@ impl Default for Config {
                 .collect(),
             sim: SimConfig::default(),
             biller_sim: SimConfig::default(),
+            settlement: SettlementConfig {
+                interval_ms: None,
+                daily_cutoff: Some("23:00".to_string()),
+            },
+            low_float_threshold: 50_000_000,
         }
     }
 }

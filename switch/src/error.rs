@@ -67,6 +67,9 @@ catalogue! {
     PartialPaymentNotAllowed => ("partial_payment_not_allowed", FailedPrecondition),
     BillerRejected => ("biller_rejected", FailedPrecondition),
     BillerUnavailable => ("biller_unavailable", Unavailable),
+    WindowNotFound => ("window_not_found", NotFound),
+    WindowOpen => ("window_open", FailedPrecondition),
+    StatementInvalid => ("statement_invalid", InvalidArgument),
 }
 
 /// An error with its code and a message fit for a teller's screen (never a

@@ -60,6 +60,8 @@ pub struct Switch {
     pub provisioning: tokio::sync::Mutex<()>,
     /// Paying a QR code shown for bills and its expiry take turns.
     pub(crate) bill_qr: tokio::sync::Mutex<()>,
+    /// Closing and settling windows take turns.
+    pub(crate) settling: tokio::sync::Mutex<()>,
 }
 
 #[derive(Default)]
@@ -167,6 +169,7 @@ impl Switch {
             resolving: tokio::sync::Mutex::new(()),
             provisioning: tokio::sync::Mutex::new(()),
             bill_qr: tokio::sync::Mutex::new(()),
+            settling: tokio::sync::Mutex::new(()),
         }
     }
 

@@ -15,7 +15,8 @@ use crate::bank::{Bank, Routes};
 use crate::config::Config;
 use crate::flows::Switch;
 use crate::grpc::{
-    AdminService, BillsService, MerchantService, PayerBankService, SimulatorService, TellerService,
+    AdminService, BillsService, MerchantService, PayerBankService, SettlementService,
+    SimulatorService, TellerService,
 };
 use crate::provision;
 use crate::sim::SimBank;
@@ -111,6 +112,14 @@ pub async fn open(
     if !switch.store.is_provisioned()? {
         provision::demo(&switch, &config.data_dir.join("profiles"), address).await?;
     }
+    if switch.store.windows()?.is_empty() {
+        switch
+            .store
+            .put_window(&crate::settlement::WindowRecord::first(
+                crate::auth::now_ms(),
+            ))?;
+        switch.store.durable().await?;
+    }
     let (post_offices, terminals) = (switch.store.post_offices()?, switch.store.terminals()?);
     switch.add_numbers(&post_offices, &terminals);
     let keys = Arc::new(Keys::new(config.signature_skew_ms));
@@ -205,6 +214,13 @@ pub async fn serve(
                     }
                     Err(e) => tracing::error!(error = %e, "cash-out deadline pass failed"),
                 }
+                match switch.scheduled_close().await {
+                    Ok(None) => {}
+                    Ok(Some(id)) => {
+                        tracing::info!(window = id, "settlement window closed on schedule")
+                    }
+                    Err(e) => tracing::error!(error = %e, "scheduled settlement close failed"),
+                }
                 match switch.expire_bill_qrs().await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(bill_payments = n, "bill codes expired unpaid"),
@@ -250,6 +266,11 @@ pub async fn serve(
         .add_service(proto::v1::bills_server::BillsServer::new(BillsService {
             switch: switch.clone(),
         }))
+        .add_service(proto::v1::settlement_server::SettlementServer::new(
+            SettlementService {
+                switch: switch.clone(),
+            },
+        ))
         .add_service(proto::v1::simulator_server::SimulatorServer::new(
             SimulatorService {
                 switch: switch.clone(),

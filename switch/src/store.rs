@@ -386,6 +386,11 @@ pub struct Store {
     orders: sled::Tree,
     /// Merchants' payment notifications, by merchant and sequence.
     payments: sled::Tree,
+    /// Settlement windows by id (big-endian).
+    windows: sled::Tree,
+    /// Reconciliation reports and their exceptions; the audit trail of
+    /// resolutions.
+    pub(crate) recon: sled::Tree,
     flusher: Arc<Flusher>,
 }
 
@@ -429,6 +434,8 @@ impl Store {
             claims: db.open_tree("claims")?,
             orders: db.open_tree("orders")?,
             payments: db.open_tree("payments")?,
+            windows: db.open_tree("windows")?,
+            recon: db.open_tree("recon")?,
             flusher: Arc::new(Flusher {
                 requested: AtomicU64::new(0),
                 completed: watch::Sender::new(0),
@@ -698,6 +705,48 @@ impl Store {
                 sled::transaction::TransactionError::Storage(e) => e,
                 sled::transaction::TransactionError::Abort(()) => unreachable!("never aborts"),
             })
+    }
+
+    pub fn put_window(&self, w: &crate::settlement::WindowRecord) -> Result<(), StoreError> {
+        self.put_windows(&[w])
+    }
+
+    /// Several windows in one atomic batch (a close and the next opening).
+    pub fn put_windows(&self, ws: &[&crate::settlement::WindowRecord]) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for w in ws {
+            batch.insert(
+                &w.id.to_be_bytes(),
+                serde_json::to_vec(w).expect("serialisable"),
+            );
+        }
+        self.windows.apply_batch(batch)
+    }
+
+    pub fn windows(&self) -> Result<Vec<crate::settlement::WindowRecord>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.windows.iter() {
+            let (_, v) = kv?;
+            if let Ok(w) = serde_json::from_slice(&v) {
+                out.push(w);
+            }
+        }
+        Ok(out)
+    }
+
+    /// A number never handed out before (sled's monotonic id generator).
+    pub fn next_id(&self) -> Result<u64, StoreError> {
+        self.db.generate_id()
+    }
+
+    /// A scratch tree (dropped by the caller when done).
+    pub fn scratch_tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
+        self.db.open_tree(format!("scratch/{name}"))
+    }
+
+    pub fn drop_tree(&self, t: &sled::Tree) -> Result<(), StoreError> {
+        self.db.drop_tree(t.name())?;
+        Ok(())
     }
 
     pub fn put_order(&self, o: &Order) -> Result<(), StoreError> {

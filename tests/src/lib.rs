@@ -11,6 +11,7 @@ use proto::v1::admin_client::AdminClient;
 use proto::v1::bills_client::BillsClient;
 use proto::v1::merchant_client::MerchantClient;
 use proto::v1::payer_bank_client::PayerBankClient;
+use proto::v1::settlement_client::SettlementClient;
 use proto::v1::teller_client::TellerClient;
 use serde::Deserialize;
 use switch::Config;
@@ -57,8 +58,10 @@ impl Harness {
             data_dir: path.to_path_buf(),
             ..Config::default()
         };
-        // Tests need quick answers and no stray metrics listeners.
+        // Tests need quick answers and no stray metrics listeners; windows
+        // close only when a test closes them.
         config.bank_timeout_ms = 500;
+        config.settlement = Default::default();
         tune(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -183,6 +186,15 @@ impl Harness {
 
     pub fn admin(&self) -> AdminClient<Channel> {
         AdminClient::new(self.channel.clone())
+    }
+
+    /// Settlement calls signed with profile `id` (`operator`, `bank-<BIN>`,
+    /// a terminal).
+    pub fn settlement(&self, id: &str) -> Settlement {
+        Settlement {
+            client: SettlementClient::new(self.channel.clone()),
+            credentials: self.credentials(id),
+        }
     }
 
     pub fn raw_teller(&self) -> TellerClient<Channel> {
@@ -326,6 +338,144 @@ impl Merchant {
             .expect("list")
             .into_inner()
     }
+}
+
+/// Settlement calls, signed.
+pub struct Settlement {
+    pub client: SettlementClient<Channel>,
+    pub credentials: Credentials,
+}
+
+impl Settlement {
+    pub async fn windows(&mut self) -> Vec<pb::Window> {
+        self.client
+            .list_windows(self.credentials.sign(
+                "/switch.v1.Settlement/ListWindows",
+                pb::ListWindowsRequest {},
+            ))
+            .await
+            .expect("windows")
+            .into_inner()
+            .windows
+    }
+
+    /// Close the open window.
+    pub async fn close(&mut self) -> pb::Window {
+        let open = self
+            .windows()
+            .await
+            .last()
+            .expect("an open window")
+            .window_id;
+        self.close_id(open).await.expect("closes")
+    }
+
+    pub async fn close_id(&mut self, window_id: u64) -> Result<pb::Window, tonic::Status> {
+        self.client
+            .close_window(self.credentials.sign(
+                "/switch.v1.Settlement/CloseWindow",
+                pb::CloseWindowRequest { window_id },
+            ))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn report(
+        &mut self,
+        window_id: u64,
+        participant: &str,
+    ) -> Result<pb::SettlementReport, tonic::Status> {
+        self.client
+            .get_report(self.credentials.sign(
+                "/switch.v1.Settlement/GetReport",
+                pb::GetReportRequest {
+                    window_id,
+                    participant: participant.into(),
+                },
+            ))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn settle(
+        &mut self,
+        window_id: u64,
+        reference: &str,
+    ) -> Result<pb::Window, tonic::Status> {
+        self.client
+            .settle(self.credentials.sign(
+                "/switch.v1.Settlement/Settle",
+                pb::SettleRequest {
+                    window_id,
+                    reference: reference.into(),
+                },
+            ))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    /// Stream `statement` in `chunk_bytes` pieces, signed over its SHA-256
+    /// (or over `signed_digest` when a test lies about it).
+    pub async fn reconcile(
+        &mut self,
+        window_id: u64,
+        statement: &[u8],
+        chunk_bytes: usize,
+        signed_digest: Option<&str>,
+    ) -> Result<pb::ReconciliationReport, tonic::Status> {
+        let digest = signed_digest
+            .map(str::to_string)
+            .unwrap_or_else(|| proto::auth::sha256_hex(statement));
+        let mut chunks: Vec<pb::StatementChunk> = statement
+            .chunks(chunk_bytes.max(1))
+            .map(|c| pb::StatementChunk {
+                window_id: 0,
+                data: c.to_vec(),
+            })
+            .collect();
+        if chunks.is_empty() {
+            chunks.push(pb::StatementChunk::default());
+        }
+        chunks[0].window_id = window_id;
+        let stream = tokio_stream::iter(chunks);
+        self.client
+            .reconcile(self.credentials.sign_stream(
+                "/switch.v1.Settlement/Reconcile",
+                &digest,
+                stream,
+            ))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn resolve(
+        &mut self,
+        window_id: u64,
+        bank_bin: &str,
+        exception_id: &str,
+        note: &str,
+    ) -> Result<pb::ReconciliationException, tonic::Status> {
+        self.client
+            .resolve_exception(self.credentials.sign(
+                "/switch.v1.Settlement/ResolveException",
+                pb::ResolveExceptionRequest {
+                    window_id,
+                    bank_bin: bank_bin.into(),
+                    exception_id: exception_id.into(),
+                    note: note.into(),
+                },
+            ))
+            .await
+            .map(|r| r.into_inner())
+    }
+}
+
+/// The count of a reconciliation class.
+pub fn class_count(r: &pb::ReconciliationReport, class: &str) -> u64 {
+    r.classes
+        .iter()
+        .find(|c| c.class == class)
+        .map_or(0, |c| c.count)
 }
 
 /// A payer bank's signed client.

@@ -1,4 +1,4 @@
-//! The merchant, bank and bill commands as a user runs them, against a
+//! The merchant, bank, bill, settlement and float commands as a user runs them, against a
 //! switch in-process: `--json` output with `transaction_id` and `status`,
 //! errors as `{"error": {...}}` with a non-zero exit.
 
@@ -228,5 +228,158 @@ async fn a_teller_inquires_and_pays_bills() {
     .await;
     assert!(!none.status.success());
     assert_eq!(json(&none)["error"]["code"], "bill_not_due");
+    h.assert_ledger_clean().await;
+}
+
+#[tokio::test]
+async fn an_operator_closes_and_reports_a_window_and_a_bank_reconciles() {
+    let h = Harness::start(|_| {}).await;
+    let c = h.customer("970422", 0);
+    let cash_in = json(
+        &pos_agent(
+            &h,
+            "tho-tang-1",
+            &[
+                "cash-in",
+                "--bank",
+                "970422",
+                "--account",
+                &c.account,
+                "--amount",
+                "300000",
+            ],
+        )
+        .await,
+    );
+    assert_eq!(cash_in["status"], "completed");
+    let closed = json(&pos_agent(&h, "operator", &["settlement", "close"]).await);
+    assert_eq!(closed["window"], 1);
+    let csv_path = h.data_dir().join("report-1.csv");
+    let report = json(
+        &pos_agent(
+            &h,
+            "operator",
+            &[
+                "settlement",
+                "report",
+                "--window",
+                "1",
+                "--csv",
+                csv_path.to_str().unwrap(),
+            ],
+        )
+        .await,
+    );
+    let participants = report["participants"].as_array().unwrap();
+    let mb = participants
+        .iter()
+        .find(|p| p["participant"] == "970422")
+        .unwrap();
+    assert_eq!(
+        (
+            mb["kind"].as_str(),
+            mb["net"].as_i64(),
+            mb["count"].as_u64()
+        ),
+        (Some("bank"), Some(300_000), Some(1))
+    );
+    for key in [
+        "participant",
+        "kind",
+        "count",
+        "gross_debits",
+        "gross_credits",
+        "fees",
+        "net",
+    ] {
+        assert!(participants.iter().all(|p| p.get(key).is_some()), "{key}");
+    }
+    assert!(
+        std::fs::read_to_string(&csv_path)
+            .unwrap()
+            .starts_with("participant,kind,count,")
+    );
+    let other = pos_agent(
+        &h,
+        "bank-970422",
+        &["settlement", "report", "--window", "1", "--bank", "970436"],
+    )
+    .await;
+    assert!(!other.status.success());
+    assert_eq!(json(&other)["error"]["code"], "permission_denied");
+
+    let statement = h.data_dir().join("statement.csv");
+    std::fs::write(
+        &statement,
+        format!(
+            "transaction_id,amount,direction,status,note\n{},300000,credit,completed,ok\n",
+            cash_in["transaction_id"].as_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let r = json(
+        &pos_agent(
+            &h,
+            "bank-970422",
+            &[
+                "reconcile",
+                "--window",
+                "1",
+                "--file",
+                statement.to_str().unwrap(),
+            ],
+        )
+        .await,
+    );
+    assert_eq!(
+        [
+            &r["matched"],
+            &r["missing_at_bank"],
+            &r["missing_at_switch"],
+            &r["amount_mismatch"],
+            &r["status_mismatch"]
+        ],
+        [
+            &Value::from(1),
+            &Value::from(0),
+            &Value::from(0),
+            &Value::from(0),
+            &Value::from(0)
+        ]
+    );
+    let settled = json(
+        &pos_agent(
+            &h,
+            "operator",
+            &[
+                "settlement",
+                "settle",
+                "--window",
+                "1",
+                "--reference",
+                "NAPAS-1",
+            ],
+        )
+        .await,
+    );
+    assert_eq!(settled["state"], "settled");
+    let float = json(
+        &pos_agent(
+            &h,
+            "operator",
+            &[
+                "float",
+                "topup",
+                "--post-office",
+                "tho-tang",
+                "--amount",
+                "1000000",
+            ],
+        )
+        .await,
+    );
+    assert_eq!(float["efloat"], 500_000_000u64 - 300_000 + 1_000_000);
+    let shown = json(&pos_agent(&h, "tho-tang-1", &["float", "show"]).await);
+    assert_eq!(shown["post_offices"].as_array().unwrap().len(), 1);
     h.assert_ledger_clean().await;
 }

@@ -1,0 +1,670 @@
+//! Reconciliation of a bank's statement for a closed window against the
+//! ledger. What the switch expects comes from the ledger (the second
+//! phases, posts and voids, on the bank's account inside the window) and
+//! the switch's records (each call to that bank, by reference). The
+//! statement streams in as CSV; both sides meet in a scratch sled tree, so
+//! a million-line statement reconciles in bounded memory. Nothing is kept
+//! unless the whole statement parses and its SHA-256 is the one the bank
+//! signed; the same statement again answers the stored report.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+
+use ledger::{Page, TransferFlags};
+use serde::{Deserialize, Serialize};
+
+use crate::accounts::{Kind, bank_number};
+use crate::auth::{Principal, Role, now_ms};
+use crate::error::{ErrorCode, SwitchError};
+use crate::flows::{Switch, storage};
+use crate::ids::{Reference, TxId};
+use crate::settlement::WindowState;
+use crate::store::{Action, Party, Status};
+
+/// The classes a statement line (or an expected line) ends in.
+pub const CLASSES: [&str; 6] = [
+    "matched",
+    "missing_at_bank",
+    "missing_at_switch",
+    "amount_mismatch",
+    "status_mismatch",
+    "duplicate",
+];
+
+/// Exceptions a report carries inline (all are stored).
+pub const EXCEPTIONS_SHOWN_MAX: usize = 1000;
+/// Longest statement line accepted.
+const LINE_BYTES_MAX: usize = 4096;
+
+/// A piece of a statement as it arrives.
+pub struct Chunk {
+    pub window_id: u64,
+    pub data: Vec<u8>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resolution {
+    pub note: String,
+    pub by: String,
+    pub at_ms: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exception {
+    pub id: String,
+    pub class: String,
+    pub transaction_id: String,
+    pub line: u64,
+    pub reason: String,
+    pub switch_amount: u64,
+    pub bank_amount: u64,
+    pub resolution: Option<Resolution>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReconReport {
+    pub window_id: u64,
+    pub bank_bin: String,
+    pub statement_sha256: String,
+    pub lines: u64,
+    /// (count, amount) by class, every class present.
+    pub classes: BTreeMap<String, (u64, u64)>,
+    pub exceptions_total: u64,
+    /// The first exceptions (filled in when answering).
+    #[serde(default)]
+    pub exceptions: Vec<Exception>,
+}
+
+/// What the switch expects the bank to list for one reference.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Expected {
+    amount: u64,
+    credit: bool,
+    completed: bool,
+    /// A call of a reversed transaction the bank may never have seen.
+    optional: bool,
+    seen: bool,
+}
+
+impl Expected {
+    fn encode(&self) -> [u8; 12] {
+        let mut b = [0u8; 12];
+        b[..8].copy_from_slice(&self.amount.to_be_bytes());
+        b[8] = u8::from(self.credit);
+        b[9] = u8::from(self.completed);
+        b[10] = u8::from(self.optional);
+        b[11] = u8::from(self.seen);
+        b
+    }
+    fn decode(b: &[u8]) -> Option<Expected> {
+        let b: &[u8; 12] = b.try_into().ok()?;
+        Some(Expected {
+            amount: u64::from_be_bytes(b[..8].try_into().ok()?),
+            credit: b[8] == 1,
+            completed: b[9] == 1,
+            optional: b[10] == 1,
+            seen: b[11] == 1,
+        })
+    }
+}
+
+fn words(credit: bool, completed: bool) -> String {
+    format!(
+        "{} {}",
+        if credit { "credit" } else { "debit" },
+        if completed { "completed" } else { "reversed" }
+    )
+}
+
+fn invalid(line: u64, why: impl std::fmt::Display) -> SwitchError {
+    SwitchError::new(ErrorCode::StatementInvalid, format!("line {line}: {why}"))
+}
+
+fn report_prefix(bin: &str, window: u64, digest: &str) -> String {
+    format!("report/{bin}/{window:020}/{digest}")
+}
+
+/// Reads the statement's bytes from the async side (blocking).
+struct ChannelReader {
+    rx: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    buf: Vec<u8>,
+    at: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.at == self.buf.len() {
+            match self.rx.blocking_recv() {
+                Some(b) => {
+                    self.buf = b;
+                    self.at = 0;
+                }
+                None => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.at);
+        out[..n].copy_from_slice(&self.buf[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+impl Switch {
+    /// Reconcile a bank's streamed statement. `declared` is the SHA-256
+    /// the bank signed.
+    pub async fn reconcile(
+        &self,
+        p: &Principal,
+        declared: &str,
+        mut chunks: tokio::sync::mpsc::Receiver<Result<Chunk, SwitchError>>,
+    ) -> Result<ReconReport, SwitchError> {
+        if p.role != Role::Bank {
+            return Err(SwitchError::new(
+                ErrorCode::PermissionDenied,
+                "only a bank submits its statement",
+            ));
+        }
+        let bin = p.id.clone();
+        let first = chunks.recv().await.ok_or_else(|| {
+            SwitchError::new(ErrorCode::StatementInvalid, "the statement is empty")
+        })??;
+        let window = self
+            .windows()?
+            .into_iter()
+            .find(|w| w.id == first.window_id)
+            .ok_or_else(|| {
+                SwitchError::new(
+                    ErrorCode::WindowNotFound,
+                    format!("no window {}", first.window_id),
+                )
+            })?;
+        if !matches!(window.state, WindowState::Closed | WindowState::Settled) {
+            return Err(SwitchError::new(
+                ErrorCode::WindowOpen,
+                format!("window {} is not closed yet", window.id),
+            ));
+        }
+        let cutoff = window
+            .cutoff_timestamp
+            .expect("a closed window has its cut-off");
+        let scratch = self
+            .store
+            .scratch_tree(&format!("recon/{bin}/{}/{}", window.id, now_ms()))
+            .map_err(storage)?;
+        let result = self
+            .reconcile_into(
+                &scratch,
+                &bin,
+                window.id,
+                window.from_timestamp,
+                cutoff,
+                first,
+                &mut chunks,
+                declared,
+            )
+            .await;
+        self.store.drop_tree(&scratch).map_err(storage)?;
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn reconcile_into(
+        &self,
+        scratch: &sled::Tree,
+        bin: &str,
+        window: u64,
+        from: u64,
+        cutoff: u64,
+        first: Chunk,
+        chunks: &mut tokio::sync::mpsc::Receiver<Result<Chunk, SwitchError>>,
+        declared: &str,
+    ) -> Result<ReconReport, SwitchError> {
+        self.expect_into(scratch, bin, from, cutoff)?;
+        // Parse in a blocking task; feed it from here, hashing as we go.
+        let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+        let parser = {
+            let scratch = scratch.clone();
+            tokio::task::spawn_blocking(move || {
+                match_statement(
+                    &scratch,
+                    ChannelReader {
+                        rx,
+                        buf: Vec::new(),
+                        at: 0,
+                    },
+                )
+            })
+        };
+        let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
+        let mut feed_error = None;
+        let mut next = Some(first.data);
+        while let Some(data) = next.take() {
+            hash.update(&data);
+            if tx.send(data).await.is_err() {
+                break; // the parser stopped (a bad line): its error tells
+            }
+            next = match chunks.recv().await {
+                Some(Ok(c)) => Some(c.data),
+                Some(Err(e)) => {
+                    feed_error = Some(e);
+                    None
+                }
+                None => None,
+            };
+        }
+        drop(tx);
+        let parsed = parser.await.map_err(storage)?;
+        if let Some(e) = feed_error {
+            return Err(e);
+        }
+        let (lines, mut classes, mut exceptions) = parsed?;
+        let digest = hex::encode(hash.finish().as_ref());
+        if digest != declared {
+            return Err(SwitchError::new(
+                ErrorCode::Unauthenticated,
+                "the statement's SHA-256 is not the one signed",
+            ));
+        }
+        // Expected lines the statement never had.
+        for kv in scratch.scan_prefix(b"e") {
+            let (k, v) = kv.map_err(storage)?;
+            let Some(e) = Expected::decode(&v) else {
+                continue;
+            };
+            if e.seen || e.optional {
+                continue;
+            }
+            let reference = u128::from_be_bytes(k[1..17].try_into().map_err(storage)?);
+            exceptions.push(
+                scratch,
+                Exception {
+                    id: String::new(),
+                    class: "missing_at_bank".into(),
+                    transaction_id: format!("{reference:032x}"),
+                    line: 0,
+                    reason: format!(
+                        "the switch has {} {} VND; the statement does not",
+                        words(e.credit, e.completed),
+                        e.amount
+                    ),
+                    switch_amount: e.amount,
+                    bank_amount: 0,
+                    resolution: None,
+                },
+            )?;
+            let c = classes.entry("missing_at_bank".into()).or_default();
+            c.0 += 1;
+            c.1 += e.amount;
+        }
+        let prefix = report_prefix(bin, window, &digest);
+        if let Some(stored) = self.stored_report(&prefix)? {
+            return Ok(stored);
+        }
+        let report = ReconReport {
+            window_id: window,
+            bank_bin: bin.to_string(),
+            statement_sha256: digest,
+            lines,
+            classes: CLASSES
+                .iter()
+                .map(|c| (c.to_string(), classes.get(*c).copied().unwrap_or((0, 0))))
+                .collect(),
+            exceptions_total: exceptions.n,
+            exceptions: Vec::new(),
+        };
+        // The report and every exception in one batch.
+        let mut batch = sled::Batch::default();
+        for kv in scratch.scan_prefix(b"x") {
+            let (k, v) = kv.map_err(storage)?;
+            let mut key = format!("{prefix}/x/").into_bytes();
+            key.extend_from_slice(&k[1..]);
+            batch.insert(key, v);
+        }
+        batch.insert(
+            prefix.as_bytes(),
+            serde_json::to_vec(&report).expect("serialisable"),
+        );
+        self.store.recon.apply_batch(batch).map_err(storage)?;
+        self.store.durable().await.map_err(storage)?;
+        let m = report.classes.get("matched").map_or(0, |c| c.0);
+        tracing::info!(
+            bank = bin,
+            window,
+            lines,
+            matched = m,
+            exceptions = report.exceptions_total,
+            "statement reconciled"
+        );
+        self.stored_report(&prefix)?
+            .ok_or_else(|| storage("a reconciliation report vanished"))
+    }
+
+    /// Fill `scratch` with the calls to bank `bin` whose transactions
+    /// were posted or voided in the window.
+    fn expect_into(
+        &self,
+        scratch: &sled::Tree,
+        bin: &str,
+        from: u64,
+        cutoff: u64,
+    ) -> Result<(), SwitchError> {
+        let account = Kind::Bank.id(bank_number(bin));
+        let mut min = from.saturating_add(1);
+        let mut last_tx = 0u128;
+        while min < cutoff {
+            let page = Page {
+                timestamp_min: min,
+                timestamp_max: cutoff - 1,
+                limit: Page::LIMIT_MAX,
+                reversed: false,
+            };
+            let got = self
+                .ledger
+                .account_transfers(account, page)
+                .map_err(storage)?;
+            for t in &got {
+                min = t.timestamp() + 1;
+                if !t
+                    .flags()
+                    .intersects(TransferFlags::POST_PENDING | TransferFlags::VOID_PENDING)
+                    || t.user_data() == last_tx
+                {
+                    continue;
+                }
+                last_tx = t.user_data();
+                let Some(id) = TxId::from_u128(t.user_data()) else {
+                    continue;
+                };
+                let Some(rec) = self.store.get_tx(id).map_err(storage)? else {
+                    tracing::error!(tx = %id, "the ledger names a transaction the store lacks");
+                    continue;
+                };
+                let completed = match rec.status {
+                    Status::Completed => true,
+                    Status::Reversed => false,
+                    Status::Failed | Status::Pending => continue,
+                };
+                for (i, step) in rec.steps.iter().enumerate() {
+                    if step.party != Party::Bank(bin.to_string()) {
+                        continue;
+                    }
+                    let e = Expected {
+                        amount: step.amount,
+                        credit: matches!(step.action, Action::Credit { .. }),
+                        completed,
+                        optional: !completed && step.party_reference.is_none(),
+                        seen: false,
+                    };
+                    let mut key = vec![b'e'];
+                    key.extend_from_slice(&id.reference(i as u8).to_bytes());
+                    scratch.insert(key, &e.encode()).map_err(storage)?;
+                }
+            }
+            if got.len() < Page::LIMIT_MAX as usize {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn stored_report(&self, prefix: &str) -> Result<Option<ReconReport>, SwitchError> {
+        let Some(v) = self.store.recon.get(prefix.as_bytes()).map_err(storage)? else {
+            return Ok(None);
+        };
+        let mut report: ReconReport = serde_json::from_slice(&v).map_err(storage)?;
+        for kv in self
+            .store
+            .recon
+            .scan_prefix(format!("{prefix}/x/").as_bytes())
+            .take(EXCEPTIONS_SHOWN_MAX)
+        {
+            let (_, v) = kv.map_err(storage)?;
+            report
+                .exceptions
+                .push(serde_json::from_slice(&v).map_err(storage)?);
+        }
+        Ok(Some(report))
+    }
+
+    /// An operator's note on an exception, kept with who and when; every
+    /// resolution is also appended to the audit trail.
+    pub async fn resolve_exception(
+        &self,
+        p: &Principal,
+        window: u64,
+        bin: &str,
+        exception_id: &str,
+        note: &str,
+    ) -> Result<Exception, SwitchError> {
+        if p.role != Role::Operator {
+            return Err(SwitchError::new(
+                ErrorCode::PermissionDenied,
+                "only an operator resolves exceptions",
+            ));
+        }
+        if note.trim().is_empty() || note.len() > 1000 {
+            return Err(SwitchError::invalid("note must be 1 to 1000 characters"));
+        }
+        let mut found = None;
+        let prefix = format!("report/{bin}/{window:020}/");
+        for kv in self.store.recon.scan_prefix(prefix.as_bytes()) {
+            let (k, v) = kv.map_err(storage)?;
+            if k.ends_with(format!("/x/{exception_id}").as_bytes()) {
+                found = Some((k, v));
+                break;
+            }
+        }
+        let (key, value) = found.ok_or_else(|| {
+            SwitchError::new(
+                ErrorCode::TransactionNotFound,
+                format!("no exception {exception_id} for {bin} in window {window}"),
+            )
+        })?;
+        let mut e: Exception = serde_json::from_slice(&value).map_err(storage)?;
+        let at_ms = now_ms();
+        e.resolution = Some(Resolution {
+            note: note.to_string(),
+            by: p.id.clone(),
+            at_ms,
+        });
+        let audit = serde_json::json!({
+            "at_ms": at_ms, "by": p.id, "action": "resolve_exception", "window": window,
+            "bank": bin, "exception": exception_id, "class": e.class,
+            "transaction_id": e.transaction_id, "note": note,
+        });
+        let seq = self.store.next_id().map_err(storage)?;
+        let mut batch = sled::Batch::default();
+        batch.insert(key, serde_json::to_vec(&e).expect("serialisable"));
+        batch.insert(
+            format!("audit/{at_ms:020}/{seq:020}").as_bytes(),
+            serde_json::to_vec(&audit).expect("serialisable"),
+        );
+        self.store.recon.apply_batch(batch).map_err(storage)?;
+        self.store.durable().await.map_err(storage)?;
+        tracing::info!(
+            window,
+            bank = bin,
+            exception = exception_id,
+            "reconciliation exception resolved"
+        );
+        Ok(e)
+    }
+
+    /// The audit trail of resolutions, oldest first.
+    pub fn audit_trail(&self) -> Result<Vec<serde_json::Value>, SwitchError> {
+        let mut out = Vec::new();
+        for kv in self.store.recon.scan_prefix(b"audit/") {
+            let (_, v) = kv.map_err(storage)?;
+            out.push(serde_json::from_slice(&v).map_err(storage)?);
+        }
+        Ok(out)
+    }
+}
+
+/// Exceptions written to the scratch tree as they are found.
+struct Exceptions {
+    n: u64,
+}
+
+impl Exceptions {
+    fn push(&mut self, scratch: &sled::Tree, mut e: Exception) -> Result<(), SwitchError> {
+        self.n += 1;
+        e.id = format!("E{:07}", self.n);
+        let mut key = vec![b'x'];
+        key.extend_from_slice(e.id.as_bytes());
+        scratch
+            .insert(key, serde_json::to_vec(&e).expect("serialisable"))
+            .map_err(storage)?;
+        Ok(())
+    }
+}
+
+type Parsed = (u64, BTreeMap<String, (u64, u64)>, Exceptions);
+
+/// Match every statement line against the expected lines in `scratch`.
+fn match_statement(scratch: &sled::Tree, input: impl Read) -> Result<Parsed, SwitchError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .trim(csv::Trim::All)
+        .flexible(false)
+        .from_reader(input);
+    let headers = reader
+        .headers()
+        .map_err(|e| invalid(1, format!("unreadable header: {e}")))?
+        .clone();
+    let column = |name: &str| {
+        headers
+            .iter()
+            .position(|h| h.eq_ignore_ascii_case(name))
+            .ok_or_else(|| invalid(1, format!("the header has no {name} column (needs transaction_id,amount,direction,status)")))
+    };
+    let (c_id, c_amount, c_direction, c_status) = (
+        column("transaction_id")?,
+        column("amount")?,
+        column("direction")?,
+        column("status")?,
+    );
+    let mut classes: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    let mut exceptions = Exceptions { n: 0 };
+    let mut lines = 0u64;
+    let mut record = csv::StringRecord::new();
+    loop {
+        let line = reader.position().line();
+        match reader.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => {
+                let at = e.position().map_or(line, |p| p.line());
+                return Err(invalid(at, format!("not a CSV row: {e}")));
+            }
+        }
+        let line = record.position().map_or(line, |p| p.line());
+        if record.as_slice().len() > LINE_BYTES_MAX {
+            return Err(invalid(line, "longer than 4096 bytes"));
+        }
+        lines += 1;
+        let id_text = &record[c_id];
+        let reference = Reference::parse(&id_text.to_ascii_lowercase()).ok_or_else(|| {
+            invalid(
+                line,
+                format!("transaction_id {id_text:?} is not 32 hex digits"),
+            )
+        })?;
+        let amount: u64 = record[c_amount].parse().map_err(|_| {
+            invalid(
+                line,
+                format!("amount {:?} is not whole đồng", &record[c_amount]),
+            )
+        })?;
+        let credit = match record[c_direction].to_ascii_lowercase().as_str() {
+            "credit" => true,
+            "debit" => false,
+            other => {
+                return Err(invalid(
+                    line,
+                    format!("direction {other:?} is not credit or debit"),
+                ));
+            }
+        };
+        let completed = match record[c_status].to_ascii_lowercase().as_str() {
+            "completed" => true,
+            "reversed" => false,
+            other => {
+                return Err(invalid(
+                    line,
+                    format!("status {other:?} is not completed or reversed"),
+                ));
+            }
+        };
+        let mut key = vec![b'e'];
+        key.extend_from_slice(&reference.to_bytes());
+        let expected = scratch
+            .get(&key)
+            .map_err(storage)?
+            .and_then(|v| Expected::decode(&v));
+        let exception = |class: &str, reason: String, switch_amount: u64| Exception {
+            id: String::new(),
+            class: class.to_string(),
+            transaction_id: reference.to_string(),
+            line,
+            reason,
+            switch_amount,
+            bank_amount: amount,
+            resolution: None,
+        };
+        let (class, e) = match expected {
+            None => (
+                "missing_at_switch",
+                Some(exception(
+                    "missing_at_switch",
+                    "the switch has no such transaction in this window".into(),
+                    0,
+                )),
+            ),
+            Some(e) if e.seen => (
+                "duplicate",
+                Some(exception(
+                    "duplicate",
+                    "listed more than once".into(),
+                    e.amount,
+                )),
+            ),
+            Some(mut e) => {
+                e.seen = true;
+                scratch.insert(&key, &e.encode()).map_err(storage)?;
+                if e.amount != amount {
+                    (
+                        "amount_mismatch",
+                        Some(exception(
+                            "amount_mismatch",
+                            format!("the switch has {} VND, the bank {amount}", e.amount),
+                            e.amount,
+                        )),
+                    )
+                } else if e.credit != credit || e.completed != completed {
+                    (
+                        "status_mismatch",
+                        Some(exception(
+                            "status_mismatch",
+                            format!(
+                                "the switch has {}, the bank {}",
+                                words(e.credit, e.completed),
+                                words(credit, completed)
+                            ),
+                            e.amount,
+                        )),
+                    )
+                } else {
+                    ("matched", None)
+                }
+            }
+        };
+        let c = classes.entry(class.to_string()).or_default();
+        c.0 += 1;
+        c.1 += amount;
+        if let Some(e) = e {
+            exceptions.push(scratch, e)?;
+        }
+    }
+    Ok((lines, classes, exceptions))
+}
