@@ -1,11 +1,18 @@
 //! The load generator: drives a switch with the real call sequence of each
-//! flow, in closed loop (`concurrency` clients, to find the maximum) or open
-//! loop (a fixed arrival rate, latency measured from each request's intended
-//! send time so a stalled server cannot hide its queueing), then verifies
-//! that the ledger balances and that every acknowledged transaction is there
-//! with the status that was acknowledged.
+//! flow (a cash-out is code, start, confirm; a QR payment is create, pay and
+//! the merchant's notification; a bill is inquiry then payment), in closed
+//! loop (`concurrency` clients, to find the maximum) or open loop (a fixed
+//! arrival rate, latency measured from each flow's intended start so a
+//! stalled server cannot hide its queueing), then verifies that the ledger
+//! balances and that every acknowledged transaction is there with the
+//! status that was acknowledged.
+//!
+//! The target is a running switch (its profiles), a switch started
+//! in-process on its own runtime ([`Embedded`]), or a null server that
+//! answers every call at once with a reply of the same size ([`null`]), the
+//! ceiling the same generator reaches on the same machine.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,11 +26,15 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 use tonic::transport::Channel;
 
-/// The flows the switch offers today.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub mod null;
+
+/// The flows a load mixes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Flow {
     CashIn,
     CashOut,
+    Bill,
+    Qr,
 }
 
 impl Flow {
@@ -31,11 +42,16 @@ impl Flow {
         match self {
             Flow::CashIn => "cash_in",
             Flow::CashOut => "cash_out",
+            Flow::Bill => "bill",
+            Flow::Qr => "qr",
         }
     }
 }
 
-/// `cash_in=70,cash_out=30`: weights per flow.
+/// The default mix of issue 7.
+pub const DEFAULT_MIX: &str = "cash_in=40,cash_out=20,bill=20,qr=20";
+
+/// `cash_in=40,cash_out=20,bill=20,qr=20`: weights per flow.
 pub fn parse_mix(s: &str) -> Result<Vec<(Flow, u32)>, String> {
     let mut mix = Vec::new();
     for part in s.split(',').filter(|p| !p.is_empty()) {
@@ -48,10 +64,13 @@ pub fn parse_mix(s: &str) -> Result<Vec<(Flow, u32)>, String> {
         let flow = match name {
             "cash_in" => Flow::CashIn,
             "cash_out" => Flow::CashOut,
-            "bill" | "qr" => {
-                return Err(format!("the {name} flow does not exist in the switch yet"));
+            "bill" => Flow::Bill,
+            "qr" => Flow::Qr,
+            _ => {
+                return Err(format!(
+                    "unknown flow {name:?} (cash_in, cash_out, bill, qr)"
+                ));
             }
-            _ => return Err(format!("unknown flow {name:?} (cash_in, cash_out)")),
         };
         if weight > 0 {
             mix.push((flow, weight));
@@ -79,6 +98,8 @@ pub struct Options {
     /// Every acknowledged transaction as a JSON line, flushed as it goes.
     pub record: Option<PathBuf>,
     pub progress: bool,
+    /// HTTP/2 connections the generator spreads its calls over.
+    pub connections: usize,
 }
 
 #[derive(Deserialize)]
@@ -95,18 +116,33 @@ pub struct Customer {
     pub account: String,
 }
 
+#[derive(Clone, Debug, Deserialize)]
+pub struct BillCustomer {
+    pub biller: String,
+    pub customer: String,
+    #[serde(default)]
+    pub bills_due: usize,
+}
+
 /// Who to load and as whom.
 pub struct Target {
     pub address: String,
     pub tellers: Vec<(String, Credentials)>,
     pub operator: Credentials,
+    pub merchants: Vec<(String, Credentials)>,
+    /// By BIN.
+    pub banks: BTreeMap<String, Credentials>,
     pub customers: Vec<Customer>,
+    /// Those with something due.
+    pub bill_customers: Vec<BillCustomer>,
 }
 
 impl Target {
     /// Read the profiles a switch wrote (`data/profiles/`).
     pub fn from_profiles(dir: &Path, address: Option<&str>) -> Result<Target, String> {
         let mut tellers = Vec::new();
+        let mut merchants = Vec::new();
+        let mut banks = BTreeMap::new();
         let mut operator = None;
         let mut switch_address = None;
         let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -123,16 +159,29 @@ impl Target {
             switch_address.get_or_insert(p.switch.clone());
             match p.role.as_str() {
                 "teller" => tellers.push((p.id, creds)),
+                "merchant" => merchants.push((p.id, creds)),
+                "bank" => {
+                    banks.insert(p.id, creds);
+                }
                 "operator" => operator = Some(creds),
                 _ => {}
             }
         }
         tellers.sort_by(|a, b| a.0.cmp(&b.0));
-        let customers: Vec<Customer> = serde_json::from_str(
-            &std::fs::read_to_string(dir.join("customers.json"))
-                .map_err(|e| format!("customers.json: {e}"))?,
-        )
-        .map_err(|e| format!("customers.json: {e}"))?;
+        merchants.sort_by(|a, b| a.0.cmp(&b.0));
+        let read = |name: &str| {
+            std::fs::read_to_string(dir.join(name)).map_err(|e| format!("{name}: {e}"))
+        };
+        let customers: Vec<Customer> = serde_json::from_str(&read("customers.json")?)
+            .map_err(|e| format!("customers.json: {e}"))?;
+        let bill_customers: Vec<BillCustomer> = match read("bill-customers.json") {
+            Ok(text) => serde_json::from_str::<Vec<BillCustomer>>(&text)
+                .map_err(|e| format!("bill-customers.json: {e}"))?
+                .into_iter()
+                .filter(|c| c.bills_due > 0)
+                .collect(),
+            Err(_) => Vec::new(),
+        };
         if tellers.is_empty() || customers.is_empty() {
             return Err(format!(
                 "{}: no teller profiles or no customers",
@@ -146,46 +195,94 @@ impl Target {
                 .ok_or("no switch address")?,
             tellers,
             operator: operator.ok_or("no operator profile (needed for verification)")?,
+            merchants,
+            banks,
             customers,
+            bill_customers,
         })
+    }
+
+    /// Whether every flow of `mix` has what it needs.
+    pub fn check_mix(&self, mix: &[(Flow, u32)]) -> Result<(), String> {
+        for (flow, _) in mix {
+            match flow {
+                Flow::Bill if self.bill_customers.is_empty() => {
+                    return Err("the bill flow needs bill-customers.json with bills due".into());
+                }
+                Flow::Qr if self.merchants.is_empty() || self.banks.is_empty() => {
+                    return Err("the qr flow needs merchant and bank profiles".into());
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 }
 
-/// A switch started in-process on a temporary directory.
+/// A switch started in-process on a temporary directory, on a runtime of
+/// its own (so that the generator's tasks never share its threads).
 pub struct Embedded {
     _dir: tempfile::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    served: Option<tokio::task::JoinHandle<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Embedded {
     /// Start it; the target is its address and the profiles it wrote.
     pub async fn start(
-        tune: impl FnOnce(&mut switch::Config),
+        tune: impl FnOnce(&mut switch::Config) + Send + 'static,
     ) -> Result<(Embedded, Target), String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let mut config = switch::Config {
             data_dir: dir.path().to_path_buf(),
             ..switch::Config::default()
         };
-        // A load test moves more than a day's limits in minutes.
+        // A load test moves more than a day's limits, and more e-float than
+        // the demo's, in minutes; and it needs bills that never run out.
         config.terminal_daily_max = u64::MAX;
         config.customer_daily_max = u64::MAX;
+        config.demo_efloat = 1_000_000_000_000;
+        config.biller_sim.customers = 600;
+        config.biller_sim.recurring_bills = true;
+        config.settlement = Default::default();
         tune(&mut config);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .map_err(|e| e.to_string())?;
-        let address = listener.local_addr().map_err(|e| e.to_string())?;
-        let (sw, keys) = switch::server::open(config, address)
-            .await
-            .map_err(|e| e.to_string())?;
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let served = tokio::spawn(async move {
-            let _ = switch::server::serve(listener, sw, keys, async {
-                let _ = stopped.await;
+        let thread = std::thread::Builder::new()
+            .name("embedded-switch".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .thread_name("switch")
+                    .build()
+                    .expect("runtime");
+                runtime.block_on(async move {
+                    let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
+                        Ok(l) => l,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e.to_string()));
+                            return;
+                        }
+                    };
+                    let address = listener.local_addr().expect("bound");
+                    let (sw, keys) = match switch::server::open(config, address).await {
+                        Ok(x) => x,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e.to_string()));
+                            return;
+                        }
+                    };
+                    let _ = ready_tx.send(Ok(address));
+                    let _ = switch::server::serve(listener, sw, keys, async {
+                        let _ = stopped.await;
+                    })
+                    .await;
+                });
             })
-            .await;
-        });
+            .map_err(|e| e.to_string())?;
+        let address = ready_rx
+            .await
+            .map_err(|_| "the embedded switch stopped".to_string())??;
         let target = Target::from_profiles(
             &dir.path().join("profiles"),
             Some(&format!("http://{address}")),
@@ -194,7 +291,7 @@ impl Embedded {
             Embedded {
                 _dir: dir,
                 stop: Some(stop),
-                served: Some(served),
+                thread: Some(thread),
             },
             target,
         ))
@@ -204,17 +301,24 @@ impl Embedded {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
-        if let Some(h) = self.served.take() {
-            let _ = h.await;
+        if let Some(t) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }
     }
+}
+
+/// Who acknowledged a transaction, to ask about it again.
+#[derive(Clone, Copy, Debug)]
+enum Asker {
+    Teller(usize),
+    Bank(usize),
 }
 
 /// What happened to one acknowledged transaction.
 #[derive(Clone, Debug)]
 struct Acked {
     transaction_id: String,
-    terminal: usize,
+    asker: Asker,
     status: &'static str,
 }
 
@@ -222,22 +326,37 @@ struct Acked {
 struct Stats {
     completed: AtomicU64,
     failed: AtomicU64,
-    /// Completed in the last progress interval.
+    /// Completed and failed in the last progress interval.
     recent: AtomicU64,
+    recent_failed: AtomicU64,
+}
+
+/// A merchant notification arrives before or after the payment's answer.
+enum Notice {
+    Arrived,
+    Waiting(tokio::sync::oneshot::Sender<()>),
 }
 
 struct Shared {
     target: Target,
-    channel: Channel,
+    channels: Vec<Channel>,
     stats: Stats,
     histograms: Mutex<BTreeMap<Flow, Histogram<u64>>>,
     errors: Mutex<BTreeMap<String, u64>>,
+    /// The first message seen for each error code.
+    error_samples: Mutex<BTreeMap<String, String>>,
     acked: Mutex<Vec<Acked>>,
     record: Option<Mutex<tokio::fs::File>>,
     measuring: AtomicBool,
     next_request: AtomicU64,
     run_id: String,
+    /// Notifications by transaction id (QR flow).
+    notices: std::sync::Mutex<HashMap<String, Notice>>,
+    bank_bins: Vec<String>,
 }
+
+/// How long a QR flow waits for the merchant's notification.
+const NOTICE_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn error_name(s: &tonic::Status) -> String {
     s.metadata()
@@ -284,77 +403,194 @@ fn pick(mix: &[(Flow, u32)], rng: &mut Rng) -> Flow {
     mix[mix.len() - 1].0
 }
 
+/// A flow's outcome: the acknowledged transaction and who can ask for it.
+type FlowResult = Result<(pb::Transaction, Asker), tonic::Status>;
+
 impl Shared {
-    /// Run one flow's real sequence of calls; record its latency from
-    /// `intended` (the intended send time in open loop).
-    async fn run_flow(&self, flow: Flow, terminal: usize, rng: &mut Rng, intended: Instant) {
-        let (id, creds) = &self.target.tellers[terminal];
-        let customer =
-            &self.target.customers[rng.below(self.target.customers.len() as u64) as usize];
-        let request_id = format!(
+    fn channel(&self, n: u64) -> Channel {
+        self.channels[(n % self.channels.len() as u64) as usize].clone()
+    }
+
+    fn request_id(&self) -> String {
+        format!(
             "{}-{}",
             self.run_id,
             self.next_request.fetch_add(1, Ordering::Relaxed)
-        );
-        let mut teller = pb::teller_client::TellerClient::new(self.channel.clone());
-        let result = match flow {
-            Flow::CashIn => {
-                let m = pb::CashInRequest {
-                    client_request_id: request_id,
-                    bank_bin: customer.bank.clone(),
-                    account: customer.account.clone(),
-                    amount: 10_000,
-                };
-                teller
-                    .cash_in(creds.sign("/switch.v1.Teller/CashIn", m))
-                    .await
-                    .map(|r| r.into_inner())
-            }
-            Flow::CashOut => {
-                // What the customer's bank app does, then the teller's two calls.
-                let mut sim = pb::simulator_client::SimulatorClient::new(self.channel.clone());
-                let code = pb::IssueWithdrawalCodeRequest {
-                    bank_bin: customer.bank.clone(),
-                    account: customer.account.clone(),
-                    amount: 50_000,
-                };
-                match sim
-                    .issue_withdrawal_code(
-                        creds.sign("/switch.v1.Simulator/IssueWithdrawalCode", code),
-                    )
-                    .await
-                {
-                    Err(e) => Err(e),
-                    Ok(code) => {
-                        let m = pb::CashOutStartRequest {
-                            client_request_id: request_id,
-                            bank_bin: customer.bank.clone(),
-                            account: customer.account.clone(),
-                            code: code.into_inner().code,
-                            amount: 50_000,
-                        };
-                        match teller
-                            .cash_out_start(creds.sign("/switch.v1.Teller/CashOutStart", m))
-                            .await
-                        {
-                            Err(e) => Err(e),
-                            Ok(started) => {
-                                let id = started
-                                    .into_inner()
-                                    .transaction
-                                    .map(|t| t.transaction_id)
-                                    .unwrap_or_default();
-                                let m = pb::CashOutConfirmRequest { transaction_id: id };
-                                teller
-                                    .cash_out_confirm(
-                                        creds.sign("/switch.v1.Teller/CashOutConfirm", m),
-                                    )
-                                    .await
-                                    .map(|r| r.into_inner())
-                            }
-                        }
-                    }
+        )
+    }
+
+    async fn cash_in(&self, terminal: usize, customer: &Customer, ch: Channel) -> FlowResult {
+        let (_, creds) = &self.target.tellers[terminal];
+        let m = pb::CashInRequest {
+            client_request_id: self.request_id(),
+            bank_bin: customer.bank.clone(),
+            account: customer.account.clone(),
+            amount: 50_000,
+        };
+        let r = pb::teller_client::TellerClient::new(ch)
+            .cash_in(creds.sign("/switch.v1.Teller/CashIn", m))
+            .await?;
+        Ok((
+            r.into_inner().transaction.unwrap_or_default(),
+            Asker::Teller(terminal),
+        ))
+    }
+
+    /// What the customer's bank app does, then the teller's two calls.
+    async fn cash_out(&self, terminal: usize, customer: &Customer, ch: Channel) -> FlowResult {
+        let (_, creds) = &self.target.tellers[terminal];
+        let code = pb::IssueWithdrawalCodeRequest {
+            bank_bin: customer.bank.clone(),
+            account: customer.account.clone(),
+            amount: 50_000,
+        };
+        let code = pb::simulator_client::SimulatorClient::new(ch.clone())
+            .issue_withdrawal_code(creds.sign("/switch.v1.Simulator/IssueWithdrawalCode", code))
+            .await?
+            .into_inner()
+            .code;
+        let mut teller = pb::teller_client::TellerClient::new(ch);
+        let m = pb::CashOutStartRequest {
+            client_request_id: self.request_id(),
+            bank_bin: customer.bank.clone(),
+            account: customer.account.clone(),
+            code,
+            amount: 50_000,
+        };
+        let started = teller
+            .cash_out_start(creds.sign("/switch.v1.Teller/CashOutStart", m))
+            .await?
+            .into_inner();
+        let m = pb::CashOutConfirmRequest {
+            transaction_id: started
+                .transaction
+                .map(|t| t.transaction_id)
+                .unwrap_or_default(),
+        };
+        let r = teller
+            .cash_out_confirm(creds.sign("/switch.v1.Teller/CashOutConfirm", m))
+            .await?;
+        Ok((
+            r.into_inner().transaction.unwrap_or_default(),
+            Asker::Teller(terminal),
+        ))
+    }
+
+    /// Inquiry, then payment in cash of everything due.
+    async fn bill(&self, terminal: usize, pick: u64, ch: Channel) -> FlowResult {
+        let (_, creds) = &self.target.tellers[terminal];
+        let c =
+            &self.target.bill_customers[(pick % self.target.bill_customers.len() as u64) as usize];
+        let mut bills = pb::bills_client::BillsClient::new(ch);
+        let m = pb::InquireBillsRequest {
+            biller: c.biller.clone(),
+            customer: c.customer.clone(),
+        };
+        bills
+            .inquire_bills(creds.sign("/switch.v1.Bills/InquireBills", m))
+            .await?;
+        let m = pb::PayBillsRequest {
+            client_request_id: self.request_id(),
+            biller: c.biller.clone(),
+            customer: c.customer.clone(),
+            bill_ids: Vec::new(),
+            funding: pb::Funding::Cash as i32,
+            bank_bin: String::new(),
+            account: String::new(),
+        };
+        let r = bills
+            .pay_bills(creds.sign("/switch.v1.Bills/PayBills", m))
+            .await?;
+        Ok((
+            r.into_inner().transaction.unwrap_or_default(),
+            Asker::Teller(terminal),
+        ))
+    }
+
+    /// The merchant's code, the payer bank's payment, the merchant's
+    /// notification.
+    async fn qr(&self, merchant: usize, customer: &Customer, ch: Channel) -> FlowResult {
+        let (_, mcreds) = &self.target.merchants[merchant];
+        let request_id = self.request_id();
+        let m = pb::CreateQrRequest {
+            client_request_id: request_id.clone(),
+            amount: 20_000,
+            reference: request_id.chars().rev().take(20).collect(),
+            purpose: String::new(),
+            expires_in_s: 0,
+        };
+        let code = pb::merchant_client::MerchantClient::new(ch.clone())
+            .create_qr(mcreds.sign("/switch.v1.Merchant/CreateQr", m))
+            .await?
+            .into_inner();
+        let bank = self
+            .bank_bins
+            .iter()
+            .position(|b| *b == customer.bank)
+            .unwrap_or(0);
+        let bcreds = &self.target.banks[&self.bank_bins[bank]];
+        let m = pb::PayQrRequest {
+            client_request_id: request_id,
+            payload: code.payload,
+            payer_account: customer.account.clone(),
+            amount: 0,
+        };
+        let tx = pb::payer_bank_client::PayerBankClient::new(ch)
+            .pay_qr(bcreds.sign("/switch.v1.PayerBank/PayQr", m))
+            .await?
+            .into_inner()
+            .transaction
+            .unwrap_or_default();
+        let wait = {
+            let mut notices = self.notices.lock().unwrap_or_else(|e| e.into_inner());
+            match notices.remove(&tx.transaction_id) {
+                Some(Notice::Arrived) => None,
+                _ => {
+                    let (send, recv) = tokio::sync::oneshot::channel();
+                    notices.insert(tx.transaction_id.clone(), Notice::Waiting(send));
+                    Some(recv)
                 }
+            }
+        };
+        if let Some(recv) = wait
+            && !matches!(tokio::time::timeout(NOTICE_TIMEOUT, recv).await, Ok(Ok(())))
+        {
+            self.notices
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&tx.transaction_id);
+            return Err(tonic::Status::deadline_exceeded("no merchant notification")).map_err(
+                |s| {
+                    let mut s = s;
+                    if let Ok(v) = "notification_missing".parse() {
+                        s.metadata_mut().insert("x-error-code", v);
+                    }
+                    s
+                },
+            );
+        }
+        Ok((tx, Asker::Bank(bank)))
+    }
+
+    /// Run one flow's real sequence of calls; record its latency from
+    /// `intended` (the intended start in open loop).
+    async fn run_flow(&self, flow: Flow, worker: u64, rng: &mut Rng, intended: Instant) {
+        let customer =
+            &self.target.customers[rng.below(self.target.customers.len() as u64) as usize];
+        let terminal = (worker % self.target.tellers.len() as u64) as usize;
+        let ch = self.channel(worker);
+        let result = match flow {
+            Flow::CashIn => self.cash_in(terminal, customer, ch).await,
+            Flow::CashOut => self.cash_out(terminal, customer, ch).await,
+            Flow::Bill => {
+                // Each worker keeps to its own customers: two workers never
+                // race for one bill.
+                let pick = worker + rng.below(8) * 4096;
+                self.bill(terminal, pick, ch).await
+            }
+            Flow::Qr => {
+                let merchant = rng.below(self.target.merchants.len() as u64) as usize;
+                self.qr(merchant, customer, ch).await
             }
         };
         let micros = intended.elapsed().as_micros() as u64;
@@ -362,8 +598,7 @@ impl Shared {
             return;
         }
         match result {
-            Ok(r) => {
-                let t = r.transaction.unwrap_or_default();
+            Ok((t, asker)) => {
                 self.stats.completed.fetch_add(1, Ordering::Relaxed);
                 self.stats.recent.fetch_add(1, Ordering::Relaxed);
                 let mut h = self.histograms.lock().await;
@@ -374,13 +609,17 @@ impl Shared {
                 drop(h);
                 let acked = Acked {
                     transaction_id: t.transaction_id,
-                    terminal,
+                    asker,
                     status: status_name(t.status),
                 };
                 if let Some(f) = &self.record {
+                    let who = match asker {
+                        Asker::Teller(i) => &self.target.tellers[i].0,
+                        Asker::Bank(i) => &self.bank_bins[i],
+                    };
                     let line = format!(
                         "{}\n",
-                        serde_json::json!({"transaction_id": acked.transaction_id, "terminal": id, "flow": flow.name(), "status": acked.status})
+                        serde_json::json!({"transaction_id": acked.transaction_id, "terminal": who, "flow": flow.name(), "status": acked.status})
                     );
                     let mut f = f.lock().await;
                     let _ = f.write_all(line.as_bytes()).await;
@@ -390,7 +629,72 @@ impl Shared {
             }
             Err(e) => {
                 self.stats.failed.fetch_add(1, Ordering::Relaxed);
-                *self.errors.lock().await.entry(error_name(&e)).or_default() += 1;
+                self.stats.recent_failed.fetch_add(1, Ordering::Relaxed);
+                let name = error_name(&e);
+                *self.errors.lock().await.entry(name.clone()).or_default() += 1;
+                self.error_samples
+                    .lock()
+                    .await
+                    .entry(name)
+                    .or_insert_with(|| format!("{}: {}", flow.name(), e.message()));
+            }
+        }
+    }
+
+    /// Keep one `WatchPayments` stream per merchant open, reconnecting
+    /// after the last notice seen, and wake the flows waiting for them.
+    async fn watch(self: Arc<Self>, merchant: usize, stop: Arc<AtomicBool>) {
+        let (_, creds) = &self.target.merchants[merchant];
+        let mut after = u64::MAX;
+        while !stop.load(Ordering::Relaxed) {
+            let mut client =
+                pb::merchant_client::MerchantClient::new(self.channel(merchant as u64));
+            // Start from the newest: earlier payments are not this run's.
+            if after == u64::MAX {
+                let m = pb::ListPaymentsRequest {
+                    page_size: 1,
+                    page_token: String::new(),
+                };
+                after = match client
+                    .list_payments(creds.sign("/switch.v1.Merchant/ListPayments", m))
+                    .await
+                {
+                    Ok(r) => r.into_inner().payments.first().map_or(0, |p| p.seq),
+                    Err(_) => 0,
+                };
+            }
+            let m = pb::WatchPaymentsRequest { after_seq: after };
+            let Ok(stream) = client
+                .watch_payments(creds.sign("/switch.v1.Merchant/WatchPayments", m))
+                .await
+            else {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            };
+            let mut stream = stream.into_inner();
+            loop {
+                let next = tokio::select! {
+                    n = stream.message() => n,
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                        if stop.load(Ordering::Relaxed) { return; }
+                        continue;
+                    }
+                };
+                match next {
+                    Ok(Some(n)) => {
+                        after = after.max(n.seq);
+                        let mut notices = self.notices.lock().unwrap_or_else(|e| e.into_inner());
+                        match notices.remove(&n.transaction_id) {
+                            Some(Notice::Waiting(w)) => {
+                                let _ = w.send(());
+                            }
+                            _ => {
+                                notices.insert(n.transaction_id, Notice::Arrived);
+                            }
+                        }
+                    }
+                    _ => break,
+                }
             }
         }
     }
@@ -398,11 +702,17 @@ impl Shared {
 
 /// Run the load and verify; the report is what `--json` writes.
 pub async fn run(target: Target, options: Options) -> Result<serde_json::Value, String> {
-    let channel = Channel::from_shared(target.address.clone())
-        .map_err(|e| e.to_string())?
-        .connect()
-        .await
-        .map_err(|e| format!("cannot reach {}: {e}", target.address))?;
+    target.check_mix(&options.mix)?;
+    let mut channels = Vec::new();
+    for _ in 0..options.connections.max(1) {
+        channels.push(
+            Channel::from_shared(target.address.clone())
+                .map_err(|e| e.to_string())?
+                .connect()
+                .await
+                .map_err(|e| format!("cannot reach {}: {e}", target.address))?,
+        );
+    }
     let record = match &options.record {
         Some(path) => Some(Mutex::new(
             tokio::fs::File::create(path)
@@ -411,21 +721,31 @@ pub async fn run(target: Target, options: Options) -> Result<serde_json::Value, 
         )),
         None => None,
     };
+    let bank_bins: Vec<String> = target.banks.keys().cloned().collect();
     let shared = Arc::new(Shared {
         target,
-        channel,
+        channels,
         stats: Stats::default(),
         histograms: Mutex::new(BTreeMap::new()),
         errors: Mutex::new(BTreeMap::new()),
+        error_samples: Mutex::new(BTreeMap::new()),
         acked: Mutex::new(Vec::new()),
         record,
         measuring: AtomicBool::new(options.warmup.is_zero()),
         next_request: AtomicU64::new(0),
         run_id: format!("lt{}-{}", options.seed, proto::auth::now_ms()),
+        notices: std::sync::Mutex::new(HashMap::new()),
+        bank_bins,
     });
     let stop = Arc::new(AtomicBool::new(false));
+    let watchers: Vec<_> = if options.mix.iter().any(|(f, _)| *f == Flow::Qr) {
+        (0..shared.target.merchants.len())
+            .map(|m| tokio::spawn(shared.clone().watch(m, stop.clone())))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let started = Instant::now();
-    let tellers = shared.target.tellers.len();
     let workers: Vec<tokio::task::JoinHandle<()>> = match options.mode {
         Mode::Closed { concurrency } => (0..concurrency)
             .map(|i| {
@@ -436,7 +756,7 @@ pub async fn run(target: Target, options: Options) -> Result<serde_json::Value, 
                     while !stop.load(Ordering::Relaxed) {
                         let flow = pick(&mix, &mut rng);
                         shared
-                            .run_flow(flow, i % tellers, &mut rng, Instant::now())
+                            .run_flow(flow, i as u64, &mut rng, Instant::now())
                             .await;
                     }
                 })
@@ -454,6 +774,7 @@ pub async fn run(target: Target, options: Options) -> Result<serde_json::Value, 
                 let mut rng = Rng(seed | 1);
                 let begin = Instant::now();
                 let mut n: u64 = 0;
+                let mut in_flight = tokio::task::JoinSet::new();
                 while !stop.load(Ordering::Relaxed) {
                     let intended = begin + interval.mul_f64(n as f64);
                     tokio::time::sleep_until(intended.into()).await;
@@ -465,15 +786,15 @@ pub async fn run(target: Target, options: Options) -> Result<serde_json::Value, 
                     let flow = pick(&mix, &mut rng);
                     let mut worker_rng = Rng(rng.next() | 1);
                     let shared = shared.clone();
-                    let terminal = (n % tellers as u64) as usize;
-                    tokio::spawn(async move {
-                        shared
-                            .run_flow(flow, terminal, &mut worker_rng, intended)
-                            .await;
+                    in_flight.spawn(async move {
+                        shared.run_flow(flow, n, &mut worker_rng, intended).await;
                         drop(permit);
                     });
+                    while in_flight.try_join_next().is_some() {}
                     n += 1;
                 }
+                // Flows in flight finish (they are counted if measuring).
+                while in_flight.join_next().await.is_some() {}
             })]
         }
     };
@@ -490,6 +811,7 @@ pub async fn run(target: Target, options: Options) -> Result<serde_json::Value, 
         .await;
         if options.progress {
             let recent = shared.stats.recent.swap(0, Ordering::Relaxed);
+            let recent_failed = shared.stats.recent_failed.swap(0, Ordering::Relaxed);
             let p99 = shared
                 .histograms
                 .lock()
@@ -497,7 +819,7 @@ pub async fn run(target: Target, options: Options) -> Result<serde_json::Value, 
                 .values()
                 .fold(0, |m, h| m.max(h.value_at_quantile(0.99)));
             eprintln!(
-                "[{:>4.0}s] {recent}/s  p99 {:.1} ms  completed {}  failed {}",
+                "[{:>4.0}s] {recent}/s  errors {recent_failed}/s  p99 {:.1} ms  completed {}  failed {}",
                 started.elapsed().as_secs_f64(),
                 p99 as f64 / 1000.0,
                 shared.stats.completed.load(Ordering::Relaxed),
@@ -511,8 +833,9 @@ pub async fn run(target: Target, options: Options) -> Result<serde_json::Value, 
     for w in workers {
         let _ = w.await;
     }
-    // Let open-loop requests in flight finish (they are not counted).
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    for w in watchers {
+        let _ = w.await;
+    }
     let verification = verify(&shared).await;
     let histograms = shared.histograms.lock().await;
     let mut all = Histogram::<u64>::new(3).expect("histogram");
@@ -521,7 +844,11 @@ pub async fn run(target: Target, options: Options) -> Result<serde_json::Value, 
         all.add(h).expect("histograms merge");
         flows.insert(
             flow.name().into(),
-            serde_json::json!({"completed": h.len(), "latency_us": latency(h)}),
+            serde_json::json!({
+                "completed": h.len(),
+                "transactions_per_second": (h.len() as f64 / measured_s).round(),
+                "latency_us": latency(h),
+            }),
         );
     }
     let completed = shared.stats.completed.load(Ordering::Relaxed);
@@ -529,6 +856,7 @@ pub async fn run(target: Target, options: Options) -> Result<serde_json::Value, 
         "mode": match options.mode { Mode::Closed { .. } => "closed", Mode::Open { .. } => "open" },
         "concurrency": match options.mode { Mode::Closed { concurrency } => concurrency, Mode::Open { .. } => 0 },
         "rate": match options.mode { Mode::Open { rate, .. } => rate, Mode::Closed { .. } => 0 },
+        "mix": options.mix.iter().map(|(f, w)| format!("{}={w}", f.name())).collect::<Vec<_>>().join(","),
         "duration_s": measured_s,
         "completed": completed,
         "failed": shared.stats.failed.load(Ordering::Relaxed),
@@ -536,6 +864,7 @@ pub async fn run(target: Target, options: Options) -> Result<serde_json::Value, 
         "latency_us": latency(&all),
         "flows": flows,
         "errors": *shared.errors.lock().await,
+        "error_samples": *shared.error_samples.lock().await,
         "verification": verification,
     }))
 }
@@ -543,6 +872,8 @@ pub async fn run(target: Target, options: Options) -> Result<serde_json::Value, 
 /// A verification call that takes longer counts as missing (and is
 /// reported as timed out): verification must end.
 const VERIFY_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Lookups verification keeps in flight.
+const VERIFY_IN_FLIGHT_MAX: usize = 32;
 
 fn latency(h: &Histogram<u64>) -> serde_json::Value {
     serde_json::json!({
@@ -556,10 +887,10 @@ fn latency(h: &Histogram<u64>) -> serde_json::Value {
 
 /// The ledger balances (asked as an operator) and every acknowledged
 /// transaction is found with the status acknowledged.
-async fn verify(shared: &Shared) -> serde_json::Value {
-    let mut admin = pb::admin_client::AdminClient::new(shared.channel.clone());
+async fn verify(shared: &Arc<Shared>) -> serde_json::Value {
+    let mut admin = pb::admin_client::AdminClient::new(shared.channel(0));
     let check = tokio::time::timeout(
-        VERIFY_CALL_TIMEOUT * 6,
+        VERIFY_CALL_TIMEOUT * 12,
         admin.check_ledger(
             shared
                 .target
@@ -577,38 +908,63 @@ async fn verify(shared: &Shared) -> serde_json::Value {
         Err(_) => (false, vec!["check timed out".to_string()]),
     };
     let acked = shared.acked.lock().await.clone();
-    let (mut missing, mut status_mismatch, mut timed_out) = (0u64, 0u64, 0u64);
-    let mut teller = pb::teller_client::TellerClient::new(shared.channel.clone());
-    for a in &acked {
-        let (_, creds) = &shared.target.tellers[a.terminal];
-        let m = pb::GetTransactionRequest {
-            transaction_id: a.transaction_id.clone(),
-        };
-        let lookup = tokio::time::timeout(
-            VERIFY_CALL_TIMEOUT,
-            teller.get_transaction(creds.sign("/switch.v1.Teller/GetTransaction", m)),
-        )
-        .await;
-        let Ok(lookup) = lookup else {
-            timed_out += 1;
-            missing += 1;
-            continue;
-        };
-        match lookup {
-            Ok(r) => {
-                let now = r
-                    .into_inner()
-                    .transaction
-                    .map(|t| status_name(t.status))
-                    .unwrap_or("unknown");
-                // A pending answer may have resolved since; anything else must match.
-                if now != a.status && a.status != "pending" {
-                    status_mismatch += 1;
+    let missing = Arc::new(AtomicU64::new(0));
+    let status_mismatch = Arc::new(AtomicU64::new(0));
+    let timed_out = Arc::new(AtomicU64::new(0));
+    let mut lookups = tokio::task::JoinSet::new();
+    for (n, a) in acked.iter().cloned().enumerate() {
+        if lookups.len() >= VERIFY_IN_FLIGHT_MAX {
+            lookups.join_next().await;
+        }
+        let (shared, missing, status_mismatch, timed_out) = (
+            shared.clone(),
+            missing.clone(),
+            status_mismatch.clone(),
+            timed_out.clone(),
+        );
+        lookups.spawn(async move {
+            let creds = match a.asker {
+                Asker::Teller(i) => &shared.target.tellers[i].1,
+                Asker::Bank(i) => &shared.target.banks[&shared.bank_bins[i]],
+            };
+            let m = pb::GetTransactionRequest {
+                transaction_id: a.transaction_id.clone(),
+            };
+            let mut teller = pb::teller_client::TellerClient::new(shared.channel(n as u64));
+            let lookup = tokio::time::timeout(
+                VERIFY_CALL_TIMEOUT,
+                teller.get_transaction(creds.sign("/switch.v1.Teller/GetTransaction", m)),
+            )
+            .await;
+            match lookup {
+                Err(_) => {
+                    timed_out.fetch_add(1, Ordering::Relaxed);
+                    missing.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(Err(_)) => {
+                    missing.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(Ok(r)) => {
+                    let now = r
+                        .into_inner()
+                        .transaction
+                        .map(|t| status_name(t.status))
+                        .unwrap_or("unknown");
+                    // A pending answer may have resolved since; anything
+                    // else must match.
+                    if now != a.status && a.status != "pending" {
+                        status_mismatch.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }
-            Err(_) => missing += 1,
-        }
+        });
     }
+    while lookups.join_next().await.is_some() {}
+    let (missing, status_mismatch, timed_out) = (
+        missing.load(Ordering::Relaxed),
+        status_mismatch.load(Ordering::Relaxed),
+        timed_out.load(Ordering::Relaxed),
+    );
     serde_json::json!({
         "ledger_balanced": balanced,
         "violations": violations,

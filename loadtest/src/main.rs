@@ -10,8 +10,12 @@ use clap::Parser;
 #[command(name = "loadtest", about = "Load generator for the payment switch")]
 struct Args {
     /// Start a switch in-process on a temporary data directory.
-    #[arg(long, conflicts_with = "target")]
+    #[arg(long, conflicts_with_all = ["target", "null_server"])]
     embedded: bool,
+    /// Load a null gRPC server (every call answered at once, replies of the
+    /// switch's size): the ceiling for the same flags on this machine.
+    #[arg(long, conflicts_with = "target")]
+    null_server: bool,
     /// A running switch, e.g. http://127.0.0.1:50051 (with --profiles).
     #[arg(long)]
     target: Option<String>,
@@ -25,8 +29,11 @@ struct Args {
     /// Open loop: this many flows a second (latency from the intended send time).
     #[arg(long)]
     rate: Option<u32>,
-    #[arg(long, default_value = "cash_in=70,cash_out=30")]
+    #[arg(long, default_value = loadtest::DEFAULT_MIX)]
     mix: String,
+    /// HTTP/2 connections to spread the calls over.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
     /// Measured seconds.
     #[arg(long, default_value_t = 10)]
     duration: u64,
@@ -35,10 +42,10 @@ struct Args {
     warmup: u64,
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Embedded: simulated banks' latency.
+    /// Embedded: simulated banks' (and billers') latency.
     #[arg(long, default_value_t = 0)]
     bank_latency_ms: u64,
-    /// Embedded: share of bank calls that fail as unavailable.
+    /// Embedded: share of bank (and biller) calls that fail as unavailable.
     #[arg(long, default_value_t = 0.0)]
     bank_error_rate: f64,
     /// Write the report here as JSON.
@@ -71,12 +78,28 @@ fn main() -> ExitCode {
             seed: args.seed,
             record: args.record.clone(),
             progress: true,
+            connections: args.connections,
         };
-        let (embedded, target) = if args.embedded {
-            let started = loadtest::Embedded::start(|c| {
-                c.sim.latency_ms = args.bank_latency_ms;
-                c.sim.error_rate = args.bank_error_rate;
-                c.bank_timeout_ms = c.bank_timeout_ms.max(args.bank_latency_ms * 4);
+        let (latency_ms, error_rate) = (args.bank_latency_ms, args.bank_error_rate);
+        let mut null = None;
+        let (embedded, target) = if args.null_server {
+            match loadtest::null::NullServer::start().await {
+                Ok((n, target)) => {
+                    null = Some(n);
+                    (None, target)
+                }
+                Err(e) => {
+                    eprintln!("loadtest: starting the null server: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        } else if args.embedded {
+            let started = loadtest::Embedded::start(move |c| {
+                for sim in [&mut c.sim, &mut c.biller_sim] {
+                    sim.latency_ms = latency_ms;
+                    sim.error_rate = error_rate;
+                }
+                c.bank_timeout_ms = c.bank_timeout_ms.max(latency_ms * 4);
             })
             .await;
             match started {
@@ -103,6 +126,9 @@ fn main() -> ExitCode {
         if let Some(e) = embedded {
             e.stop().await;
         }
+        if let Some(n) = null {
+            n.stop().await;
+        }
         let report = match report {
             Ok(r) => r,
             Err(e) => {
@@ -123,6 +149,14 @@ fn main() -> ExitCode {
             report["latency_us"]["max"],
             if report["verification"]["ok"] == true { "clean" } else { "FAILED" },
         );
+        if let Some(flows) = report["flows"].as_object() {
+            for (name, f) in flows {
+                println!(
+                    "  {name:<9} {:>8} completed  {:>6}/s  p50 {:>7} us  p99 {:>7} us  p999 {:>7} us",
+                    f["completed"], f["transactions_per_second"], f["latency_us"]["p50"], f["latency_us"]["p99"], f["latency_us"]["p999"]
+                );
+            }
+        }
         if !report["errors"].as_object().is_none_or(|e| e.is_empty()) {
             println!("errors: {}", report["errors"]);
         }

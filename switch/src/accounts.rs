@@ -13,6 +13,7 @@
 //! | `SwitchIncome` | network | credit | – | fees earned by the switch |
 //! | `CashVariance` | post office | either | – | counted cash minus expected, per shift |
 //! | `Biller` | biller | credit | – | what the switch's participants owe a biller for bills paid |
+//! | `QrClearing` | network | – | – | a QR payment's principal passes through it; always back to zero |
 //! | `Window` | settlement window | – | – | created at the window's cut-off; settlement moves every bank's and biller's net through it; ends at zero |
 
 use ledger::{AccountFlags, NewAccount};
@@ -33,6 +34,10 @@ pub enum Kind {
     Biller = 9,
     /// One per settlement window, created at its cut-off; ends at zero.
     Window = 10,
+    /// Where a QR payment's principal passes from the payer's bank to the
+    /// merchant's (two legs, so that a payment within one bank is legs
+    /// too); nets to zero with every payment.
+    QrClearing = 11,
 }
 
 impl Kind {

@@ -153,17 +153,17 @@ pub struct SimCustomer {
     pub bills: Vec<Bill>,
 }
 
-/// The simulated customers of a demo biller (the same every time): six
-/// customers, the first with nothing due, the others with one to three
-/// monthly bills.
-pub fn demo_customers(code: &str) -> Vec<SimCustomer> {
+/// The simulated customers of a demo biller (the same every time): `n`
+/// customers (six in the demo), the first with nothing due, the others with
+/// one to three monthly bills.
+pub fn demo_customers(code: &str, n: usize) -> Vec<SimCustomer> {
     let Some(&(_, _, number, _, prefix, digits)) = DEMO_BILLERS.iter().find(|b| b.0 == code) else {
         return Vec::new();
     };
-    (0..6u64)
+    (0..n as u64)
         .map(|i| {
             let n = (number * 1_000_003 + i * 7_777_777) % 10u64.pow(digits as u32);
-            let bills = (0..i.min(3))
+            let bills = (0..(i % 6).min(3))
                 .map(|k| {
                     let month = 10 - k;
                     Bill {
@@ -253,7 +253,7 @@ impl SimBiller {
             }
         }
         if customers.is_empty() {
-            for c in demo_customers(code) {
+            for c in demo_customers(code, config.customers) {
                 tree.insert(
                     format!("c/{}", c.customer),
                     serde_json::to_vec(&c).expect("serialisable"),
@@ -362,6 +362,7 @@ impl SimBiller {
             };
         }
         let partial_allowed = self.partial_allowed;
+        let next = s.next_reference;
         let Some(c) = s.customers.get_mut(customer) else {
             return reject(BillerReject::CustomerNotFound, "no such customer");
         };
@@ -388,6 +389,15 @@ impl SimBiller {
             );
         }
         c.bills = kept;
+        if self.config.recurring_bills && c.bills.is_empty() {
+            let last = paid.last().expect("at least one bill was paid");
+            c.bills.push(Bill {
+                id: format!("{}-R{next}", self.code),
+                period: format!("{}+", last.period),
+                amount: last.amount,
+                due_date: last.due_date.clone(),
+            });
+        }
         let c = c.clone();
         s.next_reference += 1;
         let p = SimPayment {
@@ -498,7 +508,7 @@ mod tests {
     #[tokio::test]
     async fn a_bill_is_paid_once_and_a_cancellation_makes_it_due_again() {
         let b = sim("EVN", false);
-        let c = demo_customers("EVN").remove(2);
+        let c = demo_customers("EVN", 6).remove(2);
         assert_eq!(c.customer.len(), 13, "EVN codes are 13 characters");
         let ids: Vec<String> = c.bills.iter().map(|b| b.id.clone()).collect();
         let total = c.bills.iter().map(|b| b.amount).sum();

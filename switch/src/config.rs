@@ -55,6 +55,8 @@ pub struct Config {
     pub biller_sim: SimConfig,
     /// When settlement windows close by themselves.
     pub settlement: SettlementConfig,
+    /// The demo network's first e-float per post office (load tests raise it).
+    pub demo_efloat: u64,
     /// A post office whose e-float falls below this shows `low_float` (and
     /// the metric `switch_post_office_low_float`).
     pub low_float_threshold: u64,
@@ -153,6 +155,7 @@ impl Default for Config {
                 daily_cutoff: Some("23:00".to_string()),
             },
             low_float_threshold: 50_000_000,
+            demo_efloat: crate::provision::EFLOAT_VND,
         }
     }
 }
@@ -198,6 +201,11 @@ pub struct SimConfig {
     /// times out and must find the outcome).
     pub lost_response_rate: f64,
     pub seed: u64,
+    /// Billers only: customers per demo biller (the first has nothing due).
+    pub customers: usize,
+    /// Billers only: a paid-up customer gets next month's bill at once, so
+    /// that a load test never runs out of bills.
+    pub recurring_bills: bool,
 }
 
 impl Default for SimConfig {
@@ -207,6 +215,8 @@ impl Default for SimConfig {
             error_rate: 0.0,
             lost_response_rate: 0.0,
             seed: 7,
+            customers: 6,
+            recurring_bills: false,
         }
     }
 }

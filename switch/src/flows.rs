@@ -986,7 +986,8 @@ impl Switch {
     }
 
     /// The ledger legs of a transaction, reserved as one linked chain:
-    /// 1 the principal, 2 the cash (counter cash only), 3 the post office's
+    /// 1 the principal, 2 the cash (counter cash; for a QR payment the
+    /// principal's second half, out of `QrClearing`), 3 the post office's
     /// commission, 4 the switch's fee.
     pub(crate) fn legs(&self, rec: &TxRecord) -> Vec<NewTransfer> {
         let id = rec.tx_id();
@@ -1052,9 +1053,10 @@ impl Switch {
                             Party::Bank(bin) => bin,
                             Party::Biller(_) => &rec.bank_bin,
                         });
+                    let clearing = Kind::QrClearing.id(NETWORK);
                     (
-                        (bank(&rec.bank_bin), bank(merchant_bank), code::QR_PRINCIPAL),
-                        None,
+                        (bank(&rec.bank_bin), clearing, code::QR_PRINCIPAL),
+                        Some((clearing, bank(merchant_bank), code::QR_PRINCIPAL)),
                         bank(merchant_bank),
                         None,
                     )

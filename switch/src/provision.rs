@@ -144,6 +144,7 @@ pub async fn demo(switch: &Switch, profiles: &Path, listen: SocketAddr) -> Resul
     let mut accounts: Vec<NewAccount> = vec![
         Kind::FloatReserve.new_account(NETWORK),
         Kind::SwitchIncome.new_account(NETWORK),
+        Kind::QrClearing.new_account(NETWORK),
     ];
     accounts.extend(
         switch
@@ -175,7 +176,7 @@ pub async fn demo(switch: &Switch, profiles: &Path, listen: SocketAddr) -> Resul
             provisioning_id(number),
             Kind::FloatReserve.id(NETWORK),
             Kind::EFloat.id(number),
-            EFLOAT_VND,
+            switch.config.demo_efloat,
             code::FLOAT_TOPUP,
         ));
         post_offices.push(PostOffice {
@@ -310,10 +311,11 @@ pub async fn demo(switch: &Switch, profiles: &Path, listen: SocketAddr) -> Resul
         )
         .map_err(io)?;
     }
+    let customers = switch.config.biller_sim.customers;
     let bill_customers: Vec<serde_json::Value> = crate::biller::DEMO_BILLERS
         .iter()
         .flat_map(|b| {
-            crate::biller::demo_customers(b.0).into_iter().map(move |c| {
+            crate::biller::demo_customers(b.0, customers).into_iter().map(move |c| {
                 let due: u64 = c.bills.iter().map(|x| x.amount).sum();
                 serde_json::json!({"biller": b.0, "customer": c.customer, "name": c.name, "bills_due": c.bills.len(), "amount_due": due})
             })

@@ -352,3 +352,34 @@ async fn a_watcher_resumes_after_a_reconnect_with_nothing_missed_or_repeated() {
     }
     h.assert_ledger_clean().await;
 }
+
+#[tokio::test]
+async fn a_payment_within_one_bank_uses_two_references() {
+    let h = Harness::start(|_| {}).await;
+    let payer = h.customer(MERCHANT_BANK, 1_000_000);
+    let mut m = h.merchant(MERCHANT);
+    let code = m.create_qr("on-us", 40_000, "ONUS-1", 0).await.unwrap();
+    let merchant_before = h.bank_balance(MERCHANT_BANK, MERCHANT_ACCOUNT);
+    let tx = h
+        .bank(MERCHANT_BANK)
+        .pay_qr("p-1", &code.payload, &payer.account, 0)
+        .await
+        .unwrap();
+    assert_eq!(tx.status, pb::TxStatus::Completed as i32);
+    assert_eq!(
+        h.bank_balance(MERCHANT_BANK, &payer.account),
+        payer.balance - 40_000
+    );
+    assert_eq!(
+        h.bank_balance(MERCHANT_BANK, MERCHANT_ACCOUNT),
+        merchant_before + 40_000 - fee(40_000),
+        "the credit was not taken for a retry of the debit"
+    );
+    assert_eq!(
+        h.ledger_balance(Kind::Bank.id(bank_number(MERCHANT_BANK))),
+        -(fee(40_000) as i128),
+        "within one bank only the fee is owed"
+    );
+    assert_eq!(h.ledger_balance(Kind::QrClearing.id(0)), 0);
+    h.assert_ledger_clean().await;
+}

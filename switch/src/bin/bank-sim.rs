@@ -52,7 +52,7 @@ fn main() -> ExitCode {
             latency_ms: args.latency_ms,
             error_rate: args.error_rate,
             lost_response_rate: args.lost_response_rate,
-            seed: 7,
+            ..Default::default()
         };
         let tree = db
             .open_tree(format!("sim/{}", args.bin))
