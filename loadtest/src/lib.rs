@@ -672,28 +672,17 @@ impl Shared {
                 continue;
             };
             let mut stream = stream.into_inner();
-            loop {
-                let next = tokio::select! {
-                    n = stream.message() => n,
-                    _ = tokio::time::sleep(Duration::from_millis(200)) => {
-                        if stop.load(Ordering::Relaxed) { return; }
-                        continue;
+            // Read without interruption (the task is aborted at the end).
+            while let Ok(Some(n)) = stream.message().await {
+                after = after.max(n.seq);
+                let mut notices = self.notices.lock().unwrap_or_else(|e| e.into_inner());
+                match notices.remove(&n.transaction_id) {
+                    Some(Notice::Waiting(w)) => {
+                        let _ = w.send(());
                     }
-                };
-                match next {
-                    Ok(Some(n)) => {
-                        after = after.max(n.seq);
-                        let mut notices = self.notices.lock().unwrap_or_else(|e| e.into_inner());
-                        match notices.remove(&n.transaction_id) {
-                            Some(Notice::Waiting(w)) => {
-                                let _ = w.send(());
-                            }
-                            _ => {
-                                notices.insert(n.transaction_id, Notice::Arrived);
-                            }
-                        }
+                    _ => {
+                        notices.insert(n.transaction_id, Notice::Arrived);
                     }
-                    _ => break,
                 }
             }
         }
@@ -834,7 +823,7 @@ pub async fn run(target: Target, options: Options) -> Result<serde_json::Value, 
         let _ = w.await;
     }
     for w in watchers {
-        let _ = w.await;
+        w.abort();
     }
     let verification = verify(&shared).await;
     let histograms = shared.histograms.lock().await;

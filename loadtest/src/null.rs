@@ -362,7 +362,8 @@ impl NullServer {
                         .add_service(pb::payer_bank_server::PayerBankServer::new(null.clone()))
                         .add_service(pb::admin_server::AdminServer::new(null))
                         .serve_with_incoming_shutdown(
-                            tokio_stream::wrappers::TcpListenerStream::new(listener),
+                            tonic::transport::server::TcpIncoming::from(listener)
+                                .with_nodelay(Some(true)),
                             async {
                                 let _ = stopped.await;
                             },

@@ -42,9 +42,9 @@ pub struct Switch {
     pub ledger: Arc<Ledger>,
     pub routes: Routes,
     pub billers: Billers,
-    /// Completed merchant payments as they happen, for `WatchPayments`
-    /// (bounded: a watcher that falls behind reads the store instead).
-    pub payments: tokio::sync::broadcast::Sender<Payment>,
+    /// Completed merchant payments, numbered and published in order, for
+    /// `WatchPayments`.
+    pub notifier: crate::notify::Notifier,
     /// The simulated banks, when banks are simulated in-process (tests and
     /// the demo inspect customers' balances through them).
     pub sims: HashMap<String, Arc<crate::sim::SimBank>>,
@@ -53,9 +53,13 @@ pub struct Switch {
     pub(crate) rng: SystemRandom,
     /// Ledger numbers of post offices and terminals, by id.
     numbers: RwLock<Numbers>,
-    /// Confirmation, cancellation and the deadline sweep of cash-outs take
-    /// turns, so that one payout is never both posted and reversed.
-    resolving: tokio::sync::Mutex<()>,
+    /// Confirmation, cancellation and the deadline sweep of one cash-out
+    /// take turns, so that a payout is never both posted and reversed (one
+    /// lock per stripe of transaction ids: different cash-outs resolve in
+    /// parallel).
+    resolving: Vec<tokio::sync::Mutex<()>>,
+    /// Opening and closing shifts take turns.
+    shifts: tokio::sync::Mutex<()>,
     /// Provisioning takes turns (numbers are allocated from what exists).
     pub provisioning: tokio::sync::Mutex<()>,
     /// Paying a QR code shown for bills and its expiry take turns.
@@ -70,8 +74,8 @@ struct Numbers {
     terminals: HashMap<String, u64>,
 }
 
-/// Merchant notifications buffered for live watchers.
-const PAYMENTS_BUFFERED_MAX: usize = 4096;
+/// Locks over cash-outs being resolved (by transaction id).
+const RESOLVING_STRIPES: usize = 256;
 
 /// Ledger legs of one transaction: reserve as `leg`, post as `leg + 16`,
 /// void as `leg + 32`.
@@ -155,18 +159,22 @@ impl Switch {
         sims: HashMap<String, Arc<crate::sim::SimBank>>,
         sim_billers: HashMap<String, Arc<crate::biller::SimBiller>>,
     ) -> Switch {
+        let notifier = crate::notify::Notifier::open(&store).expect("the store hands out ids");
         Switch {
             config,
             store,
             ledger,
             routes,
             billers,
-            payments: tokio::sync::broadcast::channel(PAYMENTS_BUFFERED_MAX).0,
+            notifier,
             sims,
             sim_billers,
             rng: SystemRandom::new(),
             numbers: RwLock::new(Numbers::default()),
-            resolving: tokio::sync::Mutex::new(()),
+            resolving: (0..RESOLVING_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+            shifts: tokio::sync::Mutex::new(()),
             provisioning: tokio::sync::Mutex::new(()),
             bill_qr: tokio::sync::Mutex::new(()),
             settling: tokio::sync::Mutex::new(()),
@@ -426,7 +434,7 @@ impl Switch {
         counted: u64,
     ) -> Result<ShiftRecord, SwitchError> {
         Switch::teller_post_office(p)?;
-        let _one_at_a_time = self.resolving.lock().await;
+        let _one_at_a_time = self.shifts.lock().await;
         if self
             .store
             .shift(&p.id)
@@ -455,7 +463,7 @@ impl Switch {
         counted: u64,
     ) -> Result<ShiftRecord, SwitchError> {
         Switch::teller_post_office(p)?;
-        let _one_at_a_time = self.resolving.lock().await;
+        let _one_at_a_time = self.shifts.lock().await;
         let Some(mut shift) = self
             .store
             .shift(&p.id)
@@ -1269,9 +1277,15 @@ impl Switch {
         rec.confirm_deadline_ms = None;
         rec.error_code = error.as_ref().map(|e| e.code.as_str().to_string());
         rec.error_message = error.as_ref().map(|e| e.message.clone());
-        let mut payment = match (&rec.merchant, status) {
-            (Some(m), Status::Completed) => Some(Payment {
-                seq: 0,
+        let ticket = match (&rec.merchant, status) {
+            (Some(_), Status::Completed) => {
+                Some(self.notifier.ticket(&self.store).map_err(storage)?)
+            }
+            _ => None,
+        };
+        let payment = match (&rec.merchant, &ticket) {
+            (Some(m), Some(t)) => Some(Payment {
+                seq: t.seq(),
                 merchant_id: m.merchant_id.clone(),
                 transaction_id: rec.id.clone(),
                 qr_id: Some(m.qr_id.clone()),
@@ -1283,19 +1297,22 @@ impl Switch {
             }),
             _ => None,
         };
+        // A ticket dropped on an error below is abandoned, never published.
         self.store
-            .finish_tx(&rec, payment.as_mut())
+            .finish_tx(&rec, payment.as_ref())
             .map_err(storage)?;
         self.store.durable().await.map_err(storage)?;
-        if let Some(p) = payment {
-            // Watchers that miss this (lagging, reconnecting) read it from
-            // the store.
-            let _ = self.payments.send(p);
+        if let (Some(t), Some(p)) = (ticket, payment) {
+            t.publish(p);
         }
         metrics::counter!("switch_transactions_total", "kind" => kind_label(rec.kind), "status" => status_label(status)).increment(1);
         tracing::info!(status = status_label(status), amount = rec.amount, account = %mask_account(&rec.account), "transaction finished");
         Ok(rec)
     }
+    fn resolving(&self, id: TxId) -> &tokio::sync::Mutex<()> {
+        &self.resolving[((id.as_u128() >> 8) as usize) % RESOLVING_STRIPES]
+    }
+
     /// A terminal's own pending cash-out.
     fn own_cash_out(&self, p: &Principal, id: &str) -> Result<TxRecord, SwitchError> {
         Switch::teller_post_office(p)?;
@@ -1325,7 +1342,8 @@ impl Switch {
 
     /// The teller paid out the cash.
     pub async fn cash_out_confirm(&self, p: &Principal, id: &str) -> Outcome {
-        let _one_at_a_time = self.resolving.lock().await;
+        let rec = self.own_cash_out(p, id)?;
+        let _one_at_a_time = self.resolving(rec.tx_id()).lock().await;
         let rec = self.own_cash_out(p, id)?;
         match (rec.status, rec.stage) {
             (Status::Completed, _) => Ok(rec),
@@ -1339,7 +1357,9 @@ impl Switch {
 
     /// The cash was not paid out: reverse at the bank.
     pub async fn cash_out_cancel(&self, p: &Principal, id: &str) -> Outcome {
-        let _one_at_a_time = self.resolving.lock().await;
+        let rec = self.own_cash_out(p, id)?;
+        let _one_at_a_time = self.resolving(rec.tx_id()).lock().await;
+        // Read again under the lock: confirmed or cancelled meanwhile?
         let rec = self.own_cash_out(p, id)?;
         match (rec.status, rec.stage) {
             (Status::Reversed, _)
@@ -1373,7 +1393,7 @@ impl Switch {
             {
                 continue;
             }
-            let _one_at_a_time = self.resolving.lock().await;
+            let _one_at_a_time = self.resolving(rec.tx_id()).lock().await;
             // Confirmed or cancelled meanwhile?
             let Some(rec) = self
                 .store

@@ -684,13 +684,16 @@ impl pb::merchant_server::Merchant for MerchantService {
             .into());
         }
         let mut last = req.get_ref().after_seq;
-        let mut live = self.switch.payments.subscribe();
+        let mut live = self.switch.notifier.subscribe();
         let (tx, rx) = tokio::sync::mpsc::channel(WATCH_QUEUE_MAX);
         let switch = self.switch.clone();
         tokio::spawn(async move {
             metrics::gauge!("switch_payment_watchers").increment(1.0);
             'catch_up: loop {
                 loop {
+                    // Only what is durable and published: anything later
+                    // comes live, in order.
+                    let published = switch.notifier.published();
                     let page = match switch.store.payments_after(&p.id, last, WATCH_PAGE_MAX) {
                         Ok(page) => page,
                         Err(e) => {
@@ -700,7 +703,7 @@ impl pb::merchant_server::Merchant for MerchantService {
                         }
                     };
                     let n = page.len();
-                    for pay in page {
+                    for pay in page.into_iter().take_while(|x| x.seq <= published) {
                         last = pay.seq;
                         if tx.send(Ok(payment_to_proto(&pay))).await.is_err() {
                             break 'catch_up;

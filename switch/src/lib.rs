@@ -17,6 +17,7 @@ pub mod flows;
 pub mod grpc;
 pub mod ids;
 pub mod merchant;
+pub mod notify;
 pub mod provision;
 pub mod recon;
 pub mod remote;

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use ledger::{Config as LedgerConfig, Ledger, SystemClock};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::auth::{AuthLayer, Keys, Principal, Role};
 use crate::bank::{Bank, Routes};
@@ -276,7 +275,12 @@ pub async fn serve(
                 switch: switch.clone(),
             },
         ))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        // Small request/response exchanges: Nagle's algorithm would hold each
+        // answer for a delayed ACK (tens of milliseconds).
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
         .await?;
     tracing::info!("draining");
     let _ = stop_tx.send(true);

@@ -402,6 +402,9 @@ struct Flusher {
     running: AtomicBool,
 }
 
+/// sled's page cache for the switch's store.
+const STORE_CACHE_BYTES: u64 = 256 << 20;
+
 fn idempotency_key(terminal: &str, request_id: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(terminal.len() + request_id.len() + 1);
     k.extend_from_slice(terminal.as_bytes());
@@ -421,6 +424,10 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         let db = sled::Config::new()
             .path(dir)
+            // Records are written once or twice and then read rarely:
+            // favour write throughput over space.
+            .mode(sled::Mode::HighThroughput)
+            .cache_capacity(STORE_CACHE_BYTES)
             .flush_every_ms(Some(500))
             .open()?;
         Ok(Store {
@@ -582,8 +589,9 @@ impl Store {
 
     /// Record a transaction's final state. A failed one gives back its
     /// claims; a completed QR payment to a merchant adds the merchant's
-    /// notification (numbered here), in the same sled transaction.
-    pub fn finish_tx(&self, t: &TxRecord, payment: Option<&mut Payment>) -> Result<(), StoreError> {
+    /// notification (numbered by `notify::Notifier`), in the same sled
+    /// transaction.
+    pub fn finish_tx(&self, t: &TxRecord, payment: Option<&Payment>) -> Result<(), StoreError> {
         use sled::Transactional;
         debug_assert_eq!(t.stage, Stage::Done);
         let id = t.tx_id().to_bytes();
@@ -594,7 +602,7 @@ impl Store {
         };
         let payment = match payment {
             Some(p) => {
-                p.seq = self.db.generate_id()? + 1;
+                debug_assert!(p.seq > 0, "a notice is numbered before it is written");
                 let mut key = p.merchant_id.as_bytes().to_vec();
                 key.push(0);
                 key.extend_from_slice(&p.seq.to_be_bytes());
