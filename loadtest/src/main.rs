@@ -54,6 +54,10 @@ struct Args {
     /// Write every acknowledged transaction here as a JSON line.
     #[arg(long)]
     record: Option<PathBuf>,
+    /// Only verify a --record file against --target (after the switch was
+    /// killed and restarted, say): no load.
+    #[arg(long, requires = "profiles")]
+    verify_record: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -80,6 +84,28 @@ fn main() -> ExitCode {
             progress: true,
             connections: args.connections,
         };
+        if let Some(record) = &args.verify_record {
+            let target = match loadtest::Target::from_profiles(
+                args.profiles.as_deref().expect("clap requires it"),
+                args.target.as_deref(),
+            ) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("loadtest: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            return match loadtest::verify_record(target, record, args.connections).await {
+                Ok(v) => {
+                    println!("{v}");
+                    if v["ok"] == true { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+                }
+                Err(e) => {
+                    eprintln!("loadtest: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         let (latency_ms, error_rate) = (args.bank_latency_ms, args.bank_error_rate);
         let mut null = None;
         let (embedded, target) = if args.null_server {

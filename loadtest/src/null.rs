@@ -232,7 +232,7 @@ impl pb::merchant_server::Merchant for Null {
         &self,
         r: Request<pb::WatchPaymentsRequest>,
     ) -> Result<Response<Self::WatchPaymentsStream>, Status> {
-        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        let (tx, rx) = tokio::sync::mpsc::channel(1 << 16);
         self.state
             .watchers
             .lock()
