@@ -13,7 +13,7 @@ use crate::auth::{Principal, now_ms};
 use crate::biller::{Biller, BillerError, BillerReject, Statement};
 use crate::error::{ErrorCode, SwitchError};
 use crate::flows::{
-    Outcome, Switch, fingerprint, storage, valid_account, valid_bin, valid_request_id,
+    Outcome, Switch, check_amount, fingerprint, storage, valid_account, valid_bin, valid_request_id,
 };
 use crate::merchant::new_qr_id;
 use crate::store::{self, Action, BillPart, Funding, Order, Party, Stage, Status, Step};
@@ -145,15 +145,7 @@ impl Switch {
         ]);
         // A retry answers the original outcome (the bills are not due any
         // more, so it must not be asked of the biller again).
-        if let Some((existing, original)) =
-            self.store.request(&p.id, request_id).map_err(storage)?
-        {
-            if original != fp {
-                return Err(SwitchError::new(
-                    ErrorCode::RequestIdReused,
-                    format!("client_request_id {request_id} was used for another request"),
-                ));
-            }
+        if let Some(existing) = self.earlier_request(&p.id, request_id, &fp)? {
             return Ok(existing);
         }
         if funding == Funding::Cash {
@@ -192,19 +184,7 @@ impl Switch {
         }
         let amount: u64 = chosen.iter().map(|b| b.amount).sum();
         let product = &self.config.bill;
-        if amount < product.amount_min || amount > product.amount_max {
-            return Err(SwitchError::new(
-                if amount < product.amount_min {
-                    ErrorCode::AmountBelowMinimum
-                } else {
-                    ErrorCode::AmountAboveMaximum
-                },
-                format!(
-                    "a bill payment is {} to {} VND",
-                    product.amount_min, product.amount_max
-                ),
-            ));
-        }
+        check_amount(product, amount, "bill payment")?;
         let fee = crate::fees::fee(&product.fee, amount);
         let pay = Step {
             party: Party::Biller(biller.code.clone()),

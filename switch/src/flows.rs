@@ -105,6 +105,27 @@ pub(crate) fn valid_account(account: &str) -> bool {
     (6..=19).contains(&account.len()) && account.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
+/// An amount within a product's limits.
+pub(crate) fn check_amount(
+    product: &crate::config::Product,
+    amount: u64,
+    name: &str,
+) -> Result<(), SwitchError> {
+    if amount < product.amount_min {
+        return Err(SwitchError::new(
+            ErrorCode::AmountBelowMinimum,
+            format!("the least {name} is {} VND", product.amount_min),
+        ));
+    }
+    if amount > product.amount_max {
+        return Err(SwitchError::new(
+            ErrorCode::AmountAboveMaximum,
+            format!("the most {name} is {} VND", product.amount_max),
+        ));
+    }
+    Ok(())
+}
+
 /// Submit transfers to the ledger without blocking the runtime.
 pub async fn ledger_transfers(
     ledger: &Ledger,
@@ -268,18 +289,7 @@ impl Switch {
         let bank = self.routes.get(bin).ok_or_else(|| {
             SwitchError::new(ErrorCode::UnknownBank, format!("no bank with BIN {bin}"))
         })?;
-        if amount < product.amount_min {
-            return Err(SwitchError::new(
-                ErrorCode::AmountBelowMinimum,
-                format!("the least {name} is {} VND", product.amount_min),
-            ));
-        }
-        if amount > product.amount_max {
-            return Err(SwitchError::new(
-                ErrorCode::AmountAboveMaximum,
-                format!("the most {name} is {} VND", product.amount_max),
-            ));
-        }
+        check_amount(product, amount, name)?;
         Ok(bank.clone())
     }
 
@@ -540,6 +550,22 @@ impl Switch {
             Some(code),
         )
         .await
+    }
+
+    /// The transaction an earlier request with this id made (a retry gets
+    /// its outcome), or a refusal if that request's content differed.
+    pub(crate) fn earlier_request(
+        &self,
+        owner: &str,
+        request_id: &str,
+        fingerprint: &str,
+    ) -> Result<Option<TxRecord>, SwitchError> {
+        match self.store.request(owner, request_id).map_err(storage)? {
+            Some((existing, original)) => {
+                retry(existing, request_id, &original, fingerprint).map(Some)
+            }
+            None => Ok(None),
+        }
     }
 
     /// Validate a counter request, record it and run its flow.

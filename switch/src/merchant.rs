@@ -11,7 +11,9 @@ use ring::rand::SecureRandom;
 
 use crate::auth::{Principal, Role, now_ms};
 use crate::error::{ErrorCode, SwitchError};
-use crate::flows::{Outcome, Switch, fingerprint, storage, valid_account, valid_request_id};
+use crate::flows::{
+    Outcome, Switch, check_amount, fingerprint, storage, valid_account, valid_request_id,
+};
 use crate::store::{self, Action, MerchantPart, Order, Party, Stage, Status, Step};
 
 /// The longest a dynamic code may live.
@@ -93,19 +95,7 @@ impl Switch {
                 "purpose must be at most 25 printable ASCII characters",
             ));
         }
-        if amount < self.config.qr.amount_min || amount > self.config.qr.amount_max {
-            return Err(SwitchError::new(
-                if amount < self.config.qr.amount_min {
-                    ErrorCode::AmountBelowMinimum
-                } else {
-                    ErrorCode::AmountAboveMaximum
-                },
-                format!(
-                    "a QR payment is {} to {} VND",
-                    self.config.qr.amount_min, self.config.qr.amount_max
-                ),
-            ));
-        }
+        check_amount(&self.config.qr, amount, "QR payment")?;
         if expires_in_ms > QR_TTL_MAX_MS {
             return Err(SwitchError::invalid("expires_in_s must be at most 86400"));
         }
@@ -241,15 +231,7 @@ impl Switch {
         }
         // A retry answers the original outcome, whatever happened since.
         let fp = fingerprint(&["pay_qr", payload, payer_account, &amount.to_string()]);
-        if let Some((existing, original)) =
-            self.store.request(&p.id, request_id).map_err(storage)?
-        {
-            if original != fp {
-                return Err(SwitchError::new(
-                    ErrorCode::RequestIdReused,
-                    format!("client_request_id {request_id} was used for another request"),
-                ));
-            }
+        if let Some(existing) = self.earlier_request(&p.id, request_id, &fp)? {
             return Ok(existing);
         }
         let amount = match order.amount {
@@ -283,19 +265,7 @@ impl Switch {
             .map_err(storage)?
             .ok_or_else(|| SwitchError::new(ErrorCode::UnknownMerchant, "no such merchant"))?;
         let product = &self.config.qr;
-        if amount < product.amount_min || amount > product.amount_max {
-            return Err(SwitchError::new(
-                if amount < product.amount_min {
-                    ErrorCode::AmountBelowMinimum
-                } else {
-                    ErrorCode::AmountAboveMaximum
-                },
-                format!(
-                    "a QR payment is {} to {} VND",
-                    product.amount_min, product.amount_max
-                ),
-            ));
-        }
+        check_amount(product, amount, "QR payment")?;
         let fee = crate::fees::fee(&product.fee, amount);
         let steps = vec![
             Step {

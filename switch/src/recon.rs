@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 
-use ledger::{Page, TransferFlags};
+use ledger::TransferFlags;
 use serde::{Deserialize, Serialize};
 
 use crate::accounts::{Kind, bank_number};
@@ -349,62 +349,45 @@ impl Switch {
         cutoff: u64,
     ) -> Result<(), SwitchError> {
         let account = Kind::Bank.id(bank_number(bin));
-        let mut min = from.saturating_add(1);
         let mut last_tx = 0u128;
-        while min < cutoff {
-            let page = Page {
-                timestamp_min: min,
-                timestamp_max: cutoff - 1,
-                limit: Page::LIMIT_MAX,
-                reversed: false,
+        self.window_transfers(account, from, cutoff, |t| {
+            if !t
+                .flags()
+                .intersects(TransferFlags::POST_PENDING | TransferFlags::VOID_PENDING)
+                || t.user_data() == last_tx
+            {
+                return Ok(());
+            }
+            last_tx = t.user_data();
+            let Some(id) = TxId::from_u128(t.user_data()) else {
+                return Ok(());
             };
-            let got = self
-                .ledger
-                .account_transfers(account, page)
-                .map_err(storage)?;
-            for t in &got {
-                min = t.timestamp() + 1;
-                if !t
-                    .flags()
-                    .intersects(TransferFlags::POST_PENDING | TransferFlags::VOID_PENDING)
-                    || t.user_data() == last_tx
-                {
+            let Some(rec) = self.store.get_tx(id).map_err(storage)? else {
+                tracing::error!(tx = %id, "the ledger names a transaction the store lacks");
+                return Ok(());
+            };
+            let completed = match rec.status {
+                Status::Completed => true,
+                Status::Reversed => false,
+                Status::Failed | Status::Pending => return Ok(()),
+            };
+            for (i, step) in rec.steps.iter().enumerate() {
+                if step.party != Party::Bank(bin.to_string()) {
                     continue;
                 }
-                last_tx = t.user_data();
-                let Some(id) = TxId::from_u128(t.user_data()) else {
-                    continue;
+                let e = Expected {
+                    amount: step.amount,
+                    credit: matches!(step.action, Action::Credit { .. }),
+                    completed,
+                    optional: !completed && step.party_reference.is_none(),
+                    seen: false,
                 };
-                let Some(rec) = self.store.get_tx(id).map_err(storage)? else {
-                    tracing::error!(tx = %id, "the ledger names a transaction the store lacks");
-                    continue;
-                };
-                let completed = match rec.status {
-                    Status::Completed => true,
-                    Status::Reversed => false,
-                    Status::Failed | Status::Pending => continue,
-                };
-                for (i, step) in rec.steps.iter().enumerate() {
-                    if step.party != Party::Bank(bin.to_string()) {
-                        continue;
-                    }
-                    let e = Expected {
-                        amount: step.amount,
-                        credit: matches!(step.action, Action::Credit { .. }),
-                        completed,
-                        optional: !completed && step.party_reference.is_none(),
-                        seen: false,
-                    };
-                    let mut key = vec![b'e'];
-                    key.extend_from_slice(&id.reference(i as u8).to_bytes());
-                    scratch.insert(key, &e.encode()).map_err(storage)?;
-                }
+                let mut key = vec![b'e'];
+                key.extend_from_slice(&id.reference(i as u8).to_bytes());
+                scratch.insert(key, &e.encode()).map_err(storage)?;
             }
-            if got.len() < Page::LIMIT_MAX as usize {
-                break;
-            }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     fn stored_report(&self, prefix: &str) -> Result<Option<ReconReport>, SwitchError> {

@@ -242,55 +242,38 @@ impl Switch {
             parts.by_account.iter().map(|(a, i)| (*a, *i)).collect();
         accounts.sort_unstable();
         for (account, me) in accounts {
-            let mut min = from.saturating_add(1);
-            loop {
-                if cutoff == 0 || min >= cutoff {
-                    break;
+            self.window_transfers(account, from, cutoff, |t| {
+                if t.flags()
+                    .intersects(TransferFlags::PENDING | TransferFlags::VOID_PENDING)
+                    || !TRADE_CODES.contains(&t.code())
+                {
+                    return Ok(());
                 }
-                let page = Page {
-                    timestamp_min: min,
-                    timestamp_max: cutoff - 1,
-                    limit: Page::LIMIT_MAX,
-                    reversed: false,
+                let debit = t.debit_account_id() == account;
+                let other = if debit {
+                    t.credit_account_id()
+                } else {
+                    t.debit_account_id()
                 };
-                let got = self
-                    .ledger
-                    .account_transfers(account, page)
-                    .map_err(storage)?;
-                let n = got.len();
-                for t in &got {
-                    min = t.timestamp() + 1;
-                    let flags = t.flags();
-                    if flags.intersects(TransferFlags::PENDING | TransferFlags::VOID_PENDING)
-                        || !TRADE_CODES.contains(&t.code())
-                    {
-                        continue;
-                    }
-                    let debit = t.debit_account_id() == account;
-                    let other = if debit {
-                        t.credit_account_id()
-                    } else {
-                        t.debit_account_id()
-                    };
-                    let tally = &mut tallies[me];
-                    if matches!(t.code(), code::FEE_COMMISSION | code::FEE_SWITCH) {
-                        tally.fees += t.amount();
-                    }
-                    tally.transactions.insert(t.user_data());
-                    all.insert(t.user_data());
-                    if debit {
-                        transfer_ids.push(t.id());
-                    }
-                    match parts.by_account.get(&other) {
-                        Some(o) if *o == me => {}
-                        _ if debit => tally.gross_debits += t.amount(),
-                        _ => tally.gross_credits += t.amount(),
-                    }
+                let tally = &mut tallies[me];
+                if matches!(t.code(), code::FEE_COMMISSION | code::FEE_SWITCH) {
+                    tally.fees += t.amount();
                 }
-                if n < Page::LIMIT_MAX as usize {
-                    break;
+                tally.transactions.insert(t.user_data());
+                all.insert(t.user_data());
+                let other_side = parts.by_account.get(&other);
+                // Each transfer once: from its debit side, or from its credit
+                // side when the debit account belongs to no participant.
+                if debit || other_side.is_none() {
+                    transfer_ids.push(t.id());
                 }
-            }
+                match other_side {
+                    Some(o) if *o == me => {}
+                    _ if debit => tally.gross_debits += t.amount(),
+                    _ => tally.gross_credits += t.amount(),
+                }
+                Ok(())
+            })?;
         }
         let positions = parts
             .list
@@ -312,6 +295,38 @@ impl Switch {
             transactions: all.len() as u64,
             transfer_ids,
         })
+    }
+
+    /// Visit every transfer of `account` with ledger time in
+    /// `(from, cutoff)`, oldest first, a page at a time.
+    pub(crate) fn window_transfers(
+        &self,
+        account: u128,
+        from: u64,
+        cutoff: u64,
+        mut visit: impl FnMut(&ledger::Transfer) -> Result<(), SwitchError>,
+    ) -> Result<(), SwitchError> {
+        let mut min = from.saturating_add(1);
+        while min < cutoff {
+            let page = Page {
+                timestamp_min: min,
+                timestamp_max: cutoff - 1,
+                limit: Page::LIMIT_MAX,
+                reversed: false,
+            };
+            let got = self
+                .ledger
+                .account_transfers(account, page)
+                .map_err(storage)?;
+            for t in &got {
+                min = t.timestamp() + 1;
+                visit(t)?;
+            }
+            if got.len() < Page::LIMIT_MAX as usize {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// The windows, oldest first; the last is open.

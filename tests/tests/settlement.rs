@@ -224,6 +224,30 @@ async fn a_window_closed_under_load_holds_every_transfer_exactly_once() {
             ids
         });
     }
+    {
+        // And QR payments, whose principal passes through the clearing
+        // account (a leg whose debit side belongs to no participant).
+        let h = h.clone();
+        load.spawn(async move {
+            let payer = h.customer("970405", 1_000_000);
+            let mut m = h.merchant("cafe-tam-dao");
+            let mut ids = Vec::new();
+            for i in 0..30 {
+                let code = m
+                    .create_qr(&format!("q{i}"), 10_000 + i, &format!("Q{i}"), 0)
+                    .await
+                    .unwrap();
+                if let Ok(tx) = h
+                    .bank("970405")
+                    .pay_qr(&format!("q{i}"), &code.payload, &payer.account, 0)
+                    .await
+                {
+                    ids.push(format!("qr:{}", tx.transaction_id));
+                }
+            }
+            ids
+        });
+    }
     let mut ops = h.settlement("operator");
     let mut closed = Vec::new();
     while closed.len() < 4 {
@@ -259,10 +283,17 @@ async fn a_window_closed_under_load_holds_every_transfer_exactly_once() {
     );
     let whole_debits: u64 = whole.positions.iter().map(|p| p.gross_debits).sum();
     assert_eq!(in_reports, whole_debits, "the reports add up to the whole");
-    // Every acknowledged cash-in's posted principal is in some window.
+    // Every acknowledged transaction's posted principal is in some window
+    // (both halves of a QR payment's).
     for tx in &acked {
-        let post = switch::ids::TxId::parse(tx).unwrap().leg(16 + 1);
-        assert!(seen.contains(&post), "{tx} is in a window");
+        let (legs, id): (&[u8], &str) = match tx.strip_prefix("qr:") {
+            Some(id) => (&[1, 2], id),
+            None => (&[1], tx),
+        };
+        for leg in legs {
+            let post = switch::ids::TxId::parse(id).unwrap().leg(16 + leg);
+            assert!(seen.contains(&post), "{tx} leg {leg} is in a window");
+        }
     }
     assert!(acked.len() > 100, "{} acknowledged", acked.len());
     h.assert_ledger_clean().await;
