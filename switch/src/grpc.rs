@@ -684,10 +684,17 @@ impl pb::merchant_server::Merchant for MerchantService {
             .into());
         }
         let mut last = req.get_ref().after_seq;
+        let Some(place) = self.switch.notifier.watch(&p.id) else {
+            return Err(Status::resource_exhausted(format!(
+                "at most {} payment streams per merchant are open at once",
+                crate::notify::WATCHERS_PER_MERCHANT_MAX
+            )));
+        };
         let mut live = self.switch.notifier.subscribe();
         let (tx, rx) = tokio::sync::mpsc::channel(WATCH_QUEUE_MAX);
         let switch = self.switch.clone();
         tokio::spawn(async move {
+            let _place = place;
             metrics::gauge!("switch_payment_watchers").increment(1.0);
             'catch_up: loop {
                 loop {

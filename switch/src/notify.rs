@@ -6,7 +6,7 @@
 //! watcher that resumes after number `n` has missed nothing below it.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::broadcast;
 
@@ -16,9 +16,32 @@ use crate::store::{Payment, Store, StoreError};
 /// store again).
 const BUFFERED_MAX: usize = 4096;
 
+/// Payment streams one merchant may keep open at once.
+pub const WATCHERS_PER_MERCHANT_MAX: usize = 8;
+
 pub struct Notifier {
     state: Mutex<State>,
     live: broadcast::Sender<Payment>,
+    /// Open watch streams by merchant (bounded).
+    watchers: Arc<Mutex<std::collections::HashMap<String, usize>>>,
+}
+
+/// A watch stream's place; dropping it frees the place.
+pub struct Watching {
+    watchers: Arc<Mutex<std::collections::HashMap<String, usize>>>,
+    merchant: String,
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        let mut w = self.watchers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = w.get_mut(&self.merchant) {
+            *n -= 1;
+            if *n == 0 {
+                w.remove(&self.merchant);
+            }
+        }
+    }
 }
 
 struct State {
@@ -68,6 +91,7 @@ impl Notifier {
                 published: store.next_id()?,
             }),
             live: broadcast::channel(BUFFERED_MAX).0,
+            watchers: Arc::new(Mutex::new(std::collections::HashMap::new())),
         })
     }
 
@@ -110,6 +134,21 @@ impl Notifier {
 
     pub fn subscribe(&self) -> broadcast::Receiver<Payment> {
         self.live.subscribe()
+    }
+
+    /// A place for one more of `merchant`'s watch streams, if it has fewer
+    /// than `WATCHERS_PER_MERCHANT_MAX` open.
+    pub fn watch(&self, merchant: &str) -> Option<Watching> {
+        let mut w = self.watchers.lock().unwrap_or_else(|e| e.into_inner());
+        let n = w.entry(merchant.to_string()).or_default();
+        if *n >= WATCHERS_PER_MERCHANT_MAX {
+            return None;
+        }
+        *n += 1;
+        Some(Watching {
+            watchers: self.watchers.clone(),
+            merchant: merchant.to_string(),
+        })
     }
 }
 

@@ -85,3 +85,107 @@ fn a_switch_killed_mid_transaction_finishes_it_on_restart() {
         other => panic!("recovery left the transaction {other:?}"),
     }
 }
+
+/// SIGKILL in the middle of a QR payment: the payer's bank debited (its
+/// answer lost) and the merchant's bank was never called. A restart asks
+/// both: the debit is found, the credit is not, so every call is reversed
+/// and the payer gets the money back; nothing is posted.
+#[test]
+fn a_switch_killed_mid_qr_payment_reverses_every_call_on_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, _, payer, balance) = common::start(
+        dir.path(),
+        "bank_timeout_ms = 30000\n[sim]\nlost_response_rate = 1.0\n",
+        "info",
+    );
+    let read = |name: &str| -> common::Profile {
+        let path = dir.path().join("profiles").join(name);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !path.exists() {
+            assert!(std::time::Instant::now() < deadline, "no {name}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+    let (merchant, bank) = (read("cafe-tam-dao.toml"), read("bank-970422.toml"));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let code = runtime.block_on(async {
+        let creds = Credentials::from_hex(&merchant.id, &merchant.secret).unwrap();
+        let m = pb::CreateQrRequest {
+            client_request_id: "o-1".into(),
+            amount: 300_000,
+            reference: "CRASH-1".into(),
+            purpose: String::new(),
+            expires_in_s: 0,
+        };
+        pb::merchant_client::MerchantClient::connect(merchant.switch.clone())
+            .await
+            .unwrap()
+            .create_qr(creds.sign("/switch.v1.Merchant/CreateQr", m))
+            .await
+            .unwrap()
+            .into_inner()
+    });
+    let call = runtime.spawn({
+        let creds = Credentials::from_hex(&bank.id, &bank.secret).unwrap();
+        let request = pb::PayQrRequest {
+            client_request_id: "p-1".into(),
+            payload: code.payload.clone(),
+            payer_account: payer.clone(),
+            amount: 0,
+        };
+        let address = bank.switch.clone();
+        async move {
+            pb::payer_bank_client::PayerBankClient::connect(address)
+                .await
+                .unwrap()
+                .pay_qr(creds.sign("/switch.v1.PayerBank/PayQr", request))
+                .await
+        }
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        runtime.block_on(call).unwrap().is_err(),
+        "the bank never got an answer"
+    );
+
+    runtime.block_on(async {
+        let config = switch::Config {
+            data_dir: dir.path().to_path_buf(),
+            ..switch::Config::default()
+        };
+        let (switch, _) = switch::server::open(config, "127.0.0.1:1".parse().unwrap())
+            .await
+            .unwrap();
+        let txs = switch.store.list_terminal("970422", None, 10).unwrap();
+        assert_eq!(txs.len(), 1);
+        assert_eq!(
+            txs[0].status,
+            switch::store::Status::Reversed,
+            "{:?}",
+            txs[0]
+        );
+        assert_eq!(
+            switch.sims[MB].account(&payer).unwrap().balance,
+            balance - 300_000,
+            "debited before the crash"
+        );
+        switch.run_reversals().await.unwrap();
+        assert!(switch.store.reversals().unwrap().is_empty());
+        assert_eq!(
+            switch.sims[MB].account(&payer).unwrap().balance,
+            balance,
+            "the payer got the money back"
+        );
+        assert_eq!(
+            switch.sims["970436"].account("8100000002").unwrap().balance,
+            0,
+            "the merchant was never credited"
+        );
+        let check = switch.ledger.check().unwrap();
+        assert!(check.violations.is_empty(), "{:?}", check.violations);
+        assert_eq!(check.pending_transfers, 0);
+    });
+}

@@ -383,3 +383,30 @@ async fn a_payment_within_one_bank_uses_two_references() {
     assert_eq!(h.ledger_balance(Kind::QrClearing.id(0)), 0);
     h.assert_ledger_clean().await;
 }
+
+#[tokio::test]
+async fn a_merchant_keeps_a_bounded_number_of_payment_streams() {
+    let h = Harness::start(|_| {}).await;
+    let mut m = h.merchant(MERCHANT);
+    let mut open = Vec::new();
+    for _ in 0..switch::notify::WATCHERS_PER_MERCHANT_MAX {
+        open.push(m.watch(0).await);
+    }
+    let e = m
+        .client
+        .watch_payments(m.credentials.sign(
+            "/switch.v1.Merchant/WatchPayments",
+            pb::WatchPaymentsRequest { after_seq: 0 },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted);
+    // Closing one frees its place.
+    drop(open.pop());
+    h.eventually(5, "a place freed", |h| {
+        h.switch.notifier.watch(MERCHANT).is_some()
+    })
+    .await;
+    let _again = m.watch(0).await;
+    h.assert_ledger_clean().await;
+}
