@@ -1,5 +1,6 @@
 //! `pos-agent`: the teller's and merchant's command line.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -157,11 +158,13 @@ fn main() -> ExitCode {
             match result {
                 Ok(out) if out.is_empty() => ExitCode::SUCCESS,
                 Ok(out) => {
-                    if cli.json {
-                        println!("{out}")
+                    // A closed pipe (`| head`) is not an error of ours.
+                    let mut stdout = std::io::stdout().lock();
+                    let _ = if cli.json {
+                        writeln!(stdout, "{out}")
                     } else {
-                        print!("{out}")
-                    }
+                        write!(stdout, "{out}")
+                    };
                     ExitCode::SUCCESS
                 }
                 Err(f) => {
@@ -173,7 +176,11 @@ fn main() -> ExitCode {
                         if let Some(s) = f.status {
                             error["status"] = s.into();
                         }
-                        println!("{}", serde_json::json!({ "error": error }));
+                        let _ = writeln!(
+                            std::io::stdout(),
+                            "{}",
+                            serde_json::json!({ "error": error })
+                        );
                     } else {
                         eprintln!("pos-agent: {}: {}", f.code, f.message);
                     }

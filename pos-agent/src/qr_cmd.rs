@@ -96,7 +96,7 @@ pub fn run(command: QrCommand, json: bool) -> Result<(), String> {
                 ..qr::Spec::new(&bin, &account)
             };
             let payload = qr::encode(&spec).map_err(|e| e.to_string())?;
-            println!("{payload}");
+            let _ = writeln!(std::io::stdout(), "{payload}");
             Ok(())
         }
         QrCommand::Show { payload, png } => show(&payload, png),
@@ -117,9 +117,9 @@ fn decode(payload: &str, json: bool) -> Result<(), String> {
                 )
             })
             .collect();
-        println!("{}", serde_json::Value::Object(object));
+        let _ = writeln!(std::io::stdout(), "{}", serde_json::Value::Object(object));
     } else {
-        print!("{}", describe(&q));
+        let _ = write!(std::io::stdout(), "{}", describe(&q));
     }
     Ok(())
 }
@@ -154,7 +154,7 @@ fn show(payload: &str, png_path: Option<PathBuf>) -> Result<(), String> {
     match png_path {
         Some(path) => {
             write_png(&code, &path)?;
-            println!("wrote {}", path.display());
+            let _ = writeln!(std::io::stdout(), "wrote {}", path.display());
         }
         None => {
             let drawing = code
@@ -162,8 +162,8 @@ fn show(payload: &str, png_path: Option<PathBuf>) -> Result<(), String> {
                 .dark_color(qrcode::render::unicode::Dense1x2::Light)
                 .light_color(qrcode::render::unicode::Dense1x2::Dark)
                 .build();
-            println!("{drawing}");
-            print!("{}", describe(&q));
+            let _ = writeln!(std::io::stdout(), "{drawing}");
+            let _ = write!(std::io::stdout(), "{}", describe(&q));
         }
     }
     Ok(())
