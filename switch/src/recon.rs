@@ -73,6 +73,9 @@ pub struct ReconReport {
     /// The first exceptions (filled in when answering).
     #[serde(default)]
     pub exceptions: Vec<Exception>,
+    /// The sled tree holding every exception of this report, by id.
+    #[serde(default)]
+    pub exceptions_tree: String,
 }
 
 /// What the switch expects the bank to list for one reference.
@@ -187,13 +190,25 @@ impl Switch {
         let cutoff = window
             .cutoff_timestamp
             .expect("a closed window has its cut-off");
+        let run = format!(
+            "{bin}/{}/{}",
+            window.id,
+            self.store.next_id().map_err(storage)?
+        );
         let scratch = self
             .store
-            .scratch_tree(&format!("recon/{bin}/{}/{}", window.id, now_ms()))
+            .scratch_tree(&format!("recon/{run}"))
+            .map_err(storage)?;
+        // Exceptions are written where they will stay; only a stored report
+        // that names this tree makes them visible.
+        let found = self
+            .store
+            .named_tree(&format!("recon-exceptions/{run}"))
             .map_err(storage)?;
         let result = self
             .reconcile_into(
                 &scratch,
+                &found,
                 &bin,
                 window.id,
                 window.from_timestamp,
@@ -204,6 +219,10 @@ impl Switch {
             )
             .await;
         self.store.drop_tree(&scratch).map_err(storage)?;
+        let kept = matches!(&result, Ok(r) if r.exceptions_tree.as_bytes() == &*found.name());
+        if !kept {
+            self.store.drop_tree(&found).map_err(storage)?;
+        }
         result
     }
 
@@ -211,6 +230,7 @@ impl Switch {
     async fn reconcile_into(
         &self,
         scratch: &sled::Tree,
+        found: &sled::Tree,
         bin: &str,
         window: u64,
         from: u64,
@@ -223,10 +243,11 @@ impl Switch {
         // Parse in a blocking task; feed it from here, hashing as we go.
         let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
         let parser = {
-            let scratch = scratch.clone();
+            let (scratch, found) = (scratch.clone(), found.clone());
             tokio::task::spawn_blocking(move || {
                 match_statement(
                     &scratch,
+                    &found,
                     ChannelReader {
                         rx,
                         buf: Vec::new(),
@@ -276,7 +297,7 @@ impl Switch {
             }
             let reference = u128::from_be_bytes(k[1..17].try_into().map_err(storage)?);
             exceptions.push(
-                scratch,
+                found,
                 Exception {
                     id: String::new(),
                     class: "missing_at_bank".into(),
@@ -311,20 +332,16 @@ impl Switch {
                 .collect(),
             exceptions_total: exceptions.n,
             exceptions: Vec::new(),
+            exceptions_tree: String::from_utf8_lossy(&found.name()).into_owned(),
         };
-        // The report and every exception in one batch.
-        let mut batch = sled::Batch::default();
-        for kv in scratch.scan_prefix(b"x") {
-            let (k, v) = kv.map_err(storage)?;
-            let mut key = format!("{prefix}/x/").into_bytes();
-            key.extend_from_slice(&k[1..]);
-            batch.insert(key, v);
-        }
-        batch.insert(
-            prefix.as_bytes(),
-            serde_json::to_vec(&report).expect("serialisable"),
-        );
-        self.store.recon.apply_batch(batch).map_err(storage)?;
+        // The report is the commit: written after every exception.
+        self.store
+            .recon
+            .insert(
+                prefix.as_bytes(),
+                serde_json::to_vec(&report).expect("serialisable"),
+            )
+            .map_err(storage)?;
         self.store.durable().await.map_err(storage)?;
         let m = report.classes.get("matched").map_or(0, |c| c.0);
         tracing::info!(
@@ -395,12 +412,11 @@ impl Switch {
             return Ok(None);
         };
         let mut report: ReconReport = serde_json::from_slice(&v).map_err(storage)?;
-        for kv in self
+        let found = self
             .store
-            .recon
-            .scan_prefix(format!("{prefix}/x/").as_bytes())
-            .take(EXCEPTIONS_SHOWN_MAX)
-        {
+            .named_tree(&report.exceptions_tree)
+            .map_err(storage)?;
+        for kv in found.iter().take(EXCEPTIONS_SHOWN_MAX) {
             let (_, v) = kv.map_err(storage)?;
             report
                 .exceptions
@@ -431,13 +447,18 @@ impl Switch {
         let mut found = None;
         let prefix = format!("report/{bin}/{window:020}/");
         for kv in self.store.recon.scan_prefix(prefix.as_bytes()) {
-            let (k, v) = kv.map_err(storage)?;
-            if k.ends_with(format!("/x/{exception_id}").as_bytes()) {
-                found = Some((k, v));
+            let (_, v) = kv.map_err(storage)?;
+            let report: ReconReport = serde_json::from_slice(&v).map_err(storage)?;
+            let tree = self
+                .store
+                .named_tree(&report.exceptions_tree)
+                .map_err(storage)?;
+            if let Some(v) = tree.get(exception_id.as_bytes()).map_err(storage)? {
+                found = Some((tree, v));
                 break;
             }
         }
-        let (key, value) = found.ok_or_else(|| {
+        let (tree, value) = found.ok_or_else(|| {
             SwitchError::new(
                 ErrorCode::TransactionNotFound,
                 format!("no exception {exception_id} for {bin} in window {window}"),
@@ -456,13 +477,19 @@ impl Switch {
             "transaction_id": e.transaction_id, "note": note,
         });
         let seq = self.store.next_id().map_err(storage)?;
-        let mut batch = sled::Batch::default();
-        batch.insert(key, serde_json::to_vec(&e).expect("serialisable"));
-        batch.insert(
-            format!("audit/{at_ms:020}/{seq:020}").as_bytes(),
-            serde_json::to_vec(&audit).expect("serialisable"),
-        );
-        self.store.recon.apply_batch(batch).map_err(storage)?;
+        // The audit entry first: a resolution is never without its trail.
+        self.store
+            .recon
+            .insert(
+                format!("audit/{at_ms:020}/{seq:020}").as_bytes(),
+                serde_json::to_vec(&audit).expect("serialisable"),
+            )
+            .map_err(storage)?;
+        tree.insert(
+            exception_id.as_bytes(),
+            serde_json::to_vec(&e).expect("serialisable"),
+        )
+        .map_err(storage)?;
         self.store.durable().await.map_err(storage)?;
         tracing::info!(
             window,
@@ -484,19 +511,20 @@ impl Switch {
     }
 }
 
-/// Exceptions written to the scratch tree as they are found.
+/// Exceptions written to the run's tree as they are found.
 struct Exceptions {
     n: u64,
 }
 
 impl Exceptions {
-    fn push(&mut self, scratch: &sled::Tree, mut e: Exception) -> Result<(), SwitchError> {
+    fn push(&mut self, found: &sled::Tree, mut e: Exception) -> Result<(), SwitchError> {
         self.n += 1;
         e.id = format!("E{:07}", self.n);
-        let mut key = vec![b'x'];
-        key.extend_from_slice(e.id.as_bytes());
-        scratch
-            .insert(key, serde_json::to_vec(&e).expect("serialisable"))
+        found
+            .insert(
+                e.id.as_bytes(),
+                serde_json::to_vec(&e).expect("serialisable"),
+            )
             .map_err(storage)?;
         Ok(())
     }
@@ -505,7 +533,11 @@ impl Exceptions {
 type Parsed = (u64, BTreeMap<String, (u64, u64)>, Exceptions);
 
 /// Match every statement line against the expected lines in `scratch`.
-fn match_statement(scratch: &sled::Tree, input: impl Read) -> Result<Parsed, SwitchError> {
+fn match_statement(
+    scratch: &sled::Tree,
+    found: &sled::Tree,
+    input: impl Read,
+) -> Result<Parsed, SwitchError> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .trim(csv::Trim::All)
@@ -646,7 +678,7 @@ fn match_statement(scratch: &sled::Tree, input: impl Read) -> Result<Parsed, Swi
         c.0 += 1;
         c.1 += amount;
         if let Some(e) = e {
-            exceptions.push(scratch, e)?;
+            exceptions.push(found, e)?;
         }
     }
     Ok((lines, classes, exceptions))

@@ -752,6 +752,11 @@ impl Store {
         self.db.open_tree(format!("scratch/{name}"))
     }
 
+    /// A tree by name (created empty the first time).
+    pub fn named_tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
+        self.db.open_tree(name)
+    }
+
     pub fn drop_tree(&self, t: &sled::Tree) -> Result<(), StoreError> {
         self.db.drop_tree(t.name())?;
         Ok(())
