@@ -643,7 +643,13 @@ impl Shared {
 
     /// Keep one `WatchPayments` stream per merchant open, reconnecting
     /// after the last notice seen, and wake the flows waiting for them.
-    async fn watch(self: Arc<Self>, merchant: usize, stop: Arc<AtomicBool>) {
+    async fn watch(
+        self: Arc<Self>,
+        merchant: usize,
+        stop: Arc<AtomicBool>,
+        ready: tokio::sync::oneshot::Sender<()>,
+    ) {
+        let mut ready = Some(ready);
         let (_, creds) = &self.target.merchants[merchant];
         let mut after = u64::MAX;
         while !stop.load(Ordering::Relaxed) {
@@ -672,6 +678,10 @@ impl Shared {
                 continue;
             };
             let mut stream = stream.into_inner();
+            // Subscribed: the load may start.
+            if let Some(r) = ready.take() {
+                let _ = r.send(());
+            }
             // Read without interruption (the task is aborted at the end).
             while let Ok(Some(n)) = stream.message().await {
                 after = after.max(n.seq);
@@ -727,13 +737,24 @@ pub async fn run(target: Target, options: Options) -> Result<serde_json::Value, 
         bank_bins,
     });
     let stop = Arc::new(AtomicBool::new(false));
-    let watchers: Vec<_> = if options.mix.iter().any(|(f, _)| *f == Flow::Qr) {
-        (0..shared.target.merchants.len())
-            .map(|m| tokio::spawn(shared.clone().watch(m, stop.clone())))
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let mut watchers = Vec::new();
+    if options.mix.iter().any(|(f, _)| *f == Flow::Qr) {
+        for m in 0..shared.target.merchants.len() {
+            let (ready, subscribed) = tokio::sync::oneshot::channel();
+            watchers.push(tokio::spawn(shared.clone().watch(m, stop.clone(), ready)));
+            // No QR flow before every merchant's stream is open, or its
+            // first notices would come before the watcher's cursor.
+            if tokio::time::timeout(Duration::from_secs(10), subscribed)
+                .await
+                .is_err()
+            {
+                return Err(format!(
+                    "merchant {} could not watch its payments",
+                    shared.target.merchants[m].0
+                ));
+            }
+        }
+    }
     let started = Instant::now();
     let workers: Vec<tokio::task::JoinHandle<()>> = match options.mode {
         Mode::Closed { concurrency } => (0..concurrency)
