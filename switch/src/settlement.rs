@@ -827,3 +827,24 @@ pub fn by_participant(positions: &[Position]) -> BTreeMap<String, &Position> {
         .map(|p| (p.participant.clone(), p))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_daily_cut_off_is_local_time() {
+        // 2026-11-27 16:30 UTC is 23:30 in Vietnam: today's 23:00 cut-off
+        // (16:00 UTC) has passed.
+        let now = 1_795_797_000_000; // 2026-11-27T16:30:00Z
+        let today_16_utc = 1_795_795_200_000;
+        assert_eq!(last_daily_cutoff_ms("23:00", now).unwrap(), today_16_utc);
+        // At 15:59 UTC it is still yesterday's.
+        assert_eq!(
+            last_daily_cutoff_ms("23:00", today_16_utc - 60_000).unwrap(),
+            today_16_utc - 86_400_000
+        );
+        assert!(last_daily_cutoff_ms("24:00", now).is_err());
+        assert!(last_daily_cutoff_ms("noon", now).is_err());
+    }
+}

@@ -426,3 +426,34 @@ async fn top_ups_and_sweeps_move_liquidity_and_low_float_shows() {
     );
     h.assert_ledger_clean().await;
 }
+
+#[tokio::test]
+async fn windows_close_on_their_schedule() {
+    let h = Harness::start(|c| c.settlement.interval_ms = Some(300)).await;
+    let c = h.customer("970422", 0);
+    h.teller("tho-tang-1")
+        .cash_in("sched-1", "970422", &c.account, 100_000)
+        .await
+        .unwrap();
+    let mut ops = h.settlement("operator");
+    let mut windows = ops.windows().await;
+    for _ in 0..100 {
+        if windows.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        windows = ops.windows().await;
+    }
+    assert!(windows.len() >= 3, "closed by the schedule: {windows:?}");
+    assert!(
+        windows[..windows.len() - 1]
+            .iter()
+            .all(|w| w.state == "closed")
+    );
+    let first = ops.report(1, "970422").await.unwrap();
+    assert_eq!(
+        first.participants[0].net, 100_000,
+        "the cash-in is in window 1"
+    );
+    h.assert_ledger_clean().await;
+}
