@@ -856,41 +856,29 @@ impl Switch {
                 if !bank.breaker.allow(now_ms()) {
                     return Ok(Answer::Refused(circuit_open(&bank.name)));
                 }
-                let (call, answer) = match action {
+                let (call, pending) = match action {
                     Action::Credit { account } => (
                         "credit",
-                        tokio::time::timeout(
-                            timeout,
-                            bank.adapter.credit(reference, account, step.amount),
-                        )
-                        .await,
+                        bank.adapter.credit(reference, account, step.amount),
                     ),
-                    Action::Debit { account } => (
-                        "debit",
-                        tokio::time::timeout(
-                            timeout,
-                            bank.adapter.debit(reference, account, step.amount),
-                        )
-                        .await,
-                    ),
+                    Action::Debit { account } => {
+                        ("debit", bank.adapter.debit(reference, account, step.amount))
+                    }
                     Action::DebitWithCode { account } => (
                         "debit_with_code",
-                        tokio::time::timeout(
-                            timeout,
-                            bank.adapter.debit_with_code(
-                                reference,
-                                account,
-                                code.unwrap_or_default(),
-                                rec.amount,
-                                step.amount - rec.amount,
-                            ),
-                        )
-                        .await,
+                        bank.adapter.debit_with_code(
+                            reference,
+                            account,
+                            code.unwrap_or_default(),
+                            rec.amount,
+                            step.amount - rec.amount,
+                        ),
                     ),
                     Action::PayBills { .. } => {
                         return Err(storage("a bank was asked to pay bills"));
                     }
                 };
+                let answer = tokio::time::timeout(timeout, pending).await;
                 metrics::histogram!("switch_party_call_seconds", "party" => bin.clone(), "call" => call)
                     .record(started.elapsed().as_secs_f64());
                 bank.breaker.record(

@@ -642,6 +642,7 @@ impl Switch {
             }
             drawers.sort();
             let low = efloat < self.config.low_float_threshold;
+            // A gauge for dashboards (metrics are f64); never used as money.
             metrics::gauge!("switch_post_office_efloat_vnd", "post_office" => po.id.clone())
                 .set(efloat as f64);
             metrics::gauge!("switch_post_office_low_float", "post_office" => po.id.clone())
