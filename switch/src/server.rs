@@ -202,7 +202,31 @@ pub async fn serve(
     let worker = {
         let switch = switch.clone();
         tokio::spawn(async move {
+            let operator = Principal {
+                id: "worker".into(),
+                role: Role::Operator,
+            };
+            let mut pass: u64 = 0;
+            // Post offices below the low-float threshold (logged on change).
+            let mut low_now = std::collections::BTreeSet::new();
             loop {
+                pass += 1;
+                // Every ~10 s: post offices' e-float and low-float gauges.
+                if pass % 20 == 1 {
+                    let switch = switch.clone();
+                    let operator = operator.clone();
+                    let low =
+                        tokio::task::spawn_blocking(move || switch.liquidity(&operator, "")).await;
+                    if let Ok(Ok(all)) = low {
+                        for l in &all {
+                            if l.low_float && low_now.insert(l.post_office_id.clone()) {
+                                tracing::warn!(post_office = %l.post_office_id, efloat = l.efloat, "e-float fell below the low-float threshold");
+                            } else if !l.low_float && low_now.remove(&l.post_office_id) {
+                                tracing::info!(post_office = %l.post_office_id, efloat = l.efloat, "e-float back above the low-float threshold");
+                            }
+                        }
+                    }
+                }
                 if let Err(e) = switch.run_reversals().await {
                     tracing::error!(error = %e, "reversal pass failed");
                 }
