@@ -54,9 +54,22 @@ struct State {
     next_reference: u64,
 }
 
+/// A fault a test switches on in a running simulated bank.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Fault {
+    None = 0,
+    /// Credits are made but never answered; status inquiries answer.
+    LoseCredits = 1,
+    /// Credits are made but never answered, and status inquiries fail.
+    LoseCreditsAndStatus = 2,
+}
+
 pub struct SimBank {
     bin: String,
     config: SimConfig,
+    /// A `Fault`, switched at run time.
+    fault: std::sync::atomic::AtomicU8,
     state: Mutex<State>,
     /// Write-through copy of the state.
     tree: sled::Tree,
@@ -111,6 +124,7 @@ impl SimBank {
         Ok(SimBank {
             bin: bin.to_string(),
             config,
+            fault: std::sync::atomic::AtomicU8::new(Fault::None as u8),
             state: Mutex::new(State {
                 accounts,
                 txs,
@@ -321,6 +335,61 @@ impl SimBank {
     }
 }
 
+impl SimBank {
+    pub fn set_fault(&self, f: Fault) {
+        self.fault
+            .store(f as u8, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn fault(&self) -> Fault {
+        match self.fault.load(std::sync::atomic::Ordering::Relaxed) {
+            1 => Fault::LoseCredits,
+            2 => Fault::LoseCreditsAndStatus,
+            _ => Fault::None,
+        }
+    }
+
+    fn credit_now(
+        &self,
+        reference: Reference,
+        account: &str,
+        amount: u64,
+    ) -> Result<String, BankError> {
+        let mut s = self.lock();
+        if let Some(t) = s.txs.get(&reference.as_u128()) {
+            return if t.reversed {
+                Err(BankError::Rejected {
+                    reason: RejectReason::AlreadyReversed,
+                    message: "reference was reversed".into(),
+                })
+            } else {
+                Ok(t.bank_reference.clone())
+            };
+        }
+        let Some(a) = s.accounts.get_mut(account) else {
+            return Err(BankError::Rejected {
+                reason: RejectReason::AccountNotFound,
+                message: "no such account".into(),
+            });
+        };
+        a.balance += amount;
+        let a = a.clone();
+        s.next_reference += 1;
+        let t = SimTx {
+            account: account.to_string(),
+            credited: amount,
+            debited: 0,
+            bank_reference: format!("{}{:010}", self.bin, s.next_reference),
+            reversed: false,
+        };
+        s.txs.insert(reference.as_u128(), t.clone());
+        drop(s);
+        self.persist_account(&a);
+        self.persist_tx(reference, &t);
+        Ok(t.bank_reference)
+    }
+}
+
 impl BankAdapter for SimBank {
     fn name_inquiry<'a>(&'a self, account: &'a str) -> BankFuture<'a, String> {
         Box::pin(self.call(move || {
@@ -341,40 +410,14 @@ impl BankAdapter for SimBank {
         account: &'a str,
         amount: u64,
     ) -> BankFuture<'a, String> {
-        Box::pin(self.call(move || {
-            let mut s = self.lock();
-            if let Some(t) = s.txs.get(&reference.as_u128()) {
-                return if t.reversed {
-                    Err(BankError::Rejected {
-                        reason: RejectReason::AlreadyReversed,
-                        message: "reference was reversed".into(),
-                    })
-                } else {
-                    Ok(t.bank_reference.clone())
-                };
+        Box::pin(async move {
+            if self.fault() != Fault::None {
+                let _ = self.credit_now(reference, account, amount);
+                std::future::pending::<()>().await;
             }
-            let Some(a) = s.accounts.get_mut(account) else {
-                return Err(BankError::Rejected {
-                    reason: RejectReason::AccountNotFound,
-                    message: "no such account".into(),
-                });
-            };
-            a.balance += amount;
-            let a = a.clone();
-            s.next_reference += 1;
-            let t = SimTx {
-                account: account.to_string(),
-                credited: amount,
-                debited: 0,
-                bank_reference: format!("{}{:010}", self.bin, s.next_reference),
-                reversed: false,
-            };
-            s.txs.insert(reference.as_u128(), t.clone());
-            drop(s);
-            self.persist_account(&a);
-            self.persist_tx(reference, &t);
-            Ok(t.bank_reference)
-        }))
+            self.call(move || self.credit_now(reference, account, amount))
+                .await
+        })
     }
 
     fn debit_with_code<'a>(
@@ -429,6 +472,11 @@ impl BankAdapter for SimBank {
 
     fn status(&self, reference: Reference) -> BankFuture<'_, BankTxStatus> {
         Box::pin(self.call(move || {
+            if self.fault() == Fault::LoseCreditsAndStatus {
+                return Err(BankError::Unavailable(
+                    "status is failing (simulated)".into(),
+                ));
+            }
             Ok(match self.lock().txs.get(&reference.as_u128()) {
                 None => BankTxStatus::NotFound,
                 Some(t) if t.reversed => BankTxStatus::Reversed,

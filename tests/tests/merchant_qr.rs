@@ -410,3 +410,55 @@ async fn a_merchant_keeps_a_bounded_number_of_payment_streams() {
     let _again = m.watch(0).await;
     h.assert_ledger_clean().await;
 }
+
+#[tokio::test]
+async fn a_lost_merchant_credit_is_found_by_inquiry_or_reversed_with_the_debit() {
+    let h = Harness::start(|_| {}).await;
+    let payer = h.customer(PAYER_BANK, 1_000_000);
+    let mut m = h.merchant(MERCHANT);
+    let mut bank = h.bank(PAYER_BANK);
+    let merchant_bank = h.switch.sims[MERCHANT_BANK].clone();
+    let before = h.bank_balance(MERCHANT_BANK, MERCHANT_ACCOUNT);
+
+    // The credit's answer is lost, but the merchant's bank answers status.
+    merchant_bank.set_fault(switch::sim::Fault::LoseCredits);
+    let code = m.create_qr("lost-1", 50_000, "L-1", 0).await.unwrap();
+    let tx = bank
+        .pay_qr("lost-1", &code.payload, &payer.account, 0)
+        .await
+        .unwrap();
+    assert_eq!(
+        tx.status,
+        pb::TxStatus::Completed as i32,
+        "found by inquiry"
+    );
+    assert_eq!(
+        h.bank_balance(MERCHANT_BANK, MERCHANT_ACCOUNT),
+        before + 50_000 - fee(50_000)
+    );
+
+    // Now the status fails too: the switch reverses the credit and the debit.
+    merchant_bank.set_fault(switch::sim::Fault::LoseCreditsAndStatus);
+    let code = m.create_qr("lost-2", 70_000, "L-2", 0).await.unwrap();
+    let e = bank
+        .pay_qr("lost-2", &code.payload, &payer.account, 0)
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&e), "bank_outcome_unknown", "{e:?}");
+    assert_eq!(
+        e.metadata().get("x-transaction-status").unwrap(),
+        "reversed"
+    );
+    merchant_bank.set_fault(switch::sim::Fault::None);
+    h.eventually(15, "both calls reversed", |h| {
+        h.bank_balance(PAYER_BANK, &payer.account) == payer.balance - 50_000
+            && h.bank_balance(MERCHANT_BANK, MERCHANT_ACCOUNT) == before + 50_000 - fee(50_000)
+            && h.switch.store.reversals().unwrap().is_empty()
+    })
+    .await;
+    // Only the completed payment was notified.
+    let notices = m.list(10, "").await.payments;
+    assert_eq!(notices.len(), 1);
+    assert_eq!(notices[0].transaction_id, tx.transaction_id);
+    h.assert_ledger_clean().await;
+}
