@@ -219,12 +219,75 @@ impl Target {
     }
 }
 
-/// A switch started in-process on a temporary directory, on a runtime of
-/// its own (so that the generator's tasks never share its threads).
-pub struct Embedded {
-    _dir: tempfile::TempDir,
+/// Tells the starter a server is listening (or why it is not).
+pub type Ready = tokio::sync::oneshot::Sender<Result<std::net::SocketAddr, String>>;
+/// Resolves when the server should stop.
+pub type Stopped = tokio::sync::oneshot::Receiver<()>;
+
+/// A server on a thread and a runtime of its own, so that the generator's
+/// tasks never share its threads.
+pub struct ServerThread {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ServerThread {
+    /// Bind a loopback port and run `serve` on it; answers once `serve`
+    /// says it is ready.
+    pub async fn start<F, Fut>(
+        name: &str,
+        serve: F,
+    ) -> Result<(ServerThread, std::net::SocketAddr), String>
+    where
+        F: FnOnce(tokio::net::TcpListener, Ready, Stopped) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                runtime.block_on(async move {
+                    match tokio::net::TcpListener::bind("127.0.0.1:0").await {
+                        Ok(listener) => serve(listener, ready_tx, stopped).await,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e.to_string()));
+                        }
+                    }
+                });
+            })
+            .map_err(|e| e.to_string())?;
+        let address = ready_rx
+            .await
+            .map_err(|_| format!("the {name} stopped"))??;
+        Ok((
+            ServerThread {
+                stop: Some(stop),
+                thread: Some(thread),
+            },
+            address,
+        ))
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+    }
+}
+
+/// A switch started in-process on a temporary directory, on a runtime of
+/// its own.
+pub struct Embedded {
+    _dir: tempfile::TempDir,
+    server: ServerThread,
 }
 
 impl Embedded {
@@ -246,64 +309,32 @@ impl Embedded {
         config.biller_sim.recurring_bills = true;
         config.settlement = Default::default();
         tune(&mut config);
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("embedded-switch".into())
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_multi_thread()
-                    .enable_all()
-                    .thread_name("switch")
-                    .build()
-                    .expect("runtime");
-                runtime.block_on(async move {
-                    let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
-                        Ok(l) => l,
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e.to_string()));
-                            return;
-                        }
-                    };
-                    let address = listener.local_addr().expect("bound");
-                    let (sw, keys) = match switch::server::open(config, address).await {
-                        Ok(x) => x,
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e.to_string()));
-                            return;
-                        }
-                    };
-                    let _ = ready_tx.send(Ok(address));
-                    let _ = switch::server::serve(listener, sw, keys, async {
-                        let _ = stopped.await;
-                    })
-                    .await;
-                });
+        let (server, address) =
+            ServerThread::start("embedded switch", |listener, ready, stopped| async move {
+                let address = listener.local_addr().expect("bound");
+                let (sw, keys) = match switch::server::open(config, address).await {
+                    Ok(x) => x,
+                    Err(e) => {
+                        let _ = ready.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                let _ = ready.send(Ok(address));
+                let _ = switch::server::serve(listener, sw, keys, async {
+                    let _ = stopped.await;
+                })
+                .await;
             })
-            .map_err(|e| e.to_string())?;
-        let address = ready_rx
-            .await
-            .map_err(|_| "the embedded switch stopped".to_string())??;
+            .await?;
         let target = Target::from_profiles(
             &dir.path().join("profiles"),
             Some(&format!("http://{address}")),
         )?;
-        Ok((
-            Embedded {
-                _dir: dir,
-                stop: Some(stop),
-                thread: Some(thread),
-            },
-            target,
-        ))
+        Ok((Embedded { _dir: dir, server }, target))
     }
 
-    pub async fn stop(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = tokio::task::spawn_blocking(move || t.join()).await;
-        }
+    pub async fn stop(self) {
+        self.server.stop().await;
     }
 }
 

@@ -327,54 +327,34 @@ impl pb::admin_server::Admin for Null {
 
 /// A running null server.
 pub struct NullServer {
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    server: crate::ServerThread,
 }
 
 impl NullServer {
     /// Serve on a runtime of its own (as the embedded switch does); the
     /// target has the demo network's shape with made-up credentials.
     pub async fn start() -> Result<(NullServer, Target), String> {
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("null-server".into())
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_multi_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime");
-                runtime.block_on(async move {
-                    let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
-                        Ok(l) => l,
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e.to_string()));
-                            return;
-                        }
-                    };
-                    let _ = ready_tx.send(Ok(listener.local_addr().expect("bound")));
-                    let null = Null::default();
-                    let _ = tonic::transport::Server::builder()
-                        .add_service(pb::teller_server::TellerServer::new(null.clone()))
-                        .add_service(pb::simulator_server::SimulatorServer::new(null.clone()))
-                        .add_service(pb::bills_server::BillsServer::new(null.clone()))
-                        .add_service(pb::merchant_server::MerchantServer::new(null.clone()))
-                        .add_service(pb::payer_bank_server::PayerBankServer::new(null.clone()))
-                        .add_service(pb::admin_server::AdminServer::new(null))
-                        .serve_with_incoming_shutdown(
-                            tonic::transport::server::TcpIncoming::from(listener)
-                                .with_nodelay(Some(true)),
-                            async {
-                                let _ = stopped.await;
-                            },
-                        )
-                        .await;
-                });
+        let (server, address) =
+            crate::ServerThread::start("null server", |listener, ready, stopped| async move {
+                let _ = ready.send(Ok(listener.local_addr().expect("bound")));
+                let null = Null::default();
+                let _ = tonic::transport::Server::builder()
+                    .add_service(pb::teller_server::TellerServer::new(null.clone()))
+                    .add_service(pb::simulator_server::SimulatorServer::new(null.clone()))
+                    .add_service(pb::bills_server::BillsServer::new(null.clone()))
+                    .add_service(pb::merchant_server::MerchantServer::new(null.clone()))
+                    .add_service(pb::payer_bank_server::PayerBankServer::new(null.clone()))
+                    .add_service(pb::admin_server::AdminServer::new(null))
+                    .serve_with_incoming_shutdown(
+                        tonic::transport::server::TcpIncoming::from(listener)
+                            .with_nodelay(Some(true)),
+                        async {
+                            let _ = stopped.await;
+                        },
+                    )
+                    .await;
             })
-            .map_err(|e| e.to_string())?;
-        let address = ready_rx
-            .await
-            .map_err(|_| "the null server stopped".to_string())??;
+            .await?;
         let creds = |id: &str| Credentials::new(id, vec![7u8; 32]);
         let banks = switch::provision::DEMO_BANKS;
         let target = Target {
@@ -412,21 +392,10 @@ impl NullServer {
                 })
                 .collect(),
         };
-        Ok((
-            NullServer {
-                stop: Some(stop),
-                thread: Some(thread),
-            },
-            target,
-        ))
+        Ok((NullServer { server }, target))
     }
 
-    pub async fn stop(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = tokio::task::spawn_blocking(move || t.join()).await;
-        }
+    pub async fn stop(self) {
+        self.server.stop().await;
     }
 }
