@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 use crate::bank::Breaker;
 use crate::config::SimConfig;
 use crate::ids::Reference;
+pub use crate::sim::Fault;
+use crate::sim::{Fate, FaultSwitch};
 
 pub type BillerFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, BillerError>> + Send + 'a>>;
 
@@ -199,24 +201,12 @@ struct State {
     next_reference: u64,
 }
 
-/// A fault a test switches on in a running simulated biller.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Fault {
-    None = 0,
-    /// Payments are made but never answered; status inquiries answer.
-    LosePayments = 1,
-    /// Payments are made but never answered, and status inquiries fail.
-    LosePaymentsAndStatus = 2,
-}
-
 /// A simulated biller, kept in the switch's data directory.
 pub struct SimBiller {
     code: String,
     partial_allowed: bool,
     config: SimConfig,
-    /// A `Fault`, switched at run time.
-    fault: std::sync::atomic::AtomicU8,
+    fault: FaultSwitch,
     state: Mutex<State>,
     tree: sled::Tree,
 }
@@ -272,7 +262,7 @@ impl SimBiller {
                 next_reference,
             }),
             config,
-            fault: std::sync::atomic::AtomicU8::new(Fault::None as u8),
+            fault: FaultSwitch::default(),
             tree,
         })
     }
@@ -306,39 +296,24 @@ impl SimBiller {
         if self.config.latency_ms > 0 {
             tokio::time::sleep(Duration::from_millis(self.config.latency_ms)).await;
         }
-        let roll = {
-            let mut s = self.lock();
-            s.rng ^= s.rng << 13;
-            s.rng ^= s.rng >> 7;
-            s.rng ^= s.rng << 17;
-            // Not money: a probability roll in [0, 1).
-            (s.rng >> 11) as f64 / (1u64 << 53) as f64
-        };
-        if roll < self.config.error_rate {
-            return Err(BillerError::Unavailable(format!(
+        let fate = crate::sim::fate(&self.config, &mut self.lock().rng);
+        match fate {
+            Fate::Unavailable => Err(BillerError::Unavailable(format!(
                 "biller {} is unavailable (simulated)",
                 self.code
-            )));
+            ))),
+            Fate::Answer => work(),
+            Fate::LoseResponse => {
+                let _ = work();
+                std::future::pending::<()>().await;
+                unreachable!("pending never resolves")
+            }
         }
-        if roll < self.config.error_rate + self.config.lost_response_rate {
-            let _ = work();
-            std::future::pending::<()>().await;
-            unreachable!("pending never resolves")
-        }
-        work()
     }
 
+    /// Switch a fault on (payments) or off.
     pub fn set_fault(&self, f: Fault) {
-        self.fault
-            .store(f as u8, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    fn fault(&self) -> Fault {
-        match self.fault.load(std::sync::atomic::Ordering::Relaxed) {
-            1 => Fault::LosePayments,
-            2 => Fault::LosePaymentsAndStatus,
-            _ => Fault::None,
-        }
+        self.fault.set(f);
     }
 
     /// A customer's bills as the biller holds them now (tests).
@@ -434,7 +409,7 @@ impl BillerAdapter for SimBiller {
         amount: u64,
     ) -> BillerFuture<'a, String> {
         Box::pin(async move {
-            if self.fault() != Fault::None {
+            if self.fault.get() != Fault::None {
                 let _ = self.pay_now(reference, customer, bills, amount);
                 std::future::pending::<()>().await;
             }
@@ -473,7 +448,7 @@ impl BillerAdapter for SimBiller {
 
     fn status(&self, reference: Reference) -> BillerFuture<'_, BillerTxStatus> {
         Box::pin(self.call(move || {
-            if self.fault() == Fault::LosePaymentsAndStatus {
+            if self.fault.get() == Fault::LoseAnswersAndStatus {
                 return Err(BillerError::Unavailable(
                     "status is failing (simulated)".into(),
                 ));

@@ -54,31 +54,65 @@ struct State {
     next_reference: u64,
 }
 
-/// A fault a test switches on in a running simulated bank.
+/// A fault a test switches on in a running simulator (a bank's credits, a
+/// biller's payments).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Fault {
     None = 0,
-    /// Credits are made but never answered; status inquiries answer.
-    LoseCredits = 1,
-    /// Credits are made but never answered, and status inquiries fail.
-    LoseCreditsAndStatus = 2,
+    /// The work is done but never answered; status inquiries answer.
+    LoseAnswers = 1,
+    /// The work is done but never answered, and status inquiries fail.
+    LoseAnswersAndStatus = 2,
+}
+
+/// A `Fault`, switched at run time.
+#[derive(Default)]
+pub struct FaultSwitch(std::sync::atomic::AtomicU8);
+
+impl FaultSwitch {
+    pub fn set(&self, f: Fault) {
+        self.0.store(f as u8, std::sync::atomic::Ordering::Relaxed);
+    }
+    pub fn get(&self) -> Fault {
+        match self.0.load(std::sync::atomic::Ordering::Relaxed) {
+            1 => Fault::LoseAnswers,
+            2 => Fault::LoseAnswersAndStatus,
+            _ => Fault::None,
+        }
+    }
 }
 
 pub struct SimBank {
     bin: String,
     config: SimConfig,
-    /// A `Fault`, switched at run time.
-    fault: std::sync::atomic::AtomicU8,
+    fault: FaultSwitch,
     state: Mutex<State>,
     /// Write-through copy of the state.
     tree: sled::Tree,
 }
 
-enum Fate {
+/// What the configuration makes of one simulated call.
+pub(crate) enum Fate {
     Answer,
     Unavailable,
     LoseResponse,
+}
+
+/// Roll `rng` (xorshift) against the configured rates.
+pub(crate) fn fate(config: &SimConfig, rng: &mut u64) -> Fate {
+    *rng ^= *rng << 13;
+    *rng ^= *rng >> 7;
+    *rng ^= *rng << 17;
+    // Not money: a probability roll in [0, 1).
+    let roll = (*rng >> 11) as f64 / (1u64 << 53) as f64;
+    if roll < config.error_rate {
+        Fate::Unavailable
+    } else if roll < config.error_rate + config.lost_response_rate {
+        Fate::LoseResponse
+    } else {
+        Fate::Answer
+    }
 }
 
 impl SimBank {
@@ -124,7 +158,7 @@ impl SimBank {
         Ok(SimBank {
             bin: bin.to_string(),
             config,
-            fault: std::sync::atomic::AtomicU8::new(Fault::None as u8),
+            fault: FaultSwitch::default(),
             state: Mutex::new(State {
                 accounts,
                 txs,
@@ -195,18 +229,7 @@ impl SimBank {
     }
 
     fn fate(&self) -> Fate {
-        let mut s = self.lock();
-        s.rng ^= s.rng << 13;
-        s.rng ^= s.rng >> 7;
-        s.rng ^= s.rng << 17;
-        let roll = (s.rng >> 11) as f64 / (1u64 << 53) as f64;
-        if roll < self.config.error_rate {
-            Fate::Unavailable
-        } else if roll < self.config.error_rate + self.config.lost_response_rate {
-            Fate::LoseResponse
-        } else {
-            Fate::Answer
-        }
+        fate(&self.config, &mut self.lock().rng)
     }
 
     async fn latency(&self) {
@@ -336,17 +359,9 @@ impl SimBank {
 }
 
 impl SimBank {
+    /// Switch a fault on (credits) or off.
     pub fn set_fault(&self, f: Fault) {
-        self.fault
-            .store(f as u8, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    fn fault(&self) -> Fault {
-        match self.fault.load(std::sync::atomic::Ordering::Relaxed) {
-            1 => Fault::LoseCredits,
-            2 => Fault::LoseCreditsAndStatus,
-            _ => Fault::None,
-        }
+        self.fault.set(f);
     }
 
     fn credit_now(
@@ -411,7 +426,7 @@ impl BankAdapter for SimBank {
         amount: u64,
     ) -> BankFuture<'a, String> {
         Box::pin(async move {
-            if self.fault() != Fault::None {
+            if self.fault.get() != Fault::None {
                 let _ = self.credit_now(reference, account, amount);
                 std::future::pending::<()>().await;
             }
@@ -472,7 +487,7 @@ impl BankAdapter for SimBank {
 
     fn status(&self, reference: Reference) -> BankFuture<'_, BankTxStatus> {
         Box::pin(self.call(move || {
-            if self.fault() == Fault::LoseCreditsAndStatus {
+            if self.fault.get() == Fault::LoseAnswersAndStatus {
                 return Err(BankError::Unavailable(
                     "status is failing (simulated)".into(),
                 ));

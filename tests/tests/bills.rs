@@ -329,7 +329,7 @@ async fn a_lost_biller_answer_is_found_by_status_inquiry() {
     let h = Harness::start(|_| {}).await;
     let mut t = h.teller("phuc-yen-1");
     let c = h.bill_customer("NUOCVP", 2);
-    h.switch.sim_billers["NUOCVP"].set_fault(Fault::LosePayments);
+    h.switch.sim_billers["NUOCVP"].set_fault(Fault::LoseAnswers);
     let tx = t
         .pay_bills("w-1", "NUOCVP", &c.customer, &[], pb::Funding::Cash, None)
         .await
@@ -357,7 +357,7 @@ async fn a_biller_that_never_answers_is_cancelled_and_the_payer_refunded() {
     let c = h.bill_customer("NUOCVP", 2);
     let bills = t.inquire_bills("NUOCVP", &c.customer).await.unwrap().bills;
     let sim = h.switch.sim_billers["NUOCVP"].clone();
-    sim.set_fault(Fault::LosePaymentsAndStatus);
+    sim.set_fault(Fault::LoseAnswersAndStatus);
     let e = t
         .pay_bills(
             "w-1",

@@ -421,7 +421,7 @@ async fn a_lost_merchant_credit_is_found_by_inquiry_or_reversed_with_the_debit()
     let before = h.bank_balance(MERCHANT_BANK, MERCHANT_ACCOUNT);
 
     // The credit's answer is lost, but the merchant's bank answers status.
-    merchant_bank.set_fault(switch::sim::Fault::LoseCredits);
+    merchant_bank.set_fault(switch::sim::Fault::LoseAnswers);
     let code = m.create_qr("lost-1", 50_000, "L-1", 0).await.unwrap();
     let tx = bank
         .pay_qr("lost-1", &code.payload, &payer.account, 0)
@@ -438,7 +438,7 @@ async fn a_lost_merchant_credit_is_found_by_inquiry_or_reversed_with_the_debit()
     );
 
     // Now the status fails too: the switch reverses the credit and the debit.
-    merchant_bank.set_fault(switch::sim::Fault::LoseCreditsAndStatus);
+    merchant_bank.set_fault(switch::sim::Fault::LoseAnswersAndStatus);
     let code = m.create_qr("lost-2", 70_000, "L-2", 0).await.unwrap();
     let e = bank
         .pay_qr("lost-2", &code.payload, &payer.account, 0)
