@@ -16,6 +16,7 @@ pub mod fees;
 pub mod flows;
 pub mod grpc;
 pub mod ids;
+pub mod kv;
 pub mod merchant;
 pub mod notify;
 pub mod provision;

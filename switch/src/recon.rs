@@ -342,7 +342,7 @@ impl Switch {
                 serde_json::to_vec(&report).expect("serialisable"),
             )
             .map_err(storage)?;
-        self.store.durable().await.map_err(storage)?;
+        self.store.durable_direct().await.map_err(storage)?;
         let m = report.classes.get("matched").map_or(0, |c| c.0);
         tracing::info!(
             bank = bin,
@@ -490,7 +490,7 @@ impl Switch {
             serde_json::to_vec(&e).expect("serialisable"),
         )
         .map_err(storage)?;
-        self.store.durable().await.map_err(storage)?;
+        self.store.durable_direct().await.map_err(storage)?;
         tracing::info!(
             window,
             bank = bin,

@@ -3,15 +3,17 @@
 //! durable reversal queue, the provisioned network and daily totals.
 //!
 //! Anything a client is told is made durable first with
-//! [`Store::durable`]: one sled flush shared by every request that asked for
-//! it while the previous flush ran (group commit).
+//! [`Store::durable`]: one journal fsync shared by every request that asked
+//! for it meanwhile (group commit). The journal, the overlay and sled's
+//! lagging copy are [`crate::kv`]'s business.
 
+use std::ops::Bound;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
+
+use crate::kv::{Kv, T};
 
 use crate::fees::Fee;
 use crate::ids::{Secret, TxId};
@@ -368,38 +370,23 @@ pub enum Created {
 
 pub type StoreError = sled::Error;
 
+/// The switch's records. Cheap to clone (one shared [`Kv`]).
 #[derive(Clone)]
 pub struct Store {
-    db: sled::Db,
-    txs: sled::Tree,
-    /// Ids of transactions not yet final (recovery and deadlines read it).
-    open: sled::Tree,
-    idempotency: sled::Tree,
-    by_terminal: sled::Tree,
-    reversals: sled::Tree,
-    entities: sled::Tree,
-    daily: sled::Tree,
-    /// What running and completed transactions hold: QR codes and bills
-    /// (`order/{qr}`, `bill/{biller}/{customer}/{bill}` → transaction id).
-    claims: sled::Tree,
-    /// QR codes issued, by id.
-    orders: sled::Tree,
-    /// Merchants' payment notifications, by merchant and sequence.
-    payments: sled::Tree,
-    /// Settlement windows by id (big-endian).
-    windows: sled::Tree,
-    /// Reconciliation reports and their exceptions; the audit trail of
-    /// resolutions.
+    /// Every record below goes through the journaled key-value layer
+    /// (trees named by [`T`]): `Tx` records by id; `Open` ids not yet final
+    /// (recovery and deadlines read it); `Idempotency` (owner, request id) →
+    /// id and fingerprint; `ByTerminal` listings; `Reversals` the durable
+    /// queue; `Entities` the provisioned network; `Daily` totals; `Claims`
+    /// what running and completed transactions hold (`order/{qr}`,
+    /// `bill/{biller}/{customer}/{bill}` → id); `Orders` QR codes issued;
+    /// `Payments` merchants' notifications by merchant and number;
+    /// `Windows` settlement windows by id (big-endian).
+    kv: Arc<Kv>,
+    /// Reconciliation reports and their exceptions, the audit trail of
+    /// resolutions: written straight to sled (large, cold), made durable
+    /// with [`Store::durable_direct`].
     pub(crate) recon: sled::Tree,
-    flusher: Arc<Flusher>,
-}
-
-struct Flusher {
-    /// Flushes asked for so far (tickets).
-    requested: AtomicU64,
-    /// The highest ticket a completed flush covers.
-    completed: watch::Sender<u64>,
-    running: AtomicBool,
 }
 
 /// sled's page cache for the switch's store.
@@ -420,6 +407,26 @@ fn terminal_key(terminal: &str, created_at_ms: i64, id: TxId) -> Vec<u8> {
     k
 }
 
+fn json<V: Serialize>(v: &V) -> Vec<u8> {
+    serde_json::to_vec(v).expect("serialisable")
+}
+
+/// An idempotency entry: the transaction id, then the request's fingerprint.
+fn parse_entry(entry: &[u8]) -> (Option<TxId>, String) {
+    let id = entry
+        .get(..16)
+        .and_then(|b| <[u8; 16]>::try_from(b).ok())
+        .and_then(|b| TxId::from_u128(u128::from_be_bytes(b)));
+    let fingerprint = String::from_utf8_lossy(entry.get(16..).unwrap_or(&[])).into_owned();
+    (id, fingerprint)
+}
+
+fn parse_id(b: &[u8]) -> Option<TxId> {
+    <[u8; 16]>::try_from(b)
+        .ok()
+        .and_then(|b| TxId::from_u128(u128::from_be_bytes(b)))
+}
+
 impl Store {
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         let db = sled::Config::new()
@@ -430,94 +437,58 @@ impl Store {
             .cache_capacity(STORE_CACHE_BYTES)
             .flush_every_ms(Some(500))
             .open()?;
+        let recon = db.open_tree("recon")?;
         Ok(Store {
-            txs: db.open_tree("tx")?,
-            open: db.open_tree("open")?,
-            idempotency: db.open_tree("idempotency")?,
-            by_terminal: db.open_tree("by_terminal")?,
-            reversals: db.open_tree("reversals")?,
-            entities: db.open_tree("entities")?,
-            daily: db.open_tree("daily")?,
-            claims: db.open_tree("claims")?,
-            orders: db.open_tree("orders")?,
-            payments: db.open_tree("payments")?,
-            windows: db.open_tree("windows")?,
-            recon: db.open_tree("recon")?,
-            flusher: Arc::new(Flusher {
-                requested: AtomicU64::new(0),
-                completed: watch::Sender::new(0),
-                running: AtomicBool::new(false),
-            }),
-            db,
+            kv: Arc::new(Kv::open(db, dir)?),
+            recon,
         })
+    }
+
+    fn db(&self) -> &sled::Db {
+        self.kv.db()
     }
 
     /// A tree for a bank simulator's state.
     pub fn sim_tree(&self, bin: &str) -> Result<sled::Tree, StoreError> {
-        self.db.open_tree(format!("sim/{bin}"))
+        self.db().open_tree(format!("sim/{bin}"))
     }
 
-    /// Make every write so far durable (shared flushes).
+    /// Make every record written so far durable (one journal fsync shared by
+    /// every caller waiting meanwhile).
     pub async fn durable(&self) -> Result<(), StoreError> {
-        let f = &self.flusher;
-        let ticket = f.requested.fetch_add(1, Ordering::AcqRel) + 1;
-        let mut rx = f.completed.subscribe();
-        loop {
-            if *rx.borrow_and_update() >= ticket {
-                return Ok(());
-            }
-            if !f.running.swap(true, Ordering::AcqRel) {
-                // Become the flusher, in a task of its own so that a caller
-                // that goes away cannot leave it half done.
-                let target = f.requested.load(Ordering::Acquire);
-                let (db, flusher) = (self.db.clone(), self.flusher.clone());
-                let done = tokio::spawn(async move {
-                    let r = tokio::task::spawn_blocking(move || db.flush()).await;
-                    flusher.running.store(false, Ordering::Release);
-                    match r {
-                        Ok(Ok(_)) => {
-                            flusher.completed.send_modify(|c| *c = (*c).max(target));
-                            Ok(())
-                        }
-                        Ok(Err(e)) => {
-                            flusher.completed.send_modify(|_| {});
-                            Err(e)
-                        }
-                        Err(join) => {
-                            flusher.completed.send_modify(|_| {});
-                            Err(sled::Error::ReportableBug(format!(
-                                "flush task failed: {join}"
-                            )))
-                        }
-                    }
-                });
-                done.await
-                    .map_err(|e| sled::Error::ReportableBug(e.to_string()))??;
-                continue;
-            }
-            if rx.changed().await.is_err() {
-                return Err(sled::Error::ReportableBug("flusher gone".into()));
-            }
-        }
+        self.kv.durable().await
+    }
+
+    /// Make what was written straight to sled durable (reconciliation's
+    /// trees): a sled flush, off the async workers.
+    pub async fn durable_direct(&self) -> Result<(), StoreError> {
+        self.kv.durable().await?;
+        let db = self.db().clone();
+        tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .map_err(|e| sled::Error::ReportableBug(format!("flush task failed: {e}")))??;
+        Ok(())
     }
 
     pub fn put_tx(&self, t: &TxRecord) -> Result<(), StoreError> {
-        let id = t.tx_id();
-        self.txs
-            .insert(id.to_bytes(), serde_json::to_vec(t).expect("serialisable"))?;
-        if t.stage == Stage::Done {
-            self.open.remove(id.to_bytes())?;
-        } else {
-            self.open.insert(id.to_bytes(), &[])?;
-        }
-        Ok(())
+        let id = t.tx_id().to_bytes();
+        let record = json(t);
+        self.kv.commit(|w| {
+            w.put(T::Tx, &id, record);
+            if t.stage == Stage::Done {
+                w.remove(T::Open, &id);
+            } else {
+                w.put(T::Open, &id, Vec::new());
+            }
+            Ok::<_, StoreError>(())
+        })
     }
 
     /// Record a new transaction, its idempotency entry (`owner`'s
     /// `request_id`, with the request's `fingerprint`), its indexes and its
-    /// claims in one sled transaction: the request id and the claims are
-    /// taken only together with the record. `t` may replace a record that
-    /// waits for payment (a bill paid by QR).
+    /// claims in one atomic write: the request id and the claims are taken
+    /// only together with the record. `t` may replace a record that waits
+    /// for payment (a bill paid by QR).
     pub fn create_tx(
         &self,
         t: &TxRecord,
@@ -525,57 +496,47 @@ impl Store {
         request_id: &str,
         fingerprint: &str,
     ) -> Result<Created, StoreError> {
-        use sled::Transactional;
-        use sled::transaction::{ConflictableTransactionError, TransactionError};
         let key = idempotency_key(owner, request_id);
-        let id = t.tx_id();
-        let record = serde_json::to_vec(t).expect("serialisable");
-        let mut entry = id.to_bytes().to_vec();
-        entry.extend_from_slice(fingerprint.as_bytes());
+        let id = t.tx_id().to_bytes();
         let claims = t.claims();
-        let result = (
-            &self.idempotency,
-            &self.txs,
-            &self.by_terminal,
-            &self.open,
-            &self.claims,
-        )
-            .transaction(|(idempotency, txs, by_terminal, open, held)| {
-                if let Some(existing) = idempotency.get(&key)? {
-                    return Err(ConflictableTransactionError::Abort(Err(existing)));
+        let taken = self.kv.commit(|w| {
+            if let Some(existing) = w.get(T::Idempotency, &key)? {
+                return Ok::<_, StoreError>(Err(Err(existing)));
+            }
+            for c in &claims {
+                if let Some(holder) = w.get(T::Claims, c.as_bytes())?
+                    && holder.as_ref() != id
+                {
+                    return Ok(Err(Ok(c.clone())));
                 }
-                for c in &claims {
-                    if let Some(holder) = held.get(c.as_bytes())?
-                        && holder.as_ref() != id.to_bytes()
-                    {
-                        return Err(ConflictableTransactionError::Abort(Ok(c.clone())));
-                    }
-                }
-                for c in &claims {
-                    held.insert(c.as_bytes(), &id.to_bytes())?;
-                }
-                idempotency.insert(key.as_slice(), entry.as_slice())?;
-                txs.insert(&id.to_bytes(), record.as_slice())?;
-                by_terminal.insert(
-                    terminal_key(&t.terminal_id, t.created_at_ms, id),
-                    &id.to_bytes(),
-                )?;
-                if owner != t.terminal_id {
-                    by_terminal.insert(terminal_key(owner, t.created_at_ms, id), &id.to_bytes())?;
-                }
-                open.insert(&id.to_bytes(), &[])?;
-                Ok(())
-            });
-        match result {
+            }
+            for c in &claims {
+                w.put(T::Claims, c.as_bytes(), id.to_vec());
+            }
+            let mut entry = id.to_vec();
+            entry.extend_from_slice(fingerprint.as_bytes());
+            w.put(T::Idempotency, &key, entry);
+            w.put(T::Tx, &id, json(t));
+            w.put(
+                T::ByTerminal,
+                &terminal_key(&t.terminal_id, t.created_at_ms, t.tx_id()),
+                id.to_vec(),
+            );
+            if owner != t.terminal_id {
+                w.put(
+                    T::ByTerminal,
+                    &terminal_key(owner, t.created_at_ms, t.tx_id()),
+                    id.to_vec(),
+                );
+            }
+            w.put(T::Open, &id, Vec::new());
+            Ok(Ok(()))
+        })?;
+        match taken {
             Ok(()) => Ok(Created::New),
-            Err(TransactionError::Abort(Ok(claim))) => Ok(Created::Claimed(claim)),
-            Err(TransactionError::Abort(Err(existing))) => {
-                let existing_id = existing
-                    .get(..16)
-                    .and_then(|b| <[u8; 16]>::try_from(b).ok())
-                    .and_then(|b| TxId::from_u128(u128::from_be_bytes(b)));
-                let fingerprint =
-                    String::from_utf8_lossy(existing.get(16..).unwrap_or(&[])).into_owned();
+            Err(Ok(claim)) => Ok(Created::Claimed(claim)),
+            Err(Err(existing)) => {
+                let (existing_id, fingerprint) = parse_entry(&existing);
                 match existing_id.map(|id| self.get_tx(id)).transpose()?.flatten() {
                     Some(t) => Ok(Created::Existing(Box::new(t), fingerprint)),
                     None => Err(sled::Error::Unsupported(
@@ -583,16 +544,14 @@ impl Store {
                     )),
                 }
             }
-            Err(TransactionError::Storage(e)) => Err(e),
         }
     }
 
     /// Record a transaction's final state. A failed one gives back its
     /// claims; a completed QR payment to a merchant adds the merchant's
-    /// notification (numbered by `notify::Notifier`), in the same sled
-    /// transaction.
+    /// notification (numbered by `notify::Notifier`), in the same atomic
+    /// write.
     pub fn finish_tx(&self, t: &TxRecord, payment: Option<&Payment>) -> Result<(), StoreError> {
-        use sled::Transactional;
         debug_assert_eq!(t.stage, Stage::Done);
         let id = t.tx_id().to_bytes();
         let release = if matches!(t.status, Status::Failed | Status::Reversed) {
@@ -600,53 +559,46 @@ impl Store {
         } else {
             Vec::new()
         };
-        let payment = match payment {
-            Some(p) => {
-                debug_assert!(p.seq > 0, "a notice is numbered before it is written");
-                let mut key = p.merchant_id.as_bytes().to_vec();
-                key.push(0);
-                key.extend_from_slice(&p.seq.to_be_bytes());
-                Some((key, serde_json::to_vec(p).expect("serialisable")))
+        let payment = payment.map(|p| {
+            debug_assert!(p.seq > 0, "a notice is numbered before it is written");
+            let mut key = p.merchant_id.as_bytes().to_vec();
+            key.push(0);
+            key.extend_from_slice(&p.seq.to_be_bytes());
+            (key, json(p))
+        });
+        let record = json(t);
+        self.kv.commit(|w| {
+            w.put(T::Tx, &id, record);
+            w.remove(T::Open, &id);
+            for c in &release {
+                if w.get(T::Claims, c.as_bytes())?
+                    .is_some_and(|h| h.as_ref() == id)
+                {
+                    w.remove(T::Claims, c.as_bytes());
+                }
             }
-            None => None,
-        };
-        let record = serde_json::to_vec(t).expect("serialisable");
-        (&self.txs, &self.open, &self.claims, &self.payments)
-            .transaction(|(txs, open, held, payments)| {
-                txs.insert(&id, record.as_slice())?;
-                open.remove(&id)?;
-                for c in &release {
-                    if held.get(c.as_bytes())?.is_some_and(|h| h.as_ref() == id) {
-                        held.remove(c.as_bytes())?;
-                    }
-                }
-                if let Some((k, v)) = &payment {
-                    payments.insert(k.as_slice(), v.as_slice())?;
-                }
-                Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
-            })
-            .map_err(|e| match e {
-                sled::transaction::TransactionError::Storage(e) => e,
-                sled::transaction::TransactionError::Abort(()) => unreachable!("never aborts"),
-            })
+            if let Some((k, v)) = payment {
+                w.put(T::Payments, &k, v);
+            }
+            Ok::<_, StoreError>(())
+        })
     }
 
     /// Take `claim` for good unless someone holds it (a QR code that
     /// expired unpaid); answers whether it was free.
     pub fn close_claim(&self, claim: &str) -> Result<bool, StoreError> {
-        Ok(self
-            .claims
-            .compare_and_swap(
-                claim.as_bytes(),
-                None as Option<&[u8]>,
-                Some(b"closed".as_slice()),
-            )?
-            .is_ok())
+        self.kv.commit(|w| {
+            if w.get(T::Claims, claim.as_bytes())?.is_some() {
+                return Ok::<_, StoreError>(false);
+            }
+            w.put(T::Claims, claim.as_bytes(), b"closed".to_vec());
+            Ok(true)
+        })
     }
 
     /// Who holds `claim`: a transaction id, or "closed".
     pub fn claim_holder(&self, claim: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.claims.get(claim.as_bytes())?.map(|v| v.to_vec()))
+        Ok(self.kv.get(T::Claims, claim.as_bytes())?.map(|v| v.to_vec()))
     }
 
     /// The transaction a request id names, with its request's fingerprint.
@@ -655,14 +607,13 @@ impl Store {
         owner: &str,
         request_id: &str,
     ) -> Result<Option<(TxRecord, String)>, StoreError> {
-        let Some(entry) = self.idempotency.get(idempotency_key(owner, request_id))? else {
+        let Some(entry) = self
+            .kv
+            .get(T::Idempotency, &idempotency_key(owner, request_id))?
+        else {
             return Ok(None);
         };
-        let id = entry
-            .get(..16)
-            .and_then(|b| <[u8; 16]>::try_from(b).ok())
-            .and_then(|b| TxId::from_u128(u128::from_be_bytes(b)));
-        let fingerprint = String::from_utf8_lossy(entry.get(16..).unwrap_or(&[])).into_owned();
+        let (id, fingerprint) = parse_entry(&entry);
         Ok(id
             .map(|id| self.get_tx(id))
             .transpose()?
@@ -677,7 +628,7 @@ impl Store {
         request_id: &str,
     ) -> Result<Option<(String, String)>, StoreError> {
         let key = [b"req\0".as_slice(), &idempotency_key(merchant, request_id)].concat();
-        Ok(self.orders.get(key)?.and_then(|v| {
+        Ok(self.kv.get(T::Orders, &key)?.and_then(|v| {
             let text = String::from_utf8(v.to_vec()).ok()?;
             let (qr, fp) = text.split_once('\n')?;
             Some((qr.to_string(), fp.to_string()))
@@ -694,46 +645,37 @@ impl Store {
         fingerprint: &str,
     ) -> Result<Option<String>, StoreError> {
         let key = [b"req\0".as_slice(), &idempotency_key(merchant, request_id)].concat();
-        let value = format!("{}\n{fingerprint}", o.qr_id);
-        let order = serde_json::to_vec(o).expect("serialisable");
-        self.orders
-            .transaction(|t| {
-                if let Some(v) = t.get(&key)? {
-                    let text = String::from_utf8_lossy(&v).into_owned();
-                    let qr = text
-                        .split_once('\n')
-                        .map_or(text.clone(), |(q, _)| q.to_string());
-                    return Ok(Some(qr));
-                }
-                t.insert(key.as_slice(), value.as_bytes())?;
-                t.insert(o.qr_id.as_bytes(), order.as_slice())?;
-                Ok::<_, sled::transaction::ConflictableTransactionError<()>>(None)
-            })
-            .map_err(|e| match e {
-                sled::transaction::TransactionError::Storage(e) => e,
-                sled::transaction::TransactionError::Abort(()) => unreachable!("never aborts"),
-            })
+        self.kv.commit(|w| {
+            if let Some(v) = w.get(T::Orders, &key)? {
+                let text = String::from_utf8_lossy(&v).into_owned();
+                let qr = text
+                    .split_once('\n')
+                    .map_or(text.clone(), |(q, _)| q.to_string());
+                return Ok::<_, StoreError>(Some(qr));
+            }
+            w.put(T::Orders, &key, format!("{}\n{fingerprint}", o.qr_id).into_bytes());
+            w.put(T::Orders, o.qr_id.as_bytes(), json(o));
+            Ok(None)
+        })
     }
 
     pub fn put_window(&self, w: &crate::settlement::WindowRecord) -> Result<(), StoreError> {
         self.put_windows(&[w])
     }
 
-    /// Several windows in one atomic batch (a close and the next opening).
+    /// Several windows in one atomic write (a close and the next opening).
     pub fn put_windows(&self, ws: &[&crate::settlement::WindowRecord]) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
-        for w in ws {
-            batch.insert(
-                &w.id.to_be_bytes(),
-                serde_json::to_vec(w).expect("serialisable"),
-            );
-        }
-        self.windows.apply_batch(batch)
+        self.kv.commit(|t| {
+            for w in ws {
+                t.put(T::Windows, &w.id.to_be_bytes(), json(w));
+            }
+            Ok::<_, StoreError>(())
+        })
     }
 
     pub fn windows(&self) -> Result<Vec<crate::settlement::WindowRecord>, StoreError> {
         let mut out = Vec::new();
-        for kv in self.windows.iter() {
+        for kv in self.kv.scan_prefix(T::Windows, b"") {
             let (_, v) = kv?;
             if let Ok(w) = serde_json::from_slice(&v) {
                 out.push(w);
@@ -744,36 +686,33 @@ impl Store {
 
     /// A number never handed out before (sled's monotonic id generator).
     pub fn next_id(&self) -> Result<u64, StoreError> {
-        self.db.generate_id()
+        self.db().generate_id()
     }
 
     /// A scratch tree (dropped by the caller when done).
     pub fn scratch_tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
-        self.db.open_tree(format!("scratch/{name}"))
+        self.db().open_tree(format!("scratch/{name}"))
     }
 
-    /// A tree by name (created empty the first time).
+    /// A tree by name (created empty the first time), written straight to
+    /// sled: see [`Store::durable_direct`].
     pub fn named_tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
-        self.db.open_tree(name)
+        self.db().open_tree(name)
     }
 
     pub fn drop_tree(&self, t: &sled::Tree) -> Result<(), StoreError> {
-        self.db.drop_tree(t.name())?;
+        self.db().drop_tree(t.name())?;
         Ok(())
     }
 
     pub fn put_order(&self, o: &Order) -> Result<(), StoreError> {
-        self.orders.insert(
-            o.qr_id.as_bytes(),
-            serde_json::to_vec(o).expect("serialisable"),
-        )?;
-        Ok(())
+        self.kv.put(T::Orders, o.qr_id.as_bytes(), json(o))
     }
 
     pub fn order(&self, qr_id: &str) -> Result<Option<Order>, StoreError> {
         Ok(self
-            .orders
-            .get(qr_id.as_bytes())?
+            .kv
+            .get(T::Orders, qr_id.as_bytes())?
             .and_then(|v| serde_json::from_slice(&v).ok()))
     }
 
@@ -789,17 +728,8 @@ impl Store {
         let mut end = start.clone();
         end.extend_from_slice(&u64::MAX.to_be_bytes());
         start.extend_from_slice(&after.saturating_add(1).to_be_bytes());
-        let mut out = Vec::new();
-        for kv in self.payments.range(start..=end) {
-            let (_, v) = kv?;
-            if let Ok(p) = serde_json::from_slice(&v) {
-                out.push(p);
-            }
-            if out.len() == limit {
-                break;
-            }
-        }
-        Ok(out)
+        let range = (Bound::Included(start), Bound::Included(end));
+        Store::decoded(self.kv.scan(T::Payments, range, false), limit)
     }
 
     /// A merchant's notifications before `before` (exclusive), newest first.
@@ -813,14 +743,23 @@ impl Store {
         start.push(0);
         let mut end = start.clone();
         end.extend_from_slice(&before.to_be_bytes());
+        let range = (Bound::Included(start), Bound::Excluded(end));
+        Store::decoded(self.kv.scan(T::Payments, range, true), limit)
+    }
+
+    /// Up to `limit` values of a scan, decoded (undecodable ones skipped).
+    fn decoded<V: for<'de> Deserialize<'de>>(
+        scan: impl Iterator<Item = Result<(Vec<u8>, Arc<[u8]>), StoreError>>,
+        limit: usize,
+    ) -> Result<Vec<V>, StoreError> {
         let mut out = Vec::new();
-        for kv in self.payments.range(start..end).rev() {
+        for kv in scan {
+            if out.len() == limit {
+                break;
+            }
             let (_, v) = kv?;
             if let Ok(p) = serde_json::from_slice(&v) {
                 out.push(p);
-            }
-            if out.len() == limit {
-                break;
             }
         }
         Ok(out)
@@ -828,8 +767,8 @@ impl Store {
 
     pub fn get_tx(&self, id: TxId) -> Result<Option<TxRecord>, StoreError> {
         Ok(self
-            .txs
-            .get(id.to_bytes())?
+            .kv
+            .get(T::Tx, &id.to_bytes())?
             .and_then(|v| serde_json::from_slice(&v).ok()))
     }
 
@@ -850,12 +789,10 @@ impl Store {
             }
         };
         let mut out = Vec::with_capacity(limit);
-        for kv in self.by_terminal.range(start..end).rev() {
+        let range = (Bound::Included(start), Bound::Excluded(end));
+        for kv in self.kv.scan(T::ByTerminal, range, true) {
             let (_, v) = kv?;
-            let Some(id) = <[u8; 16]>::try_from(v.as_ref())
-                .ok()
-                .and_then(|b| TxId::from_u128(u128::from_be_bytes(b)))
-            else {
+            let Some(id) = parse_id(&v) else {
                 continue;
             };
             if let Some(t) = self.get_tx(id)? {
@@ -871,12 +808,9 @@ impl Store {
     /// Transactions that did not finish (recovery resolves them).
     pub fn unfinished(&self) -> Result<Vec<TxRecord>, StoreError> {
         let mut out = Vec::new();
-        for kv in self.open.iter() {
+        for kv in self.kv.scan_prefix(T::Open, b"") {
             let (k, _) = kv?;
-            let Some(id) = <[u8; 16]>::try_from(k.as_ref())
-                .ok()
-                .and_then(|b| TxId::from_u128(u128::from_be_bytes(b)))
-            else {
+            let Some(id) = parse_id(&k) else {
                 continue;
             };
             if let Some(t) = self.get_tx(id)?.filter(|t| t.stage != Stage::Done) {
@@ -887,96 +821,84 @@ impl Store {
     }
 
     /// Record the decision to reverse: the transaction at stage `Reversing`
-    /// and its reversal jobs, in one sled transaction (never one without the
+    /// and its reversal jobs, in one atomic write (never one without the
     /// other).
     pub fn begin_reversal(&self, t: &TxRecord, jobs: &[ReversalJob]) -> Result<(), StoreError> {
-        use sled::Transactional;
         debug_assert_eq!(t.stage, Stage::Reversing);
         let id = t.tx_id().to_bytes();
-        let record = serde_json::to_vec(t).expect("serialisable");
-        let jobs: Vec<(String, Vec<u8>)> = jobs
-            .iter()
-            .map(|j| {
-                (
-                    j.reference.clone(),
-                    serde_json::to_vec(j).expect("serialisable"),
-                )
-            })
-            .collect();
-        (&self.txs, &self.reversals, &self.open)
-            .transaction(|(txs, reversals, open)| {
-                txs.insert(&id, record.as_slice())?;
-                for (k, v) in &jobs {
-                    reversals.insert(k.as_bytes(), v.as_slice())?;
-                }
-                open.insert(&id, &[])?;
-                Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
-            })
-            .map_err(|e| match e {
-                sled::transaction::TransactionError::Storage(e) => e,
-                sled::transaction::TransactionError::Abort(()) => unreachable!("never aborts"),
-            })
+        let record = json(t);
+        self.kv.commit(|w| {
+            w.put(T::Tx, &id, record);
+            for j in jobs {
+                w.put(T::Reversals, j.reference.as_bytes(), json(j));
+            }
+            w.put(T::Open, &id, Vec::new());
+            Ok::<_, StoreError>(())
+        })
     }
 
     pub fn queue_reversal(&self, job: &ReversalJob) -> Result<(), StoreError> {
-        self.reversals.insert(
-            job.reference.as_bytes(),
-            serde_json::to_vec(job).expect("serialisable"),
-        )?;
-        Ok(())
+        self.kv
+            .put(T::Reversals, job.reference.as_bytes(), json(job))
     }
 
     pub fn reversals(&self) -> Result<Vec<ReversalJob>, StoreError> {
-        let mut out = Vec::new();
-        for kv in self.reversals.iter() {
-            let (_, v) = kv?;
-            if let Ok(j) = serde_json::from_slice(&v) {
-                out.push(j);
-            }
-        }
-        Ok(out)
+        Store::decoded(self.kv.scan_prefix(T::Reversals, b""), usize::MAX)
     }
 
     pub fn finish_reversal(&self, reference: &str) -> Result<(), StoreError> {
-        self.reversals.remove(reference.as_bytes())?;
-        Ok(())
+        self.kv.remove(T::Reversals, reference.as_bytes())
     }
 
-    fn put_entity<T: Serialize>(&self, kind: &str, id: &str, v: &T) -> Result<(), StoreError> {
-        self.entities.insert(
-            format!("{kind}/{id}"),
-            serde_json::to_vec(v).expect("serialisable"),
-        )?;
-        Ok(())
+    fn put_entity<V: Serialize>(&self, kind: &str, id: &str, v: &V) -> Result<(), StoreError> {
+        self.kv
+            .put(T::Entities, format!("{kind}/{id}").as_bytes(), json(v))
     }
 
-    fn entities<T: for<'de> Deserialize<'de>>(&self, kind: &str) -> Result<Vec<T>, StoreError> {
-        let mut out = Vec::new();
-        for kv in self.entities.scan_prefix(format!("{kind}/")) {
-            let (_, v) = kv?;
-            if let Ok(e) = serde_json::from_slice(&v) {
-                out.push(e);
-            }
-        }
-        Ok(out)
+    fn entities<V: for<'de> Deserialize<'de>>(&self, kind: &str) -> Result<Vec<V>, StoreError> {
+        Store::decoded(
+            self.kv
+                .scan_prefix(T::Entities, format!("{kind}/").as_bytes()),
+            usize::MAX,
+        )
+    }
+
+    fn entity<V: for<'de> Deserialize<'de>>(
+        &self,
+        kind: &str,
+        id: &str,
+    ) -> Result<Option<V>, StoreError> {
+        Ok(self
+            .kv
+            .get(T::Entities, format!("{kind}/{id}").as_bytes())?
+            .and_then(|v| serde_json::from_slice(&v).ok()))
     }
 
     /// Record a shift: the terminal's current one, and its history.
     pub fn put_shift(&self, s: &ShiftRecord) -> Result<(), StoreError> {
-        self.put_entity("shift", &s.terminal_id, s)?;
-        self.put_entity(
-            "shift_history",
-            &format!("{}/{:020}/{}", s.terminal_id, s.opened_at_ms, s.id),
-            s,
-        )
+        let record = json(s);
+        self.kv.commit(|w| {
+            w.put(
+                T::Entities,
+                format!("shift/{}", s.terminal_id).as_bytes(),
+                record.clone(),
+            );
+            w.put(
+                T::Entities,
+                format!(
+                    "shift_history/{}/{:020}/{}",
+                    s.terminal_id, s.opened_at_ms, s.id
+                )
+                .as_bytes(),
+                record,
+            );
+            Ok::<_, StoreError>(())
+        })
     }
 
     /// The terminal's latest shift (open or closed).
     pub fn shift(&self, terminal: &str) -> Result<Option<ShiftRecord>, StoreError> {
-        Ok(self
-            .entities
-            .get(format!("shift/{terminal}"))?
-            .and_then(|v| serde_json::from_slice(&v).ok()))
+        self.entity("shift", terminal)
     }
 
     pub fn put_post_office(&self, p: &PostOffice) -> Result<(), StoreError> {
@@ -1004,10 +926,7 @@ impl Store {
         self.entities("merchant")
     }
     pub fn merchant(&self, id: &str) -> Result<Option<Merchant>, StoreError> {
-        Ok(self
-            .entities
-            .get(format!("merchant/{id}"))?
-            .and_then(|v| serde_json::from_slice(&v).ok()))
+        self.entity("merchant", id)
     }
     pub fn put_bank_client(&self, b: &BankClient) -> Result<(), StoreError> {
         self.put_entity("bank_client", &b.bin, b)
@@ -1016,43 +935,41 @@ impl Store {
         self.entities("bank_client")
     }
     pub fn is_provisioned(&self) -> Result<bool, StoreError> {
-        Ok(self.entities.get("meta/provisioned")?.is_some())
+        Ok(self.kv.get(T::Entities, b"meta/provisioned")?.is_some())
     }
     pub fn mark_provisioned(&self) -> Result<(), StoreError> {
-        self.entities.insert("meta/provisioned", b"1".as_slice())?;
-        Ok(())
+        self.kv.put(T::Entities, b"meta/provisioned", b"1".to_vec())
     }
 
     /// Add `amount` to a daily total unless it would pass `max`; answers
     /// whether it was added. `key` names the counter and the day.
     pub fn add_daily(&self, key: &str, amount: u64, max: u64) -> Result<bool, StoreError> {
-        let mut added = false;
-        self.daily.fetch_and_update(key, |old| {
-            let current = old
-                .and_then(|v| <[u8; 8]>::try_from(v).ok())
-                .map_or(0, u64::from_be_bytes);
+        self.kv.commit(|w| {
+            let current = Store::daily_total(w.get(T::Daily, key.as_bytes())?);
             match current.checked_add(amount).filter(|n| *n <= max) {
+                // A check only (a count of attempts): nothing to write.
+                Some(_) if amount == 0 => Ok(true),
                 Some(n) => {
-                    added = true;
-                    Some(n.to_be_bytes().to_vec())
+                    w.put(T::Daily, key.as_bytes(), n.to_be_bytes().to_vec());
+                    Ok::<_, StoreError>(true)
                 }
-                None => {
-                    added = false;
-                    Some(current.to_be_bytes().to_vec())
-                }
+                None => Ok(false),
             }
-        })?;
-        Ok(added)
+        })
     }
 
     /// Give back what `add_daily` took (a transaction that did not happen).
     pub fn sub_daily(&self, key: &str, amount: u64) -> Result<(), StoreError> {
-        self.daily.fetch_and_update(key, |old| {
-            let current = old
-                .and_then(|v| <[u8; 8]>::try_from(v).ok())
-                .map_or(0, u64::from_be_bytes);
-            Some(current.saturating_sub(amount).to_be_bytes().to_vec())
-        })?;
-        Ok(())
+        self.kv.commit(|w| {
+            let current = Store::daily_total(w.get(T::Daily, key.as_bytes())?);
+            let n = current.saturating_sub(amount);
+            w.put(T::Daily, key.as_bytes(), n.to_be_bytes().to_vec());
+            Ok::<_, StoreError>(())
+        })
+    }
+
+    fn daily_total(v: Option<Arc<[u8]>>) -> u64 {
+        v.and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map_or(0, u64::from_be_bytes)
     }
 }

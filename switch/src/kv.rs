@@ -1,0 +1,949 @@
+//! The switch's key-value layer: a checksummed write-ahead journal as the
+//! truth, an in-memory overlay for what is not yet in sled, and sled as a
+//! lagging copy written without sled transactions.
+//!
+//! Why: sled 0.34's atomic multi-key writes (transactions, batches) cost
+//! about half of a cash-in (BENCHMARKS.md). Here a write is a group of
+//! puts and removes ([`Kv::commit`]) made atomic by being one journal
+//! record; sled receives the group with plain inserts only after the record
+//! is on disk, so sled never holds a write the journal could lose, and a
+//! crash between two inserts of a group is mended by replaying the journal
+//! at open.
+//!
+//! Threads (both bounded by the work they are given, both stopped on drop):
+//! - the journal writer takes every record encoded so far, writes them with
+//!   one `write` and one `fdatasync` (group commit), and publishes the
+//!   highest durable record number;
+//! - the applier copies durable records into sled, drops them from the
+//!   overlay, and, once sled has flushed them, deletes journal segments no
+//!   longer needed.
+//!
+//! Record layout (little-endian): magic `SWKV`, payload length u32, CRC-32
+//! of the rest of the header and the payload u32, reserved u32, record
+//! number u64; payload: op count u32, then per op `tree:u8 kind:u8
+//! key_len:u32 key [value_len:u32 value]` (kind 1 put, 2 remove).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+/// The trees whose writes go through the journal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum T {
+    Tx = 0,
+    Open,
+    Idempotency,
+    ByTerminal,
+    Reversals,
+    Entities,
+    Daily,
+    Claims,
+    Orders,
+    Payments,
+    Windows,
+}
+
+const TREES: [(T, &str); 11] = [
+    (T::Tx, "tx"),
+    (T::Open, "open"),
+    (T::Idempotency, "idempotency"),
+    (T::ByTerminal, "by_terminal"),
+    (T::Reversals, "reversals"),
+    (T::Entities, "entities"),
+    (T::Daily, "daily"),
+    (T::Claims, "claims"),
+    (T::Orders, "orders"),
+    (T::Payments, "payments"),
+    (T::Windows, "windows"),
+];
+
+const MAGIC: &[u8; 4] = b"SWKV";
+const HEADER_SIZE: usize = 24;
+/// No record is larger: a length beyond it is damage, not data.
+const PAYLOAD_SIZE_MAX: usize = 16 << 20;
+/// A segment is closed (and becomes deletable) past this size.
+const SEGMENT_SIZE_MAX: u64 = 64 << 20;
+/// Records committed but not yet in sled before [`Kv::durable`] makes its
+/// callers wait for the applier (bounds the overlay's memory).
+const LAG_RECORDS_MAX: usize = 100_000;
+/// How often the applier flushes sled to let go of journal segments.
+const SLED_FLUSH_INTERVAL_MS: u64 = 1_000;
+const SEGMENT_SUFFIX: &str = ".wal";
+
+type Value = Arc<[u8]>;
+
+#[derive(Debug)]
+pub struct Op {
+    tree: T,
+    key: Vec<u8>,
+    /// `None` removes.
+    value: Option<Value>,
+}
+
+/// One handle per store; dropping it stops the threads after they wrote
+/// and applied everything committed.
+pub struct Kv {
+    shared: Arc<Shared>,
+    /// The writer and the applier, joined on drop.
+    threads: Vec<JoinHandle<()>>,
+}
+
+struct Shared {
+    db: sled::Db,
+    /// sled trees in `T` order.
+    trees: Vec<sled::Tree>,
+    dir: PathBuf,
+    state: Mutex<State>,
+    /// Wakes the journal writer (records to write, or shutdown).
+    write_wanted: Condvar,
+    /// Wakes the applier (records durable, or shutdown).
+    apply_wanted: Condvar,
+    /// The highest record number on disk.
+    durable: watch::Sender<u64>,
+    /// The highest record number copied into sled.
+    applied: watch::Sender<u64>,
+    /// Set when a write or fsync failed: nothing is acknowledged after it
+    /// (an operator must look; the journal may hold less than memory).
+    failed: AtomicBool,
+    /// Records whose sled copy is flushed (journal bytes before it are
+    /// deletable).
+    sled_flushed: AtomicU64,
+}
+
+struct State {
+    /// The last record number handed out.
+    seq: u64,
+    /// Per tree: key → (record number, value or removal) not yet in sled.
+    overlay: Vec<BTreeMap<Vec<u8>, (u64, Option<Value>)>>,
+    /// Records not yet in sled, oldest first.
+    log: VecDeque<(u64, Vec<Op>)>,
+    /// Encoded records not yet written, and the last number among them.
+    unwritten: Vec<u8>,
+    unwritten_last: u64,
+    /// Closed segments: path and the last record number in each.
+    closed: Vec<(PathBuf, u64)>,
+    stopping: bool,
+}
+
+fn io_error(e: io::Error) -> sled::Error {
+    sled::Error::Io(e)
+}
+
+fn failed_error() -> sled::Error {
+    sled::Error::ReportableBug("the switch's journal failed earlier; restart the switch".into())
+}
+
+fn segment_path(dir: &Path, first_seq: u64) -> PathBuf {
+    dir.join(format!("{first_seq:020}{SEGMENT_SUFFIX}"))
+}
+
+fn encode(buf: &mut Vec<u8>, seq: u64, ops: &[Op]) {
+    let start = buf.len();
+    buf.resize(start + HEADER_SIZE, 0);
+    buf.extend_from_slice(&(ops.len() as u32).to_le_bytes());
+    for op in ops {
+        buf.push(op.tree as u8);
+        buf.push(if op.value.is_some() { 1 } else { 2 });
+        buf.extend_from_slice(&(op.key.len() as u32).to_le_bytes());
+        buf.extend_from_slice(&op.key);
+        if let Some(v) = &op.value {
+            buf.extend_from_slice(&(v.len() as u32).to_le_bytes());
+            buf.extend_from_slice(v);
+        }
+    }
+    let payload_len = buf.len() - start - HEADER_SIZE;
+    assert!(payload_len <= PAYLOAD_SIZE_MAX, "journal record over its limit");
+    let header = &mut buf[start..start + HEADER_SIZE];
+    header[0..4].copy_from_slice(MAGIC);
+    header[4..8].copy_from_slice(&(payload_len as u32).to_le_bytes());
+    header[16..24].copy_from_slice(&seq.to_le_bytes());
+    let crc = crc(&buf[start..]);
+    buf[start + 8..start + 12].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// The checksum covers the length, the number and the payload.
+fn crc(record: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&record[4..8]);
+    h.update(&record[12..]);
+    h.finalize()
+}
+
+/// Decode the records of one segment; stops at the first that does not
+/// check out (a torn tail) and says where.
+fn decode_segment(bytes: &[u8]) -> (Vec<(u64, Vec<Op>)>, usize) {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while let Some((seq, ops, len)) = decode_record(&bytes[at..]) {
+        out.push((seq, ops));
+        at += len;
+    }
+    (out, at)
+}
+
+fn decode_record(b: &[u8]) -> Option<(u64, Vec<Op>, usize)> {
+    let header = b.get(..HEADER_SIZE)?;
+    if &header[0..4] != MAGIC {
+        return None;
+    }
+    let len = u32::from_le_bytes(header[4..8].try_into().ok()?) as usize;
+    if len > PAYLOAD_SIZE_MAX {
+        return None;
+    }
+    let record = b.get(..HEADER_SIZE + len)?;
+    if u32::from_le_bytes(header[8..12].try_into().ok()?) != crc(record) {
+        return None;
+    }
+    let seq = u64::from_le_bytes(header[16..24].try_into().ok()?);
+    let mut p = &record[HEADER_SIZE..];
+    let mut take = |n: usize| -> Option<&[u8]> {
+        let (a, rest) = (p.get(..n)?, p.get(n..)?);
+        p = rest;
+        Some(a)
+    };
+    let u32_at = |s: &[u8]| u32::from_le_bytes(s.try_into().expect("four bytes")) as usize;
+    let count = u32_at(take(4)?);
+    let mut ops = Vec::with_capacity(count.min(1024));
+    for _ in 0..count {
+        let head = take(6)?;
+        let tree = TREES.get(head[0] as usize)?.0;
+        let key = take(u32_at(&head[2..6]))?.to_vec();
+        let value = match head[1] {
+            1 => {
+                let n = u32_at(take(4)?);
+                Some(Value::from(take(n)?))
+            }
+            2 => None,
+            _ => return None,
+        };
+        ops.push(Op { tree, key, value });
+    }
+    // A checksummed record that does not parse exactly is damage.
+    if !p.is_empty() {
+        return None;
+    }
+    Some((seq, ops, HEADER_SIZE + len))
+}
+
+impl Kv {
+    /// Open sled at `db`'s directory with the journal in `dir/journal`,
+    /// replaying whatever the journal holds into sled first.
+    pub fn open(db: sled::Db, dir: &Path) -> Result<Kv, sled::Error> {
+        let trees = TREES
+            .iter()
+            .map(|(_, name)| db.open_tree(name))
+            .collect::<Result<Vec<_>, _>>()?;
+        let jdir = dir.join("journal");
+        fs::create_dir_all(&jdir).map_err(io_error)?;
+        let last = replay(&db, &trees, &jdir)?;
+        let first = last + 1;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(segment_path(&jdir, first))
+            .map_err(io_error)?;
+        File::open(&jdir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_error)?;
+        let shared = Arc::new(Shared {
+            db,
+            trees,
+            dir: jdir,
+            state: Mutex::new(State {
+                seq: last,
+                overlay: vec![BTreeMap::new(); TREES.len()],
+                log: VecDeque::new(),
+                unwritten: Vec::new(),
+                unwritten_last: last,
+                closed: Vec::new(),
+                stopping: false,
+            }),
+            write_wanted: Condvar::new(),
+            apply_wanted: Condvar::new(),
+            durable: watch::Sender::new(last),
+            applied: watch::Sender::new(last),
+            failed: AtomicBool::new(false),
+            sled_flushed: AtomicU64::new(last),
+        });
+        let writer = {
+            let s = shared.clone();
+            std::thread::Builder::new()
+                .name("store-journal".into())
+                .spawn(move || s.write_loop(file, first))
+                .map_err(io_error)?
+        };
+        let applier = {
+            let s = shared.clone();
+            std::thread::Builder::new()
+                .name("store-applier".into())
+                .spawn(move || s.apply_loop())
+                .map_err(io_error)?
+        };
+        Ok(Kv {
+            shared,
+            threads: vec![writer, applier],
+        })
+    }
+
+    pub fn db(&self) -> &sled::Db {
+        &self.shared.db
+    }
+
+    /// Run `f` as one atomic write: what it reads is what it overwrites (no
+    /// other commit runs meanwhile), and its puts and removes become one
+    /// journal record. Nothing is written if `f` fails. Not yet durable:
+    /// await [`Kv::durable`] before telling anyone.
+    pub fn commit<R, E: From<sled::Error>>(
+        &self,
+        f: impl FnOnce(&mut Txn<'_>) -> Result<R, E>,
+    ) -> Result<R, E> {
+        if self.shared.failed.load(Ordering::Acquire) {
+            return Err(failed_error().into());
+        }
+        let mut st = self.shared.lock();
+        let mut txn = Txn {
+            shared: &self.shared,
+            state: &*st,
+            ops: Vec::new(),
+        };
+        let r = f(&mut txn)?;
+        let ops = txn.ops;
+        if ops.is_empty() {
+            return Ok(r);
+        }
+        st.seq += 1;
+        let seq = st.seq;
+        encode(&mut st.unwritten, seq, &ops);
+        st.unwritten_last = seq;
+        for op in &ops {
+            st.overlay[op.tree as usize].insert(op.key.clone(), (seq, op.value.clone()));
+        }
+        st.log.push_back((seq, ops));
+        drop(st);
+        self.shared.write_wanted.notify_one();
+        Ok(r)
+    }
+
+    /// One put, as its own record.
+    pub fn put(&self, tree: T, key: &[u8], value: Vec<u8>) -> Result<(), sled::Error> {
+        self.commit(|t| {
+            t.put(tree, key, value);
+            Ok::<_, sled::Error>(())
+        })
+    }
+
+    /// One removal, as its own record.
+    pub fn remove(&self, tree: T, key: &[u8]) -> Result<(), sled::Error> {
+        self.commit(|t| {
+            t.remove(tree, key);
+            Ok::<_, sled::Error>(())
+        })
+    }
+
+    /// Wait until every record committed so far is on disk (group commit:
+    /// one fsync covers every caller waiting meanwhile).
+    pub async fn durable(&self) -> Result<(), sled::Error> {
+        let (target, lag) = {
+            let st = self.shared.lock();
+            (st.seq, st.log.len())
+        };
+        let mut rx = self.shared.durable.subscribe();
+        loop {
+            if self.shared.failed.load(Ordering::Acquire) {
+                return Err(failed_error());
+            }
+            if *rx.borrow_and_update() >= target {
+                break;
+            }
+            if rx.changed().await.is_err() {
+                return Err(failed_error());
+            }
+        }
+        if lag > LAG_RECORDS_MAX {
+            // sled fell behind: wait for it to catch up a little, so that
+            // memory stays bounded under overload.
+            let goal = target.saturating_sub(LAG_RECORDS_MAX as u64 / 2);
+            let mut rx = self.shared.applied.subscribe();
+            while *rx.borrow_and_update() < goal {
+                if self.shared.failed.load(Ordering::Acquire) || rx.changed().await.is_err() {
+                    return Err(failed_error());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn get(&self, tree: T, key: &[u8]) -> Result<Option<Value>, sled::Error> {
+        if let Some((_, v)) = self.shared.lock().overlay[tree as usize].get(key) {
+            return Ok(v.clone());
+        }
+        Ok(self.shared.trees[tree as usize]
+            .get(key)?
+            .map(|v| Value::from(v.as_ref())))
+    }
+
+    /// Keys and values in `range`, ascending (or descending with `rev`):
+    /// sled's and the overlay's merged, the overlay winning.
+    pub fn scan(
+        &self,
+        tree: T,
+        range: (Bound<Vec<u8>>, Bound<Vec<u8>>),
+        rev: bool,
+    ) -> impl Iterator<Item = Result<(Vec<u8>, Value), sled::Error>> + use<> {
+        let mut over: Vec<(Vec<u8>, Option<Value>)> = self.shared.lock().overlay[tree as usize]
+            .range::<Vec<u8>, _>(range.clone())
+            .map(|(k, (_, v))| (k.clone(), v.clone()))
+            .collect();
+        if !rev {
+            over.reverse();
+        }
+        let base = self.shared.trees[tree as usize].range(range);
+        let base: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>> + Send> = if rev {
+            Box::new(base.rev())
+        } else {
+            Box::new(base)
+        };
+        Merge {
+            over,
+            base: base.peekable(),
+            rev,
+        }
+    }
+
+    /// Keys and values starting with `prefix`, ascending.
+    pub fn scan_prefix(
+        &self,
+        tree: T,
+        prefix: &[u8],
+    ) -> impl Iterator<Item = Result<(Vec<u8>, Value), sled::Error>> + use<> {
+        let hi = prefix_end(prefix).map_or(Bound::Unbounded, Bound::Excluded);
+        self.scan(tree, (Bound::Included(prefix.to_vec()), hi), false)
+    }
+}
+
+/// The first key after every key that starts with `prefix`.
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+impl Drop for Kv {
+    fn drop(&mut self) {
+        self.shared.lock().stopping = true;
+        self.shared.write_wanted.notify_all();
+        self.shared.apply_wanted.notify_all();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        // A clean stop: sled holds and has flushed every record, so the
+        // journal is not needed at the next open.
+        let s = &self.shared;
+        let seq = s.lock().seq;
+        if !s.failed.load(Ordering::Acquire) && s.sled_flushed.load(Ordering::Acquire) == seq {
+            if let Ok(dir) = fs::read_dir(&s.dir) {
+                for e in dir.flatten() {
+                    if e.path().extension().is_some_and(|x| x == "wal") {
+                        let _ = fs::remove_file(e.path());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// An atomic write in progress (see [`Kv::commit`]).
+pub struct Txn<'a> {
+    shared: &'a Shared,
+    state: &'a State,
+    ops: Vec<Op>,
+}
+
+impl Txn<'_> {
+    /// The value as this write would leave it so far.
+    pub fn get(&self, tree: T, key: &[u8]) -> Result<Option<Value>, sled::Error> {
+        if let Some(op) = self
+            .ops
+            .iter()
+            .rev()
+            .find(|o| o.tree == tree && o.key == key)
+        {
+            return Ok(op.value.clone());
+        }
+        if let Some((_, v)) = self.state.overlay[tree as usize].get(key) {
+            return Ok(v.clone());
+        }
+        Ok(self.shared.trees[tree as usize]
+            .get(key)?
+            .map(|v| Value::from(v.as_ref())))
+    }
+
+    pub fn put(&mut self, tree: T, key: &[u8], value: Vec<u8>) {
+        self.ops.push(Op {
+            tree,
+            key: key.to_vec(),
+            value: Some(Value::from(value)),
+        });
+    }
+
+    pub fn remove(&mut self, tree: T, key: &[u8]) {
+        self.ops.push(Op {
+            tree,
+            key: key.to_vec(),
+            value: None,
+        });
+    }
+}
+
+struct Merge {
+    /// The overlay's entries in range, in reverse of the order wanted (so
+    /// that `pop` yields the next).
+    over: Vec<(Vec<u8>, Option<Value>)>,
+    base: std::iter::Peekable<Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>> + Send>>,
+    rev: bool,
+}
+
+impl Iterator for Merge {
+    type Item = Result<(Vec<u8>, Value), sled::Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let take_over = match (self.over.last(), self.base.peek()) {
+                (None, None) => return None,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (Some(_), Some(Err(_))) => false,
+                (Some((ok, _)), Some(Ok((bk, _)))) => {
+                    let ord = ok.as_slice().cmp(bk.as_ref());
+                    if ord == std::cmp::Ordering::Equal {
+                        // The overlay is newer: sled's copy is skipped.
+                        self.base.next();
+                        true
+                    } else {
+                        (ord == std::cmp::Ordering::Less) != self.rev
+                    }
+                }
+            };
+            if take_over {
+                let (k, v) = self.over.pop().expect("peeked");
+                match v {
+                    Some(v) => return Some(Ok((k, v))),
+                    None => continue,
+                }
+            }
+            return match self.base.next().expect("peeked") {
+                Ok((k, v)) => Some(Ok((k.to_vec(), Value::from(v.as_ref())))),
+                Err(e) => Some(Err(e)),
+            };
+        }
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves consistent data (every
+        // change under it is a few pushes); go on.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn fail(&self, what: &str, e: &dyn std::fmt::Display) {
+        tracing::error!(error = %e, "switch store {what} failed; nothing more is acknowledged");
+        self.failed.store(true, Ordering::Release);
+        self.durable.send_modify(|_| {});
+        self.applied.send_modify(|_| {});
+    }
+
+    fn write_loop(&self, mut file: File, mut first: u64) {
+        let mut written: u64 = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut buf = Vec::new();
+        loop {
+            let last = {
+                let mut st = self.lock();
+                while st.unwritten.is_empty() && !st.stopping {
+                    st = self
+                        .write_wanted
+                        .wait(st)
+                        .unwrap_or_else(|p| p.into_inner());
+                }
+                if st.unwritten.is_empty() {
+                    return;
+                }
+                std::mem::swap(&mut buf, &mut st.unwritten);
+                st.unwritten_last
+            };
+            let started = Instant::now();
+            if let Err(e) = file.write_all(&buf).and_then(|_| file.sync_data()) {
+                self.fail("journal write", &e);
+                return;
+            }
+            metrics::histogram!("switch_store_fsync_seconds").record(started.elapsed());
+            written += buf.len() as u64;
+            buf.clear();
+            {
+                // Under the lock, so that the applier cannot miss it
+                // between its check and its wait.
+                let _st = self.lock();
+                self.durable.send_modify(|d| *d = (*d).max(last));
+            }
+            self.apply_wanted.notify_one();
+            if written >= SEGMENT_SIZE_MAX {
+                let path = segment_path(&self.dir, last + 1);
+                match OpenOptions::new().create(true).append(true).open(&path) {
+                    Ok(f) => {
+                        let closed = std::mem::replace(&mut file, f);
+                        drop(closed);
+                        if let Err(e) = File::open(&self.dir).and_then(|d| d.sync_all()) {
+                            self.fail("journal directory sync", &e);
+                            return;
+                        }
+                        self.lock()
+                            .closed
+                            .push((segment_path(&self.dir, first), last));
+                        first = last + 1;
+                        written = 0;
+                    }
+                    Err(e) => {
+                        self.fail("journal segment", &e);
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn apply_loop(&self) {
+        let interval = Duration::from_millis(SLED_FLUSH_INTERVAL_MS);
+        let mut last_flush = Instant::now();
+        loop {
+            let (records, stopping) = {
+                let mut st = self.lock();
+                loop {
+                    let durable = *self.durable.borrow();
+                    let ready = st.log.front().is_some_and(|(s, _)| *s <= durable);
+                    let finished = st.stopping && st.log.is_empty();
+                    if ready
+                        || finished
+                        || last_flush.elapsed() >= interval
+                        || self.failed.load(Ordering::Acquire)
+                    {
+                        break;
+                    }
+                    let wait = interval.saturating_sub(last_flush.elapsed());
+                    st = self
+                        .apply_wanted
+                        .wait_timeout(st, wait)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
+                }
+                if self.failed.load(Ordering::Acquire) {
+                    return;
+                }
+                let durable = *self.durable.borrow();
+                let n = st.log.iter().take_while(|(s, _)| *s <= durable).count();
+                let records: Vec<(u64, Vec<Op>)> = st.log.drain(..n).collect();
+                (records, st.stopping && st.log.is_empty())
+            };
+            if let Err(e) = self.apply(&records) {
+                self.fail("sled apply", &e);
+                return;
+            }
+            if last_flush.elapsed() >= interval || stopping {
+                last_flush = Instant::now();
+                if let Err(e) = self.flush_and_trim() {
+                    self.fail("sled flush", &e);
+                    return;
+                }
+            }
+            if stopping {
+                return;
+            }
+        }
+    }
+
+    /// Copy durable records into sled (plain inserts: the journal makes
+    /// them atomic), then let the overlay forget them.
+    fn apply(&self, records: &[(u64, Vec<Op>)]) -> Result<(), sled::Error> {
+        let Some((last, _)) = records.last() else {
+            return Ok(());
+        };
+        for (_, ops) in records {
+            for op in ops {
+                let tree = &self.trees[op.tree as usize];
+                match &op.value {
+                    Some(v) => drop(tree.insert(op.key.as_slice(), v.as_ref())?),
+                    None => drop(tree.remove(op.key.as_slice())?),
+                }
+            }
+        }
+        let mut st = self.lock();
+        for (_, ops) in records {
+            for op in ops {
+                let over = &mut st.overlay[op.tree as usize];
+                // A later write of the key stays until it is applied too.
+                if over.get(&op.key).is_some_and(|(s, _)| s <= last) {
+                    over.remove(&op.key);
+                }
+            }
+        }
+        metrics::gauge!("switch_store_apply_lag_records").set(st.log.len() as f64);
+        drop(st);
+        self.applied.send_modify(|a| *a = (*a).max(*last));
+        Ok(())
+    }
+
+    /// Flush sled and delete closed journal segments it now covers.
+    fn flush_and_trim(&self) -> Result<(), sled::Error> {
+        let applied = *self.applied.borrow();
+        if self.sled_flushed.load(Ordering::Acquire) == applied {
+            return Ok(());
+        }
+        self.db.flush()?;
+        self.sled_flushed.store(applied, Ordering::Release);
+        let done: Vec<PathBuf> = {
+            let mut st = self.lock();
+            let (done, keep): (Vec<_>, Vec<_>) =
+                st.closed.drain(..).partition(|(_, last)| *last <= applied);
+            st.closed = keep;
+            done.into_iter().map(|(p, _)| p).collect()
+        };
+        for p in done {
+            fs::remove_file(&p).map_err(io_error)?;
+        }
+        Ok(())
+    }
+}
+
+fn damaged(path: &Path, what: &str) -> sled::Error {
+    io_error(io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("switch store journal {}: {what}", path.display()),
+    ))
+}
+
+/// Copy every record of the journal in `jdir` into sled, flush sled and
+/// delete the segments. Answers the last record number (0 if none).
+fn replay(db: &sled::Db, trees: &[sled::Tree], jdir: &Path) -> Result<u64, sled::Error> {
+    let mut segments: Vec<PathBuf> = fs::read_dir(jdir)
+        .map_err(io_error)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
+        .collect();
+    segments.sort();
+    let mut last = 0u64;
+    let mut replayed = 0usize;
+    for (i, path) in segments.iter().enumerate() {
+        let mut bytes = Vec::new();
+        File::open(path)
+            .and_then(|mut f| f.read_to_end(&mut bytes))
+            .map_err(io_error)?;
+        let (records, good) = decode_segment(&bytes);
+        if good < bytes.len() && i + 1 < segments.len() {
+            return Err(damaged(path, "a damaged record before the last segment"));
+        }
+        for (seq, ops) in records {
+            // Numbers follow each other; a gap or a step back is damage.
+            if last != 0 && seq != last + 1 {
+                return Err(damaged(path, "record numbers out of order"));
+            }
+            last = seq;
+            replayed += 1;
+            for op in ops {
+                let tree = &trees[op.tree as usize];
+                match op.value {
+                    Some(v) => {
+                        tree.insert(op.key, v.as_ref())?;
+                    }
+                    None => {
+                        tree.remove(op.key)?;
+                    }
+                }
+            }
+        }
+    }
+    db.flush()?;
+    for p in &segments {
+        fs::remove_file(p).map_err(io_error)?;
+    }
+    if replayed > 0 {
+        tracing::info!(records = replayed, last, "switch store journal replayed into sled");
+    }
+    // Numbers continue from where sled's copy is known to be (0 if the
+    // journal was empty: numbers only need to follow within a journal).
+    Ok(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(dir: &Path) -> Kv {
+        let db = sled::Config::new().path(dir).open().unwrap();
+        Kv::open(db, dir).unwrap()
+    }
+
+    fn v(s: &str) -> Vec<u8> {
+        s.as_bytes().to_vec()
+    }
+
+    fn keys(it: impl Iterator<Item = Result<(Vec<u8>, Value), sled::Error>>) -> Vec<String> {
+        it.map(|r| String::from_utf8(r.unwrap().0).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn records_round_trip_and_damage_stops_decoding() {
+        let ops = vec![
+            Op {
+                tree: T::Tx,
+                key: v("a"),
+                value: Some(Value::from(v("1"))),
+            },
+            Op {
+                tree: T::Claims,
+                key: v("b"),
+                value: None,
+            },
+        ];
+        let mut buf = Vec::new();
+        encode(&mut buf, 7, &ops);
+        encode(&mut buf, 8, &ops[..1]);
+        let (records, good) = decode_segment(&buf);
+        assert_eq!(good, buf.len());
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[0].0, 7);
+        assert_eq!(records[0].1[1].tree, T::Claims);
+        assert!(records[0].1[1].value.is_none());
+        // Any flipped byte in the second record ends decoding before it.
+        let first_len = good - (HEADER_SIZE + 4 + 6 + 1 + 4 + 1);
+        for i in first_len..buf.len() {
+            let mut bad = buf.clone();
+            bad[i] ^= 0x40;
+            let (records, good) = decode_segment(&bad);
+            assert_eq!((records.len(), good), (1, first_len), "byte {i}");
+        }
+        // A torn tail too.
+        let (records, _) = decode_segment(&buf[..buf.len() - 1]);
+        assert_eq!(records.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn commits_are_atomic_visible_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let kv = open(dir.path());
+            kv.commit(|t| {
+                assert_eq!(t.get(T::Tx, b"k").unwrap(), None);
+                t.put(T::Tx, b"k", v("1"));
+                assert_eq!(t.get(T::Tx, b"k").unwrap().as_deref(), Some(b"1".as_slice()));
+                t.put(T::Open, b"k", v(""));
+                Ok::<_, sled::Error>(())
+            })
+            .unwrap();
+            // A failed commit writes nothing.
+            let r: Result<(), sled::Error> = kv.commit(|t| {
+                t.put(T::Tx, b"x", v("2"));
+                Err(sled::Error::Unsupported("no".into()))
+            });
+            assert!(r.is_err());
+            assert_eq!(kv.get(T::Tx, b"x").unwrap(), None);
+            assert_eq!(kv.get(T::Tx, b"k").unwrap().as_deref(), Some(b"1".as_slice()));
+            kv.durable().await.unwrap();
+            kv.remove(T::Open, b"k").unwrap();
+            kv.durable().await.unwrap();
+            assert_eq!(kv.get(T::Open, b"k").unwrap(), None);
+        }
+        let kv = open(dir.path());
+        assert_eq!(kv.get(T::Tx, b"k").unwrap().as_deref(), Some(b"1".as_slice()));
+        assert_eq!(kv.get(T::Open, b"k").unwrap(), None);
+    }
+
+    /// A journal left behind by a crash (sled never saw its records) is
+    /// replayed at open; a torn last record is not.
+    #[test]
+    fn journal_replays_into_sled_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(open(dir.path()));
+        let jdir = dir.path().join("journal");
+        let put = |k: &str, val: &str| Op {
+            tree: T::Payments,
+            key: v(k),
+            value: Some(Value::from(v(val))),
+        };
+        let mut buf = Vec::new();
+        encode(&mut buf, 1, &[put("a", "1"), put("b", "2")]);
+        encode(&mut buf, 2, &[put("a", "3")]);
+        let torn = buf.len();
+        encode(&mut buf, 3, &[put("c", "4")]);
+        fs::write(segment_path(&jdir, 1), &buf[..buf.len() - 3]).unwrap();
+        assert!(torn < buf.len() - 3);
+        let kv = open(dir.path());
+        let got: Vec<(String, String)> = kv
+            .scan_prefix(T::Payments, b"")
+            .map(|r| {
+                let (k, v) = r.unwrap();
+                (String::from_utf8(k).unwrap(), String::from_utf8(v.to_vec()).unwrap())
+            })
+            .collect();
+        assert_eq!(got, [("a".into(), "3".into()), ("b".into(), "2".into())]);
+        // The replayed segment is gone; the new one starts after it.
+        let names: Vec<_> = fs::read_dir(&jdir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [segment_path(&jdir, 3).file_name().unwrap()]);
+    }
+
+    #[tokio::test]
+    async fn scans_merge_overlay_and_sled_both_ways() {
+        let dir = tempfile::tempdir().unwrap();
+        let kv = open(dir.path());
+        for k in ["a", "b", "c", "d"] {
+            kv.put(T::Entities, k.as_bytes(), v(k)).unwrap();
+        }
+        kv.durable().await.unwrap();
+        // Wait until sled has them, then change some in the overlay only.
+        let mut rx = kv.shared.applied.subscribe();
+        while *rx.borrow_and_update() < 4 {
+            rx.changed().await.unwrap();
+        }
+        kv.commit(|t| {
+            t.remove(T::Entities, b"b");
+            t.put(T::Entities, b"bb", v("x"));
+            t.put(T::Entities, b"d", v("y"));
+            t.put(T::Entities, b"e", v("z"));
+            Ok::<_, sled::Error>(())
+        })
+        .unwrap();
+        let all = (Bound::Unbounded, Bound::Unbounded);
+        assert_eq!(keys(kv.scan(T::Entities, all.clone(), false)), ["a", "bb", "c", "d", "e"]);
+        assert_eq!(keys(kv.scan(T::Entities, all, true)), ["e", "d", "c", "bb", "a"]);
+        assert_eq!(keys(kv.scan_prefix(T::Entities, b"b")), ["bb"]);
+        let (_, d) = kv
+            .scan(T::Entities, (Bound::Included(v("d")), Bound::Included(v("d"))), false)
+            .next()
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.as_ref(), b"y");
+    }
+
+    #[test]
+    fn prefix_end_carries() {
+        assert_eq!(prefix_end(b"ab"), Some(v("ac")));
+        assert_eq!(prefix_end(&[1, 0xff]), Some(vec![2]));
+        assert_eq!(prefix_end(&[0xff]), None);
+    }
+}
