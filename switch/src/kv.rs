@@ -161,7 +161,10 @@ fn encode(buf: &mut Vec<u8>, seq: u64, ops: &[Op]) {
         }
     }
     let payload_len = buf.len() - start - HEADER_SIZE;
-    assert!(payload_len <= PAYLOAD_SIZE_MAX, "journal record over its limit");
+    assert!(
+        payload_len <= PAYLOAD_SIZE_MAX,
+        "journal record over its limit"
+    );
     let header = &mut buf[start..start + HEADER_SIZE];
     header[0..4].copy_from_slice(MAGIC);
     header[4..8].copy_from_slice(&(payload_len as u32).to_le_bytes());
@@ -513,7 +516,9 @@ struct Merge {
     /// The overlay's entries in range, in reverse of the order wanted (so
     /// that `pop` yields the next).
     over: Vec<(Vec<u8>, Option<Value>)>,
-    base: std::iter::Peekable<Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>> + Send>>,
+    base: std::iter::Peekable<
+        Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>> + Send>,
+    >,
     rev: bool,
 }
 
@@ -779,7 +784,11 @@ fn replay(db: &sled::Db, trees: &[sled::Tree], jdir: &Path) -> Result<u64, sled:
         fs::remove_file(p).map_err(io_error)?;
     }
     if replayed > 0 {
-        tracing::info!(records = replayed, last, "switch store journal replayed into sled");
+        tracing::info!(
+            records = replayed,
+            last,
+            "switch store journal replayed into sled"
+        );
     }
     // Numbers continue from where sled's copy is known to be (0 if the
     // journal was empty: numbers only need to follow within a journal).
@@ -848,7 +857,10 @@ mod tests {
             kv.commit(|t| {
                 assert_eq!(t.get(T::Tx, b"k").unwrap(), None);
                 t.put(T::Tx, b"k", v("1"));
-                assert_eq!(t.get(T::Tx, b"k").unwrap().as_deref(), Some(b"1".as_slice()));
+                assert_eq!(
+                    t.get(T::Tx, b"k").unwrap().as_deref(),
+                    Some(b"1".as_slice())
+                );
                 t.put(T::Open, b"k", v(""));
                 Ok::<_, sled::Error>(())
             })
@@ -860,14 +872,20 @@ mod tests {
             });
             assert!(r.is_err());
             assert_eq!(kv.get(T::Tx, b"x").unwrap(), None);
-            assert_eq!(kv.get(T::Tx, b"k").unwrap().as_deref(), Some(b"1".as_slice()));
+            assert_eq!(
+                kv.get(T::Tx, b"k").unwrap().as_deref(),
+                Some(b"1".as_slice())
+            );
             kv.durable().await.unwrap();
             kv.remove(T::Open, b"k").unwrap();
             kv.durable().await.unwrap();
             assert_eq!(kv.get(T::Open, b"k").unwrap(), None);
         }
         let kv = open(dir.path());
-        assert_eq!(kv.get(T::Tx, b"k").unwrap().as_deref(), Some(b"1".as_slice()));
+        assert_eq!(
+            kv.get(T::Tx, b"k").unwrap().as_deref(),
+            Some(b"1".as_slice())
+        );
         assert_eq!(kv.get(T::Open, b"k").unwrap(), None);
     }
 
@@ -895,7 +913,10 @@ mod tests {
             .scan_prefix(T::Payments, b"")
             .map(|r| {
                 let (k, v) = r.unwrap();
-                (String::from_utf8(k).unwrap(), String::from_utf8(v.to_vec()).unwrap())
+                (
+                    String::from_utf8(k).unwrap(),
+                    String::from_utf8(v.to_vec()).unwrap(),
+                )
             })
             .collect();
         assert_eq!(got, [("a".into(), "3".into()), ("b".into(), "2".into())]);
@@ -929,11 +950,21 @@ mod tests {
         })
         .unwrap();
         let all = (Bound::Unbounded, Bound::Unbounded);
-        assert_eq!(keys(kv.scan(T::Entities, all.clone(), false)), ["a", "bb", "c", "d", "e"]);
-        assert_eq!(keys(kv.scan(T::Entities, all, true)), ["e", "d", "c", "bb", "a"]);
+        assert_eq!(
+            keys(kv.scan(T::Entities, all.clone(), false)),
+            ["a", "bb", "c", "d", "e"]
+        );
+        assert_eq!(
+            keys(kv.scan(T::Entities, all, true)),
+            ["e", "d", "c", "bb", "a"]
+        );
         assert_eq!(keys(kv.scan_prefix(T::Entities, b"b")), ["bb"]);
         let (_, d) = kv
-            .scan(T::Entities, (Bound::Included(v("d")), Bound::Included(v("d"))), false)
+            .scan(
+                T::Entities,
+                (Bound::Included(v("d")), Bound::Included(v("d"))),
+                false,
+            )
             .next()
             .unwrap()
             .unwrap();
@@ -945,5 +976,95 @@ mod tests {
         assert_eq!(prefix_end(b"ab"), Some(v("ac")));
         assert_eq!(prefix_end(&[1, 0xff]), Some(vec![2]));
         assert_eq!(prefix_end(&[0xff]), None);
+    }
+
+    #[derive(Clone, Debug)]
+    enum Action {
+        /// One commit of (tree, key, value or removal) ops.
+        Commit(Vec<(bool, u8, Option<u8>)>),
+        /// Wait for durability and for sled to catch up.
+        Settle,
+        /// Drop and open again.
+        Reopen,
+    }
+
+    fn action() -> impl proptest::strategy::Strategy<Value = Action> {
+        use proptest::prelude::*;
+        let op = (any::<bool>(), 0u8..8, proptest::option::of(any::<u8>()));
+        prop_oneof![
+            8 => proptest::collection::vec(op, 1..4).prop_map(Action::Commit),
+            2 => Just(Action::Settle),
+            1 => Just(Action::Reopen),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(32))]
+
+        /// Against a model (a map per tree): every get and scan, in both
+        /// directions, whatever sled and the overlay hold between them.
+        #[test]
+        fn reads_match_a_model(actions in proptest::collection::vec(action(), 1..60)) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let mut kv = open(dir.path());
+            let mut model: [BTreeMap<Vec<u8>, Vec<u8>>; 2] = Default::default();
+            let tree = |second: bool| if second { T::Orders } else { T::Tx };
+            for a in actions {
+                match a {
+                    Action::Commit(ops) => {
+                        kv.commit(|t| {
+                            for (second, k, v) in &ops {
+                                match v {
+                                    Some(v) => t.put(tree(*second), &[*k], vec![*v]),
+                                    None => t.remove(tree(*second), &[*k]),
+                                }
+                            }
+                            Ok::<_, sled::Error>(())
+                        }).unwrap();
+                        for (second, k, v) in ops {
+                            let m = &mut model[second as usize];
+                            match v {
+                                Some(v) => { m.insert(vec![k], vec![v]); }
+                                None => { m.remove(&vec![k]); }
+                            }
+                        }
+                    }
+                    Action::Settle => rt.block_on(async {
+                        kv.durable().await.unwrap();
+                        let seq = kv.shared.lock().seq;
+                        let mut rx = kv.shared.applied.subscribe();
+                        while *rx.borrow_and_update() < seq {
+                            rx.changed().await.unwrap();
+                        }
+                    }),
+                    Action::Reopen => {
+                        drop(kv);
+                        kv = open(dir.path());
+                    }
+                }
+                for (i, m) in model.iter().enumerate() {
+                    let t = tree(i == 1);
+                    for k in 0u8..8 {
+                        let got = kv.get(t, &[k]).unwrap().map(|v| v.to_vec());
+                        proptest::prop_assert_eq!(got.as_ref(), m.get(&vec![k]));
+                    }
+                    let want: Vec<(Vec<u8>, Vec<u8>)> =
+                        m.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                    let all = (Bound::Unbounded, Bound::Unbounded);
+                    let fwd: Vec<(Vec<u8>, Vec<u8>)> = kv
+                        .scan(t, all.clone(), false)
+                        .map(|r| r.map(|(k, v)| (k, v.to_vec())).unwrap())
+                        .collect();
+                    proptest::prop_assert_eq!(&fwd, &want);
+                    let mut back: Vec<(Vec<u8>, Vec<u8>)> = kv
+                        .scan(t, all, true)
+                        .map(|r| r.map(|(k, v)| (k, v.to_vec())).unwrap())
+                        .collect();
+                    back.reverse();
+                    proptest::prop_assert_eq!(&back, &want);
+                }
+            }
+        }
     }
 }

@@ -598,7 +598,10 @@ impl Store {
 
     /// Who holds `claim`: a transaction id, or "closed".
     pub fn claim_holder(&self, claim: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.kv.get(T::Claims, claim.as_bytes())?.map(|v| v.to_vec()))
+        Ok(self
+            .kv
+            .get(T::Claims, claim.as_bytes())?
+            .map(|v| v.to_vec()))
     }
 
     /// The transaction a request id names, with its request's fingerprint.
@@ -653,7 +656,11 @@ impl Store {
                     .map_or(text.clone(), |(q, _)| q.to_string());
                 return Ok::<_, StoreError>(Some(qr));
             }
-            w.put(T::Orders, &key, format!("{}\n{fingerprint}", o.qr_id).into_bytes());
+            w.put(
+                T::Orders,
+                &key,
+                format!("{}\n{fingerprint}", o.qr_id).into_bytes(),
+            );
             w.put(T::Orders, o.qr_id.as_bytes(), json(o));
             Ok(None)
         })
