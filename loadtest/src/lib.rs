@@ -845,6 +845,8 @@ pub async fn run(target: Target, options: Options) -> Result<serde_json::Value, 
         shared.measuring.store(true, Ordering::Relaxed);
     }
     let measured_from = Instant::now();
+    let cpu_from = process_cpu();
+    let completed_from = shared.stats.completed.load(Ordering::Relaxed);
     while measured_from.elapsed() < options.duration {
         tokio::time::sleep(
             Duration::from_secs(1).min(options.duration.saturating_sub(measured_from.elapsed())),
@@ -869,6 +871,14 @@ pub async fn run(target: Target, options: Options) -> Result<serde_json::Value, 
         }
     }
     let measured_s = measured_from.elapsed().as_secs_f64();
+    let cpu_s = process_cpu()
+        .zip(cpu_from)
+        .map(|(b, a)| b.saturating_sub(a).as_secs_f64());
+    let completed_in_window = shared
+        .stats
+        .completed
+        .load(Ordering::Relaxed)
+        .saturating_sub(completed_from);
     shared.measuring.store(false, Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
     for w in workers {
@@ -906,8 +916,29 @@ pub async fn run(target: Target, options: Options) -> Result<serde_json::Value, 
         "flows": flows,
         "errors": *shared.errors.lock().await,
         "error_samples": *shared.error_samples.lock().await,
+        "cpu": cpu_s.map(|s| serde_json::json!({
+            "process_seconds": s,
+            "per_flow_us": (s * 1e6 / completed_in_window.max(1) as f64).round(),
+        })),
         "verification": verification,
     }))
+}
+
+/// CPU time used so far by this process, every thread (user and system).
+fn process_cpu() -> Option<Duration> {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes a whole `rusage` into the pointer it is given
+    // and nothing else; on failure it writes nothing and we do not read it.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: getrusage succeeded, so the struct is initialised.
+    let u = unsafe { usage.assume_init() };
+    let micros = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
+    };
+    Some(micros(u.ru_utime) + micros(u.ru_stime))
 }
 
 /// Verify a `--record` file against a switch (for instance after it was

@@ -183,6 +183,16 @@ fn main() -> ExitCode {
                 );
             }
         }
+        if let Some(us) = report["cpu"]["per_flow_us"].as_f64() {
+            let scope = if args.embedded {
+                "the generator and the embedded switch"
+            } else if args.null_server {
+                "the generator and the null server"
+            } else {
+                "the generator only"
+            };
+            println!("CPU per completed flow: {us:.0} us ({scope}, this machine's cores together)");
+        }
         if !report["errors"].as_object().is_none_or(|e| e.is_empty()) {
             println!("errors: {}", report["errors"]);
         }

@@ -59,6 +59,13 @@ async fn both_loops_complete_real_flows_and_verify_clean() {
         let completed = report["completed"].as_u64().unwrap();
         assert!(completed > 0 && report["failed"] == 0, "{mode:?}: {report}");
         assert_eq!(v["acknowledged"].as_u64().unwrap(), completed);
+        // The switch ran in this process: its work is in the CPU figure.
+        let cpu = &report["cpu"];
+        assert!(
+            cpu["process_seconds"].as_f64().unwrap() > 0.0
+                && cpu["per_flow_us"].as_f64().unwrap() > 0.0,
+            "{mode:?}: {cpu}"
+        );
         for flow in ["cash_in", "cash_out", "bill", "qr"] {
             assert!(
                 report["flows"][flow]["completed"].as_u64().unwrap() > 0,

@@ -80,6 +80,10 @@ const SLED_FLUSH_INTERVAL_MS: u64 = 1_000;
 const SEGMENT_SUFFIX: &str = ".wal";
 
 type Value = Arc<[u8]>;
+/// Per tree: key → (record number, value or removal) not yet in sled.
+type Overlay = BTreeMap<Vec<u8>, (u64, Option<Value>)>;
+/// sled's side of a scan.
+type SledIter = Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>> + Send>;
 
 #[derive(Debug)]
 pub struct Op {
@@ -123,7 +127,7 @@ struct State {
     /// The last record number handed out.
     seq: u64,
     /// Per tree: key → (record number, value or removal) not yet in sled.
-    overlay: Vec<BTreeMap<Vec<u8>, (u64, Option<Value>)>>,
+    overlay: Vec<Overlay>,
     /// Records not yet in sled, oldest first.
     log: VecDeque<(u64, Vec<Op>)>,
     /// Encoded records not yet written, and the last number among them.
@@ -315,7 +319,7 @@ impl Kv {
         let mut st = self.shared.lock();
         let mut txn = Txn {
             shared: &self.shared,
-            state: &*st,
+            state: &st,
             ops: Vec::new(),
         };
         let r = f(&mut txn)?;
@@ -410,7 +414,7 @@ impl Kv {
             over.reverse();
         }
         let base = self.shared.trees[tree as usize].range(range);
-        let base: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>> + Send> = if rev {
+        let base: SledIter = if rev {
             Box::new(base.rev())
         } else {
             Box::new(base)
@@ -457,12 +461,13 @@ impl Drop for Kv {
         // journal is not needed at the next open.
         let s = &self.shared;
         let seq = s.lock().seq;
-        if !s.failed.load(Ordering::Acquire) && s.sled_flushed.load(Ordering::Acquire) == seq {
-            if let Ok(dir) = fs::read_dir(&s.dir) {
-                for e in dir.flatten() {
-                    if e.path().extension().is_some_and(|x| x == "wal") {
-                        let _ = fs::remove_file(e.path());
-                    }
+        if !s.failed.load(Ordering::Acquire)
+            && s.sled_flushed.load(Ordering::Acquire) == seq
+            && let Ok(dir) = fs::read_dir(&s.dir)
+        {
+            for e in dir.flatten() {
+                if e.path().extension().is_some_and(|x| x == "wal") {
+                    let _ = fs::remove_file(e.path());
                 }
             }
         }
@@ -516,9 +521,7 @@ struct Merge {
     /// The overlay's entries in range, in reverse of the order wanted (so
     /// that `pop` yields the next).
     over: Vec<(Vec<u8>, Option<Value>)>,
-    base: std::iter::Peekable<
-        Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>> + Send>,
-    >,
+    base: std::iter::Peekable<SledIter>,
     rev: bool,
 }
 
