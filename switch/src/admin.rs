@@ -191,7 +191,7 @@ pub async fn provision_terminal(
     switch
         .store
         .put_shift(&ShiftRecord::open(
-            TxId::random(&rng).to_string(),
+            TxId::new(&rng, now_ms()).to_string(),
             id,
             now_ms(),
             opening_cash,

@@ -487,8 +487,8 @@ mod tests {
         assert_eq!(c.customer.len(), 13, "EVN codes are 13 characters");
         let ids: Vec<String> = c.bills.iter().map(|b| b.id.clone()).collect();
         let total = c.bills.iter().map(|b| b.amount).sum();
-        let r = TxId::random(&ring::rand::SystemRandom::new()).reference(0);
-        let r2 = TxId::random(&ring::rand::SystemRandom::new()).reference(0);
+        let r = TxId::new(&ring::rand::SystemRandom::new(), 1_700_000_000_000).reference(0);
+        let r2 = TxId::new(&ring::rand::SystemRandom::new(), 1_700_000_000_000).reference(0);
         assert!(matches!(
             b.pay(r, &c.customer, &ids[..1], c.bills[0].amount).await,
             Err(BillerError::Rejected {

@@ -310,7 +310,7 @@ impl Switch {
     ) -> TxRecord {
         let now = now_ms();
         TxRecord {
-            id: TxId::random(&self.rng).to_string(),
+            id: TxId::new(&self.rng, now).to_string(),
             kind,
             status: Status::Pending,
             stage: Stage::AtBank,
@@ -457,7 +457,7 @@ impl Switch {
             ));
         }
         let (expected, _) = self.drawer(&p.id).await?;
-        let id = TxId::random(&self.rng);
+        let id = TxId::new(&self.rng, now_ms());
         self.adjust_drawer(p, id, 1, counted, expected).await?;
         let shift = ShiftRecord::open(id.to_string(), &p.id, now_ms(), counted, expected);
         self.store.put_shift(&shift).map_err(storage)?;

@@ -4,16 +4,28 @@ use std::fmt;
 
 use ring::rand::{SecureRandom, SystemRandom};
 
-/// A transaction id: 128 random bits whose low 8 bits are zero, so that the
-/// ledger transfers of one transaction are `id | leg` (up to 255 legs).
+/// A transaction id: the creation time in milliseconds (48 bits), 72
+/// random bits, and 8 zero bits, so that the ledger transfers of one
+/// transaction are `id | leg` (up to 255 legs).
+///
+/// Time first, as TigerBeetle advises for its ids: every index keyed by
+/// transaction or transfer id (the ledger's, the switch store's, a bank's)
+/// then inserts near its right edge, into pages that are in cache and dirty
+/// already, instead of anywhere in a tree larger than the cache. The random
+/// part keeps ids unguessable and distinct within a millisecond.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TxId(u128);
 
 impl TxId {
-    pub fn random(rng: &SystemRandom) -> TxId {
+    /// A new id for something created at `at_ms` (Unix milliseconds).
+    pub fn new(rng: &SystemRandom, at_ms: i64) -> TxId {
         let mut b = [0u8; 16];
-        rng.fill(&mut b).expect("the system random source works");
-        TxId(u128::from_be_bytes(b) & !0xff | 0x100)
+        rng.fill(&mut b[6..15])
+            .expect("the system random source works");
+        let ms = u64::try_from(at_ms).unwrap_or(0) & ((1 << 48) - 1);
+        b[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
+        // Never zero, whatever the clock says.
+        TxId(u128::from_be_bytes(b) | 0x100)
     }
     pub fn from_u128(v: u128) -> Option<TxId> {
         (v & 0xff == 0 && v != 0).then_some(TxId(v))
@@ -147,7 +159,7 @@ mod tests {
     #[test]
     fn tx_ids_leave_room_for_legs_and_parse_back() {
         let rng = SystemRandom::new();
-        let id = TxId::random(&rng);
+        let id = TxId::new(&rng, 1_700_000_000_000);
         assert_eq!(id.as_u128() & 0xff, 0);
         assert_eq!(TxId::parse(&id.to_string()), Some(id));
         assert_eq!(id.leg(3) & !0xff, id.as_u128());
@@ -160,8 +172,24 @@ mod tests {
     }
 
     #[test]
+    fn tx_ids_sort_by_time_and_differ_within_a_millisecond() {
+        let rng = SystemRandom::new();
+        let at = 1_700_000_000_000;
+        let same: std::collections::HashSet<TxId> =
+            (0..1000).map(|_| TxId::new(&rng, at)).collect();
+        assert_eq!(same.len(), 1000);
+        let first = same.iter().max().unwrap();
+        let later = TxId::new(&rng, at + 1);
+        assert!(later > *first, "{later} after {first}");
+        assert_eq!((later.as_u128() >> 80) as i64, at + 1, "time leads");
+        // A clock before 1970 or past 2^48 ms still gives a valid id.
+        assert!(TxId::from_u128(TxId::new(&rng, -5).as_u128()).is_some());
+        assert!(TxId::from_u128(TxId::new(&rng, i64::MAX).as_u128()).is_some());
+    }
+
+    #[test]
     fn references_name_a_step_of_a_transaction() {
-        let id = TxId::random(&SystemRandom::new());
+        let id = TxId::new(&SystemRandom::new(), 1_700_000_000_000);
         let r = id.reference(1);
         assert_ne!(r, Reference::from(id));
         assert_eq!((r.tx_id(), r.step()), (id, 1));

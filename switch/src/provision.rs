@@ -228,7 +228,7 @@ pub async fn demo(switch: &Switch, profiles: &Path, listen: SocketAddr) -> Resul
         switch
             .store
             .put_shift(&crate::store::ShiftRecord::open(
-                crate::ids::TxId::random(&rng).to_string(),
+                crate::ids::TxId::new(&rng, now).to_string(),
                 &t.id,
                 now,
                 OPENING_CASH_VND,
