@@ -60,6 +60,10 @@ struct Args {
     verify_record: Option<PathBuf>,
 }
 
+/// The allocator the embedded switch runs on too (see the workspace manifest).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");

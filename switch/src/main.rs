@@ -81,6 +81,10 @@ async fn shutdown_signal() {
     tracing::info!("shutdown requested");
 }
 
+/// glibc malloc cost a quarter of the CPU under load (BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(

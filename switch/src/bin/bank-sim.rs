@@ -32,6 +32,10 @@ struct Args {
     lost_response_rate: f64,
 }
 
+/// glibc malloc cost a quarter of the CPU under load (BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
