@@ -71,7 +71,7 @@ const HEADER_SIZE: usize = 24;
 /// No record is larger: a length beyond it is damage, not data.
 const PAYLOAD_SIZE_MAX: usize = 16 << 20;
 /// A segment is closed (and becomes deletable) past this size.
-const SEGMENT_SIZE_MAX: u64 = 64 << 20;
+const SEGMENT_SIZE_MAX_BYTES: u64 = 64 << 20;
 /// Records committed but not yet in sled before [`Kv::durable`] makes its
 /// callers wait for the applier (bounds the overlay's memory).
 const LAG_RECORDS_MAX: usize = 100_000;
@@ -121,6 +121,8 @@ struct Shared {
     /// Records whose sled copy is flushed (journal bytes before it are
     /// deletable).
     sled_flushed: AtomicU64,
+    /// See [`SEGMENT_SIZE_MAX_BYTES`].
+    segment_size_max_bytes: u64,
 }
 
 struct State {
@@ -245,6 +247,15 @@ impl Kv {
     /// Open sled at `db`'s directory with the journal in `dir/journal`,
     /// replaying whatever the journal holds into sled first.
     pub fn open(db: sled::Db, dir: &Path) -> Result<Kv, sled::Error> {
+        Kv::open_with(db, dir, SEGMENT_SIZE_MAX_BYTES)
+    }
+
+    /// [`Kv::open`] with another segment size (tests make it small).
+    pub fn open_with(
+        db: sled::Db,
+        dir: &Path,
+        segment_size_max_bytes: u64,
+    ) -> Result<Kv, sled::Error> {
         let trees = TREES
             .iter()
             .map(|(_, name)| db.open_tree(name))
@@ -280,6 +291,7 @@ impl Kv {
             applied: watch::Sender::new(last),
             failed: AtomicBool::new(false),
             sled_flushed: AtomicU64::new(last),
+            segment_size_max_bytes,
         });
         let writer = {
             let s = shared.clone();
@@ -608,7 +620,7 @@ impl Shared {
                 self.durable.send_modify(|d| *d = (*d).max(last));
             }
             self.apply_wanted.notify_one();
-            if written >= SEGMENT_SIZE_MAX {
+            if written >= self.segment_size_max_bytes {
                 let path = segment_path(&self.dir, last + 1);
                 match OpenOptions::new().create(true).append(true).open(&path) {
                     Ok(f) => {
@@ -802,9 +814,27 @@ fn replay(db: &sled::Db, trees: &[sled::Tree], jdir: &Path) -> Result<u64, sled:
 mod tests {
     use super::*;
 
+    /// sled lets go of its directory's lock a moment after the last
+    /// handle drops (its flusher thread wakes up to stop): a reopen in the
+    /// same process waits for that.
+    fn open_db(dir: &Path) -> sled::Db {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match sled::Config::new().path(dir).open() {
+                Ok(db) => return db,
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock")
+                        && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("sled did not open: {e}"),
+            }
+        }
+    }
+
     fn open(dir: &Path) -> Kv {
-        let db = sled::Config::new().path(dir).open().unwrap();
-        Kv::open(db, dir).unwrap()
+        Kv::open(open_db(dir), dir).unwrap()
     }
 
     fn v(s: &str) -> Vec<u8> {
@@ -1124,5 +1154,63 @@ mod tests {
         drop(Arc::into_inner(kv).expect("the threads are done"));
         let kv = open(dir.path());
         assert_eq!(total(&kv), 8_000);
+    }
+
+    /// Segments close at their size; closed ones go once sled has flushed
+    /// what they hold; a reopen replays whatever is left, in order.
+    #[tokio::test]
+    async fn segments_rotate_and_are_deleted_once_sled_has_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let jdir = dir.path().join("journal");
+        let segments = || {
+            fs::read_dir(&jdir)
+                .unwrap()
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .path()
+                        .extension()
+                        .is_some_and(|x| x == "wal")
+                })
+                .count()
+        };
+        {
+            let kv = Kv::open_with(open_db(dir.path()), dir.path(), 4096).unwrap();
+            for i in 0..400u32 {
+                kv.put(T::Payments, &i.to_be_bytes(), vec![7; 100]).unwrap();
+                // One record per write: each durable before the next.
+                kv.durable().await.unwrap();
+            }
+            // ~130 bytes a record: about ten segments were closed...
+            let mut rx = kv.shared.applied.subscribe();
+            while *rx.borrow_and_update() < 400 {
+                rx.changed().await.unwrap();
+            }
+            // ...and the applier's next flush lets them go.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while segments() > 1 {
+                assert!(Instant::now() < deadline, "{} segments left", segments());
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            // The one left is a later segment than the first.
+            assert!(!segment_path(&jdir, 1).exists(), "no segment was closed");
+            // Records after the flush stay in the journal until the next.
+            for i in 400..420u32 {
+                kv.put(T::Payments, &i.to_be_bytes(), vec![8; 100]).unwrap();
+            }
+            kv.durable().await.unwrap();
+            // Stop as a failure would: no final flush, no clean-up.
+            kv.shared.lock().stopping = true;
+            kv.shared.failed.store(true, Ordering::Release);
+            kv.shared.write_wanted.notify_all();
+            kv.shared.apply_wanted.notify_all();
+        }
+        let kv = open(dir.path());
+        let n = kv
+            .scan_prefix(T::Payments, b"")
+            .map(|r| r.unwrap())
+            .filter(|(_, v)| v.len() == 100)
+            .count();
+        assert_eq!(n, 420);
     }
 }
