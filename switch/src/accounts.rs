@@ -44,10 +44,14 @@ impl Kind {
     pub fn id(self, number: u64) -> u128 {
         (u128::from(self as u16) << 112) | u128::from(number)
     }
+    /// Limits only. No account keeps the ledger's balance `HISTORY`: nothing
+    /// reads it (the journal holds every change anyway), and for e-floats
+    /// and drawers it was a quarter of the ledger's index inserts, about
+    /// five per transaction (BENCHMARKS.md).
     fn flags(self) -> AccountFlags {
         match self {
-            Kind::EFloat => AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS | AccountFlags::HISTORY,
-            Kind::Drawer => AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS | AccountFlags::HISTORY,
+            Kind::EFloat => AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS,
+            Kind::Drawer => AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS,
             _ => AccountFlags::empty(),
         }
     }
