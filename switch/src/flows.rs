@@ -333,6 +333,7 @@ impl Switch {
             qr_id: None,
             merchant: None,
             bill: None,
+            limits_held: false,
         }
     }
 
@@ -659,49 +660,43 @@ impl Switch {
         keys
     }
 
-    /// Count `rec` against its daily limits, all or none.
-    fn take_limits(&self, rec: &TxRecord) -> Result<Result<(), SwitchError>, SwitchError> {
-        let keys = Switch::daily_keys(rec);
-        for (i, (key, which)) in keys.iter().enumerate() {
-            let max = if *which == 0 {
-                self.config.terminal_daily_max
-            } else {
-                self.config.customer_daily_max
-            };
-            if !self
-                .store
-                .add_daily(key, rec.amount, max)
-                .map_err(storage)?
-            {
-                for (key, _) in &keys[..i] {
-                    self.store.sub_daily(key, rec.amount).map_err(storage)?;
-                }
-                return Ok(Err(if *which == 0 {
-                    SwitchError::new(
-                        ErrorCode::TerminalDailyLimit,
-                        "this terminal reached its daily limit",
-                    )
+    /// Count `rec` against its daily limits, all or none, atomically with
+    /// its record saying so (`limits_held`).
+    fn take_limits(&self, rec: &mut TxRecord) -> Result<Result<(), SwitchError>, SwitchError> {
+        let limits: Vec<(String, u64)> = Switch::daily_keys(rec)
+            .into_iter()
+            .map(|(key, which)| {
+                let max = if which == 0 {
+                    self.config.terminal_daily_max
                 } else {
-                    SwitchError::new(
-                        ErrorCode::CustomerDailyLimit,
-                        "this account reached its daily limit",
-                    )
-                }));
-            }
+                    self.config.customer_daily_max
+                };
+                (key, max)
+            })
+            .collect();
+        if limits.is_empty() {
+            return Ok(Ok(()));
         }
-        Ok(Ok(()))
-    }
-
-    /// Give back what `take_limits` took (a transaction that did not happen).
-    fn give_back_limits(&self, rec: &TxRecord) -> Result<(), SwitchError> {
-        for (key, _) in Switch::daily_keys(rec) {
-            self.store.sub_daily(&key, rec.amount).map_err(storage)?;
-        }
-        Ok(())
+        rec.limits_held = true;
+        let Some(i) = self.store.take_limits(rec, &limits).map_err(storage)? else {
+            return Ok(Ok(()));
+        };
+        rec.limits_held = false;
+        Ok(Err(if Switch::daily_keys(rec)[i].1 == 0 {
+            SwitchError::new(
+                ErrorCode::TerminalDailyLimit,
+                "this terminal reached its daily limit",
+            )
+        } else {
+            SwitchError::new(
+                ErrorCode::CustomerDailyLimit,
+                "this account reached its daily limit",
+            )
+        }))
     }
 
     /// Run a recorded transaction: limits, reservation, then its calls.
-    async fn run(&self, rec: TxRecord, code: Option<String>) -> Outcome {
+    async fn run(&self, mut rec: TxRecord, code: Option<String>) -> Outcome {
         debug_assert!(!rec.steps.is_empty());
         if let Some(e) = self.party_paused(&rec.steps[0].party) {
             return self.finish(rec, Status::Failed, Some(e)).await;
@@ -722,7 +717,7 @@ impl Switch {
             );
             return self.finish(rec, Status::Failed, Some(e)).await;
         }
-        if let Err(e) = self.take_limits(&rec)? {
+        if let Err(e) = self.take_limits(&mut rec)? {
             return self.finish(rec, Status::Failed, Some(e)).await;
         }
         // The record becomes durable while the ledger reserves (one fsync
@@ -741,7 +736,6 @@ impl Switch {
                 .filter(|r| *r != TransferReject::LinkedEventFailed)
                 .map(|r| (i, r))
         }) {
-            self.give_back_limits(&rec)?;
             let cash_funded = matches!(
                 rec.bill.as_ref().map(|b| b.funding),
                 None | Some(Funding::Cash)
@@ -815,7 +809,6 @@ impl Switch {
                 }
                 Answer::Refused(e) if i == 0 => {
                     self.void(legs).await?;
-                    self.give_back_limits(&rec)?;
                     return self.finish(rec, Status::Failed, Some(e)).await;
                 }
                 Answer::Refused(e) => return self.reverse(rec, legs, e).await,
@@ -1317,9 +1310,21 @@ impl Switch {
             }),
             _ => None,
         };
+        // A transaction that did not happen gives its daily limits back, in
+        // the same write as its final record.
+        let give_back: Vec<String> =
+            if rec.limits_held && matches!(status, Status::Failed | Status::Reversed) {
+                rec.limits_held = false;
+                Switch::daily_keys(&rec)
+                    .into_iter()
+                    .map(|(k, _)| k)
+                    .collect()
+            } else {
+                Vec::new()
+            };
         // A ticket dropped on an error below is abandoned, never published.
         self.store
-            .finish_tx(&rec, payment.as_ref())
+            .finish_tx(&rec, payment.as_ref(), &give_back)
             .map_err(storage)?;
         self.store.durable().await.map_err(storage)?;
         if let (Some(t), Some(p)) = (ticket, payment) {

@@ -191,6 +191,11 @@ pub struct TxRecord {
     pub merchant: Option<MerchantPart>,
     #[serde(default)]
     pub bill: Option<BillPart>,
+    /// The daily totals count this transaction: taken in the same write
+    /// that sets this, given back in the same write as a failed or reversed
+    /// final record (so exactly once, whatever crashes).
+    #[serde(default)]
+    pub limits_held: bool,
 }
 
 impl TxRecord {
@@ -551,8 +556,14 @@ impl Store {
     /// claims; a completed QR payment to a merchant adds the merchant's
     /// notification (numbered by `notify::Notifier`), in the same atomic
     /// write.
-    pub fn finish_tx(&self, t: &TxRecord, payment: Option<&Payment>) -> Result<(), StoreError> {
+    pub fn finish_tx(
+        &self,
+        t: &TxRecord,
+        payment: Option<&Payment>,
+        give_back: &[String],
+    ) -> Result<(), StoreError> {
         debug_assert_eq!(t.stage, Stage::Done);
+        debug_assert!(give_back.is_empty() || !t.limits_held);
         let id = t.tx_id().to_bytes();
         let release = if matches!(t.status, Status::Failed | Status::Reversed) {
             t.claims()
@@ -580,7 +591,40 @@ impl Store {
             if let Some((k, v)) = payment {
                 w.put(T::Payments, &k, v);
             }
+            for key in give_back {
+                let n = Store::daily_total(w.get(T::Daily, key.as_bytes())?);
+                let n = n.saturating_sub(t.amount);
+                w.put(T::Daily, key.as_bytes(), n.to_be_bytes().to_vec());
+            }
             Ok::<_, StoreError>(())
+        })
+    }
+
+    /// Count `t` against every daily total in `limits` (key, most allowed),
+    /// all or none, and record `t` (which says `limits_held`) in the same
+    /// write. Answers the index of the first total it would pass (then
+    /// nothing is written).
+    pub fn take_limits(
+        &self,
+        t: &TxRecord,
+        limits: &[(String, u64)],
+    ) -> Result<Option<usize>, StoreError> {
+        debug_assert!(t.limits_held);
+        let id = t.tx_id().to_bytes();
+        self.kv.commit(|w| {
+            let mut totals = Vec::with_capacity(limits.len());
+            for (i, (key, max)) in limits.iter().enumerate() {
+                let n = Store::daily_total(w.get(T::Daily, key.as_bytes())?);
+                match n.checked_add(t.amount).filter(|n| n <= max) {
+                    Some(n) => totals.push(n),
+                    None => return Ok::<_, StoreError>(Some(i)),
+                }
+            }
+            for ((key, _), n) in limits.iter().zip(totals) {
+                w.put(T::Daily, key.as_bytes(), n.to_be_bytes().to_vec());
+            }
+            w.put(T::Tx, &id, json(t));
+            Ok(None)
         })
     }
 
@@ -962,16 +1006,6 @@ impl Store {
                 }
                 None => Ok(false),
             }
-        })
-    }
-
-    /// Give back what `add_daily` took (a transaction that did not happen).
-    pub fn sub_daily(&self, key: &str, amount: u64) -> Result<(), StoreError> {
-        self.kv.commit(|w| {
-            let current = Store::daily_total(w.get(T::Daily, key.as_bytes())?);
-            let n = current.saturating_sub(amount);
-            w.put(T::Daily, key.as_bytes(), n.to_be_bytes().to_vec());
-            Ok::<_, StoreError>(())
         })
     }
 

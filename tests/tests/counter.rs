@@ -511,6 +511,70 @@ async fn a_bank_that_never_answers_leads_to_status_inquiry_then_reversal() {
     h.assert_ledger_clean().await;
 }
 
+/// A transaction that does not happen (refused, or reversed after its
+/// outcome stayed unknown) gives its daily limits back, once; one that
+/// happens keeps them.
+#[tokio::test]
+async fn failed_and_reversed_transactions_give_their_daily_limits_back() {
+    let limits = |c: &mut switch::Config| {
+        c.terminal_daily_max = 1_000_000;
+        c.customer_daily_max = u64::MAX;
+    };
+    let h = Harness::start(|c| {
+        limits(c);
+        c.sim.lost_response_rate = 1.0;
+        c.bank_timeout_ms = 100;
+        c.bank_status_attempts = 2;
+    })
+    .await;
+    let c = h.customer(MB, 0);
+    let e = h
+        .teller("tho-tang-1")
+        .cash_in("lost", MB, &c.account, 700_000)
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&e), "bank_outcome_unknown");
+    assert_eq!(
+        e.metadata().get("x-transaction-status").unwrap(),
+        "reversed"
+    );
+    // A bank that refuses everything: a failure gives back too.
+    let h = h
+        .restart(|c| {
+            limits(c);
+            c.sim.error_rate = 1.0;
+        })
+        .await;
+    let e = h
+        .teller("tho-tang-1")
+        .cash_in("refused", MB, &c.account, 900_000)
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&e), "bank_unavailable");
+    // Healthy again: the whole day's limit is there, and then it is used.
+    let h = h.restart(limits).await;
+    let mut t = h.teller("tho-tang-1");
+    t.cash_in("full", MB, &c.account, 1_000_000).await.unwrap();
+    let e = t.cash_in("over", MB, &c.account, 50_000).await.unwrap_err();
+    assert_eq!(error_code(&e), "terminal_daily_limit");
+    // The refused one is recorded as failed and holds nothing.
+    let over = e
+        .metadata()
+        .get("x-transaction-id")
+        .unwrap()
+        .to_str()
+        .unwrap();
+    let rec = h
+        .switch
+        .store
+        .get_tx(switch::ids::TxId::parse(over).unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(rec.status, switch::store::Status::Failed);
+    assert!(!rec.limits_held);
+    h.assert_ledger_clean().await;
+}
+
 #[tokio::test]
 async fn an_unavailable_bank_fails_the_cash_in_and_releases_everything() {
     let h = Harness::start(|c| c.sim.error_rate = 1.0).await;
