@@ -475,13 +475,9 @@ impl Drop for Kv {
         let seq = s.lock().seq;
         if !s.failed.load(Ordering::Acquire)
             && s.sled_flushed.load(Ordering::Acquire) == seq
-            && let Ok(dir) = fs::read_dir(&s.dir)
+            && let Ok(segments) = segments(&s.dir)
         {
-            for e in dir.flatten() {
-                if e.path().extension().is_some_and(|x| x == "wal") {
-                    let _ = fs::remove_file(e.path());
-                }
-            }
+            let _ = remove_segments(&s.dir, &segments);
         }
     }
 }
@@ -740,11 +736,33 @@ impl Shared {
             st.closed = keep;
             done.into_iter().map(|(p, _)| p).collect()
         };
-        for p in done {
-            fs::remove_file(&p).map_err(io_error)?;
-        }
-        Ok(())
+        remove_segments(&self.dir, &done)
     }
+}
+
+/// The journal's segments, oldest first.
+fn segments(jdir: &Path) -> Result<Vec<PathBuf>, sled::Error> {
+    let mut segments: Vec<PathBuf> = fs::read_dir(jdir)
+        .map_err(io_error)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
+        .collect();
+    segments.sort();
+    Ok(segments)
+}
+
+/// Delete segments whose records sled holds and has flushed, oldest first,
+/// each deletion durable before the next: an older segment must never
+/// outlive a newer one, or a replay would take keys back to older values.
+fn remove_segments(jdir: &Path, oldest_first: &[PathBuf]) -> Result<(), sled::Error> {
+    debug_assert!(oldest_first.windows(2).all(|w| w[0] < w[1]));
+    for p in oldest_first {
+        fs::remove_file(p).map_err(io_error)?;
+        File::open(jdir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_error)?;
+    }
+    Ok(())
 }
 
 fn damaged(path: &Path, what: &str) -> sled::Error {
@@ -757,12 +775,7 @@ fn damaged(path: &Path, what: &str) -> sled::Error {
 /// Copy every record of the journal in `jdir` into sled, flush sled and
 /// delete the segments. Answers the last record number (0 if none).
 fn replay(db: &sled::Db, trees: &[sled::Tree], jdir: &Path) -> Result<u64, sled::Error> {
-    let mut segments: Vec<PathBuf> = fs::read_dir(jdir)
-        .map_err(io_error)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
-        .collect();
-    segments.sort();
+    let segments = segments(jdir)?;
     let mut last = 0u64;
     let mut replayed = 0usize;
     for (i, path) in segments.iter().enumerate() {
@@ -795,9 +808,7 @@ fn replay(db: &sled::Db, trees: &[sled::Tree], jdir: &Path) -> Result<u64, sled:
         }
     }
     db.flush()?;
-    for p in &segments {
-        fs::remove_file(p).map_err(io_error)?;
-    }
+    remove_segments(jdir, &segments)?;
     if replayed > 0 {
         tracing::info!(
             records = replayed,
