@@ -405,9 +405,7 @@ impl Kv {
         if let Some((_, v)) = self.shared.lock().overlay[tree as usize].get(key) {
             return Ok(v.clone());
         }
-        Ok(self.shared.trees[tree as usize]
-            .get(key)?
-            .map(|v| Value::from(v.as_ref())))
+        self.shared.sled_get(tree, key)
     }
 
     /// Keys and values in `range`, ascending (or descending with `rev`):
@@ -503,9 +501,7 @@ impl Txn<'_> {
         if let Some((_, v)) = self.state.overlay[tree as usize].get(key) {
             return Ok(v.clone());
         }
-        Ok(self.shared.trees[tree as usize]
-            .get(key)?
-            .map(|v| Value::from(v.as_ref())))
+        self.shared.sled_get(tree, key)
     }
 
     pub fn put(&mut self, tree: T, key: &[u8], value: Vec<u8>) {
@@ -570,6 +566,13 @@ impl Iterator for Merge {
 }
 
 impl Shared {
+    /// sled's copy of a key (what the overlay does not hold).
+    fn sled_get(&self, tree: T, key: &[u8]) -> Result<Option<Value>, sled::Error> {
+        Ok(self.trees[tree as usize]
+            .get(key)?
+            .map(|v| Value::from(v.as_ref())))
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves consistent data (every
         // change under it is a few pushes); go on.

@@ -504,6 +504,11 @@ impl Store {
         let key = idempotency_key(owner, request_id);
         let id = t.tx_id().to_bytes();
         let claims = t.claims();
+        // Encoded before the commit: the store's lock is held only to check
+        // and write.
+        let record = json(t);
+        let mut entry = id.to_vec();
+        entry.extend_from_slice(fingerprint.as_bytes());
         let taken = self.kv.commit(|w| {
             if let Some(existing) = w.get(T::Idempotency, &key)? {
                 return Ok::<_, StoreError>(Err(Err(existing)));
@@ -518,10 +523,8 @@ impl Store {
             for c in &claims {
                 w.put(T::Claims, c.as_bytes(), id.to_vec());
             }
-            let mut entry = id.to_vec();
-            entry.extend_from_slice(fingerprint.as_bytes());
             w.put(T::Idempotency, &key, entry);
-            w.put(T::Tx, &id, json(t));
+            w.put(T::Tx, &id, record);
             w.put(
                 T::ByTerminal,
                 &terminal_key(&t.terminal_id, t.created_at_ms, t.tx_id()),
@@ -611,6 +614,7 @@ impl Store {
     ) -> Result<Option<usize>, StoreError> {
         debug_assert!(t.limits_held);
         let id = t.tx_id().to_bytes();
+        let record = json(t);
         self.kv.commit(|w| {
             let mut totals = Vec::with_capacity(limits.len());
             for (i, (key, max)) in limits.iter().enumerate() {
@@ -623,7 +627,7 @@ impl Store {
             for ((key, _), n) in limits.iter().zip(totals) {
                 w.put(T::Daily, key.as_bytes(), n.to_be_bytes().to_vec());
             }
-            w.put(T::Tx, &id, json(t));
+            w.put(T::Tx, &id, record);
             Ok(None)
         })
     }
@@ -692,6 +696,7 @@ impl Store {
         fingerprint: &str,
     ) -> Result<Option<String>, StoreError> {
         let key = [b"req\0".as_slice(), &idempotency_key(merchant, request_id)].concat();
+        let (entry, order) = (format!("{}\n{fingerprint}", o.qr_id).into_bytes(), json(o));
         self.kv.commit(|w| {
             if let Some(v) = w.get(T::Orders, &key)? {
                 let text = String::from_utf8_lossy(&v).into_owned();
@@ -700,12 +705,8 @@ impl Store {
                     .map_or(text.clone(), |(q, _)| q.to_string());
                 return Ok::<_, StoreError>(Some(qr));
             }
-            w.put(
-                T::Orders,
-                &key,
-                format!("{}\n{fingerprint}", o.qr_id).into_bytes(),
-            );
-            w.put(T::Orders, o.qr_id.as_bytes(), json(o));
+            w.put(T::Orders, &key, entry);
+            w.put(T::Orders, o.qr_id.as_bytes(), order);
             Ok(None)
         })
     }
@@ -716,9 +717,11 @@ impl Store {
 
     /// Several windows in one atomic write (a close and the next opening).
     pub fn put_windows(&self, ws: &[&crate::settlement::WindowRecord]) -> Result<(), StoreError> {
+        let records: Vec<([u8; 8], Vec<u8>)> =
+            ws.iter().map(|w| (w.id.to_be_bytes(), json(w))).collect();
         self.kv.commit(|t| {
-            for w in ws {
-                t.put(T::Windows, &w.id.to_be_bytes(), json(w));
+            for (k, v) in records {
+                t.put(T::Windows, &k, v);
             }
             Ok::<_, StoreError>(())
         })
@@ -878,10 +881,14 @@ impl Store {
         debug_assert_eq!(t.stage, Stage::Reversing);
         let id = t.tx_id().to_bytes();
         let record = json(t);
+        let jobs: Vec<(&str, Vec<u8>)> = jobs
+            .iter()
+            .map(|j| (j.reference.as_str(), json(j)))
+            .collect();
         self.kv.commit(|w| {
             w.put(T::Tx, &id, record);
-            for j in jobs {
-                w.put(T::Reversals, j.reference.as_bytes(), json(j));
+            for (k, v) in jobs {
+                w.put(T::Reversals, k.as_bytes(), v);
             }
             w.put(T::Open, &id, Vec::new());
             Ok::<_, StoreError>(())
