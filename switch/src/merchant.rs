@@ -327,10 +327,7 @@ impl Switch {
             return Err(storage("a bill order names no transaction"));
         };
         if rec.stage != Stage::AwaitingPayment {
-            return Err(SwitchError::new(
-                ErrorCode::QrAlreadyPaid,
-                "this QR code is paid already, being paid, or expired",
-            ));
+            return Err(spent_bill_code(&rec));
         }
         let bill = rec
             .bill
@@ -371,5 +368,23 @@ impl Switch {
         ];
         debug_assert_eq!(rec.status, Status::Pending);
         self.start(rec, &p.id, request_id, fp, None).await
+    }
+}
+
+/// Why a bill code can no longer be paid, so that the payer's bank can tell
+/// its customer what to do (a code is spent by its first payment, whatever
+/// that payment's outcome: the teller shows a new one).
+fn spent_bill_code(rec: &store::TxRecord) -> SwitchError {
+    let expired = rec.error_code.as_deref() == Some(ErrorCode::QrExpired.as_str());
+    match rec.status {
+        Status::Failed if expired => SwitchError::new(ErrorCode::QrExpired, "the code has expired"),
+        Status::Failed | Status::Reversed => SwitchError::new(
+            ErrorCode::QrAlreadyPaid,
+            "a payment with this code failed and used it up; the counter can show a new code",
+        ),
+        Status::Completed => {
+            SwitchError::new(ErrorCode::QrAlreadyPaid, "this QR code is paid already")
+        }
+        _ => SwitchError::new(ErrorCode::QrAlreadyPaid, "this QR code is being paid"),
     }
 }

@@ -397,3 +397,50 @@ async fn a_biller_that_never_answers_is_cancelled_and_the_payer_refunded() {
     );
     h.assert_ledger_clean().await;
 }
+
+#[tokio::test]
+async fn a_declined_payment_uses_up_a_bill_code_and_says_so() {
+    let h = Harness::start(|_| {}).await;
+    let mut t = h.teller("vinh-yen-1");
+    let c = h.bill_customer("VIETTEL", 1);
+    let pending = t
+        .pay_bills("q-1", "VIETTEL", &c.customer, &[], pb::Funding::Qr, None)
+        .await
+        .unwrap();
+    let mut bank = h.bank("970418");
+    let e = bank
+        .pay_qr("bq-1", &pending.qr_payload, "99999999999", 0)
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&e), "account_not_found");
+    let rich = h.customer("970418", 10_000_000);
+    let e = bank
+        .pay_qr("bq-2", &pending.qr_payload, &rich.account, 0)
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&e), "qr_already_paid");
+    assert!(
+        e.message().contains("failed") && e.message().contains("new code"),
+        "the payer's bank learns why: {}",
+        e.message()
+    );
+    assert_eq!(h.bank_balance("970418", &rich.account), rich.balance);
+    let shown = t
+        .get(&pending.transaction_id)
+        .await
+        .unwrap()
+        .transaction
+        .unwrap();
+    assert_eq!(shown.status, pb::TxStatus::Failed as i32);
+    // The bills were released: a new code (or cash) pays them.
+    let again = t
+        .pay_bills("q-2", "VIETTEL", &c.customer, &[], pb::Funding::Qr, None)
+        .await
+        .unwrap();
+    let paid = bank
+        .pay_qr("bq-3", &again.qr_payload, &rich.account, 0)
+        .await
+        .unwrap();
+    assert_eq!(paid.status, pb::TxStatus::Completed as i32);
+    h.assert_ledger_clean().await;
+}
