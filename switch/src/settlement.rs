@@ -193,6 +193,18 @@ impl Switch {
         }
     }
 
+    /// What every liquidity movement asks of its caller: an operator, a
+    /// request id (its idempotency key) and a non-zero amount.
+    fn liquidity_request(p: &Principal, request_id: &str, amount: u64) -> Result<(), SwitchError> {
+        Switch::operator_only(p)?;
+        if !valid_request_id(request_id) || amount == 0 {
+            return Err(SwitchError::invalid(
+                "client_request_id (1 to 64 of [A-Za-z0-9._:-]) and an amount are needed",
+            ));
+        }
+        Ok(())
+    }
+
     fn participants(&self) -> Result<Participants, SwitchError> {
         let mut list = Vec::new();
         let mut by_account = HashMap::new();
@@ -671,12 +683,7 @@ impl Switch {
         post_office: &str,
         amount: u64,
     ) -> Result<Liquidity, SwitchError> {
-        Switch::operator_only(p)?;
-        if !valid_request_id(request_id) || amount == 0 {
-            return Err(SwitchError::invalid(
-                "client_request_id (1 to 64 of [A-Za-z0-9._:-]) and an amount are needed",
-            ));
-        }
+        Switch::liquidity_request(p, request_id, amount)?;
         let po = self.post_office_by_id(post_office)?;
         let t = NewTransfer::single(
             liquidity_id(&["topup", &p.id, request_id]),
@@ -699,12 +706,7 @@ impl Switch {
         terminal: &str,
         amount: u64,
     ) -> Result<Liquidity, SwitchError> {
-        Switch::operator_only(p)?;
-        if !valid_request_id(request_id) || amount == 0 {
-            return Err(SwitchError::invalid(
-                "client_request_id (1 to 64 of [A-Za-z0-9._:-]) and an amount are needed",
-            ));
-        }
+        Switch::liquidity_request(p, request_id, amount)?;
         let t = self
             .store
             .terminals()
