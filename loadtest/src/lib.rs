@@ -312,7 +312,7 @@ impl Embedded {
         let (server, address) =
             ServerThread::start("embedded switch", |listener, ready, stopped| async move {
                 let address = listener.local_addr().expect("bound");
-                let (sw, keys) = match switch::server::open(config, address).await {
+                let opened = match switch::server::open(config, address).await {
                     Ok(x) => x,
                     Err(e) => {
                         let _ = ready.send(Err(e.to_string()));
@@ -320,7 +320,7 @@ impl Embedded {
                     }
                 };
                 let _ = ready.send(Ok(address));
-                let _ = switch::server::serve(listener, sw, keys, async {
+                let _ = switch::server::serve(listener, opened, async {
                     let _ = stopped.await;
                 })
                 .await;

@@ -356,10 +356,10 @@ impl NullServer {
             })
             .await?;
         let creds = |id: &str| Credentials::new(id, vec![7u8; 32]);
-        let banks = switch::provision::DEMO_BANKS;
+        let banks = switch::demo::DEMO_BANKS;
         let target = Target {
             address: format!("http://{address}"),
-            tellers: switch::provision::DEMO_POST_OFFICES
+            tellers: switch::demo::DEMO_POST_OFFICES
                 .iter()
                 .flat_map(|(po, _)| (1..=2).map(move |t| format!("{po}-{t}")))
                 .map(|id| {
@@ -368,7 +368,7 @@ impl NullServer {
                 })
                 .collect(),
             operator: creds("operator"),
-            merchants: switch::provision::DEMO_MERCHANTS
+            merchants: switch::demo::DEMO_MERCHANTS
                 .iter()
                 .map(|m| (m.0.to_string(), creds(m.0)))
                 .collect(),
@@ -376,7 +376,7 @@ impl NullServer {
             customers: banks
                 .iter()
                 .flat_map(|b| {
-                    switch::provision::demo_customers(b)
+                    switch::sim::demo_customers(b)
                         .into_iter()
                         .map(move |c| Customer {
                             bank: b.to_string(),

@@ -141,7 +141,7 @@ impl Default for Config {
             code_attempts_max: 3,
             terminal_daily_max: 2_000_000_000,
             customer_daily_max: 100_000_000,
-            banks: crate::provision::DEMO_BANKS
+            banks: crate::demo::DEMO_BANKS
                 .iter()
                 .map(|bin| BankConfig {
                     bin: bin.to_string(),
@@ -155,7 +155,7 @@ impl Default for Config {
                 daily_cutoff: Some("23:00".to_string()),
             },
             low_float_threshold: 50_000_000,
-            demo_efloat: crate::provision::EFLOAT_VND,
+            demo_efloat: crate::demo::EFLOAT_VND,
         }
     }
 }

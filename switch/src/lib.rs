@@ -1,27 +1,33 @@
-//! The payment switch: a gRPC server that tellers' terminals call, that
-//! routes each request to a bank adapter by NAPAS BIN, and that records every
-//! obligation in the double-entry ledger. `main.rs` is thin; [`server::run`]
-//! is the whole server, given a listener, a [`config::Config`] and a
-//! shutdown future.
+//! The payment switch: a gRPC server that tellers' terminals, merchants and
+//! banks call, that routes each request to a bank or biller adapter, and that
+//! records every obligation in the double-entry ledger. `main.rs` is thin;
+//! [`server::run`] is the whole server, given a listener, a
+//! [`config::Config`] and a shutdown future.
+//!
+//! The folders are layers; each module's doc says what it may import, and
+//! `tests/layering.rs` checks that dependencies point one way:
+//!
+//! ```text
+//! edge ─▶ flows, settlement ─▶ adapters, store ─▶ ledger
+//! sim ─▶ adapters          (wired in by server and provision only)
+//! ```
+//!
+//! The files at the top (`config`, `ids`, `fees`, `accounts`, `error`,
+//! `caller`, `telemetry`, `demo`) are small vocabularies every layer may use;
+//! `server` and `provision` are start-up wiring, the only code that knows
+//! the simulators.
 
 pub mod accounts;
-pub mod admin;
-pub mod auth;
-pub mod bank;
-pub mod biller;
-pub mod bills;
+pub mod adapters;
+pub mod caller;
 pub mod config;
+pub mod demo;
+pub mod edge;
 pub mod error;
 pub mod fees;
 pub mod flows;
-pub mod grpc;
 pub mod ids;
-pub mod kv;
-pub mod merchant;
-pub mod notify;
 pub mod provision;
-pub mod recon;
-pub mod remote;
 pub mod server;
 pub mod settlement;
 pub mod sim;

@@ -13,96 +13,12 @@ use ring::rand::SystemRandom;
 use serde::Serialize;
 
 use crate::accounts::{Kind, NETWORK, bank_number, code};
+use crate::demo::{DEMO_BANKS, DEMO_MERCHANTS, DEMO_POST_OFFICES, OPENING_CASH_VND};
 use crate::error::{ErrorCode, SwitchError};
 use crate::flows::{Switch, ledger_transfers};
 use crate::ids::Secret;
-use crate::sim::SimAccount;
+use crate::sim::demo_customers;
 use crate::store::{Operator, PostOffice, Terminal};
-
-pub const DEMO_BANKS: [&str; 6] = ["970422", "970436", "970415", "970418", "970405", "970407"];
-pub const DEMO_POST_OFFICES: [(&str, &str); 6] = [
-    ("tho-tang", "Bưu điện Thổ Tang"),
-    ("tam-dao", "Bưu điện Tam Đảo"),
-    ("huong-dao", "Bưu điện Hướng Đạo"),
-    ("lang-cong", "Bưu điện Lãng Công"),
-    ("vinh-yen", "Bưu điện Vĩnh Yên"),
-    ("phuc-yen", "Bưu điện Phúc Yên"),
-];
-/// Each post office's prefunded e-float and each drawer's opening cash.
-pub const EFLOAT_VND: u64 = 500_000_000;
-pub const OPENING_CASH_VND: u64 = 20_000_000;
-
-const NAMES: [&str; 8] = [
-    "NGUYEN VAN AN",
-    "TRAN THI BICH",
-    "LE VAN CUONG",
-    "PHAM THI DUNG",
-    "HOANG VAN EM",
-    "VU THI HOA",
-    "DANG VAN KHOA",
-    "BUI THI LAN",
-];
-
-/// The demo merchants: id, name and city as printed in their codes, MCC,
-/// bank, account.
-pub const DEMO_MERCHANTS: [(&str, &str, &str, &str, &str, &str); 3] = [
-    (
-        "tap-hoa-tho-tang",
-        "TAP HOA THO TANG",
-        "VINH TUONG",
-        "5411",
-        "970422",
-        "8100000001",
-    ),
-    (
-        "cafe-tam-dao",
-        "CAFE MAY TAM DAO",
-        "TAM DAO",
-        "5814",
-        "970436",
-        "8100000002",
-    ),
-    (
-        "nha-thuoc-huong-dao",
-        "NHA THUOC HUONG DAO",
-        "TAM DUONG",
-        "5912",
-        "970415",
-        "8100000003",
-    ),
-];
-
-/// Every simulated account of bank `bin`: its customers and the demo
-/// merchants it keeps accounts for.
-pub fn demo_accounts(bin: &str) -> Vec<SimAccount> {
-    let mut out = demo_customers(bin);
-    out.extend(
-        DEMO_MERCHANTS
-            .iter()
-            .filter(|m| m.4 == bin)
-            .map(|m| SimAccount {
-                account: m.5.to_string(),
-                name: m.1.to_string(),
-                balance: 0,
-            }),
-    );
-    out
-}
-
-/// The simulated customers of bank `bin` (the same every time).
-pub fn demo_customers(bin: &str) -> Vec<SimAccount> {
-    let b: u64 = bin.parse().unwrap_or(0);
-    (0..5u64)
-        .map(|i| {
-            let n = (b * 7_919 + i * 104_729) % 1_000_000_000;
-            SimAccount {
-                account: format!("{}{:09}", i % 10, n),
-                name: NAMES[((b + i) % NAMES.len() as u64) as usize].to_string(),
-                balance: 5_000_000 * (i + 1),
-            }
-        })
-        .collect()
-}
 
 #[derive(Serialize)]
 struct Profile<'a> {
@@ -221,7 +137,7 @@ pub async fn demo(switch: &Switch, profiles: &Path, listen: SocketAddr) -> Resul
     for p in &post_offices {
         switch.store.put_post_office(p).map_err(io)?;
     }
-    let now = crate::auth::now_ms();
+    let now = crate::caller::now_ms();
     for t in &terminals {
         switch.store.put_terminal(t).map_err(io)?;
         // Each terminal starts with its first shift open on the opening cash.
@@ -278,7 +194,7 @@ pub async fn demo(switch: &Switch, profiles: &Path, listen: SocketAddr) -> Resul
             account: account.to_string(),
             secret_hex: Secret::generate(&rng).expose_hex(),
         };
-        crate::admin::add_merchant(switch, &m)?;
+        crate::flows::provisioning::add_merchant(switch, &m)?;
         let profile = Profile {
             role: "merchant",
             id,
@@ -312,10 +228,10 @@ pub async fn demo(switch: &Switch, profiles: &Path, listen: SocketAddr) -> Resul
         .map_err(io)?;
     }
     let customers = switch.config.biller_sim.customers;
-    let bill_customers: Vec<serde_json::Value> = crate::biller::DEMO_BILLERS
+    let bill_customers: Vec<serde_json::Value> = crate::demo::DEMO_BILLERS
         .iter()
         .flat_map(|b| {
-            crate::biller::demo_customers(b.0, customers).into_iter().map(move |c| {
+            crate::sim::biller::demo_customers(b.0, customers).into_iter().map(move |c| {
                 let due: u64 = c.bills.iter().map(|x| x.amount).sum();
                 serde_json::json!({"biller": b.0, "customer": c.customer, "name": c.name, "bills_due": c.bills.len(), "amount_due": due})
             })

@@ -9,26 +9,33 @@ use std::time::Duration;
 use ledger::{Config as LedgerConfig, Ledger, SystemClock};
 use tokio::net::TcpListener;
 
-use crate::auth::{AuthLayer, Keys, Principal, Role};
-use crate::bank::{Bank, Routes};
+use crate::adapters::bank::{Bank, Routes};
+use crate::caller::{Principal, Role};
 use crate::config::Config;
-use crate::flows::Switch;
-use crate::grpc::{
-    AdminService, BillsService, MerchantService, PayerBankService, SettlementService,
-    SimulatorService, TellerService,
+use crate::edge::auth::{AuthLayer, Keys};
+use crate::edge::{
+    AdminService, BillsService, MerchantService, PayerBankService, SettlementService, TellerService,
 };
+use crate::flows::Switch;
 use crate::provision;
-use crate::sim::SimBank;
+use crate::sim::{SimBank, SimBiller, Simulators};
 use crate::store::Store;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// An opened switch, ready to serve.
+pub struct Opened {
+    pub switch: Arc<Switch>,
+    /// Every caller's key; provisioning adds to it while serving.
+    pub keys: Arc<Keys>,
+    /// The simulators wired in for banks and billers the configuration
+    /// names no remote party for (the demo and tests reach them here).
+    pub sims: Simulators,
+}
+
 /// Open everything under `config.data_dir`, provisioning the demo network
 /// the first time.
-pub async fn open(
-    config: Config,
-    address: std::net::SocketAddr,
-) -> Result<(Arc<Switch>, Arc<Keys>), BoxError> {
+pub async fn open(config: Config, address: std::net::SocketAddr) -> Result<Opened, BoxError> {
     std::fs::create_dir_all(&config.data_dir)?;
     let (ledger, report) = Ledger::open_observed(
         LedgerConfig::new(config.data_dir.join("ledger")),
@@ -41,13 +48,13 @@ pub async fn open(
     }
     let store = Store::open(&config.data_dir.join("switch"))?;
     let mut routes = Routes::default();
-    let mut sims = std::collections::HashMap::new();
+    let mut sims = Simulators::default();
     for b in &config.banks {
         if b.bin.len() != 6 || !b.bin.bytes().all(|c| c.is_ascii_digit()) {
             return Err(format!("bank BIN {:?} is not six digits", b.bin).into());
         }
-        let adapter: Arc<dyn crate::bank::BankAdapter> = match &b.remote {
-            Some(address) => Arc::new(crate::remote::RemoteBank::new(
+        let adapter: Arc<dyn crate::adapters::bank::BankAdapter> = match &b.remote {
+            Some(address) => Arc::new(crate::adapters::remote_bank::RemoteBank::new(
                 address,
                 config.bank_timeout_ms,
             )?),
@@ -56,9 +63,9 @@ pub async fn open(
                     &b.bin,
                     config.sim.clone(),
                     store.sim_tree(&b.bin)?,
-                    &provision::demo_accounts(&b.bin),
+                    &crate::sim::demo_accounts(&b.bin),
                 )?);
-                sims.insert(b.bin.clone(), sim.clone());
+                sims.banks.insert(b.bin.clone(), sim.clone());
                 sim
             }
         };
@@ -69,31 +76,30 @@ pub async fn open(
             bin: b.bin.clone(),
             name,
             adapter,
-            breaker: crate::bank::Breaker::new(
+            breaker: crate::adapters::breaker::Breaker::new(
                 config.breaker_failures_max,
                 config.breaker_cooldown_ms,
             ),
         });
     }
-    let mut billers = crate::biller::Billers::default();
-    let mut sim_billers = std::collections::HashMap::new();
-    for (code, name, number, partial_allowed, _, _) in crate::biller::DEMO_BILLERS {
-        let sim = Arc::new(crate::biller::SimBiller::open(
+    let mut billers = crate::adapters::biller::Billers::default();
+    for (code, name, number, partial_allowed, _, _) in crate::demo::DEMO_BILLERS {
+        let sim = Arc::new(SimBiller::open(
             code,
             partial_allowed,
             config.biller_sim.clone(),
             store.sim_tree(&format!("biller/{code}"))?,
         )?);
-        sim_billers.insert(code.to_string(), sim.clone());
-        billers.add(crate::biller::Biller {
+        sims.billers.insert(code.to_string(), sim.clone());
+        billers.add(crate::adapters::biller::Biller {
             code: code.to_string(),
             name: name.to_string(),
             number,
             partial_allowed,
-            collection_bin: provision::DEMO_BANKS[0].to_string(),
+            collection_bin: crate::demo::DEMO_BANKS[0].to_string(),
             collection_account: format!("99900{number:05}"),
             adapter: sim,
-            breaker: crate::bank::Breaker::new(
+            breaker: crate::adapters::breaker::Breaker::new(
                 config.breaker_failures_max,
                 config.breaker_cooldown_ms,
             ),
@@ -105,8 +111,6 @@ pub async fn open(
         Arc::new(ledger),
         routes,
         billers,
-        sims,
-        sim_billers,
     ));
     if !switch.store.is_provisioned()? {
         provision::demo(&switch, &config.data_dir.join("profiles"), address).await?;
@@ -115,7 +119,7 @@ pub async fn open(
         switch
             .store
             .put_window(&crate::settlement::WindowRecord::first(
-                crate::auth::now_ms(),
+                crate::caller::now_ms(),
             ))?;
         switch.store.durable().await?;
     }
@@ -174,7 +178,7 @@ pub async fn open(
             "finished transactions a previous run left unfinished"
         );
     }
-    Ok((switch, keys))
+    Ok(Opened { switch, keys, sims })
 }
 
 /// Serve on `listener` until `shutdown` resolves.
@@ -184,18 +188,18 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), BoxError> {
     let address = listener.local_addr()?;
-    let (switch, keys) = open(config, address).await?;
-    serve(listener, switch, keys, shutdown).await
+    let opened = open(config, address).await?;
+    serve(listener, opened, shutdown).await
 }
 
 /// Serve an opened switch on `listener` until `shutdown` resolves, then
 /// drain in-flight requests and flush.
 pub async fn serve(
     listener: TcpListener,
-    switch: Arc<Switch>,
-    keys: Arc<Keys>,
+    opened: Opened,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), BoxError> {
+    let Opened { switch, keys, sims } = opened;
     let address = listener.local_addr()?;
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
 
@@ -295,9 +299,7 @@ pub async fn serve(
             },
         ))
         .add_service(proto::v1::simulator_server::SimulatorServer::new(
-            SimulatorService {
-                switch: switch.clone(),
-            },
+            crate::sim::bank_app::SimulatorService { banks: sims.banks },
         ))
         // Small request/response exchanges: Nagle's algorithm would hold each
         // answer for a delayed ACK (tens of milliseconds).

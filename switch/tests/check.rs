@@ -23,9 +23,10 @@ fn check_passes_sound_data_and_fails_damaged_data() {
             data_dir: dir.path().to_path_buf(),
             ..switch::Config::default()
         };
-        let (switch, _) = switch::server::open(config, "127.0.0.1:1".parse().unwrap())
+        let opened = switch::server::open(config, "127.0.0.1:1".parse().unwrap())
             .await
             .unwrap();
+        let switch = opened.switch;
         switch.store.durable().await.unwrap();
     });
     drop(runtime);

@@ -57,9 +57,10 @@ fn a_switch_killed_mid_transaction_finishes_it_on_restart() {
             data_dir: dir.path().to_path_buf(),
             ..switch::Config::default()
         };
-        let (switch, _) = switch::server::open(config, "127.0.0.1:1".parse().unwrap())
+        let opened = switch::server::open(config, "127.0.0.1:1".parse().unwrap())
             .await
             .unwrap();
+        let (switch, sims) = (opened.switch, opened.sims);
         let tx = switch.store.list_terminal("tho-tang-1", None, 10).unwrap();
         assert_eq!(tx.len(), 1);
         let check = switch.ledger.check().unwrap();
@@ -70,7 +71,7 @@ fn a_switch_killed_mid_transaction_finishes_it_on_restart() {
         );
         (
             tx[0].status,
-            switch.sims[MB].account(&account).unwrap().balance,
+            sims.banks[MB].account(&account).unwrap().balance,
         )
     });
     eprintln!("recovered as {status:?}; balance {balance} -> {credited}");
@@ -156,9 +157,10 @@ fn a_switch_killed_mid_qr_payment_reverses_every_call_on_restart() {
             data_dir: dir.path().to_path_buf(),
             ..switch::Config::default()
         };
-        let (switch, _) = switch::server::open(config, "127.0.0.1:1".parse().unwrap())
+        let opened = switch::server::open(config, "127.0.0.1:1".parse().unwrap())
             .await
             .unwrap();
+        let (switch, sims) = (opened.switch, opened.sims);
         let txs = switch.store.list_terminal("970422", None, 10).unwrap();
         assert_eq!(txs.len(), 1);
         assert_eq!(
@@ -168,19 +170,19 @@ fn a_switch_killed_mid_qr_payment_reverses_every_call_on_restart() {
             txs[0]
         );
         assert_eq!(
-            switch.sims[MB].account(&payer).unwrap().balance,
+            sims.banks[MB].account(&payer).unwrap().balance,
             balance - 300_000,
             "debited before the crash"
         );
         switch.run_reversals().await.unwrap();
         assert!(switch.store.reversals().unwrap().is_empty());
         assert_eq!(
-            switch.sims[MB].account(&payer).unwrap().balance,
+            sims.banks[MB].account(&payer).unwrap().balance,
             balance,
             "the payer got the money back"
         );
         assert_eq!(
-            switch.sims["970436"].account("8100000002").unwrap().balance,
+            sims.banks["970436"].account("8100000002").unwrap().balance,
             0,
             "the merchant was never credited"
         );

@@ -24,6 +24,8 @@ pub struct Harness {
     path: PathBuf,
     pub addr: std::net::SocketAddr,
     pub switch: Arc<Switch>,
+    /// The in-process simulated banks and billers.
+    pub sims: switch::sim::Simulators,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     served: Option<tokio::task::JoinHandle<()>>,
     channel: Channel,
@@ -67,14 +69,14 @@ impl Harness {
             .await
             .expect("ephemeral port");
         let addr = listener.local_addr().unwrap();
-        let (switch, keys) = switch::server::open(config, addr)
+        let opened = switch::server::open(config, addr)
             .await
             .expect("switch opens");
+        let (switch, sims) = (opened.switch.clone(), opened.sims.clone());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let served = tokio::spawn({
-            let switch = switch.clone();
             async move {
-                switch::server::serve(listener, switch, keys, async {
+                switch::server::serve(listener, opened, async {
                     let _ = stopped.await;
                 })
                 .await
@@ -91,6 +93,7 @@ impl Harness {
             path: path.to_path_buf(),
             addr,
             switch,
+            sims,
             stop: Some(stop),
             served: Some(served),
             channel,
@@ -224,7 +227,7 @@ impl Harness {
 
     /// A one-time withdrawal code from a simulated customer's bank app.
     pub fn withdrawal_code(&self, bin: &str, account: &str, amount: u64) -> String {
-        self.switch.sims[bin]
+        self.sims.banks[bin]
             .issue_withdrawal_code(account, amount, proto::auth::now_ms())
             .expect("code issued")
             .0
@@ -244,7 +247,7 @@ impl Harness {
 
     /// A simulated customer's balance at their bank.
     pub fn bank_balance(&self, bin: &str, account: &str) -> u64 {
-        self.switch.sims[bin]
+        self.sims.banks[bin]
             .account(account)
             .expect("customer exists")
             .balance

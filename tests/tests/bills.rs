@@ -6,7 +6,7 @@
 
 use proto::v1 as pb;
 use switch::accounts::{Kind, bank_number};
-use switch::biller::Fault;
+use switch::sim::Fault;
 use tests::{Harness, error_code};
 
 const THO_TANG: u64 = 1;
@@ -329,7 +329,7 @@ async fn a_lost_biller_answer_is_found_by_status_inquiry() {
     let h = Harness::start(|_| {}).await;
     let mut t = h.teller("phuc-yen-1");
     let c = h.bill_customer("NUOCVP", 2);
-    h.switch.sim_billers["NUOCVP"].set_fault(Fault::LoseAnswers);
+    h.sims.billers["NUOCVP"].set_fault(Fault::LoseAnswers);
     let tx = t
         .pay_bills("w-1", "NUOCVP", &c.customer, &[], pb::Funding::Cash, None)
         .await
@@ -339,7 +339,7 @@ async fn a_lost_biller_answer_is_found_by_status_inquiry() {
         pb::TxStatus::Completed as i32,
         "the biller said it was paid"
     );
-    h.switch.sim_billers["NUOCVP"].set_fault(Fault::None);
+    h.sims.billers["NUOCVP"].set_fault(Fault::None);
     assert!(
         t.inquire_bills("NUOCVP", &c.customer)
             .await
@@ -356,7 +356,7 @@ async fn a_biller_that_never_answers_is_cancelled_and_the_payer_refunded() {
     let payer = h.customer("970405", 1_000_000);
     let c = h.bill_customer("NUOCVP", 2);
     let bills = t.inquire_bills("NUOCVP", &c.customer).await.unwrap().bills;
-    let sim = h.switch.sim_billers["NUOCVP"].clone();
+    let sim = h.sims.billers["NUOCVP"].clone();
     sim.set_fault(Fault::LoseAnswersAndStatus);
     let e = t
         .pay_bills(

@@ -501,7 +501,7 @@ async fn a_bank_that_never_answers_leads_to_status_inquiry_then_reversal() {
     }
     assert_eq!(h.bank_balance(MB, &c.account), c.balance);
     // A late credit with the same reference is refused by the bank.
-    let late = h.switch.sims[MB].account(&c.account).unwrap();
+    let late = h.sims.banks[MB].account(&c.account).unwrap();
     assert_eq!(late.balance, c.balance);
     let shown = h.teller("tho-tang-1").get(&id).await.unwrap();
     assert_eq!(

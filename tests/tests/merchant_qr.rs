@@ -389,7 +389,7 @@ async fn a_merchant_keeps_a_bounded_number_of_payment_streams() {
     let h = Harness::start(|_| {}).await;
     let mut m = h.merchant(MERCHANT);
     let mut open = Vec::new();
-    for _ in 0..switch::notify::WATCHERS_PER_MERCHANT_MAX {
+    for _ in 0..switch::flows::notify::WATCHERS_PER_MERCHANT_MAX {
         open.push(m.watch(0).await);
     }
     let e = m
@@ -417,7 +417,7 @@ async fn a_lost_merchant_credit_is_found_by_inquiry_or_reversed_with_the_debit()
     let payer = h.customer(PAYER_BANK, 1_000_000);
     let mut m = h.merchant(MERCHANT);
     let mut bank = h.bank(PAYER_BANK);
-    let merchant_bank = h.switch.sims[MERCHANT_BANK].clone();
+    let merchant_bank = h.sims.banks[MERCHANT_BANK].clone();
     let before = h.bank_balance(MERCHANT_BANK, MERCHANT_ACCOUNT);
 
     // The credit's answer is lost, but the merchant's bank answers status.

@@ -21,16 +21,20 @@ async fn counter_flows_work_against_a_remote_bank_and_a_dead_one_moves_nothing()
             MB,
             SimConfig::default(),
             db.open_tree("sim").unwrap(),
-            &switch::provision::demo_accounts(MB),
+            &switch::sim::demo_accounts(MB),
         )
         .unwrap(),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let served = tokio::spawn(switch::remote::serve_sim(listener, sim.clone(), async {
-        let _ = stopped.await;
-    }));
+    let served = tokio::spawn(switch::sim::service::serve_sim(
+        listener,
+        sim.clone(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
     let h = Harness::start(|c| {
         for b in &mut c.banks {
             if b.bin == MB {
@@ -43,7 +47,7 @@ async fn counter_flows_work_against_a_remote_bank_and_a_dead_one_moves_nothing()
     })
     .await;
     assert!(
-        !h.switch.sims.contains_key(MB),
+        !h.sims.banks.contains_key(MB),
         "MB is not simulated in-process"
     );
     let c = h.customer(MB, 10_000_000);

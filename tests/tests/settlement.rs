@@ -36,7 +36,7 @@ fn balances(h: &Harness) -> BTreeMap<(String, String), u64> {
         .map(|c| (c.bank, c.account))
         .collect();
     accounts.extend(
-        switch::provision::DEMO_MERCHANTS
+        switch::demo::DEMO_MERCHANTS
             .iter()
             .map(|m| (m.4.to_string(), m.5.to_string())),
     );
@@ -142,7 +142,7 @@ async fn net_positions_sum_to_zero_and_match_what_the_banks_saw() {
     assert_eq!(total, 0, "net positions sum to zero");
     // Each bank's net is what its customers gained (credits the switch owes
     // it) less what they paid (debits it owes the switch).
-    for bank in switch::provision::DEMO_BANKS {
+    for bank in switch::demo::DEMO_BANKS {
         let moved: i64 = after
             .iter()
             .filter(|((b, _), _)| b == bank)
@@ -161,7 +161,7 @@ async fn net_positions_sum_to_zero_and_match_what_the_banks_saw() {
     }
     // Settlement reset every bank's and biller's position; the window's
     // account ends at zero.
-    for bank in switch::provision::DEMO_BANKS {
+    for bank in switch::demo::DEMO_BANKS {
         assert_eq!(
             h.ledger_balance(Kind::Bank.id(bank_number(bank))),
             0,

@@ -65,7 +65,7 @@ fn main() -> ExitCode {
             &args.bin,
             config,
             tree,
-            &switch::provision::demo_accounts(&args.bin),
+            &switch::sim::demo_accounts(&args.bin),
         ) {
             Ok(s) => Arc::new(s),
             Err(e) => {
@@ -84,7 +84,7 @@ fn main() -> ExitCode {
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        match switch::remote::serve_sim(listener, sim, shutdown).await {
+        match switch::sim::service::serve_sim(listener, sim, shutdown).await {
             Ok(()) => {
                 let _ = db.flush();
                 ExitCode::SUCCESS

@@ -28,8 +28,10 @@ use tonic::body::Body;
 
 use crate::ids::Secret;
 
+use crate::caller::now_ms;
+pub use crate::caller::{Principal, Role};
 pub use proto::auth::{
-    HEADER_CONTENT_SHA256, HEADER_KEY_ID, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP, now_ms,
+    HEADER_CONTENT_SHA256, HEADER_KEY_ID, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP,
 };
 
 /// Client-streaming calls: signed over the declared content digest, which
@@ -45,25 +47,6 @@ pub const BODY_BYTES_MAX: usize = 1 << 20;
 /// Nonces remembered at most (expired ones are dropped first); past it,
 /// new requests are refused until some expire.
 pub const NONCES_MAX: usize = 1 << 20;
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Role {
-    Teller {
-        post_office_id: String,
-    },
-    Operator,
-    /// A merchant's device; the principal's id is the merchant's id.
-    Merchant,
-    /// A bank calling for its customers; the principal's id is its BIN.
-    Bank,
-}
-
-/// Who is calling, as the signature proved.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Principal {
-    pub id: String,
-    pub role: Role,
-}
 
 pub use proto::auth::canonical;
 
@@ -211,6 +194,12 @@ impl Keys {
         nonces.seen.insert(seen.clone());
         nonces.order.push_back((now + 2 * self.skew_ms, seen));
         Ok(credential.principal.clone())
+    }
+}
+
+impl crate::caller::Credentials for Keys {
+    fn insert(&self, principal: Principal, secret: &Secret) {
+        Keys::insert(self, principal, secret)
     }
 }
 

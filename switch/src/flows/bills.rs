@@ -9,13 +9,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::auth::{Principal, now_ms};
-use crate::biller::{Biller, BillerError, BillerReject, Statement};
+use crate::adapters::biller::{Biller, BillerError, BillerReject, Statement};
+use crate::caller::{Principal, now_ms};
 use crate::error::{ErrorCode, SwitchError};
+use crate::flows::merchant::new_qr_id;
 use crate::flows::{
     Outcome, Switch, check_amount, fingerprint, storage, valid_account, valid_bin, valid_request_id,
 };
-use crate::merchant::new_qr_id;
 use crate::store::{self, Action, BillPart, Funding, Order, Party, Stage, Status, Step};
 
 fn valid_code(s: &str, max: usize) -> bool {

@@ -23,16 +23,16 @@ use ring::rand::SystemRandom;
 use tracing::Instrument;
 
 use crate::accounts::{self, Kind, NETWORK, code};
-use crate::auth::{Principal, Role, now_ms};
-use crate::bank::{BankError, BankTxStatus, RejectReason, Routes};
-use crate::biller::{BillerError, BillerReject, BillerTxStatus, Billers};
+use crate::adapters::bank::{BankError, BankTxStatus, RejectReason, Routes};
+use crate::adapters::biller::{BillerError, BillerReject, BillerTxStatus, Billers};
+use crate::caller::{Principal, Role, now_ms};
 use crate::config::Config;
 use crate::error::{ErrorCode, SwitchError};
 use crate::fees;
 use crate::ids::{Reference, TxId, mask_account};
 use crate::store::{
-    self, Action, FeeParts, Funding, Party, Payment, ReversalJob, ShiftRecord, Stage, Status, Step,
-    Store, TxRecord,
+    self, Action, FeeParts, Funding, Party, Payment, ReversalJob, Stage, Status, Step, Store,
+    TxRecord,
 };
 
 /// Everything the flows share.
@@ -44,12 +44,7 @@ pub struct Switch {
     pub billers: Billers,
     /// Completed merchant payments, numbered and published in order, for
     /// `WatchPayments`.
-    pub notifier: crate::notify::Notifier,
-    /// The simulated banks, when banks are simulated in-process (tests and
-    /// the demo inspect customers' balances through them).
-    pub sims: HashMap<String, Arc<crate::sim::SimBank>>,
-    /// The simulated billers (tests switch faults on through them).
-    pub sim_billers: HashMap<String, Arc<crate::biller::SimBiller>>,
+    pub notifier: crate::flows::notify::Notifier,
     pub(crate) rng: SystemRandom,
     /// Ledger numbers of post offices and terminals, by id.
     numbers: RwLock<Numbers>,
@@ -57,9 +52,9 @@ pub struct Switch {
     /// take turns, so that a payout is never both posted and reversed (one
     /// lock per stripe of transaction ids: different cash-outs resolve in
     /// parallel).
-    resolving: Vec<tokio::sync::Mutex<()>>,
+    pub(crate) resolving: Vec<tokio::sync::Mutex<()>>,
     /// Opening and closing shifts take turns.
-    shifts: tokio::sync::Mutex<()>,
+    pub(crate) shifts: tokio::sync::Mutex<()>,
     /// Provisioning takes turns (numbers are allocated from what exists).
     pub provisioning: tokio::sync::Mutex<()>,
     /// Paying a QR code shown for bills and its expiry take turns.
@@ -75,12 +70,12 @@ struct Numbers {
 }
 
 /// Locks over cash-outs being resolved (by transaction id).
-const RESOLVING_STRIPES: usize = 256;
+pub(crate) const RESOLVING_STRIPES: usize = 256;
 
 /// Ledger legs of one transaction: reserve as `leg`, post as `leg + 16`,
 /// void as `leg + 32`.
-const POST: u8 = 16;
-const VOID: u8 = 32;
+pub(crate) const POST: u8 = 16;
+pub(crate) const VOID: u8 = 32;
 
 pub(crate) fn storage(e: impl std::fmt::Display) -> SwitchError {
     tracing::error!(error = %e, "storage failed");
@@ -162,7 +157,7 @@ pub(crate) fn fingerprint(parts: &[&str]) -> String {
     hex::encode(digest::digest(&digest::SHA256, parts.join("\n").as_bytes()).as_ref())
 }
 
-fn day(ms: i64) -> i64 {
+pub(crate) fn day(ms: i64) -> i64 {
     // Vietnam is UTC+7; limits reset at local midnight.
     (ms + 7 * 3_600_000) / 86_400_000
 }
@@ -177,10 +172,9 @@ impl Switch {
         ledger: Arc<Ledger>,
         routes: Routes,
         billers: Billers,
-        sims: HashMap<String, Arc<crate::sim::SimBank>>,
-        sim_billers: HashMap<String, Arc<crate::biller::SimBiller>>,
     ) -> Switch {
-        let notifier = crate::notify::Notifier::open(&store).expect("the store hands out ids");
+        let notifier =
+            crate::flows::notify::Notifier::open(&store).expect("the store hands out ids");
         Switch {
             config,
             store,
@@ -188,8 +182,6 @@ impl Switch {
             routes,
             billers,
             notifier,
-            sims,
-            sim_billers,
             rng: SystemRandom::new(),
             numbers: RwLock::new(Numbers::default()),
             resolving: (0..RESOLVING_STRIPES)
@@ -211,57 +203,8 @@ impl Switch {
             )),
         }
     }
-
-    pub async fn name_inquiry(
-        &self,
-        p: &Principal,
-        bin: &str,
-        account: &str,
-    ) -> Result<(String, String), SwitchError> {
-        Switch::teller_post_office(p)?;
-        if !valid_bin(bin) {
-            return Err(SwitchError::invalid("bank_bin must be six digits"));
-        }
-        if !valid_account(account) {
-            return Err(SwitchError::invalid(
-                "account must be 6 to 19 letters or digits",
-            ));
-        }
-        let bank = self.routes.get(bin).ok_or_else(|| {
-            SwitchError::new(ErrorCode::UnknownBank, format!("no bank with BIN {bin}"))
-        })?;
-        let timeout = Duration::from_millis(self.config.bank_timeout_ms);
-        if !bank.breaker.allow(now_ms()) {
-            return Err(circuit_open(&bank.name));
-        }
-        let answer = tokio::time::timeout(timeout, bank.adapter.name_inquiry(account)).await;
-        bank.breaker.record(
-            matches!(answer, Ok(Ok(_)) | Ok(Err(BankError::Rejected { .. }))),
-            now_ms(),
-        );
-        match answer {
-            Ok(Ok(name)) => Ok((bank.name.clone(), name)),
-            Ok(Err(BankError::Rejected {
-                reason: RejectReason::AccountNotFound,
-                ..
-            })) => Err(SwitchError::new(
-                ErrorCode::AccountNotFound,
-                format!("{} has no account {}", bank.name, mask_account(account)),
-            )),
-            Ok(Err(BankError::Rejected { message, .. })) => {
-                Err(SwitchError::new(ErrorCode::BankRejected, message))
-            }
-            Ok(Err(BankError::Unavailable(_))) | Ok(Err(BankError::Timeout)) | Err(_) => {
-                Err(SwitchError::new(
-                    ErrorCode::BankUnavailable,
-                    format!("{} did not answer; try again", bank.name),
-                ))
-            }
-        }
-    }
-
     /// Validation shared by both counter products.
-    fn check_common(
+    pub(crate) fn check_common(
         &self,
         request_id: &str,
         bin: &str,
@@ -269,7 +212,7 @@ impl Switch {
         amount: u64,
         product: &crate::config::Product,
         name: &str,
-    ) -> Result<Arc<crate::bank::Bank>, SwitchError> {
+    ) -> Result<Arc<crate::adapters::bank::Bank>, SwitchError> {
         if !valid_request_id(request_id) {
             return Err(SwitchError::invalid(
                 "client_request_id must be 1 to 64 of [A-Za-z0-9._:-]",
@@ -375,184 +318,6 @@ impl Switch {
         }
     }
 
-    /// The drawer's posted cash and whether anything is reserved on it.
-    async fn drawer(&self, terminal: &str) -> Result<(u64, bool), SwitchError> {
-        let id = Kind::Drawer.id(self.terminal_number(terminal));
-        let ledger = self.ledger.clone();
-        let account = tokio::task::spawn_blocking(move || ledger.lookup_account(id))
-            .await
-            .map_err(storage)?
-            .map_err(storage)?
-            .ok_or_else(|| storage("the terminal's drawer account is missing"))?;
-        let cash = u64::try_from(
-            account
-                .debits_posted()
-                .saturating_sub(account.credits_posted()),
-        )
-        .unwrap_or(u64::MAX);
-        Ok((
-            cash,
-            account.debits_pending() != 0 || account.credits_pending() != 0,
-        ))
-    }
-
-    /// Post `counted - expected` between the drawer and the variance account.
-    async fn adjust_drawer(
-        &self,
-        p: &Principal,
-        shift: TxId,
-        leg: u8,
-        counted: u64,
-        expected: u64,
-    ) -> Result<(), SwitchError> {
-        if counted == expected {
-            return Ok(());
-        }
-        let po = self.post_office_number(Switch::teller_post_office(p)?);
-        let (drawer, variance) = (
-            Kind::Drawer.id(self.terminal_number(&p.id)),
-            Kind::CashVariance.id(po),
-        );
-        let t = if counted > expected {
-            NewTransfer::single(
-                shift.leg(leg),
-                drawer,
-                variance,
-                counted - expected,
-                code::SHIFT_VARIANCE,
-            )
-        } else {
-            NewTransfer::single(
-                shift.leg(leg),
-                variance,
-                drawer,
-                expected - counted,
-                code::SHIFT_VARIANCE,
-            )
-        };
-        match ledger_transfers(&self.ledger, vec![t]).await?.remove(0) {
-            Ok(_) => Ok(()),
-            Err(e) => Err(storage(format!(
-                "posting the drawer's variance failed: {e}"
-            ))),
-        }
-    }
-
-    /// Open the terminal's shift with the cash counted in the drawer.
-    pub async fn open_shift(
-        &self,
-        p: &Principal,
-        counted: u64,
-    ) -> Result<ShiftRecord, SwitchError> {
-        Switch::teller_post_office(p)?;
-        let _one_at_a_time = self.shifts.lock().await;
-        if self
-            .store
-            .shift(&p.id)
-            .map_err(storage)?
-            .is_some_and(|s| s.is_open())
-        {
-            return Err(SwitchError::new(
-                ErrorCode::ShiftAlreadyOpen,
-                "this terminal's shift is open already",
-            ));
-        }
-        let (expected, _) = self.drawer(&p.id).await?;
-        let id = TxId::new(&self.rng, now_ms());
-        self.adjust_drawer(p, id, 1, counted, expected).await?;
-        let shift = ShiftRecord::open(id.to_string(), &p.id, now_ms(), counted, expected);
-        self.store.put_shift(&shift).map_err(storage)?;
-        self.store.durable().await.map_err(storage)?;
-        tracing::info!(terminal = %p.id, counted, expected, "shift opened");
-        Ok(shift)
-    }
-
-    /// Close it with the cash counted: the variance is posted and reported.
-    pub async fn close_shift(
-        &self,
-        p: &Principal,
-        counted: u64,
-    ) -> Result<ShiftRecord, SwitchError> {
-        Switch::teller_post_office(p)?;
-        let _one_at_a_time = self.shifts.lock().await;
-        let Some(mut shift) = self
-            .store
-            .shift(&p.id)
-            .map_err(storage)?
-            .filter(|s| s.is_open())
-        else {
-            return Err(SwitchError::new(
-                ErrorCode::NoOpenShift,
-                "this terminal has no open shift",
-            ));
-        };
-        let (expected, reserved) = self.drawer(&p.id).await?;
-        if reserved {
-            return Err(SwitchError::new(
-                ErrorCode::CashOutsPending,
-                "transactions are still in flight: confirm or cancel pending cash-outs first",
-            ));
-        }
-        let id = TxId::parse(&shift.id).ok_or_else(|| storage("a stored shift id is malformed"))?;
-        self.adjust_drawer(p, id, 2, counted, expected).await?;
-        shift.closed_at_ms = Some(now_ms());
-        shift.expected_cash = Some(expected);
-        shift.counted_cash = Some(counted);
-        shift.variance = Some(counted as i64 - expected as i64);
-        self.store.put_shift(&shift).map_err(storage)?;
-        self.store.durable().await.map_err(storage)?;
-        tracing::info!(terminal = %p.id, counted, expected, variance = shift.variance, "shift closed");
-        Ok(shift)
-    }
-
-    /// Cash-in: credit a customer's bank account against cash at the counter.
-    pub async fn cash_in(
-        self: &Arc<Self>,
-        p: &Principal,
-        request_id: &str,
-        bin: &str,
-        account: &str,
-        amount: u64,
-    ) -> Outcome {
-        self.begin(
-            p,
-            store::Kind::CashIn,
-            request_id,
-            bin,
-            account,
-            amount,
-            None,
-        )
-        .await
-    }
-
-    /// Cash-out (soft ATM): the bank verifies the customer's one-time code
-    /// and debits them; the drawer reserves the cash; PENDING until the
-    /// teller confirms the payout.
-    pub async fn cash_out_start(
-        self: &Arc<Self>,
-        p: &Principal,
-        request_id: &str,
-        bin: &str,
-        account: &str,
-        code: &str,
-        amount: u64,
-    ) -> Outcome {
-        if !(6..=12).contains(&code.len()) || !code.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(SwitchError::invalid("code must be 6 to 12 digits"));
-        }
-        self.begin(
-            p,
-            store::Kind::CashOut,
-            request_id,
-            bin,
-            account,
-            amount,
-            Some(code),
-        )
-        .await
-    }
-
     /// The transaction an earlier request with this id made (a retry gets
     /// its outcome), or a refusal if that request's content differed.
     pub(crate) fn earlier_request(
@@ -571,7 +336,7 @@ impl Switch {
 
     /// Validate a counter request, record it and run its flow.
     #[allow(clippy::too_many_arguments)]
-    async fn begin(
+    pub(crate) async fn begin(
         self: &Arc<Self>,
         p: &Principal,
         kind: store::Kind,
@@ -662,7 +427,10 @@ impl Switch {
 
     /// Count `rec` against its daily limits, all or none, atomically with
     /// its record saying so (`limits_held`).
-    fn take_limits(&self, rec: &mut TxRecord) -> Result<Result<(), SwitchError>, SwitchError> {
+    pub(crate) fn take_limits(
+        &self,
+        rec: &mut TxRecord,
+    ) -> Result<Result<(), SwitchError>, SwitchError> {
         let limits: Vec<(String, u64)> = Switch::daily_keys(rec)
             .into_iter()
             .map(|(key, which)| {
@@ -696,7 +464,7 @@ impl Switch {
     }
 
     /// Run a recorded transaction: limits, reservation, then its calls.
-    async fn run(&self, mut rec: TxRecord, code: Option<String>) -> Outcome {
+    pub(crate) async fn run(&self, mut rec: TxRecord, code: Option<String>) -> Outcome {
         debug_assert!(!rec.steps.is_empty());
         if let Some(e) = self.party_paused(&rec.steps[0].party) {
             return self.finish(rec, Status::Failed, Some(e)).await;
@@ -1157,7 +925,7 @@ impl Switch {
                 + 120_000;
         u32::try_from(ms).unwrap_or(u32::MAX)
     }
-    fn post_office_number(&self, id: &str) -> u64 {
+    pub(crate) fn post_office_number(&self, id: &str) -> u64 {
         self.numbers
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -1167,7 +935,7 @@ impl Switch {
             .expect("provisioned post office")
     }
 
-    fn terminal_number(&self, id: &str) -> u64 {
+    pub(crate) fn terminal_number(&self, id: &str) -> u64 {
         self.numbers
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -1187,7 +955,7 @@ impl Switch {
     }
 
     /// Second-phase transfers for every reserved leg.
-    fn second_phase(legs: &[NewTransfer], offset: u8, post: bool) -> Vec<NewTransfer> {
+    pub(crate) fn second_phase(legs: &[NewTransfer], offset: u8, post: bool) -> Vec<NewTransfer> {
         link(
             legs.iter()
                 .map(|l| {
@@ -1204,7 +972,7 @@ impl Switch {
         )
     }
 
-    async fn void(&self, legs: &[NewTransfer]) -> Result<(), SwitchError> {
+    pub(crate) async fn void(&self, legs: &[NewTransfer]) -> Result<(), SwitchError> {
         let r = ledger_transfers(&self.ledger, Switch::second_phase(legs, VOID, false)).await?;
         for (l, r) in legs.iter().zip(&r) {
             match r {
@@ -1227,7 +995,7 @@ impl Switch {
 
     /// Post the reserved legs. If the ledger can no longer post (the
     /// reservation expired), the bank must undo its part.
-    async fn post_or_reverse(&self, rec: TxRecord, legs: &[NewTransfer]) -> Outcome {
+    pub(crate) async fn post_or_reverse(&self, rec: TxRecord, legs: &[NewTransfer]) -> Outcome {
         let r = ledger_transfers(&self.ledger, Switch::second_phase(legs, POST, true)).await?;
         if r.iter().all(Result::is_ok) {
             return self.finish(rec, Status::Completed, None).await;
@@ -1242,7 +1010,12 @@ impl Switch {
 
     /// Queue a durable reversal of every call first, then release the
     /// reservation.
-    async fn reverse(&self, mut rec: TxRecord, legs: &[NewTransfer], why: SwitchError) -> Outcome {
+    pub(crate) async fn reverse(
+        &self,
+        mut rec: TxRecord,
+        legs: &[NewTransfer],
+        why: SwitchError,
+    ) -> Outcome {
         // The decision and the jobs are durable together before the
         // reservation goes: from here on, nothing may post this transaction.
         rec.stage = Stage::Reversing;
@@ -1278,7 +1051,7 @@ impl Switch {
         self.finish(rec, Status::Reversed, Some(why)).await
     }
 
-    async fn finish(
+    pub(crate) async fn finish(
         &self,
         mut rec: TxRecord,
         status: Status,
@@ -1333,110 +1106,6 @@ impl Switch {
         metrics::counter!("switch_transactions_total", "kind" => kind_label(rec.kind), "status" => status_label(status)).increment(1);
         tracing::info!(status = status_label(status), amount = rec.amount, account = %mask_account(&rec.account), "transaction finished");
         Ok(rec)
-    }
-    fn resolving(&self, id: TxId) -> &tokio::sync::Mutex<()> {
-        &self.resolving[((id.as_u128() >> 8) as usize) % RESOLVING_STRIPES]
-    }
-
-    /// A terminal's own pending cash-out.
-    fn own_cash_out(&self, p: &Principal, id: &str) -> Result<TxRecord, SwitchError> {
-        Switch::teller_post_office(p)?;
-        let id = TxId::parse(id)
-            .ok_or_else(|| SwitchError::invalid("transaction_id must be 32 hex digits"))?;
-        self.store
-            .get_tx(id)
-            .map_err(storage)?
-            .filter(|t| t.terminal_id == p.id && t.kind == store::Kind::CashOut)
-            .ok_or_else(|| {
-                SwitchError::new(
-                    ErrorCode::TransactionNotFound,
-                    "no such cash-out at this terminal",
-                )
-            })
-    }
-
-    fn not_pending(rec: &TxRecord) -> SwitchError {
-        SwitchError::new(
-            ErrorCode::NotPending,
-            format!(
-                "the cash-out is {}, not waiting for confirmation",
-                status_label(rec.status)
-            ),
-        )
-    }
-
-    /// The teller paid out the cash.
-    pub async fn cash_out_confirm(&self, p: &Principal, id: &str) -> Outcome {
-        let rec = self.own_cash_out(p, id)?;
-        let _one_at_a_time = self.resolving(rec.tx_id()).lock().await;
-        let rec = self.own_cash_out(p, id)?;
-        match (rec.status, rec.stage) {
-            (Status::Completed, _) => Ok(rec),
-            (Status::Pending, Stage::AwaitingConfirm) => {
-                let legs = self.legs(&rec);
-                self.post_or_reverse(rec, &legs).await
-            }
-            _ => Err(Switch::not_pending(&rec)),
-        }
-    }
-
-    /// The cash was not paid out: reverse at the bank.
-    pub async fn cash_out_cancel(&self, p: &Principal, id: &str) -> Outcome {
-        let rec = self.own_cash_out(p, id)?;
-        let _one_at_a_time = self.resolving(rec.tx_id()).lock().await;
-        // Read again under the lock: confirmed or cancelled meanwhile?
-        let rec = self.own_cash_out(p, id)?;
-        match (rec.status, rec.stage) {
-            (Status::Reversed, _)
-                if rec.error_code.as_deref() == Some(ErrorCode::Cancelled.as_str()) =>
-            {
-                Ok(rec)
-            }
-            (Status::Pending, Stage::AwaitingConfirm) => {
-                let legs = self.legs(&rec);
-                self.reverse(
-                    rec,
-                    &legs,
-                    SwitchError::new(
-                        ErrorCode::Cancelled,
-                        "cancelled at the counter; the bank returns the money",
-                    ),
-                )
-                .await
-            }
-            _ => Err(Switch::not_pending(&rec)),
-        }
-    }
-
-    /// Cancel every cash-out past its confirmation deadline.
-    pub async fn expire_cash_outs(&self) -> Result<usize, SwitchError> {
-        let now = now_ms();
-        let mut n = 0;
-        for rec in self.store.unfinished().map_err(storage)? {
-            if rec.stage != Stage::AwaitingConfirm
-                || rec.confirm_deadline_ms.is_none_or(|d| d > now)
-            {
-                continue;
-            }
-            let _one_at_a_time = self.resolving(rec.tx_id()).lock().await;
-            // Confirmed or cancelled meanwhile?
-            let Some(rec) = self
-                .store
-                .get_tx(rec.tx_id())
-                .map_err(storage)?
-                .filter(|r| r.stage == Stage::AwaitingConfirm)
-            else {
-                continue;
-            };
-            let legs = self.legs(&rec);
-            let e = SwitchError::new(
-                ErrorCode::ConfirmationTimeout,
-                "not confirmed in time; the bank returns the money",
-            );
-            self.reverse(rec, &legs, e).await?;
-            n += 1;
-        }
-        Ok(n)
     }
 
     /// Finish every transaction a crash left at the bank stage.
@@ -1555,24 +1224,24 @@ impl Switch {
 }
 
 /// How a step that cannot go on ends.
-enum Answer {
+pub(crate) enum Answer {
     Done(String),
     Refused(SwitchError),
     Unknown,
 }
 
-fn unknown_outcome() -> SwitchError {
+pub(crate) fn unknown_outcome() -> SwitchError {
     SwitchError::new(
         ErrorCode::BankOutcomeUnknown,
         "a bank or biller did not confirm in time; the transaction was reversed",
     )
 }
 
-fn unknown_biller(code: &str) -> SwitchError {
+pub(crate) fn unknown_biller(code: &str) -> SwitchError {
     SwitchError::new(ErrorCode::UnknownBiller, format!("no biller {code}"))
 }
 
-fn biller_code(reason: BillerReject) -> ErrorCode {
+pub(crate) fn biller_code(reason: BillerReject) -> ErrorCode {
     match reason {
         BillerReject::CustomerNotFound => ErrorCode::BillCustomerNotFound,
         BillerReject::BillNotDue => ErrorCode::BillNotDue,
@@ -1583,7 +1252,7 @@ fn biller_code(reason: BillerReject) -> ErrorCode {
 }
 
 /// Another transaction holds what this one needs.
-fn claimed(claim: &str) -> SwitchError {
+pub(crate) fn claimed(claim: &str) -> SwitchError {
     if claim.starts_with("order/") {
         SwitchError::new(
             ErrorCode::QrAlreadyPaid,
@@ -1597,7 +1266,7 @@ fn claimed(claim: &str) -> SwitchError {
     }
 }
 
-fn circuit_open(bank: &str) -> SwitchError {
+pub(crate) fn circuit_open(bank: &str) -> SwitchError {
     SwitchError::new(
         ErrorCode::BankUnavailable,
         format!("{bank} keeps failing; calls are paused (circuit open), try again later"),
@@ -1605,7 +1274,12 @@ fn circuit_open(bank: &str) -> SwitchError {
 }
 
 /// A retry: the original outcome, or a refusal if the content differs.
-fn retry(existing: TxRecord, request_id: &str, original: &str, fingerprint: &str) -> Outcome {
+pub(crate) fn retry(
+    existing: TxRecord,
+    request_id: &str,
+    original: &str,
+    fingerprint: &str,
+) -> Outcome {
     if original != fingerprint {
         return Err(SwitchError::new(
             ErrorCode::RequestIdReused,
@@ -1625,7 +1299,7 @@ pub fn kind_label(k: store::Kind) -> &'static str {
 }
 
 /// Link every leg to the next: the chain commits whole or not at all.
-fn link(mut legs: Vec<NewTransfer>) -> Vec<NewTransfer> {
+pub(crate) fn link(mut legs: Vec<NewTransfer>) -> Vec<NewTransfer> {
     let n = legs.len();
     for l in &mut legs[..n.saturating_sub(1)] {
         *l = l.linked();

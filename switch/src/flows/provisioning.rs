@@ -5,7 +5,7 @@ use ledger::NewTransfer;
 use ring::rand::SystemRandom;
 
 use crate::accounts::{Kind, NETWORK, code};
-use crate::auth::{Keys, Principal, Role, now_ms};
+use crate::caller::{Credentials, Principal, Role, now_ms};
 use crate::error::{ErrorCode, SwitchError};
 use crate::flows::{Switch, ledger_transfers};
 use crate::ids::{Secret, TxId};
@@ -126,7 +126,7 @@ pub async fn provision_post_office(
 
 pub async fn provision_terminal(
     switch: &Switch,
-    keys: &Keys,
+    keys: &dyn Credentials,
     p: &Principal,
     id: &str,
     post_office_id: &str,
@@ -232,7 +232,7 @@ pub struct NewMerchant<'a> {
 /// secret is returned once).
 pub async fn provision_merchant(
     switch: &Switch,
-    keys: &Keys,
+    keys: &dyn Credentials,
     p: &Principal,
     m: NewMerchant<'_>,
 ) -> Result<(Merchant, Secret, String), SwitchError> {
@@ -304,11 +304,11 @@ pub async fn provision_merchant(
 
 /// Record a merchant and its static code; answers the code's payload.
 pub fn add_merchant(switch: &Switch, m: &Merchant) -> Result<String, SwitchError> {
-    let payload = crate::merchant::static_payload(m)?;
+    let payload = crate::flows::merchant::static_payload(m)?;
     switch
         .store
         .put_order(&Order {
-            qr_id: crate::merchant::static_qr_id(&m.id),
+            qr_id: crate::flows::merchant::static_qr_id(&m.id),
             merchant_id: Some(m.id.clone()),
             bill_tx: None,
             amount: None,

@@ -14,7 +14,7 @@ use ledger::TransferFlags;
 use serde::{Deserialize, Serialize};
 
 use crate::accounts::{Kind, bank_number};
-use crate::auth::{Principal, Role, now_ms};
+use crate::caller::{Principal, Role, now_ms};
 use crate::error::{ErrorCode, SwitchError};
 use crate::flows::{Switch, storage};
 use crate::ids::{Reference, TxId};

@@ -21,111 +21,12 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use ledger::{NewTransfer, Page, TransferFlags};
-use serde::{Deserialize, Serialize};
 
 use crate::accounts::{Kind, NETWORK, bank_number, code};
-use crate::auth::{Principal, Role, now_ms};
+use crate::caller::{Principal, Role, now_ms};
 use crate::error::{ErrorCode, SwitchError};
 use crate::flows::{Switch, ledger_transfers, storage, valid_request_id};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum WindowState {
-    Open,
-    /// The cut-off is taken; the report and settlement transfers are being
-    /// made (a crash here is finished by closing again).
-    Closing,
-    Closed,
-    Settled,
-}
-
-impl WindowState {
-    pub fn label(self) -> &'static str {
-        match self {
-            WindowState::Open => "open",
-            WindowState::Closing => "closing",
-            WindowState::Closed => "closed",
-            WindowState::Settled => "settled",
-        }
-    }
-}
-
-/// One participant's line in a window's report.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Position {
-    pub participant: String,
-    /// `bank`, `biller`, `post_office` or `switch`.
-    pub kind: String,
-    pub count: u64,
-    pub gross_debits: u64,
-    pub gross_credits: u64,
-    pub fees: u64,
-    pub net: i64,
-}
-
-/// A closed window's report: fixed at close, hashed, never recomputed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Report {
-    pub window_id: u64,
-    /// Ledger time after which the window's transfers start (exclusive).
-    pub from_timestamp: u64,
-    /// Ledger time of the cut-off (exclusive).
-    pub cutoff_timestamp: u64,
-    pub transactions: u64,
-    /// By participant id.
-    pub participants: Vec<Position>,
-}
-
-impl Report {
-    /// SHA-256 of the canonical JSON (serde's field order, participants
-    /// sorted): the same report always hashes the same.
-    pub fn sha256(&self) -> String {
-        proto::auth::sha256_hex(&serde_json::to_vec(self).expect("serialisable"))
-    }
-
-    pub fn csv(positions: &[Position]) -> String {
-        let mut out = String::from("participant,kind,count,gross_debits,gross_credits,fees,net\n");
-        for p in positions {
-            out.push_str(&format!(
-                "{},{},{},{},{},{},{}\n",
-                p.participant, p.kind, p.count, p.gross_debits, p.gross_credits, p.fees, p.net
-            ));
-        }
-        out
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WindowRecord {
-    pub id: u64,
-    pub state: WindowState,
-    pub opened_at_ms: i64,
-    /// The previous window's cut-off (0 for the first).
-    pub from_timestamp: u64,
-    pub cutoff_timestamp: Option<u64>,
-    pub closed_at_ms: Option<i64>,
-    pub report: Option<Report>,
-    pub report_sha256: Option<String>,
-    pub settlement_reference: Option<String>,
-    pub settled_at_ms: Option<i64>,
-}
-
-impl WindowRecord {
-    /// The first window, opened when the switch first starts.
-    pub fn first(now_ms: i64) -> WindowRecord {
-        WindowRecord {
-            id: 1,
-            state: WindowState::Open,
-            opened_at_ms: now_ms,
-            from_timestamp: 0,
-            cutoff_timestamp: None,
-            closed_at_ms: None,
-            report: None,
-            report_sha256: None,
-            settlement_reference: None,
-            settled_at_ms: None,
-        }
-    }
-}
+use crate::store::{Position, Report, WindowRecord, WindowState};
 
 /// Legs that are transactions' obligations (not liquidity or settlement).
 const TRADE_CODES: [u16; 10] = [

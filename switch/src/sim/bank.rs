@@ -9,9 +9,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::bank::{BankAdapter, BankError, BankFuture, BankTxStatus, RejectReason};
+use crate::adapters::bank::{BankAdapter, BankError, BankFuture, BankTxStatus, RejectReason};
 use crate::config::SimConfig;
+use crate::demo::DEMO_MERCHANTS;
 use crate::ids::Reference;
+
+use super::fault::{Fate, Fault, FaultSwitch, fate};
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SimAccount {
@@ -54,35 +57,6 @@ struct State {
     next_reference: u64,
 }
 
-/// A fault a test switches on in a running simulator (a bank's credits, a
-/// biller's payments).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Fault {
-    None = 0,
-    /// The work is done but never answered; status inquiries answer.
-    LoseAnswers = 1,
-    /// The work is done but never answered, and status inquiries fail.
-    LoseAnswersAndStatus = 2,
-}
-
-/// A `Fault`, switched at run time.
-#[derive(Default)]
-pub struct FaultSwitch(std::sync::atomic::AtomicU8);
-
-impl FaultSwitch {
-    pub fn set(&self, f: Fault) {
-        self.0.store(f as u8, std::sync::atomic::Ordering::Relaxed);
-    }
-    pub fn get(&self) -> Fault {
-        match self.0.load(std::sync::atomic::Ordering::Relaxed) {
-            1 => Fault::LoseAnswers,
-            2 => Fault::LoseAnswersAndStatus,
-            _ => Fault::None,
-        }
-    }
-}
-
 pub struct SimBank {
     bin: String,
     config: SimConfig,
@@ -90,29 +64,6 @@ pub struct SimBank {
     state: Mutex<State>,
     /// Write-through copy of the state.
     tree: sled::Tree,
-}
-
-/// What the configuration makes of one simulated call.
-pub(crate) enum Fate {
-    Answer,
-    Unavailable,
-    LoseResponse,
-}
-
-/// Roll `rng` (xorshift) against the configured rates.
-pub(crate) fn fate(config: &SimConfig, rng: &mut u64) -> Fate {
-    *rng ^= *rng << 13;
-    *rng ^= *rng >> 7;
-    *rng ^= *rng << 17;
-    // Not money: a probability roll in [0, 1).
-    let roll = (*rng >> 11) as f64 / (1u64 << 53) as f64;
-    if roll < config.error_rate {
-        Fate::Unavailable
-    } else if roll < config.error_rate + config.lost_response_rate {
-        Fate::LoseResponse
-    } else {
-        Fate::Answer
-    }
 }
 
 impl SimBank {
@@ -298,7 +249,7 @@ impl SimBank {
         }
         let mut used = None;
         if let Some((code, amount)) = code {
-            let now = crate::auth::now_ms();
+            let now = crate::caller::now_ms();
             let Some(w) = s.codes.get_mut(code) else {
                 return reject(
                     RejectReason::InvalidCode,
@@ -501,4 +452,46 @@ impl BankAdapter for SimBank {
             })
         }))
     }
+}
+const NAMES: [&str; 8] = [
+    "NGUYEN VAN AN",
+    "TRAN THI BICH",
+    "LE VAN CUONG",
+    "PHAM THI DUNG",
+    "HOANG VAN EM",
+    "VU THI HOA",
+    "DANG VAN KHOA",
+    "BUI THI LAN",
+];
+
+/// Every simulated account of bank `bin`: its customers and the demo
+/// merchants it keeps accounts for.
+pub fn demo_accounts(bin: &str) -> Vec<SimAccount> {
+    let mut out = demo_customers(bin);
+    out.extend(
+        DEMO_MERCHANTS
+            .iter()
+            .filter(|m| m.4 == bin)
+            .map(|m| SimAccount {
+                account: m.5.to_string(),
+                name: m.1.to_string(),
+                balance: 0,
+            }),
+    );
+    out
+}
+
+/// The simulated customers of bank `bin` (the same every time).
+pub fn demo_customers(bin: &str) -> Vec<SimAccount> {
+    let b: u64 = bin.parse().unwrap_or(0);
+    (0..5u64)
+        .map(|i| {
+            let n = (b * 7_919 + i * 104_729) % 1_000_000_000;
+            SimAccount {
+                account: format!("{}{:09}", i % 10, n),
+                name: NAMES[((b + i) % NAMES.len() as u64) as usize].to_string(),
+                balance: 5_000_000 * (i + 1),
+            }
+        })
+        .collect()
 }

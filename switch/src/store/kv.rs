@@ -38,7 +38,7 @@ use tokio::sync::watch;
 /// The trees whose writes go through the journal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
-pub enum T {
+pub enum Tree {
     Tx = 0,
     Open,
     Idempotency,
@@ -52,18 +52,18 @@ pub enum T {
     Windows,
 }
 
-const TREES: [(T, &str); 11] = [
-    (T::Tx, "tx"),
-    (T::Open, "open"),
-    (T::Idempotency, "idempotency"),
-    (T::ByTerminal, "by_terminal"),
-    (T::Reversals, "reversals"),
-    (T::Entities, "entities"),
-    (T::Daily, "daily"),
-    (T::Claims, "claims"),
-    (T::Orders, "orders"),
-    (T::Payments, "payments"),
-    (T::Windows, "windows"),
+const TREES: [(Tree, &str); 11] = [
+    (Tree::Tx, "tx"),
+    (Tree::Open, "open"),
+    (Tree::Idempotency, "idempotency"),
+    (Tree::ByTerminal, "by_terminal"),
+    (Tree::Reversals, "reversals"),
+    (Tree::Entities, "entities"),
+    (Tree::Daily, "daily"),
+    (Tree::Claims, "claims"),
+    (Tree::Orders, "orders"),
+    (Tree::Payments, "payments"),
+    (Tree::Windows, "windows"),
 ];
 
 const MAGIC: &[u8; 4] = b"SWKV";
@@ -86,8 +86,9 @@ type Overlay = BTreeMap<Vec<u8>, (u64, Option<Value>)>;
 type SledIter = Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>> + Send>;
 
 #[derive(Debug)]
-pub struct Op {
-    tree: T,
+/// One put or removal in a write: what a journal record holds.
+pub struct Change {
+    tree: Tree,
     key: Vec<u8>,
     /// `None` removes.
     value: Option<Value>,
@@ -103,7 +104,7 @@ pub struct Kv {
 
 struct Shared {
     db: sled::Db,
-    /// sled trees in `T` order.
+    /// sled trees in `Tree` order.
     trees: Vec<sled::Tree>,
     dir: PathBuf,
     state: Mutex<State>,
@@ -131,7 +132,7 @@ struct State {
     /// Per tree: key → (record number, value or removal) not yet in sled.
     overlay: Vec<Overlay>,
     /// Records not yet in sled, oldest first.
-    log: VecDeque<(u64, Vec<Op>)>,
+    log: VecDeque<(u64, Vec<Change>)>,
     /// Encoded records not yet written, and the last number among them.
     unwritten: Vec<u8>,
     unwritten_last: u64,
@@ -152,7 +153,7 @@ fn segment_path(dir: &Path, first_seq: u64) -> PathBuf {
     dir.join(format!("{first_seq:020}{SEGMENT_SUFFIX}"))
 }
 
-fn encode(buf: &mut Vec<u8>, seq: u64, ops: &[Op]) {
+fn encode(buf: &mut Vec<u8>, seq: u64, ops: &[Change]) {
     let start = buf.len();
     buf.resize(start + HEADER_SIZE, 0);
     buf.extend_from_slice(&(ops.len() as u32).to_le_bytes());
@@ -189,7 +190,7 @@ fn crc(record: &[u8]) -> u32 {
 
 /// Decode the records of one segment; stops at the first that does not
 /// check out (a torn tail) and says where.
-fn decode_segment(bytes: &[u8]) -> (Vec<(u64, Vec<Op>)>, usize) {
+fn decode_segment(bytes: &[u8]) -> (Vec<(u64, Vec<Change>)>, usize) {
     let mut out = Vec::new();
     let mut at = 0;
     while let Some((seq, ops, len)) = decode_record(&bytes[at..]) {
@@ -199,7 +200,7 @@ fn decode_segment(bytes: &[u8]) -> (Vec<(u64, Vec<Op>)>, usize) {
     (out, at)
 }
 
-fn decode_record(b: &[u8]) -> Option<(u64, Vec<Op>, usize)> {
+fn decode_record(b: &[u8]) -> Option<(u64, Vec<Change>, usize)> {
     let header = b.get(..HEADER_SIZE)?;
     if &header[0..4] != MAGIC {
         return None;
@@ -234,7 +235,7 @@ fn decode_record(b: &[u8]) -> Option<(u64, Vec<Op>, usize)> {
             2 => None,
             _ => return None,
         };
-        ops.push(Op { tree, key, value });
+        ops.push(Change { tree, key, value });
     }
     // A checksummed record that does not parse exactly is damage.
     if !p.is_empty() {
@@ -353,7 +354,7 @@ impl Kv {
     }
 
     /// One put, as its own record.
-    pub fn put(&self, tree: T, key: &[u8], value: Vec<u8>) -> Result<(), sled::Error> {
+    pub fn put(&self, tree: Tree, key: &[u8], value: Vec<u8>) -> Result<(), sled::Error> {
         self.commit(|t| {
             t.put(tree, key, value);
             Ok::<_, sled::Error>(())
@@ -361,7 +362,7 @@ impl Kv {
     }
 
     /// One removal, as its own record.
-    pub fn remove(&self, tree: T, key: &[u8]) -> Result<(), sled::Error> {
+    pub fn remove(&self, tree: Tree, key: &[u8]) -> Result<(), sled::Error> {
         self.commit(|t| {
             t.remove(tree, key);
             Ok::<_, sled::Error>(())
@@ -401,7 +402,7 @@ impl Kv {
         Ok(())
     }
 
-    pub fn get(&self, tree: T, key: &[u8]) -> Result<Option<Value>, sled::Error> {
+    pub fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Value>, sled::Error> {
         if let Some((_, v)) = self.shared.lock().overlay[tree as usize].get(key) {
             return Ok(v.clone());
         }
@@ -412,7 +413,7 @@ impl Kv {
     /// sled's and the overlay's merged, the overlay winning.
     pub fn scan(
         &self,
-        tree: T,
+        tree: Tree,
         range: (Bound<Vec<u8>>, Bound<Vec<u8>>),
         rev: bool,
     ) -> impl Iterator<Item = Result<(Vec<u8>, Value), sled::Error>> + use<> {
@@ -439,7 +440,7 @@ impl Kv {
     /// Keys and values starting with `prefix`, ascending.
     pub fn scan_prefix(
         &self,
-        tree: T,
+        tree: Tree,
         prefix: &[u8],
     ) -> impl Iterator<Item = Result<(Vec<u8>, Value), sled::Error>> + use<> {
         let hi = prefix_end(prefix).map_or(Bound::Unbounded, Bound::Excluded);
@@ -484,12 +485,12 @@ impl Drop for Kv {
 pub struct Txn<'a> {
     shared: &'a Shared,
     state: &'a State,
-    ops: Vec<Op>,
+    ops: Vec<Change>,
 }
 
 impl Txn<'_> {
     /// The value as this write would leave it so far.
-    pub fn get(&self, tree: T, key: &[u8]) -> Result<Option<Value>, sled::Error> {
+    pub fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Value>, sled::Error> {
         if let Some(op) = self
             .ops
             .iter()
@@ -504,16 +505,16 @@ impl Txn<'_> {
         self.shared.sled_get(tree, key)
     }
 
-    pub fn put(&mut self, tree: T, key: &[u8], value: Vec<u8>) {
-        self.ops.push(Op {
+    pub fn put(&mut self, tree: Tree, key: &[u8], value: Vec<u8>) {
+        self.ops.push(Change {
             tree,
             key: key.to_vec(),
             value: Some(Value::from(value)),
         });
     }
 
-    pub fn remove(&mut self, tree: T, key: &[u8]) {
-        self.ops.push(Op {
+    pub fn remove(&mut self, tree: Tree, key: &[u8]) {
+        self.ops.push(Change {
             tree,
             key: key.to_vec(),
             value: None,
@@ -567,7 +568,7 @@ impl Iterator for Merge {
 
 impl Shared {
     /// sled's copy of a key (what the overlay does not hold).
-    fn sled_get(&self, tree: T, key: &[u8]) -> Result<Option<Value>, sled::Error> {
+    fn sled_get(&self, tree: Tree, key: &[u8]) -> Result<Option<Value>, sled::Error> {
         Ok(self.trees[tree as usize]
             .get(key)?
             .map(|v| Value::from(v.as_ref())))
@@ -673,7 +674,7 @@ impl Shared {
                 }
                 let durable = *self.durable.borrow();
                 let n = st.log.iter().take_while(|(s, _)| *s <= durable).count();
-                let records: Vec<(u64, Vec<Op>)> = st.log.drain(..n).collect();
+                let records: Vec<(u64, Vec<Change>)> = st.log.drain(..n).collect();
                 (records, st.stopping && st.log.is_empty())
             };
             if let Err(e) = self.apply(&records) {
@@ -695,7 +696,7 @@ impl Shared {
 
     /// Copy durable records into sled (plain inserts: the journal makes
     /// them atomic), then let the overlay forget them.
-    fn apply(&self, records: &[(u64, Vec<Op>)]) -> Result<(), sled::Error> {
+    fn apply(&self, records: &[(u64, Vec<Change>)]) -> Result<(), sled::Error> {
         let Some((last, _)) = records.last() else {
             return Ok(());
         };
@@ -863,13 +864,13 @@ mod tests {
     #[test]
     fn records_round_trip_and_damage_stops_decoding() {
         let ops = vec![
-            Op {
-                tree: T::Tx,
+            Change {
+                tree: Tree::Tx,
                 key: v("a"),
                 value: Some(Value::from(v("1"))),
             },
-            Op {
-                tree: T::Claims,
+            Change {
+                tree: Tree::Claims,
                 key: v("b"),
                 value: None,
             },
@@ -881,7 +882,7 @@ mod tests {
         assert_eq!(good, buf.len());
         assert_eq!(records.len(), 2);
         assert_eq!(records[0].0, 7);
-        assert_eq!(records[0].1[1].tree, T::Claims);
+        assert_eq!(records[0].1[1].tree, Tree::Claims);
         assert!(records[0].1[1].value.is_none());
         // Any flipped byte in the second record ends decoding before it.
         let first_len = good - (HEADER_SIZE + 4 + 6 + 1 + 4 + 1);
@@ -902,38 +903,38 @@ mod tests {
         {
             let kv = open(dir.path());
             kv.commit(|t| {
-                assert_eq!(t.get(T::Tx, b"k").unwrap(), None);
-                t.put(T::Tx, b"k", v("1"));
+                assert_eq!(t.get(Tree::Tx, b"k").unwrap(), None);
+                t.put(Tree::Tx, b"k", v("1"));
                 assert_eq!(
-                    t.get(T::Tx, b"k").unwrap().as_deref(),
+                    t.get(Tree::Tx, b"k").unwrap().as_deref(),
                     Some(b"1".as_slice())
                 );
-                t.put(T::Open, b"k", v(""));
+                t.put(Tree::Open, b"k", v(""));
                 Ok::<_, sled::Error>(())
             })
             .unwrap();
             // A failed commit writes nothing.
             let r: Result<(), sled::Error> = kv.commit(|t| {
-                t.put(T::Tx, b"x", v("2"));
+                t.put(Tree::Tx, b"x", v("2"));
                 Err(sled::Error::Unsupported("no".into()))
             });
             assert!(r.is_err());
-            assert_eq!(kv.get(T::Tx, b"x").unwrap(), None);
+            assert_eq!(kv.get(Tree::Tx, b"x").unwrap(), None);
             assert_eq!(
-                kv.get(T::Tx, b"k").unwrap().as_deref(),
+                kv.get(Tree::Tx, b"k").unwrap().as_deref(),
                 Some(b"1".as_slice())
             );
             kv.durable().await.unwrap();
-            kv.remove(T::Open, b"k").unwrap();
+            kv.remove(Tree::Open, b"k").unwrap();
             kv.durable().await.unwrap();
-            assert_eq!(kv.get(T::Open, b"k").unwrap(), None);
+            assert_eq!(kv.get(Tree::Open, b"k").unwrap(), None);
         }
         let kv = open(dir.path());
         assert_eq!(
-            kv.get(T::Tx, b"k").unwrap().as_deref(),
+            kv.get(Tree::Tx, b"k").unwrap().as_deref(),
             Some(b"1".as_slice())
         );
-        assert_eq!(kv.get(T::Open, b"k").unwrap(), None);
+        assert_eq!(kv.get(Tree::Open, b"k").unwrap(), None);
     }
 
     /// A journal left behind by a crash (sled never saw its records) is
@@ -943,8 +944,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         drop(open(dir.path()));
         let jdir = dir.path().join("journal");
-        let put = |k: &str, val: &str| Op {
-            tree: T::Payments,
+        let put = |k: &str, val: &str| Change {
+            tree: Tree::Payments,
             key: v(k),
             value: Some(Value::from(v(val))),
         };
@@ -957,7 +958,7 @@ mod tests {
         assert!(torn < buf.len() - 3);
         let kv = open(dir.path());
         let got: Vec<(String, String)> = kv
-            .scan_prefix(T::Payments, b"")
+            .scan_prefix(Tree::Payments, b"")
             .map(|r| {
                 let (k, v) = r.unwrap();
                 (
@@ -980,7 +981,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let kv = open(dir.path());
         for k in ["a", "b", "c", "d"] {
-            kv.put(T::Entities, k.as_bytes(), v(k)).unwrap();
+            kv.put(Tree::Entities, k.as_bytes(), v(k)).unwrap();
         }
         kv.durable().await.unwrap();
         // Wait until sled has them, then change some in the overlay only.
@@ -989,26 +990,26 @@ mod tests {
             rx.changed().await.unwrap();
         }
         kv.commit(|t| {
-            t.remove(T::Entities, b"b");
-            t.put(T::Entities, b"bb", v("x"));
-            t.put(T::Entities, b"d", v("y"));
-            t.put(T::Entities, b"e", v("z"));
+            t.remove(Tree::Entities, b"b");
+            t.put(Tree::Entities, b"bb", v("x"));
+            t.put(Tree::Entities, b"d", v("y"));
+            t.put(Tree::Entities, b"e", v("z"));
             Ok::<_, sled::Error>(())
         })
         .unwrap();
         let all = (Bound::Unbounded, Bound::Unbounded);
         assert_eq!(
-            keys(kv.scan(T::Entities, all.clone(), false)),
+            keys(kv.scan(Tree::Entities, all.clone(), false)),
             ["a", "bb", "c", "d", "e"]
         );
         assert_eq!(
-            keys(kv.scan(T::Entities, all, true)),
+            keys(kv.scan(Tree::Entities, all, true)),
             ["e", "d", "c", "bb", "a"]
         );
-        assert_eq!(keys(kv.scan_prefix(T::Entities, b"b")), ["bb"]);
+        assert_eq!(keys(kv.scan_prefix(Tree::Entities, b"b")), ["bb"]);
         let (_, d) = kv
             .scan(
-                T::Entities,
+                Tree::Entities,
                 (Bound::Included(v("d")), Bound::Included(v("d"))),
                 false,
             )
@@ -1056,7 +1057,7 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let mut kv = open(dir.path());
             let mut model: [BTreeMap<Vec<u8>, Vec<u8>>; 2] = Default::default();
-            let tree = |second: bool| if second { T::Orders } else { T::Tx };
+            let tree = |second: bool| if second { Tree::Orders } else { Tree::Tx };
             for a in actions {
                 match a {
                     Action::Commit(ops) => {
@@ -1125,10 +1126,10 @@ mod tests {
         let add = |kv: &Kv, key: u8| {
             kv.commit(|t| {
                 let n = t
-                    .get(T::Daily, &[key])?
+                    .get(Tree::Daily, &[key])?
                     .map_or(0, |v| u64::from_be_bytes(v.as_ref().try_into().unwrap()));
-                t.put(T::Daily, &[key], (n + 1).to_be_bytes().to_vec());
-                t.put(T::Tx, &[key, (n % 251) as u8], vec![1]);
+                t.put(Tree::Daily, &[key], (n + 1).to_be_bytes().to_vec());
+                t.put(Tree::Tx, &[key, (n % 251) as u8], vec![1]);
                 Ok::<_, sled::Error>(())
             })
             .unwrap()
@@ -1146,7 +1147,7 @@ mod tests {
         // Reads meanwhile see every key once, in order.
         for _ in 0..50 {
             let keys: Vec<Vec<u8>> = kv
-                .scan_prefix(T::Daily, b"")
+                .scan_prefix(Tree::Daily, b"")
                 .map(|r| r.unwrap().0)
                 .collect();
             assert!(keys.windows(2).all(|w| w[0] < w[1]), "{keys:?}");
@@ -1155,7 +1156,7 @@ mod tests {
             t.join().unwrap();
         }
         let total = |kv: &Kv| -> u64 {
-            kv.scan_prefix(T::Daily, b"")
+            kv.scan_prefix(Tree::Daily, b"")
                 .map(|r| u64::from_be_bytes(r.unwrap().1.as_ref().try_into().unwrap()))
                 .sum()
         };
@@ -1191,7 +1192,8 @@ mod tests {
         {
             let kv = Kv::open_with(open_db(dir.path()), dir.path(), 4096).unwrap();
             for i in 0..400u32 {
-                kv.put(T::Payments, &i.to_be_bytes(), vec![7; 100]).unwrap();
+                kv.put(Tree::Payments, &i.to_be_bytes(), vec![7; 100])
+                    .unwrap();
                 // One record per write: each durable before the next.
                 kv.durable().await.unwrap();
             }
@@ -1210,7 +1212,8 @@ mod tests {
             assert!(!segment_path(&jdir, 1).exists(), "no segment was closed");
             // Records after the flush stay in the journal until the next.
             for i in 400..420u32 {
-                kv.put(T::Payments, &i.to_be_bytes(), vec![8; 100]).unwrap();
+                kv.put(Tree::Payments, &i.to_be_bytes(), vec![8; 100])
+                    .unwrap();
             }
             kv.durable().await.unwrap();
             // Stop as a failure would: no final flush, no clean-up.
@@ -1221,7 +1224,7 @@ mod tests {
         }
         let kv = open(dir.path());
         let n = kv
-            .scan_prefix(T::Payments, b"")
+            .scan_prefix(Tree::Payments, b"")
             .map(|r| r.unwrap())
             .filter(|(_, v)| v.len() == 100)
             .count();

@@ -5,7 +5,7 @@
 //! Anything a client is told is made durable first with
 //! [`Store::durable`]: one journal fsync shared by every request that asked
 //! for it meanwhile (group commit). The journal, the overlay and sled's
-//! lagging copy are [`crate::kv`]'s business.
+//! lagging copy are [`kv`]'s business.
 
 use std::ops::Bound;
 use std::path::Path;
@@ -13,373 +13,20 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::kv::{Kv, T};
+pub mod kv;
+pub mod records;
 
-use crate::fees::Fee;
-use crate::ids::{Secret, TxId};
+pub use records::*;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Kind {
-    CashIn,
-    CashOut,
-    /// A VietQR paid by the payer's bank: to a merchant, or for bills a
-    /// teller showed the code for (then it is a `BillPayment`).
-    QrPayment,
-    BillPayment,
-}
+use kv::{Kv, Tree};
 
-/// Who a call of a transaction goes to.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Party {
-    Bank(String),
-    Biller(String),
-}
-
-/// What a call asks of its party.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Action {
-    Credit {
-        account: String,
-    },
-    /// Debit that the customer authorised at their bank (a QR payment, a
-    /// bill paid from their account).
-    Debit {
-        account: String,
-    },
-    /// Debit after the bank checked a one-time withdrawal code (the code is
-    /// never stored: only the flow that received it holds it).
-    DebitWithCode {
-        account: String,
-    },
-    PayBills {
-        customer: String,
-        bills: Vec<String>,
-    },
-}
-
-/// One call to a bank or biller. The calls of a transaction run in order,
-/// each only after the one before succeeded; the reference of call `i` is
-/// `transaction id | i`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Step {
-    pub party: Party,
-    pub action: Action,
-    /// What the call moves (a debit includes the customer's fee).
-    pub amount: u64,
-    /// The party's own reference, once it answered.
-    pub party_reference: Option<String>,
-}
-
-/// How a bill payment is paid for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Funding {
-    /// Cash at the counter: the post office's e-float pays the biller.
-    Cash,
-    /// A debit of the customer's bank account.
-    Account,
-    /// A VietQR the teller shows, paid from the customer's banking app.
-    Qr,
-}
-
-/// The bills of a bill payment.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BillPart {
-    pub biller: String,
-    pub customer: String,
-    pub customer_name: String,
-    pub bills: Vec<crate::biller::Bill>,
-    pub funding: Funding,
-}
-
-/// The merchant side of a QR payment.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MerchantPart {
-    pub merchant_id: String,
-    /// The code paid (a dynamic code is also held in `TxRecord::qr_id`).
-    pub qr_id: String,
-    /// The order's reference (62/01), when the code was dynamic.
-    pub order_reference: Option<String>,
-    pub purpose: Option<String>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Status {
-    Pending,
-    Completed,
-    Failed,
-    Reversed,
-}
-
-impl Status {
-    pub fn is_final(self) -> bool {
-        self != Status::Pending
-    }
-}
-
-/// Where an unfinished transaction stopped: what recovery must resolve.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Stage {
-    /// Recorded; the ledger may hold pending transfers; the bank was not asked.
-    Reserved,
-    /// The bank may have acted; its outcome decides.
-    AtBank,
-    /// Cash-out: the bank debited the customer; the teller pays out the cash
-    /// and confirms, or cancels, before `confirm_deadline_ms`.
-    AwaitingConfirm,
-    /// A bill payment by QR: the code is shown, the customer's bank has not
-    /// paid it yet (nothing reserved, nothing sent).
-    AwaitingPayment,
-    /// Decided: the bank's part is being reversed (the job is queued) and the
-    /// reservation released. Nothing may post it any more.
-    Reversing,
-    /// Final.
-    Done,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FeeParts {
-    pub total: u64,
-    pub commission: u64,
-    pub switch: u64,
-}
-
-impl From<Fee> for FeeParts {
-    fn from(f: Fee) -> FeeParts {
-        FeeParts {
-            total: f.total,
-            commission: f.commission,
-            switch: f.switch,
-        }
-    }
-}
-
-/// A transaction as the switch keeps it. The full account number is kept
-/// (the bank needs it for inquiries and reversals) and never shown.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TxRecord {
-    pub id: String,
-    pub kind: Kind,
-    pub status: Status,
-    pub stage: Stage,
-    pub terminal_id: String,
-    pub post_office_id: String,
-    pub bank_bin: String,
-    pub account: String,
-    pub account_name: String,
-    pub amount: u64,
-    pub fee: FeeParts,
-    pub client_request_id: String,
-    /// SHA-256 of the request's content: a retry must match it.
-    pub fingerprint: String,
-    pub created_at_ms: i64,
-    pub updated_at_ms: i64,
-    pub error_code: Option<String>,
-    pub error_message: Option<String>,
-    pub bank_reference: Option<String>,
-    /// Cash-out: when an unconfirmed payout is cancelled by the switch; a
-    /// bill paid by QR: when the unpaid code expires.
-    #[serde(default)]
-    pub confirm_deadline_ms: Option<i64>,
-    /// The calls to banks and billers, in order.
-    #[serde(default)]
-    pub steps: Vec<Step>,
-    /// The dynamic QR code this transaction holds: paid at most once (a
-    /// static code is never held).
-    #[serde(default)]
-    pub qr_id: Option<String>,
-    #[serde(default)]
-    pub merchant: Option<MerchantPart>,
-    #[serde(default)]
-    pub bill: Option<BillPart>,
-    /// The daily totals count this transaction: taken in the same write
-    /// that sets this, given back in the same write as a failed or reversed
-    /// final record (so exactly once, whatever crashes).
-    #[serde(default)]
-    pub limits_held: bool,
-}
-
-impl TxRecord {
-    pub fn tx_id(&self) -> TxId {
-        TxId::parse(&self.id).expect("stored ids are valid")
-    }
-
-    /// What the transaction holds while it runs, so that nobody else pays
-    /// the same thing: its dynamic QR code and its bills. Released when it
-    /// fails; kept (as "paid") when it completes.
-    pub fn claims(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        if let Some(qr) = &self.qr_id {
-            out.push(order_claim(qr));
-        }
-        if let Some(b) = &self.bill {
-            out.extend(
-                b.bills
-                    .iter()
-                    .map(|x| bill_claim(&b.biller, &b.customer, &x.id)),
-            );
-        }
-        out
-    }
-}
-
-pub fn order_claim(qr_id: &str) -> String {
-    format!("order/{qr_id}")
-}
-
-pub fn bill_claim(biller: &str, customer: &str, bill: &str) -> String {
-    format!("bill/{biller}/{customer}/{bill}")
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PostOffice {
-    pub id: String,
-    pub name: String,
-    /// Its number in ledger account ids.
-    pub number: u64,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Terminal {
-    pub id: String,
-    pub post_office_id: String,
-    pub number: u64,
-    /// Hex; only the auth layer reads it.
-    pub secret_hex: String,
-}
-
-impl Terminal {
-    pub fn secret(&self) -> Option<Secret> {
-        Secret::from_hex(&self.secret_hex)
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Operator {
-    pub id: String,
-    pub secret_hex: String,
-}
-
-/// A terminal's shift: the drawer counted at open and at close.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ShiftRecord {
-    pub id: String,
-    pub terminal_id: String,
-    pub opened_at_ms: i64,
-    pub opening_cash: u64,
-    /// What the ledger held at open, before the opening adjustment.
-    pub opening_expected: u64,
-    pub closed_at_ms: Option<i64>,
-    pub expected_cash: Option<u64>,
-    pub counted_cash: Option<u64>,
-    pub variance: Option<i64>,
-}
-
-impl ShiftRecord {
-    pub fn open(
-        id: String,
-        terminal_id: &str,
-        now_ms: i64,
-        opening_cash: u64,
-        opening_expected: u64,
-    ) -> ShiftRecord {
-        ShiftRecord {
-            id,
-            terminal_id: terminal_id.to_string(),
-            opened_at_ms: now_ms,
-            opening_cash,
-            opening_expected,
-            closed_at_ms: None,
-            expected_cash: None,
-            counted_cash: None,
-            variance: None,
-        }
-    }
-    pub fn is_open(&self) -> bool {
-        self.closed_at_ms.is_none()
-    }
-}
-
-/// A reversal (a bank call) or cancellation (a biller call) waiting for the
-/// party to acknowledge it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReversalJob {
-    /// The reference of the call to undo (the key of the job).
-    pub reference: String,
-    pub party: Party,
-    pub attempts: u32,
-    pub next_attempt_at_ms: i64,
-}
-
-/// A merchant, who is paid by QR into their bank account.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Merchant {
-    pub id: String,
-    pub name: String,
-    pub city: String,
-    /// ISO 18245 merchant category code, four digits.
-    pub mcc: String,
-    pub bank_bin: String,
-    pub account: String,
-    pub secret_hex: String,
-}
-
-/// A bank's credential for the calls it makes (paying QR codes,
-/// settlement reports, statements).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BankClient {
-    pub bin: String,
-    pub secret_hex: String,
-}
-
-/// A QR code the switch issued.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Order {
-    pub qr_id: String,
-    /// The merchant paid, or for bills the bill payment that waits for it.
-    pub merchant_id: Option<String>,
-    pub bill_tx: Option<String>,
-    /// None for a merchant's static code (the payer enters the amount).
-    pub amount: Option<u64>,
-    pub reference: Option<String>,
-    pub purpose: Option<String>,
-    pub payload: String,
-    pub created_at_ms: i64,
-    pub expires_at_ms: Option<i64>,
-}
-
-/// What a merchant is told of a completed payment. `seq` orders a
-/// merchant's notifications; a watcher resumes after the last it saw.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Payment {
-    pub seq: u64,
-    pub merchant_id: String,
-    pub transaction_id: String,
-    pub qr_id: Option<String>,
-    pub order_reference: Option<String>,
-    pub amount: u64,
-    pub fee: u64,
-    pub payer_bank_bin: String,
-    pub paid_at_ms: i64,
-}
-
-/// How a new transaction's record went in.
-#[derive(Debug)]
-pub enum Created {
-    New,
-    /// The request id was used before: the original transaction and the
-    /// fingerprint its request had.
-    Existing(Box<TxRecord>, String),
-    /// Something it must hold is held by another transaction (or expired).
-    Claimed(String),
-}
-
-pub type StoreError = sled::Error;
+use crate::ids::TxId;
 
 /// The switch's records. Cheap to clone (one shared [`Kv`]).
 #[derive(Clone)]
 pub struct Store {
     /// Every record below goes through the journaled key-value layer
-    /// (trees named by [`T`]): `Tx` records by id; `Open` ids not yet final
+    /// (trees named by [`Tree`]): `Tx` records by id; `Open` ids not yet final
     /// (recovery and deadlines read it); `Idempotency` (owner, request id) →
     /// id and fingerprint; `ByTerminal` listings; `Reversals` the durable
     /// queue; `Entities` the provisioned network; `Daily` totals; `Claims`
@@ -479,11 +126,11 @@ impl Store {
         let id = t.tx_id().to_bytes();
         let record = json(t);
         self.kv.commit(|w| {
-            w.put(T::Tx, &id, record);
+            w.put(Tree::Tx, &id, record);
             if t.stage == Stage::Done {
-                w.remove(T::Open, &id);
+                w.remove(Tree::Open, &id);
             } else {
-                w.put(T::Open, &id, Vec::new());
+                w.put(Tree::Open, &id, Vec::new());
             }
             Ok::<_, StoreError>(())
         })
@@ -510,34 +157,34 @@ impl Store {
         let mut entry = id.to_vec();
         entry.extend_from_slice(fingerprint.as_bytes());
         let taken = self.kv.commit(|w| {
-            if let Some(existing) = w.get(T::Idempotency, &key)? {
+            if let Some(existing) = w.get(Tree::Idempotency, &key)? {
                 return Ok::<_, StoreError>(Err(Err(existing)));
             }
             for c in &claims {
-                if let Some(holder) = w.get(T::Claims, c.as_bytes())?
+                if let Some(holder) = w.get(Tree::Claims, c.as_bytes())?
                     && holder.as_ref() != id
                 {
                     return Ok(Err(Ok(c.clone())));
                 }
             }
             for c in &claims {
-                w.put(T::Claims, c.as_bytes(), id.to_vec());
+                w.put(Tree::Claims, c.as_bytes(), id.to_vec());
             }
-            w.put(T::Idempotency, &key, entry);
-            w.put(T::Tx, &id, record);
+            w.put(Tree::Idempotency, &key, entry);
+            w.put(Tree::Tx, &id, record);
             w.put(
-                T::ByTerminal,
+                Tree::ByTerminal,
                 &terminal_key(&t.terminal_id, t.created_at_ms, t.tx_id()),
                 id.to_vec(),
             );
             if owner != t.terminal_id {
                 w.put(
-                    T::ByTerminal,
+                    Tree::ByTerminal,
                     &terminal_key(owner, t.created_at_ms, t.tx_id()),
                     id.to_vec(),
                 );
             }
-            w.put(T::Open, &id, Vec::new());
+            w.put(Tree::Open, &id, Vec::new());
             Ok(Ok(()))
         })?;
         match taken {
@@ -582,22 +229,22 @@ impl Store {
         });
         let record = json(t);
         self.kv.commit(|w| {
-            w.put(T::Tx, &id, record);
-            w.remove(T::Open, &id);
+            w.put(Tree::Tx, &id, record);
+            w.remove(Tree::Open, &id);
             for c in &release {
-                if w.get(T::Claims, c.as_bytes())?
+                if w.get(Tree::Claims, c.as_bytes())?
                     .is_some_and(|h| h.as_ref() == id)
                 {
-                    w.remove(T::Claims, c.as_bytes());
+                    w.remove(Tree::Claims, c.as_bytes());
                 }
             }
             if let Some((k, v)) = payment {
-                w.put(T::Payments, &k, v);
+                w.put(Tree::Payments, &k, v);
             }
             for key in give_back {
-                let n = Store::daily_total(w.get(T::Daily, key.as_bytes())?);
+                let n = Store::daily_total(w.get(Tree::Daily, key.as_bytes())?);
                 let n = n.saturating_sub(t.amount);
-                w.put(T::Daily, key.as_bytes(), n.to_be_bytes().to_vec());
+                w.put(Tree::Daily, key.as_bytes(), n.to_be_bytes().to_vec());
             }
             Ok::<_, StoreError>(())
         })
@@ -618,16 +265,16 @@ impl Store {
         self.kv.commit(|w| {
             let mut totals = Vec::with_capacity(limits.len());
             for (i, (key, max)) in limits.iter().enumerate() {
-                let n = Store::daily_total(w.get(T::Daily, key.as_bytes())?);
+                let n = Store::daily_total(w.get(Tree::Daily, key.as_bytes())?);
                 match n.checked_add(t.amount).filter(|n| n <= max) {
                     Some(n) => totals.push(n),
                     None => return Ok::<_, StoreError>(Some(i)),
                 }
             }
             for ((key, _), n) in limits.iter().zip(totals) {
-                w.put(T::Daily, key.as_bytes(), n.to_be_bytes().to_vec());
+                w.put(Tree::Daily, key.as_bytes(), n.to_be_bytes().to_vec());
             }
-            w.put(T::Tx, &id, record);
+            w.put(Tree::Tx, &id, record);
             Ok(None)
         })
     }
@@ -636,10 +283,10 @@ impl Store {
     /// expired unpaid); answers whether it was free.
     pub fn close_claim(&self, claim: &str) -> Result<bool, StoreError> {
         self.kv.commit(|w| {
-            if w.get(T::Claims, claim.as_bytes())?.is_some() {
+            if w.get(Tree::Claims, claim.as_bytes())?.is_some() {
                 return Ok::<_, StoreError>(false);
             }
-            w.put(T::Claims, claim.as_bytes(), b"closed".to_vec());
+            w.put(Tree::Claims, claim.as_bytes(), b"closed".to_vec());
             Ok(true)
         })
     }
@@ -648,7 +295,7 @@ impl Store {
     pub fn claim_holder(&self, claim: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
             .kv
-            .get(T::Claims, claim.as_bytes())?
+            .get(Tree::Claims, claim.as_bytes())?
             .map(|v| v.to_vec()))
     }
 
@@ -660,7 +307,7 @@ impl Store {
     ) -> Result<Option<(TxRecord, String)>, StoreError> {
         let Some(entry) = self
             .kv
-            .get(T::Idempotency, &idempotency_key(owner, request_id))?
+            .get(Tree::Idempotency, &idempotency_key(owner, request_id))?
         else {
             return Ok(None);
         };
@@ -679,7 +326,7 @@ impl Store {
         request_id: &str,
     ) -> Result<Option<(String, String)>, StoreError> {
         let key = [b"req\0".as_slice(), &idempotency_key(merchant, request_id)].concat();
-        Ok(self.kv.get(T::Orders, &key)?.and_then(|v| {
+        Ok(self.kv.get(Tree::Orders, &key)?.and_then(|v| {
             let text = String::from_utf8(v.to_vec()).ok()?;
             let (qr, fp) = text.split_once('\n')?;
             Some((qr.to_string(), fp.to_string()))
@@ -698,38 +345,38 @@ impl Store {
         let key = [b"req\0".as_slice(), &idempotency_key(merchant, request_id)].concat();
         let (entry, order) = (format!("{}\n{fingerprint}", o.qr_id).into_bytes(), json(o));
         self.kv.commit(|w| {
-            if let Some(v) = w.get(T::Orders, &key)? {
+            if let Some(v) = w.get(Tree::Orders, &key)? {
                 let text = String::from_utf8_lossy(&v).into_owned();
                 let qr = text
                     .split_once('\n')
                     .map_or(text.clone(), |(q, _)| q.to_string());
                 return Ok::<_, StoreError>(Some(qr));
             }
-            w.put(T::Orders, &key, entry);
-            w.put(T::Orders, o.qr_id.as_bytes(), order);
+            w.put(Tree::Orders, &key, entry);
+            w.put(Tree::Orders, o.qr_id.as_bytes(), order);
             Ok(None)
         })
     }
 
-    pub fn put_window(&self, w: &crate::settlement::WindowRecord) -> Result<(), StoreError> {
+    pub fn put_window(&self, w: &WindowRecord) -> Result<(), StoreError> {
         self.put_windows(&[w])
     }
 
     /// Several windows in one atomic write (a close and the next opening).
-    pub fn put_windows(&self, ws: &[&crate::settlement::WindowRecord]) -> Result<(), StoreError> {
+    pub fn put_windows(&self, ws: &[&WindowRecord]) -> Result<(), StoreError> {
         let records: Vec<([u8; 8], Vec<u8>)> =
             ws.iter().map(|w| (w.id.to_be_bytes(), json(w))).collect();
         self.kv.commit(|t| {
             for (k, v) in records {
-                t.put(T::Windows, &k, v);
+                t.put(Tree::Windows, &k, v);
             }
             Ok::<_, StoreError>(())
         })
     }
 
-    pub fn windows(&self) -> Result<Vec<crate::settlement::WindowRecord>, StoreError> {
+    pub fn windows(&self) -> Result<Vec<WindowRecord>, StoreError> {
         let mut out = Vec::new();
-        for kv in self.kv.scan_prefix(T::Windows, b"") {
+        for kv in self.kv.scan_prefix(Tree::Windows, b"") {
             let (_, v) = kv?;
             if let Ok(w) = serde_json::from_slice(&v) {
                 out.push(w);
@@ -760,13 +407,13 @@ impl Store {
     }
 
     pub fn put_order(&self, o: &Order) -> Result<(), StoreError> {
-        self.kv.put(T::Orders, o.qr_id.as_bytes(), json(o))
+        self.kv.put(Tree::Orders, o.qr_id.as_bytes(), json(o))
     }
 
     pub fn order(&self, qr_id: &str) -> Result<Option<Order>, StoreError> {
         Ok(self
             .kv
-            .get(T::Orders, qr_id.as_bytes())?
+            .get(Tree::Orders, qr_id.as_bytes())?
             .and_then(|v| serde_json::from_slice(&v).ok()))
     }
 
@@ -783,7 +430,7 @@ impl Store {
         end.extend_from_slice(&u64::MAX.to_be_bytes());
         start.extend_from_slice(&after.saturating_add(1).to_be_bytes());
         let range = (Bound::Included(start), Bound::Included(end));
-        Store::decoded(self.kv.scan(T::Payments, range, false), limit)
+        Store::decoded(self.kv.scan(Tree::Payments, range, false), limit)
     }
 
     /// A merchant's notifications before `before` (exclusive), newest first.
@@ -798,7 +445,7 @@ impl Store {
         let mut end = start.clone();
         end.extend_from_slice(&before.to_be_bytes());
         let range = (Bound::Included(start), Bound::Excluded(end));
-        Store::decoded(self.kv.scan(T::Payments, range, true), limit)
+        Store::decoded(self.kv.scan(Tree::Payments, range, true), limit)
     }
 
     /// Up to `limit` values of a scan, decoded (undecodable ones skipped).
@@ -822,7 +469,7 @@ impl Store {
     pub fn get_tx(&self, id: TxId) -> Result<Option<TxRecord>, StoreError> {
         Ok(self
             .kv
-            .get(T::Tx, &id.to_bytes())?
+            .get(Tree::Tx, &id.to_bytes())?
             .and_then(|v| serde_json::from_slice(&v).ok()))
     }
 
@@ -844,7 +491,7 @@ impl Store {
         };
         let mut out = Vec::with_capacity(limit);
         let range = (Bound::Included(start), Bound::Excluded(end));
-        for kv in self.kv.scan(T::ByTerminal, range, true) {
+        for kv in self.kv.scan(Tree::ByTerminal, range, true) {
             let (_, v) = kv?;
             let Some(id) = parse_id(&v) else {
                 continue;
@@ -862,7 +509,7 @@ impl Store {
     /// Transactions that did not finish (recovery resolves them).
     pub fn unfinished(&self) -> Result<Vec<TxRecord>, StoreError> {
         let mut out = Vec::new();
-        for kv in self.kv.scan_prefix(T::Open, b"") {
+        for kv in self.kv.scan_prefix(Tree::Open, b"") {
             let (k, _) = kv?;
             let Some(id) = parse_id(&k) else {
                 continue;
@@ -886,37 +533,37 @@ impl Store {
             .map(|j| (j.reference.as_str(), json(j)))
             .collect();
         self.kv.commit(|w| {
-            w.put(T::Tx, &id, record);
+            w.put(Tree::Tx, &id, record);
             for (k, v) in jobs {
-                w.put(T::Reversals, k.as_bytes(), v);
+                w.put(Tree::Reversals, k.as_bytes(), v);
             }
-            w.put(T::Open, &id, Vec::new());
+            w.put(Tree::Open, &id, Vec::new());
             Ok::<_, StoreError>(())
         })
     }
 
     pub fn queue_reversal(&self, job: &ReversalJob) -> Result<(), StoreError> {
         self.kv
-            .put(T::Reversals, job.reference.as_bytes(), json(job))
+            .put(Tree::Reversals, job.reference.as_bytes(), json(job))
     }
 
     pub fn reversals(&self) -> Result<Vec<ReversalJob>, StoreError> {
-        Store::decoded(self.kv.scan_prefix(T::Reversals, b""), usize::MAX)
+        Store::decoded(self.kv.scan_prefix(Tree::Reversals, b""), usize::MAX)
     }
 
     pub fn finish_reversal(&self, reference: &str) -> Result<(), StoreError> {
-        self.kv.remove(T::Reversals, reference.as_bytes())
+        self.kv.remove(Tree::Reversals, reference.as_bytes())
     }
 
     fn put_entity<V: Serialize>(&self, kind: &str, id: &str, v: &V) -> Result<(), StoreError> {
         self.kv
-            .put(T::Entities, format!("{kind}/{id}").as_bytes(), json(v))
+            .put(Tree::Entities, format!("{kind}/{id}").as_bytes(), json(v))
     }
 
     fn entities<V: for<'de> Deserialize<'de>>(&self, kind: &str) -> Result<Vec<V>, StoreError> {
         Store::decoded(
             self.kv
-                .scan_prefix(T::Entities, format!("{kind}/").as_bytes()),
+                .scan_prefix(Tree::Entities, format!("{kind}/").as_bytes()),
             usize::MAX,
         )
     }
@@ -928,7 +575,7 @@ impl Store {
     ) -> Result<Option<V>, StoreError> {
         Ok(self
             .kv
-            .get(T::Entities, format!("{kind}/{id}").as_bytes())?
+            .get(Tree::Entities, format!("{kind}/{id}").as_bytes())?
             .and_then(|v| serde_json::from_slice(&v).ok()))
     }
 
@@ -937,12 +584,12 @@ impl Store {
         let record = json(s);
         self.kv.commit(|w| {
             w.put(
-                T::Entities,
+                Tree::Entities,
                 format!("shift/{}", s.terminal_id).as_bytes(),
                 record.clone(),
             );
             w.put(
-                T::Entities,
+                Tree::Entities,
                 format!(
                     "shift_history/{}/{:020}/{}",
                     s.terminal_id, s.opened_at_ms, s.id
@@ -993,22 +640,23 @@ impl Store {
         self.entities("bank_client")
     }
     pub fn is_provisioned(&self) -> Result<bool, StoreError> {
-        Ok(self.kv.get(T::Entities, b"meta/provisioned")?.is_some())
+        Ok(self.kv.get(Tree::Entities, b"meta/provisioned")?.is_some())
     }
     pub fn mark_provisioned(&self) -> Result<(), StoreError> {
-        self.kv.put(T::Entities, b"meta/provisioned", b"1".to_vec())
+        self.kv
+            .put(Tree::Entities, b"meta/provisioned", b"1".to_vec())
     }
 
     /// Add `amount` to a daily total unless it would pass `max`; answers
     /// whether it was added. `key` names the counter and the day.
     pub fn add_daily(&self, key: &str, amount: u64, max: u64) -> Result<bool, StoreError> {
         self.kv.commit(|w| {
-            let current = Store::daily_total(w.get(T::Daily, key.as_bytes())?);
+            let current = Store::daily_total(w.get(Tree::Daily, key.as_bytes())?);
             match current.checked_add(amount).filter(|n| *n <= max) {
                 // A check only (a count of attempts): nothing to write.
                 Some(_) if amount == 0 => Ok(true),
                 Some(n) => {
-                    w.put(T::Daily, key.as_bytes(), n.to_be_bytes().to_vec());
+                    w.put(Tree::Daily, key.as_bytes(), n.to_be_bytes().to_vec());
                     Ok::<_, StoreError>(true)
                 }
                 None => Ok(false),

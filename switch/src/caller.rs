@@ -1,0 +1,29 @@
+//! Who is calling: what the edge's signature check proved, and what the
+//! flows check a request against. The clock every check reads.
+
+pub use proto::auth::now_ms;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Role {
+    Teller {
+        post_office_id: String,
+    },
+    Operator,
+    /// A merchant's device; the principal's id is the merchant's id.
+    Merchant,
+    /// A bank calling for its customers; the principal's id is its BIN.
+    Bank,
+}
+
+/// Who is calling, as the signature proved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    pub id: String,
+    pub role: Role,
+}
+
+/// Where the flows register a caller they provision, so that its next
+/// request verifies (the edge's key registry implements it).
+pub trait Credentials: Send + Sync {
+    fn insert(&self, principal: Principal, secret: &crate::ids::Secret);
+}

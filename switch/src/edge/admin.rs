@@ -1,0 +1,137 @@
+//! The operator's provisioning and ledger check.
+
+use std::sync::Arc;
+
+use proto::v1 as pb;
+use tonic::{Request, Response, Status};
+
+use crate::caller::Role;
+use crate::error::{ErrorCode, SwitchError};
+use crate::flows::Switch;
+
+use super::convert::*;
+
+pub struct AdminService {
+    pub switch: Arc<Switch>,
+    /// New terminals' credentials take effect at once.
+    pub keys: Arc<crate::edge::auth::Keys>,
+}
+
+#[tonic::async_trait]
+impl pb::admin_server::Admin for AdminService {
+    async fn provision_post_office(
+        &self,
+        req: Request<pb::ProvisionPostOfficeRequest>,
+    ) -> Result<Response<pb::PostOfficeInfo>, Status> {
+        crate::telemetry::observe("provision_post_office", async move {
+            let p = principal(&req)?;
+            let r = req.into_inner();
+            let o = crate::flows::provisioning::provision_post_office(
+                &self.switch,
+                &p,
+                &r.post_office_id,
+                &r.name,
+                r.initial_float,
+            )
+            .await?;
+            Ok(Response::new(pb::PostOfficeInfo {
+                post_office_id: o.id,
+                name: o.name,
+            }))
+        })
+        .await
+    }
+
+    async fn provision_terminal(
+        &self,
+        req: Request<pb::ProvisionTerminalRequest>,
+    ) -> Result<Response<pb::ProvisionTerminalResponse>, Status> {
+        crate::telemetry::observe("provision_terminal", async move {
+            let p = principal(&req)?;
+            let r = req.into_inner();
+            let (t, secret) = crate::flows::provisioning::provision_terminal(
+                &self.switch,
+                self.keys.as_ref(),
+                &p,
+                &r.terminal_id,
+                &r.post_office_id,
+                r.opening_cash,
+            )
+            .await?;
+            Ok(Response::new(pb::ProvisionTerminalResponse {
+                terminal_id: t.id,
+                post_office_id: t.post_office_id,
+                secret: secret.expose_hex(),
+            }))
+        })
+        .await
+    }
+
+    async fn provision_merchant(
+        &self,
+        req: Request<pb::ProvisionMerchantRequest>,
+    ) -> Result<Response<pb::ProvisionMerchantResponse>, Status> {
+        crate::telemetry::observe("provision_merchant", async move {
+            let p = principal(&req)?;
+            let r = req.into_inner();
+            let (m, secret, payload) = crate::flows::provisioning::provision_merchant(
+                &self.switch,
+                self.keys.as_ref(),
+                &p,
+                crate::flows::provisioning::NewMerchant {
+                    id: &r.merchant_id,
+                    name: &r.name,
+                    city: &r.city,
+                    mcc: &r.mcc,
+                    bank_bin: &r.bank_bin,
+                    account: &r.account,
+                },
+            )
+            .await?;
+            Ok(Response::new(pb::ProvisionMerchantResponse {
+                merchant_id: m.id,
+                secret: secret.expose_hex(),
+                static_qr_payload: payload,
+            }))
+        })
+        .await
+    }
+
+    async fn check_ledger(
+        &self,
+        req: Request<pb::CheckLedgerRequest>,
+    ) -> Result<Response<pb::CheckLedgerResponse>, Status> {
+        crate::telemetry::observe("check_ledger", async move {
+            if principal(&req)?.role != Role::Operator {
+                return Err(SwitchError::new(
+                    ErrorCode::PermissionDenied,
+                    "only an operator may check the ledger",
+                )
+                .into());
+            }
+            let ledger = self.switch.ledger.clone();
+            let report = tokio::task::spawn_blocking(move || ledger.check())
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(|e| Status::internal(format!("ledger check failed: {e}")))?;
+            Ok(Response::new(pb::CheckLedgerResponse {
+                balanced: report.violations.is_empty(),
+                violations: report.violations,
+                accounts: report.accounts as u64,
+                pending_transfers: report.pending_transfers as u64,
+                currencies: report
+                    .currencies
+                    .iter()
+                    .map(|c| pb::CurrencyTotals {
+                        currency: u32::from(c.currency),
+                        debits_pending: c.debits_pending.to_string(),
+                        debits_posted: c.debits_posted.to_string(),
+                        credits_pending: c.credits_pending.to_string(),
+                        credits_posted: c.credits_posted.to_string(),
+                    })
+                    .collect(),
+            }))
+        })
+        .await
+    }
+}

@@ -1,0 +1,90 @@
+//! Bills at the counter: inquiry and payment.
+
+use std::sync::Arc;
+
+use proto::v1 as pb;
+use tonic::{Request, Response, Status};
+
+use crate::flows::Switch;
+use crate::store::{self};
+
+use super::convert::*;
+
+pub struct BillsService {
+    pub switch: Arc<Switch>,
+}
+
+#[tonic::async_trait]
+impl pb::bills_server::Bills for BillsService {
+    async fn inquire_bills(
+        &self,
+        req: Request<pb::InquireBillsRequest>,
+    ) -> Result<Response<pb::InquireBillsResponse>, Status> {
+        crate::telemetry::observe("inquire_bills", async move {
+            let p = principal(&req)?;
+            let r = req.into_inner();
+            let (biller, s) = self
+                .switch
+                .inquire_bills(&p, &r.biller, &r.customer)
+                .await?;
+            let total: u64 = s.bills.iter().map(|b| b.amount).sum();
+            Ok(Response::new(pb::InquireBillsResponse {
+                biller: biller.code.clone(),
+                biller_name: biller.name.clone(),
+                customer: r.customer,
+                customer_name: s.customer_name,
+                nothing_due: s.bills.is_empty(),
+                partial_allowed: biller.partial_allowed,
+                total,
+                fee: if total == 0 {
+                    0
+                } else {
+                    crate::fees::fee(&self.switch.config.bill.fee, total).total
+                },
+                bills: s
+                    .bills
+                    .iter()
+                    .map(|b| pb::BillItem {
+                        bill_id: b.id.clone(),
+                        period: b.period.clone(),
+                        amount: b.amount,
+                        due_date: b.due_date.clone(),
+                    })
+                    .collect(),
+            }))
+        })
+        .await
+    }
+
+    async fn pay_bills(
+        &self,
+        req: Request<pb::PayBillsRequest>,
+    ) -> Result<Response<pb::TransactionResponse>, Status> {
+        crate::telemetry::observe("pay_bills", async move {
+            let p = principal(&req)?;
+            let r = req.into_inner();
+            let funding = match pb::Funding::try_from(r.funding) {
+                Ok(pb::Funding::Cash) => Some(store::Funding::Cash),
+                Ok(pb::Funding::Account) => Some(store::Funding::Account),
+                Ok(pb::Funding::Qr) => Some(store::Funding::Qr),
+                _ => None,
+            };
+            answer(
+                &self.switch,
+                self.switch
+                    .pay_bills(
+                        &p,
+                        &r.client_request_id,
+                        &r.biller,
+                        &r.customer,
+                        &r.bill_ids,
+                        funding,
+                        &r.bank_bin,
+                        &r.account,
+                    )
+                    .await,
+            )
+        })
+        .await
+    }
+}

@@ -1,0 +1,212 @@
+//! A merchant's QR codes and the payments made to them.
+
+use std::sync::Arc;
+
+use proto::v1 as pb;
+use tonic::{Request, Response, Status};
+
+use crate::caller::Role;
+use crate::error::{ErrorCode, SwitchError};
+use crate::flows::Switch;
+use crate::store::{self};
+
+use super::convert::*;
+use super::receipt::bank_name;
+
+fn order_to_proto(o: &store::Order) -> pb::QrCode {
+    pb::QrCode {
+        qr_id: o.qr_id.clone(),
+        payload: o.payload.clone(),
+        amount: o.amount.unwrap_or(0),
+        reference: o.reference.clone().unwrap_or_default(),
+        purpose: o.purpose.clone().unwrap_or_default(),
+        expires_at_ms: o.expires_at_ms.unwrap_or(0),
+        is_static: o.amount.is_none(),
+    }
+}
+
+fn payment_to_proto(p: &store::Payment) -> pb::PaymentNotice {
+    pb::PaymentNotice {
+        seq: p.seq,
+        transaction_id: p.transaction_id.clone(),
+        qr_id: p.qr_id.clone().unwrap_or_default(),
+        order_reference: p.order_reference.clone().unwrap_or_default(),
+        amount: p.amount,
+        fee: p.fee,
+        net_amount: p.amount - p.fee,
+        payer_bank_bin: p.payer_bank_bin.clone(),
+        payer_bank_name: bank_name(&p.payer_bank_bin),
+        paid_at_ms: p.paid_at_ms,
+    }
+}
+
+/// Notifications read from the store per round while catching up.
+const WATCH_PAGE_MAX: usize = 256;
+/// Notifications queued for one watcher before it must read them.
+const WATCH_QUEUE_MAX: usize = 64;
+
+pub struct MerchantService {
+    pub switch: Arc<Switch>,
+}
+
+#[tonic::async_trait]
+impl pb::merchant_server::Merchant for MerchantService {
+    async fn create_qr(
+        &self,
+        req: Request<pb::CreateQrRequest>,
+    ) -> Result<Response<pb::QrCode>, Status> {
+        crate::telemetry::observe("create_qr", async move {
+            let p = principal(&req)?;
+            let r = req.into_inner();
+            let o = self.switch.create_qr(
+                &p,
+                &r.client_request_id,
+                r.amount,
+                &r.reference,
+                &r.purpose,
+                u64::from(r.expires_in_s) * 1_000,
+            )?;
+            Ok(Response::new(order_to_proto(&o)))
+        })
+        .await
+    }
+
+    async fn static_qr(
+        &self,
+        req: Request<pb::StaticQrRequest>,
+    ) -> Result<Response<pb::QrCode>, Status> {
+        crate::telemetry::observe("static_qr", async move {
+            let p = principal(&req)?;
+            Ok(Response::new(order_to_proto(&self.switch.static_qr(&p)?)))
+        })
+        .await
+    }
+
+    type WatchPaymentsStream =
+        tokio_stream::wrappers::ReceiverStream<Result<pb::PaymentNotice, Status>>;
+
+    /// Subscribe first, then catch up from the store, then forward live
+    /// notifications, skipping any already sent: nothing is missed or sent
+    /// twice. A watcher that falls behind the live buffer catches up from
+    /// the store again.
+    async fn watch_payments(
+        &self,
+        req: Request<pb::WatchPaymentsRequest>,
+    ) -> Result<Response<Self::WatchPaymentsStream>, Status> {
+        let p = principal(&req)?;
+        if p.role != Role::Merchant {
+            return Err(SwitchError::new(
+                ErrorCode::PermissionDenied,
+                "only a merchant may watch its payments",
+            )
+            .into());
+        }
+        let mut last = req.get_ref().after_seq;
+        let Some(place) = self.switch.notifier.watch(&p.id) else {
+            return Err(Status::resource_exhausted(format!(
+                "at most {} payment streams per merchant are open at once",
+                crate::flows::notify::WATCHERS_PER_MERCHANT_MAX
+            )));
+        };
+        let mut live = self.switch.notifier.subscribe();
+        let (tx, rx) = tokio::sync::mpsc::channel(WATCH_QUEUE_MAX);
+        let switch = self.switch.clone();
+        tokio::spawn(async move {
+            let _place = place;
+            metrics::gauge!("switch_payment_watchers").increment(1.0);
+            'catch_up: loop {
+                loop {
+                    // Only what is durable and published: anything later
+                    // comes live, in order.
+                    let published = switch.notifier.published();
+                    let page = match switch.store.payments_after(&p.id, last, WATCH_PAGE_MAX) {
+                        Ok(page) => page,
+                        Err(e) => {
+                            tracing::error!(error = %e, "reading payments failed");
+                            let _ = tx.send(Err(Status::internal("store unreadable"))).await;
+                            break 'catch_up;
+                        }
+                    };
+                    let n = page.len();
+                    for pay in page.into_iter().take_while(|x| x.seq <= published) {
+                        last = pay.seq;
+                        if tx.send(Ok(payment_to_proto(&pay))).await.is_err() {
+                            break 'catch_up;
+                        }
+                    }
+                    if n < WATCH_PAGE_MAX {
+                        break;
+                    }
+                }
+                loop {
+                    tokio::select! {
+                        _ = tx.closed() => break 'catch_up,
+                        got = live.recv() => match got {
+                            Ok(pay) if pay.merchant_id == p.id && pay.seq > last => {
+                                last = pay.seq;
+                                if tx.send(Ok(payment_to_proto(&pay))).await.is_err() {
+                                    break 'catch_up;
+                                }
+                            }
+                            Ok(_) => {}
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                                continue 'catch_up;
+                            }
+                            Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                                break 'catch_up;
+                            }
+                        }
+                    }
+                }
+            }
+            metrics::gauge!("switch_payment_watchers").decrement(1.0);
+        });
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            rx,
+        )))
+    }
+
+    async fn list_payments(
+        &self,
+        req: Request<pb::ListPaymentsRequest>,
+    ) -> Result<Response<pb::ListPaymentsResponse>, Status> {
+        crate::telemetry::observe("list_payments", async move {
+            let p = principal(&req)?;
+            if p.role != Role::Merchant {
+                return Err(SwitchError::new(
+                    ErrorCode::PermissionDenied,
+                    "only a merchant may list its payments",
+                )
+                .into());
+            }
+            let r = req.into_inner();
+            let size = match r.page_size {
+                0 => 20,
+                n => n.min(100),
+            } as usize;
+            let before = if r.page_token.is_empty() {
+                u64::MAX
+            } else {
+                r.page_token.parse().map_err(|_| {
+                    Status::from(SwitchError::invalid(
+                        "page_token is not one this switch gave",
+                    ))
+                })?
+            };
+            let page = self
+                .switch
+                .store
+                .payments_before(&p.id, before, size)
+                .map_err(|_| Status::internal("store unreadable"))?;
+            let next_page_token = match page.last() {
+                Some(x) if page.len() == size => x.seq.to_string(),
+                _ => String::new(),
+            };
+            Ok(Response::new(pb::ListPaymentsResponse {
+                payments: page.iter().map(payment_to_proto).collect(),
+                next_page_token,
+            }))
+        })
+        .await
+    }
+}

@@ -1,0 +1,120 @@
+//! Printable receipts: what the counter hands the customer.
+
+use crate::ids::mask_account;
+use crate::store::{self, TxRecord};
+
+pub fn bank_name(bin: &str) -> String {
+    qr::bank_by_bin(bin).map_or_else(|| bin.to_string(), |b| b.short_name.to_string())
+}
+/// `1234567` → `1,234,567`.
+fn grouped(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Civil date and time (UTC+7) of a UNIX time in milliseconds.
+fn local_time(ms: i64) -> String {
+    let secs = ms.div_euclid(1000) + 7 * 3600;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Days to civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} (UTC+7)",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// A printable receipt.
+pub fn receipt(t: &TxRecord) -> String {
+    let title = match t.kind {
+        store::Kind::CashIn => "NOP TIEN VAO TAI KHOAN / CASH-IN",
+        store::Kind::CashOut => "RUT TIEN MAT / CASH-OUT",
+        store::Kind::QrPayment => "THANH TOAN QR / QR PAYMENT",
+        store::Kind::BillPayment => "THANH TOAN HOA DON / BILL PAYMENT",
+    };
+    let header = if t.post_office_id.is_empty() {
+        "VIETQR".to_string()
+    } else {
+        format!("BUU DIEN {}", t.post_office_id.to_uppercase())
+    };
+    let mut r = format!(
+        "{header}\n{title}\nMa GD / Tx:      {}\nThoi gian:       {}\n",
+        t.id,
+        local_time(t.created_at_ms),
+    );
+    if !t.bank_bin.is_empty() {
+        r.push_str(&format!(
+            "Ngan hang:       {} ({})\nTai khoan:       {}\n",
+            bank_name(&t.bank_bin),
+            t.bank_bin,
+            mask_account(&t.account),
+        ));
+    }
+    if let Some(m) = &t.merchant {
+        r.push_str(&format!("Don vi / Merchant: {}\n", m.merchant_id));
+        if let Some(o) = &m.order_reference {
+            r.push_str(&format!("Don hang / Order: {o}\n"));
+        }
+    }
+    if let Some(b) = &t.bill {
+        r.push_str(&format!(
+            "Nha cung cap:    {}\nMa KH / Customer: {} {}\n",
+            b.biller, b.customer, b.customer_name
+        ));
+        for x in &b.bills {
+            r.push_str(&format!(
+                "  Ky {}:      {} VND\n",
+                x.period,
+                grouped(x.amount)
+            ));
+        }
+    }
+    if !t.account_name.is_empty() && t.bill.is_none() {
+        r.push_str(&format!("Chu tai khoan:   {}\n", t.account_name));
+    }
+    r.push_str(&format!(
+        "So tien:         {} VND\nPhi / Fee:       {} VND\nTong / Total:    {} VND\nTrang thai:      {}\n",
+        grouped(t.amount),
+        grouped(t.fee.total),
+        grouped(t.amount + t.fee.total),
+        crate::flows::status_label(t.status).to_uppercase()
+    ));
+    if let Some(reference) = &t.bank_reference {
+        r.push_str(&format!("Tham chieu/Ref:  {reference}\n"));
+    }
+    if let Some(m) = &t.error_message {
+        r.push_str(&format!("Ly do / Reason:  {m}\n"));
+    }
+    r.push_str(&format!("Quay / Terminal: {}\n", t.terminal_id));
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_and_dates_print_for_a_receipt() {
+        assert_eq!(grouped(1_234_567), "1,234,567");
+        assert_eq!(grouped(100), "100");
+        assert_eq!(local_time(0), "1970-01-01 07:00:00 (UTC+7)");
+        assert_eq!(local_time(1_795_780_800_000), "2026-11-27 19:00:00 (UTC+7)");
+    }
+}

@@ -1,0 +1,212 @@
+//! The teller's service: name inquiry, cash-in and cash-out, shifts, and a terminal's transactions.
+
+use std::sync::Arc;
+
+use proto::v1 as pb;
+use tonic::{Request, Response, Status};
+
+use crate::error::{ErrorCode, SwitchError};
+use crate::flows::Switch;
+use crate::ids::{TxId, mask_account};
+
+use super::convert::*;
+
+pub struct TellerService {
+    pub switch: Arc<Switch>,
+}
+
+#[tonic::async_trait]
+impl pb::teller_server::Teller for TellerService {
+    async fn name_inquiry(
+        &self,
+        req: Request<pb::NameInquiryRequest>,
+    ) -> Result<Response<pb::NameInquiryResponse>, Status> {
+        crate::telemetry::observe("name_inquiry", async move {
+            let p = principal(&req)?;
+            let r = req.into_inner();
+            let (bank_name, account_name) = self
+                .switch
+                .name_inquiry(&p, &r.bank_bin, &r.account)
+                .await?;
+            Ok(Response::new(pb::NameInquiryResponse {
+                bank_bin: r.bank_bin,
+                bank_name,
+                account_masked: mask_account(&r.account),
+                account_name,
+            }))
+        })
+        .await
+    }
+
+    async fn cash_in(
+        &self,
+        req: Request<pb::CashInRequest>,
+    ) -> Result<Response<pb::TransactionResponse>, Status> {
+        crate::telemetry::observe("cash_in", async move {
+            let p = principal(&req)?;
+            let r = req.into_inner();
+            answer(
+                &self.switch,
+                self.switch
+                    .cash_in(&p, &r.client_request_id, &r.bank_bin, &r.account, r.amount)
+                    .await,
+            )
+        })
+        .await
+    }
+
+    async fn cash_out_start(
+        &self,
+        req: Request<pb::CashOutStartRequest>,
+    ) -> Result<Response<pb::TransactionResponse>, Status> {
+        crate::telemetry::observe("cash_out_start", async move {
+            let p = principal(&req)?;
+            let r = req.into_inner();
+            answer(
+                &self.switch,
+                self.switch
+                    .cash_out_start(
+                        &p,
+                        &r.client_request_id,
+                        &r.bank_bin,
+                        &r.account,
+                        &r.code,
+                        r.amount,
+                    )
+                    .await,
+            )
+        })
+        .await
+    }
+
+    async fn cash_out_confirm(
+        &self,
+        req: Request<pb::CashOutConfirmRequest>,
+    ) -> Result<Response<pb::TransactionResponse>, Status> {
+        crate::telemetry::observe("cash_out_confirm", async move {
+            let p = principal(&req)?;
+            answer(
+                &self.switch,
+                self.switch
+                    .cash_out_confirm(&p, &req.get_ref().transaction_id)
+                    .await,
+            )
+        })
+        .await
+    }
+
+    /// A cancellation is what the teller asked for: it answers with the
+    /// REVERSED transaction, not an error.
+    async fn cash_out_cancel(
+        &self,
+        req: Request<pb::CashOutCancelRequest>,
+    ) -> Result<Response<pb::TransactionResponse>, Status> {
+        crate::telemetry::observe("cash_out_cancel", async move {
+            let p = principal(&req)?;
+            let t = self
+                .switch
+                .cash_out_cancel(&p, &req.get_ref().transaction_id)
+                .await?;
+            Ok(respond(&self.switch, &t))
+        })
+        .await
+    }
+
+    async fn open_shift(
+        &self,
+        req: Request<pb::OpenShiftRequest>,
+    ) -> Result<Response<pb::Shift>, Status> {
+        crate::telemetry::observe("open_shift", async move {
+            let p = principal(&req)?;
+            let s = self
+                .switch
+                .open_shift(&p, req.get_ref().counted_cash)
+                .await?;
+            Ok(Response::new(shift_to_proto(&s)))
+        })
+        .await
+    }
+
+    async fn close_shift(
+        &self,
+        req: Request<pb::CloseShiftRequest>,
+    ) -> Result<Response<pb::Shift>, Status> {
+        crate::telemetry::observe("close_shift", async move {
+            let p = principal(&req)?;
+            let s = self
+                .switch
+                .close_shift(&p, req.get_ref().counted_cash)
+                .await?;
+            Ok(Response::new(shift_to_proto(&s)))
+        })
+        .await
+    }
+
+    async fn get_transaction(
+        &self,
+        req: Request<pb::GetTransactionRequest>,
+    ) -> Result<Response<pb::TransactionResponse>, Status> {
+        crate::telemetry::observe("get_transaction", async move {
+            let p = principal(&req)?;
+            let id = TxId::parse(&req.get_ref().transaction_id).ok_or_else(|| {
+                Status::from(SwitchError::invalid("transaction_id must be 32 hex digits"))
+            })?;
+            let t = self
+                .switch
+                .store
+                .get_tx(id)
+                .map_err(|_| Status::internal("store unreadable"))?;
+            // Another terminal's transaction is as good as absent.
+            match t.filter(|t| visible(&p, t)) {
+                Some(t) => Ok(respond(&self.switch, &t)),
+                None => Err(SwitchError::new(
+                    ErrorCode::TransactionNotFound,
+                    "no such transaction at this terminal",
+                )
+                .into()),
+            }
+        })
+        .await
+    }
+
+    async fn list_transactions(
+        &self,
+        req: Request<pb::ListTransactionsRequest>,
+    ) -> Result<Response<pb::ListTransactionsResponse>, Status> {
+        crate::telemetry::observe("list_transactions", async move {
+            let p = principal(&req)?;
+            let r = req.into_inner();
+            let size = match r.page_size {
+                0 => 20,
+                n => n.min(100),
+            } as usize;
+            let before = if r.page_token.is_empty() {
+                None
+            } else {
+                let parsed = r
+                    .page_token
+                    .split_once(':')
+                    .and_then(|(ms, id)| Some((ms.parse().ok()?, TxId::parse(id)?)));
+                Some(parsed.ok_or_else(|| {
+                    Status::from(SwitchError::invalid(
+                        "page_token is not one this switch gave",
+                    ))
+                })?)
+            };
+            let txs = self
+                .switch
+                .store
+                .list_terminal(&p.id, before, size)
+                .map_err(|_| Status::internal("store unreadable"))?;
+            let next_page_token = match txs.last() {
+                Some(t) if txs.len() == size => format!("{}:{}", t.created_at_ms, t.id),
+                _ => String::new(),
+            };
+            Ok(Response::new(pb::ListTransactionsResponse {
+                transactions: txs.iter().map(to_proto).collect(),
+                next_page_token,
+            }))
+        })
+        .await
+    }
+}

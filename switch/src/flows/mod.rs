@@ -1,0 +1,17 @@
+//! The transaction engine and the flows that run on it, one file per flow
+//! family: the counter ([`counter`]), merchants' VietQR ([`merchant`]),
+//! bills ([`bills`]); the operator's provisioning ([`provisioning`]) and
+//! merchants' payment notices ([`notify`]).
+//!
+//! May import: `adapters` (through their traits only), `store`, the
+//! ledger, and the vocabularies at the top of the crate. Never `edge` (no
+//! proto type reaches a flow) and never `sim`.
+
+pub mod bills;
+pub mod counter;
+pub mod engine;
+pub mod merchant;
+pub mod notify;
+pub mod provisioning;
+
+pub use engine::*;

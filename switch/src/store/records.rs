@@ -1,0 +1,465 @@
+//! The switch's record types: what the store keeps, as the flows see it.
+//! Every backend stores these and nothing else; how they are keyed and
+//! encoded is the backend's business.
+
+use serde::{Deserialize, Serialize};
+
+use crate::adapters::biller::Bill;
+use crate::fees::Fee;
+use crate::ids::{Secret, TxId};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Kind {
+    CashIn,
+    CashOut,
+    /// A VietQR paid by the payer's bank: to a merchant, or for bills a
+    /// teller showed the code for (then it is a `BillPayment`).
+    QrPayment,
+    BillPayment,
+}
+
+/// Who a call of a transaction goes to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Party {
+    Bank(String),
+    Biller(String),
+}
+
+/// What a call asks of its party.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Action {
+    Credit {
+        account: String,
+    },
+    /// Debit that the customer authorised at their bank (a QR payment, a
+    /// bill paid from their account).
+    Debit {
+        account: String,
+    },
+    /// Debit after the bank checked a one-time withdrawal code (the code is
+    /// never stored: only the flow that received it holds it).
+    DebitWithCode {
+        account: String,
+    },
+    PayBills {
+        customer: String,
+        bills: Vec<String>,
+    },
+}
+
+/// One call to a bank or biller. The calls of a transaction run in order,
+/// each only after the one before succeeded; the reference of call `i` is
+/// `transaction id | i`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    pub party: Party,
+    pub action: Action,
+    /// What the call moves (a debit includes the customer's fee).
+    pub amount: u64,
+    /// The party's own reference, once it answered.
+    pub party_reference: Option<String>,
+}
+
+/// How a bill payment is paid for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Funding {
+    /// Cash at the counter: the post office's e-float pays the biller.
+    Cash,
+    /// A debit of the customer's bank account.
+    Account,
+    /// A VietQR the teller shows, paid from the customer's banking app.
+    Qr,
+}
+
+/// The bills of a bill payment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BillPart {
+    pub biller: String,
+    pub customer: String,
+    pub customer_name: String,
+    pub bills: Vec<Bill>,
+    pub funding: Funding,
+}
+
+/// The merchant side of a QR payment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MerchantPart {
+    pub merchant_id: String,
+    /// The code paid (a dynamic code is also held in `TxRecord::qr_id`).
+    pub qr_id: String,
+    /// The order's reference (62/01), when the code was dynamic.
+    pub order_reference: Option<String>,
+    pub purpose: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Status {
+    Pending,
+    Completed,
+    Failed,
+    Reversed,
+}
+
+impl Status {
+    pub fn is_final(self) -> bool {
+        self != Status::Pending
+    }
+}
+
+/// Where an unfinished transaction stopped: what recovery must resolve.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Stage {
+    /// Recorded; the ledger may hold pending transfers; the bank was not asked.
+    Reserved,
+    /// The bank may have acted; its outcome decides.
+    AtBank,
+    /// Cash-out: the bank debited the customer; the teller pays out the cash
+    /// and confirms, or cancels, before `confirm_deadline_ms`.
+    AwaitingConfirm,
+    /// A bill payment by QR: the code is shown, the customer's bank has not
+    /// paid it yet (nothing reserved, nothing sent).
+    AwaitingPayment,
+    /// Decided: the bank's part is being reversed (the job is queued) and the
+    /// reservation released. Nothing may post it any more.
+    Reversing,
+    /// Final.
+    Done,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeeParts {
+    pub total: u64,
+    pub commission: u64,
+    pub switch: u64,
+}
+
+impl From<Fee> for FeeParts {
+    fn from(f: Fee) -> FeeParts {
+        FeeParts {
+            total: f.total,
+            commission: f.commission,
+            switch: f.switch,
+        }
+    }
+}
+
+/// A transaction as the switch keeps it. The full account number is kept
+/// (the bank needs it for inquiries and reversals) and never shown.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxRecord {
+    pub id: String,
+    pub kind: Kind,
+    pub status: Status,
+    pub stage: Stage,
+    pub terminal_id: String,
+    pub post_office_id: String,
+    pub bank_bin: String,
+    pub account: String,
+    pub account_name: String,
+    pub amount: u64,
+    pub fee: FeeParts,
+    pub client_request_id: String,
+    /// SHA-256 of the request's content: a retry must match it.
+    pub fingerprint: String,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub bank_reference: Option<String>,
+    /// Cash-out: when an unconfirmed payout is cancelled by the switch; a
+    /// bill paid by QR: when the unpaid code expires.
+    #[serde(default)]
+    pub confirm_deadline_ms: Option<i64>,
+    /// The calls to banks and billers, in order.
+    #[serde(default)]
+    pub steps: Vec<Step>,
+    /// The dynamic QR code this transaction holds: paid at most once (a
+    /// static code is never held).
+    #[serde(default)]
+    pub qr_id: Option<String>,
+    #[serde(default)]
+    pub merchant: Option<MerchantPart>,
+    #[serde(default)]
+    pub bill: Option<BillPart>,
+    /// The daily totals count this transaction: taken in the same write
+    /// that sets this, given back in the same write as a failed or reversed
+    /// final record (so exactly once, whatever crashes).
+    #[serde(default)]
+    pub limits_held: bool,
+}
+
+impl TxRecord {
+    pub fn tx_id(&self) -> TxId {
+        TxId::parse(&self.id).expect("stored ids are valid")
+    }
+
+    /// What the transaction holds while it runs, so that nobody else pays
+    /// the same thing: its dynamic QR code and its bills. Released when it
+    /// fails; kept (as "paid") when it completes.
+    pub fn claims(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(qr) = &self.qr_id {
+            out.push(order_claim(qr));
+        }
+        if let Some(b) = &self.bill {
+            out.extend(
+                b.bills
+                    .iter()
+                    .map(|x| bill_claim(&b.biller, &b.customer, &x.id)),
+            );
+        }
+        out
+    }
+}
+
+pub fn order_claim(qr_id: &str) -> String {
+    format!("order/{qr_id}")
+}
+
+pub fn bill_claim(biller: &str, customer: &str, bill: &str) -> String {
+    format!("bill/{biller}/{customer}/{bill}")
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PostOffice {
+    pub id: String,
+    pub name: String,
+    /// Its number in ledger account ids.
+    pub number: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Terminal {
+    pub id: String,
+    pub post_office_id: String,
+    pub number: u64,
+    /// Hex; only the auth layer reads it.
+    pub secret_hex: String,
+}
+
+impl Terminal {
+    pub fn secret(&self) -> Option<Secret> {
+        Secret::from_hex(&self.secret_hex)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Operator {
+    pub id: String,
+    pub secret_hex: String,
+}
+
+/// A terminal's shift: the drawer counted at open and at close.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShiftRecord {
+    pub id: String,
+    pub terminal_id: String,
+    pub opened_at_ms: i64,
+    pub opening_cash: u64,
+    /// What the ledger held at open, before the opening adjustment.
+    pub opening_expected: u64,
+    pub closed_at_ms: Option<i64>,
+    pub expected_cash: Option<u64>,
+    pub counted_cash: Option<u64>,
+    pub variance: Option<i64>,
+}
+
+impl ShiftRecord {
+    pub fn open(
+        id: String,
+        terminal_id: &str,
+        now_ms: i64,
+        opening_cash: u64,
+        opening_expected: u64,
+    ) -> ShiftRecord {
+        ShiftRecord {
+            id,
+            terminal_id: terminal_id.to_string(),
+            opened_at_ms: now_ms,
+            opening_cash,
+            opening_expected,
+            closed_at_ms: None,
+            expected_cash: None,
+            counted_cash: None,
+            variance: None,
+        }
+    }
+    pub fn is_open(&self) -> bool {
+        self.closed_at_ms.is_none()
+    }
+}
+
+/// A reversal (a bank call) or cancellation (a biller call) waiting for the
+/// party to acknowledge it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReversalJob {
+    /// The reference of the call to undo (the key of the job).
+    pub reference: String,
+    pub party: Party,
+    pub attempts: u32,
+    pub next_attempt_at_ms: i64,
+}
+
+/// A merchant, who is paid by QR into their bank account.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Merchant {
+    pub id: String,
+    pub name: String,
+    pub city: String,
+    /// ISO 18245 merchant category code, four digits.
+    pub mcc: String,
+    pub bank_bin: String,
+    pub account: String,
+    pub secret_hex: String,
+}
+
+/// A bank's credential for the calls it makes (paying QR codes,
+/// settlement reports, statements).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BankClient {
+    pub bin: String,
+    pub secret_hex: String,
+}
+
+/// A QR code the switch issued.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Order {
+    pub qr_id: String,
+    /// The merchant paid, or for bills the bill payment that waits for it.
+    pub merchant_id: Option<String>,
+    pub bill_tx: Option<String>,
+    /// None for a merchant's static code (the payer enters the amount).
+    pub amount: Option<u64>,
+    pub reference: Option<String>,
+    pub purpose: Option<String>,
+    pub payload: String,
+    pub created_at_ms: i64,
+    pub expires_at_ms: Option<i64>,
+}
+
+/// What a merchant is told of a completed payment. `seq` orders a
+/// merchant's notifications; a watcher resumes after the last it saw.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payment {
+    pub seq: u64,
+    pub merchant_id: String,
+    pub transaction_id: String,
+    pub qr_id: Option<String>,
+    pub order_reference: Option<String>,
+    pub amount: u64,
+    pub fee: u64,
+    pub payer_bank_bin: String,
+    pub paid_at_ms: i64,
+}
+
+/// How a new transaction's record went in.
+#[derive(Debug)]
+pub enum Created {
+    New,
+    /// The request id was used before: the original transaction and the
+    /// fingerprint its request had.
+    Existing(Box<TxRecord>, String),
+    /// Something it must hold is held by another transaction (or expired).
+    Claimed(String),
+}
+
+pub type StoreError = sled::Error;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WindowState {
+    Open,
+    /// The cut-off is taken; the report and settlement transfers are being
+    /// made (a crash here is finished by closing again).
+    Closing,
+    Closed,
+    Settled,
+}
+
+impl WindowState {
+    pub fn label(self) -> &'static str {
+        match self {
+            WindowState::Open => "open",
+            WindowState::Closing => "closing",
+            WindowState::Closed => "closed",
+            WindowState::Settled => "settled",
+        }
+    }
+}
+
+/// One participant's line in a window's report.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Position {
+    pub participant: String,
+    /// `bank`, `biller`, `post_office` or `switch`.
+    pub kind: String,
+    pub count: u64,
+    pub gross_debits: u64,
+    pub gross_credits: u64,
+    pub fees: u64,
+    pub net: i64,
+}
+
+/// A closed window's report: fixed at close, hashed, never recomputed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    pub window_id: u64,
+    /// Ledger time after which the window's transfers start (exclusive).
+    pub from_timestamp: u64,
+    /// Ledger time of the cut-off (exclusive).
+    pub cutoff_timestamp: u64,
+    pub transactions: u64,
+    /// By participant id.
+    pub participants: Vec<Position>,
+}
+
+impl Report {
+    /// SHA-256 of the canonical JSON (serde's field order, participants
+    /// sorted): the same report always hashes the same.
+    pub fn sha256(&self) -> String {
+        proto::auth::sha256_hex(&serde_json::to_vec(self).expect("serialisable"))
+    }
+
+    pub fn csv(positions: &[Position]) -> String {
+        let mut out = String::from("participant,kind,count,gross_debits,gross_credits,fees,net\n");
+        for p in positions {
+            out.push_str(&format!(
+                "{},{},{},{},{},{},{}\n",
+                p.participant, p.kind, p.count, p.gross_debits, p.gross_credits, p.fees, p.net
+            ));
+        }
+        out
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowRecord {
+    pub id: u64,
+    pub state: WindowState,
+    pub opened_at_ms: i64,
+    /// The previous window's cut-off (0 for the first).
+    pub from_timestamp: u64,
+    pub cutoff_timestamp: Option<u64>,
+    pub closed_at_ms: Option<i64>,
+    pub report: Option<Report>,
+    pub report_sha256: Option<String>,
+    pub settlement_reference: Option<String>,
+    pub settled_at_ms: Option<i64>,
+}
+
+impl WindowRecord {
+    /// The first window, opened when the switch first starts.
+    pub fn first(now_ms: i64) -> WindowRecord {
+        WindowRecord {
+            id: 1,
+            state: WindowState::Open,
+            opened_at_ms: now_ms,
+            from_timestamp: 0,
+            cutoff_timestamp: None,
+            closed_at_ms: None,
+            report: None,
+            report_sha256: None,
+            settlement_reference: None,
+            settled_at_ms: None,
+        }
+    }
+}
