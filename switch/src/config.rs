@@ -21,10 +21,8 @@ pub struct Config {
     pub bank_timeout_ms: u64,
     /// Status inquiries after a timeout before the switch reverses.
     pub bank_status_attempts: u32,
-    /// Consecutive failed calls after which a bank's circuit opens.
-    pub breaker_failures_max: u32,
-    /// How long an open circuit refuses calls before one trial.
-    pub breaker_cooldown_ms: u64,
+    /// The circuit breaker in front of every bank and biller.
+    pub breaker: BreakerConfig,
     /// How far a request's timestamp may be from the switch's clock.
     pub signature_skew_ms: u64,
     pub cash_in: Product,
@@ -62,6 +60,47 @@ pub struct Config {
     pub low_float_threshold: u64,
 }
 
+/// How a circuit breaker judges a bank or biller ([`crate::adapters::breaker`]). Defaults (ARCHITECTURE.md says why):
+/// the last 100 calls within 30 s, at least 20 of them, half failed; open
+/// for 2 s; 5 trial calls.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct BreakerConfig {
+    /// How many of the latest calls the failure share is taken over.
+    pub window_calls: u32,
+    /// Outcomes older than this leave the window (a burst of failures an
+    /// hour ago says nothing about the bank now).
+    pub window_ms: u64,
+    /// The window must hold at least this many outcomes before it can open
+    /// the circuit (a few unlucky calls prove nothing).
+    pub calls_min: u32,
+    /// The failure share, in percent, at or above which it opens.
+    pub failure_percent: u32,
+    /// How long an open circuit refuses calls before trial calls.
+    pub open_ms: u64,
+    /// Trial calls let through when half-open.
+    pub half_open_calls: u32,
+    /// Does a call whose answer did not come in time count as failed?
+    pub count_timeouts: bool,
+    /// Does a refusal (the party answered "no") count as failed?
+    pub count_rejections: bool,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> BreakerConfig {
+        BreakerConfig {
+            window_calls: 100,
+            window_ms: 30_000,
+            calls_min: 20,
+            failure_percent: 50,
+            open_ms: 2_000,
+            half_open_calls: 5,
+            count_timeouts: true,
+            count_rejections: false,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SettlementConfig {
@@ -89,8 +128,7 @@ impl Default for Config {
             metrics_listen: "127.0.0.1:9100".parse().expect("literal address"),
             bank_timeout_ms: 3_000,
             bank_status_attempts: 3,
-            breaker_failures_max: 5,
-            breaker_cooldown_ms: 30_000,
+            breaker: BreakerConfig::default(),
             signature_skew_ms: 300_000,
             cash_in: Product {
                 amount_min: 10_000,

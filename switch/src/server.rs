@@ -10,6 +10,7 @@ use ledger::{Config as LedgerConfig, Ledger, SystemClock};
 use tokio::net::TcpListener;
 
 use crate::adapters::bank::{Bank, Routes};
+use crate::adapters::breaker::Breaker;
 use crate::caller::{Principal, Role};
 use crate::config::Config;
 use crate::edge::auth::{AuthLayer, Keys};
@@ -76,10 +77,7 @@ pub async fn open(config: Config, address: std::net::SocketAddr) -> Result<Opene
             bin: b.bin.clone(),
             name,
             adapter,
-            breaker: crate::adapters::breaker::Breaker::new(
-                config.breaker_failures_max,
-                config.breaker_cooldown_ms,
-            ),
+            breaker: Breaker::new(&b.bin, config.breaker.clone()),
         });
     }
     let mut billers = crate::adapters::biller::Billers::default();
@@ -99,10 +97,7 @@ pub async fn open(config: Config, address: std::net::SocketAddr) -> Result<Opene
             collection_bin: crate::demo::DEMO_BANKS[0].to_string(),
             collection_account: format!("99900{number:05}"),
             adapter: sim,
-            breaker: crate::adapters::breaker::Breaker::new(
-                config.breaker_failures_max,
-                config.breaker_cooldown_ms,
-            ),
+            breaker: Breaker::new(code, config.breaker.clone()),
         });
     }
     let switch = Arc::new(Switch::new(

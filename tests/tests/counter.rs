@@ -601,8 +601,13 @@ async fn an_unavailable_bank_fails_the_cash_in_and_releases_everything() {
 async fn a_bank_that_keeps_failing_trips_its_circuit_breaker() {
     let h = Harness::start(|c| {
         c.sim.error_rate = 1.0;
-        c.breaker_failures_max = 3;
-        c.breaker_cooldown_ms = 60_000;
+        c.breaker = switch::config::BreakerConfig {
+            window_calls: 3,
+            calls_min: 3,
+            failure_percent: 100,
+            open_ms: 60_000,
+            ..Default::default()
+        };
     })
     .await;
     let c = h.customer(MB, 0);

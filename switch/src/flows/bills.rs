@@ -10,11 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::adapters::biller::{Biller, BillerError, BillerReject, Statement};
-use crate::caller::{Principal, now_ms};
+use crate::caller::{Principal, monotonic_ms, now_ms};
 use crate::error::{ErrorCode, SwitchError};
 use crate::flows::merchant::new_qr_id;
 use crate::flows::{
-    Outcome, Switch, check_amount, fingerprint, storage, valid_account, valid_bin, valid_request_id,
+    Outcome, Switch, biller_outcome, check_amount, fingerprint, storage, valid_account, valid_bin,
+    valid_request_id,
 };
 use crate::store::{self, Action, BillPart, Funding, Order, Party, Stage, Status, Step};
 
@@ -49,7 +50,7 @@ impl Switch {
                 "customer must be 1 to 20 letters or digits",
             ));
         }
-        if !biller.breaker.allow(now_ms()) {
+        let Some(permit) = biller.breaker.try_call(monotonic_ms()) else {
             return Err(SwitchError::new(
                 ErrorCode::BillerUnavailable,
                 format!(
@@ -57,13 +58,10 @@ impl Switch {
                     biller.name
                 ),
             ));
-        }
+        };
         let timeout = Duration::from_millis(self.config.bank_timeout_ms);
         let answer = tokio::time::timeout(timeout, biller.adapter.inquire(customer)).await;
-        biller.breaker.record(
-            matches!(answer, Ok(Ok(_)) | Ok(Err(BillerError::Rejected { .. }))),
-            now_ms(),
-        );
+        permit.record(biller_outcome(&answer), monotonic_ms());
         match answer {
             Ok(Ok(s)) => Ok((biller, s)),
             Ok(Err(BillerError::Rejected {

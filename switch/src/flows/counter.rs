@@ -9,7 +9,7 @@ use ledger::NewTransfer;
 
 use crate::accounts::{Kind, code};
 use crate::adapters::bank::{BankError, RejectReason};
-use crate::caller::{Principal, now_ms};
+use crate::caller::{Principal, monotonic_ms, now_ms};
 use crate::error::{ErrorCode, SwitchError};
 use crate::ids::{TxId, mask_account};
 use crate::store::{self, ShiftRecord, Stage, Status, TxRecord};
@@ -36,14 +36,11 @@ impl Switch {
             SwitchError::new(ErrorCode::UnknownBank, format!("no bank with BIN {bin}"))
         })?;
         let timeout = Duration::from_millis(self.config.bank_timeout_ms);
-        if !bank.breaker.allow(now_ms()) {
+        let Some(permit) = bank.breaker.try_call(monotonic_ms()) else {
             return Err(circuit_open(&bank.name));
-        }
+        };
         let answer = tokio::time::timeout(timeout, bank.adapter.name_inquiry(account)).await;
-        bank.breaker.record(
-            matches!(answer, Ok(Ok(_)) | Ok(Err(BankError::Rejected { .. }))),
-            now_ms(),
-        );
+        permit.record(bank_outcome(&answer), monotonic_ms());
         match answer {
             Ok(Ok(name)) => Ok((bank.name.clone(), name)),
             Ok(Err(BankError::Rejected {

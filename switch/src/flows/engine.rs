@@ -25,7 +25,8 @@ use tracing::Instrument;
 use crate::accounts::{self, Kind, NETWORK, code};
 use crate::adapters::bank::{BankError, BankTxStatus, RejectReason, Routes};
 use crate::adapters::biller::{BillerError, BillerReject, BillerTxStatus, Billers};
-use crate::caller::{Principal, Role, now_ms};
+use crate::adapters::breaker::CallOutcome;
+use crate::caller::{Principal, Role, monotonic_ms, now_ms};
 use crate::config::Config;
 use crate::error::{ErrorCode, SwitchError};
 use crate::fees;
@@ -540,14 +541,14 @@ impl Switch {
             Party::Bank(bin) => {
                 let bank = self.routes.get(bin)?;
                 bank.breaker
-                    .is_open(now_ms())
+                    .is_open(monotonic_ms())
                     .then(|| circuit_open(&bank.name))
             }
             Party::Biller(code) => {
                 let biller = self.billers.get(code)?;
                 biller
                     .breaker
-                    .is_open(now_ms())
+                    .is_open(monotonic_ms())
                     .then(|| circuit_open(&biller.name))
             }
         }
@@ -620,9 +621,9 @@ impl Switch {
                         format!("no bank with BIN {bin}"),
                     )));
                 };
-                if !bank.breaker.allow(now_ms()) {
+                let Some(permit) = bank.breaker.try_call(monotonic_ms()) else {
                     return Ok(Answer::Refused(circuit_open(&bank.name)));
-                }
+                };
                 let (call, pending) = match action {
                     Action::Credit { account } => (
                         "credit",
@@ -648,10 +649,7 @@ impl Switch {
                 let answer = tokio::time::timeout(timeout, pending).await;
                 metrics::histogram!("switch_party_call_seconds", "party" => bin.clone(), "call" => call)
                     .record(started.elapsed().as_secs_f64());
-                bank.breaker.record(
-                    matches!(answer, Ok(Ok(_)) | Ok(Err(BankError::Rejected { .. }))),
-                    now_ms(),
-                );
+                permit.record(bank_outcome(&answer), monotonic_ms());
                 Ok(match answer {
                     Ok(Ok(r)) => Answer::Done(r),
                     Ok(Err(BankError::Rejected { reason, message })) => {
@@ -685,9 +683,9 @@ impl Switch {
                 let Some(biller) = self.billers.get(code).cloned() else {
                     return Ok(Answer::Refused(unknown_biller(code)));
                 };
-                if !biller.breaker.allow(now_ms()) {
+                let Some(permit) = biller.breaker.try_call(monotonic_ms()) else {
                     return Ok(Answer::Refused(circuit_open(&biller.name)));
-                }
+                };
                 let answer = tokio::time::timeout(
                     timeout,
                     biller.adapter.pay(reference, customer, bills, step.amount),
@@ -695,10 +693,7 @@ impl Switch {
                 .await;
                 metrics::histogram!("switch_party_call_seconds", "party" => code.clone(), "call" => "pay")
                     .record(started.elapsed().as_secs_f64());
-                biller.breaker.record(
-                    matches!(answer, Ok(Ok(_)) | Ok(Err(BillerError::Rejected { .. }))),
-                    now_ms(),
-                );
+                permit.record(biller_outcome(&answer), monotonic_ms());
                 Ok(match answer {
                     Ok(Ok(r)) => Answer::Done(r),
                     Ok(Err(BillerError::Rejected { reason, message })) => {
@@ -1263,6 +1258,26 @@ pub(crate) fn claimed(claim: &str) -> SwitchError {
             ErrorCode::BillAlreadyPaid,
             "a bill is paid already or being paid at this moment",
         )
+    }
+}
+
+/// How a bank call ended, for its breaker.
+pub(crate) fn bank_outcome<T, E>(answer: &Result<Result<T, BankError>, E>) -> CallOutcome {
+    match answer {
+        Ok(Ok(_)) => CallOutcome::Success,
+        Ok(Err(BankError::Rejected { .. })) => CallOutcome::Rejected,
+        Ok(Err(BankError::Unavailable(_))) => CallOutcome::Unavailable,
+        Ok(Err(BankError::Timeout)) | Err(_) => CallOutcome::Timeout,
+    }
+}
+
+/// How a biller call ended, for its breaker.
+pub(crate) fn biller_outcome<T, E>(answer: &Result<Result<T, BillerError>, E>) -> CallOutcome {
+    match answer {
+        Ok(Ok(_)) => CallOutcome::Success,
+        Ok(Err(BillerError::Rejected { .. })) => CallOutcome::Rejected,
+        Ok(Err(BillerError::Unavailable(_))) => CallOutcome::Unavailable,
+        Ok(Err(BillerError::Timeout)) | Err(_) => CallOutcome::Timeout,
     }
 }
 
