@@ -99,9 +99,18 @@ pub(crate) fn to_proto_with_code(switch: &Switch, t: &TxRecord) -> pb::Transacti
     let mut out = to_proto(t);
     if t.stage == store::Stage::AwaitingPayment
         && let Some(qr) = &t.qr_id
-        && let Ok(Some(order)) = switch.store.order(qr)
     {
-        out.qr_payload = order.payload;
+        match switch.store.order(qr) {
+            Ok(Some(order)) => out.qr_payload = order.payload,
+            Ok(None) => {
+                tracing::error!(tx = %t.id, qr, "a transaction awaiting payment names no stored code")
+            }
+            // The transaction itself is answered; the code is shown again
+            // by the next look-up once the store reads.
+            Err(e) => {
+                tracing::error!(tx = %t.id, qr, error = %e, "the code shown for a transaction does not read")
+            }
+        }
     }
     out
 }

@@ -66,6 +66,19 @@ pub struct SimBank {
     tree: sled::Tree,
 }
 
+/// A simulator's stored entry that does not decode stops it from opening:
+/// it is never skipped as if it were not there.
+pub(crate) fn undecodable(key: &[u8], why: impl std::fmt::Display) -> sled::Error {
+    sled::Error::Unsupported(format!(
+        "a simulator's stored entry {} does not decode: {why}",
+        String::from_utf8_lossy(key).escape_debug()
+    ))
+}
+
+pub(crate) fn stored<V: for<'de> Deserialize<'de>>(key: &[u8], v: &[u8]) -> Result<V, sled::Error> {
+    serde_json::from_slice(v).map_err(|e| undecodable(key, e))
+}
+
 impl SimBank {
     /// Open the simulated bank `bin`, with its accounts from `tree` (or
     /// `seed_accounts` the first time).
@@ -81,18 +94,18 @@ impl SimBank {
         for kv in tree.iter() {
             let (k, v) = kv?;
             if let Some(account) = k.strip_prefix(b"a/") {
-                if let Ok(a) = serde_json::from_slice::<SimAccount>(&v) {
-                    accounts.insert(String::from_utf8_lossy(account).into_owned(), a);
-                }
+                accounts.insert(
+                    String::from_utf8_lossy(account).into_owned(),
+                    stored::<SimAccount>(&k, &v)?,
+                );
             } else if let Some(code) = k.strip_prefix(b"c/") {
-                if let Ok(c) = serde_json::from_slice::<WithdrawalCode>(&v) {
-                    codes.insert(String::from_utf8_lossy(code).into_owned(), c);
-                }
-            } else if let Some(r) = k.strip_prefix(b"t/")
-                && let (Ok(r), Ok(t)) =
-                    (<[u8; 16]>::try_from(r), serde_json::from_slice::<SimTx>(&v))
-            {
-                txs.insert(u128::from_be_bytes(r), t);
+                codes.insert(
+                    String::from_utf8_lossy(code).into_owned(),
+                    stored::<WithdrawalCode>(&k, &v)?,
+                );
+            } else if let Some(r) = k.strip_prefix(b"t/") {
+                let r = <[u8; 16]>::try_from(r).map_err(|_| undecodable(&k, "not a reference"))?;
+                txs.insert(u128::from_be_bytes(r), stored::<SimTx>(&k, &v)?);
             }
         }
         if accounts.is_empty() {

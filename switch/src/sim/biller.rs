@@ -15,6 +15,7 @@ use crate::config::SimConfig;
 use crate::demo::DEMO_BILLERS;
 use crate::ids::Reference;
 
+use super::bank::{stored, undecodable};
 use super::fault::{Fate, Fault, FaultSwitch, fate};
 
 const NAMES: [&str; 6] = [
@@ -108,16 +109,13 @@ impl SimBiller {
         for kv in tree.iter() {
             let (k, v) = kv?;
             if let Some(c) = k.strip_prefix(b"c/") {
-                if let Ok(c2) = serde_json::from_slice::<SimCustomer>(&v) {
-                    customers.insert(String::from_utf8_lossy(c).into_owned(), c2);
-                }
-            } else if let Some(r) = k.strip_prefix(b"p/")
-                && let (Ok(r), Ok(p)) = (
-                    <[u8; 16]>::try_from(r),
-                    serde_json::from_slice::<SimPayment>(&v),
-                )
-            {
-                payments.insert(u128::from_be_bytes(r), p);
+                customers.insert(
+                    String::from_utf8_lossy(c).into_owned(),
+                    stored::<SimCustomer>(&k, &v)?,
+                );
+            } else if let Some(r) = k.strip_prefix(b"p/") {
+                let r = <[u8; 16]>::try_from(r).map_err(|_| undecodable(&k, "not a reference"))?;
+                payments.insert(u128::from_be_bytes(r), stored::<SimPayment>(&k, &v)?);
             }
         }
         if customers.is_empty() {

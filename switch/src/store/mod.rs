@@ -59,24 +59,96 @@ fn terminal_key(terminal: &str, created_at_ms: i64, id: TxId) -> Vec<u8> {
     k
 }
 
+/// Why the store could not answer. Callers log it and answer `INTERNAL`:
+/// neither is the client's doing, and neither may pass for "not found".
+#[derive(Debug)]
+pub enum StoreError {
+    /// The engine failed (I/O, a journal that can no longer be written).
+    Engine(sled::Error),
+    /// A stored record does not decode: damage, or a format this build does
+    /// not know. Counted in `switch_store_undecodable_total{what}`.
+    Undecodable {
+        what: &'static str,
+        key: String,
+        why: String,
+    },
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> StoreError {
+        StoreError::Engine(e)
+    }
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Engine(e) => write!(f, "storage engine: {e}"),
+            StoreError::Undecodable { what, key, why } => {
+                write!(f, "a stored {what} does not decode (key {key}): {why}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// The format of every record value the store writes: one version byte,
+/// then the record as JSON. Values written before versions existed are bare
+/// JSON objects (they start with `{`, never a version byte) and still read.
+pub const FORMAT_VERSION: u8 = 1;
+
+fn undecodable(what: &'static str, key: &[u8], why: impl std::fmt::Display) -> StoreError {
+    metrics::counter!("switch_store_undecodable_total", "what" => what).increment(1);
+    StoreError::Undecodable {
+        what,
+        key: String::from_utf8_lossy(key).escape_debug().to_string(),
+        why: why.to_string(),
+    }
+}
+
 fn json<V: Serialize>(v: &V) -> Vec<u8> {
-    serde_json::to_vec(v).expect("serialisable")
+    let mut out = Vec::with_capacity(256);
+    out.push(FORMAT_VERSION);
+    serde_json::to_writer(&mut out, v).expect("records serialise");
+    out
+}
+
+/// A record value as written by [`json`] (or before versions existed).
+fn decode<V: for<'de> Deserialize<'de>>(
+    what: &'static str,
+    key: &[u8],
+    value: &[u8],
+) -> Result<V, StoreError> {
+    let body = match value.first() {
+        Some(&FORMAT_VERSION) => &value[1..],
+        Some(b'{') => value,
+        Some(v) => {
+            return Err(undecodable(
+                what,
+                key,
+                format!("unknown format version {v}"),
+            ));
+        }
+        None => return Err(undecodable(what, key, "empty value")),
+    };
+    serde_json::from_slice(body).map_err(|e| undecodable(what, key, e))
 }
 
 /// An idempotency entry: the transaction id, then the request's fingerprint.
-fn parse_entry(entry: &[u8]) -> (Option<TxId>, String) {
-    let id = entry
-        .get(..16)
-        .and_then(|b| <[u8; 16]>::try_from(b).ok())
-        .and_then(|b| TxId::from_u128(u128::from_be_bytes(b)));
-    let fingerprint = String::from_utf8_lossy(entry.get(16..).unwrap_or(&[])).into_owned();
-    (id, fingerprint)
+fn parse_entry(key: &[u8], entry: &[u8]) -> Result<(TxId, String), StoreError> {
+    let id = parse_id("idempotency entry", key, entry.get(..16).unwrap_or(entry))?;
+    let fingerprint = std::str::from_utf8(entry.get(16..).unwrap_or_default())
+        .map_err(|e| undecodable("idempotency entry", key, e))?;
+    Ok((id, fingerprint.to_string()))
 }
 
-fn parse_id(b: &[u8]) -> Option<TxId> {
+/// A transaction id as the indexes hold it (16 bytes, big-endian).
+fn parse_id(what: &'static str, key: &[u8], b: &[u8]) -> Result<TxId, StoreError> {
     <[u8; 16]>::try_from(b)
         .ok()
         .and_then(|b| TxId::from_u128(u128::from_be_bytes(b)))
+        .ok_or_else(|| undecodable(what, key, "not a transaction id"))
 }
 
 impl Store {
@@ -102,13 +174,13 @@ impl Store {
 
     /// A tree for a bank simulator's state.
     pub fn sim_tree(&self, bin: &str) -> Result<sled::Tree, StoreError> {
-        self.db().open_tree(format!("sim/{bin}"))
+        Ok(self.db().open_tree(format!("sim/{bin}"))?)
     }
 
     /// Make every record written so far durable (one journal fsync shared by
     /// every caller waiting meanwhile).
     pub async fn durable(&self) -> Result<(), StoreError> {
-        self.kv.durable().await
+        Ok(self.kv.durable().await?)
     }
 
     /// Make what was written straight to sled durable (reconciliation's
@@ -191,11 +263,13 @@ impl Store {
             Ok(()) => Ok(Created::New),
             Err(Ok(claim)) => Ok(Created::Claimed(claim)),
             Err(Err(existing)) => {
-                let (existing_id, fingerprint) = parse_entry(&existing);
-                match existing_id.map(|id| self.get_tx(id)).transpose()?.flatten() {
+                let (existing_id, fingerprint) = parse_entry(&key, &existing)?;
+                match self.get_tx(existing_id)? {
                     Some(t) => Ok(Created::Existing(Box::new(t), fingerprint)),
-                    None => Err(sled::Error::Unsupported(
-                        "an idempotency entry names no transaction".into(),
+                    None => Err(undecodable(
+                        "idempotency entry",
+                        &key,
+                        "it names a transaction that is not stored",
                     )),
                 }
             }
@@ -242,7 +316,7 @@ impl Store {
                 w.put(Tree::Payments, &k, v);
             }
             for key in give_back {
-                let n = Store::daily_total(w.get(Tree::Daily, key.as_bytes())?);
+                let n = Store::daily_total(key.as_bytes(), w.get(Tree::Daily, key.as_bytes())?)?;
                 let n = n.saturating_sub(t.amount);
                 w.put(Tree::Daily, key.as_bytes(), n.to_be_bytes().to_vec());
             }
@@ -265,7 +339,7 @@ impl Store {
         self.kv.commit(|w| {
             let mut totals = Vec::with_capacity(limits.len());
             for (i, (key, max)) in limits.iter().enumerate() {
-                let n = Store::daily_total(w.get(Tree::Daily, key.as_bytes())?);
+                let n = Store::daily_total(key.as_bytes(), w.get(Tree::Daily, key.as_bytes())?)?;
                 match n.checked_add(t.amount).filter(|n| n <= max) {
                     Some(n) => totals.push(n),
                     None => return Ok::<_, StoreError>(Some(i)),
@@ -311,12 +385,16 @@ impl Store {
         else {
             return Ok(None);
         };
-        let (id, fingerprint) = parse_entry(&entry);
-        Ok(id
-            .map(|id| self.get_tx(id))
-            .transpose()?
-            .flatten()
-            .map(|t| (t, fingerprint)))
+        let key = idempotency_key(owner, request_id);
+        let (id, fingerprint) = parse_entry(&key, &entry)?;
+        match self.get_tx(id)? {
+            Some(t) => Ok(Some((t, fingerprint))),
+            None => Err(undecodable(
+                "idempotency entry",
+                &key,
+                "it names a transaction that is not stored",
+            )),
+        }
     }
 
     /// The QR id a merchant's request id names, with its fingerprint.
@@ -326,11 +404,14 @@ impl Store {
         request_id: &str,
     ) -> Result<Option<(String, String)>, StoreError> {
         let key = [b"req\0".as_slice(), &idempotency_key(merchant, request_id)].concat();
-        Ok(self.kv.get(Tree::Orders, &key)?.and_then(|v| {
-            let text = String::from_utf8(v.to_vec()).ok()?;
-            let (qr, fp) = text.split_once('\n')?;
-            Some((qr.to_string(), fp.to_string()))
-        }))
+        let Some(v) = self.kv.get(Tree::Orders, &key)? else {
+            return Ok(None);
+        };
+        std::str::from_utf8(&v)
+            .ok()
+            .and_then(|text| text.split_once('\n'))
+            .map(|(qr, fp)| Some((qr.to_string(), fp.to_string())))
+            .ok_or_else(|| undecodable("order request", &key, "not `qr\\nfingerprint`"))
     }
 
     /// Record a new order with its request id, unless the request id was
@@ -377,28 +458,26 @@ impl Store {
     pub fn windows(&self) -> Result<Vec<WindowRecord>, StoreError> {
         let mut out = Vec::new();
         for kv in self.kv.scan_prefix(Tree::Windows, b"") {
-            let (_, v) = kv?;
-            if let Ok(w) = serde_json::from_slice(&v) {
-                out.push(w);
-            }
+            let (k, v) = kv?;
+            out.push(decode("settlement window", &k, &v)?);
         }
         Ok(out)
     }
 
     /// A number never handed out before (sled's monotonic id generator).
     pub fn next_id(&self) -> Result<u64, StoreError> {
-        self.db().generate_id()
+        Ok(self.db().generate_id()?)
     }
 
     /// A scratch tree (dropped by the caller when done).
     pub fn scratch_tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
-        self.db().open_tree(format!("scratch/{name}"))
+        Ok(self.db().open_tree(format!("scratch/{name}"))?)
     }
 
     /// A tree by name (created empty the first time), written straight to
     /// sled: see [`Store::durable_direct`].
     pub fn named_tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
-        self.db().open_tree(name)
+        Ok(self.db().open_tree(name)?)
     }
 
     pub fn drop_tree(&self, t: &sled::Tree) -> Result<(), StoreError> {
@@ -407,14 +486,14 @@ impl Store {
     }
 
     pub fn put_order(&self, o: &Order) -> Result<(), StoreError> {
-        self.kv.put(Tree::Orders, o.qr_id.as_bytes(), json(o))
+        Ok(self.kv.put(Tree::Orders, o.qr_id.as_bytes(), json(o))?)
     }
 
     pub fn order(&self, qr_id: &str) -> Result<Option<Order>, StoreError> {
-        Ok(self
-            .kv
+        self.kv
             .get(Tree::Orders, qr_id.as_bytes())?
-            .and_then(|v| serde_json::from_slice(&v).ok()))
+            .map(|v| decode("order", qr_id.as_bytes(), &v))
+            .transpose()
     }
 
     /// A merchant's notifications after `after` (exclusive), oldest first.
@@ -430,7 +509,11 @@ impl Store {
         end.extend_from_slice(&u64::MAX.to_be_bytes());
         start.extend_from_slice(&after.saturating_add(1).to_be_bytes());
         let range = (Bound::Included(start), Bound::Included(end));
-        Store::decoded(self.kv.scan(Tree::Payments, range, false), limit)
+        Store::decoded(
+            "payment notice",
+            self.kv.scan(Tree::Payments, range, false),
+            limit,
+        )
     }
 
     /// A merchant's notifications before `before` (exclusive), newest first.
@@ -445,12 +528,18 @@ impl Store {
         let mut end = start.clone();
         end.extend_from_slice(&before.to_be_bytes());
         let range = (Bound::Included(start), Bound::Excluded(end));
-        Store::decoded(self.kv.scan(Tree::Payments, range, true), limit)
+        Store::decoded(
+            "payment notice",
+            self.kv.scan(Tree::Payments, range, true),
+            limit,
+        )
     }
 
-    /// Up to `limit` values of a scan, decoded (undecodable ones skipped).
+    /// Up to `limit` values of a scan, decoded (one that does not decode
+    /// is an error, never skipped).
     fn decoded<V: for<'de> Deserialize<'de>>(
-        scan: impl Iterator<Item = Result<(Vec<u8>, Arc<[u8]>), StoreError>>,
+        what: &'static str,
+        scan: impl Iterator<Item = Result<(Vec<u8>, Arc<[u8]>), sled::Error>>,
         limit: usize,
     ) -> Result<Vec<V>, StoreError> {
         let mut out = Vec::new();
@@ -458,19 +547,18 @@ impl Store {
             if out.len() == limit {
                 break;
             }
-            let (_, v) = kv?;
-            if let Ok(p) = serde_json::from_slice(&v) {
-                out.push(p);
-            }
+            let (k, v) = kv?;
+            out.push(decode(what, &k, &v)?);
         }
         Ok(out)
     }
 
     pub fn get_tx(&self, id: TxId) -> Result<Option<TxRecord>, StoreError> {
-        Ok(self
-            .kv
-            .get(Tree::Tx, &id.to_bytes())?
-            .and_then(|v| serde_json::from_slice(&v).ok()))
+        let key = id.to_bytes();
+        self.kv
+            .get(Tree::Tx, &key)?
+            .map(|v| decode("transaction", &key, &v))
+            .transpose()
     }
 
     /// A terminal's transactions, newest first, after `before` (exclusive).
@@ -492,12 +580,17 @@ impl Store {
         let mut out = Vec::with_capacity(limit);
         let range = (Bound::Included(start), Bound::Excluded(end));
         for kv in self.kv.scan(Tree::ByTerminal, range, true) {
-            let (_, v) = kv?;
-            let Some(id) = parse_id(&v) else {
-                continue;
-            };
-            if let Some(t) = self.get_tx(id)? {
-                out.push(t);
+            let (k, v) = kv?;
+            let id = parse_id("terminal listing entry", &k, &v)?;
+            match self.get_tx(id)? {
+                Some(t) => out.push(t),
+                None => {
+                    return Err(undecodable(
+                        "terminal listing entry",
+                        &k,
+                        "it names a transaction that is not stored",
+                    ));
+                }
             }
             if out.len() == limit {
                 break;
@@ -511,9 +604,7 @@ impl Store {
         let mut out = Vec::new();
         for kv in self.kv.scan_prefix(Tree::Open, b"") {
             let (k, _) = kv?;
-            let Some(id) = parse_id(&k) else {
-                continue;
-            };
+            let id = parse_id("open transaction entry", &k, &k)?;
             if let Some(t) = self.get_tx(id)?.filter(|t| t.stage != Stage::Done) {
                 out.push(t);
             }
@@ -543,25 +634,32 @@ impl Store {
     }
 
     pub fn queue_reversal(&self, job: &ReversalJob) -> Result<(), StoreError> {
-        self.kv
-            .put(Tree::Reversals, job.reference.as_bytes(), json(job))
+        Ok(self
+            .kv
+            .put(Tree::Reversals, job.reference.as_bytes(), json(job))?)
     }
 
     pub fn reversals(&self) -> Result<Vec<ReversalJob>, StoreError> {
-        Store::decoded(self.kv.scan_prefix(Tree::Reversals, b""), usize::MAX)
+        Store::decoded(
+            "reversal job",
+            self.kv.scan_prefix(Tree::Reversals, b""),
+            usize::MAX,
+        )
     }
 
     pub fn finish_reversal(&self, reference: &str) -> Result<(), StoreError> {
-        self.kv.remove(Tree::Reversals, reference.as_bytes())
+        Ok(self.kv.remove(Tree::Reversals, reference.as_bytes())?)
     }
 
     fn put_entity<V: Serialize>(&self, kind: &str, id: &str, v: &V) -> Result<(), StoreError> {
-        self.kv
-            .put(Tree::Entities, format!("{kind}/{id}").as_bytes(), json(v))
+        Ok(self
+            .kv
+            .put(Tree::Entities, format!("{kind}/{id}").as_bytes(), json(v))?)
     }
 
     fn entities<V: for<'de> Deserialize<'de>>(&self, kind: &str) -> Result<Vec<V>, StoreError> {
         Store::decoded(
+            "provisioned entity",
             self.kv
                 .scan_prefix(Tree::Entities, format!("{kind}/").as_bytes()),
             usize::MAX,
@@ -573,10 +671,11 @@ impl Store {
         kind: &str,
         id: &str,
     ) -> Result<Option<V>, StoreError> {
-        Ok(self
-            .kv
-            .get(Tree::Entities, format!("{kind}/{id}").as_bytes())?
-            .and_then(|v| serde_json::from_slice(&v).ok()))
+        let key = format!("{kind}/{id}");
+        self.kv
+            .get(Tree::Entities, key.as_bytes())?
+            .map(|v| decode("provisioned entity", key.as_bytes(), &v))
+            .transpose()
     }
 
     /// Record a shift: the terminal's current one, and its history.
@@ -643,15 +742,16 @@ impl Store {
         Ok(self.kv.get(Tree::Entities, b"meta/provisioned")?.is_some())
     }
     pub fn mark_provisioned(&self) -> Result<(), StoreError> {
-        self.kv
-            .put(Tree::Entities, b"meta/provisioned", b"1".to_vec())
+        Ok(self
+            .kv
+            .put(Tree::Entities, b"meta/provisioned", b"1".to_vec())?)
     }
 
     /// Add `amount` to a daily total unless it would pass `max`; answers
     /// whether it was added. `key` names the counter and the day.
     pub fn add_daily(&self, key: &str, amount: u64, max: u64) -> Result<bool, StoreError> {
         self.kv.commit(|w| {
-            let current = Store::daily_total(w.get(Tree::Daily, key.as_bytes())?);
+            let current = Store::daily_total(key.as_bytes(), w.get(Tree::Daily, key.as_bytes())?)?;
             match current.checked_add(amount).filter(|n| *n <= max) {
                 // A check only (a count of attempts): nothing to write.
                 Some(_) if amount == 0 => Ok(true),
@@ -664,8 +764,203 @@ impl Store {
         })
     }
 
-    fn daily_total(v: Option<Arc<[u8]>>) -> u64 {
-        v.and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
-            .map_or(0, u64::from_be_bytes)
+    /// A daily total (none yet is 0; a damaged one is an error, never 0,
+    /// or a limit would start again).
+    fn daily_total(key: &[u8], v: Option<Arc<[u8]>>) -> Result<u64, StoreError> {
+        match v {
+            None => Ok(0),
+            Some(v) => <[u8; 8]>::try_from(v.as_ref())
+                .map(u64::from_be_bytes)
+                .map_err(|_| undecodable("daily total", key, "not 8 bytes")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tx(n: u128) -> TxRecord {
+        let id = TxId::from_u128((1_700_000_000_000u128 << 80) | (n << 8)).expect("valid id");
+        TxRecord {
+            id: id.to_string(),
+            kind: Kind::CashIn,
+            status: Status::Completed,
+            stage: Stage::Done,
+            terminal_id: "tho-tang-1".into(),
+            post_office_id: "tho-tang".into(),
+            bank_bin: "970422".into(),
+            account: "0123456789".into(),
+            account_name: "NGUYEN VAN AN".into(),
+            amount: 500_000,
+            fee: FeeParts {
+                total: 3_000,
+                commission: 1_800,
+                switch: 1_200,
+            },
+            client_request_id: format!("r{n}"),
+            fingerprint: "f".into(),
+            created_at_ms: 1_700_000_000_000 + n as i64,
+            updated_at_ms: 1_700_000_000_000 + n as i64,
+            error_code: None,
+            error_message: None,
+            bank_reference: Some("B1".into()),
+            confirm_deadline_ms: None,
+            steps: Vec::new(),
+            qr_id: None,
+            merchant: None,
+            bill: None,
+            limits_held: false,
+        }
+    }
+
+    /// Every kind of record the store decodes, written through the API.
+    fn fill(store: &Store) -> (Vec<TxRecord>, PostOffice, ReversalJob, WindowRecord) {
+        let txs: Vec<TxRecord> = (1..=3).map(tx).collect();
+        for t in &txs {
+            assert!(matches!(
+                store.create_tx(t, &t.terminal_id, &t.client_request_id, &t.fingerprint),
+                Ok(Created::New)
+            ));
+        }
+        let office = PostOffice {
+            id: "tho-tang".into(),
+            name: "Buu dien Tho Tang".into(),
+            number: 1,
+        };
+        store.put_post_office(&office).unwrap();
+        let job = ReversalJob {
+            reference: "ref-1".into(),
+            party: Party::Bank("970422".into()),
+            attempts: 2,
+            next_attempt_at_ms: 5,
+        };
+        store.queue_reversal(&job).unwrap();
+        let window = WindowRecord::first(1_700_000_000_000);
+        store.put_window(&window).unwrap();
+        (txs, office, job, window)
+    }
+
+    fn reads_back(
+        store: &Store,
+        (txs, office, job, window): &(Vec<TxRecord>, PostOffice, ReversalJob, WindowRecord),
+    ) {
+        for t in txs {
+            assert_eq!(store.get_tx(t.tx_id()).unwrap().as_ref(), Some(t));
+            let (again, fp) = store
+                .request(&t.terminal_id, &t.client_request_id)
+                .unwrap()
+                .expect("the request id names it");
+            assert_eq!((&again, fp.as_str()), (t, t.fingerprint.as_str()));
+        }
+        let listed = store.list_terminal("tho-tang-1", None, 10).unwrap();
+        assert_eq!(listed.len(), txs.len());
+        assert_eq!(store.post_offices().unwrap(), vec![office.clone()]);
+        assert_eq!(store.reversals().unwrap(), vec![job.clone()]);
+        assert_eq!(store.windows().unwrap(), vec![window.clone()]);
+    }
+
+    #[test]
+    fn records_carry_a_format_version_and_old_unversioned_records_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let filled;
+        {
+            let store = Store::open(dir.path()).unwrap();
+            filled = fill(&store);
+            // Every value written now starts with the version byte.
+            for tree in [Tree::Tx, Tree::Entities, Tree::Reversals, Tree::Windows] {
+                for kv in store.kv.scan_prefix(tree, b"") {
+                    let (k, v) = kv.unwrap();
+                    if tree == Tree::Entities && k.starts_with(b"meta/") {
+                        continue;
+                    }
+                    assert_eq!(v.first(), Some(&FORMAT_VERSION), "{tree:?}");
+                }
+            }
+            reads_back(&store, &filled);
+            // Rewrite every record as the previous format wrote it: bare
+            // JSON, no version byte.
+            for tree in [Tree::Tx, Tree::Entities, Tree::Reversals, Tree::Windows] {
+                let all: Vec<_> = store
+                    .kv
+                    .scan_prefix(tree, b"")
+                    .map(Result::unwrap)
+                    .collect();
+                for (k, v) in all {
+                    assert_eq!(v[0], FORMAT_VERSION);
+                    store.kv.put(tree, &k, v[1..].to_vec()).unwrap();
+                }
+            }
+            futures_lite_block_on(store.durable()).unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let legacy = store.kv.get(Tree::Windows, &1u64.to_be_bytes()).unwrap();
+        assert_eq!(legacy.as_deref().and_then(|v| v.first()), Some(&b'{'));
+        reads_back(&store, &filled);
+    }
+
+    #[test]
+    fn a_record_that_does_not_decode_is_an_error_never_an_absence() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (txs, ..) = fill(&store);
+        let damaged = txs[1].tx_id().to_bytes();
+        // A record cut short, as a bad disk or a foreign writer would leave it.
+        let whole = store.kv.get(Tree::Tx, &damaged).unwrap().unwrap();
+        store
+            .kv
+            .put(Tree::Tx, &damaged, whole[..whole.len() / 2].to_vec())
+            .unwrap();
+        fn undecodable<T>(r: Result<T, StoreError>) -> &'static str {
+            match r {
+                Err(StoreError::Undecodable { what, .. }) => what,
+                Err(e) => panic!("expected an undecodable record, got {e}"),
+                Ok(_) => panic!("expected an undecodable record, got a value"),
+            }
+        }
+        assert_eq!(undecodable(store.get_tx(txs[1].tx_id())), "transaction");
+        assert_eq!(
+            undecodable(store.request(&txs[1].terminal_id, &txs[1].client_request_id)),
+            "transaction"
+        );
+        assert_eq!(
+            undecodable(store.list_terminal("tho-tang-1", None, 10)),
+            "transaction",
+            "a listing does not skip it"
+        );
+        // The others still read.
+        assert!(store.get_tx(txs[0].tx_id()).unwrap().is_some());
+        // A version this build does not know is an error too.
+        store
+            .kv
+            .put(
+                Tree::Windows,
+                &1u64.to_be_bytes(),
+                vec![FORMAT_VERSION + 1, b'{', b'}'],
+            )
+            .unwrap();
+        assert_eq!(undecodable(store.windows()), "settlement window");
+        // A damaged daily total is an error, not a fresh zero.
+        store.kv.put(Tree::Daily, b"t/x/1", vec![1, 2, 3]).unwrap();
+        assert_eq!(undecodable(store.add_daily("t/x/1", 1, 10)), "daily total");
+        // An index entry that names nothing is an error, not "not found".
+        store
+            .kv
+            .put(
+                Tree::Idempotency,
+                &idempotency_key("tho-tang-1", "ghost"),
+                vec![7; 20],
+            )
+            .unwrap();
+        assert!(store.request("tho-tang-1", "ghost").is_err());
+    }
+
+    /// The store's `durable` is async; these tests have no runtime.
+    fn futures_lite_block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f)
     }
 }
