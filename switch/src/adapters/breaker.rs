@@ -457,7 +457,7 @@ mod tests {
             rng ^= rng << 13;
             rng ^= rng >> 7;
             rng ^= rng << 17;
-            let outcome = if rng % 5 == 0 {
+            let outcome = if rng.is_multiple_of(5) {
                 CallOutcome::Unavailable
             } else {
                 CallOutcome::Success

@@ -1181,6 +1181,7 @@ impl Switch {
                 continue;
             }
             let Some(reference) = Reference::parse(&job.reference) else {
+                tracing::error!(reference = %job.reference, "a reversal job's reference does not parse; it cannot be sent");
                 continue;
             };
             let timeout = Duration::from_millis(self.config.bank_timeout_ms);

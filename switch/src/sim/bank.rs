@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -197,8 +196,9 @@ impl SimBank {
     }
 
     async fn latency(&self) {
-        if self.config.latency_ms > 0 {
-            tokio::time::sleep(Duration::from_millis(self.config.latency_ms)).await;
+        let latency = self.fault.latency(&self.config);
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
         }
     }
 
@@ -217,9 +217,32 @@ impl SimBank {
             .insert(k, serde_json::to_vec(t).expect("serialisable"));
     }
 
+    /// A call that moves money: under a lost-answers fault the work is done
+    /// and the answer never comes (the caller's timeout decides); otherwise
+    /// as [`SimBank::call`].
+    async fn money_call<T>(
+        &self,
+        work: impl FnOnce() -> Result<T, BankError>,
+    ) -> Result<T, BankError> {
+        if matches!(
+            self.fault.get(),
+            Fault::LoseAnswers | Fault::LoseAnswersAndStatus
+        ) {
+            let _ = work();
+            return std::future::pending().await;
+        }
+        self.call(work).await
+    }
+
     /// Run `work` under the configured fate.
     async fn call<T>(&self, work: impl FnOnce() -> Result<T, BankError>) -> Result<T, BankError> {
         self.latency().await;
+        if self.fault.get() == Fault::Down {
+            return Err(BankError::Unavailable(format!(
+                "bank {} is down (simulated)",
+                self.bin
+            )));
+        }
         match self.fate() {
             Fate::Unavailable => Err(BankError::Unavailable(format!(
                 "bank {} is unavailable (simulated)",
@@ -323,9 +346,14 @@ impl SimBank {
 }
 
 impl SimBank {
-    /// Switch a fault on (credits) or off.
+    /// Switch a fault on (credits; `Down`: every call) or off.
     pub fn set_fault(&self, f: Fault) {
         self.fault.set(f);
+    }
+
+    /// Make every call this much slower (0: back to the configured latency).
+    pub fn set_extra_latency_ms(&self, ms: u64) {
+        self.fault.set_extra_latency_ms(ms);
     }
 
     fn credit_now(
@@ -389,14 +417,7 @@ impl BankAdapter for SimBank {
         account: &'a str,
         amount: u64,
     ) -> BankFuture<'a, String> {
-        Box::pin(async move {
-            if self.fault.get() != Fault::None {
-                let _ = self.credit_now(reference, account, amount);
-                std::future::pending::<()>().await;
-            }
-            self.call(move || self.credit_now(reference, account, amount))
-                .await
-        })
+        Box::pin(self.money_call(move || self.credit_now(reference, account, amount)))
     }
 
     fn debit_with_code<'a>(
@@ -408,7 +429,9 @@ impl BankAdapter for SimBank {
         fee: u64,
     ) -> BankFuture<'a, String> {
         Box::pin(
-            self.call(move || self.take(reference, account, Some((code, amount)), amount + fee)),
+            self.money_call(move || {
+                self.take(reference, account, Some((code, amount)), amount + fee)
+            }),
         )
     }
 
@@ -418,7 +441,7 @@ impl BankAdapter for SimBank {
         account: &'a str,
         amount: u64,
     ) -> BankFuture<'a, String> {
-        Box::pin(self.call(move || self.take(reference, account, None, amount)))
+        Box::pin(self.money_call(move || self.take(reference, account, None, amount)))
     }
 
     fn reverse(&self, reference: Reference) -> BankFuture<'_, ()> {

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -169,8 +168,15 @@ impl SimBiller {
         &self,
         work: impl FnOnce() -> Result<T, BillerError>,
     ) -> Result<T, BillerError> {
-        if self.config.latency_ms > 0 {
-            tokio::time::sleep(Duration::from_millis(self.config.latency_ms)).await;
+        let latency = self.fault.latency(&self.config);
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        if self.fault.get() == Fault::Down {
+            return Err(BillerError::Unavailable(format!(
+                "biller {} is down (simulated)",
+                self.code
+            )));
         }
         let fate = fate(&self.config, &mut self.lock().rng);
         match fate {
@@ -285,7 +291,10 @@ impl BillerAdapter for SimBiller {
         amount: u64,
     ) -> BillerFuture<'a, String> {
         Box::pin(async move {
-            if self.fault.get() != Fault::None {
+            if matches!(
+                self.fault.get(),
+                Fault::LoseAnswers | Fault::LoseAnswersAndStatus
+            ) {
                 let _ = self.pay_now(reference, customer, bills, amount);
                 std::future::pending::<()>().await;
             }

@@ -13,22 +13,42 @@ pub enum Fault {
     LoseAnswers = 1,
     /// The work is done but never answered, and status inquiries fail.
     LoseAnswersAndStatus = 2,
+    /// Down: every call (status inquiries and reversals too) fails as
+    /// unavailable, after the latency, and does nothing.
+    Down = 3,
 }
 
-/// A `Fault`, switched at run time.
+/// A `Fault` and extra latency, switched at run time.
 #[derive(Default)]
-pub struct FaultSwitch(std::sync::atomic::AtomicU8);
+pub struct FaultSwitch {
+    fault: std::sync::atomic::AtomicU8,
+    extra_latency_ms: std::sync::atomic::AtomicU64,
+}
 
 impl FaultSwitch {
     pub fn set(&self, f: Fault) {
-        self.0.store(f as u8, std::sync::atomic::Ordering::Relaxed);
+        self.fault
+            .store(f as u8, std::sync::atomic::Ordering::Relaxed);
     }
     pub fn get(&self) -> Fault {
-        match self.0.load(std::sync::atomic::Ordering::Relaxed) {
+        match self.fault.load(std::sync::atomic::Ordering::Relaxed) {
             1 => Fault::LoseAnswers,
             2 => Fault::LoseAnswersAndStatus,
+            3 => Fault::Down,
             _ => Fault::None,
         }
+    }
+    /// Added to the configured latency of every call from now on.
+    pub fn set_extra_latency_ms(&self, ms: u64) {
+        self.extra_latency_ms
+            .store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+    /// The configured latency plus the extra.
+    pub fn latency(&self, config: &SimConfig) -> std::time::Duration {
+        let extra = self
+            .extra_latency_ms
+            .load(std::sync::atomic::Ordering::Relaxed);
+        std::time::Duration::from_millis(config.latency_ms.saturating_add(extra))
     }
 }
 
