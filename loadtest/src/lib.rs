@@ -288,6 +288,9 @@ impl ServerThread {
 pub struct Embedded {
     _dir: tempfile::TempDir,
     server: ServerThread,
+    /// The embedded switch's simulated banks and billers (faults are
+    /// switched on through them during a run).
+    pub sims: switch::sim::Simulators,
 }
 
 impl Embedded {
@@ -309,6 +312,8 @@ impl Embedded {
         config.biller_sim.recurring_bills = true;
         config.settlement = Default::default();
         tune(&mut config);
+        let sims = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let handed = sims.clone();
         let (server, address) =
             ServerThread::start("embedded switch", |listener, ready, stopped| async move {
                 let address = listener.local_addr().expect("bound");
@@ -319,6 +324,7 @@ impl Embedded {
                         return;
                     }
                 };
+                *handed.lock().unwrap_or_else(|e| e.into_inner()) = Some(opened.sims.clone());
                 let _ = ready.send(Ok(address));
                 let _ = switch::server::serve(listener, opened, async {
                     let _ = stopped.await;
@@ -330,7 +336,19 @@ impl Embedded {
             &dir.path().join("profiles"),
             Some(&format!("http://{address}")),
         )?;
-        Ok((Embedded { _dir: dir, server }, target))
+        let sims = sims
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .ok_or("the embedded switch handed over no simulators")?;
+        Ok((
+            Embedded {
+                _dir: dir,
+                server,
+                sims,
+            },
+            target,
+        ))
     }
 
     pub async fn stop(self) {

@@ -34,12 +34,12 @@ struct Args {
     /// HTTP/2 connections to spread the calls over.
     #[arg(long, default_value_t = 4)]
     connections: usize,
-    /// Measured seconds.
-    #[arg(long, default_value_t = 10)]
-    duration: u64,
-    /// Seconds before measuring.
-    #[arg(long, default_value_t = 2)]
-    warmup: u64,
+    /// How long to measure: seconds (`30`) or with a unit (`30s`, `2m`).
+    #[arg(long, default_value = "10", value_parser = seconds)]
+    duration: Duration,
+    /// How long to run before measuring (same forms).
+    #[arg(long, default_value = "2", value_parser = seconds)]
+    warmup: Duration,
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Embedded: simulated banks' (and billers') latency.
@@ -48,6 +48,13 @@ struct Args {
     /// Embedded: share of bank (and biller) calls that fail as unavailable.
     #[arg(long, default_value_t = 0.0)]
     bank_error_rate: f64,
+    /// Embedded: the first demo bank (MB, 970422) goes down (every call
+    /// fails) this many seconds after the run starts, warm-up included ...
+    #[arg(long, requires = "embedded", value_parser = seconds)]
+    bank_outage_at: Option<Duration>,
+    /// ... for this long.
+    #[arg(long, default_value = "10", requires = "bank_outage_at", value_parser = seconds)]
+    bank_outage_for: Duration,
     /// Write the report here as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -58,6 +65,14 @@ struct Args {
     /// killed and restarted, say): no load.
     #[arg(long, requires = "profiles")]
     verify_record: Option<PathBuf>,
+}
+
+/// A duration: plain seconds (`30`) or with a unit (`30s`, `2m`, `500ms`).
+fn seconds(s: &str) -> Result<Duration, String> {
+    match s.parse::<u64>() {
+        Ok(n) => Ok(Duration::from_secs(n)),
+        Err(_) => humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}")),
+    }
 }
 
 /// The allocator the embedded switch runs on too (see the workspace manifest).
@@ -81,8 +96,8 @@ fn main() -> ExitCode {
                 None => loadtest::Mode::Closed { concurrency: args.concurrency },
             },
             mix,
-            duration: Duration::from_secs(args.duration),
-            warmup: Duration::from_secs(args.warmup),
+            duration: args.duration,
+            warmup: args.warmup,
             seed: args.seed,
             record: args.record.clone(),
             progress: true,
@@ -133,7 +148,22 @@ fn main() -> ExitCode {
             })
             .await;
             match started {
-                Ok((e, target)) => (Some(e), target),
+                Ok((e, target)) => {
+                    if let Some(at) = args.bank_outage_at {
+                        let bank = e.sims.banks.get(switch::demo::DEMO_BANKS[0]).cloned();
+                        let outage_for = args.bank_outage_for;
+                        tokio::spawn(async move {
+                            let Some(bank) = bank else { return };
+                            tokio::time::sleep(at).await;
+                            eprintln!("loadtest: bank {} down for {outage_for:?}", switch::demo::DEMO_BANKS[0]);
+                            bank.set_fault(switch::sim::Fault::Down);
+                            tokio::time::sleep(outage_for).await;
+                            bank.set_fault(switch::sim::Fault::None);
+                            eprintln!("loadtest: bank {} back", switch::demo::DEMO_BANKS[0]);
+                        });
+                    }
+                    (Some(e), target)
+                }
                 Err(e) => {
                     eprintln!("loadtest: starting the embedded switch: {e}");
                     return ExitCode::FAILURE;
