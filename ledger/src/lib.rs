@@ -13,6 +13,7 @@
 //! [`StorageError`] (an operator's problem), business outcomes are
 //! [`TransferReject`] / [`AccountReject`] inside `Ok`.
 
+pub mod batch;
 mod checkpoint;
 mod clock;
 mod codec;

@@ -135,6 +135,10 @@ pub(crate) struct State {
     accounts_max: usize,
     undo: Vec<Undo>,
     dirty: HashSet<u128, ahash::RandomState>,
+    /// A partial state (`crate::batch`) holds only some accounts, whose
+    /// totals need not balance: what must balance is how a record changes
+    /// them. `None` for the whole ledger.
+    baseline: Option<Vec<(u16, Totals)>>,
 }
 
 impl State {
@@ -150,7 +154,20 @@ impl State {
             accounts_max,
             undo: Vec::new(),
             dirty: HashSet::default(),
+            baseline: None,
         }
+    }
+
+    /// Part of the ledger, for [`crate::batch`]: the accounts a batch
+    /// touches and the pending transfers it may resolve. A record applied to
+    /// it must change the totals by balanced amounts.
+    pub(crate) fn restore_partial(
+        accounts: impl IntoIterator<Item = Account>,
+        pendings: impl IntoIterator<Item = Transfer>,
+    ) -> State {
+        let mut s = State::restore(usize::MAX, 0, 0, accounts, pendings);
+        s.baseline = Some(s.totals.clone());
+        s
     }
 
     /// State from a checkpoint: accounts and unresolved pending transfers.
@@ -259,8 +276,28 @@ impl State {
         Ok(())
     }
 
-    /// Every currency's debits equal its credits, pending and posted.
+    /// Every currency's debits equal its credits, pending and posted (for
+    /// a partial state: their changes since it was restored are equal).
     fn assert_balanced(&self) {
+        if let Some(baseline) = &self.baseline {
+            for (currency, t) in &self.totals {
+                let b = baseline
+                    .iter()
+                    .find(|(c, _)| c == currency)
+                    .map_or(Totals::default(), |(_, b)| *b);
+                assert_eq!(
+                    t.debits_pending.wrapping_sub(b.debits_pending),
+                    t.credits_pending.wrapping_sub(b.credits_pending),
+                    "pending changed unbalanced in currency {currency}"
+                );
+                assert_eq!(
+                    t.debits_posted.wrapping_sub(b.debits_posted),
+                    t.credits_posted.wrapping_sub(b.credits_posted),
+                    "posted changed unbalanced in currency {currency}"
+                );
+            }
+            return;
+        }
         for (currency, t) in &self.totals {
             assert_eq!(
                 t.debits_pending, t.credits_pending,

@@ -86,6 +86,27 @@ impl Account {
             flags: new.flags,
         }
     }
+    /// The account with balances read from a storage backend that keeps
+    /// them apart (see [`crate::batch`]); the ledger never calls it.
+    pub fn with_balances(mut self, b: Balances) -> Account {
+        self.debits_pending = b.debits_pending;
+        self.debits_posted = b.debits_posted;
+        self.credits_pending = b.credits_pending;
+        self.credits_posted = b.credits_posted;
+        self
+    }
+    /// The account as bytes, for a storage backend (the journal's format).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(112);
+        crate::codec::put_account(&mut crate::codec::Enc(&mut out), self);
+        out
+    }
+    /// An account from [`Account::encode`]'s bytes; `None` if they are not one.
+    pub fn decode(bytes: &[u8]) -> Option<Account> {
+        let mut d = crate::codec::Dec::new(bytes);
+        let a = crate::codec::get_account(&mut d).ok()?;
+        (d.remaining() == 0).then_some(a)
+    }
     pub fn id(&self) -> u128 {
         self.id
     }
@@ -193,6 +214,19 @@ pub struct NewTransfer {
 }
 
 impl NewTransfer {
+    /// The event as bytes, for a storage backend (the journal's format).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(crate::codec::NEW_TRANSFER_SIZE);
+        crate::codec::put_new_transfer(&mut crate::codec::Enc(&mut out), self);
+        out
+    }
+    /// An event from [`NewTransfer::encode`]'s bytes; `None` if they are not one.
+    pub fn decode(bytes: &[u8]) -> Option<NewTransfer> {
+        let mut d = crate::codec::Dec::new(bytes);
+        let t = crate::codec::get_new_transfer(&mut d).ok()?;
+        (d.remaining() == 0).then_some(t)
+    }
+
     /// A single-phase transfer, posted at once.
     pub fn single(id: u128, debit: u128, credit: u128, amount: Amount, code: u16) -> NewTransfer {
         NewTransfer {
@@ -275,6 +309,18 @@ pub struct Transfer {
 }
 
 impl Transfer {
+    /// The transfer as bytes, for a storage backend (the journal's format).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(128);
+        crate::codec::put_transfer(&mut crate::codec::Enc(&mut out), self);
+        out
+    }
+    /// A transfer from [`Transfer::encode`]'s bytes; `None` if they are not one.
+    pub fn decode(bytes: &[u8]) -> Option<Transfer> {
+        let mut d = crate::codec::Dec::new(bytes);
+        let t = crate::codec::get_transfer(&mut d).ok()?;
+        (d.remaining() == 0).then_some(t)
+    }
     pub fn id(&self) -> u128 {
         self.id
     }
