@@ -1,0 +1,301 @@
+//! Throw-away PostgreSQL clusters for tests.
+//!
+//! The project's machines have Debian's `postgresql-15` installed but not
+//! running (`.ci/run` installs it where it is missing). [`Cluster::start`]
+//! makes a cluster in a temporary directory with `initdb`, starts it with
+//! `pg_ctl` on a free loopback port, and stops it (and deletes it) on drop.
+//! PostgreSQL refuses to run as root: as root, every step runs as the
+//! `postgres` user, which owns the directory.
+//!
+//! `fsync` stays on: a test of durability must not be lied to.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// Where Debian puts the server's programs (`PG_BIN` overrides).
+fn bin_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("PG_BIN") {
+        return PathBuf::from(dir);
+    }
+    for v in ["17", "16", "15"] {
+        let dir = PathBuf::from(format!("/usr/lib/postgresql/{v}/bin"));
+        if dir.join("initdb").exists() {
+            return dir;
+        }
+    }
+    PathBuf::from("/usr/lib/postgresql/15/bin")
+}
+
+fn is_root() -> bool {
+    // `id -u`: no libc binding needed for one question.
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// A running cluster; stopped and deleted when dropped.
+pub struct Cluster {
+    /// Holds the data directory and the socket directory.
+    dir: tempfile::TempDir,
+    pub port: u16,
+    as_postgres: bool,
+    bin: PathBuf,
+}
+
+/// A free loopback port (the kernel's choice; the listener is closed
+/// before the server binds it).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+impl Cluster {
+    /// A new cluster with database `switch` (and `postgres`), trusting
+    /// loopback connections, on a free port.
+    pub fn start() -> Cluster {
+        Cluster::start_with(&[])
+    }
+
+    /// The same, with extra `postgresql.conf` lines.
+    pub fn start_with(settings: &[&str]) -> Cluster {
+        let bin = bin_dir();
+        assert!(
+            bin.join("initdb").exists(),
+            "PostgreSQL's server programs are not at {} (apt-get install postgresql-15, or set PG_BIN)",
+            bin.display()
+        );
+        let as_postgres = is_root();
+        let dir = tempfile::Builder::new()
+            .prefix("pgtest-")
+            .tempdir()
+            .expect("a temporary directory");
+        let mut c = Cluster {
+            dir,
+            port: free_port(),
+            as_postgres,
+            bin,
+        };
+        if as_postgres {
+            c.run_checked(
+                "chown",
+                &["-R", "postgres:postgres", &c.path_str("")],
+                false,
+            );
+        }
+        let data = c.path_str("data");
+        c.run_checked(
+            &c.tool("initdb"),
+            &[
+                "-D",
+                &data,
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "-N",
+            ],
+            true,
+        );
+        // A free port can be taken by someone else before the server
+        // binds it: then try another (later lines of the file win).
+        for attempt in 1.. {
+            c.configure(settings);
+            match c.try_start_server() {
+                Ok(()) => break,
+                Err(log) if attempt < 8 && log.contains("already in use") => {
+                    c.port = free_port();
+                }
+                Err(log) => panic!("PostgreSQL did not start: {log}"),
+            }
+        }
+        c.psql("postgres", "CREATE DATABASE switch");
+        c
+    }
+
+    fn tool(&self, name: &str) -> String {
+        self.bin.join(name).to_string_lossy().into_owned()
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        if rel.is_empty() {
+            self.dir.path().to_path_buf()
+        } else {
+            self.dir.path().join(rel)
+        }
+    }
+
+    fn path_str(&self, rel: &str) -> String {
+        self.path(rel).to_string_lossy().into_owned()
+    }
+
+    fn configure(&self, settings: &[&str]) {
+        let mut conf = format!(
+            "\nlisten_addresses = '127.0.0.1'\nport = {}\nunix_socket_directories = '{}'\nmax_connections = 200\nfsync = on\nsynchronous_commit = on\nshared_buffers = 128MB\nlog_min_messages = warning\n",
+            self.port,
+            self.path_str("")
+        );
+        for s in settings {
+            conf.push_str(s);
+            conf.push('\n');
+        }
+        let file = self.path("data/postgresql.conf");
+        let mut text = std::fs::read_to_string(&file).expect("postgresql.conf");
+        text.push_str(&conf);
+        std::fs::write(&file, text).expect("postgresql.conf written");
+    }
+
+    fn try_start_server(&self) -> Result<(), String> {
+        let data = self.path_str("data");
+        let log = self.path_str("server.log");
+        let out = self.run(
+            &self.tool("pg_ctl"),
+            &["-D", &data, "-l", &log, "-w", "-t", "60", "start"],
+            true,
+        );
+        if !out.status.success() {
+            return Err(self.log());
+        }
+        self.wait_listening();
+        Ok(())
+    }
+
+    fn start_server(&self) {
+        if let Err(log) = self.try_start_server() {
+            panic!("PostgreSQL did not start: {log}");
+        }
+    }
+
+    fn wait_listening(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "PostgreSQL did not listen: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stop the server at once, as a crash would (`immediate`: no
+    /// checkpoint; the next start recovers from the WAL).
+    pub fn kill(&self) {
+        let data = self.path_str("data");
+        let _ = self.run(
+            &self.tool("pg_ctl"),
+            &["-D", &data, "-m", "immediate", "-w", "stop"],
+            true,
+        );
+    }
+
+    /// Start it again after [`Cluster::kill`].
+    pub fn restart(&self) {
+        self.start_server();
+    }
+
+    /// The server's log so far (for a failing test's message).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.path("server.log")).unwrap_or_default()
+    }
+
+    /// A libpq-style connection string for `database`.
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// Run SQL with `psql` (setup, never the code under test).
+    pub fn psql(&self, database: &str, sql: &str) -> String {
+        let port = self.port.to_string();
+        let out = self.run(
+            &self.tool("psql"),
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                "postgres",
+                "-d",
+                database,
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-At",
+                "-c",
+                sql,
+            ],
+            true,
+        );
+        assert!(
+            out.status.success(),
+            "psql {sql:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    fn run(&self, program: &str, args: &[&str], as_server_user: bool) -> Output {
+        let mut cmd = if as_server_user && self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--", program]);
+            c
+        } else {
+            Command::new(program)
+        };
+        cmd.args(args)
+            .current_dir(self.dir.path())
+            .output()
+            .unwrap_or_else(|e| panic!("{program}: {e}"))
+    }
+
+    fn run_checked(&self, program: &str, args: &[&str], as_server_user: bool) {
+        let out = self.run(program, args, as_server_user);
+        assert!(
+            out.status.success(),
+            "{program} {args:?} failed: {}{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+    }
+
+    /// The directory the cluster lives in.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cluster_starts_answers_and_survives_a_crash() {
+        let c = Cluster::start();
+        c.psql(
+            "switch",
+            "CREATE TABLE t (n int); INSERT INTO t VALUES (41), (1)",
+        );
+        assert_eq!(c.psql("switch", "SELECT sum(n) FROM t"), "42");
+        c.kill();
+        c.restart();
+        assert_eq!(
+            c.psql("switch", "SELECT sum(n) FROM t"),
+            "42",
+            "committed rows survive"
+        );
+    }
+}
