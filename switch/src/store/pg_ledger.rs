@@ -1,0 +1,873 @@
+//! The ledger in PostgreSQL, shared by every node (issue #14).
+//!
+//! The rules are the embedded ledger's own: each batch loads what it
+//! touches, runs [`ledger::batch::apply`] on it, and writes back what
+//! changed, in one PostgreSQL transaction. What this module adds is how
+//! several nodes share the tables without losing an update, breaking a
+//! limit, serialising on a hot row or deadlocking:
+//!
+//! - **Group commit per node.** One writer task per node takes every
+//!   request waiting (up to [`EVENTS_MAX`] events) into one transaction, so
+//!   a node commits once for many flows.
+//! - **Locks in one order.** A batch locks the pending transfers it posts,
+//!   voids or expires (`FOR UPDATE`, by id), then the balance rows of the
+//!   limited accounts it touches (by id), and inserts its transfers by id.
+//!   Every batch on every node takes locks in that order, so none waits for
+//!   another that waits for it (Mojaloop's deadlocks, mojaloop/project#4021
+//!   and #1190, came from taking the same rows in different orders).
+//! - **Hot accounts are sharded.** An account without limits (a bank's
+//!   settlement account, the fee account: touched by every flow) keeps one
+//!   balance row per writer; a batch adds its changes to its own writer's
+//!   row, which no other writer touches, and reads the sum without locking
+//!   (nothing can fail on it). An account with a limit (a post office's
+//!   e-float) has one row, locked while the batch checks and changes it;
+//!   only that post office's counters contend for it.
+//! - **Idempotent ids make retries safe.** A batch that fails for a reason
+//!   that is not its fault (a deadlock the server broke anyway, two nodes
+//!   inserting the same new id, a lost connection, even one lost during
+//!   COMMIT) is run again from the start: whatever it already committed is
+//!   now recorded under its ids and answers as a retry.
+//! - **Commit order for windows.** Transfers take numbers from a sequence
+//!   as they are inserted; [`PgLedger::cut`] takes a SHARE lock on the
+//!   table (which waits for every writer in flight and holds new ones
+//!   back), reads the sequence, and releases it: every transfer committed
+//!   before has a number at most the cut, every later one a greater one.
+//!
+//! Durability is PostgreSQL's: a batch is answered after COMMIT returns,
+//! which with `synchronous_commit = on` (and a synchronous standby, where
+//! one is configured) means it is on disk (on both).
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use ledger::batch::{self, Loaded, Prior};
+use ledger::{
+    Account, AccountFlags, AccountReject, Balances, CheckReport, CurrencyTotals, NewAccount,
+    NewTransfer, Outcome, Receipt, Request, Transfer, TransferReject, TransferStatus,
+};
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, NoTls, Row};
+
+/// Events one batch takes at most (a batch is one transaction).
+pub const EVENTS_MAX: usize = 4_096;
+/// Requests waiting for the writer at most; past it, callers wait to queue.
+const QUEUE_REQUESTS_MAX: usize = 8_192;
+/// Times a batch is run again after a failure that is not its own.
+const ATTEMPTS_MAX: u32 = 30;
+/// Due pending transfers one batch expires at most.
+const EXPIRE_BATCH_MAX: i64 = 256;
+/// How often an idle writer looks for pending transfers past their timeout.
+const EXPIRE_INTERVAL_MS: u64 = 1_000;
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+/// Why the database could not answer (never a business outcome).
+#[derive(Debug)]
+pub enum PgError {
+    Db(tokio_postgres::Error),
+    /// A stored record does not decode.
+    Undecodable(String),
+    /// The schema could not be brought up to date.
+    Migration(String),
+    /// The writer stopped (the switch is shutting down).
+    Stopped,
+    /// A batch kept failing for reasons not its own.
+    GaveUp(String),
+}
+
+impl std::fmt::Display for PgError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PgError::Db(e) => write!(f, "postgres: {e}"),
+            PgError::Undecodable(w) => write!(f, "a stored ledger record does not decode: {w}"),
+            PgError::Migration(e) => write!(f, "schema migration failed: {e}"),
+            PgError::Stopped => write!(f, "the ledger writer stopped"),
+            PgError::GaveUp(e) => write!(f, "a ledger batch kept failing: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for PgError {}
+
+impl From<tokio_postgres::Error> for PgError {
+    fn from(e: tokio_postgres::Error) -> PgError {
+        PgError::Db(e)
+    }
+}
+
+fn id_bytes(id: u128) -> Vec<u8> {
+    id.to_be_bytes().to_vec()
+}
+
+fn id_of(b: &[u8]) -> Result<u128, PgError> {
+    <[u8; 16]>::try_from(b)
+        .map(u128::from_be_bytes)
+        .map_err(|_| PgError::Undecodable(format!("an id of {} bytes", b.len())))
+}
+
+fn account_of(id: u128, body: &[u8]) -> Result<Account, PgError> {
+    Account::decode(body)
+        .filter(|a| a.id() == id)
+        .ok_or_else(|| PgError::Undecodable(format!("account {id:032x}")))
+}
+
+fn transfer_of(id: u128, body: &[u8]) -> Result<Transfer, PgError> {
+    Transfer::decode(body)
+        .filter(|t| t.id() == id)
+        .ok_or_else(|| PgError::Undecodable(format!("transfer {id:032x}")))
+}
+
+/// A numeric column read as text (exact for any balance).
+fn u128_of(text: &str) -> Result<u128, PgError> {
+    text.parse()
+        .map_err(|_| PgError::Undecodable(format!("a balance {text:?}")))
+}
+
+fn status_code(s: TransferStatus) -> i16 {
+    match s {
+        TransferStatus::Pending => 1,
+        TransferStatus::Posted => 2,
+        TransferStatus::Voided => 3,
+        TransferStatus::Expired => 4,
+    }
+}
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Open a connection; its I/O runs on a task of its own.
+pub async fn connect(url: &str) -> Result<Client, PgError> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!(error = %e, "postgres connection closed");
+        }
+    });
+    Ok(client)
+}
+
+/// Bring the schema up to date (versioned migrations, each applied once).
+pub async fn migrate(url: &str) -> Result<(), PgError> {
+    let mut client = connect(url).await?;
+    let report = embedded::migrations::runner()
+        .run_async(&mut client)
+        .await
+        .map_err(|e| PgError::Migration(e.to_string()))?;
+    for m in report.applied_migrations() {
+        tracing::info!(migration = %m, "schema migration applied");
+    }
+    Ok(())
+}
+
+struct Job {
+    request: Request,
+    reply: oneshot::Sender<Result<Outcome, String>>,
+}
+
+/// The ledger in PostgreSQL, as one node sees it: a writer task with a
+/// shard of its own, and a connection for reads.
+pub struct PgLedger {
+    jobs: mpsc::Sender<Job>,
+    reads: Client,
+    /// This writer's balance shard (for diagnostics).
+    pub shard: i32,
+}
+
+impl PgLedger {
+    /// Connect, migrate, take a shard, and start the writer.
+    pub async fn open(url: &str) -> Result<PgLedger, PgError> {
+        migrate(url).await?;
+        let reads = connect(url).await?;
+        let shard: i64 = reads
+            .query_one("SELECT nextval('ledger_shard_seq')", &[])
+            .await?
+            .get(0);
+        let shard = i32::try_from(shard).map_err(|_| PgError::Undecodable("shard".into()))?;
+        let (jobs, rx) = mpsc::channel(QUEUE_REQUESTS_MAX);
+        tokio::spawn(writer(url.to_string(), shard, rx));
+        tracing::info!(shard, "postgres ledger open");
+        Ok(PgLedger { jobs, reads, shard })
+    }
+
+    async fn submit(&self, request: Request) -> Result<Outcome, PgError> {
+        let (reply, rx) = oneshot::channel();
+        self.jobs
+            .send(Job { request, reply })
+            .await
+            .map_err(|_| PgError::Stopped)?;
+        rx.await
+            .map_err(|_| PgError::Stopped)?
+            .map_err(PgError::GaveUp)
+    }
+
+    pub async fn create_transfers(
+        &self,
+        events: Vec<NewTransfer>,
+    ) -> Result<Vec<Result<Receipt, TransferReject>>, PgError> {
+        match self.submit(Request::Transfers(events)).await? {
+            Outcome::Transfers(r) => Ok(r),
+            Outcome::Accounts(_) => unreachable!("transfers answer with transfers"),
+        }
+    }
+
+    pub async fn create_accounts(
+        &self,
+        events: Vec<NewAccount>,
+    ) -> Result<Vec<Result<Receipt, AccountReject>>, PgError> {
+        match self.submit(Request::Accounts(events)).await? {
+            Outcome::Accounts(r) => Ok(r),
+            Outcome::Transfers(_) => unreachable!("accounts answer with accounts"),
+        }
+    }
+
+    /// An account with its balances (the sum of its shards).
+    pub async fn lookup_account(&self, id: u128) -> Result<Option<Account>, PgError> {
+        let row = self
+            .reads
+            .query_opt(
+                "SELECT a.body, sum(b.debits_pending)::text, sum(b.debits_posted)::text,
+                        sum(b.credits_pending)::text, sum(b.credits_posted)::text
+                 FROM ledger_accounts a JOIN ledger_balances b ON b.account_id = a.id
+                 WHERE a.id = $1 GROUP BY a.id, a.body",
+                &[&id_bytes(id)],
+            )
+            .await?;
+        row.map(|r| Ok(account_of(id, r.get(0))?.with_balances(balances(&r, 1)?)))
+            .transpose()
+    }
+
+    pub async fn lookup_transfer(&self, id: u128) -> Result<Option<Transfer>, PgError> {
+        let row = self
+            .reads
+            .query_opt(
+                "SELECT body FROM ledger_transfers WHERE id = $1",
+                &[&id_bytes(id)],
+            )
+            .await?;
+        row.map(|r| transfer_of(id, r.get(0))).transpose()
+    }
+
+    /// The commit-order mark of everything committed so far: every
+    /// transfer committed before this call returns has a number at most
+    /// the mark, every transfer committed after it a greater one.
+    pub async fn cut(&self) -> Result<u64, PgError> {
+        self.reads.batch_execute("BEGIN").await?;
+        let result = async {
+            self.reads
+                .batch_execute("LOCK TABLE ledger_transfers IN SHARE MODE")
+                .await?;
+            let row = self
+                .reads
+                .query_one("SELECT last_value, is_called FROM ledger_commit_seq", &[])
+                .await?;
+            let (last, called): (i64, bool) = (row.get(0), row.get(1));
+            Ok::<u64, PgError>(if called { last as u64 } else { 0 })
+        }
+        .await;
+        let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        self.reads.batch_execute(end).await?;
+        result
+    }
+
+    /// Transfers with commit numbers in `(after, to]`, in commit order, at
+    /// most `limit`: each with its number (the next page starts after the
+    /// last one).
+    pub async fn transfers_between(
+        &self,
+        after: u64,
+        to: u64,
+        limit: u32,
+    ) -> Result<Vec<(u64, Transfer)>, PgError> {
+        let rows = self
+            .reads
+            .query(
+                "SELECT id, seq, body FROM ledger_transfers
+                 WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3",
+                &[&(after as i64), &(to as i64), &i64::from(limit)],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let id = id_of(r.get(0))?;
+                Ok((r.get::<_, i64>(1) as u64, transfer_of(id, r.get(2))?))
+            })
+            .collect()
+    }
+
+    /// The ledger's invariants over the whole database: per currency,
+    /// debits equal credits (pending and posted); no account's balance
+    /// below zero in any column or past its limit; the pending balances
+    /// equal the unresolved pending transfers.
+    pub async fn check(&self) -> Result<CheckReport, PgError> {
+        // One snapshot for every query.
+        self.reads
+            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await?;
+        let report = self.check_in_snapshot().await;
+        self.reads.batch_execute("COMMIT").await?;
+        report
+    }
+
+    async fn check_in_snapshot(&self) -> Result<CheckReport, PgError> {
+        let mut violations = Vec::new();
+        let mut currencies = Vec::new();
+        for r in self
+            .reads
+            .query(
+                "SELECT a.currency, coalesce(sum(b.debits_pending), 0)::text,
+                        coalesce(sum(b.debits_posted), 0)::text,
+                        coalesce(sum(b.credits_pending), 0)::text,
+                        coalesce(sum(b.credits_posted), 0)::text
+                 FROM ledger_accounts a JOIN ledger_balances b ON b.account_id = a.id
+                 GROUP BY a.currency ORDER BY a.currency",
+                &[],
+            )
+            .await?
+        {
+            let currency = u16::try_from(r.get::<_, i32>(0))
+                .map_err(|_| PgError::Undecodable("a currency".into()))?;
+            let b = balances(&r, 1)?;
+            if b.debits_pending != b.credits_pending {
+                violations.push(format!(
+                    "currency {currency}: pending debits {} != credits {}",
+                    b.debits_pending, b.credits_pending
+                ));
+            }
+            if b.debits_posted != b.credits_posted {
+                violations.push(format!(
+                    "currency {currency}: posted debits {} != credits {}",
+                    b.debits_posted, b.credits_posted
+                ));
+            }
+            currencies.push(CurrencyTotals {
+                currency,
+                debits_pending: b.debits_pending,
+                debits_posted: b.debits_posted,
+                credits_pending: b.credits_pending,
+                credits_posted: b.credits_posted,
+            });
+        }
+        let mut accounts = 0;
+        for r in self
+            .reads
+            .query(
+                "SELECT a.id, a.body, sum(b.debits_pending)::text, sum(b.debits_posted)::text,
+                        sum(b.credits_pending)::text, sum(b.credits_posted)::text
+                 FROM ledger_accounts a JOIN ledger_balances b ON b.account_id = a.id
+                 GROUP BY a.id, a.body",
+                &[],
+            )
+            .await?
+        {
+            accounts += 1;
+            let id = id_of(r.get(0))?;
+            // A negative sum does not parse as u128: a violation, not a
+            // decoding failure.
+            let b = match balances(&r, 2) {
+                Ok(b) => b,
+                Err(_) => {
+                    violations.push(format!("account {id:032x}: a balance below zero"));
+                    continue;
+                }
+            };
+            let a = account_of(id, r.get(1))?.with_balances(b);
+            if !a.within_limits() {
+                violations.push(format!("account {id:032x} is past its limit"));
+            }
+        }
+        let pending = self
+            .reads
+            .query_one(
+                "SELECT count(*), coalesce(sum(amount), 0)::text FROM ledger_transfers WHERE status = 1",
+                &[],
+            )
+            .await?;
+        let pending_transfers = pending.get::<_, i64>(0) as usize;
+        let pending_sum = u128_of(pending.get(1))?;
+        let reserved: u128 = currencies.iter().map(|c| c.debits_pending).sum();
+        if pending_sum != reserved {
+            violations.push(format!(
+                "unresolved pending transfers hold {pending_sum}, accounts show {reserved} pending"
+            ));
+        }
+        let seq = self
+            .reads
+            .query_one("SELECT coalesce(max(seq), 0) FROM ledger_transfers", &[])
+            .await?
+            .get::<_, i64>(0) as u64;
+        Ok(CheckReport {
+            seq,
+            accounts,
+            pending_transfers,
+            currencies,
+            index_compared: false,
+            violations,
+        })
+    }
+}
+
+/// Four balance columns (as text) from `first` on.
+fn balances(r: &Row, first: usize) -> Result<Balances, PgError> {
+    Ok(Balances {
+        timestamp: 0,
+        debits_pending: u128_of(r.get(first))?,
+        debits_posted: u128_of(r.get(first + 1))?,
+        credits_pending: u128_of(r.get(first + 2))?,
+        credits_posted: u128_of(r.get(first + 3))?,
+    })
+}
+
+/// The writer: takes every job waiting, commits them as one batch, answers
+/// each; between jobs, expires pending transfers past their timeout.
+async fn writer(url: String, shard: i32, mut jobs: mpsc::Receiver<Job>) {
+    let mut client: Option<Client> = None;
+    loop {
+        let first = match tokio::time::timeout(
+            Duration::from_millis(EXPIRE_INTERVAL_MS),
+            jobs.recv(),
+        )
+        .await
+        {
+            Ok(Some(job)) => Some(job),
+            Ok(None) => return,
+            Err(_) => None,
+        };
+        let mut requests: Vec<Request> = Vec::new();
+        let mut replies = Vec::new();
+        let mut events = 0;
+        if let Some(job) = first {
+            events += events_of(&job.request);
+            requests.push(job.request);
+            replies.push(job.reply);
+        }
+        while events < EVENTS_MAX {
+            match jobs.try_recv() {
+                Ok(job) => {
+                    events += events_of(&job.request);
+                    requests.push(job.request);
+                    replies.push(job.reply);
+                }
+                Err(_) => break,
+            }
+        }
+        // An idle pass still runs: it expires pending transfers past their
+        // timeout.
+        match commit_with_retries(&url, &mut client, shard, &requests).await {
+            Ok(outcomes) => {
+                debug_assert_eq!(outcomes.len(), replies.len());
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(Ok(outcome));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, requests = requests.len(), "ledger batch failed");
+                for reply in replies {
+                    let _ = reply.send(Err(e.to_string()));
+                }
+            }
+        }
+    }
+}
+
+fn events_of(request: &Request) -> usize {
+    match request {
+        Request::Accounts(a) => a.len(),
+        Request::Transfers(t) => t.len(),
+    }
+}
+
+/// Is this failure not the batch's own (run it again)?
+fn transient(e: &PgError) -> bool {
+    match e {
+        PgError::Db(e) => {
+            e.is_closed()
+                || e.code().is_some_and(|c| {
+                    [
+                        SqlState::T_R_SERIALIZATION_FAILURE,
+                        SqlState::T_R_DEADLOCK_DETECTED,
+                        SqlState::UNIQUE_VIOLATION,
+                        SqlState::ADMIN_SHUTDOWN,
+                        SqlState::CRASH_SHUTDOWN,
+                        SqlState::CANNOT_CONNECT_NOW,
+                        SqlState::READ_ONLY_SQL_TRANSACTION,
+                    ]
+                    .contains(c)
+                })
+                || e.code().is_none()
+        }
+        _ => false,
+    }
+}
+
+async fn commit_with_retries(
+    url: &str,
+    client: &mut Option<Client>,
+    shard: i32,
+    requests: &[Request],
+) -> Result<Vec<Outcome>, PgError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        if client.as_ref().is_none_or(|c| c.is_closed()) {
+            *client = match connect(url).await {
+                Ok(c) => Some(c),
+                Err(e) if attempt < ATTEMPTS_MAX => {
+                    tracing::warn!(error = %e, attempt, "ledger writer reconnecting");
+                    tokio::time::sleep(backoff(attempt)).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+        }
+        let c = client.as_mut().expect("connected above");
+        match commit(c, shard, requests).await {
+            Ok(outcomes) => return Ok(outcomes),
+            Err(e) if transient(&e) && attempt < ATTEMPTS_MAX => {
+                metrics::counter!("switch_pg_ledger_retries_total").increment(1);
+                tracing::debug!(error = %e, attempt, "ledger batch runs again");
+                if matches!(&e, PgError::Db(d) if d.is_closed()) {
+                    *client = None;
+                }
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis((5u64 << attempt.min(6)).min(500))
+}
+
+/// One batch, one transaction: load, apply, write.
+async fn commit(
+    client: &mut Client,
+    shard: i32,
+    requests: &[Request],
+) -> Result<Vec<Outcome>, PgError> {
+    let tx = client.transaction().await?;
+    let touched = batch::touched(requests);
+    let now = now_ns();
+
+    // 1. The pending transfers this batch resolves, and those past their
+    //    timeout, locked in id order.
+    let due: Vec<Vec<u8>> = tx
+        .query(
+            "SELECT id FROM ledger_transfers WHERE status = 1 AND expires_ns <= $1
+             ORDER BY expires_ns LIMIT $2",
+            &[&(now as i64), &EXPIRE_BATCH_MAX],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get::<_, Vec<u8>>(0))
+        .collect();
+    let mut pending_ids: BTreeSet<u128> = touched.pending_ids.clone();
+    for d in &due {
+        pending_ids.insert(id_of(d)?);
+    }
+    let mut pendings = Vec::new();
+    let mut prior: HashMap<u128, Prior> = HashMap::new();
+    if !pending_ids.is_empty() {
+        let ids: Vec<Vec<u8>> = pending_ids.iter().map(|i| id_bytes(*i)).collect();
+        for r in tx
+            .query(
+                "SELECT id, body FROM ledger_transfers WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+                &[&ids],
+            )
+            .await?
+        {
+            let id = id_of(r.get(0))?;
+            let t = transfer_of(id, r.get(1))?;
+            if t.status() == TransferStatus::Pending {
+                pendings.push(t);
+            } else {
+                prior.insert(id, Prior::Transfer(t));
+            }
+        }
+    }
+
+    // 2. What is already recorded under the batch's ids.
+    if !touched.transfer_ids.is_empty() {
+        let ids: Vec<Vec<u8>> = touched.transfer_ids.iter().map(|i| id_bytes(*i)).collect();
+        for r in tx
+            .query(
+                "SELECT id, body FROM ledger_transfers WHERE id = ANY($1)",
+                &[&ids],
+            )
+            .await?
+        {
+            let id = id_of(r.get(0))?;
+            if !pending_ids.contains(&id) {
+                prior.insert(id, Prior::Transfer(transfer_of(id, r.get(1))?));
+            }
+        }
+        for r in tx
+            .query(
+                "SELECT id, event, reject FROM ledger_failed WHERE id = ANY($1)",
+                &[&ids],
+            )
+            .await?
+        {
+            let id = id_of(r.get(0))?;
+            let event = NewTransfer::decode(r.get(1))
+                .ok_or_else(|| PgError::Undecodable(format!("failed event {id:032x}")))?;
+            let reject = u16::try_from(r.get::<_, i32>(2))
+                .ok()
+                .and_then(TransferReject::from_code)
+                .ok_or_else(|| PgError::Undecodable(format!("reject of {id:032x}")))?;
+            prior.insert(id, Prior::Failed(event, reject));
+        }
+    }
+
+    // 3. Accounts: limited ones' rows locked in id order; the others'
+    //    shards summed without a lock.
+    let mut account_ids = touched.account_ids.clone();
+    for p in &pendings {
+        account_ids.insert(p.debit_account_id());
+        account_ids.insert(p.credit_account_id());
+    }
+    let mut before: HashMap<u128, Account> = HashMap::new();
+    let mut limited: BTreeSet<u128> = BTreeSet::new();
+    if !account_ids.is_empty() {
+        let ids: Vec<Vec<u8>> = account_ids.iter().map(|i| id_bytes(*i)).collect();
+        let mut unlimited = Vec::new();
+        for r in tx
+            .query(
+                "SELECT id, body, limited FROM ledger_accounts WHERE id = ANY($1)",
+                &[&ids],
+            )
+            .await?
+        {
+            let id = id_of(r.get(0))?;
+            before.insert(id, account_of(id, r.get(1))?);
+            if r.get::<_, bool>(2) {
+                limited.insert(id);
+            } else {
+                unlimited.push(id_bytes(id));
+            }
+        }
+        if !limited.is_empty() {
+            let ids: Vec<Vec<u8>> = limited.iter().map(|i| id_bytes(*i)).collect();
+            for r in tx
+                .query(
+                    "SELECT account_id, debits_pending::text, debits_posted::text,
+                            credits_pending::text, credits_posted::text
+                     FROM ledger_balances WHERE account_id = ANY($1) AND shard = 0
+                     ORDER BY account_id FOR UPDATE",
+                    &[&ids],
+                )
+                .await?
+            {
+                let id = id_of(r.get(0))?;
+                let b = balances(&r, 1)?;
+                before.entry(id).and_modify(|a| *a = a.with_balances(b));
+            }
+        }
+        if !unlimited.is_empty() {
+            for r in tx
+                .query(
+                    "SELECT account_id, sum(debits_pending)::text, sum(debits_posted)::text,
+                            sum(credits_pending)::text, sum(credits_posted)::text
+                     FROM ledger_balances WHERE account_id = ANY($1) GROUP BY account_id",
+                    &[&unlimited],
+                )
+                .await?
+            {
+                let id = id_of(r.get(0))?;
+                let b = balances(&r, 1)?;
+                before.entry(id).and_modify(|a| *a = a.with_balances(b));
+            }
+        }
+    }
+
+    // 4. The ledger's rules.
+    let applied = batch::apply(
+        Loaded {
+            accounts: before.values().copied().collect(),
+            pendings,
+            prior,
+        },
+        now,
+        requests,
+    );
+
+    // 5. Write back, in id order.
+    let mut new_accounts: Vec<&Account> = applied
+        .accounts
+        .iter()
+        .filter(|a| !before.contains_key(&a.id()))
+        .collect();
+    new_accounts.sort_by_key(|a| a.id());
+    if !new_accounts.is_empty() {
+        let zero = Balances {
+            timestamp: 0,
+            debits_pending: 0,
+            debits_posted: 0,
+            credits_pending: 0,
+            credits_posted: 0,
+        };
+        let limit_flags = AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS
+            | AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS;
+        let ids: Vec<Vec<u8>> = new_accounts.iter().map(|a| id_bytes(a.id())).collect();
+        let bodies: Vec<Vec<u8>> = new_accounts
+            .iter()
+            .map(|a| a.with_balances(zero).encode())
+            .collect();
+        let currencies: Vec<i32> = new_accounts
+            .iter()
+            .map(|a| i32::from(a.currency()))
+            .collect();
+        let codes: Vec<i32> = new_accounts.iter().map(|a| i32::from(a.code())).collect();
+        let limits: Vec<bool> = new_accounts
+            .iter()
+            .map(|a| a.flags().intersects(limit_flags))
+            .collect();
+        for a in &new_accounts {
+            if a.flags().intersects(limit_flags) {
+                limited.insert(a.id());
+            }
+        }
+        let created: Vec<i64> = new_accounts.iter().map(|a| a.timestamp() as i64).collect();
+        tx.execute(
+            "INSERT INTO ledger_accounts (id, body, currency, code, limited, created_ns)
+             SELECT * FROM UNNEST($1::bytea[], $2::bytea[], $3::int[], $4::int[], $5::bool[], $6::bigint[])",
+            &[&ids, &bodies, &currencies, &codes, &limits, &created],
+        )
+        .await?;
+        tx.execute(
+            "INSERT INTO ledger_balances (account_id, shard) SELECT id, 0 FROM UNNEST($1::bytea[]) AS u(id)",
+            &[&ids],
+        )
+        .await?;
+    }
+
+    let mut changed: Vec<&Account> = applied.accounts.iter().collect();
+    changed.sort_by_key(|a| a.id());
+    let (mut ids, mut shards) = (Vec::new(), Vec::new());
+    let mut deltas: [Vec<String>; 4] = Default::default();
+    for a in changed {
+        let was = before.get(&a.id()).map(|b| b.balances());
+        let now_b = a.balances();
+        let d = [
+            delta(now_b.debits_pending, was.map(|b| b.debits_pending)),
+            delta(now_b.debits_posted, was.map(|b| b.debits_posted)),
+            delta(now_b.credits_pending, was.map(|b| b.credits_pending)),
+            delta(now_b.credits_posted, was.map(|b| b.credits_posted)),
+        ];
+        if d.iter().all(|x| *x == 0) {
+            continue;
+        }
+        ids.push(id_bytes(a.id()));
+        shards.push(if limited.contains(&a.id()) { 0 } else { shard });
+        for (column, x) in deltas.iter_mut().zip(d) {
+            column.push(x.to_string());
+        }
+    }
+    if !ids.is_empty() {
+        tx.execute(
+            "INSERT INTO ledger_balances AS b
+                 (account_id, shard, debits_pending, debits_posted, credits_pending, credits_posted)
+             SELECT id, shard, dp::numeric, dpo::numeric, cp::numeric, cpo::numeric
+             FROM UNNEST($1::bytea[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[])
+                  AS u(id, shard, dp, dpo, cp, cpo)
+             ON CONFLICT (account_id, shard) DO UPDATE SET
+                 debits_pending = b.debits_pending + EXCLUDED.debits_pending,
+                 debits_posted = b.debits_posted + EXCLUDED.debits_posted,
+                 credits_pending = b.credits_pending + EXCLUDED.credits_pending,
+                 credits_posted = b.credits_posted + EXCLUDED.credits_posted",
+            &[
+                &ids, &shards, &deltas[0], &deltas[1], &deltas[2], &deltas[3],
+            ],
+        )
+        .await?;
+    }
+
+    let mut created: Vec<&Transfer> = applied
+        .transfers
+        .iter()
+        .filter(|(_, new)| *new)
+        .map(|(t, _)| t)
+        .collect();
+    created.sort_by_key(|t| t.id());
+    if !created.is_empty() {
+        let ids: Vec<Vec<u8>> = created.iter().map(|t| id_bytes(t.id())).collect();
+        let bodies: Vec<Vec<u8>> = created.iter().map(|t| t.encode()).collect();
+        let debits: Vec<Vec<u8>> = created
+            .iter()
+            .map(|t| id_bytes(t.debit_account_id()))
+            .collect();
+        let credits: Vec<Vec<u8>> = created
+            .iter()
+            .map(|t| id_bytes(t.credit_account_id()))
+            .collect();
+        let codes: Vec<i32> = created.iter().map(|t| i32::from(t.code())).collect();
+        let amounts: Vec<String> = created.iter().map(|t| t.amount().to_string()).collect();
+        let statuses: Vec<i16> = created.iter().map(|t| status_code(t.status())).collect();
+        let expires: Vec<Option<i64>> = created
+            .iter()
+            .map(|t| {
+                (t.status() == TransferStatus::Pending)
+                    .then(|| t.expires_at())
+                    .flatten()
+                    .map(|x| x as i64)
+            })
+            .collect();
+        let stamps: Vec<i64> = created.iter().map(|t| t.timestamp() as i64).collect();
+        tx.execute(
+            "INSERT INTO ledger_transfers
+                 (id, body, debit_account_id, credit_account_id, code, amount, status, expires_ns, timestamp_ns)
+             SELECT id, body, d, c, code, amount::numeric, status, expires, ts
+             FROM UNNEST($1::bytea[], $2::bytea[], $3::bytea[], $4::bytea[], $5::int[], $6::text[],
+                         $7::smallint[], $8::bigint[], $9::bigint[])
+                  AS u(id, body, d, c, code, amount, status, expires, ts)",
+            &[&ids, &bodies, &debits, &credits, &codes, &amounts, &statuses, &expires, &stamps],
+        )
+        .await?;
+    }
+    let mut resolved: Vec<&Transfer> = applied
+        .transfers
+        .iter()
+        .filter(|(_, new)| !*new)
+        .map(|(t, _)| t)
+        .collect();
+    resolved.sort_by_key(|t| t.id());
+    if !resolved.is_empty() {
+        let ids: Vec<Vec<u8>> = resolved.iter().map(|t| id_bytes(t.id())).collect();
+        let bodies: Vec<Vec<u8>> = resolved.iter().map(|t| t.encode()).collect();
+        let statuses: Vec<i16> = resolved.iter().map(|t| status_code(t.status())).collect();
+        tx.execute(
+            "UPDATE ledger_transfers t SET body = u.body, status = u.status, expires_ns = NULL
+             FROM UNNEST($1::bytea[], $2::bytea[], $3::smallint[]) AS u(id, body, status)
+             WHERE t.id = u.id",
+            &[&ids, &bodies, &statuses],
+        )
+        .await?;
+    }
+    if !applied.failed.is_empty() {
+        let mut failed: Vec<&(NewTransfer, TransferReject)> = applied.failed.iter().collect();
+        failed.sort_by_key(|(e, _)| e.id);
+        let ids: Vec<Vec<u8>> = failed.iter().map(|(e, _)| id_bytes(e.id)).collect();
+        let events: Vec<Vec<u8>> = failed.iter().map(|(e, _)| e.encode()).collect();
+        let rejects: Vec<i32> = failed.iter().map(|(_, r)| i32::from(r.code())).collect();
+        tx.execute(
+            "INSERT INTO ledger_failed (id, event, reject)
+             SELECT * FROM UNNEST($1::bytea[], $2::bytea[], $3::int[]) ON CONFLICT (id) DO NOTHING",
+            &[&ids, &events, &rejects],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    metrics::counter!("switch_pg_ledger_batches_total").increment(1);
+    Ok(applied.outcomes)
+}
+
+/// `now - was` as a signed number (a new account was zero).
+fn delta(now: u128, was: Option<u128>) -> i128 {
+    now as i128 - was.unwrap_or(0) as i128
+}
