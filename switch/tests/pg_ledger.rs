@@ -247,7 +247,11 @@ async fn two_nodes_racing_on_hot_accounts_lose_nothing_and_break_no_limit() {
             ),
         )
     };
-    assert_eq!(shards(2), "3", "shard 0 and one per node");
+    let rows: u32 = shards(2).parse().unwrap();
+    assert!(
+        rows >= 3,
+        "shard 0 and one per writer that touched it: {rows}"
+    );
     assert_eq!(shards(1), "1", "a limited account has one row");
     clean(&a).await;
 }

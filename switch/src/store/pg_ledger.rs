@@ -38,6 +38,7 @@
 //! one is configured) means it is on disk (on both).
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ledger::batch::{self, Loaded, Prior};
@@ -49,6 +50,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls, Row};
 
+/// Writers per node: batches in flight at once (each has its own
+/// connection and shard; a second one commits while the first waits for
+/// its fsync).
+pub const WRITERS: usize = 2;
 /// Events one batch takes at most (a batch is one transaction).
 pub const EVENTS_MAX: usize = 4_096;
 /// Requests waiting for the writer at most; past it, callers wait to queue.
@@ -175,13 +180,18 @@ struct Job {
 pub struct PgLedger {
     jobs: mpsc::Sender<Job>,
     reads: Client,
-    /// This writer's balance shard (for diagnostics).
+    /// The first writer's balance shard (for diagnostics).
     pub shard: i32,
 }
 
 impl PgLedger {
-    /// Connect, migrate, take a shard, and start the writer.
+    /// Connect, migrate, and start [`WRITERS`] writers, each with a shard.
     pub async fn open(url: &str) -> Result<PgLedger, PgError> {
+        PgLedger::open_with(url, WRITERS).await
+    }
+
+    /// The same with `writers` writers (batches in flight at once).
+    pub async fn open_with(url: &str, writers: usize) -> Result<PgLedger, PgError> {
         migrate(url).await?;
         let reads = connect(url).await?;
         let shard: i64 = reads
@@ -190,8 +200,19 @@ impl PgLedger {
             .get(0);
         let shard = i32::try_from(shard).map_err(|_| PgError::Undecodable("shard".into()))?;
         let (jobs, rx) = mpsc::channel(QUEUE_REQUESTS_MAX);
-        tokio::spawn(writer(url.to_string(), shard, rx));
-        tracing::info!(shard, "postgres ledger open");
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        tokio::spawn(writer(url.to_string(), shard, rx.clone()));
+        let mut shards = vec![shard];
+        for _ in 1..writers.max(1) {
+            let more: i64 = reads
+                .query_one("SELECT nextval('ledger_shard_seq')", &[])
+                .await?
+                .get(0);
+            let more = i32::try_from(more).map_err(|_| PgError::Undecodable("shard".into()))?;
+            tokio::spawn(writer(url.to_string(), more, rx.clone()));
+            shards.push(more);
+        }
+        tracing::info!(?shards, "postgres ledger open");
         Ok(PgLedger { jobs, reads, shard })
     }
 
@@ -423,42 +444,134 @@ fn balances(r: &Row, first: usize) -> Result<Balances, PgError> {
     })
 }
 
-/// The writer: takes every job waiting, commits them as one batch, answers
-/// each; between jobs, expires pending transfers past their timeout.
-async fn writer(url: String, shard: i32, mut jobs: mpsc::Receiver<Job>) {
-    let mut client: Option<Client> = None;
-    loop {
-        let first = match tokio::time::timeout(
-            Duration::from_millis(EXPIRE_INTERVAL_MS),
-            jobs.recv(),
-        )
-        .await
-        {
-            Ok(Some(job)) => Some(job),
-            Ok(None) => return,
-            Err(_) => None,
+/// The statements a writer runs, prepared once per connection (a statement
+/// sent as text is parsed and planned on every call: a round trip more).
+struct Statements {
+    due: tokio_postgres::Statement,
+    lock_pendings: tokio_postgres::Statement,
+    prior_transfers: tokio_postgres::Statement,
+    prior_failed: tokio_postgres::Statement,
+    accounts: tokio_postgres::Statement,
+    limited_balances: tokio_postgres::Statement,
+    unlimited_balances: tokio_postgres::Statement,
+    insert_accounts: tokio_postgres::Statement,
+    insert_shard0: tokio_postgres::Statement,
+    add_balances: tokio_postgres::Statement,
+    insert_transfers: tokio_postgres::Statement,
+    resolve_transfers: tokio_postgres::Statement,
+    insert_failed: tokio_postgres::Statement,
+}
+
+/// A writer's connection and its prepared statements.
+struct Conn {
+    client: Client,
+    st: Statements,
+}
+
+impl Conn {
+    async fn open(url: &str) -> Result<Conn, PgError> {
+        let client = connect(url).await?;
+        let p = |sql: &'static str| client.prepare(sql);
+        let st = Statements {
+            due: p("SELECT id FROM ledger_transfers WHERE status = 1 AND expires_ns <= $1
+                    ORDER BY expires_ns LIMIT $2")
+            .await?,
+            lock_pendings: p("SELECT id, body FROM ledger_transfers WHERE id = ANY($1)
+                              ORDER BY id FOR UPDATE")
+            .await?,
+            prior_transfers: p("SELECT id, body FROM ledger_transfers WHERE id = ANY($1)").await?,
+            prior_failed: p("SELECT id, event, reject FROM ledger_failed WHERE id = ANY($1)").await?,
+            accounts: p("SELECT id, body, limited FROM ledger_accounts WHERE id = ANY($1)").await?,
+            limited_balances: p("SELECT account_id, debits_pending::text, debits_posted::text,
+                                        credits_pending::text, credits_posted::text
+                                 FROM ledger_balances WHERE account_id = ANY($1) AND shard = 0
+                                 ORDER BY account_id FOR UPDATE")
+            .await?,
+            unlimited_balances: p("SELECT account_id, sum(debits_pending)::text, sum(debits_posted)::text,
+                                          sum(credits_pending)::text, sum(credits_posted)::text
+                                   FROM ledger_balances WHERE account_id = ANY($1) GROUP BY account_id")
+            .await?,
+            insert_accounts: p("INSERT INTO ledger_accounts (id, body, currency, code, limited, created_ns)
+                                SELECT * FROM UNNEST($1::bytea[], $2::bytea[], $3::int[], $4::int[],
+                                                     $5::bool[], $6::bigint[])")
+            .await?,
+            insert_shard0: p("INSERT INTO ledger_balances (account_id, shard)
+                              SELECT id, 0 FROM UNNEST($1::bytea[]) AS u(id)")
+            .await?,
+            add_balances: p("INSERT INTO ledger_balances AS b
+                                 (account_id, shard, debits_pending, debits_posted, credits_pending, credits_posted)
+                             SELECT id, shard, dp::numeric, dpo::numeric, cp::numeric, cpo::numeric
+                             FROM UNNEST($1::bytea[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[])
+                                  AS u(id, shard, dp, dpo, cp, cpo)
+                             ON CONFLICT (account_id, shard) DO UPDATE SET
+                                 debits_pending = b.debits_pending + EXCLUDED.debits_pending,
+                                 debits_posted = b.debits_posted + EXCLUDED.debits_posted,
+                                 credits_pending = b.credits_pending + EXCLUDED.credits_pending,
+                                 credits_posted = b.credits_posted + EXCLUDED.credits_posted")
+            .await?,
+            insert_transfers: p("INSERT INTO ledger_transfers
+                                     (id, body, debit_account_id, credit_account_id, code, amount, status,
+                                      expires_ns, timestamp_ns)
+                                 SELECT id, body, d, c, code, amount::numeric, status, expires, ts
+                                 FROM UNNEST($1::bytea[], $2::bytea[], $3::bytea[], $4::bytea[], $5::int[],
+                                             $6::text[], $7::smallint[], $8::bigint[], $9::bigint[])
+                                      AS u(id, body, d, c, code, amount, status, expires, ts)")
+            .await?,
+            resolve_transfers: p("UPDATE ledger_transfers t SET body = u.body, status = u.status, expires_ns = NULL
+                                  FROM UNNEST($1::bytea[], $2::bytea[], $3::smallint[]) AS u(id, body, status)
+                                  WHERE t.id = u.id")
+            .await?,
+            insert_failed: p("INSERT INTO ledger_failed (id, event, reject)
+                              SELECT * FROM UNNEST($1::bytea[], $2::bytea[], $3::int[])
+                              ON CONFLICT (id) DO NOTHING")
+            .await?,
         };
+        Ok(Conn { client, st })
+    }
+}
+
+/// A writer: takes every job waiting, commits them as one batch, answers
+/// each; at most every [`EXPIRE_INTERVAL_MS`] (and when idle), expires
+/// pending transfers past their timeout. A node runs several writers; they
+/// take batches from one queue in turn, and each has its own connection
+/// and balance shard.
+async fn writer(url: String, shard: i32, jobs: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>) {
+    let mut conn: Option<Conn> = None;
+    let mut last_expiry = std::time::Instant::now();
+    loop {
         let mut requests: Vec<Request> = Vec::new();
         let mut replies = Vec::new();
-        let mut events = 0;
-        if let Some(job) = first {
-            events += events_of(&job.request);
-            requests.push(job.request);
-            replies.push(job.reply);
-        }
-        while events < EVENTS_MAX {
-            match jobs.try_recv() {
-                Ok(job) => {
-                    events += events_of(&job.request);
-                    requests.push(job.request);
-                    replies.push(job.reply);
-                }
-                Err(_) => break,
+        {
+            let mut queue = jobs.lock().await;
+            let first =
+                match tokio::time::timeout(Duration::from_millis(EXPIRE_INTERVAL_MS), queue.recv())
+                    .await
+                {
+                    Ok(Some(job)) => Some(job),
+                    Ok(None) => return,
+                    Err(_) => None,
+                };
+            let mut events = 0;
+            let mut next = first;
+            while let Some(job) = next {
+                events += events_of(&job.request);
+                requests.push(job.request);
+                replies.push(job.reply);
+                next = if events < EVENTS_MAX {
+                    queue.try_recv().ok()
+                } else {
+                    None
+                };
             }
         }
-        // An idle pass still runs: it expires pending transfers past their
-        // timeout.
-        match commit_with_retries(&url, &mut client, shard, &requests).await {
+        let expire = last_expiry.elapsed() >= Duration::from_millis(EXPIRE_INTERVAL_MS);
+        if requests.is_empty() && !expire {
+            continue;
+        }
+        if expire {
+            last_expiry = std::time::Instant::now();
+        }
+        match commit_with_retries(&url, &mut conn, shard, &requests, expire).await {
             Ok(outcomes) => {
                 debug_assert_eq!(outcomes.len(), replies.len());
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
@@ -487,6 +600,7 @@ fn transient(e: &PgError) -> bool {
     match e {
         PgError::Db(e) => {
             e.is_closed()
+                || e.code().is_none()
                 || e.code().is_some_and(|c| {
                     [
                         SqlState::T_R_SERIALIZATION_FAILURE,
@@ -499,7 +613,6 @@ fn transient(e: &PgError) -> bool {
                     ]
                     .contains(c)
                 })
-                || e.code().is_none()
         }
         _ => false,
     }
@@ -507,15 +620,16 @@ fn transient(e: &PgError) -> bool {
 
 async fn commit_with_retries(
     url: &str,
-    client: &mut Option<Client>,
+    conn: &mut Option<Conn>,
     shard: i32,
     requests: &[Request],
+    expire: bool,
 ) -> Result<Vec<Outcome>, PgError> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        if client.as_ref().is_none_or(|c| c.is_closed()) {
-            *client = match connect(url).await {
+        if conn.as_ref().is_none_or(|c| c.client.is_closed()) {
+            *conn = match Conn::open(url).await {
                 Ok(c) => Some(c),
                 Err(e) if attempt < ATTEMPTS_MAX => {
                     tracing::warn!(error = %e, attempt, "ledger writer reconnecting");
@@ -525,14 +639,14 @@ async fn commit_with_retries(
                 Err(e) => return Err(e),
             };
         }
-        let c = client.as_mut().expect("connected above");
-        match commit(c, shard, requests).await {
+        let c = conn.as_mut().expect("connected above");
+        match commit(c, shard, requests, expire).await {
             Ok(outcomes) => return Ok(outcomes),
             Err(e) if transient(&e) && attempt < ATTEMPTS_MAX => {
                 metrics::counter!("switch_pg_ledger_retries_total").increment(1);
                 tracing::debug!(error = %e, attempt, "ledger batch runs again");
                 if matches!(&e, PgError::Db(d) if d.is_closed()) {
-                    *client = None;
+                    *conn = None;
                 }
                 tokio::time::sleep(backoff(attempt)).await;
             }
@@ -545,84 +659,87 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis((5u64 << attempt.min(6)).min(500))
 }
 
-/// One batch, one transaction: load, apply, write.
+fn ids(set: impl IntoIterator<Item = u128>) -> Vec<Vec<u8>> {
+    set.into_iter().map(id_bytes).collect()
+}
+
+/// One batch, one transaction: load, apply, write. Statements that do not
+/// depend on each other are sent together (pipelined on the connection).
 async fn commit(
-    client: &mut Client,
+    conn: &mut Conn,
     shard: i32,
     requests: &[Request],
+    expire: bool,
 ) -> Result<Vec<Outcome>, PgError> {
+    let Conn { client, st } = conn;
     let tx = client.transaction().await?;
     let touched = batch::touched(requests);
     let now = now_ns();
 
     // 1. The pending transfers this batch resolves, and those past their
     //    timeout, locked in id order.
-    let due: Vec<Vec<u8>> = tx
-        .query(
-            "SELECT id FROM ledger_transfers WHERE status = 1 AND expires_ns <= $1
-             ORDER BY expires_ns LIMIT $2",
-            &[&(now as i64), &EXPIRE_BATCH_MAX],
-        )
-        .await?
-        .iter()
-        .map(|r| r.get::<_, Vec<u8>>(0))
-        .collect();
     let mut pending_ids: BTreeSet<u128> = touched.pending_ids.clone();
-    for d in &due {
-        pending_ids.insert(id_of(d)?);
+    if expire {
+        for r in tx
+            .query(&st.due, &[&(now as i64), &EXPIRE_BATCH_MAX])
+            .await?
+        {
+            pending_ids.insert(id_of(r.get(0))?);
+        }
     }
     let mut pendings = Vec::new();
     let mut prior: HashMap<u128, Prior> = HashMap::new();
-    if !pending_ids.is_empty() {
-        let ids: Vec<Vec<u8>> = pending_ids.iter().map(|i| id_bytes(*i)).collect();
-        for r in tx
-            .query(
-                "SELECT id, body FROM ledger_transfers WHERE id = ANY($1) ORDER BY id FOR UPDATE",
-                &[&ids],
-            )
-            .await?
-        {
-            let id = id_of(r.get(0))?;
-            let t = transfer_of(id, r.get(1))?;
-            if t.status() == TransferStatus::Pending {
-                pendings.push(t);
+    let transfer_ids = ids(touched.transfer_ids.iter().copied());
+    let (locked, prior_transfers, prior_failed) = tokio::try_join!(
+        async {
+            if pending_ids.is_empty() {
+                Ok(Vec::new())
             } else {
-                prior.insert(id, Prior::Transfer(t));
+                tx.query(&st.lock_pendings, &[&ids(pending_ids.iter().copied())])
+                    .await
             }
+        },
+        async {
+            if transfer_ids.is_empty() {
+                Ok(Vec::new())
+            } else {
+                tx.query(&st.prior_transfers, &[&transfer_ids]).await
+            }
+        },
+        async {
+            if transfer_ids.is_empty() {
+                Ok(Vec::new())
+            } else {
+                tx.query(&st.prior_failed, &[&transfer_ids]).await
+            }
+        },
+    )?;
+    for r in locked {
+        let id = id_of(r.get(0))?;
+        let t = transfer_of(id, r.get(1))?;
+        if t.status() == TransferStatus::Pending {
+            pendings.push(t);
+        } else {
+            prior.insert(id, Prior::Transfer(t));
         }
     }
-
-    // 2. What is already recorded under the batch's ids.
-    if !touched.transfer_ids.is_empty() {
-        let ids: Vec<Vec<u8>> = touched.transfer_ids.iter().map(|i| id_bytes(*i)).collect();
-        for r in tx
-            .query(
-                "SELECT id, body FROM ledger_transfers WHERE id = ANY($1)",
-                &[&ids],
-            )
-            .await?
-        {
-            let id = id_of(r.get(0))?;
-            if !pending_ids.contains(&id) {
-                prior.insert(id, Prior::Transfer(transfer_of(id, r.get(1))?));
-            }
+    // 2. What is already recorded under the batch's ids (read with the
+    //    locks above: a pending transfer is as locked, not as read here).
+    for r in prior_transfers {
+        let id = id_of(r.get(0))?;
+        if !pending_ids.contains(&id) {
+            prior.insert(id, Prior::Transfer(transfer_of(id, r.get(1))?));
         }
-        for r in tx
-            .query(
-                "SELECT id, event, reject FROM ledger_failed WHERE id = ANY($1)",
-                &[&ids],
-            )
-            .await?
-        {
-            let id = id_of(r.get(0))?;
-            let event = NewTransfer::decode(r.get(1))
-                .ok_or_else(|| PgError::Undecodable(format!("failed event {id:032x}")))?;
-            let reject = u16::try_from(r.get::<_, i32>(2))
-                .ok()
-                .and_then(TransferReject::from_code)
-                .ok_or_else(|| PgError::Undecodable(format!("reject of {id:032x}")))?;
-            prior.insert(id, Prior::Failed(event, reject));
-        }
+    }
+    for r in prior_failed {
+        let id = id_of(r.get(0))?;
+        let event = NewTransfer::decode(r.get(1))
+            .ok_or_else(|| PgError::Undecodable(format!("failed event {id:032x}")))?;
+        let reject = u16::try_from(r.get::<_, i32>(2))
+            .ok()
+            .and_then(TransferReject::from_code)
+            .ok_or_else(|| PgError::Undecodable(format!("reject of {id:032x}")))?;
+        prior.insert(id, Prior::Failed(event, reject));
     }
 
     // 3. Accounts: limited ones' rows locked in id order; the others'
@@ -635,13 +752,9 @@ async fn commit(
     let mut before: HashMap<u128, Account> = HashMap::new();
     let mut limited: BTreeSet<u128> = BTreeSet::new();
     if !account_ids.is_empty() {
-        let ids: Vec<Vec<u8>> = account_ids.iter().map(|i| id_bytes(*i)).collect();
         let mut unlimited = Vec::new();
         for r in tx
-            .query(
-                "SELECT id, body, limited FROM ledger_accounts WHERE id = ANY($1)",
-                &[&ids],
-            )
+            .query(&st.accounts, &[&ids(account_ids.iter().copied())])
             .await?
         {
             let id = id_of(r.get(0))?;
@@ -652,37 +765,27 @@ async fn commit(
                 unlimited.push(id_bytes(id));
             }
         }
-        if !limited.is_empty() {
-            let ids: Vec<Vec<u8>> = limited.iter().map(|i| id_bytes(*i)).collect();
-            for r in tx
-                .query(
-                    "SELECT account_id, debits_pending::text, debits_posted::text,
-                            credits_pending::text, credits_posted::text
-                     FROM ledger_balances WHERE account_id = ANY($1) AND shard = 0
-                     ORDER BY account_id FOR UPDATE",
-                    &[&ids],
-                )
-                .await?
-            {
-                let id = id_of(r.get(0))?;
-                let b = balances(&r, 1)?;
-                before.entry(id).and_modify(|a| *a = a.with_balances(b));
-            }
-        }
-        if !unlimited.is_empty() {
-            for r in tx
-                .query(
-                    "SELECT account_id, sum(debits_pending)::text, sum(debits_posted)::text,
-                            sum(credits_pending)::text, sum(credits_posted)::text
-                     FROM ledger_balances WHERE account_id = ANY($1) GROUP BY account_id",
-                    &[&unlimited],
-                )
-                .await?
-            {
-                let id = id_of(r.get(0))?;
-                let b = balances(&r, 1)?;
-                before.entry(id).and_modify(|a| *a = a.with_balances(b));
-            }
+        let limited_ids = ids(limited.iter().copied());
+        let (locked, summed) = tokio::try_join!(
+            async {
+                if limited_ids.is_empty() {
+                    Ok(Vec::new())
+                } else {
+                    tx.query(&st.limited_balances, &[&limited_ids]).await
+                }
+            },
+            async {
+                if unlimited.is_empty() {
+                    Ok(Vec::new())
+                } else {
+                    tx.query(&st.unlimited_balances, &[&unlimited]).await
+                }
+            },
+        )?;
+        for r in locked.iter().chain(&summed) {
+            let id = id_of(r.get(0))?;
+            let b = balances(r, 1)?;
+            before.entry(id).and_modify(|a| *a = a.with_balances(b));
         }
     }
 
@@ -714,7 +817,12 @@ async fn commit(
         };
         let limit_flags = AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS
             | AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS;
-        let ids: Vec<Vec<u8>> = new_accounts.iter().map(|a| id_bytes(a.id())).collect();
+        for a in &new_accounts {
+            if a.flags().intersects(limit_flags) {
+                limited.insert(a.id());
+            }
+        }
+        let new_ids = ids(new_accounts.iter().map(|a| a.id()));
         let bodies: Vec<Vec<u8>> = new_accounts
             .iter()
             .map(|a| a.with_balances(zero).encode())
@@ -726,66 +834,38 @@ async fn commit(
         let codes: Vec<i32> = new_accounts.iter().map(|a| i32::from(a.code())).collect();
         let limits: Vec<bool> = new_accounts
             .iter()
-            .map(|a| a.flags().intersects(limit_flags))
+            .map(|a| limited.contains(&a.id()))
             .collect();
-        for a in &new_accounts {
-            if a.flags().intersects(limit_flags) {
-                limited.insert(a.id());
-            }
-        }
         let created: Vec<i64> = new_accounts.iter().map(|a| a.timestamp() as i64).collect();
         tx.execute(
-            "INSERT INTO ledger_accounts (id, body, currency, code, limited, created_ns)
-             SELECT * FROM UNNEST($1::bytea[], $2::bytea[], $3::int[], $4::int[], $5::bool[], $6::bigint[])",
-            &[&ids, &bodies, &currencies, &codes, &limits, &created],
+            &st.insert_accounts,
+            &[&new_ids, &bodies, &currencies, &codes, &limits, &created],
         )
         .await?;
-        tx.execute(
-            "INSERT INTO ledger_balances (account_id, shard) SELECT id, 0 FROM UNNEST($1::bytea[]) AS u(id)",
-            &[&ids],
-        )
-        .await?;
+        tx.execute(&st.insert_shard0, &[&new_ids]).await?;
     }
 
     let mut changed: Vec<&Account> = applied.accounts.iter().collect();
     changed.sort_by_key(|a| a.id());
-    let (mut ids, mut shards) = (Vec::new(), Vec::new());
+    let (mut balance_ids, mut shards) = (Vec::new(), Vec::new());
     let mut deltas: [Vec<String>; 4] = Default::default();
     for a in changed {
         let was = before.get(&a.id()).map(|b| b.balances());
-        let now_b = a.balances();
+        let is = a.balances();
         let d = [
-            delta(now_b.debits_pending, was.map(|b| b.debits_pending)),
-            delta(now_b.debits_posted, was.map(|b| b.debits_posted)),
-            delta(now_b.credits_pending, was.map(|b| b.credits_pending)),
-            delta(now_b.credits_posted, was.map(|b| b.credits_posted)),
+            delta(is.debits_pending, was.map(|b| b.debits_pending)),
+            delta(is.debits_posted, was.map(|b| b.debits_posted)),
+            delta(is.credits_pending, was.map(|b| b.credits_pending)),
+            delta(is.credits_posted, was.map(|b| b.credits_posted)),
         ];
         if d.iter().all(|x| *x == 0) {
             continue;
         }
-        ids.push(id_bytes(a.id()));
+        balance_ids.push(id_bytes(a.id()));
         shards.push(if limited.contains(&a.id()) { 0 } else { shard });
         for (column, x) in deltas.iter_mut().zip(d) {
             column.push(x.to_string());
         }
-    }
-    if !ids.is_empty() {
-        tx.execute(
-            "INSERT INTO ledger_balances AS b
-                 (account_id, shard, debits_pending, debits_posted, credits_pending, credits_posted)
-             SELECT id, shard, dp::numeric, dpo::numeric, cp::numeric, cpo::numeric
-             FROM UNNEST($1::bytea[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[])
-                  AS u(id, shard, dp, dpo, cp, cpo)
-             ON CONFLICT (account_id, shard) DO UPDATE SET
-                 debits_pending = b.debits_pending + EXCLUDED.debits_pending,
-                 debits_posted = b.debits_posted + EXCLUDED.debits_posted,
-                 credits_pending = b.credits_pending + EXCLUDED.credits_pending,
-                 credits_posted = b.credits_posted + EXCLUDED.credits_posted",
-            &[
-                &ids, &shards, &deltas[0], &deltas[1], &deltas[2], &deltas[3],
-            ],
-        )
-        .await?;
     }
 
     let mut created: Vec<&Transfer> = applied
@@ -795,41 +875,24 @@ async fn commit(
         .map(|(t, _)| t)
         .collect();
     created.sort_by_key(|t| t.id());
-    if !created.is_empty() {
-        let ids: Vec<Vec<u8>> = created.iter().map(|t| id_bytes(t.id())).collect();
-        let bodies: Vec<Vec<u8>> = created.iter().map(|t| t.encode()).collect();
-        let debits: Vec<Vec<u8>> = created
-            .iter()
-            .map(|t| id_bytes(t.debit_account_id()))
-            .collect();
-        let credits: Vec<Vec<u8>> = created
-            .iter()
-            .map(|t| id_bytes(t.credit_account_id()))
-            .collect();
-        let codes: Vec<i32> = created.iter().map(|t| i32::from(t.code())).collect();
-        let amounts: Vec<String> = created.iter().map(|t| t.amount().to_string()).collect();
-        let statuses: Vec<i16> = created.iter().map(|t| status_code(t.status())).collect();
-        let expires: Vec<Option<i64>> = created
-            .iter()
-            .map(|t| {
-                (t.status() == TransferStatus::Pending)
-                    .then(|| t.expires_at())
-                    .flatten()
-                    .map(|x| x as i64)
-            })
-            .collect();
-        let stamps: Vec<i64> = created.iter().map(|t| t.timestamp() as i64).collect();
-        tx.execute(
-            "INSERT INTO ledger_transfers
-                 (id, body, debit_account_id, credit_account_id, code, amount, status, expires_ns, timestamp_ns)
-             SELECT id, body, d, c, code, amount::numeric, status, expires, ts
-             FROM UNNEST($1::bytea[], $2::bytea[], $3::bytea[], $4::bytea[], $5::int[], $6::text[],
-                         $7::smallint[], $8::bigint[], $9::bigint[])
-                  AS u(id, body, d, c, code, amount, status, expires, ts)",
-            &[&ids, &bodies, &debits, &credits, &codes, &amounts, &statuses, &expires, &stamps],
-        )
-        .await?;
-    }
+    let created_ids = ids(created.iter().map(|t| t.id()));
+    let bodies: Vec<Vec<u8>> = created.iter().map(|t| t.encode()).collect();
+    let debits = ids(created.iter().map(|t| t.debit_account_id()));
+    let credits = ids(created.iter().map(|t| t.credit_account_id()));
+    let codes: Vec<i32> = created.iter().map(|t| i32::from(t.code())).collect();
+    let amounts: Vec<String> = created.iter().map(|t| t.amount().to_string()).collect();
+    let statuses: Vec<i16> = created.iter().map(|t| status_code(t.status())).collect();
+    let expires: Vec<Option<i64>> = created
+        .iter()
+        .map(|t| {
+            (t.status() == TransferStatus::Pending)
+                .then(|| t.expires_at())
+                .flatten()
+                .map(|x| x as i64)
+        })
+        .collect();
+    let stamps: Vec<i64> = created.iter().map(|t| t.timestamp() as i64).collect();
+
     let mut resolved: Vec<&Transfer> = applied
         .transfers
         .iter()
@@ -837,31 +900,72 @@ async fn commit(
         .map(|(t, _)| t)
         .collect();
     resolved.sort_by_key(|t| t.id());
-    if !resolved.is_empty() {
-        let ids: Vec<Vec<u8>> = resolved.iter().map(|t| id_bytes(t.id())).collect();
-        let bodies: Vec<Vec<u8>> = resolved.iter().map(|t| t.encode()).collect();
-        let statuses: Vec<i16> = resolved.iter().map(|t| status_code(t.status())).collect();
-        tx.execute(
-            "UPDATE ledger_transfers t SET body = u.body, status = u.status, expires_ns = NULL
-             FROM UNNEST($1::bytea[], $2::bytea[], $3::smallint[]) AS u(id, body, status)
-             WHERE t.id = u.id",
-            &[&ids, &bodies, &statuses],
-        )
-        .await?;
-    }
-    if !applied.failed.is_empty() {
-        let mut failed: Vec<&(NewTransfer, TransferReject)> = applied.failed.iter().collect();
-        failed.sort_by_key(|(e, _)| e.id);
-        let ids: Vec<Vec<u8>> = failed.iter().map(|(e, _)| id_bytes(e.id)).collect();
-        let events: Vec<Vec<u8>> = failed.iter().map(|(e, _)| e.encode()).collect();
-        let rejects: Vec<i32> = failed.iter().map(|(_, r)| i32::from(r.code())).collect();
-        tx.execute(
-            "INSERT INTO ledger_failed (id, event, reject)
-             SELECT * FROM UNNEST($1::bytea[], $2::bytea[], $3::int[]) ON CONFLICT (id) DO NOTHING",
-            &[&ids, &events, &rejects],
-        )
-        .await?;
-    }
+    let resolved_ids = ids(resolved.iter().map(|t| t.id()));
+    let resolved_bodies: Vec<Vec<u8>> = resolved.iter().map(|t| t.encode()).collect();
+    let resolved_statuses: Vec<i16> = resolved.iter().map(|t| status_code(t.status())).collect();
+
+    let mut failed: Vec<&(NewTransfer, TransferReject)> = applied.failed.iter().collect();
+    failed.sort_by_key(|(e, _)| e.id);
+    let failed_ids = ids(failed.iter().map(|(e, _)| e.id));
+    let events: Vec<Vec<u8>> = failed.iter().map(|(e, _)| e.encode()).collect();
+    let rejects: Vec<i32> = failed.iter().map(|(_, r)| i32::from(r.code())).collect();
+
+    tokio::try_join!(
+        async {
+            if balance_ids.is_empty() {
+                return Ok(0);
+            }
+            tx.execute(
+                &st.add_balances,
+                &[
+                    &balance_ids,
+                    &shards,
+                    &deltas[0],
+                    &deltas[1],
+                    &deltas[2],
+                    &deltas[3],
+                ],
+            )
+            .await
+        },
+        async {
+            if created_ids.is_empty() {
+                return Ok(0);
+            }
+            tx.execute(
+                &st.insert_transfers,
+                &[
+                    &created_ids,
+                    &bodies,
+                    &debits,
+                    &credits,
+                    &codes,
+                    &amounts,
+                    &statuses,
+                    &expires,
+                    &stamps,
+                ],
+            )
+            .await
+        },
+        async {
+            if resolved_ids.is_empty() {
+                return Ok(0);
+            }
+            tx.execute(
+                &st.resolve_transfers,
+                &[&resolved_ids, &resolved_bodies, &resolved_statuses],
+            )
+            .await
+        },
+        async {
+            if failed_ids.is_empty() {
+                return Ok(0);
+            }
+            tx.execute(&st.insert_failed, &[&failed_ids, &events, &rejects])
+                .await
+        },
+    )?;
     tx.commit().await?;
     metrics::counter!("switch_pg_ledger_batches_total").increment(1);
     Ok(applied.outcomes)
