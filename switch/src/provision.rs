@@ -118,11 +118,7 @@ pub async fn demo(switch: &Switch, profiles: &Path, listen: SocketAddr) -> Resul
             });
         }
     }
-    let ledger = switch.ledger.clone();
-    let created = tokio::task::spawn_blocking(move || ledger.create_accounts(accounts))
-        .await
-        .map_err(io)?
-        .map_err(io)?;
+    let created = switch.ledger.create_accounts(accounts).await.map_err(io)?;
     if let Some(e) = created.iter().find_map(|r| r.err()) {
         return Err(io(format!("creating accounts: {e}")));
     }

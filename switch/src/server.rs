@@ -21,6 +21,7 @@ use crate::flows::Switch;
 use crate::provision;
 use crate::sim::{SimBank, SimBiller, Simulators};
 use crate::store::Store;
+use crate::store::ledger::LedgerStore;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -103,7 +104,7 @@ pub async fn open(config: Config, address: std::net::SocketAddr) -> Result<Opene
     let switch = Arc::new(Switch::new(
         config.clone(),
         store,
-        Arc::new(ledger),
+        LedgerStore::Embedded(Arc::new(ledger)),
         routes,
         billers,
     ));
@@ -212,11 +213,11 @@ pub async fn serve(
                 pass += 1;
                 // Every ~10 s: post offices' e-float and low-float gauges.
                 if pass % 20 == 1 {
-                    let switch = switch.clone();
-                    let operator = operator.clone();
-                    let low =
-                        tokio::task::spawn_blocking(move || switch.liquidity(&operator, "")).await;
-                    if let Ok(Ok(all)) = low {
+                    let low = switch.liquidity(&operator, "").await;
+                    if let Err(e) = &low {
+                        tracing::error!(error = %e, "the low-float pass could not read the floats");
+                    }
+                    if let Ok(all) = low {
                         for l in &all {
                             if l.low_float && low_now.insert(l.post_office_id.clone()) {
                                 tracing::warn!(post_office = %l.post_office_id, efloat = l.efloat, "e-float fell below the low-float threshold");

@@ -63,7 +63,7 @@ fn a_switch_killed_mid_transaction_finishes_it_on_restart() {
         let (switch, sims) = (opened.switch, opened.sims);
         let tx = switch.store.list_terminal("tho-tang-1", None, 10).unwrap();
         assert_eq!(tx.len(), 1);
-        let check = switch.ledger.check().unwrap();
+        let check = switch.ledger.check().await.unwrap();
         assert!(check.violations.is_empty(), "{:?}", check.violations);
         assert_eq!(
             check.pending_transfers, 0,
@@ -186,7 +186,7 @@ fn a_switch_killed_mid_qr_payment_reverses_every_call_on_restart() {
             0,
             "the merchant was never credited"
         );
-        let check = switch.ledger.check().unwrap();
+        let check = switch.ledger.check().await.unwrap();
         assert!(check.violations.is_empty(), "{:?}", check.violations);
         assert_eq!(check.pending_transfers, 0);
     });

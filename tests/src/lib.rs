@@ -254,10 +254,11 @@ impl Harness {
     }
 
     /// A ledger account's posted balance (credits minus debits).
-    pub fn ledger_balance(&self, id: u128) -> i128 {
+    pub async fn ledger_balance(&self, id: u128) -> i128 {
         self.switch
             .ledger
-            .lookup_account(id)
+            .account(id)
+            .await
             .expect("ledger readable")
             .expect("account exists")
             .balance_posted()

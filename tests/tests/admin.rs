@@ -60,11 +60,11 @@ async fn an_operator_provisions_a_post_office_and_a_terminal_that_works_at_once(
     assert_eq!(tx.status, pb::TxStatus::Completed as i32);
     assert_eq!(tx.post_office_id, "lap-thach");
     assert_eq!(
-        h.ledger_balance(Kind::EFloat.id(7)),
+        h.ledger_balance(Kind::EFloat.id(7)).await,
         99_000_000,
         "the seventh post office's e-float paid"
     );
-    assert_eq!(-h.ledger_balance(Kind::Drawer.id(701)), 6_005_000);
+    assert_eq!(-h.ledger_balance(Kind::Drawer.id(701)).await, 6_005_000);
 
     let bad = [
         pb::ProvisionTerminalRequest {

@@ -54,8 +54,8 @@ async fn cash_pays_the_biller_from_e_float_and_fills_the_drawer() {
     let h = Harness::start(|_| {}).await;
     let mut t = h.teller("tho-tang-1");
     let c = h.bill_customer("EVN", 2);
-    let efloat = h.ledger_balance(Kind::EFloat.id(THO_TANG));
-    let drawer = -h.ledger_balance(Kind::Drawer.id(THO_TANG_1));
+    let efloat = h.ledger_balance(Kind::EFloat.id(THO_TANG)).await;
+    let drawer = -h.ledger_balance(Kind::Drawer.id(THO_TANG_1)).await;
     let tx = t
         .pay_bills("b-1", "EVN", &c.customer, &[], pb::Funding::Cash, None)
         .await
@@ -66,14 +66,17 @@ async fn cash_pays_the_biller_from_e_float_and_fills_the_drawer() {
         (c.amount_due, FEE, 2)
     );
     assert_eq!(
-        h.ledger_balance(Kind::EFloat.id(THO_TANG)),
+        h.ledger_balance(Kind::EFloat.id(THO_TANG)).await,
         efloat - c.amount_due as i128
     );
     assert_eq!(
-        -h.ledger_balance(Kind::Drawer.id(THO_TANG_1)),
+        -h.ledger_balance(Kind::Drawer.id(THO_TANG_1)).await,
         drawer + (c.amount_due + FEE) as i128
     );
-    assert_eq!(h.ledger_balance(Kind::Biller.id(EVN)), c.amount_due as i128);
+    assert_eq!(
+        h.ledger_balance(Kind::Biller.id(EVN)).await,
+        c.amount_due as i128
+    );
     let r = t.inquire_bills("EVN", &c.customer).await.unwrap();
     assert!(r.nothing_due, "the biller has them paid");
     // A retry answers the original; a new request finds nothing due.
@@ -129,7 +132,7 @@ async fn the_customers_account_pays_bills_and_partial_payment_follows_the_biller
         payer.balance - c.amount_due - FEE
     );
     assert_eq!(
-        h.ledger_balance(Kind::Bank.id(bank_number("970415"))),
+        h.ledger_balance(Kind::Bank.id(bank_number("970415"))).await,
         -((c.amount_due + FEE) as i128),
         "the payer's bank owes the biller and the fee"
     );
@@ -317,7 +320,7 @@ async fn a_bill_paid_from_two_counters_at_once_is_paid_once() {
         .map(|c| c.amount_due)
         .sum();
     assert_eq!(
-        h.ledger_balance(Kind::Biller.id(EVN)),
+        h.ledger_balance(Kind::Biller.id(EVN)).await,
         due as i128,
         "each bill paid once"
     );
@@ -391,7 +394,7 @@ async fn a_biller_that_never_answers_is_cancelled_and_the_payer_refunded() {
     })
     .await;
     assert_eq!(
-        h.ledger_balance(Kind::Biller.id(2)),
+        h.ledger_balance(Kind::Biller.id(2)).await,
         0,
         "nothing posted to the biller"
     );

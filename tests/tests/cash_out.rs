@@ -22,7 +22,7 @@ fn pending() -> i32 {
 async fn a_confirmed_cash_out_debits_the_customer_and_empties_the_drawer() {
     let h = Harness::start(|_| {}).await;
     let c = h.customer(MB, 10_000_000);
-    let efloat = h.ledger_balance(Kind::EFloat.id(TAM_DAO));
+    let efloat = h.ledger_balance(Kind::EFloat.id(TAM_DAO)).await;
     let mut t = h.teller("tam-dao-1");
     let code = h.withdrawal_code(MB, &c.account, 2_000_000);
     let tx = t
@@ -39,7 +39,8 @@ async fn a_confirmed_cash_out_debits_the_customer_and_empties_the_drawer() {
     let drawer = h
         .switch
         .ledger
-        .lookup_account(Kind::Drawer.id(TAM_DAO_1))
+        .account(Kind::Drawer.id(TAM_DAO_1))
+        .await
         .unwrap()
         .unwrap();
     assert_eq!(
@@ -63,11 +64,11 @@ async fn a_confirmed_cash_out_debits_the_customer_and_empties_the_drawer() {
         "confirming twice is harmless"
     );
     assert_eq!(
-        -h.ledger_balance(Kind::Drawer.id(TAM_DAO_1)),
+        -h.ledger_balance(Kind::Drawer.id(TAM_DAO_1)).await,
         OPENING - 2_000_000
     );
     assert_eq!(
-        h.ledger_balance(Kind::EFloat.id(TAM_DAO)),
+        h.ledger_balance(Kind::EFloat.id(TAM_DAO)).await,
         efloat + 2_000_000,
         "the bank owes the post office's e-float"
     );
@@ -99,7 +100,7 @@ async fn a_cancelled_cash_out_is_reversed_at_the_bank() {
     })
     .await;
     assert_eq!(
-        -h.ledger_balance(Kind::Drawer.id(TAM_DAO_1)),
+        -h.ledger_balance(Kind::Drawer.id(TAM_DAO_1)).await,
         OPENING,
         "no cash left the drawer"
     );
@@ -361,7 +362,7 @@ async fn bad_cash_out_input_gets_a_clear_status_and_posts_nothing() {
         );
     }
     assert_eq!(h.bank_balance(MB, &c.account), c.balance);
-    assert_eq!(-h.ledger_balance(Kind::Drawer.id(TAM_DAO_1)), OPENING);
+    assert_eq!(-h.ledger_balance(Kind::Drawer.id(TAM_DAO_1)).await, OPENING);
     // The code still works for the right request.
     let tx = t
         .cash_out_start("ok", MB, &c.account, &code, 1_000_000)
@@ -419,11 +420,11 @@ async fn a_reversal_decided_before_a_crash_is_finished_not_posted() {
     })
     .await;
     assert_eq!(
-        -h.ledger_balance(Kind::Drawer.id(TAM_DAO_1)),
+        -h.ledger_balance(Kind::Drawer.id(TAM_DAO_1)).await,
         OPENING,
         "the reservation was released"
     );
-    let check = h.switch.ledger.check().unwrap();
+    let check = h.switch.ledger.check().await.unwrap();
     assert_eq!(check.pending_transfers, 0);
     h.assert_ledger_clean().await;
 }

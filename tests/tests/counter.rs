@@ -60,8 +60,8 @@ async fn name_inquiry_shows_the_holder_and_refuses_what_it_cannot_route() {
 async fn cash_in_credits_the_customer_from_e_float_and_fills_the_drawer() {
     let h = Harness::start(|_| {}).await;
     let c = h.customer(MB, 0);
-    let efloat = h.ledger_balance(Kind::EFloat.id(THO_TANG));
-    let drawer = -h.ledger_balance(Kind::Drawer.id(THO_TANG_1));
+    let efloat = h.ledger_balance(Kind::EFloat.id(THO_TANG)).await;
+    let drawer = -h.ledger_balance(Kind::Drawer.id(THO_TANG_1)).await;
     let mut t = h.teller("tho-tang-1");
     let tx = t.cash_in("r-1", MB, &c.account, 1_000_000).await.unwrap();
     assert_eq!(tx.status, pb::TxStatus::Completed as i32);
@@ -69,16 +69,16 @@ async fn cash_in_credits_the_customer_from_e_float_and_fills_the_drawer() {
     assert!(!tx.bank_reference.is_empty());
     assert_eq!(h.bank_balance(MB, &c.account), c.balance + 1_000_000);
     assert_eq!(
-        h.ledger_balance(Kind::EFloat.id(THO_TANG)),
+        h.ledger_balance(Kind::EFloat.id(THO_TANG)).await,
         efloat - 1_000_000
     );
     assert_eq!(
-        -h.ledger_balance(Kind::Drawer.id(THO_TANG_1)),
+        -h.ledger_balance(Kind::Drawer.id(THO_TANG_1)).await,
         drawer + 1_005_000,
         "cash and fee are in the drawer"
     );
     assert_eq!(
-        h.ledger_balance(Kind::Commission.id(THO_TANG)),
+        h.ledger_balance(Kind::Commission.id(THO_TANG)).await,
         3_000,
         "60 % of the fee"
     );
@@ -244,7 +244,7 @@ async fn bad_input_gets_a_clear_status_and_posts_nothing() {
             "amount_above_maximum",
         ),
     ];
-    let efloat = h.ledger_balance(Kind::EFloat.id(THO_TANG));
+    let efloat = h.ledger_balance(Kind::EFloat.id(THO_TANG)).await;
     for (request_id, bin, account, amount, code, error) in cases {
         let e = t
             .cash_in(request_id, bin, account, amount)
@@ -258,7 +258,7 @@ async fn bad_input_gets_a_clear_status_and_posts_nothing() {
         );
     }
     assert_eq!(
-        h.ledger_balance(Kind::EFloat.id(THO_TANG)),
+        h.ledger_balance(Kind::EFloat.id(THO_TANG)).await,
         efloat,
         "nothing posted"
     );
@@ -438,7 +438,7 @@ async fn e_float_that_cannot_cover_a_cash_in_refuses_it_and_posts_nothing() {
         bank,
         "the bank was never asked"
     );
-    assert_eq!(h.ledger_balance(Kind::EFloat.id(3)), 0);
+    assert_eq!(h.ledger_balance(Kind::EFloat.id(3)).await, 0);
     h.assert_ledger_clean().await;
 }
 
@@ -452,7 +452,7 @@ async fn a_bank_that_never_answers_leads_to_status_inquiry_then_reversal() {
     })
     .await;
     let c = h.customer(MB, 0);
-    let efloat = h.ledger_balance(Kind::EFloat.id(THO_TANG));
+    let efloat = h.ledger_balance(Kind::EFloat.id(THO_TANG)).await;
     let mut t = h.teller("tho-tang-1");
     let e = t
         .cash_in("lost", MB, &c.account, 700_000)
@@ -474,7 +474,7 @@ async fn a_bank_that_never_answers_leads_to_status_inquiry_then_reversal() {
         .unwrap()
         .to_string();
     assert_eq!(
-        h.ledger_balance(Kind::EFloat.id(THO_TANG)),
+        h.ledger_balance(Kind::EFloat.id(THO_TANG)).await,
         efloat,
         "the reservation was released"
     );
@@ -579,7 +579,7 @@ async fn failed_and_reversed_transactions_give_their_daily_limits_back() {
 async fn an_unavailable_bank_fails_the_cash_in_and_releases_everything() {
     let h = Harness::start(|c| c.sim.error_rate = 1.0).await;
     let c = h.customer(MB, 0);
-    let efloat = h.ledger_balance(Kind::EFloat.id(THO_TANG));
+    let efloat = h.ledger_balance(Kind::EFloat.id(THO_TANG)).await;
     let e = h
         .teller("tho-tang-1")
         .cash_in("u1", MB, &c.account, 100_000)
@@ -589,7 +589,7 @@ async fn an_unavailable_bank_fails_the_cash_in_and_releases_everything() {
         (e.code(), error_code(&e).as_str()),
         (Code::Unavailable, "bank_unavailable")
     );
-    assert_eq!(h.ledger_balance(Kind::EFloat.id(THO_TANG)), efloat);
+    assert_eq!(h.ledger_balance(Kind::EFloat.id(THO_TANG)).await, efloat);
     assert!(
         h.switch.store.reversals().unwrap().is_empty(),
         "nothing happened at the bank: nothing to reverse"

@@ -70,11 +70,13 @@ async fn a_dynamic_code_is_paid_once_and_the_merchant_is_told() {
     );
     // The payer's bank owes the merchant's bank, which owes the switch's fee.
     assert_eq!(
-        h.ledger_balance(Kind::Bank.id(bank_number(PAYER_BANK))),
+        h.ledger_balance(Kind::Bank.id(bank_number(PAYER_BANK)))
+            .await,
         -150_000
     );
     assert_eq!(
-        h.ledger_balance(Kind::Bank.id(bank_number(MERCHANT_BANK))),
+        h.ledger_balance(Kind::Bank.id(bank_number(MERCHANT_BANK)))
+            .await,
         150_000 - fee(150_000) as i128
     );
 
@@ -376,11 +378,12 @@ async fn a_payment_within_one_bank_uses_two_references() {
         "the credit was not taken for a retry of the debit"
     );
     assert_eq!(
-        h.ledger_balance(Kind::Bank.id(bank_number(MERCHANT_BANK))),
+        h.ledger_balance(Kind::Bank.id(bank_number(MERCHANT_BANK)))
+            .await,
         -(fee(40_000) as i128),
         "within one bank only the fee is owed"
     );
-    assert_eq!(h.ledger_balance(Kind::QrClearing.id(0)), 0);
+    assert_eq!(h.ledger_balance(Kind::QrClearing.id(0)).await, 0);
     h.assert_ledger_clean().await;
 }
 

@@ -82,7 +82,7 @@ async fn counter_flows_work_against_a_remote_bank_and_a_dead_one_moves_nothing()
     // The bank goes away: nothing moves, the teller gets a clear answer.
     let _ = stop.send(());
     served.await.unwrap().unwrap();
-    let efloat = h.ledger_balance(Kind::EFloat.id(6));
+    let efloat = h.ledger_balance(Kind::EFloat.id(6)).await;
     let e = t
         .cash_in("rc-3", MB, &c.account, 1_000_000)
         .await
@@ -93,6 +93,6 @@ async fn counter_flows_work_against_a_remote_bank_and_a_dead_one_moves_nothing()
         "{}",
         e.message()
     );
-    assert_eq!(h.ledger_balance(Kind::EFloat.id(6)), efloat);
+    assert_eq!(h.ledger_balance(Kind::EFloat.id(6)).await, efloat);
     h.assert_ledger_clean().await;
 }

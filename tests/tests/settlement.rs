@@ -163,15 +163,15 @@ async fn net_positions_sum_to_zero_and_match_what_the_banks_saw() {
     // account ends at zero.
     for bank in switch::demo::DEMO_BANKS {
         assert_eq!(
-            h.ledger_balance(Kind::Bank.id(bank_number(bank))),
+            h.ledger_balance(Kind::Bank.id(bank_number(bank))).await,
             0,
             "{bank}"
         );
     }
     for n in 1..=4 {
-        assert_eq!(h.ledger_balance(Kind::Biller.id(n)), 0);
+        assert_eq!(h.ledger_balance(Kind::Biller.id(n)).await, 0);
     }
-    assert_eq!(h.ledger_balance(Kind::Window.id(1)), 0);
+    assert_eq!(h.ledger_balance(Kind::Window.id(1)).await, 0);
     assert!(
         report
             .csv
@@ -261,7 +261,11 @@ async fn a_window_closed_under_load_holds_every_transfer_exactly_once() {
     let mut from = 0;
     let mut in_reports = 0;
     for w in &closed {
-        let scan = h.switch.scan_window(from, w.cutoff_timestamp).unwrap();
+        let scan = h
+            .switch
+            .scan_window(from, w.cutoff_timestamp)
+            .await
+            .unwrap();
         for id in &scan.transfer_ids {
             assert!(seen.insert(*id), "transfer {id:x} is in two windows");
         }
@@ -275,7 +279,7 @@ async fn a_window_closed_under_load_holds_every_transfer_exactly_once() {
             .sum::<u64>();
         from = w.cutoff_timestamp;
     }
-    let whole = h.switch.scan_window(0, from).unwrap();
+    let whole = h.switch.scan_window(0, from).await.unwrap();
     assert_eq!(
         seen,
         whole.transfer_ids.iter().copied().collect::<HashSet<_>>(),

@@ -11,8 +11,8 @@ const LANG_CONG: u64 = 4;
 const LANG_CONG_1: u64 = 401;
 const OPENING: u64 = 20_000_000;
 
-fn drawer(h: &Harness) -> i128 {
-    -h.ledger_balance(Kind::Drawer.id(LANG_CONG_1))
+async fn drawer(h: &Harness) -> i128 {
+    -h.ledger_balance(Kind::Drawer.id(LANG_CONG_1)).await
 }
 
 #[tokio::test]
@@ -22,7 +22,7 @@ async fn a_shift_closes_with_its_variance_and_cash_waits_for_the_next_one() {
     let mut t = h.teller("lang-cong-1");
     t.cash_in("s1", MB, &c.account, 1_000_000).await.unwrap();
     let expected = OPENING + 1_000_000 + 5_000;
-    assert_eq!(drawer(&h), expected as i128);
+    assert_eq!(drawer(&h).await, expected as i128);
     // 50,000 short at the count.
     let closed = t.close_shift(expected - 50_000).await.unwrap();
     assert_eq!(
@@ -35,12 +35,12 @@ async fn a_shift_closes_with_its_variance_and_cash_waits_for_the_next_one() {
         ("closed", expected, expected - 50_000, -50_000)
     );
     assert_eq!(
-        drawer(&h),
+        drawer(&h).await,
         (expected - 50_000) as i128,
         "the ledger's drawer now matches the count"
     );
     assert_eq!(
-        h.ledger_balance(Kind::CashVariance.id(LANG_CONG)),
+        h.ledger_balance(Kind::CashVariance.id(LANG_CONG)).await,
         -50_000,
         "the shortage is on record"
     );
@@ -64,8 +64,11 @@ async fn a_shift_closes_with_its_variance_and_cash_waits_for_the_next_one() {
         ),
         ("open", expected - 40_000, expected - 50_000)
     );
-    assert_eq!(drawer(&h), (expected - 40_000) as i128);
-    assert_eq!(h.ledger_balance(Kind::CashVariance.id(LANG_CONG)), -40_000);
+    assert_eq!(drawer(&h).await, (expected - 40_000) as i128);
+    assert_eq!(
+        h.ledger_balance(Kind::CashVariance.id(LANG_CONG)).await,
+        -40_000
+    );
     let e = t.open_shift(1).await.unwrap_err();
     assert_eq!(error_code(&e), "shift_already_open");
     t.cash_in("s3", MB, &c.account, 1_000_000).await.unwrap();

@@ -109,10 +109,11 @@ impl pb::admin_server::Admin for AdminService {
                 )
                 .into());
             }
-            let ledger = self.switch.ledger.clone();
-            let report = tokio::task::spawn_blocking(move || ledger.check())
+            let report = self
+                .switch
+                .ledger
+                .check()
                 .await
-                .map_err(|e| Status::internal(e.to_string()))?
                 .map_err(|e| Status::internal(format!("ledger check failed: {e}")))?;
             Ok(Response::new(pb::CheckLedgerResponse {
                 balanced: report.violations.is_empty(),

@@ -269,7 +269,10 @@ impl pb::settlement_server::Settlement for SettlementService {
     ) -> Result<Response<pb::LiquidityResponse>, Status> {
         crate::telemetry::observe("get_liquidity", async move {
             let p = principal(&req)?;
-            let all = self.switch.liquidity(&p, &req.get_ref().post_office_id)?;
+            let all = self
+                .switch
+                .liquidity(&p, &req.get_ref().post_office_id)
+                .await?;
             let threshold = self.switch.config.low_float_threshold;
             Ok(Response::new(pb::LiquidityResponse {
                 post_offices: all

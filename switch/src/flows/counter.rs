@@ -65,10 +65,10 @@ impl Switch {
     /// The drawer's posted cash and whether anything is reserved on it.
     async fn drawer(&self, terminal: &str) -> Result<(u64, bool), SwitchError> {
         let id = Kind::Drawer.id(self.terminal_number(terminal));
-        let ledger = self.ledger.clone();
-        let account = tokio::task::spawn_blocking(move || ledger.lookup_account(id))
+        let account = self
+            .ledger
+            .account(id)
             .await
-            .map_err(storage)?
             .map_err(storage)?
             .ok_or_else(|| storage("the terminal's drawer account is missing"))?;
         let cash = u64::try_from(

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use ledger::{Ledger, NewTransfer, Receipt, Request, TransferReject, TransferStatus};
+use ledger::{NewTransfer, Receipt, TransferReject, TransferStatus};
 use ring::digest;
 use ring::rand::SystemRandom;
 use tracing::Instrument;
@@ -31,6 +31,7 @@ use crate::config::Config;
 use crate::error::{ErrorCode, SwitchError};
 use crate::fees;
 use crate::ids::{Reference, TxId, mask_account};
+use crate::store::ledger::LedgerStore;
 use crate::store::{
     self, Action, FeeParts, Funding, Party, Payment, ReversalJob, Stage, Status, Step, Store,
     TxRecord,
@@ -40,7 +41,7 @@ use crate::store::{
 pub struct Switch {
     pub config: Config,
     pub store: Store,
-    pub ledger: Arc<Ledger>,
+    pub ledger: LedgerStore,
     pub routes: Routes,
     pub billers: Billers,
     /// Completed merchant payments, numbered and published in order, for
@@ -122,36 +123,13 @@ pub(crate) fn check_amount(
     Ok(())
 }
 
-/// Submit transfers to the ledger without blocking the runtime.
+/// Submit transfers to the ledger (either backend); a failure of the
+/// ledger itself is logged and answered as the switch's own.
 pub async fn ledger_transfers(
-    ledger: &Ledger,
+    ledger: &LedgerStore,
     events: Vec<NewTransfer>,
 ) -> Result<Vec<Result<Receipt, TransferReject>>, SwitchError> {
-    for attempt in 0..200u32 {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        match ledger.try_submit(Request::Transfers(events.clone()), move |r| {
-            let _ = tx.send(r);
-        }) {
-            Ok(()) => {
-                return match rx.await {
-                    Ok(Ok(ledger::Outcome::Transfers(r))) => Ok(r),
-                    Ok(Ok(ledger::Outcome::Accounts(_))) => {
-                        unreachable!("transfers answer with transfers")
-                    }
-                    Ok(Err(e)) => Err(storage(e)),
-                    Err(_) => Err(storage("ledger writer stopped")),
-                };
-            }
-            Err(ledger::SubmitError::Busy) => {
-                tokio::time::sleep(Duration::from_millis(1 + u64::from(attempt.min(10)))).await
-            }
-            Err(e) => return Err(storage(e)),
-        }
-    }
-    Err(SwitchError::new(
-        ErrorCode::Internal,
-        "the ledger is overloaded; try again",
-    ))
+    ledger.transfers(events).await.map_err(storage)
 }
 
 pub(crate) fn fingerprint(parts: &[&str]) -> String {
@@ -170,7 +148,7 @@ impl Switch {
     pub fn new(
         config: Config,
         store: Store,
-        ledger: Arc<Ledger>,
+        ledger: LedgerStore,
         routes: Routes,
         billers: Billers,
     ) -> Switch {
@@ -1126,7 +1104,7 @@ impl Switch {
             }
             n += 1;
             let legs = self.legs(&rec);
-            let leg1 = self.ledger.lookup_transfer(legs[0].id).map_err(storage)?;
+            let leg1 = self.ledger.transfer(legs[0].id).await.map_err(storage)?;
             match leg1.map(|t| t.status()) {
                 // The reservation never happened: nothing moved anywhere.
                 None => {

@@ -42,11 +42,7 @@ fn operator(p: &Principal) -> Result<(), SwitchError> {
 }
 
 async fn accounts(switch: &Switch, new: Vec<ledger::NewAccount>) -> Result<(), SwitchError> {
-    let ledger = switch.ledger.clone();
-    let r = tokio::task::spawn_blocking(move || ledger.create_accounts(new))
-        .await
-        .map_err(internal)?
-        .map_err(internal)?;
+    let r = switch.ledger.create_accounts(new).await.map_err(internal)?;
     match r.iter().find_map(|r| r.err()) {
         None => Ok(()),
         Some(e) => Err(internal(format!("creating accounts: {e}"))),

@@ -239,7 +239,7 @@ impl Switch {
         chunks: &mut tokio::sync::mpsc::Receiver<Result<Chunk, SwitchError>>,
         declared: &str,
     ) -> Result<ReconReport, SwitchError> {
-        self.expect_into(scratch, bin, from, cutoff)?;
+        self.expect_into(scratch, bin, from, cutoff).await?;
         // Parse in a blocking task; feed it from here, hashing as we go.
         let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
         let parser = {
@@ -358,7 +358,7 @@ impl Switch {
 
     /// Fill `scratch` with the calls to bank `bin` whose transactions
     /// were posted or voided in the window.
-    fn expect_into(
+    async fn expect_into(
         &self,
         scratch: &sled::Tree,
         bin: &str,
@@ -405,6 +405,7 @@ impl Switch {
             }
             Ok(())
         })
+        .await
     }
 
     fn stored_report(&self, prefix: &str) -> Result<Option<ReconReport>, SwitchError> {

@@ -20,7 +20,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use ledger::{NewTransfer, Page, TransferFlags};
+use ledger::{NewTransfer, TransferFlags};
 
 use crate::accounts::{Kind, NETWORK, bank_number, code};
 use crate::caller::{Principal, Role, now_ms};
@@ -144,9 +144,9 @@ impl Switch {
         Ok(Participants { list, by_account })
     }
 
-    /// Tally the posted transaction legs with ledger time in
-    /// `(from, cutoff)`.
-    pub fn scan_window(&self, from: u64, cutoff: u64) -> Result<Scan, SwitchError> {
+    /// Tally the posted transaction legs after mark `from` within cut
+    /// `cutoff` (the ledger backend says what a mark is).
+    pub async fn scan_window(&self, from: u64, cutoff: u64) -> Result<Scan, SwitchError> {
         let parts = self.participants()?;
         let mut tallies = vec![Tally::default(); parts.list.len()];
         let mut all = HashSet::new();
@@ -186,7 +186,8 @@ impl Switch {
                     _ => tally.gross_credits += t.amount(),
                 }
                 Ok(())
-            })?;
+            })
+            .await?;
         }
         let positions = parts
             .list
@@ -210,36 +211,31 @@ impl Switch {
         })
     }
 
-    /// Visit every transfer of `account` with ledger time in
-    /// `(from, cutoff)`, oldest first, a page at a time.
-    pub(crate) fn window_transfers(
+    /// Visit every transfer of `account` after mark `from` within cut
+    /// `cutoff`, oldest first, a page at a time.
+    pub(crate) async fn window_transfers(
         &self,
         account: u128,
         from: u64,
         cutoff: u64,
         mut visit: impl FnMut(&ledger::Transfer) -> Result<(), SwitchError>,
     ) -> Result<(), SwitchError> {
-        let mut min = from.saturating_add(1);
-        while min < cutoff {
-            let page = Page {
-                timestamp_min: min,
-                timestamp_max: cutoff - 1,
-                limit: Page::LIMIT_MAX,
-                reversed: false,
-            };
+        const PAGE: u32 = 1_000;
+        let mut after = from;
+        loop {
             let got = self
                 .ledger
-                .account_transfers(account, page)
+                .transfers_of(account, after, cutoff, PAGE)
+                .await
                 .map_err(storage)?;
-            for t in &got {
-                min = t.timestamp() + 1;
+            for (mark, t) in &got {
+                after = *mark;
                 visit(t)?;
             }
-            if got.len() < Page::LIMIT_MAX as usize {
-                break;
+            if got.len() < PAGE as usize {
+                return Ok(());
             }
         }
-        Ok(())
     }
 
     /// The windows, oldest first; the last is open.
@@ -285,30 +281,25 @@ impl Switch {
                 ));
             }
         };
-        // The cut-off: the ledger time of the window's own account.
-        let ledger = self.ledger.clone();
-        let created = tokio::task::spawn_blocking(move || {
-            ledger.create_accounts(vec![Kind::Window.new_account(id)])
-        })
-        .await
-        .map_err(storage)?
-        .map_err(storage)?;
-        let cutoff = match created.first() {
-            Some(Ok(r)) => r.timestamp,
-            other => return Err(storage(format!("creating the window's account: {other:?}"))),
+        // The cut-off, taken once: a close that a crash interrupted keeps
+        // the cut it recorded (a second cut could differ on PostgreSQL).
+        let cutoff = match (w.state, w.cutoff_timestamp) {
+            (WindowState::Closing, Some(cutoff)) => cutoff,
+            _ => {
+                let cutoff = self
+                    .ledger
+                    .cut(Kind::Window.new_account(id))
+                    .await
+                    .map_err(storage)?;
+                w.state = WindowState::Closing;
+                w.cutoff_timestamp = Some(cutoff);
+                w.closed_at_ms = Some(now_ms());
+                self.store.put_window(&w).map_err(storage)?;
+                self.store.durable().await.map_err(storage)?;
+                cutoff
+            }
         };
-        if w.state == WindowState::Open {
-            w.state = WindowState::Closing;
-            w.cutoff_timestamp = Some(cutoff);
-            w.closed_at_ms = Some(now_ms());
-            self.store.put_window(&w).map_err(storage)?;
-            self.store.durable().await.map_err(storage)?;
-        }
-        debug_assert_eq!(w.cutoff_timestamp, Some(cutoff));
-        let scan = {
-            let from = w.from_timestamp;
-            self.scan_window(from, cutoff)?
-        };
+        let scan = self.scan_window(w.from_timestamp, cutoff).await?;
         let total: i128 = scan.positions.iter().map(|p| i128::from(p.net)).sum();
         if total != 0 {
             tracing::error!(window = id, total, "net positions do not sum to zero");
@@ -374,7 +365,8 @@ impl Switch {
         }
         let window_balance = self
             .ledger
-            .lookup_account(window_account)
+            .account(window_account)
+            .await
             .map_err(storage)?
             .map_or(0, |a| a.balance_posted());
         assert_eq!(window_balance, 0, "a settled window's account ends at zero");
@@ -512,7 +504,7 @@ impl Switch {
     }
 
     /// A post office's e-float and drawers.
-    pub fn liquidity(
+    pub async fn liquidity(
         &self,
         p: &Principal,
         post_office: &str,
@@ -541,14 +533,16 @@ impl Switch {
         {
             let efloat = self
                 .ledger
-                .lookup_account(Kind::EFloat.id(po.number))
+                .account(Kind::EFloat.id(po.number))
+                .await
                 .map_err(storage)?
                 .map_or(0, |a| a.balance_posted().max(0) as u64);
             let mut drawers = Vec::new();
             for t in terminals.iter().filter(|t| t.post_office_id == po.id) {
                 let cash = self
                     .ledger
-                    .lookup_account(Kind::Drawer.id(t.number))
+                    .account(Kind::Drawer.id(t.number))
+                    .await
                     .map_err(storage)?
                     .map_or(0, |a| (-a.balance_posted()).max(0) as u64);
                 drawers.push((t.id.clone(), cash));
@@ -595,7 +589,7 @@ impl Switch {
         );
         self.liquidity_transfers(vec![t]).await?;
         tracing::info!(post_office, amount, "e-float topped up");
-        Ok(self.liquidity(p, post_office)?.remove(0))
+        Ok(self.liquidity(p, post_office).await?.remove(0))
     }
 
     /// Cash taken from a drawer and deposited into the float account: the
@@ -635,7 +629,7 @@ impl Switch {
         ];
         self.liquidity_transfers(legs).await?;
         tracing::info!(terminal, amount, "cash swept into the float account");
-        Ok(self.liquidity(p, &t.post_office_id)?.remove(0))
+        Ok(self.liquidity(p, &t.post_office_id).await?.remove(0))
     }
 
     fn post_office_by_id(&self, id: &str) -> Result<u64, SwitchError> {

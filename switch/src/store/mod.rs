@@ -14,6 +14,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 pub mod kv;
+pub mod ledger;
 pub mod pg_ledger;
 pub mod records;
 

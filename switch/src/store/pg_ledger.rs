@@ -321,6 +321,37 @@ impl PgLedger {
             .collect()
     }
 
+    /// Transfers of `account` (either side) with commit numbers in
+    /// `(after, to]`, in commit order, at most `limit`, each with its number.
+    pub async fn account_transfers_between(
+        &self,
+        account: u128,
+        after: u64,
+        to: u64,
+        limit: u32,
+    ) -> Result<Vec<(u64, Transfer)>, PgError> {
+        let rows = self
+            .reads
+            .query(
+                "SELECT id, seq, body FROM ledger_transfers
+                 WHERE (debit_account_id = $1 OR credit_account_id = $1) AND seq > $2 AND seq <= $3
+                 ORDER BY seq LIMIT $4",
+                &[
+                    &id_bytes(account),
+                    &(after as i64),
+                    &(to.min(i64::MAX as u64) as i64),
+                    &i64::from(limit),
+                ],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let id = id_of(r.get(0))?;
+                Ok((r.get::<_, i64>(1) as u64, transfer_of(id, r.get(2))?))
+            })
+            .collect()
+    }
+
     /// The ledger's invariants over the whole database: per currency,
     /// debits equal credits (pending and posted); no account's balance
     /// below zero in any column or past its limit; the pending balances
