@@ -11,8 +11,12 @@ use serde::Deserialize;
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Holds the ledger, the switch's store and the demo profiles.
+    /// Holds the ledger, the switch's store and the demo profiles (with
+    /// PostgreSQL: the profiles, and what is not shared yet).
     pub data_dir: PathBuf,
+    /// Where the durable state lives: the data directory (the default), or
+    /// PostgreSQL.
+    pub store: StoreConfig,
     /// gRPC.
     pub listen: SocketAddr,
     /// Prometheus metrics at `/metrics`.
@@ -103,6 +107,16 @@ impl Default for BreakerConfig {
 
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `postgres://…` or a libpq key-value string (`host=a,b port=…
+    /// dbname=switch target_session_attrs=read-write` follows a promoted
+    /// standby): the ledger and the switch's records in PostgreSQL, shared
+    /// by every node. Unset: the embedded engine in the data directory.
+    pub url: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct SettlementConfig {
     /// Close the open window every this many milliseconds (testing).
     pub interval_ms: Option<u64>,
@@ -124,6 +138,7 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             data_dir: PathBuf::from("data"),
+            store: StoreConfig::default(),
             listen: "127.0.0.1:50051".parse().expect("literal address"),
             metrics_listen: "127.0.0.1:9100".parse().expect("literal address"),
             bank_timeout_ms: 3_000,

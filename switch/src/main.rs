@@ -33,6 +33,11 @@ struct ServeArgs {
     /// TOML file overriding the defaults.
     #[arg(long, env = "SWITCH_CONFIG")]
     config: Option<PathBuf>,
+    /// Keep the ledger and the records in PostgreSQL (`postgres://…`, or
+    /// `host=a,b … target_session_attrs=read-write`) instead of the data
+    /// directory.
+    #[arg(long, env = "SWITCH_STORE", global = true)]
+    store: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -40,8 +45,12 @@ enum Command {
     /// Serve gRPC (the default).
     Serve(ServeArgs),
     /// Verify a stopped switch's data: ledger invariants, journal against
-    /// state, no pending transfer past its timeout. Prints JSON.
+    /// state, no pending transfer past its timeout (with `--store`: the
+    /// ledger in PostgreSQL, which may be in use). Prints JSON.
     Check,
+    /// Bring PostgreSQL's schema up to date (`--store`), then exit. `serve`
+    /// does it too.
+    Migrate,
 }
 
 fn config(args: &ServeArgs) -> Result<Config, String> {
@@ -61,6 +70,9 @@ fn config(args: &ServeArgs) -> Result<Config, String> {
     }
     if let Some(m) = args.metrics_listen {
         c.metrics_listen = m;
+    }
+    if let Some(url) = &args.store {
+        c.store.url = Some(url.clone());
     }
     Ok(c)
 }
@@ -95,6 +107,7 @@ fn main() -> ExitCode {
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     match cli.command {
         Some(Command::Check) => runtime.block_on(check(cli.serve)),
+        Some(Command::Migrate) => runtime.block_on(migrate(cli.serve)),
         Some(Command::Serve(args)) => runtime.block_on(serve(merge(cli.serve, args))),
         None => runtime.block_on(serve(cli.serve)),
     }
@@ -106,6 +119,7 @@ fn merge(global: ServeArgs, local: ServeArgs) -> ServeArgs {
         listen: local.listen.or(global.listen),
         metrics_listen: local.metrics_listen.or(global.metrics_listen),
         config: local.config.or(global.config),
+        store: local.store.or(global.store),
     }
 }
 
@@ -139,7 +153,68 @@ async fn serve(args: ServeArgs) -> ExitCode {
     }
 }
 
+async fn migrate(args: ServeArgs) -> ExitCode {
+    let Some(url) = args.store else {
+        eprintln!("switch: migrate needs --store postgres://…");
+        return ExitCode::from(2);
+    };
+    match switch::store::pg_ledger::migrate(&url).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("switch: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `check --store`: the ledger's invariants over PostgreSQL.
+async fn check_postgres(url: &str) -> ExitCode {
+    let result = async {
+        let ledger = switch::store::pg_ledger::PgLedger::open_with(url, 1).await?;
+        ledger.check().await
+    }
+    .await;
+    match result {
+        Ok(check) => {
+            let ok = check.violations.is_empty();
+            println!(
+                "{}",
+                serde_json::json!({
+                    "ok": ok,
+                    "store": "postgres",
+                    "last_commit": check.seq,
+                    "accounts": check.accounts,
+                    "pending_transfers": check.pending_transfers,
+                    "currencies": check.currencies.iter().map(|c| serde_json::json!({
+                        "currency": c.currency,
+                        "debits_posted": c.debits_posted.to_string(),
+                        "credits_posted": c.credits_posted.to_string(),
+                        "debits_pending": c.debits_pending.to_string(),
+                        "credits_pending": c.credits_pending.to_string(),
+                    })).collect::<Vec<_>>(),
+                    "violations": check.violations,
+                })
+            );
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            println!(
+                "{}",
+                serde_json::json!({"ok": false, "error": e.to_string()})
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
 async fn check(args: ServeArgs) -> ExitCode {
+    if let Some(url) = &args.store {
+        return check_postgres(url).await;
+    }
     let data = args.data.unwrap_or_else(|| PathBuf::from("data"));
     let opened = ledger::Ledger::open(
         ledger::Config::new(data.join("ledger")),

@@ -22,6 +22,7 @@ use crate::provision;
 use crate::sim::{SimBank, SimBiller, Simulators};
 use crate::store::Store;
 use crate::store::ledger::LedgerStore;
+use crate::store::pg_ledger::PgLedger;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -39,16 +40,28 @@ pub struct Opened {
 /// the first time.
 pub async fn open(config: Config, address: std::net::SocketAddr) -> Result<Opened, BoxError> {
     std::fs::create_dir_all(&config.data_dir)?;
-    let (ledger, report) = Ledger::open_observed(
-        LedgerConfig::new(config.data_dir.join("ledger")),
-        Arc::new(SystemClock),
-        Some(Arc::new(crate::telemetry::LedgerMetrics)),
-    )?;
-    tracing::info!(%report, "ledger opened");
-    if report.dropped.is_some() || report.index_rebuilt.is_some() {
-        tracing::error!(%report, "ledger recovery dropped or rebuilt data; check it");
-    }
-    let store = Store::open(&config.data_dir.join("switch"))?;
+    let (ledger, store) = match &config.store.url {
+        None => {
+            let (ledger, report) = Ledger::open_observed(
+                LedgerConfig::new(config.data_dir.join("ledger")),
+                Arc::new(SystemClock),
+                Some(Arc::new(crate::telemetry::LedgerMetrics)),
+            )?;
+            tracing::info!(%report, "ledger opened");
+            if report.dropped.is_some() || report.index_rebuilt.is_some() {
+                tracing::error!(%report, "ledger recovery dropped or rebuilt data; check it");
+            }
+            let store = Store::open(&config.data_dir.join("switch"))?;
+            (LedgerStore::Embedded(Arc::new(ledger)), store)
+        }
+        Some(url) => {
+            // Every migration is applied (once) before anything is read.
+            let ledger = PgLedger::open(url).await?;
+            let store = Store::open_postgres(url, &config.data_dir.join("switch"))?;
+            tracing::info!("ledger and records in postgres");
+            (LedgerStore::Postgres(Arc::new(ledger)), store)
+        }
+    };
     let mut routes = Routes::default();
     let mut sims = Simulators::default();
     for b in &config.banks {
@@ -101,13 +114,7 @@ pub async fn open(config: Config, address: std::net::SocketAddr) -> Result<Opene
             breaker: Breaker::new(code, config.breaker.clone()),
         });
     }
-    let switch = Arc::new(Switch::new(
-        config.clone(),
-        store,
-        LedgerStore::Embedded(Arc::new(ledger)),
-        routes,
-        billers,
-    ));
+    let switch = Arc::new(Switch::new(config.clone(), store, ledger, routes, billers));
     if !switch.store.is_provisioned()? {
         provision::demo(&switch, &config.data_dir.join("profiles"), address).await?;
     }

@@ -1,6 +1,12 @@
 //! A harness for end-to-end tests: the switch in-process on an ephemeral
 //! port and a temporary data directory, with clients that sign as any
 //! provisioned terminal or the operator.
+//!
+//! The same tests run on either backend: the embedded engine (the
+//! default), or PostgreSQL when `SWITCH_TEST_STORE=postgres` (a throw-away
+//! cluster per test, kept across a restart). The PostgreSQL store waits for
+//! the server from the runtime's workers, so the tests run on the
+//! multi-threaded runtime.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -29,6 +35,13 @@ pub struct Harness {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     served: Option<tokio::task::JoinHandle<()>>,
     channel: Channel,
+    /// The PostgreSQL cluster, when the tests run on that backend.
+    pub postgres: Option<Arc<pgtest::Cluster>>,
+}
+
+/// Do the tests run on PostgreSQL (`SWITCH_TEST_STORE=postgres`)?
+pub fn on_postgres() -> bool {
+    std::env::var("SWITCH_TEST_STORE").is_ok_and(|s| s == "postgres")
 }
 
 #[derive(Deserialize)]
@@ -50,16 +63,22 @@ impl Harness {
     pub async fn start(tune: impl FnOnce(&mut Config)) -> Harness {
         let dir = tempfile::tempdir().expect("temporary directory");
         let path = dir.path().to_path_buf();
-        let mut h = Harness::start_at(&path, tune).await;
+        let postgres = on_postgres().then(|| Arc::new(pgtest::Cluster::start()));
+        let mut h = Harness::start_at(&path, postgres, tune).await;
         h.dir = Some(dir);
         h
     }
 
-    async fn start_at(path: &Path, tune: impl FnOnce(&mut Config)) -> Harness {
+    async fn start_at(
+        path: &Path,
+        postgres: Option<Arc<pgtest::Cluster>>,
+        tune: impl FnOnce(&mut Config),
+    ) -> Harness {
         let mut config = Config {
             data_dir: path.to_path_buf(),
             ..Config::default()
         };
+        config.store.url = postgres.as_ref().map(|pg| pg.url("switch"));
         // Tests need quick answers and no stray metrics listeners; windows
         // close only when a test closes them.
         config.bank_timeout_ms = 500;
@@ -73,6 +92,14 @@ impl Harness {
             .await
             .expect("switch opens");
         let (switch, sims) = (opened.switch.clone(), opened.sims.clone());
+        assert_eq!(
+            matches!(
+                switch.ledger,
+                switch::store::ledger::LedgerStore::Postgres(_)
+            ),
+            on_postgres(),
+            "the switch runs on the backend the tests asked for"
+        );
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let served = tokio::spawn({
             async move {
@@ -97,6 +124,7 @@ impl Harness {
             stop: Some(stop),
             served: Some(served),
             channel,
+            postgres,
         }
     }
 
@@ -104,9 +132,10 @@ impl Harness {
     pub async fn restart(mut self, tune: impl FnOnce(&mut Config)) -> Harness {
         let dir = self.dir.take();
         let path = self.path.clone();
+        let postgres = self.postgres.take();
         self.stop_now().await;
         drop(self);
-        let mut h = Harness::start_at(&path, tune).await;
+        let mut h = Harness::start_at(&path, postgres, tune).await;
         h.dir = dir;
         h
     }

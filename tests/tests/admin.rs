@@ -10,7 +10,7 @@ use tonic::Code;
 
 const MB: &str = "970422";
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_provisions_a_post_office_and_a_terminal_that_works_at_once() {
     let h = Harness::start(|_| {}).await;
     let operator = h.credentials("operator");

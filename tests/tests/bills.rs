@@ -14,7 +14,7 @@ const THO_TANG_1: u64 = 101;
 const EVN: u64 = 1;
 const FEE: u64 = 2_000;
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inquiry_shows_the_customer_and_what_is_due() {
     let h = Harness::start(|_| {}).await;
     let mut t = h.teller("tho-tang-1");
@@ -49,7 +49,7 @@ async fn inquiry_shows_the_customer_and_what_is_due() {
     h.assert_ledger_clean().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cash_pays_the_biller_from_e_float_and_fills_the_drawer() {
     let h = Harness::start(|_| {}).await;
     let mut t = h.teller("tho-tang-1");
@@ -93,7 +93,7 @@ async fn cash_pays_the_biller_from_e_float_and_fills_the_drawer() {
     h.assert_ledger_clean().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_customers_account_pays_bills_and_partial_payment_follows_the_biller() {
     let h = Harness::start(|_| {}).await;
     let mut t = h.teller("tam-dao-1");
@@ -173,7 +173,7 @@ async fn the_customers_account_pays_bills_and_partial_payment_follows_the_biller
     h.assert_ledger_clean().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_code_shown_at_the_counter_is_paid_from_the_customers_bank() {
     let h = Harness::start(|_| {}).await;
     let mut t = h.teller("vinh-yen-1");
@@ -239,7 +239,7 @@ async fn a_code_shown_at_the_counter_is_paid_from_the_customers_bank() {
     h.assert_ledger_clean().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unpaid_code_expires_and_releases_the_bills() {
     let h = Harness::start(|c| c.qr_ttl_ms = 300).await;
     let mut t = h.teller("vinh-yen-1");
@@ -277,7 +277,7 @@ async fn an_unpaid_code_expires_and_releases_the_bills() {
     h.assert_ledger_clean().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bill_paid_from_two_counters_at_once_is_paid_once() {
     let h = Harness::start(|_| {}).await;
     for (n, c) in h
@@ -327,7 +327,7 @@ async fn a_bill_paid_from_two_counters_at_once_is_paid_once() {
     h.assert_ledger_clean().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_biller_answer_is_found_by_status_inquiry() {
     let h = Harness::start(|_| {}).await;
     let mut t = h.teller("phuc-yen-1");
@@ -352,7 +352,7 @@ async fn a_lost_biller_answer_is_found_by_status_inquiry() {
     h.assert_ledger_clean().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_biller_that_never_answers_is_cancelled_and_the_payer_refunded() {
     let h = Harness::start(|_| {}).await;
     let mut t = h.teller("phuc-yen-1");
@@ -401,7 +401,7 @@ async fn a_biller_that_never_answers_is_cancelled_and_the_payer_refunded() {
     h.assert_ledger_clean().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_declined_payment_uses_up_a_bill_code_and_says_so() {
     let h = Harness::start(|_| {}).await;
     let mut t = h.teller("vinh-yen-1");

@@ -18,7 +18,7 @@ fn pending() -> i32 {
     pb::TxStatus::Pending as i32
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_confirmed_cash_out_debits_the_customer_and_empties_the_drawer() {
     let h = Harness::start(|_| {}).await;
     let c = h.customer(MB, 10_000_000);
@@ -80,7 +80,7 @@ async fn a_confirmed_cash_out_debits_the_customer_and_empties_the_drawer() {
     h.assert_ledger_clean().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_cash_out_is_reversed_at_the_bank() {
     let h = Harness::start(|_| {}).await;
     let c = h.customer(MB, 10_000_000);
@@ -109,7 +109,7 @@ async fn a_cancelled_cash_out_is_reversed_at_the_bank() {
     h.assert_ledger_clean().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_codes_are_refused_and_limited() {
     let h = Harness::start(|_| {}).await;
     let c = h.customer(MB, 10_000_000);
@@ -149,7 +149,7 @@ async fn wrong_codes_are_refused_and_limited() {
     h.assert_ledger_clean().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_drawer_never_pays_out_cash_it_does_not_hold() {
     let h = Harness::start(|c| c.cash_out.amount_max = 100_000_000).await;
     let rich = h.customer(MB, 25_000_000);
@@ -188,7 +188,7 @@ async fn the_drawer_never_pays_out_cash_it_does_not_hold() {
     h.assert_ledger_clean().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unconfirmed_cash_out_is_cancelled_at_its_deadline() {
     let h = Harness::start(|c| c.cash_out_confirm_timeout_ms = 300).await;
     let c = h.customer(MB, 10_000_000);
@@ -217,7 +217,7 @@ async fn an_unconfirmed_cash_out_is_cancelled_at_its_deadline() {
     h.assert_ledger_clean().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pending_cash_out_survives_a_restart_and_only_its_terminal_confirms_it() {
     let h = Harness::start(|_| {}).await;
     let c = h.customer(MB, 10_000_000);
@@ -250,7 +250,7 @@ async fn a_pending_cash_out_survives_a_restart_and_only_its_terminal_confirms_it
     h.assert_ledger_clean().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_cash_out_input_gets_a_clear_status_and_posts_nothing() {
     let h = Harness::start(|_| {}).await;
     let c = h.customer(MB, 10_000_000);
@@ -372,7 +372,7 @@ async fn bad_cash_out_input_gets_a_clear_status_and_posts_nothing() {
     h.assert_ledger_clean().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reversal_decided_before_a_crash_is_finished_not_posted() {
     let h = Harness::start(|_| {}).await;
     let c = h.customer(MB, 10_000_000);

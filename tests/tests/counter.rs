@@ -13,7 +13,7 @@ const THO_TANG: u64 = 1;
 const THO_TANG_1: u64 = 101;
 const MB: &str = "970422";
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn name_inquiry_shows_the_holder_and_refuses_what_it_cannot_route() {
     let h = Harness::start(|_| {}).await;
     let c = h.customer(MB, 0);
@@ -56,7 +56,7 @@ async fn name_inquiry_shows_the_holder_and_refuses_what_it_cannot_route() {
     h.assert_ledger_clean().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cash_in_credits_the_customer_from_e_float_and_fills_the_drawer() {
     let h = Harness::start(|_| {}).await;
     let c = h.customer(MB, 0);
@@ -97,7 +97,7 @@ async fn cash_in_credits_the_customer_from_e_float_and_fills_the_drawer() {
     h.assert_ledger_clean().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_returns_the_original_outcome_even_after_a_restart() {
     let h = Harness::start(|_| {}).await;
     let c = h.customer(MB, 0);
@@ -132,7 +132,7 @@ async fn a_retry_returns_the_original_outcome_even_after_a_restart() {
     h.assert_ledger_clean().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_a_clear_status_and_posts_nothing() {
     let h = Harness::start(|_| {}).await;
     let c = h.customer(MB, 0);
@@ -274,7 +274,7 @@ async fn bad_input_gets_a_clear_status_and_posts_nothing() {
     h.assert_ledger_clean().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsigned_forged_stale_and_replayed_requests_are_refused() {
     let h = Harness::start(|_| {}).await;
     let c = h.customer(MB, 0);
@@ -360,7 +360,7 @@ async fn unsigned_forged_stale_and_replayed_requests_are_refused() {
     h.assert_ledger_clean().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_terminal_sees_only_its_own_transactions() {
     let h = Harness::start(|_| {}).await;
     let c = h.customer(MB, 0);
@@ -381,7 +381,7 @@ async fn a_terminal_sees_only_its_own_transactions() {
     h.assert_ledger_clean().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listing_pages_newest_first() {
     let h = Harness::start(|_| {}).await;
     let customers: Vec<_> = h.customers().into_iter().filter(|c| c.bank == MB).collect();
@@ -415,7 +415,7 @@ async fn listing_pages_newest_first() {
     h.assert_ledger_clean().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e_float_that_cannot_cover_a_cash_in_refuses_it_and_posts_nothing() {
     let h = Harness::start(|c| c.customer_daily_max = u64::MAX).await;
     let c = h.customer(MB, 0);
@@ -442,7 +442,7 @@ async fn e_float_that_cannot_cover_a_cash_in_refuses_it_and_posts_nothing() {
     h.assert_ledger_clean().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bank_that_never_answers_leads_to_status_inquiry_then_reversal() {
     // The bank credits but its answers are lost, status inquiries too.
     let h = Harness::start(|c| {
@@ -514,7 +514,7 @@ async fn a_bank_that_never_answers_leads_to_status_inquiry_then_reversal() {
 /// A transaction that does not happen (refused, or reversed after its
 /// outcome stayed unknown) gives its daily limits back, once; one that
 /// happens keeps them.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_and_reversed_transactions_give_their_daily_limits_back() {
     let limits = |c: &mut switch::Config| {
         c.terminal_daily_max = 1_000_000;
@@ -575,7 +575,7 @@ async fn failed_and_reversed_transactions_give_their_daily_limits_back() {
     h.assert_ledger_clean().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unavailable_bank_fails_the_cash_in_and_releases_everything() {
     let h = Harness::start(|c| c.sim.error_rate = 1.0).await;
     let c = h.customer(MB, 0);
@@ -597,7 +597,7 @@ async fn an_unavailable_bank_fails_the_cash_in_and_releases_everything() {
     h.assert_ledger_clean().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bank_that_keeps_failing_trips_its_circuit_breaker() {
     let h = Harness::start(|c| {
         c.sim.error_rate = 1.0;
@@ -639,7 +639,7 @@ async fn a_bank_that_keeps_failing_trips_its_circuit_breaker() {
     h.assert_ledger_clean().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_request_sent_concurrently_moves_money_once() {
     let h = std::sync::Arc::new(Harness::start(|_| {}).await);
     let c = h.customer(MB, 0);

@@ -34,7 +34,7 @@ async fn assert_acknowledged(h: &Harness, acked: &HashMap<String, pb::TxStatus>)
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bank_failing_a_fifth_of_its_calls_keeps_serving_the_rest() {
     let h = Harness::start(|c| {
         no_limits(c);
@@ -80,7 +80,7 @@ async fn a_bank_failing_a_fifth_of_its_calls_keeps_serving_the_rest() {
     h.assert_ledger_clean().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bank_that_goes_down_is_cut_off_alone_and_taken_back_when_it_returns() {
     let h = Harness::start(|c| {
         no_limits(c);
@@ -193,7 +193,7 @@ async fn a_bank_that_goes_down_is_cut_off_alone_and_taken_back_when_it_returns()
     h.assert_ledger_clean().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_slow_bank_does_not_slow_the_flows_to_the_others() {
     // MB answers after 3 s (within its timeout); VCB at once. While many
     // cash-ins to MB are in flight, cash-ins to VCB complete: no pool,
@@ -319,7 +319,7 @@ async fn lost_answer(step: Step, fault: Fault) -> (Result<pb::Transaction, tonic
     (answer, i128::from(after) - i128::from(before))
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_answer_on_any_step_is_learnt_by_status_inquiry() {
     for (step, sign) in [
         (Step::Credit, 1),
@@ -338,7 +338,7 @@ async fn a_lost_answer_on_any_step_is_learnt_by_status_inquiry() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_answer_whose_status_cannot_be_learnt_is_reversed_and_nothing_else() {
     for step in [Step::Credit, Step::DebitWithCode, Step::Debit] {
         let (answer, moved) = lost_answer(step, Fault::LoseAnswersAndStatus).await;

@@ -21,7 +21,7 @@ fn fee(amount: u64) -> u64 {
     (amount * 6 + 500) / 1_000
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dynamic_code_is_paid_once_and_the_merchant_is_told() {
     let h = Harness::start(|_| {}).await;
     let payer = h.customer(PAYER_BANK, 1_000_000);
@@ -117,7 +117,7 @@ async fn a_dynamic_code_is_paid_once_and_the_merchant_is_told() {
     h.assert_ledger_clean().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_code_paid_by_two_banks_at_once_is_paid_exactly_once() {
     let h = Harness::start(|_| {}).await;
     let mut m = h.merchant("cafe-tam-dao");
@@ -154,7 +154,7 @@ async fn a_code_paid_by_two_banks_at_once_is_paid_exactly_once() {
     h.assert_ledger_clean().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_static_code_takes_the_payers_amount_any_number_of_times() {
     let h = Harness::start(|_| {}).await;
     let payer = h.customer(PAYER_BANK, 1_000_000);
@@ -189,7 +189,7 @@ async fn a_static_code_takes_the_payers_amount_any_number_of_times() {
     h.assert_ledger_clean().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_codes_are_refused_with_a_reason_and_nothing_moves() {
     let h = Harness::start(|_| {}).await;
     let payer = h.customer(PAYER_BANK, 1_000_000);
@@ -246,7 +246,7 @@ async fn bad_codes_are_refused_with_a_reason_and_nothing_moves() {
     h.assert_ledger_clean().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_merchant_credit_refunds_the_payer() {
     let h = Harness::start(|_| {}).await;
     let payer = h.customer(PAYER_BANK, 1_000_000);
@@ -307,7 +307,7 @@ async fn a_refused_merchant_credit_refunds_the_payer() {
     h.assert_ledger_clean().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watcher_resumes_after_a_reconnect_with_nothing_missed_or_repeated() {
     let h = Harness::start(|_| {}).await;
     let payer = h.customer(PAYER_BANK, 1_000_000);
@@ -355,7 +355,7 @@ async fn a_watcher_resumes_after_a_reconnect_with_nothing_missed_or_repeated() {
     h.assert_ledger_clean().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_payment_within_one_bank_uses_two_references() {
     let h = Harness::start(|_| {}).await;
     let payer = h.customer(MERCHANT_BANK, 1_000_000);
@@ -387,7 +387,7 @@ async fn a_payment_within_one_bank_uses_two_references() {
     h.assert_ledger_clean().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_merchant_keeps_a_bounded_number_of_payment_streams() {
     let h = Harness::start(|_| {}).await;
     let mut m = h.merchant(MERCHANT);
@@ -414,7 +414,7 @@ async fn a_merchant_keeps_a_bounded_number_of_payment_streams() {
     h.assert_ledger_clean().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_merchant_credit_is_found_by_inquiry_or_reversed_with_the_debit() {
     let h = Harness::start(|_| {}).await;
     let payer = h.customer(PAYER_BANK, 1_000_000);

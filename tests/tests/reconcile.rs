@@ -71,7 +71,7 @@ fn statement(lines: &[String]) -> Vec<u8> {
     s.into_bytes()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_true_statement_matches_and_a_crafted_one_shows_every_class() {
     let h = Harness::start(|_| {}).await;
     let mut mb = h.settlement(&format!("bank-{MB}"));
@@ -182,7 +182,7 @@ async fn a_true_statement_matches_and_a_crafted_one_shows_every_class() {
     h.assert_ledger_clean().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_line_is_named_and_nothing_is_kept() {
     let h = Harness::start(|_| {}).await;
     let truth = traffic_and_true_statement(&h).await;
@@ -266,7 +266,7 @@ async fn a_malformed_line_is_named_and_nothing_is_kept() {
     h.assert_ledger_clean().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_statement_streams_through_in_small_chunks() {
     let h = Harness::start(|_| {}).await;
     let truth = traffic_and_true_statement(&h).await;

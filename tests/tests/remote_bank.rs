@@ -12,7 +12,7 @@ use tonic::Code;
 
 const MB: &str = "970422";
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counter_flows_work_against_a_remote_bank_and_a_dead_one_moves_nothing() {
     let bank_dir = tempfile::tempdir().unwrap();
     let db = sled::open(bank_dir.path()).unwrap();

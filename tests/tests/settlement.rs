@@ -117,7 +117,7 @@ async fn traffic(h: &Harness, seed: u64, n: usize) -> usize {
     completed
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn net_positions_sum_to_zero_and_match_what_the_banks_saw() {
     let h = Harness::start(|_| {}).await;
     let mut ops = h.settlement("operator");
@@ -203,7 +203,7 @@ async fn net_positions_sum_to_zero_and_match_what_the_banks_saw() {
     h.assert_ledger_clean().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_window_closed_under_load_holds_every_transfer_exactly_once() {
     let h = std::sync::Arc::new(Harness::start(|_| {}).await);
     let mut load = tokio::task::JoinSet::new();
@@ -303,7 +303,7 @@ async fn a_window_closed_under_load_holds_every_transfer_exactly_once() {
     h.assert_ledger_clean().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bank_reads_only_its_own_report_and_settling_is_recorded_once() {
     let h = Harness::start(|_| {}).await;
     traffic(&h, 3, 12).await;
@@ -341,7 +341,7 @@ async fn a_bank_reads_only_its_own_report_and_settling_is_recorded_once() {
     h.assert_ledger_clean().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn top_ups_and_sweeps_move_liquidity_and_low_float_shows() {
     let h = Harness::start(|c| c.low_float_threshold = 600_000_000).await;
     let mut ops = h.settlement("operator");
@@ -431,7 +431,7 @@ async fn top_ups_and_sweeps_move_liquidity_and_low_float_shows() {
     h.assert_ledger_clean().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn windows_close_on_their_schedule() {
     let h = Harness::start(|c| c.settlement.interval_ms = Some(300)).await;
     let c = h.customer("970422", 0);

@@ -15,7 +15,7 @@ async fn drawer(h: &Harness) -> i128 {
     -h.ledger_balance(Kind::Drawer.id(LANG_CONG_1)).await
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shift_closes_with_its_variance_and_cash_waits_for_the_next_one() {
     let h = Harness::start(|_| {}).await;
     let c = h.customer(MB, 0);
@@ -82,7 +82,7 @@ async fn a_shift_closes_with_its_variance_and_cash_waits_for_the_next_one() {
     h.assert_ledger_clean().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shift_does_not_close_over_a_pending_cash_out() {
     let h = Harness::start(|_| {}).await;
     let c = h.customer(MB, 10_000_000);

@@ -35,22 +35,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-/// The trees whose writes go through the journal.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Tree {
-    Tx = 0,
-    Open,
-    Idempotency,
-    ByTerminal,
-    Reversals,
-    Entities,
-    Daily,
-    Claims,
-    Orders,
-    Payments,
-    Windows,
-}
+use super::pg_kv::{PgKv, PgTxn};
+pub use super::tree::{Tree, Value};
 
 const TREES: [(Tree, &str); 11] = [
     (Tree::Tx, "tx"),
@@ -79,7 +65,6 @@ const LAG_RECORDS_MAX: usize = 100_000;
 const SLED_FLUSH_INTERVAL_MS: u64 = 1_000;
 const SEGMENT_SUFFIX: &str = ".wal";
 
-type Value = Arc<[u8]>;
 /// Per tree: key → (record number, value or removal) not yet in sled.
 type Overlay = BTreeMap<Vec<u8>, (u64, Option<Value>)>;
 /// sled's side of a scan.
@@ -94,9 +79,9 @@ pub struct Change {
     value: Option<Value>,
 }
 
-/// One handle per store; dropping it stops the threads after they wrote
-/// and applied everything committed.
-pub struct Kv {
+/// The journal engine: one handle per store; dropping it stops the threads
+/// after they wrote and applied everything committed.
+pub struct JournalKv {
     shared: Arc<Shared>,
     /// The writer and the applier, joined on drop.
     threads: Vec<JoinHandle<()>>,
@@ -244,11 +229,59 @@ fn decode_record(b: &[u8]) -> Option<(u64, Vec<Change>, usize)> {
     Some((seq, ops, HEADER_SIZE + len))
 }
 
+/// The store's engine: the journal with sled as its lagging copy (one
+/// node), or PostgreSQL (every node). Both give the same operations the
+/// same meaning; [`Kv::commit`] runs its closure again after a conflict with
+/// another node's write (PostgreSQL only), so the closure must be safe to
+/// repeat: it reads through the [`Txn`] and writes nothing else.
+pub enum Kv {
+    Journal(JournalKv),
+    Postgres(PgKv),
+}
+
+/// A scan's entries, in order, on either engine.
+pub type Scan = Box<dyn Iterator<Item = Result<(Vec<u8>, Value), sled::Error>> + Send>;
+
+/// An atomic write in progress (see [`Kv::commit`]).
+pub enum Txn<'t, 'a> {
+    Journal(&'t mut JournalTxn<'a>),
+    Postgres(&'t mut PgTxn<'a>),
+}
+
+impl Txn<'_, '_> {
+    /// The value as this write would leave it so far (on PostgreSQL the row
+    /// stays locked until the write ends).
+    pub fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Value>, sled::Error> {
+        match self {
+            Txn::Journal(t) => t.get(tree, key),
+            Txn::Postgres(t) => t.get(tree, key),
+        }
+    }
+
+    pub fn put(&mut self, tree: Tree, key: &[u8], value: Vec<u8>) {
+        match self {
+            Txn::Journal(t) => t.put(tree, key, value),
+            Txn::Postgres(t) => t.put(tree, key, value),
+        }
+    }
+
+    pub fn remove(&mut self, tree: Tree, key: &[u8]) {
+        match self {
+            Txn::Journal(t) => t.remove(tree, key),
+            Txn::Postgres(t) => t.remove(tree, key),
+        }
+    }
+}
+
 impl Kv {
-    /// Open sled at `db`'s directory with the journal in `dir/journal`,
-    /// replaying whatever the journal holds into sled first.
+    /// The journal engine: sled at `db`'s directory with the journal in
+    /// `dir/journal`, replaying whatever the journal holds into sled first.
     pub fn open(db: sled::Db, dir: &Path) -> Result<Kv, sled::Error> {
-        Kv::open_with(db, dir, SEGMENT_SIZE_MAX_BYTES)
+        Ok(Kv::Journal(JournalKv::open_with(
+            db,
+            dir,
+            SEGMENT_SIZE_MAX_BYTES,
+        )?))
     }
 
     /// [`Kv::open`] with another segment size (tests make it small).
@@ -257,6 +290,90 @@ impl Kv {
         dir: &Path,
         segment_size_max_bytes: u64,
     ) -> Result<Kv, sled::Error> {
+        Ok(Kv::Journal(JournalKv::open_with(
+            db,
+            dir,
+            segment_size_max_bytes,
+        )?))
+    }
+
+    /// Run `f` as one atomic write: what it reads is what it overwrites (no
+    /// other write to those keys commits meanwhile), and its puts and
+    /// removes land together or not at all. Nothing is written if `f`
+    /// fails. On the journal, not yet durable: await [`Kv::durable`] before
+    /// telling anyone; on PostgreSQL, committed when this returns.
+    pub fn commit<R, E: From<sled::Error>>(
+        &self,
+        mut f: impl FnMut(&mut Txn<'_, '_>) -> Result<R, E>,
+    ) -> Result<R, E> {
+        match self {
+            Kv::Journal(k) => k.commit(f),
+            Kv::Postgres(k) => k.commit(|t| f(&mut Txn::Postgres(t))),
+        }
+    }
+
+    /// One put, as its own write.
+    pub fn put(&self, tree: Tree, key: &[u8], value: Vec<u8>) -> Result<(), sled::Error> {
+        self.commit(|t| {
+            t.put(tree, key, value.clone());
+            Ok::<_, sled::Error>(())
+        })
+    }
+
+    /// One removal, as its own write.
+    pub fn remove(&self, tree: Tree, key: &[u8]) -> Result<(), sled::Error> {
+        self.commit(|t| {
+            t.remove(tree, key);
+            Ok::<_, sled::Error>(())
+        })
+    }
+
+    /// Wait until every write committed so far is durable.
+    pub async fn durable(&self) -> Result<(), sled::Error> {
+        match self {
+            Kv::Journal(k) => k.durable().await,
+            // A PostgreSQL write is durable when its commit returns.
+            Kv::Postgres(_) => Ok(()),
+        }
+    }
+
+    pub fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Value>, sled::Error> {
+        match self {
+            Kv::Journal(k) => k.get(tree, key),
+            Kv::Postgres(k) => k.get(tree, key),
+        }
+    }
+
+    /// Keys and values in `range`, ascending (or descending with `rev`).
+    pub fn scan(&self, tree: Tree, range: (Bound<Vec<u8>>, Bound<Vec<u8>>), rev: bool) -> Scan {
+        match self {
+            Kv::Journal(k) => Box::new(k.scan(tree, range, rev)),
+            Kv::Postgres(k) => Box::new(k.scan(tree, range, rev)),
+        }
+    }
+
+    /// Keys and values starting with `prefix`, ascending.
+    pub fn scan_prefix(&self, tree: Tree, prefix: &[u8]) -> Scan {
+        let hi = prefix_end(prefix).map_or(Bound::Unbounded, Bound::Excluded);
+        self.scan(tree, (Bound::Included(prefix.to_vec()), hi), false)
+    }
+
+    /// A number never handed out before.
+    pub fn next_id(&self) -> Result<u64, sled::Error> {
+        match self {
+            Kv::Journal(k) => k.shared.db.generate_id(),
+            Kv::Postgres(k) => k.next_id(),
+        }
+    }
+}
+
+impl JournalKv {
+    /// [`Kv::open`] with another segment size (tests make it small).
+    pub fn open_with(
+        db: sled::Db,
+        dir: &Path,
+        segment_size_max_bytes: u64,
+    ) -> Result<JournalKv, sled::Error> {
         let trees = TREES
             .iter()
             .map(|(_, name)| db.open_tree(name))
@@ -308,34 +425,28 @@ impl Kv {
                 .spawn(move || s.apply_loop())
                 .map_err(io_error)?
         };
-        Ok(Kv {
+        Ok(JournalKv {
             shared,
             threads: vec![writer, applier],
         })
     }
 
-    pub fn db(&self) -> &sled::Db {
-        &self.shared.db
-    }
-
-    /// Run `f` as one atomic write: what it reads is what it overwrites (no
-    /// other commit runs meanwhile), and its puts and removes become one
-    /// journal record. Nothing is written if `f` fails. Not yet durable:
-    /// await [`Kv::durable`] before telling anyone.
+    /// See [`Kv::commit`]: no other commit runs meanwhile, and the puts and
+    /// removes become one journal record.
     pub fn commit<R, E: From<sled::Error>>(
         &self,
-        f: impl FnOnce(&mut Txn<'_>) -> Result<R, E>,
+        mut f: impl FnMut(&mut Txn<'_, '_>) -> Result<R, E>,
     ) -> Result<R, E> {
         if self.shared.failed.load(Ordering::Acquire) {
             return Err(failed_error().into());
         }
         let mut st = self.shared.lock();
-        let mut txn = Txn {
+        let mut txn = JournalTxn {
             shared: &self.shared,
             state: &st,
             ops: Vec::new(),
         };
-        let r = f(&mut txn)?;
+        let r = f(&mut Txn::Journal(&mut txn))?;
         let ops = txn.ops;
         if ops.is_empty() {
             return Ok(r);
@@ -351,22 +462,6 @@ impl Kv {
         drop(st);
         self.shared.write_wanted.notify_one();
         Ok(r)
-    }
-
-    /// One put, as its own record.
-    pub fn put(&self, tree: Tree, key: &[u8], value: Vec<u8>) -> Result<(), sled::Error> {
-        self.commit(|t| {
-            t.put(tree, key, value);
-            Ok::<_, sled::Error>(())
-        })
-    }
-
-    /// One removal, as its own record.
-    pub fn remove(&self, tree: Tree, key: &[u8]) -> Result<(), sled::Error> {
-        self.commit(|t| {
-            t.remove(tree, key);
-            Ok::<_, sled::Error>(())
-        })
     }
 
     /// Wait until every record committed so far is on disk (group commit:
@@ -436,16 +531,6 @@ impl Kv {
             rev,
         }
     }
-
-    /// Keys and values starting with `prefix`, ascending.
-    pub fn scan_prefix(
-        &self,
-        tree: Tree,
-        prefix: &[u8],
-    ) -> impl Iterator<Item = Result<(Vec<u8>, Value), sled::Error>> + use<> {
-        let hi = prefix_end(prefix).map_or(Bound::Unbounded, Bound::Excluded);
-        self.scan(tree, (Bound::Included(prefix.to_vec()), hi), false)
-    }
 }
 
 /// The first key after every key that starts with `prefix`.
@@ -460,7 +545,7 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
-impl Drop for Kv {
+impl Drop for JournalKv {
     fn drop(&mut self) {
         self.shared.lock().stopping = true;
         self.shared.write_wanted.notify_all();
@@ -481,14 +566,14 @@ impl Drop for Kv {
     }
 }
 
-/// An atomic write in progress (see [`Kv::commit`]).
-pub struct Txn<'a> {
+/// A journal write in progress (see [`Kv::commit`]).
+pub struct JournalTxn<'a> {
     shared: &'a Shared,
     state: &'a State,
     ops: Vec<Change>,
 }
 
-impl Txn<'_> {
+impl JournalTxn<'_> {
     /// The value as this write would leave it so far.
     pub fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Value>, sled::Error> {
         if let Some(op) = self
@@ -829,6 +914,14 @@ fn replay(db: &sled::Db, trees: &[sled::Tree], jdir: &Path) -> Result<u64, sled:
 mod tests {
     use super::*;
 
+    /// The journal engine under a `Kv` (these tests are about it).
+    fn journal(kv: &Kv) -> &JournalKv {
+        match kv {
+            Kv::Journal(j) => j,
+            Kv::Postgres(_) => panic!("a journal store"),
+        }
+    }
+
     /// sled lets go of its directory's lock a moment after the last
     /// handle drops (its flusher thread wakes up to stop): a reopen in the
     /// same process waits for that.
@@ -985,7 +1078,7 @@ mod tests {
         }
         kv.durable().await.unwrap();
         // Wait until sled has them, then change some in the overlay only.
-        let mut rx = kv.shared.applied.subscribe();
+        let mut rx = journal(&kv).shared.applied.subscribe();
         while *rx.borrow_and_update() < 4 {
             rx.changed().await.unwrap();
         }
@@ -1080,8 +1173,8 @@ mod tests {
                     }
                     Action::Settle => rt.block_on(async {
                         kv.durable().await.unwrap();
-                        let seq = kv.shared.lock().seq;
-                        let mut rx = kv.shared.applied.subscribe();
+                        let seq = journal(&kv).shared.lock().seq;
+                        let mut rx = journal(&kv).shared.applied.subscribe();
                         while *rx.borrow_and_update() < seq {
                             rx.changed().await.unwrap();
                         }
@@ -1198,7 +1291,7 @@ mod tests {
                 kv.durable().await.unwrap();
             }
             // ~130 bytes a record: about ten segments were closed...
-            let mut rx = kv.shared.applied.subscribe();
+            let mut rx = journal(&kv).shared.applied.subscribe();
             while *rx.borrow_and_update() < 400 {
                 rx.changed().await.unwrap();
             }
@@ -1217,10 +1310,10 @@ mod tests {
             }
             kv.durable().await.unwrap();
             // Stop as a failure would: no final flush, no clean-up.
-            kv.shared.lock().stopping = true;
-            kv.shared.failed.store(true, Ordering::Release);
-            kv.shared.write_wanted.notify_all();
-            kv.shared.apply_wanted.notify_all();
+            journal(&kv).shared.lock().stopping = true;
+            journal(&kv).shared.failed.store(true, Ordering::Release);
+            journal(&kv).shared.write_wanted.notify_all();
+            journal(&kv).shared.apply_wanted.notify_all();
         }
         let kv = open(dir.path());
         let n = kv

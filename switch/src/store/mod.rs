@@ -15,8 +15,10 @@ use serde::{Deserialize, Serialize};
 
 pub mod kv;
 pub mod ledger;
+pub mod pg_kv;
 pub mod pg_ledger;
 pub mod records;
+pub mod tree;
 
 pub use records::*;
 
@@ -41,6 +43,9 @@ pub struct Store {
     /// resolutions: written straight to sled (large, cold), made durable
     /// with [`Store::durable_direct`].
     pub(crate) recon: sled::Tree,
+    /// The node's own sled: the journal engine's lagging copy; on either
+    /// engine the simulators' state, reconciliation's trees and scratch.
+    db: sled::Db,
 }
 
 /// sled's page cache for the switch's store.
@@ -154,24 +159,44 @@ fn parse_id(what: &'static str, key: &[u8], b: &[u8]) -> Result<TxId, StoreError
 }
 
 impl Store {
+    /// The embedded store in `dir`: the journal, sled as its copy.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        let db = sled::Config::new()
+        let db = Store::open_sled(dir)?;
+        let recon = db.open_tree("recon")?;
+        Ok(Store {
+            kv: Arc::new(Kv::open(db.clone(), dir)?),
+            recon,
+            db,
+        })
+    }
+
+    /// The records in PostgreSQL at `url` (shared by every node; the schema
+    /// migrated by [`pg_ledger::migrate`]), with the node's own sled in
+    /// `dir` for what is not shared yet (reconciliation's trees, the
+    /// simulators).
+    pub fn open_postgres(url: &str, dir: &Path) -> Result<Store, StoreError> {
+        let db = Store::open_sled(dir)?;
+        let recon = db.open_tree("recon")?;
+        Ok(Store {
+            kv: Arc::new(Kv::Postgres(pg_kv::PgKv::open(url)?)),
+            recon,
+            db,
+        })
+    }
+
+    fn open_sled(dir: &Path) -> Result<sled::Db, StoreError> {
+        Ok(sled::Config::new()
             .path(dir)
             // Records are written once or twice and then read rarely:
             // favour write throughput over space.
             .mode(sled::Mode::HighThroughput)
             .cache_capacity(STORE_CACHE_BYTES)
             .flush_every_ms(Some(500))
-            .open()?;
-        let recon = db.open_tree("recon")?;
-        Ok(Store {
-            kv: Arc::new(Kv::open(db, dir)?),
-            recon,
-        })
+            .open()?)
     }
 
     fn db(&self) -> &sled::Db {
-        self.kv.db()
+        &self.db
     }
 
     /// A tree for a bank simulator's state.
@@ -200,7 +225,7 @@ impl Store {
         let id = t.tx_id().to_bytes();
         let record = json(t);
         self.kv.commit(|w| {
-            w.put(Tree::Tx, &id, record);
+            w.put(Tree::Tx, &id, record.clone());
             if t.stage == Stage::Done {
                 w.remove(Tree::Open, &id);
             } else {
@@ -244,8 +269,8 @@ impl Store {
             for c in &claims {
                 w.put(Tree::Claims, c.as_bytes(), id.to_vec());
             }
-            w.put(Tree::Idempotency, &key, entry);
-            w.put(Tree::Tx, &id, record);
+            w.put(Tree::Idempotency, &key, entry.clone());
+            w.put(Tree::Tx, &id, record.clone());
             w.put(
                 Tree::ByTerminal,
                 &terminal_key(&t.terminal_id, t.created_at_ms, t.tx_id()),
@@ -305,7 +330,7 @@ impl Store {
         });
         let record = json(t);
         self.kv.commit(|w| {
-            w.put(Tree::Tx, &id, record);
+            w.put(Tree::Tx, &id, record.clone());
             w.remove(Tree::Open, &id);
             for c in &release {
                 if w.get(Tree::Claims, c.as_bytes())?
@@ -314,7 +339,7 @@ impl Store {
                     w.remove(Tree::Claims, c.as_bytes());
                 }
             }
-            if let Some((k, v)) = payment {
+            if let Some((k, v)) = payment.clone() {
                 w.put(Tree::Payments, &k, v);
             }
             for key in give_back {
@@ -350,7 +375,7 @@ impl Store {
             for ((key, _), n) in limits.iter().zip(totals) {
                 w.put(Tree::Daily, key.as_bytes(), n.to_be_bytes().to_vec());
             }
-            w.put(Tree::Tx, &id, record);
+            w.put(Tree::Tx, &id, record.clone());
             Ok(None)
         })
     }
@@ -435,8 +460,8 @@ impl Store {
                     .map_or(text.clone(), |(q, _)| q.to_string());
                 return Ok::<_, StoreError>(Some(qr));
             }
-            w.put(Tree::Orders, &key, entry);
-            w.put(Tree::Orders, o.qr_id.as_bytes(), order);
+            w.put(Tree::Orders, &key, entry.clone());
+            w.put(Tree::Orders, o.qr_id.as_bytes(), order.clone());
             Ok(None)
         })
     }
@@ -450,7 +475,7 @@ impl Store {
         let records: Vec<([u8; 8], Vec<u8>)> =
             ws.iter().map(|w| (w.id.to_be_bytes(), json(w))).collect();
         self.kv.commit(|t| {
-            for (k, v) in records {
+            for (k, v) in records.clone() {
                 t.put(Tree::Windows, &k, v);
             }
             Ok::<_, StoreError>(())
@@ -466,9 +491,9 @@ impl Store {
         Ok(out)
     }
 
-    /// A number never handed out before (sled's monotonic id generator).
+    /// A number never handed out before (on every node, with PostgreSQL).
     pub fn next_id(&self) -> Result<u64, StoreError> {
-        Ok(self.db().generate_id()?)
+        Ok(self.kv.next_id()?)
     }
 
     /// A scratch tree (dropped by the caller when done).
@@ -626,8 +651,8 @@ impl Store {
             .map(|j| (j.reference.as_str(), json(j)))
             .collect();
         self.kv.commit(|w| {
-            w.put(Tree::Tx, &id, record);
-            for (k, v) in jobs {
+            w.put(Tree::Tx, &id, record.clone());
+            for (k, v) in jobs.clone() {
                 w.put(Tree::Reversals, k.as_bytes(), v);
             }
             w.put(Tree::Open, &id, Vec::new());
@@ -696,7 +721,7 @@ impl Store {
                     s.terminal_id, s.opened_at_ms, s.id
                 )
                 .as_bytes(),
-                record,
+                record.clone(),
             );
             Ok::<_, StoreError>(())
         })

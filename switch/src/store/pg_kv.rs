@@ -1,0 +1,355 @@
+//! The store's engine on PostgreSQL (issue #14): the trees of
+//! [`super::kv::Tree`] as rows of one table, shared by every node.
+//!
+//! A write ([`PgKv::commit`]) is one PostgreSQL transaction. Every key the
+//! write reads is locked (`FOR UPDATE`) until it commits, so what it read
+//! is what it overwrites; a key it read as absent is inserted, not
+//! upserted, so that two nodes creating the same key (the same request id,
+//! the same claim on a QR code or a bill) cannot both succeed: the second
+//! fails on the primary key, and the write runs again from the start,
+//! reading what the first left. A deadlock the server breaks is run again
+//! the same way. A write is durable when it returns.
+//!
+//! The store's API is synchronous (the embedded engine answers from
+//! memory); here each call waits for the server with
+//! `tokio::task::block_in_place`, which needs the multi-threaded runtime
+//! (the switch's; tests of this backend use it too). Making the store's
+//! API async would remove that wait; it is not done yet.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::ops::Bound;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+
+use super::tree::{Tree, Value};
+
+/// Connections one node keeps at most.
+const POOL_SIZE_MAX: usize = 32;
+/// Times a write runs again after a conflict with another writer.
+const ATTEMPTS_MAX: u32 = 20;
+/// Rows a scan fetches at a time.
+const SCAN_PAGE_ROWS: i64 = 256;
+
+/// The engine's errors travel as the store's (`sled::Error`, an I/O error
+/// naming PostgreSQL), so that the store has one engine error type.
+fn engine_error(e: impl std::fmt::Display) -> sled::Error {
+    sled::Error::Io(std::io::Error::other(format!("postgres: {e}")))
+}
+
+/// Wait for `f` from synchronous code on a runtime worker.
+fn block<F: Future>(f: F) -> F::Output {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
+}
+
+fn conflict(e: &tokio_postgres::Error) -> bool {
+    e.code().is_some_and(|c| {
+        [
+            SqlState::UNIQUE_VIOLATION,
+            SqlState::T_R_DEADLOCK_DETECTED,
+            SqlState::T_R_SERIALIZATION_FAILURE,
+        ]
+        .contains(c)
+    })
+}
+
+#[derive(Clone)]
+pub struct PgKv {
+    pool: Pool,
+}
+
+impl PgKv {
+    /// A pool of connections to `url` (the schema is migrated by
+    /// [`super::pg_ledger::migrate`], which holds every migration).
+    pub fn open(url: &str) -> Result<PgKv, sled::Error> {
+        let config: tokio_postgres::Config = url.parse().map_err(engine_error)?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE_MAX)
+            .build()
+            .map_err(engine_error)?;
+        Ok(PgKv { pool })
+    }
+
+    pub fn commit<R, E: From<sled::Error>>(
+        &self,
+        mut f: impl FnMut(&mut PgTxn<'_>) -> Result<R, E>,
+    ) -> Result<R, E> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let client = block(self.pool.get()).map_err(engine_error)?;
+            block(client.batch_execute("BEGIN")).map_err(engine_error)?;
+            let mut txn = PgTxn {
+                client: &client,
+                changes: Vec::new(),
+                absent: std::cell::RefCell::new(HashSet::new()),
+            };
+            let r = match f(&mut txn) {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = block(client.batch_execute("ROLLBACK"));
+                    return Err(e);
+                }
+            };
+            match block(txn.write_and_commit()) {
+                Ok(()) => return Ok(r),
+                Err(e) => {
+                    let _ = block(client.batch_execute("ROLLBACK"));
+                    if conflict(&e) && attempt < ATTEMPTS_MAX {
+                        metrics::counter!("switch_pg_store_conflicts_total").increment(1);
+                        continue;
+                    }
+                    return Err(engine_error(e).into());
+                }
+            }
+        }
+    }
+
+    pub fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Value>, sled::Error> {
+        block(async {
+            let client = self.pool.get().await.map_err(engine_error)?;
+            let row = client
+                .query_opt(
+                    "SELECT value FROM switch_kv WHERE tree = $1 AND key = $2",
+                    &[&(tree as i16), &key],
+                )
+                .await
+                .map_err(engine_error)?;
+            Ok(row.map(|r| Value::from(r.get::<_, Vec<u8>>(0))))
+        })
+    }
+
+    pub fn scan(&self, tree: Tree, range: (Bound<Vec<u8>>, Bound<Vec<u8>>), rev: bool) -> PgScan {
+        PgScan {
+            kv: self.clone(),
+            tree,
+            lo: range.0,
+            hi: range.1,
+            rev,
+            page: std::collections::VecDeque::new(),
+            done: false,
+        }
+    }
+
+    pub fn next_id(&self) -> Result<u64, sled::Error> {
+        block(async {
+            let client = self.pool.get().await.map_err(engine_error)?;
+            let row = client
+                .query_one("SELECT nextval('switch_ids')", &[])
+                .await
+                .map_err(engine_error)?;
+            Ok(row.get::<_, i64>(0) as u64)
+        })
+    }
+}
+
+/// A write in progress on PostgreSQL (see `Kv::commit`).
+pub struct PgTxn<'a> {
+    client: &'a deadpool_postgres::Object,
+    /// Puts (`Some`) and removes (`None`), in order.
+    changes: Vec<(Tree, Vec<u8>, Option<Value>)>,
+    /// Keys read and found absent: created by an insert that fails if
+    /// another writer created them first.
+    absent: std::cell::RefCell<HashSet<(Tree, Vec<u8>)>>,
+}
+
+impl PgTxn<'_> {
+    pub fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Value>, sled::Error> {
+        if let Some((_, _, v)) = self
+            .changes
+            .iter()
+            .rev()
+            .find(|(t, k, _)| *t == tree && k == key)
+        {
+            return Ok(v.clone());
+        }
+        let row = block(self.client.query_opt(
+            "SELECT value FROM switch_kv WHERE tree = $1 AND key = $2 FOR UPDATE",
+            &[&(tree as i16), &key],
+        ))
+        .map_err(engine_error)?;
+        match row {
+            Some(r) => Ok(Some(Value::from(r.get::<_, Vec<u8>>(0)))),
+            None => {
+                self.absent.borrow_mut().insert((tree, key.to_vec()));
+                Ok(None)
+            }
+        }
+    }
+
+    pub fn put(&mut self, tree: Tree, key: &[u8], value: Vec<u8>) {
+        self.changes
+            .push((tree, key.to_vec(), Some(Value::from(value))));
+    }
+
+    pub fn remove(&mut self, tree: Tree, key: &[u8]) {
+        self.changes.push((tree, key.to_vec(), None));
+    }
+
+    async fn write_and_commit(mut self) -> Result<(), tokio_postgres::Error> {
+        // The last change to each key wins.
+        let mut last: HashMap<(Tree, Vec<u8>), Option<Value>> = HashMap::new();
+        let mut order = Vec::new();
+        for (tree, key, value) in std::mem::take(&mut self.changes) {
+            let k = (tree, key);
+            if !last.contains_key(&k) {
+                order.push(k.clone());
+            }
+            last.insert(k, value);
+        }
+        let absent = self.absent.take();
+        let (mut new_trees, mut new_keys, mut new_values) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut up_trees, mut up_keys, mut up_values) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut del_trees, mut del_keys) = (Vec::new(), Vec::new());
+        for k in order {
+            let was_absent = absent.contains(&k);
+            match last.remove(&k).flatten() {
+                // Read as absent: created by a plain insert, which fails if
+                // another writer created it meanwhile (then this write runs
+                // again and reads theirs).
+                Some(v) if was_absent => {
+                    new_trees.push(k.0 as i16);
+                    new_keys.push(k.1);
+                    new_values.push(v.to_vec());
+                }
+                // Read (and so locked) or not read at all: written whatever
+                // is there.
+                Some(v) => {
+                    up_trees.push(k.0 as i16);
+                    up_keys.push(k.1);
+                    up_values.push(v.to_vec());
+                }
+                None => {
+                    del_trees.push(k.0 as i16);
+                    del_keys.push(k.1);
+                }
+            }
+        }
+        if !del_keys.is_empty() {
+            self.client
+                .execute(
+                    "DELETE FROM switch_kv USING UNNEST($1::smallint[], $2::bytea[]) AS u(tree, key)
+                     WHERE switch_kv.tree = u.tree AND switch_kv.key = u.key",
+                    &[&del_trees, &del_keys],
+                )
+                .await?;
+        }
+        if !new_keys.is_empty() {
+            self.client
+                .execute(
+                    "INSERT INTO switch_kv (tree, key, value)
+                     SELECT * FROM UNNEST($1::smallint[], $2::bytea[], $3::bytea[])",
+                    &[&new_trees, &new_keys, &new_values],
+                )
+                .await?;
+        }
+        if !up_keys.is_empty() {
+            self.client
+                .execute(
+                    "INSERT INTO switch_kv (tree, key, value)
+                     SELECT * FROM UNNEST($1::smallint[], $2::bytea[], $3::bytea[])
+                     ON CONFLICT (tree, key) DO UPDATE SET value = EXCLUDED.value",
+                    &[&up_trees, &up_keys, &up_values],
+                )
+                .await?;
+        }
+        self.client.batch_execute("COMMIT").await
+    }
+}
+
+/// A scan a page at a time.
+pub struct PgScan {
+    kv: PgKv,
+    tree: Tree,
+    lo: Bound<Vec<u8>>,
+    hi: Bound<Vec<u8>>,
+    rev: bool,
+    page: std::collections::VecDeque<(Vec<u8>, Value)>,
+    done: bool,
+}
+
+impl PgScan {
+    fn fetch(&mut self) -> Result<(), sled::Error> {
+        let mut sql = String::from("SELECT key, value FROM switch_kv WHERE tree = $1");
+        let tree = self.tree as i16;
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&tree];
+        let lo = match &self.lo {
+            Bound::Included(k) | Bound::Excluded(k) => Some(k.clone()),
+            Bound::Unbounded => None,
+        };
+        let hi = match &self.hi {
+            Bound::Included(k) | Bound::Excluded(k) => Some(k.clone()),
+            Bound::Unbounded => None,
+        };
+        if let Some(k) = &lo {
+            params.push(k);
+            let op = if matches!(self.lo, Bound::Included(_)) {
+                ">="
+            } else {
+                ">"
+            };
+            sql.push_str(&format!(" AND key {op} ${}", params.len()));
+        }
+        if let Some(k) = &hi {
+            params.push(k);
+            let op = if matches!(self.hi, Bound::Included(_)) {
+                "<="
+            } else {
+                "<"
+            };
+            sql.push_str(&format!(" AND key {op} ${}", params.len()));
+        }
+        sql.push_str(if self.rev {
+            " ORDER BY key DESC"
+        } else {
+            " ORDER BY key"
+        });
+        sql.push_str(&format!(" LIMIT {SCAN_PAGE_ROWS}"));
+        let rows = block(async {
+            let client = self.kv.pool.get().await.map_err(engine_error)?;
+            client.query(&sql, &params).await.map_err(engine_error)
+        })?;
+        if (rows.len() as i64) < SCAN_PAGE_ROWS {
+            self.done = true;
+        }
+        for r in rows {
+            let key: Vec<u8> = r.get(0);
+            let value: Vec<u8> = r.get(1);
+            self.page.push_back((key, Value::from(value)));
+        }
+        // The next page starts after the last key of this one.
+        if let Some((last, _)) = self.page.back() {
+            if self.rev {
+                self.hi = Bound::Excluded(last.clone());
+            } else {
+                self.lo = Bound::Excluded(last.clone());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Iterator for PgScan {
+    type Item = Result<(Vec<u8>, Value), sled::Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.page.is_empty()
+            && !self.done
+            && let Err(e) = self.fetch()
+        {
+            self.done = true;
+            return Some(Err(e));
+        }
+        self.page.pop_front().map(Ok)
+    }
+}
