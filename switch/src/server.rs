@@ -234,6 +234,26 @@ pub async fn serve(
                         }
                     }
                 }
+                // With PostgreSQL, one node at a time runs the jobs below:
+                // the holder of the worker lease (handed on when it dies).
+                match switch.store.worker_lease().await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                            _ = stop_rx.changed() => break,
+                        }
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "the worker lease could not be asked for");
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                            _ = stop_rx.changed() => break,
+                        }
+                        continue;
+                    }
+                }
                 if let Err(e) = switch.run_reversals().await {
                     tracing::error!(error = %e, "reversal pass failed");
                 }

@@ -69,6 +69,29 @@ impl Harness {
         h
     }
 
+    /// A node on `postgres` with its own data directory `dir` (several
+    /// nodes may share one cluster; the first provisions the demo network,
+    /// and a later one reads the client profiles from `profiles`).
+    pub async fn start_node(
+        dir: tempfile::TempDir,
+        postgres: Arc<pgtest::Cluster>,
+        profiles: Option<&Path>,
+        tune: impl FnOnce(&mut Config),
+    ) -> Harness {
+        if let Some(from) = profiles {
+            let to = dir.path().join("profiles");
+            std::fs::create_dir_all(&to).expect("profiles directory");
+            for entry in std::fs::read_dir(from).expect("profiles") {
+                let entry = entry.expect("a profile");
+                std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copied");
+            }
+        }
+        let path = dir.path().to_path_buf();
+        let mut h = Harness::start_at(&path, Some(postgres), tune).await;
+        h.dir = Some(dir);
+        h
+    }
+
     async fn start_at(
         path: &Path,
         postgres: Option<Arc<pgtest::Cluster>>,
@@ -97,7 +120,7 @@ impl Harness {
                 switch.ledger,
                 switch::store::ledger::LedgerStore::Postgres(_)
             ),
-            on_postgres(),
+            postgres.is_some(),
             "the switch runs on the backend the tests asked for"
         );
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -295,7 +295,9 @@ impl Switch {
             {
                 continue;
             }
-            let _one_at_a_time = self.bill_qr.lock().await;
+            let _one_at_a_time = self
+                .take_turn(&self.bill_qr, crate::flows::turn::BILL_QR)
+                .await?;
             let Some(mut rec) = self
                 .store
                 .get_tx(rec.tx_id())

@@ -132,7 +132,7 @@ impl Switch {
         counted: u64,
     ) -> Result<ShiftRecord, SwitchError> {
         Switch::teller_post_office(p)?;
-        let _one_at_a_time = self.shifts.lock().await;
+        let _one_at_a_time = self.take_turn(&self.shifts, turn::SHIFTS).await?;
         if self
             .store
             .shift(&p.id)
@@ -161,7 +161,7 @@ impl Switch {
         counted: u64,
     ) -> Result<ShiftRecord, SwitchError> {
         Switch::teller_post_office(p)?;
-        let _one_at_a_time = self.shifts.lock().await;
+        let _one_at_a_time = self.take_turn(&self.shifts, turn::SHIFTS).await?;
         let Some(mut shift) = self
             .store
             .shift(&p.id)
@@ -274,7 +274,9 @@ impl Switch {
     /// The teller paid out the cash.
     pub async fn cash_out_confirm(&self, p: &Principal, id: &str) -> Outcome {
         let rec = self.own_cash_out(p, id)?;
-        let _one_at_a_time = self.resolving(rec.tx_id()).lock().await;
+        let _one_at_a_time = self
+            .take_turn(self.resolving(rec.tx_id()), cash_out_turn(rec.tx_id()))
+            .await?;
         let rec = self.own_cash_out(p, id)?;
         match (rec.status, rec.stage) {
             (Status::Completed, _) => Ok(rec),
@@ -289,7 +291,9 @@ impl Switch {
     /// The cash was not paid out: reverse at the bank.
     pub async fn cash_out_cancel(&self, p: &Principal, id: &str) -> Outcome {
         let rec = self.own_cash_out(p, id)?;
-        let _one_at_a_time = self.resolving(rec.tx_id()).lock().await;
+        let _one_at_a_time = self
+            .take_turn(self.resolving(rec.tx_id()), cash_out_turn(rec.tx_id()))
+            .await?;
         // Read again under the lock: confirmed or cancelled meanwhile?
         let rec = self.own_cash_out(p, id)?;
         match (rec.status, rec.stage) {
@@ -324,7 +328,9 @@ impl Switch {
             {
                 continue;
             }
-            let _one_at_a_time = self.resolving(rec.tx_id()).lock().await;
+            let _one_at_a_time = self
+                .take_turn(self.resolving(rec.tx_id()), cash_out_turn(rec.tx_id()))
+                .await?;
             // Confirmed or cancelled meanwhile?
             let Some(rec) = self
                 .store
@@ -344,4 +350,10 @@ impl Switch {
         }
         Ok(n)
     }
+}
+
+/// A cash-out's turn among nodes: the kind in the top 16 bits, then 48
+/// bits of its id (a collision only makes two cash-outs take turns).
+fn cash_out_turn(id: TxId) -> i64 {
+    (turn::CASH_OUT << 48) | ((id.as_u128() >> 8) as i64 & 0xFFFF_FFFF_FFFF)
 }

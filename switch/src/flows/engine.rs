@@ -74,6 +74,22 @@ struct Numbers {
 /// Locks over cash-outs being resolved (by transaction id).
 pub(crate) const RESOLVING_STRIPES: usize = 256;
 
+/// The turns that several nodes sharing one store take too (advisory lock
+/// keys; a cash-out's turn is its id's, under [`turn::CASH_OUT`]).
+pub mod turn {
+    pub const SHIFTS: i64 = 0x5357_0001;
+    pub const PROVISIONING: i64 = 0x5357_0002;
+    pub const BILL_QR: i64 = 0x5357_0003;
+    pub const SETTLING: i64 = 0x5357_0004;
+    pub const CASH_OUT: i64 = 0x5357;
+}
+
+/// A turn held on this node (its lock) and across nodes (the store's).
+pub(crate) struct Turn<'a> {
+    _here: tokio::sync::MutexGuard<'a, ()>,
+    _everywhere: crate::store::pg_kv::NodeLock,
+}
+
 /// Ledger legs of one transaction: reserve as `leg`, post as `leg + 16`,
 /// void as `leg + 32`.
 pub(crate) const POST: u8 = 16;
@@ -171,6 +187,21 @@ impl Switch {
             bill_qr: tokio::sync::Mutex::new(()),
             settling: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Wait for a turn: `here` among this node's tasks, then `key` among
+    /// every node sharing the store.
+    pub(crate) async fn take_turn<'a>(
+        &self,
+        here: &'a tokio::sync::Mutex<()>,
+        key: i64,
+    ) -> Result<Turn<'a>, SwitchError> {
+        let here = here.lock().await;
+        let everywhere = self.store.node_lock(key).await.map_err(storage)?;
+        Ok(Turn {
+            _here: here,
+            _everywhere: everywhere,
+        })
     }
 
     pub(crate) fn teller_post_office(p: &Principal) -> Result<&str, SwitchError> {

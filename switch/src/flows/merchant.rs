@@ -322,7 +322,9 @@ impl Switch {
     ) -> Outcome {
         let id = crate::ids::TxId::parse(bill_tx)
             .ok_or_else(|| storage("a bill order names a bad id"))?;
-        let _one_at_a_time = self.bill_qr.lock().await;
+        let _one_at_a_time = self
+            .take_turn(&self.bill_qr, crate::flows::turn::BILL_QR)
+            .await?;
         let Some(mut rec) = self.store.get_tx(id).map_err(storage)? else {
             return Err(storage("a bill order names no transaction"));
         };

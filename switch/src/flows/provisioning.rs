@@ -72,7 +72,9 @@ pub async fn provision_post_office(
     if name.trim().is_empty() || name.chars().count() > 100 {
         return Err(SwitchError::invalid("name must be 1 to 100 characters"));
     }
-    let _one_at_a_time = switch.provisioning.lock().await;
+    let _one_at_a_time = switch
+        .take_turn(&switch.provisioning, crate::flows::turn::PROVISIONING)
+        .await?;
     let existing = switch.store.post_offices().map_err(internal)?;
     if existing.iter().any(|o| o.id == id) {
         return Err(SwitchError::new(
@@ -134,7 +136,9 @@ pub async fn provision_terminal(
             "terminal_id must be 1 to 32 of [a-z0-9-]",
         ));
     }
-    let _one_at_a_time = switch.provisioning.lock().await;
+    let _one_at_a_time = switch
+        .take_turn(&switch.provisioning, crate::flows::turn::PROVISIONING)
+        .await?;
     let office = switch
         .store
         .post_offices()
@@ -233,7 +237,9 @@ pub async fn provision_merchant(
     m: NewMerchant<'_>,
 ) -> Result<(Merchant, Secret, String), SwitchError> {
     operator(p)?;
-    let _one_at_a_time = switch.provisioning.lock().await;
+    let _one_at_a_time = switch
+        .take_turn(&switch.provisioning, crate::flows::turn::PROVISIONING)
+        .await?;
     if !valid_id(m.id) || m.id.bytes().all(|b| b.is_ascii_digit()) {
         return Err(SwitchError::invalid(
             "merchant_id must be 1 to 32 of [a-z0-9-], not all digits",

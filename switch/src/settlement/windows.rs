@@ -25,7 +25,7 @@ use ledger::{NewTransfer, TransferFlags};
 use crate::accounts::{Kind, NETWORK, bank_number, code};
 use crate::caller::{Principal, Role, now_ms};
 use crate::error::{ErrorCode, SwitchError};
-use crate::flows::{Switch, ledger_transfers, storage, valid_request_id};
+use crate::flows::{Switch, ledger_transfers, storage, turn, valid_request_id};
 use crate::store::{Position, Report, WindowRecord, WindowState};
 
 /// Legs that are transactions' obligations (not liquidity or settlement).
@@ -269,7 +269,7 @@ impl Switch {
     }
 
     pub(crate) async fn close_window_now(&self, id: u64) -> Result<WindowRecord, SwitchError> {
-        let _one_at_a_time = self.settling.lock().await;
+        let _one_at_a_time = self.take_turn(&self.settling, turn::SETTLING).await?;
         let windows = self.windows()?;
         let mut w = match windows.iter().find(|w| w.id == id) {
             Some(w) if matches!(w.state, WindowState::Open | WindowState::Closing) => w.clone(),
@@ -468,7 +468,7 @@ impl Switch {
                 "reference must be 1 to 64 printable ASCII characters",
             ));
         }
-        let _one_at_a_time = self.settling.lock().await;
+        let _one_at_a_time = self.take_turn(&self.settling, turn::SETTLING).await?;
         let mut w = self
             .windows()?
             .into_iter()

@@ -199,6 +199,25 @@ impl Store {
         &self.db
     }
 
+    /// Wait for the turn named `key` among every node sharing this store
+    /// (on the embedded engine there is one node: nothing to wait for).
+    pub async fn node_lock(&self, key: i64) -> Result<pg_kv::NodeLock, StoreError> {
+        match self.kv.as_ref() {
+            Kv::Journal(_) => Ok(pg_kv::NodeLock::none()),
+            Kv::Postgres(k) => Ok(k.lock(key).await?),
+        }
+    }
+
+    /// Is this node the one that runs the background jobs? Always on the
+    /// embedded engine; on PostgreSQL, the holder of the worker lease
+    /// (taken by the first node to ask, handed on when it dies).
+    pub async fn worker_lease(&self) -> Result<bool, StoreError> {
+        match self.kv.as_ref() {
+            Kv::Journal(_) => Ok(true),
+            Kv::Postgres(k) => Ok(k.worker_lease().await?),
+        }
+    }
+
     /// A tree for a bank simulator's state.
     pub fn sim_tree(&self, bin: &str) -> Result<sled::Tree, StoreError> {
         Ok(self.db().open_tree(format!("sim/{bin}"))?)

@@ -19,6 +19,7 @@
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::ops::Bound;
+use std::sync::Arc;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
@@ -29,6 +30,8 @@ use super::tree::{Tree, Value};
 
 /// Connections one node keeps at most.
 const POOL_SIZE_MAX: usize = 32;
+/// Turns held at once at most (each holds a connection).
+const LOCK_POOL_SIZE_MAX: usize = 64;
 /// Times a write runs again after a conflict with another writer.
 const ATTEMPTS_MAX: u32 = 20;
 /// Rows a scan fetches at a time.
@@ -59,6 +62,43 @@ fn conflict(e: &tokio_postgres::Error) -> bool {
 #[derive(Clone)]
 pub struct PgKv {
     pool: Pool,
+    /// Connections that hold turns ([`PgKv::lock`]) come from a pool of
+    /// their own: a turn's holder also writes, and if turns could take every
+    /// connection, holders would wait for writers that wait for holders.
+    locks: Pool,
+    url: String,
+    /// The connection holding this node's worker lease (a session
+    /// advisory lock: released by the server when the connection ends, so
+    /// a node that dies hands the lease on).
+    lease: Arc<tokio::sync::Mutex<Option<tokio_postgres::Client>>>,
+}
+
+/// The advisory lock that makes a node the one that runs the background
+/// jobs (reversals, deadlines, scheduled closes, expiries).
+const WORKER_LEASE_KEY: i64 = 0x5357_4954_4348_0001;
+
+/// A turn that other nodes wait for: an advisory lock held by an open
+/// transaction on a connection of its own, ended (and so released) when
+/// dropped. On the journal engine there is one node: nothing to hold.
+pub struct NodeLock(Option<deadpool_postgres::Object>);
+
+impl Drop for NodeLock {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take() {
+            // Ending the transaction releases the lock; a connection that
+            // broke released it already.
+            tokio::spawn(async move {
+                let _ = client.batch_execute("ROLLBACK").await;
+            });
+        }
+    }
+}
+
+impl NodeLock {
+    /// No lock (one node).
+    pub fn none() -> NodeLock {
+        NodeLock(None)
+    }
 }
 
 impl PgKv {
@@ -66,18 +106,61 @@ impl PgKv {
     /// [`super::pg_ledger::migrate`], which holds every migration).
     pub fn open(url: &str) -> Result<PgKv, sled::Error> {
         let config: tokio_postgres::Config = url.parse().map_err(engine_error)?;
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE_MAX)
-            .build()
+        let pool = |size| {
+            let manager = Manager::from_config(
+                config.clone(),
+                NoTls,
+                ManagerConfig {
+                    recycling_method: RecyclingMethod::Fast,
+                },
+            );
+            Pool::builder(manager)
+                .max_size(size)
+                .build()
+                .map_err(engine_error)
+        };
+        Ok(PgKv {
+            pool: pool(POOL_SIZE_MAX)?,
+            locks: pool(LOCK_POOL_SIZE_MAX)?,
+            url: url.to_string(),
+            lease: Arc::new(tokio::sync::Mutex::new(None)),
+        })
+    }
+
+    /// Wait for the turn named `key` among every node.
+    pub async fn lock(&self, key: i64) -> Result<NodeLock, sled::Error> {
+        let client = self.locks.get().await.map_err(engine_error)?;
+        client.batch_execute("BEGIN").await.map_err(engine_error)?;
+        client
+            .execute("SELECT pg_advisory_xact_lock($1)", &[&key])
+            .await
             .map_err(engine_error)?;
-        Ok(PgKv { pool })
+        Ok(NodeLock(Some(client)))
+    }
+
+    /// Does this node hold the worker lease (taking it if nobody does)?
+    pub async fn worker_lease(&self) -> Result<bool, sled::Error> {
+        let mut lease = self.lease.lock().await;
+        if let Some(c) = lease.as_ref() {
+            if !c.is_closed() {
+                return Ok(true);
+            }
+            tracing::warn!("the worker lease's connection closed; the lease is lost");
+            *lease = None;
+        }
+        let client = super::pg_ledger::connect(&self.url)
+            .await
+            .map_err(engine_error)?;
+        let held: bool = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&WORKER_LEASE_KEY])
+            .await
+            .map_err(engine_error)?
+            .get(0);
+        if held {
+            tracing::info!("this node holds the worker lease: it runs the background jobs");
+            *lease = Some(client);
+        }
+        Ok(held)
     }
 
     pub fn commit<R, E: From<sled::Error>>(
