@@ -55,6 +55,10 @@ struct Args {
     /// ... for this long.
     #[arg(long, default_value = "10", requires = "bank_outage_at", value_parser = seconds)]
     bank_outage_for: Duration,
+    /// Embedded: keep the switch's ledger and records in this PostgreSQL
+    /// (`postgres://…`) instead of its temporary directory.
+    #[arg(long, requires = "embedded")]
+    store: Option<String>,
     /// Write the report here as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -126,6 +130,7 @@ fn main() -> ExitCode {
             };
         }
         let (latency_ms, error_rate) = (args.bank_latency_ms, args.bank_error_rate);
+        let store = args.store.clone();
         let mut null = None;
         let (embedded, target) = if args.null_server {
             match loadtest::null::NullServer::start().await {
@@ -145,6 +150,7 @@ fn main() -> ExitCode {
                     sim.error_rate = error_rate;
                 }
                 c.bank_timeout_ms = c.bank_timeout_ms.max(latency_ms * 4);
+                c.store.url = store;
             })
             .await;
             match started {

@@ -43,9 +43,31 @@ fn engine_error(e: impl std::fmt::Display) -> sled::Error {
     sled::Error::Io(std::io::Error::other(format!("postgres: {e}")))
 }
 
-/// Wait for `f` from synchronous code on a runtime worker.
+/// The runtime the store's connections live on, apart from the switch's:
+/// a caller that waits for the server may hold a lock that the switch's
+/// other workers then wait for, and if the connections' I/O ran on those
+/// workers, nobody would be left to answer it (seen: 64 clients on a
+/// 2-core box stopped dead).
+fn io_runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("pg-io")
+            .enable_all()
+            .build()
+            .expect("the store's I/O runtime")
+    })
+}
+
+/// Wait for `f` (run on the I/O runtime) from synchronous code.
 fn block<F: Future>(f: F) -> F::Output {
-    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
+    let io = io_runtime().handle();
+    match tokio::runtime::Handle::try_current() {
+        // On a runtime's worker: let the runtime move its other tasks on.
+        Ok(_) => tokio::task::block_in_place(|| io.block_on(f)),
+        Err(_) => io.block_on(f),
+    }
 }
 
 fn conflict(e: &tokio_postgres::Error) -> bool {
@@ -87,7 +109,7 @@ impl Drop for NodeLock {
         if let Some(client) = self.0.take() {
             // Ending the transaction releases the lock; a connection that
             // broke released it already.
-            tokio::spawn(async move {
+            io_runtime().spawn(async move {
                 let _ = client.batch_execute("ROLLBACK").await;
             });
         }
@@ -129,17 +151,31 @@ impl PgKv {
 
     /// Wait for the turn named `key` among every node.
     pub async fn lock(&self, key: i64) -> Result<NodeLock, sled::Error> {
-        let client = self.locks.get().await.map_err(engine_error)?;
-        client.batch_execute("BEGIN").await.map_err(engine_error)?;
-        client
-            .execute("SELECT pg_advisory_xact_lock($1)", &[&key])
+        let locks = self.locks.clone();
+        io_runtime()
+            .spawn(async move {
+                let client = locks.get().await.map_err(engine_error)?;
+                client.batch_execute("BEGIN").await.map_err(engine_error)?;
+                client
+                    .execute("SELECT pg_advisory_xact_lock($1)", &[&key])
+                    .await
+                    .map_err(engine_error)?;
+                Ok(NodeLock(Some(client)))
+            })
             .await
-            .map_err(engine_error)?;
-        Ok(NodeLock(Some(client)))
+            .map_err(engine_error)?
     }
 
     /// Does this node hold the worker lease (taking it if nobody does)?
     pub async fn worker_lease(&self) -> Result<bool, sled::Error> {
+        let me = self.clone();
+        io_runtime()
+            .spawn(async move { me.take_lease().await })
+            .await
+            .map_err(engine_error)?
+    }
+
+    async fn take_lease(&self) -> Result<bool, sled::Error> {
         let mut lease = self.lease.lock().await;
         if let Some(c) = lease.as_ref() {
             if !c.is_closed() {
