@@ -50,6 +50,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls, Row};
 
+/// Read connections per node at most.
+const READ_POOL_SIZE_MAX: usize = 8;
 /// Writers per node: batches in flight at once (each has its own
 /// connection and shard; a second one commits while the first waits for
 /// its fsync).
@@ -179,7 +181,9 @@ struct Job {
 /// shard of its own, and a connection for reads.
 pub struct PgLedger {
     jobs: mpsc::Sender<Job>,
-    reads: Client,
+    /// Connections for reads (a pool: one that broke, say when the
+    /// primary changed, is replaced by a new one to the new primary).
+    reads: deadpool_postgres::Pool,
     /// The first writer's balance shard (for diagnostics).
     pub shard: i32,
 }
@@ -193,7 +197,23 @@ impl PgLedger {
     /// The same with `writers` writers (batches in flight at once).
     pub async fn open_with(url: &str, writers: usize) -> Result<PgLedger, PgError> {
         migrate(url).await?;
-        let reads = connect(url).await?;
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e: tokio_postgres::Error| PgError::Db(e))?;
+        let pool = deadpool_postgres::Pool::builder(deadpool_postgres::Manager::from_config(
+            config,
+            NoTls,
+            deadpool_postgres::ManagerConfig {
+                recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+            },
+        ))
+        .max_size(READ_POOL_SIZE_MAX)
+        .build()
+        .map_err(|e| PgError::GaveUp(e.to_string()))?;
+        let reads = pool
+            .get()
+            .await
+            .map_err(|e| PgError::GaveUp(e.to_string()))?;
         let shard: i64 = reads
             .query_one("SELECT nextval('ledger_shard_seq')", &[])
             .await?
@@ -213,7 +233,12 @@ impl PgLedger {
             shards.push(more);
         }
         tracing::info!(?shards, "postgres ledger open");
-        Ok(PgLedger { jobs, reads, shard })
+        drop(reads);
+        Ok(PgLedger {
+            jobs,
+            reads: pool,
+            shard,
+        })
     }
 
     async fn submit(&self, request: Request) -> Result<Outcome, PgError> {
@@ -249,8 +274,8 @@ impl PgLedger {
 
     /// An account with its balances (the sum of its shards).
     pub async fn lookup_account(&self, id: u128) -> Result<Option<Account>, PgError> {
-        let row = self
-            .reads
+        let reads = self.reads().await?;
+        let row = reads
             .query_opt(
                 "SELECT a.body, sum(b.debits_pending)::text, sum(b.debits_posted)::text,
                         sum(b.credits_pending)::text, sum(b.credits_posted)::text
@@ -264,8 +289,8 @@ impl PgLedger {
     }
 
     pub async fn lookup_transfer(&self, id: u128) -> Result<Option<Transfer>, PgError> {
-        let row = self
-            .reads
+        let reads = self.reads().await?;
+        let row = reads
             .query_opt(
                 "SELECT body FROM ledger_transfers WHERE id = $1",
                 &[&id_bytes(id)],
@@ -278,13 +303,13 @@ impl PgLedger {
     /// transfer committed before this call returns has a number at most
     /// the mark, every transfer committed after it a greater one.
     pub async fn cut(&self) -> Result<u64, PgError> {
-        self.reads.batch_execute("BEGIN").await?;
+        let reads = self.reads().await?;
+        reads.batch_execute("BEGIN").await?;
         let result = async {
-            self.reads
+            reads
                 .batch_execute("LOCK TABLE ledger_transfers IN SHARE MODE")
                 .await?;
-            let row = self
-                .reads
+            let row = reads
                 .query_one("SELECT last_value, is_called FROM ledger_commit_seq", &[])
                 .await?;
             let (last, called): (i64, bool) = (row.get(0), row.get(1));
@@ -292,7 +317,7 @@ impl PgLedger {
         }
         .await;
         let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
-        self.reads.batch_execute(end).await?;
+        reads.batch_execute(end).await?;
         result
     }
 
@@ -305,8 +330,8 @@ impl PgLedger {
         to: u64,
         limit: u32,
     ) -> Result<Vec<(u64, Transfer)>, PgError> {
-        let rows = self
-            .reads
+        let reads = self.reads().await?;
+        let rows = reads
             .query(
                 "SELECT id, seq, body FROM ledger_transfers
                  WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3",
@@ -330,8 +355,8 @@ impl PgLedger {
         to: u64,
         limit: u32,
     ) -> Result<Vec<(u64, Transfer)>, PgError> {
-        let rows = self
-            .reads
+        let reads = self.reads().await?;
+        let rows = reads
             .query(
                 "SELECT id, seq, body FROM ledger_transfers
                  WHERE (debit_account_id = $1 OR credit_account_id = $1) AND seq > $2 AND seq <= $3
@@ -357,20 +382,30 @@ impl PgLedger {
     /// below zero in any column or past its limit; the pending balances
     /// equal the unresolved pending transfers.
     pub async fn check(&self) -> Result<CheckReport, PgError> {
+        let reads = self.reads().await?;
         // One snapshot for every query.
-        self.reads
+        reads
             .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             .await?;
-        let report = self.check_in_snapshot().await;
-        self.reads.batch_execute("COMMIT").await?;
+        let report = self.check_in_snapshot(&reads).await;
+        reads.batch_execute("COMMIT").await?;
         report
     }
 
-    async fn check_in_snapshot(&self) -> Result<CheckReport, PgError> {
+    async fn reads(&self) -> Result<deadpool_postgres::Object, PgError> {
+        self.reads
+            .get()
+            .await
+            .map_err(|e| PgError::GaveUp(format!("no connection for reads: {e}")))
+    }
+
+    async fn check_in_snapshot(
+        &self,
+        reads: &deadpool_postgres::Object,
+    ) -> Result<CheckReport, PgError> {
         let mut violations = Vec::new();
         let mut currencies = Vec::new();
-        for r in self
-            .reads
+        for r in reads
             .query(
                 "SELECT a.currency, coalesce(sum(b.debits_pending), 0)::text,
                         coalesce(sum(b.debits_posted), 0)::text,
@@ -406,8 +441,7 @@ impl PgLedger {
             });
         }
         let mut accounts = 0;
-        for r in self
-            .reads
+        for r in reads
             .query(
                 "SELECT a.id, a.body, sum(b.debits_pending)::text, sum(b.debits_posted)::text,
                         sum(b.credits_pending)::text, sum(b.credits_posted)::text
@@ -433,8 +467,7 @@ impl PgLedger {
                 violations.push(format!("account {id:032x} is past its limit"));
             }
         }
-        let pending = self
-            .reads
+        let pending = reads
             .query_one(
                 "SELECT count(*), coalesce(sum(amount), 0)::text FROM ledger_transfers WHERE status = 1",
                 &[],
@@ -448,8 +481,7 @@ impl PgLedger {
                 "unresolved pending transfers hold {pending_sum}, accounts show {reserved} pending"
             ));
         }
-        let seq = self
-            .reads
+        let seq = reads
             .query_one("SELECT coalesce(max(seq), 0) FROM ledger_transfers", &[])
             .await?
             .get::<_, i64>(0) as u64;
