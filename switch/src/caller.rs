@@ -33,6 +33,18 @@ pub struct Principal {
     pub role: Role,
 }
 
+/// What several nodes sharing one store know together about callers: a
+/// key provisioned on another node since this one loaded its keys, and the
+/// nonces every node has seen (a request replayed to another node is
+/// refused). On one node the edge's own memory is enough.
+pub trait SharedKeys: Send + Sync {
+    /// The caller with key id `id`, if one is provisioned.
+    fn lookup(&self, id: &str) -> Result<Option<(Principal, crate::ids::Secret)>, String>;
+    /// Record `nonce` of `key_id` until `expires_ms`; false if any node has
+    /// recorded it already.
+    fn first_use(&self, key_id: &str, nonce: &str, expires_ms: i64) -> Result<bool, String>;
+}
+
 /// Where the flows register a caller they provision, so that its next
 /// request verifies (the edge's key registry implements it).
 pub trait Credentials: Send + Sync {

@@ -174,6 +174,11 @@ pub async fn open(config: Config, address: std::net::SocketAddr) -> Result<Opene
             &secret,
         );
     }
+    if config.store.url.is_some() {
+        keys.share(Arc::new(StoreKeys {
+            switch: switch.clone(),
+        }));
+    }
     let resolved = switch.recover().await?;
     if resolved > 0 {
         tracing::warn!(
@@ -182,6 +187,86 @@ pub async fn open(config: Config, address: std::net::SocketAddr) -> Result<Opene
         );
     }
     Ok(Opened { switch, keys, sims })
+}
+
+/// With several nodes: callers provisioned on another node, and the
+/// nonces every node has seen, from the shared store.
+struct StoreKeys {
+    /// A terminal learnt here also brings its ledger numbers (and its post
+    /// office's) to this node's flows.
+    switch: Arc<Switch>,
+}
+
+impl crate::caller::SharedKeys for StoreKeys {
+    fn lookup(&self, id: &str) -> Result<Option<(Principal, crate::ids::Secret)>, String> {
+        let store = &self.switch.store;
+        let e = |e: crate::store::StoreError| e.to_string();
+        let secret = |hex: &str| {
+            crate::ids::Secret::from_hex(hex)
+                .ok_or_else(|| format!("the stored secret of {id} is not hex"))
+        };
+        if let Some(t) = store
+            .terminals()
+            .map_err(e)?
+            .into_iter()
+            .find(|t| t.id == id)
+        {
+            let offices = store.post_offices().map_err(e)?;
+            self.switch.add_numbers(&offices, std::slice::from_ref(&t));
+            let role = Role::Teller {
+                post_office_id: t.post_office_id.clone(),
+            };
+            return Ok(Some((Principal { id: t.id, role }, secret(&t.secret_hex)?)));
+        }
+        if let Some(m) = store.merchant(id).map_err(e)? {
+            let s = secret(&m.secret_hex)?;
+            return Ok(Some((
+                Principal {
+                    id: m.id,
+                    role: Role::Merchant,
+                },
+                s,
+            )));
+        }
+        if let Some(o) = store
+            .operators()
+            .map_err(e)?
+            .into_iter()
+            .find(|o| o.id == id)
+        {
+            let s = secret(&o.secret_hex)?;
+            return Ok(Some((
+                Principal {
+                    id: o.id,
+                    role: Role::Operator,
+                },
+                s,
+            )));
+        }
+        if let Some(b) = store
+            .bank_clients()
+            .map_err(e)?
+            .into_iter()
+            .find(|b| b.bin == id)
+        {
+            let s = secret(&b.secret_hex)?;
+            return Ok(Some((
+                Principal {
+                    id: b.bin,
+                    role: Role::Bank,
+                },
+                s,
+            )));
+        }
+        Ok(None)
+    }
+
+    fn first_use(&self, key_id: &str, nonce: &str, expires_ms: i64) -> Result<bool, String> {
+        self.switch
+            .store
+            .first_use_nonce(&format!("{key_id}\n{nonce}"), expires_ms)
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// Serve on `listener` until `shutdown` resolves.
@@ -253,6 +338,9 @@ pub async fn serve(
                         }
                         continue;
                     }
+                }
+                if let Err(e) = switch.store.forget_nonces(crate::caller::now_ms()).await {
+                    tracing::error!(error = %e, "forgetting old nonces failed");
                 }
                 if let Err(e) = switch.run_reversals().await {
                     tracing::error!(error = %e, "reversal pass failed");

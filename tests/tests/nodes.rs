@@ -98,3 +98,56 @@ async fn one_node_at_a_time_runs_the_background_jobs_and_the_other_takes_over() 
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminal_provisioned_on_one_node_signs_on_the_other_and_a_replay_is_refused_everywhere()
+{
+    let (a, b) = two_nodes().await;
+    let operator = a.credentials("operator");
+    let r = a
+        .admin()
+        .provision_terminal(operator.sign(
+            "/switch.v1.Admin/ProvisionTerminal",
+            pb::ProvisionTerminalRequest {
+                terminal_id: "tho-tang-9".into(),
+                post_office_id: "tho-tang".into(),
+                opening_cash: 1_000_000,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    // Node B never loaded it, and takes it at once.
+    let fresh = proto::auth::Credentials::from_hex("tho-tang-9", &r.secret).unwrap();
+    let c = a.customer(MB, 0);
+    let tx = b
+        .teller_with(fresh.clone())
+        .cash_in("new-1", MB, &c.account, 100_000)
+        .await
+        .unwrap();
+    assert_eq!(tx.status(), pb::TxStatus::Completed);
+    // One signed request (one nonce), sent to A and then replayed to B.
+    let signed = |creds: &proto::auth::Credentials| {
+        creds.sign_at(
+            "/switch.v1.Teller/NameInquiry",
+            pb::NameInquiryRequest {
+                bank_bin: MB.into(),
+                account: c.account.clone(),
+            },
+            proto::auth::now_ms(),
+            "replayed-nonce-0001",
+        )
+    };
+    let creds = a.credentials("tho-tang-1");
+    let first = signed(&creds);
+    let (md, message) = (first.metadata().clone(), first.get_ref().clone());
+    a.raw_teller()
+        .name_inquiry(first)
+        .await
+        .expect("the first use passes");
+    let mut replay = tonic::Request::new(message);
+    *replay.metadata_mut() = md;
+    let e = b.raw_teller().name_inquiry(replay).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unauthenticated);
+    assert!(e.message().contains("replayed"), "{}", e.message());
+}

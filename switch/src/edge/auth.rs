@@ -65,6 +65,9 @@ struct Nonces {
 /// Credentials and the replay window.
 pub struct Keys {
     credentials: RwLock<HashMap<String, Arc<Credential>>>,
+    /// With several nodes: keys provisioned elsewhere, nonces seen
+    /// anywhere.
+    shared: RwLock<Option<Arc<dyn crate::caller::SharedKeys>>>,
     nonces: Mutex<Nonces>,
     skew_ms: i64,
     started_ms: i64,
@@ -74,10 +77,52 @@ impl Keys {
     pub fn new(skew_ms: u64) -> Keys {
         Keys {
             credentials: RwLock::new(HashMap::new()),
+            shared: RwLock::new(None),
             nonces: Mutex::new(Nonces::default()),
             skew_ms: skew_ms as i64,
             started_ms: now_ms(),
         }
+    }
+
+    /// Consult `shared` for keys this node does not know and for nonces.
+    pub fn share(&self, shared: Arc<dyn crate::caller::SharedKeys>) {
+        *self.shared.write().unwrap_or_else(|e| e.into_inner()) = Some(shared);
+    }
+
+    fn shared(&self) -> Option<Arc<dyn crate::caller::SharedKeys>> {
+        self.shared
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The credential for `key_id`: known here, or provisioned on another
+    /// node since this one started (then known here from now on).
+    fn credential(&self, key_id: &str) -> Result<Arc<Credential>, Status> {
+        if let Some(c) = self
+            .credentials
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key_id)
+        {
+            return Ok(c.clone());
+        }
+        let unknown = || Status::unauthenticated("unauthenticated: unknown key id");
+        let shared = self.shared().ok_or_else(unknown)?;
+        let (principal, secret) = shared
+            .lookup(key_id)
+            .map_err(|e| {
+                tracing::error!(error = %e, "the shared key registry could not be read");
+                Status::unavailable("the switch could not check the key; try again")
+            })?
+            .ok_or_else(unknown)?;
+        self.insert(principal, &secret);
+        self.credentials
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key_id)
+            .cloned()
+            .ok_or_else(unknown)
     }
 
     pub fn insert(&self, principal: Principal, secret: &Secret) {
@@ -142,13 +187,7 @@ impl Keys {
                 "unauthenticated: nonce must be 16 to 64 of [A-Za-z0-9_-]",
             ));
         }
-        let credential = self
-            .credentials
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(key_id)
-            .cloned()
-            .ok_or_else(|| Status::unauthenticated("unauthenticated: unknown key id"))?;
+        let credential = self.credential(key_id)?;
         let signature = hex::decode(signature)
             .map_err(|_| Status::unauthenticated("unauthenticated: signature is not hex"))?;
         let text = proto::auth::canonical_digest(
@@ -193,6 +232,22 @@ impl Keys {
         }
         nonces.seen.insert(seen.clone());
         nonces.order.push_back((now + 2 * self.skew_ms, seen));
+        drop(nonces);
+        // Every node's nonces: a request replayed to another node.
+        if let Some(shared) = self.shared() {
+            match shared.first_use(key_id, nonce, now + 2 * self.skew_ms) {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err(Status::unauthenticated("unauthenticated: replayed nonce"));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "the shared nonce record could not be written");
+                    return Err(Status::unavailable(
+                        "the switch could not check the nonce; try again",
+                    ));
+                }
+            }
+        }
         Ok(credential.principal.clone())
     }
 }

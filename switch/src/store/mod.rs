@@ -208,6 +208,24 @@ impl Store {
         }
     }
 
+    /// Record a request's nonce among every node sharing this store; false
+    /// if one of them saw it already (on the embedded engine, the edge's
+    /// memory is the whole record: always true).
+    pub fn first_use_nonce(&self, key: &str, expires_ms: i64) -> Result<bool, StoreError> {
+        match self.kv.as_ref() {
+            Kv::Journal(_) => Ok(true),
+            Kv::Postgres(k) => Ok(k.first_use(key, expires_ms)?),
+        }
+    }
+
+    /// Forget the shared nonces past their window.
+    pub async fn forget_nonces(&self, now_ms: i64) -> Result<u64, StoreError> {
+        match self.kv.as_ref() {
+            Kv::Journal(_) => Ok(0),
+            Kv::Postgres(k) => Ok(k.forget_nonces(now_ms).await?),
+        }
+    }
+
     /// Is this node the one that runs the background jobs? Always on the
     /// embedded engine; on PostgreSQL, the holder of the worker lease
     /// (taken by the first node to ask, handed on when it dies).

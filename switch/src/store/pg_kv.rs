@@ -260,6 +260,39 @@ impl PgKv {
         }
     }
 
+    /// Record a nonce until `expires_ms`; false if it is recorded already.
+    pub fn first_use(&self, key: &str, expires_ms: i64) -> Result<bool, sled::Error> {
+        block(async {
+            let client = self.pool.get().await.map_err(engine_error)?;
+            let n = client
+                .execute(
+                    "INSERT INTO switch_nonces (key, expires_ms) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                    &[&key, &expires_ms],
+                )
+                .await
+                .map_err(engine_error)?;
+            Ok(n == 1)
+        })
+    }
+
+    /// Forget nonces past their window.
+    pub async fn forget_nonces(&self, now_ms: i64) -> Result<u64, sled::Error> {
+        let pool = self.pool.clone();
+        io_runtime()
+            .spawn(async move {
+                let client = pool.get().await.map_err(engine_error)?;
+                client
+                    .execute(
+                        "DELETE FROM switch_nonces WHERE expires_ms < $1",
+                        &[&now_ms],
+                    )
+                    .await
+                    .map_err(engine_error)
+            })
+            .await
+            .map_err(engine_error)?
+    }
+
     pub fn next_id(&self) -> Result<u64, sled::Error> {
         block(async {
             let client = self.pool.get().await.map_err(engine_error)?;
