@@ -39,6 +39,11 @@ pub struct Opened {
 /// Open everything under `config.data_dir`, provisioning the demo network
 /// the first time.
 pub async fn open(config: Config, address: std::net::SocketAddr) -> Result<Opened, BoxError> {
+    // Requests signed from now on cannot have reached a previous run of
+    // the switch, so they may pass the replay check even when they arrive
+    // while recovery below is still running (they wait in the listener's
+    // backlog until it is done).
+    let started_ms = crate::caller::now_ms();
     std::fs::create_dir_all(&config.data_dir)?;
     let (ledger, store) = match &config.store.url {
         None => {
@@ -128,7 +133,7 @@ pub async fn open(config: Config, address: std::net::SocketAddr) -> Result<Opene
     }
     let (post_offices, terminals) = (switch.store.post_offices()?, switch.store.terminals()?);
     switch.add_numbers(&post_offices, &terminals);
-    let keys = Arc::new(Keys::new(config.signature_skew_ms));
+    let keys = Arc::new(Keys::new(config.signature_skew_ms, started_ms));
     for t in &terminals {
         let secret = t.secret().ok_or("a terminal's stored secret is not hex")?;
         keys.insert(
@@ -375,15 +380,21 @@ pub async fn serve(
     health
         .set_serving::<proto::v1::teller_server::TellerServer<TellerService>>()
         .await;
+    // Reflection in both versions: grpcurl and current clients speak v1,
+    // Python's grpcio-reflection, Postman and older grpcurl v1alpha.
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
     tracing::info!(%address, "switch serving");
     tonic::transport::Server::builder()
         .timeout(Duration::from_secs(60))
         .layer(AuthLayer::new(keys.clone()))
         .add_service(health_service)
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .add_service(proto::v1::teller_server::TellerServer::new(TellerService {
             switch: switch.clone(),
         }))

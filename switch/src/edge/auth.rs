@@ -74,13 +74,16 @@ pub struct Keys {
 }
 
 impl Keys {
-    pub fn new(skew_ms: u64) -> Keys {
+    /// `started_ms`: when this run of the switch began; a request signed
+    /// earlier is refused (its nonce may have been seen by the run before,
+    /// whose memory of nonces is gone).
+    pub fn new(skew_ms: u64, started_ms: i64) -> Keys {
         Keys {
             credentials: RwLock::new(HashMap::new()),
             shared: RwLock::new(None),
             nonces: Mutex::new(Nonces::default()),
             skew_ms: skew_ms as i64,
-            started_ms: now_ms(),
+            started_ms,
         }
     }
 
