@@ -153,6 +153,22 @@ async fn serve(args: ServeArgs) -> ExitCode {
     }
 }
 
+/// Per-currency totals as `check` prints them (u128 as strings).
+fn currencies_json(totals: &[ledger::CurrencyTotals]) -> Vec<serde_json::Value> {
+    totals
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "currency": c.currency,
+                "debits_posted": c.debits_posted.to_string(),
+                "credits_posted": c.credits_posted.to_string(),
+                "debits_pending": c.debits_pending.to_string(),
+                "credits_pending": c.credits_pending.to_string(),
+            })
+        })
+        .collect()
+}
+
 async fn migrate(args: ServeArgs) -> ExitCode {
     let Some(url) = args.store else {
         eprintln!("switch: migrate needs --store postgres://…");
@@ -185,13 +201,7 @@ async fn check_postgres(url: &str) -> ExitCode {
                     "last_commit": check.seq,
                     "accounts": check.accounts,
                     "pending_transfers": check.pending_transfers,
-                    "currencies": check.currencies.iter().map(|c| serde_json::json!({
-                        "currency": c.currency,
-                        "debits_posted": c.debits_posted.to_string(),
-                        "credits_posted": c.credits_posted.to_string(),
-                        "debits_pending": c.debits_pending.to_string(),
-                        "credits_pending": c.credits_pending.to_string(),
-                    })).collect::<Vec<_>>(),
+                    "currencies": currencies_json(&check.currencies),
                     "violations": check.violations,
                 })
             );
@@ -259,13 +269,7 @@ async fn check(args: ServeArgs) -> ExitCode {
             "accounts": check.accounts,
             "pending_transfers": check.pending_transfers,
             "recovery": report.to_string(),
-            "currencies": check.currencies.iter().map(|c| serde_json::json!({
-                "currency": c.currency,
-                "debits_posted": c.debits_posted.to_string(),
-                "credits_posted": c.credits_posted.to_string(),
-                "debits_pending": c.debits_pending.to_string(),
-                "credits_pending": c.credits_pending.to_string(),
-            })).collect::<Vec<_>>(),
+            "currencies": currencies_json(&check.currencies),
             "violations": violations,
         })
     );

@@ -722,6 +722,19 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis((5u64 << attempt.min(6)).min(500))
 }
 
+/// `statement` over `ids`, or nothing (and no round trip) when there are
+/// none.
+async fn query_ids(
+    tx: &tokio_postgres::Transaction<'_>,
+    statement: &tokio_postgres::Statement,
+    ids: &[Vec<u8>],
+) -> Result<Vec<Row>, tokio_postgres::Error> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    tx.query(statement, &[&ids]).await
+}
+
 fn ids(set: impl IntoIterator<Item = u128>) -> Vec<Vec<u8>> {
     set.into_iter().map(id_bytes).collect()
 }
@@ -753,29 +766,11 @@ async fn commit(
     let mut pendings = Vec::new();
     let mut prior: HashMap<u128, Prior> = HashMap::new();
     let transfer_ids = ids(touched.transfer_ids.iter().copied());
+    let pending_id_bytes = ids(pending_ids.iter().copied());
     let (locked, prior_transfers, prior_failed) = tokio::try_join!(
-        async {
-            if pending_ids.is_empty() {
-                Ok(Vec::new())
-            } else {
-                tx.query(&st.lock_pendings, &[&ids(pending_ids.iter().copied())])
-                    .await
-            }
-        },
-        async {
-            if transfer_ids.is_empty() {
-                Ok(Vec::new())
-            } else {
-                tx.query(&st.prior_transfers, &[&transfer_ids]).await
-            }
-        },
-        async {
-            if transfer_ids.is_empty() {
-                Ok(Vec::new())
-            } else {
-                tx.query(&st.prior_failed, &[&transfer_ids]).await
-            }
-        },
+        query_ids(&tx, &st.lock_pendings, &pending_id_bytes),
+        query_ids(&tx, &st.prior_transfers, &transfer_ids),
+        query_ids(&tx, &st.prior_failed, &transfer_ids),
     )?;
     for r in locked {
         let id = id_of(r.get(0))?;
@@ -830,20 +825,8 @@ async fn commit(
         }
         let limited_ids = ids(limited.iter().copied());
         let (locked, summed) = tokio::try_join!(
-            async {
-                if limited_ids.is_empty() {
-                    Ok(Vec::new())
-                } else {
-                    tx.query(&st.limited_balances, &[&limited_ids]).await
-                }
-            },
-            async {
-                if unlimited.is_empty() {
-                    Ok(Vec::new())
-                } else {
-                    tx.query(&st.unlimited_balances, &[&unlimited]).await
-                }
-            },
+            query_ids(&tx, &st.limited_balances, &limited_ids),
+            query_ids(&tx, &st.unlimited_balances, &unlimited),
         )?;
         for r in locked.iter().chain(&summed) {
             let id = id_of(r.get(0))?;
