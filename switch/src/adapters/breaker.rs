@@ -233,7 +233,7 @@ impl Breaker {
                 let calls = s.window.len() as u32;
                 let share = percent(s.failures, calls);
                 metrics::gauge!("switch_breaker_failure_ratio", "party" => self.party.clone())
-                    .set(f64::from(share) / 100.0);
+                    .set(f64::from(share) / 100.0); // a ratio for the gauge, never money
                 if calls >= self.config.calls_min && share >= self.config.failure_percent {
                     tracing::warn!(
                         party = %self.party,

@@ -722,6 +722,20 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis((5u64 << attempt.min(6)).min(500))
 }
 
+/// Write `rows` rows with `statement` (arrays in `params`), or nothing
+/// (and no round trip) when there are none.
+async fn execute_rows(
+    tx: &tokio_postgres::Transaction<'_>,
+    statement: &tokio_postgres::Statement,
+    rows: usize,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<u64, tokio_postgres::Error> {
+    if rows == 0 {
+        return Ok(0);
+    }
+    tx.execute(statement, params).await
+}
+
 /// `statement` over `ids`, or nothing (and no round trip) when there are
 /// none.
 async fn query_ids(
@@ -956,61 +970,43 @@ async fn commit(
     let events: Vec<Vec<u8>> = failed.iter().map(|(e, _)| e.encode()).collect();
     let rejects: Vec<i32> = failed.iter().map(|(_, r)| i32::from(r.code())).collect();
 
+    type Param<'a> = &'a (dyn tokio_postgres::types::ToSql + Sync);
+    let balance_params: [Param; 6] = [
+        &balance_ids,
+        &shards,
+        &deltas[0],
+        &deltas[1],
+        &deltas[2],
+        &deltas[3],
+    ];
+    let created_params: [Param; 9] = [
+        &created_ids,
+        &bodies,
+        &debits,
+        &credits,
+        &codes,
+        &amounts,
+        &statuses,
+        &expires,
+        &stamps,
+    ];
+    let resolved_params: [Param; 3] = [&resolved_ids, &resolved_bodies, &resolved_statuses];
+    let failed_params: [Param; 3] = [&failed_ids, &events, &rejects];
     tokio::try_join!(
-        async {
-            if balance_ids.is_empty() {
-                return Ok(0);
-            }
-            tx.execute(
-                &st.add_balances,
-                &[
-                    &balance_ids,
-                    &shards,
-                    &deltas[0],
-                    &deltas[1],
-                    &deltas[2],
-                    &deltas[3],
-                ],
-            )
-            .await
-        },
-        async {
-            if created_ids.is_empty() {
-                return Ok(0);
-            }
-            tx.execute(
-                &st.insert_transfers,
-                &[
-                    &created_ids,
-                    &bodies,
-                    &debits,
-                    &credits,
-                    &codes,
-                    &amounts,
-                    &statuses,
-                    &expires,
-                    &stamps,
-                ],
-            )
-            .await
-        },
-        async {
-            if resolved_ids.is_empty() {
-                return Ok(0);
-            }
-            tx.execute(
-                &st.resolve_transfers,
-                &[&resolved_ids, &resolved_bodies, &resolved_statuses],
-            )
-            .await
-        },
-        async {
-            if failed_ids.is_empty() {
-                return Ok(0);
-            }
-            tx.execute(&st.insert_failed, &[&failed_ids, &events, &rejects])
-                .await
-        },
+        execute_rows(&tx, &st.add_balances, balance_ids.len(), &balance_params),
+        execute_rows(
+            &tx,
+            &st.insert_transfers,
+            created_ids.len(),
+            &created_params
+        ),
+        execute_rows(
+            &tx,
+            &st.resolve_transfers,
+            resolved_ids.len(),
+            &resolved_params
+        ),
+        execute_rows(&tx, &st.insert_failed, failed_ids.len(), &failed_params),
     )?;
     tx.commit().await?;
     metrics::counter!("switch_pg_ledger_batches_total").increment(1);
