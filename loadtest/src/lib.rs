@@ -126,7 +126,9 @@ pub struct BillCustomer {
 
 /// Who to load and as whom.
 pub struct Target {
-    pub address: String,
+    /// The switch's nodes; connections (and so clients) are spread over
+    /// them in turn.
+    pub addresses: Vec<String>,
     pub tellers: Vec<(String, Credentials)>,
     pub operator: Credentials,
     pub merchants: Vec<(String, Credentials)>,
@@ -138,8 +140,15 @@ pub struct Target {
 }
 
 impl Target {
+    /// `connections` addresses, the nodes in turn (at least one each).
+    fn spread(&self, connections: usize) -> impl Iterator<Item = &str> {
+        let n = connections.max(self.addresses.len()).max(1);
+        self.addresses.iter().map(String::as_str).cycle().take(n)
+    }
+
     /// Read the profiles a switch wrote (`data/profiles/`).
-    pub fn from_profiles(dir: &Path, address: Option<&str>) -> Result<Target, String> {
+    /// `addresses` empty: the address the profiles name.
+    pub fn from_profiles(dir: &Path, addresses: &[String]) -> Result<Target, String> {
         let mut tellers = Vec::new();
         let mut merchants = Vec::new();
         let mut banks = BTreeMap::new();
@@ -189,10 +198,11 @@ impl Target {
             ));
         }
         Ok(Target {
-            address: address
-                .map(str::to_string)
-                .or(switch_address)
-                .ok_or("no switch address")?,
+            addresses: if addresses.is_empty() {
+                vec![switch_address.ok_or("no switch address")?]
+            } else {
+                addresses.to_vec()
+            },
             tellers,
             operator: operator.ok_or("no operator profile (needed for verification)")?,
             merchants,
@@ -332,10 +342,8 @@ impl Embedded {
                 .await;
             })
             .await?;
-        let target = Target::from_profiles(
-            &dir.path().join("profiles"),
-            Some(&format!("http://{address}")),
-        )?;
+        let target =
+            Target::from_profiles(&dir.path().join("profiles"), &[format!("http://{address}")])?;
         let sims = sims
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -748,18 +756,20 @@ impl Shared {
     }
 }
 
+async fn connect(address: &str) -> Result<Channel, String> {
+    Channel::from_shared(address.to_string())
+        .map_err(|e| e.to_string())?
+        .connect()
+        .await
+        .map_err(|e| format!("cannot reach {address}: {e}"))
+}
+
 /// Run the load and verify; the report is what `--json` writes.
 pub async fn run(target: Target, options: Options) -> Result<serde_json::Value, String> {
     target.check_mix(&options.mix)?;
     let mut channels = Vec::new();
-    for _ in 0..options.connections.max(1) {
-        channels.push(
-            Channel::from_shared(target.address.clone())
-                .map_err(|e| e.to_string())?
-                .connect()
-                .await
-                .map_err(|e| format!("cannot reach {}: {e}", target.address))?,
-        );
+    for address in target.spread(options.connections) {
+        channels.push(connect(address).await?);
     }
     let record = match &options.record {
         Some(path) => Some(Mutex::new(
@@ -969,14 +979,8 @@ pub async fn verify_record(
 ) -> Result<serde_json::Value, String> {
     let text = std::fs::read_to_string(record).map_err(|e| format!("{}: {e}", record.display()))?;
     let mut channels = Vec::new();
-    for _ in 0..connections.max(1) {
-        channels.push(
-            Channel::from_shared(target.address.clone())
-                .map_err(|e| e.to_string())?
-                .connect()
-                .await
-                .map_err(|e| format!("cannot reach {}: {e}", target.address))?,
-        );
+    for address in target.spread(connections) {
+        channels.push(connect(address).await?);
     }
     let bank_bins: Vec<String> = target.banks.keys().cloned().collect();
     let mut acked = Vec::new();

@@ -16,9 +16,11 @@ struct Args {
     /// switch's size): the ceiling for the same flags on this machine.
     #[arg(long, conflicts_with = "target")]
     null_server: bool,
-    /// A running switch, e.g. http://127.0.0.1:50051 (with --profiles).
+    /// A running switch, e.g. http://127.0.0.1:50051 (with --profiles);
+    /// given more than once, the nodes of one switch: clients are spread
+    /// over them, and --verify-record reads from them all.
     #[arg(long)]
-    target: Option<String>,
+    target: Vec<String>,
     /// The switch's profile directory (data/profiles).
     #[arg(long)]
     profiles: Option<PathBuf>,
@@ -110,7 +112,7 @@ fn main() -> ExitCode {
         if let Some(record) = &args.verify_record {
             let target = match loadtest::Target::from_profiles(
                 args.profiles.as_deref().expect("clap requires it"),
-                args.target.as_deref(),
+                &args.target,
             ) {
                 Ok(t) => t,
                 Err(e) => {
@@ -180,7 +182,7 @@ fn main() -> ExitCode {
                 eprintln!("loadtest: give --embedded, or --target with --profiles");
                 return ExitCode::from(2);
             };
-            match loadtest::Target::from_profiles(profiles, args.target.as_deref()) {
+            match loadtest::Target::from_profiles(profiles, &args.target) {
                 Ok(t) => (None, t),
                 Err(e) => {
                     eprintln!("loadtest: {e}");

@@ -358,7 +358,7 @@ impl NullServer {
         let creds = |id: &str| Credentials::new(id, vec![7u8; 32]);
         let banks = switch::demo::DEMO_BANKS;
         let target = Target {
-            address: format!("http://{address}"),
+            addresses: vec![format!("http://{address}")],
             tellers: switch::demo::DEMO_POST_OFFICES
                 .iter()
                 .flat_map(|(po, _)| (1..=2).map(move |t| format!("{po}-{t}")))
