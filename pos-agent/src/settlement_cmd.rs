@@ -274,6 +274,7 @@ pub async fn run(profile: &Path, command: Command, json: bool) -> Result<String,
                     "matched": count("matched"), "missing_at_bank": count("missing_at_bank"),
                     "missing_at_switch": count("missing_at_switch"), "amount_mismatch": count("amount_mismatch"),
                     "status_mismatch": count("status_mismatch"), "duplicate": count("duplicate"),
+                    "unreadable": count("unreadable"),
                     "classes": r.classes.iter().map(|c| json!({"class": c.class, "count": c.count, "amount": c.amount})).collect::<Vec<_>>(),
                     "exceptions_total": r.exceptions_total,
                     "exceptions": r.exceptions.iter().map(|e| json!({

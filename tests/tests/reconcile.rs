@@ -188,56 +188,47 @@ async fn a_malformed_line_is_named_and_nothing_is_kept() {
     let truth = traffic_and_true_statement(&h).await;
     h.settlement("operator").close().await;
     let mut mb = h.settlement(&format!("bank-{MB}"));
-    let cases: [(Vec<String>, &str, &str); 4] = [
-        (
-            {
-                let mut l = truth.clone();
-                l[3] = l[3].replace(",debit,", ",sideways,");
-                l
-            },
-            "line 5",
-            "direction",
-        ),
-        (
-            {
-                let mut l = truth.clone();
-                l[1] = l[1].replace(",250000,", ",25O000,");
-                l
-            },
-            "line 3",
-            "amount",
-        ),
-        (
-            {
-                let mut l = truth.clone();
-                l[2] = "not-an-id,1,credit,completed,x".into();
-                l
-            },
-            "line 4",
-            "transaction_id",
-        ),
-        (
-            {
-                let mut l = truth.clone();
-                l[0] = "only,three,fields".into();
-                l
-            },
-            "line 2",
-            "CSV",
-        ),
-    ];
-    for (lines, line, word) in cases {
-        let e = mb
-            .reconcile(1, &statement(&lines), 32, None)
-            .await
-            .unwrap_err();
-        assert_eq!(error_code(&e), "statement_invalid", "{e:?}");
-        assert!(
-            e.message().contains(line) && e.message().contains(word),
-            "{}",
-            e.message()
-        );
-    }
+    // Lines that cannot be read, or that name an id the switch never
+    // issues, are exceptions of their own, with their line numbers; the
+    // rest of the statement still reconciles (issue #15).
+    let mut odd = truth.clone();
+    odd[3] = odd[3].replace(",debit,", ",sideways,");
+    odd[1] = odd[1].replace(",250000,", ",25O000,");
+    odd.push("00000000-0000-0000-0000-00000000beef,1000,credit,completed,x".into());
+    let r = mb.reconcile(1, &statement(&odd), 32, None).await.unwrap();
+    let found = |class: &str, line: u64, word: &str| {
+        r.exceptions
+            .iter()
+            .any(|e| e.class == class && e.line == line && e.reason.contains(word))
+    };
+    assert!(found("unreadable", 5, "direction"), "{:?}", r.exceptions);
+    assert!(found("unreadable", 3, "amount"), "{:?}", r.exceptions);
+    let foreign = r
+        .exceptions
+        .iter()
+        .find(|e| e.class == "missing_at_switch" && e.line == odd.len() as u64 + 1)
+        .expect("a line with an id the switch never issues");
+    assert_eq!(
+        foreign.transaction_id,
+        "00000000-0000-0000-0000-00000000beef"
+    );
+    assert_eq!(foreign.bank_amount, 1000);
+    assert_eq!(class_count(&r, "unreadable"), 2);
+    assert_eq!(class_count(&r, "matched"), truth.len() as u64 - 2);
+    // A broken CSV structure still refuses the whole statement, and says
+    // where.
+    let mut broken = truth.clone();
+    broken[0] = "only,three,fields".into();
+    let e = mb
+        .reconcile(1, &statement(&broken), 32, None)
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&e), "statement_invalid", "{e:?}");
+    assert!(
+        e.message().contains("line 2") && e.message().contains("CSV"),
+        "{}",
+        e.message()
+    );
     let e = mb
         .reconcile(1, b"id,amount\n1,2\n", 32, None)
         .await
@@ -259,7 +250,8 @@ async fn a_malformed_line_is_named_and_nothing_is_kept() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated);
-    // Nothing was kept: the valid statement reconciles cleanly, once.
+    // Nothing of the refused ones was kept: the valid statement reconciles
+    // cleanly.
     let r = mb.reconcile(1, &good, 32, None).await.unwrap();
     assert_eq!(class_count(&r, "matched"), truth.len() as u64);
     assert!(h.switch.audit_trail().unwrap().is_empty());

@@ -22,13 +22,16 @@ use crate::settlement::WindowState;
 use crate::store::{Action, Party, Status};
 
 /// The classes a statement line (or an expected line) ends in.
-pub const CLASSES: [&str; 6] = [
+pub const CLASSES: [&str; 7] = [
     "matched",
     "missing_at_bank",
     "missing_at_switch",
     "amount_mismatch",
     "status_mismatch",
     "duplicate",
+    // A line whose amount, direction or status cannot be read: kept with
+    // its line number for a person to look at; the rest still reconciles.
+    "unreadable",
 ];
 
 /// Exceptions a report carries inline (all are stored).
@@ -580,37 +583,55 @@ fn match_statement(
         }
         lines += 1;
         let id_text = &record[c_id];
-        let reference = Reference::parse(&id_text.to_ascii_lowercase()).ok_or_else(|| {
-            invalid(
-                line,
-                format!("transaction_id {id_text:?} is not 32 hex digits"),
+        // A line that cannot be read, or that names an id the switch could
+        // never have issued, is an exception of its own: the statement
+        // goes on (a bank's statement often carries lines the switch never
+        // saw). Only a broken CSV refuses the whole statement.
+        let mut other_exception = |class: &str, reason: String, bank_amount: u64| {
+            let c = classes.entry(class.to_string()).or_default();
+            c.0 += 1;
+            c.1 += bank_amount;
+            exceptions.push(
+                found,
+                Exception {
+                    id: String::new(),
+                    class: class.to_string(),
+                    transaction_id: id_text.chars().take(64).collect(),
+                    line,
+                    reason,
+                    switch_amount: 0,
+                    bank_amount,
+                    resolution: None,
+                },
             )
-        })?;
-        let amount: u64 = record[c_amount].parse().map_err(|_| {
-            invalid(
-                line,
-                format!("amount {:?} is not whole đồng", &record[c_amount]),
-            )
-        })?;
+        };
+        let Ok(amount) = record[c_amount].parse::<u64>() else {
+            let reason = format!("amount {:?} is not whole đồng", &record[c_amount]);
+            other_exception("unreadable", reason, 0)?;
+            continue;
+        };
         let credit = match record[c_direction].to_ascii_lowercase().as_str() {
             "credit" => true,
             "debit" => false,
             other => {
-                return Err(invalid(
-                    line,
-                    format!("direction {other:?} is not credit or debit"),
-                ));
+                let reason = format!("direction {other:?} is not credit or debit");
+                other_exception("unreadable", reason, amount)?;
+                continue;
             }
         };
         let completed = match record[c_status].to_ascii_lowercase().as_str() {
             "completed" => true,
             "reversed" => false,
             other => {
-                return Err(invalid(
-                    line,
-                    format!("status {other:?} is not completed or reversed"),
-                ));
+                let reason = format!("status {other:?} is not completed or reversed");
+                other_exception("unreadable", reason, amount)?;
+                continue;
             }
+        };
+        let Some(reference) = Reference::parse(&id_text.to_ascii_lowercase()) else {
+            let reason = "the switch never issues an id of this form".to_string();
+            other_exception("missing_at_switch", reason, amount)?;
+            continue;
         };
         let mut key = vec![b'e'];
         key.extend_from_slice(&reference.to_bytes());
