@@ -1,18 +1,5 @@
 //! Who is calling: what the edge's signature check proved, and what the
-//! flows check a request against. The clocks every check reads.
-
-pub use proto::auth::now_ms;
-
-/// Milliseconds on a clock that never steps (since the first call in this
-/// process): for durations and deadlines that must not move when the wall
-/// clock is set, such as a breaker's open period.
-pub fn monotonic_ms() -> i64 {
-    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    START
-        .get_or_init(std::time::Instant::now)
-        .elapsed()
-        .as_millis() as i64
-}
+//! flows check a request against.
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Role {

@@ -13,13 +13,14 @@
 //! ```
 //!
 //! The files at the top (`config`, `ids`, `fees`, `accounts`, `error`,
-//! `caller`, `telemetry`, `demo`) are small vocabularies every layer may use;
+//! `caller`, `clock`, `telemetry`, `demo`) are small vocabularies every layer may use;
 //! `server` and `provision` are start-up wiring, the only code that knows
 //! the simulators.
 
 pub mod accounts;
 pub mod adapters;
 pub mod caller;
+pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod edge;

@@ -228,7 +228,7 @@ async fn check(args: ServeArgs) -> ExitCode {
     let data = args.data.unwrap_or_else(|| PathBuf::from("data"));
     let opened = ledger::Ledger::open(
         ledger::Config::new(data.join("ledger")),
-        std::sync::Arc::new(ledger::SystemClock),
+        std::sync::Arc::new(switch::clock::SwitchClock),
     );
     let (ledger, report) = match opened {
         Ok(l) => l,

@@ -133,7 +133,7 @@ pub async fn demo(switch: &Switch, profiles: &Path, listen: SocketAddr) -> Resul
     for p in &post_offices {
         switch.store.put_post_office(p).map_err(io)?;
     }
-    let now = crate::caller::now_ms();
+    let now = crate::clock::now_ms();
     for t in &terminals {
         switch.store.put_terminal(t).map_err(io)?;
         // Each terminal starts with its first shift open on the opening cash.

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ledger::{Config as LedgerConfig, Ledger, SystemClock};
+use ledger::{Config as LedgerConfig, Ledger};
 use tokio::net::TcpListener;
 
 use crate::adapters::bank::{Bank, Routes};
@@ -43,13 +43,13 @@ pub async fn open(config: Config, address: std::net::SocketAddr) -> Result<Opene
     // the switch, so they may pass the replay check even when they arrive
     // while recovery below is still running (they wait in the listener's
     // backlog until it is done).
-    let started_ms = crate::caller::now_ms();
+    let started_ms = crate::clock::now_ms();
     std::fs::create_dir_all(&config.data_dir)?;
     let (ledger, store) = match &config.store.url {
         None => {
             let (ledger, report) = Ledger::open_observed(
                 LedgerConfig::new(config.data_dir.join("ledger")),
-                Arc::new(SystemClock),
+                Arc::new(crate::clock::SwitchClock),
                 Some(Arc::new(crate::telemetry::LedgerMetrics)),
             )?;
             tracing::info!(%report, "ledger opened");
@@ -127,7 +127,7 @@ pub async fn open(config: Config, address: std::net::SocketAddr) -> Result<Opene
         switch
             .store
             .put_window(&crate::settlement::WindowRecord::first(
-                crate::caller::now_ms(),
+                crate::clock::now_ms(),
             ))?;
         switch.store.durable().await?;
     }
@@ -308,6 +308,8 @@ pub async fn serve(
             let mut low_now = std::collections::BTreeSet::new();
             loop {
                 pass += 1;
+                // Every pass, on every node: has the wall clock been stepped?
+                crate::clock::observe_wall();
                 // Every ~10 s: post offices' e-float and low-float gauges.
                 if pass % 20 == 1 {
                     let low = switch.liquidity(&operator, "").await;
@@ -344,7 +346,7 @@ pub async fn serve(
                         continue;
                     }
                 }
-                if let Err(e) = switch.store.forget_nonces(crate::caller::now_ms()).await {
+                if let Err(e) = switch.store.forget_nonces(crate::clock::now_ms()).await {
                     tracing::error!(error = %e, "forgetting old nonces failed");
                 }
                 if let Err(e) = switch.run_reversals().await {

@@ -68,6 +68,19 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "clock",
+        &[
+            "edge",
+            "flows",
+            "settlement",
+            "adapters",
+            "store",
+            "sim",
+            "server",
+            "provision",
+        ],
+    ),
+    (
         "config",
         &[
             "edge",
@@ -360,4 +373,19 @@ fn the_reader_sees_imports_written_every_way() {
     let found = references(&vec!["flows".into(), "counter".into()], text, &known);
     let names: Vec<String> = found.iter().map(name).collect();
     assert_eq!(names, ["flows::engine", "sim", "store"]);
+}
+
+/// Time enters the switch through `clock.rs` alone, so that a step of the
+/// wall clock moves nothing the switch decides (the drill in
+/// `tests/tests/clock.rs` relies on it).
+#[test]
+fn only_the_clock_reads_the_wall_clock() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut readers = Vec::new();
+    for (module, text) in modules(&src) {
+        if name(&module) != "clock" && text.contains("SystemTime") {
+            readers.push(name(&module));
+        }
+    }
+    assert!(readers.is_empty(), "these read the wall clock: {readers:?}");
 }

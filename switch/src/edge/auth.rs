@@ -28,8 +28,8 @@ use tonic::body::Body;
 
 use crate::ids::Secret;
 
-use crate::caller::now_ms;
 pub use crate::caller::{Principal, Role};
+use crate::clock::now_ms;
 pub use proto::auth::{
     HEADER_CONTENT_SHA256, HEADER_KEY_ID, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP,
 };

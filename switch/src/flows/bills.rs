@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::adapters::biller::{Biller, BillerError, BillerReject, Statement};
-use crate::caller::{Principal, monotonic_ms, now_ms};
+use crate::caller::Principal;
+use crate::clock::{monotonic_ms, now_ms};
 use crate::error::{ErrorCode, SwitchError};
 use crate::flows::merchant::new_qr_id;
 use crate::flows::{

@@ -9,7 +9,8 @@ use ledger::NewTransfer;
 
 use crate::accounts::{Kind, code};
 use crate::adapters::bank::{BankError, RejectReason};
-use crate::caller::{Principal, monotonic_ms, now_ms};
+use crate::caller::Principal;
+use crate::clock::{monotonic_ms, now_ms};
 use crate::error::{ErrorCode, SwitchError};
 use crate::ids::{TxId, mask_account};
 use crate::store::{self, ShiftRecord, Stage, Status, TxRecord};

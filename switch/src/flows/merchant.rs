@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use ring::rand::SecureRandom;
 
-use crate::caller::{Principal, Role, now_ms};
+use crate::caller::{Principal, Role};
+use crate::clock::now_ms;
 use crate::error::{ErrorCode, SwitchError};
 use crate::flows::{
     Outcome, Switch, check_amount, fingerprint, storage, valid_account, valid_request_id,

@@ -5,7 +5,8 @@ use ledger::NewTransfer;
 use ring::rand::SystemRandom;
 
 use crate::accounts::{Kind, NETWORK, code};
-use crate::caller::{Credentials, Principal, Role, now_ms};
+use crate::caller::{Credentials, Principal, Role};
+use crate::clock::now_ms;
 use crate::error::{ErrorCode, SwitchError};
 use crate::flows::{Switch, ledger_transfers};
 use crate::ids::{Secret, TxId};

@@ -14,7 +14,8 @@ use ledger::TransferFlags;
 use serde::{Deserialize, Serialize};
 
 use crate::accounts::{Kind, bank_number};
-use crate::caller::{Principal, Role, now_ms};
+use crate::caller::{Principal, Role};
+use crate::clock::now_ms;
 use crate::error::{ErrorCode, SwitchError};
 use crate::flows::{Switch, storage};
 use crate::ids::{Reference, TxId};

@@ -23,7 +23,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use ledger::{NewTransfer, TransferFlags};
 
 use crate::accounts::{Kind, NETWORK, bank_number, code};
-use crate::caller::{Principal, Role, now_ms};
+use crate::caller::{Principal, Role};
+use crate::clock::now_ms;
 use crate::error::{ErrorCode, SwitchError};
 use crate::flows::{Switch, ledger_transfers, storage, turn, valid_request_id};
 use crate::store::{Position, Report, WindowRecord, WindowState};

@@ -285,7 +285,7 @@ impl SimBank {
         }
         let mut used = None;
         if let Some((code, amount)) = code {
-            let now = crate::caller::now_ms();
+            let now = crate::clock::now_ms();
             let Some(w) = s.codes.get_mut(code) else {
                 return reject(
                     RejectReason::InvalidCode,

@@ -9,7 +9,8 @@ use proto::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use crate::adapters::bank::{BankError, RejectReason};
-use crate::caller::{Principal, now_ms};
+use crate::caller::Principal;
+use crate::clock::now_ms;
 use crate::error::{ErrorCode, SwitchError};
 
 use super::SimBank;

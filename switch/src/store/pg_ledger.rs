@@ -143,9 +143,7 @@ fn status_code(s: TransferStatus) -> i16 {
 }
 
 fn now_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
+    crate::clock::now_ns()
 }
 
 /// Open a connection; its I/O runs on a task of its own.
