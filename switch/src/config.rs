@@ -42,6 +42,11 @@ pub struct Config {
     pub qr_ttl_ms: u64,
     /// How long a teller has to pay out and confirm a cash-out.
     pub cash_out_confirm_timeout_ms: u64,
+    /// How long a ledger reservation outlives its transaction's own
+    /// deadlines: time for a restarted switch to find the record and finish
+    /// it before the ledger releases the reservation by itself (which it
+    /// does for a reservation whose record a crash lost).
+    pub reservation_grace_ms: u64,
     /// Wrong withdrawal codes an account may try in a day.
     pub code_attempts_max: u64,
     /// What one terminal may move in a day, over all products.
@@ -191,6 +196,7 @@ impl Default for Config {
             },
             qr_ttl_ms: 15 * 60 * 1000,
             cash_out_confirm_timeout_ms: 10 * 60 * 1000,
+            reservation_grace_ms: 120_000,
             code_attempts_max: 3,
             terminal_daily_max: 2_000_000_000,
             customer_daily_max: 100_000_000,

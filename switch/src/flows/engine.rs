@@ -927,7 +927,7 @@ impl Switch {
         let ms =
             self.config.bank_timeout_ms * u64::from(self.config.bank_status_attempts + 2) * calls
                 + confirm
-                + 120_000;
+                + self.config.reservation_grace_ms;
         u32::try_from(ms).unwrap_or(u32::MAX)
     }
     pub(crate) fn post_office_number(&self, id: &str) -> u64 {
@@ -977,22 +977,39 @@ impl Switch {
         )
     }
 
+    /// Release the reserved legs. Legs the ledger already released (voided
+    /// before a crash, or expired by their timeout: the whole linked chain
+    /// then fails, the other legs as `linked_event_failed`) count as
+    /// released; a posted leg is an error a human must look at.
     pub(crate) async fn void(&self, legs: &[NewTransfer]) -> Result<(), SwitchError> {
         let r = ledger_transfers(&self.ledger, Switch::second_phase(legs, VOID, false)).await?;
-        for (l, r) in legs.iter().zip(&r) {
-            match r {
-                Ok(_)
-                | Err(
-                    TransferReject::PendingTransferAlreadyVoided
-                    | TransferReject::PendingTransferExpired,
-                ) => {}
-                Err(e) => {
-                    tracing::error!(transfer = l.id, reject = %e, "voiding a reservation failed");
-                    return Err(SwitchError::new(
-                        ErrorCode::Internal,
-                        format!("voiding the reservation failed ({e})"),
-                    ));
-                }
+        if r.iter().all(Result::is_ok) {
+            return Ok(());
+        }
+        for l in legs {
+            let held = self.ledger.transfer(l.id).await.map_err(storage)?;
+            let status = held.map(|t| t.status());
+            if !matches!(
+                status,
+                Some(TransferStatus::Voided | TransferStatus::Expired)
+            ) {
+                let rejects: Vec<String> = r
+                    .iter()
+                    .filter_map(|x| x.as_ref().err().map(|e| e.to_string()))
+                    .collect();
+                tracing::error!(
+                    transfer = l.id,
+                    ?status,
+                    ?rejects,
+                    "voiding a reservation failed"
+                );
+                return Err(SwitchError::new(
+                    ErrorCode::Internal,
+                    format!(
+                        "voiding the reservation failed ({}; the leg is {status:?})",
+                        rejects.join(", ")
+                    ),
+                ));
             }
         }
         Ok(())
@@ -1021,6 +1038,17 @@ impl Switch {
         legs: &[NewTransfer],
         why: SwitchError,
     ) -> Outcome {
+        // A run that died between posting the reservation and recording it
+        // left the record behind the ledger (a cash-out confirmed, then the
+        // process killed): the money moved, so it completes; reversing the
+        // bank's part now would leave it both posted and reversed.
+        if self.reservation_posted(legs).await? {
+            tracing::warn!(
+                tx_id = %rec.id,
+                "the ledger had posted this transaction before a restart; completing it, not reversing"
+            );
+            return self.finish(rec, Status::Completed, None).await;
+        }
         // The decision and the jobs are durable together before the
         // reservation goes: from here on, nothing may post this transaction.
         rec.stage = Stage::Reversing;
@@ -1043,6 +1071,16 @@ impl Switch {
         self.store.begin_reversal(&rec, &jobs).map_err(storage)?;
         self.store.durable().await.map_err(storage)?;
         self.finish_reversal(rec, legs, why).await
+    }
+
+    /// Whether the ledger posted the reservation (its legs post together:
+    /// they are linked, so the first tells).
+    async fn reservation_posted(&self, legs: &[NewTransfer]) -> Result<bool, SwitchError> {
+        let Some(first) = legs.first() else {
+            return Ok(false);
+        };
+        let posted = self.ledger.transfer(first.id).await.map_err(storage)?;
+        Ok(posted.is_some_and(|t| t.status() == TransferStatus::Posted))
     }
 
     /// Release the reservation of a transaction being reversed and record it.
@@ -1113,54 +1151,69 @@ impl Switch {
         Ok(rec)
     }
 
-    /// Finish every transaction a crash left at the bank stage.
+    /// Finish every transaction a crash left at the bank stage or in the
+    /// middle of its reversal. One that cannot be finished now is logged for
+    /// a human and left for the next start: it must not keep the switch, and
+    /// every other transaction, from serving.
     pub async fn recover(self: &Arc<Self>) -> Result<usize, SwitchError> {
         let mut n = 0;
         for rec in self.store.unfinished().map_err(storage)? {
-            if rec.stage == Stage::Reversing {
-                // Decided before the crash: finish it, never post it.
-                n += 1;
-                let legs = self.legs(&rec);
-                let why = SwitchError::new(
-                    rec.error_code
-                        .as_deref()
-                        .and_then(ErrorCode::parse)
-                        .unwrap_or(ErrorCode::BankOutcomeUnknown),
-                    rec.error_message.clone().unwrap_or_default(),
-                );
-                self.finish_reversal(rec, &legs, why).await?;
-                continue;
-            }
-            if rec.stage != Stage::AtBank {
+            if !matches!(rec.stage, Stage::Reversing | Stage::AtBank) {
                 continue;
             }
             n += 1;
-            let legs = self.legs(&rec);
-            let leg1 = self.ledger.transfer(legs[0].id).await.map_err(storage)?;
-            match leg1.map(|t| t.status()) {
-                // The reservation never happened: nothing moved anywhere.
-                None => {
-                    let e =
-                        SwitchError::new(ErrorCode::Internal, "interrupted before any money moved");
-                    self.finish(rec, Status::Failed, Some(e)).await?;
-                }
-                Some(TransferStatus::Pending) => {
-                    self.recover_calls(rec, &legs).await?;
-                }
-                Some(TransferStatus::Posted) => {
-                    self.finish(rec, Status::Completed, None).await?;
-                }
-                Some(TransferStatus::Voided | TransferStatus::Expired) => {
-                    // Released: a reversal makes sure no party holds anything.
-                    let e = SwitchError::new(
-                        ErrorCode::BankOutcomeUnknown,
-                        "interrupted; the transaction was reversed",
-                    );
-                    self.reverse(rec, &legs, e).await?;
-                }
+            let id = rec.id.clone();
+            if let Err(e) = self.recover_one(rec).await {
+                tracing::error!(tx_id = %id, error = %e, "a transaction could not be finished after the restart; left for the next one");
+                metrics::counter!("switch_recovery_failures_total").increment(1);
             }
         }
         Ok(n)
+    }
+
+    async fn recover_one(&self, rec: TxRecord) -> Result<(), SwitchError> {
+        let legs = self.legs(&rec);
+        if rec.stage == Stage::Reversing {
+            // Decided before the crash: finish it, never post it.
+            let why = SwitchError::new(
+                rec.error_code
+                    .as_deref()
+                    .and_then(ErrorCode::parse)
+                    .unwrap_or(ErrorCode::BankOutcomeUnknown),
+                rec.error_message.clone().unwrap_or_default(),
+            );
+            self.finish_reversal(rec, &legs, why).await?;
+            return Ok(());
+        }
+        let Some(first) = legs.first() else {
+            return Err(SwitchError::new(
+                ErrorCode::Internal,
+                "a transaction at the bank stage has no ledger legs",
+            ));
+        };
+        let leg1 = self.ledger.transfer(first.id).await.map_err(storage)?;
+        match leg1.map(|t| t.status()) {
+            // The reservation never happened: nothing moved anywhere.
+            None => {
+                let e = SwitchError::new(ErrorCode::Internal, "interrupted before any money moved");
+                self.finish(rec, Status::Failed, Some(e)).await?;
+            }
+            Some(TransferStatus::Pending) => {
+                self.recover_calls(rec, &legs).await?;
+            }
+            Some(TransferStatus::Posted) => {
+                self.finish(rec, Status::Completed, None).await?;
+            }
+            Some(TransferStatus::Voided | TransferStatus::Expired) => {
+                // Released: a reversal makes sure no party holds anything.
+                let e = SwitchError::new(
+                    ErrorCode::BankOutcomeUnknown,
+                    "interrupted; the transaction was reversed",
+                );
+                self.reverse(rec, &legs, e).await?;
+            }
+        }
+        Ok(())
     }
 
     /// After a crash mid-flow: which calls were made is not recorded, so ask
