@@ -130,8 +130,12 @@ fn io_error(e: io::Error) -> sled::Error {
     sled::Error::Io(e)
 }
 
+/// Every write after the journal failed (a full disk, say): an I/O error,
+/// not sled's "report this bug", which would send an operator the wrong way.
 fn failed_error() -> sled::Error {
-    sled::Error::ReportableBug("the switch's journal failed earlier; restart the switch".into())
+    sled::Error::Io(io::Error::other(
+        "the switch's journal failed earlier (see the first error); restart the switch",
+    ))
 }
 
 fn segment_path(dir: &Path, first_seq: u64) -> PathBuf {

@@ -16,18 +16,35 @@ pub struct Profile {
 /// Returns the process, tho-tang-1's profile, and an MB customer's account
 /// and balance.
 pub fn start(dir: &Path, config: &str, log_level: &str) -> (Child, Profile, String, u64) {
+    start_apart(dir, dir, "127.0.0.1:0", config, log_level)
+}
+
+/// [`start`] with the data in `data` (the configuration and the log stay in
+/// `dir`), on the address `listen`: a restart on the same data keeps the
+/// address the profiles name.
+pub fn start_apart(
+    dir: &Path,
+    data: &Path,
+    listen: &str,
+    config: &str,
+    log_level: &str,
+) -> (Child, Profile, String, u64) {
     let config_path = dir.join("switch.toml");
     std::fs::write(
         &config_path,
-        format!("listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\n{config}"),
+        format!("listen = \"{listen}\"\nmetrics_listen = \"127.0.0.1:0\"\n{config}"),
     )
     .unwrap();
-    let log = std::fs::File::create(dir.join("switch.log")).unwrap();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("switch.log"))
+        .unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_switch"))
         .args([
             "serve",
             "--data",
-            dir.to_str().unwrap(),
+            data.to_str().unwrap(),
             "--config",
             config_path.to_str().unwrap(),
         ])
@@ -37,7 +54,7 @@ pub fn start(dir: &Path, config: &str, log_level: &str) -> (Child, Profile, Stri
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
-    let profile_path = dir.join("profiles/tho-tang-1.toml");
+    let profile_path = data.join("profiles/tho-tang-1.toml");
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while !profile_path.exists() {
         assert!(
@@ -51,7 +68,7 @@ pub fn start(dir: &Path, config: &str, log_level: &str) -> (Child, Profile, Stri
     let profile: Profile =
         toml::from_str(&std::fs::read_to_string(&profile_path).unwrap()).unwrap();
     let customers: Vec<serde_json::Value> = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("profiles/customers.json")).unwrap(),
+        &std::fs::read_to_string(data.join("profiles/customers.json")).unwrap(),
     )
     .unwrap();
     let c = customers
