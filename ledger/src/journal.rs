@@ -453,6 +453,9 @@ impl Writer {
 
     /// Make every appended record durable.
     pub(crate) fn sync(&mut self) -> Result<(), StorageError> {
+        // A slow disk, in fault drills (`sleep(ms)`).
+        #[cfg(feature = "failpoints")]
+        fail::fail_point!("ledger-journal-fsync");
         self.file
             .sync_data()
             .map_err(|e| StorageError::io(format!("fsync {}", self.active.path.display()), e))

@@ -69,6 +69,16 @@ impl Harness {
         h
     }
 
+    /// A fresh switch on the embedded backend whatever the suite runs on:
+    /// for what only that backend has (its own journals' fsyncs).
+    pub async fn start_embedded(tune: impl FnOnce(&mut Config)) -> Harness {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().to_path_buf();
+        let mut h = Harness::start_at(&path, None, tune).await;
+        h.dir = Some(dir);
+        h
+    }
+
     /// A node on `postgres` with its own data directory `dir` (several
     /// nodes may share one cluster; the first provisions the demo network,
     /// and a later one reads the client profiles from `profiles`).

@@ -695,6 +695,9 @@ impl Shared {
                 st.unwritten_last
             };
             let started = Instant::now();
+            // A slow disk, in fault drills (`sleep(ms)`).
+            #[cfg(feature = "failpoints")]
+            fail::fail_point!("switch-journal-fsync");
             if let Err(e) = file.write_all(&buf).and_then(|_| file.sync_data()) {
                 self.fail("journal write", &e);
                 return;
