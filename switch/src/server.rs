@@ -352,6 +352,19 @@ pub async fn serve(
                 if let Err(e) = switch.run_reversals().await {
                     tracing::error!(error = %e, "reversal pass failed");
                 }
+                // Every ~10 s: what a node that died left unfinished.
+                if pass.is_multiple_of(20) {
+                    match switch.recover_abandoned().await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::warn!(
+                            transactions = n,
+                            "finished transactions a node left unfinished"
+                        ),
+                        Err(e) => {
+                            tracing::error!(error = %e, "the abandoned-transaction pass failed")
+                        }
+                    }
+                }
                 match switch.expire_cash_outs().await {
                     Ok(0) => {}
                     Ok(n) => {

@@ -241,6 +241,45 @@ impl Switch {
         .await
     }
 
+    /// Finish what a node that died left at the bank stage or mid-reversal
+    /// (several nodes on PostgreSQL; the holder of the worker lease runs
+    /// it). A record untouched for longer than its reservation's timeout is
+    /// in flight nowhere: a flow gives up on its calls and status inquiries
+    /// well within that, and the ledger releases the reservation by then.
+    /// Finished as a restart would, under the transaction's turn.
+    pub async fn recover_abandoned(&self) -> Result<usize, SwitchError> {
+        let now = now_ms();
+        let mut n = 0;
+        for rec in self.store.unfinished().map_err(storage)? {
+            let timeout_ms = i64::from(self.reservation_timeout_ms(&rec));
+            if !matches!(rec.stage, Stage::AtBank | Stage::Reversing)
+                || rec.updated_at_ms + timeout_ms > now
+            {
+                continue;
+            }
+            let _one_at_a_time = self
+                .take_turn(self.resolving(rec.tx_id()), cash_out_turn(rec.tx_id()))
+                .await?;
+            let Some(rec) = self
+                .store
+                .get_tx(rec.tx_id())
+                .map_err(storage)?
+                .filter(|r| matches!(r.stage, Stage::AtBank | Stage::Reversing))
+            else {
+                continue;
+            };
+            let id = rec.id.clone();
+            match self.recover_one(rec).await {
+                Ok(()) => n += 1,
+                Err(e) => {
+                    tracing::error!(tx_id = %id, error = %e, "a transaction a dead node left could not be finished; tried again on the next pass");
+                    metrics::counter!("switch_recovery_failures_total").increment(1);
+                }
+            }
+        }
+        Ok(n)
+    }
+
     fn resolving(&self, id: TxId) -> &tokio::sync::Mutex<()> {
         &self.resolving[((id.as_u128() >> 8) as usize) % RESOLVING_STRIPES]
     }

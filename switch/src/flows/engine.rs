@@ -917,7 +917,7 @@ impl Switch {
     /// Long enough for every call and its status inquiries (and, for a
     /// cash-out, the confirmation); the ledger voids a reservation the
     /// switch forgot.
-    fn reservation_timeout_ms(&self, rec: &TxRecord) -> u32 {
+    pub(crate) fn reservation_timeout_ms(&self, rec: &TxRecord) -> u32 {
         let confirm = if rec.kind == store::Kind::CashOut {
             self.config.cash_out_confirm_timeout_ms
         } else {
@@ -1155,10 +1155,19 @@ impl Switch {
     /// middle of its reversal. One that cannot be finished now is logged for
     /// a human and left for the next start: it must not keep the switch, and
     /// every other transaction, from serving.
+    ///
+    /// On one node everything unfinished was this node's. With several
+    /// nodes on PostgreSQL another node may be working on a record: only
+    /// decided reversals are finished here (finishing twice changes
+    /// nothing), and the rest waits for [`Switch::recover_abandoned`].
     pub async fn recover(self: &Arc<Self>) -> Result<usize, SwitchError> {
+        let shared = self.store.is_shared();
         let mut n = 0;
         for rec in self.store.unfinished().map_err(storage)? {
             if !matches!(rec.stage, Stage::Reversing | Stage::AtBank) {
+                continue;
+            }
+            if shared && rec.stage == Stage::AtBank {
                 continue;
             }
             n += 1;
@@ -1171,7 +1180,7 @@ impl Switch {
         Ok(n)
     }
 
-    async fn recover_one(&self, rec: TxRecord) -> Result<(), SwitchError> {
+    pub(crate) async fn recover_one(&self, rec: TxRecord) -> Result<(), SwitchError> {
         let legs = self.legs(&rec);
         if rec.stage == Stage::Reversing {
             // Decided before the crash: finish it, never post it.

@@ -211,6 +211,12 @@ impl Store {
     /// Record a request's nonce among every node sharing this store; false
     /// if one of them saw it already (on the embedded engine, the edge's
     /// memory is the whole record: always true).
+    /// Whether other nodes share this store (PostgreSQL): what is
+    /// unfinished here may be in flight on one of them.
+    pub fn is_shared(&self) -> bool {
+        matches!(*self.kv, Kv::Postgres(_))
+    }
+
     pub fn first_use_nonce(&self, key: &str, expires_ms: i64) -> Result<bool, StoreError> {
         match self.kv.as_ref() {
             Kv::Journal(_) => Ok(true),
@@ -367,6 +373,12 @@ impl Store {
         });
         let record = json(t);
         self.kv.commit(|w| {
+            // Finished already (by another node finishing what a dead one
+            // left, say): the second finish changes nothing, so claims and
+            // limits are given back once.
+            if w.get(Tree::Open, &id)?.is_none() {
+                return Ok(());
+            }
             w.put(Tree::Tx, &id, record.clone());
             w.remove(Tree::Open, &id);
             for c in &release {

@@ -1,5 +1,8 @@
 //! Starting the real `switch` binary for tests that need a process.
 
+// Each test file uses its own part of this module.
+#![allow(dead_code)]
+
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;

@@ -1,0 +1,153 @@
+//! A switch in a process of its own, for tests that SIGKILL it: the test
+//! binary starts itself again with `SWITCH_PROCESS_DATA` set (its `main`
+//! calls [`serve_if_asked`] first), so that it is the library's own
+//! `server::open` and `serve` that die, with nothing in between.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The configuration of every process: the embedded load test's, with
+/// short timeouts so that what a kill leaves is finished within seconds.
+pub fn config(data: &Path, store: Option<String>) -> switch::Config {
+    let mut config = switch::Config {
+        data_dir: data.to_path_buf(),
+        ..switch::Config::default()
+    };
+    config.store.url = store;
+    // Limits and e-float for minutes of load, bills that never run out,
+    // windows closed by hand only.
+    config.terminal_daily_max = u64::MAX;
+    config.customer_daily_max = u64::MAX;
+    config.demo_efloat = 1_000_000_000_000;
+    config.biller_sim.customers = 600;
+    config.biller_sim.recurring_bills = true;
+    config.settlement = Default::default();
+    config.bank_timeout_ms = 1_000;
+    // Cash-outs a kill left unconfirmed are cancelled soon after, and
+    // reservations whose records a kill lost are released soon after.
+    config.cash_out_confirm_timeout_ms = 3_000;
+    config.reservation_grace_ms = 5_000;
+    config
+}
+
+/// In the child: serve until killed, and return true; in the test itself:
+/// false.
+pub fn serve_if_asked() -> bool {
+    let Some(data) = std::env::var_os("SWITCH_PROCESS_DATA") else {
+        return false;
+    };
+    let data = PathBuf::from(data);
+    let store = std::env::var("SWITCH_PROCESS_STORE").ok();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_ansi(false)
+        .init();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        let opened = switch::server::open(config(&data, store), address)
+            .await
+            .expect("the switch opens");
+        let tmp = data.join("port.tmp");
+        std::fs::write(&tmp, address.port().to_string()).expect("port file");
+        std::fs::rename(&tmp, data.join("port")).expect("port file");
+        switch::server::serve(listener, opened, std::future::pending())
+            .await
+            .expect("serves");
+    });
+    true
+}
+
+/// `cargo test` lists tests with `--list`: answer with `name`.
+pub fn listing(name: &str) -> bool {
+    if std::env::args().any(|a| a == "--list") {
+        println!("{name}: test");
+        return true;
+    }
+    false
+}
+
+/// Start a switch process on `data` (and `store`); wait until it listens.
+/// Its log is appended to `data/switch.log`.
+pub fn start(data: &Path, store: Option<&str>) -> (Child, String) {
+    let _ = std::fs::remove_file(data.join("port"));
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(data.join("switch.log"))
+        .expect("log");
+    let mut command = Command::new(std::env::current_exe().expect("this binary"));
+    command
+        .env("SWITCH_PROCESS_DATA", data)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log);
+    if let Some(url) = store {
+        command.env("SWITCH_PROCESS_STORE", url);
+    }
+    let mut child = command.spawn().expect("the switch process starts");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Ok(port) = std::fs::read_to_string(data.join("port")) {
+            return (child, format!("http://127.0.0.1:{port}"));
+        }
+        let exited = child.try_wait().expect("child status");
+        if exited.is_some() || Instant::now() >= deadline {
+            let log = std::fs::read_to_string(data.join("switch.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            panic!(
+                "the switch never listened ({exited:?}); its log ends:\n{}",
+                tail.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The default mix in a closed loop of 16 clients for `duration`, each
+/// acknowledged transaction recorded in `record`.
+pub fn load(record: Option<PathBuf>, seed: u64, duration: Duration) -> loadtest::Options {
+    loadtest::Options {
+        mode: loadtest::Mode::Closed { concurrency: 16 },
+        mix: loadtest::parse_mix("cash_in=40,cash_out=20,bill=20,qr=20").expect("mix"),
+        duration,
+        warmup: Duration::ZERO,
+        seed,
+        record,
+        progress: false,
+        connections: 2,
+    }
+}
+
+/// Wait (up to `limit`) until nothing is unfinished, the reversal queue is
+/// empty and the ledger holds no reservation; the ledger's invariants hold
+/// at every look.
+pub async fn settled(switch: &switch::flows::Switch, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let unfinished = switch.store.unfinished().expect("unfinished");
+        let queued = switch.store.reversals().expect("reversal queue");
+        let check = switch.ledger.check().await.expect("ledger check");
+        assert!(check.violations.is_empty(), "{:?}", check.violations);
+        if unfinished.is_empty() && queued.is_empty() && check.pending_transfers == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "left unfinished: {:?}; queued reversals: {}; reservations: {}",
+            unfinished
+                .iter()
+                .map(|t| (t.id.clone(), t.stage))
+                .collect::<Vec<_>>(),
+            queued.len(),
+            check.pending_transfers
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
