@@ -88,7 +88,9 @@ impl pb::merchant_server::Merchant for MerchantService {
     /// Subscribe first, then catch up from the store, then forward live
     /// notifications, skipping any already sent: nothing is missed or sent
     /// twice. A watcher that falls behind the live buffer catches up from
-    /// the store again.
+    /// the store again. On a store several nodes share, the store is the
+    /// stream: read again when a notice is written here and every
+    /// `SHARED_POLL_MS` for those written on other nodes.
     async fn watch_payments(
         &self,
         req: Request<pb::WatchPaymentsRequest>,
@@ -111,6 +113,7 @@ impl pb::merchant_server::Merchant for MerchantService {
         let mut live = self.switch.notifier.subscribe();
         let (tx, rx) = tokio::sync::mpsc::channel(WATCH_QUEUE_MAX);
         let switch = self.switch.clone();
+        let shared = switch.store.is_shared();
         tokio::spawn(async move {
             let _place = place;
             metrics::gauge!("switch_payment_watchers").increment(1.0);
@@ -118,7 +121,11 @@ impl pb::merchant_server::Merchant for MerchantService {
                 loop {
                     // Only what is durable and published: anything later
                     // comes live, in order.
-                    let published = switch.notifier.published();
+                    let published = if shared {
+                        u64::MAX // committed in number order
+                    } else {
+                        switch.notifier.published()
+                    };
                     let page = match switch.store.payments_after(&p.id, last, WATCH_PAGE_MAX) {
                         Ok(page) => page,
                         Err(e) => {
@@ -137,6 +144,22 @@ impl pb::merchant_server::Merchant for MerchantService {
                     if n < WATCH_PAGE_MAX {
                         break;
                     }
+                }
+                if shared {
+                    // Woken by a notice written here, or look again soon
+                    // for those other nodes wrote.
+                    tokio::select! {
+                        _ = tx.closed() => break 'catch_up,
+                        got = live.recv() => {
+                            if let Err(tokio::sync::broadcast::error::RecvError::Closed) = got {
+                                break 'catch_up;
+                            }
+                        }
+                        _ = tokio::time::sleep(std::time::Duration::from_millis(
+                            crate::flows::notify::SHARED_POLL_MS,
+                        )) => {}
+                    }
+                    continue 'catch_up;
                 }
                 loop {
                     tokio::select! {

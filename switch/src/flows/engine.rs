@@ -1106,15 +1106,18 @@ impl Switch {
         rec.confirm_deadline_ms = None;
         rec.error_code = error.as_ref().map(|e| e.code.as_str().to_string());
         rec.error_message = error.as_ref().map(|e| e.message.clone());
-        let ticket = match (&rec.merchant, status) {
-            (Some(_), Status::Completed) => {
-                Some(self.notifier.ticket(&self.store).map_err(storage)?)
-            }
-            _ => None,
+        // One process numbers a notice before the write (and publishes in
+        // number order once durable); a shared store numbers it in the write
+        // (per merchant, in commit order) and watchers read it back.
+        let notify = rec.merchant.is_some() && status == Status::Completed;
+        let ticket = if notify && !self.store.is_shared() {
+            Some(self.notifier.ticket(&self.store).map_err(storage)?)
+        } else {
+            None
         };
-        let payment = match (&rec.merchant, &ticket) {
-            (Some(m), Some(t)) => Some(Payment {
-                seq: t.seq(),
+        let payment = match &rec.merchant {
+            Some(m) if notify => Some(Payment {
+                seq: ticket.as_ref().map_or(0, |t| t.seq()),
                 merchant_id: m.merchant_id.clone(),
                 transaction_id: rec.id.clone(),
                 qr_id: Some(m.qr_id.clone()),
@@ -1139,12 +1142,18 @@ impl Switch {
                 Vec::new()
             };
         // A ticket dropped on an error below is abandoned, never published.
-        self.store
+        let numbered = self
+            .store
             .finish_tx(&rec, payment.as_ref(), &give_back)
             .map_err(storage)?;
         self.store.durable().await.map_err(storage)?;
-        if let (Some(t), Some(p)) = (ticket, payment) {
-            t.publish(p);
+        match (ticket, payment, numbered) {
+            (Some(t), Some(p), _) => t.publish(p),
+            (None, Some(mut p), Some(seq)) => {
+                p.seq = seq;
+                self.notifier.wake(p);
+            }
+            _ => {}
         }
         metrics::counter!("switch_transactions_total", "kind" => kind_label(rec.kind), "status" => status_label(status)).increment(1);
         tracing::info!(status = status_label(status), amount = rec.amount, account = %mask_account(&rec.account), "transaction finished");

@@ -4,6 +4,11 @@
 //! commit finishes them together) are held back until every lower number
 //! is durable or abandoned. So watchers see increasing numbers, and a
 //! watcher that resumes after number `n` has missed nothing below it.
+//!
+//! On a store several nodes share, numbers come from each merchant's
+//! counter in the write itself (`Store::finish_tx`), so they are visible
+//! in order and without gaps whichever node wrote them; watchers read the
+//! store, woken by this node's writes and every [`SHARED_POLL_MS`].
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -15,6 +20,10 @@ use crate::store::{Payment, Store, StoreError};
 /// Notices buffered for live watchers (a watcher further behind reads the
 /// store again).
 const BUFFERED_MAX: usize = 4096;
+
+/// How often a watcher on a shared store looks for notices other nodes
+/// wrote (a notice written on its own node wakes it at once).
+pub const SHARED_POLL_MS: u64 = 250;
 
 /// Payment streams one merchant may keep open at once.
 pub const WATCHERS_PER_MERCHANT_MAX: usize = 8;
@@ -122,6 +131,14 @@ impl Notifier {
                 let _ = self.live.send(p);
             }
         }
+    }
+
+    /// A shared store's notice, committed (so durable, and numbered in
+    /// order for its merchant): wake this node's watchers, which read the
+    /// store (they also look every [`SHARED_POLL_MS`] for notices other
+    /// nodes wrote).
+    pub fn wake(&self, p: Payment) {
+        let _ = self.live.send(p);
     }
 
     /// Every stored notice at or below this number is durable.

@@ -350,12 +350,21 @@ impl Store {
     /// claims; a completed QR payment to a merchant adds the merchant's
     /// notification (numbered by `notify::Notifier`), in the same atomic
     /// write.
+    /// Write `t`'s final record, its merchant's notice, and the limits it
+    /// gives back, in one write; answers the notice's number.
+    ///
+    /// A notice numbered 0 is numbered here, in the write, from its
+    /// merchant's counter (the shared store): writes for one merchant take
+    /// turns on that counter, so numbers become visible in order and
+    /// without gaps, whichever node writes them, and a watcher on any node
+    /// that resumes after `n` misses nothing. One process numbers its
+    /// notices before the write instead ([`crate::flows::notify`]).
     pub fn finish_tx(
         &self,
         t: &TxRecord,
         payment: Option<&Payment>,
         give_back: &[String],
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<u64>, StoreError> {
         debug_assert_eq!(t.stage, Stage::Done);
         debug_assert!(give_back.is_empty() || !t.limits_held);
         let id = t.tx_id().to_bytes();
@@ -364,20 +373,23 @@ impl Store {
         } else {
             Vec::new()
         };
-        let payment = payment.map(|p| {
-            debug_assert!(p.seq > 0, "a notice is numbered before it is written");
-            let mut key = p.merchant_id.as_bytes().to_vec();
+        let notice_key = |merchant: &str, seq: u64| {
+            let mut key = merchant.as_bytes().to_vec();
             key.push(0);
-            key.extend_from_slice(&p.seq.to_be_bytes());
-            (key, json(p))
-        });
+            key.extend_from_slice(&seq.to_be_bytes());
+            key
+        };
+        // Numbered already: encoded before the write, outside its lock.
+        let numbered = payment
+            .filter(|p| p.seq > 0)
+            .map(|p| (notice_key(&p.merchant_id, p.seq), json(p)));
         let record = json(t);
         self.kv.commit(|w| {
             // Finished already (by another node finishing what a dead one
             // left, say): the second finish changes nothing, so claims and
             // limits are given back once.
             if w.get(Tree::Open, &id)?.is_none() {
-                return Ok(());
+                return Ok(None);
             }
             w.put(Tree::Tx, &id, record.clone());
             w.remove(Tree::Open, &id);
@@ -388,15 +400,26 @@ impl Store {
                     w.remove(Tree::Claims, c.as_bytes());
                 }
             }
-            if let Some((k, v)) = payment.clone() {
+            let mut written = None;
+            if let Some((k, v)) = numbered.clone() {
                 w.put(Tree::Payments, &k, v);
+                written = payment.map(|p| p.seq);
+            } else if let Some(p) = payment {
+                let counter = payment_counter_key(&p.merchant_id);
+                let last = Store::daily_total(&counter, w.get(Tree::Payments, &counter)?)?;
+                let seq = last + 1;
+                w.put(Tree::Payments, &counter, seq.to_be_bytes().to_vec());
+                let mut p = p.clone();
+                p.seq = seq;
+                w.put(Tree::Payments, &notice_key(&p.merchant_id, seq), json(&p));
+                written = Some(seq);
             }
             for key in give_back {
                 let n = Store::daily_total(key.as_bytes(), w.get(Tree::Daily, key.as_bytes())?)?;
                 let n = n.saturating_sub(t.amount);
                 w.put(Tree::Daily, key.as_bytes(), n.to_be_bytes().to_vec());
             }
-            Ok::<_, StoreError>(())
+            Ok::<_, StoreError>(written)
         })
     }
 
@@ -850,6 +873,15 @@ impl Store {
                 .map_err(|_| undecodable("daily total", key, "not 8 bytes")),
         }
     }
+}
+
+/// A merchant's notice counter (the shared store), beside its notices:
+/// `merchant \x01` sorts after every `merchant \0 seq` and outside their
+/// scans (merchant ids hold no control characters).
+fn payment_counter_key(merchant: &str) -> Vec<u8> {
+    let mut key = merchant.as_bytes().to_vec();
+    key.push(1);
+    key
 }
 
 #[cfg(test)]
