@@ -120,16 +120,25 @@ pub async fn open(config: Config, address: std::net::SocketAddr) -> Result<Opene
         });
     }
     let switch = Arc::new(Switch::new(config.clone(), store, ledger, routes, billers));
-    if !switch.store.is_provisioned()? {
-        provision::demo(&switch, &config.data_dir.join("profiles"), address).await?;
-    }
-    if switch.store.windows()?.is_empty() {
-        switch
+    {
+        // Nodes starting together on an empty store take turns: the first
+        // provisions the demo network and opens the first window, the
+        // others find them.
+        let _one_at_a_time = switch
             .store
-            .put_window(&crate::settlement::WindowRecord::first(
-                crate::clock::now_ms(),
-            ))?;
-        switch.store.durable().await?;
+            .node_lock(crate::flows::turn::PROVISIONING)
+            .await?;
+        if !switch.store.is_provisioned()? {
+            provision::demo(&switch, &config.data_dir.join("profiles"), address).await?;
+        }
+        if switch.store.windows()?.is_empty() {
+            switch
+                .store
+                .put_window(&crate::settlement::WindowRecord::first(
+                    crate::clock::now_ms(),
+                ))?;
+            switch.store.durable().await?;
+        }
     }
     let (post_offices, terminals) = (switch.store.post_offices()?, switch.store.terminals()?);
     switch.add_numbers(&post_offices, &terminals);

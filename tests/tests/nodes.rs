@@ -208,3 +208,45 @@ async fn watch_payments_on_one_node_streams_payments_made_through_the_other() {
     }
     a.assert_ledger_clean().await;
 }
+
+/// Two nodes started at the same moment on an empty database: one
+/// provisions the demo network (and writes the client profiles), the other
+/// waits for its turn and finds it; the credentials the first wrote work
+/// on the second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_starting_together_on_an_empty_store_provision_once() {
+    let pg = Arc::new(pgtest::Cluster::start());
+    // Tasks of their own, as two processes would be (one task polling both
+    // would stop both whenever either waits synchronously for the store).
+    let start = || {
+        tokio::spawn(Harness::start_node(
+            tempfile::tempdir().unwrap(),
+            pg.clone(),
+            None,
+            |_| {},
+        ))
+    };
+    let (a, b) = tokio::join!(start(), start());
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let wrote = |h: &Harness| h.data_dir().join("profiles/tho-tang-1.toml").exists();
+    assert!(
+        wrote(&a) != wrote(&b),
+        "exactly one node provisioned (a: {}, b: {})",
+        wrote(&a),
+        wrote(&b)
+    );
+    let (first, other) = if wrote(&a) { (&a, &b) } else { (&b, &a) };
+    assert_eq!(
+        other.switch.store.windows().unwrap().len(),
+        1,
+        "one first window"
+    );
+    let c = first.customer(MB, 0);
+    let tx = other
+        .teller_with(first.credentials("tho-tang-1"))
+        .cash_in("in-1", MB, &c.account, 100_000)
+        .await
+        .unwrap();
+    assert_eq!(tx.status(), pb::TxStatus::Completed);
+    first.assert_ledger_clean().await;
+}

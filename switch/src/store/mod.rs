@@ -208,15 +208,15 @@ impl Store {
         }
     }
 
-    /// Record a request's nonce among every node sharing this store; false
-    /// if one of them saw it already (on the embedded engine, the edge's
-    /// memory is the whole record: always true).
     /// Whether other nodes share this store (PostgreSQL): what is
     /// unfinished here may be in flight on one of them.
     pub fn is_shared(&self) -> bool {
         matches!(*self.kv, Kv::Postgres(_))
     }
 
+    /// Record a request's nonce among every node sharing this store; false
+    /// if one of them saw it already (on the embedded engine, the edge's
+    /// memory is the whole record: always true).
     pub fn first_use_nonce(&self, key: &str, expires_ms: i64) -> Result<bool, StoreError> {
         match self.kv.as_ref() {
             Kv::Journal(_) => Ok(true),

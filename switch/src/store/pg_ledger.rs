@@ -157,13 +157,28 @@ pub async fn connect(url: &str) -> Result<Client, PgError> {
     Ok(client)
 }
 
+/// The advisory lock key nodes take turns on to migrate ("SWMG").
+const MIGRATION_TURN: i64 = 0x5357_4d47;
+
 /// Bring the schema up to date (versioned migrations, each applied once).
+/// Nodes starting together take turns (a session advisory lock, held
+/// until this connection ends): the first applies, the others find the
+/// schema current.
 pub async fn migrate(url: &str) -> Result<(), PgError> {
     let mut client = connect(url).await?;
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_TURN])
+        .await?;
     let report = embedded::migrations::runner()
         .run_async(&mut client)
         .await
-        .map_err(|e| PgError::Migration(e.to_string()))?;
+        .map_err(|e| PgError::Migration(e.to_string()));
+    // The turn ends with the connection in any case; released at once on
+    // success so the next node need not wait for the drop.
+    let _ = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_TURN])
+        .await;
+    let report = report?;
     for m in report.applied_migrations() {
         tracing::info!(migration = %m, "schema migration applied");
     }
