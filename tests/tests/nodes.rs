@@ -250,3 +250,147 @@ async fn two_nodes_starting_together_on_an_empty_store_provision_once() {
     assert_eq!(tx.status(), pb::TxStatus::Completed);
     first.assert_ledger_clean().await;
 }
+
+/// One dynamic code, two payer banks paying it at the same moment through
+/// two nodes: paid once, the other refused, one payer debited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_two_banks_race_to_pay_on_two_nodes_is_paid_once() {
+    let (a, b) = two_nodes().await;
+    let code = a
+        .merchant("tap-hoa-tho-tang")
+        .create_qr("order-race", 120_000, "DH-RACE", 0)
+        .await
+        .unwrap();
+    for round in 0..5 {
+        let code = if round == 0 {
+            code.clone()
+        } else {
+            b.merchant("tap-hoa-tho-tang")
+                .create_qr(&format!("order-race-{round}"), 120_000, "DH-RACE", 0)
+                .await
+                .unwrap()
+        };
+        let (payer_a, payer_b) = (
+            a.customer("970436", 1_000_000),
+            a.customer("970415", 1_000_000),
+        );
+        let (mut bank_a, mut bank_b) = (a.bank("970436"), b.bank("970415"));
+        let (id_a, id_b) = (format!("race-a-{round}"), format!("race-b-{round}"));
+        let (ra, rb) = tokio::join!(
+            bank_a.pay_qr(&id_a, &code.payload, &payer_a.account, 0),
+            bank_b.pay_qr(&id_b, &code.payload, &payer_b.account, 0),
+        );
+        let won = [&ra, &rb]
+            .iter()
+            .filter(|r| {
+                r.as_ref()
+                    .is_ok_and(|t| t.status() == pb::TxStatus::Completed)
+            })
+            .count();
+        assert_eq!(won, 1, "round {round}: {ra:?} {rb:?}");
+        for e in [&ra, &rb].iter().filter_map(|r| r.as_ref().err()) {
+            assert_eq!(error_code(e), "qr_already_paid", "{e:?}");
+        }
+    }
+    a.assert_ledger_clean().await;
+}
+
+/// One customer's bills paid in cash from counters on two nodes at the same
+/// moment: paid once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bills_two_counters_race_to_pay_on_two_nodes_are_paid_once() {
+    let (a, b) = two_nodes().await;
+    let customers: Vec<_> = a
+        .bill_customers()
+        .into_iter()
+        .filter(|c| c.bills_due > 0)
+        .take(6)
+        .collect();
+    assert!(!customers.is_empty());
+    for (n, c) in customers.iter().enumerate() {
+        let (mut on_a, mut on_b) = (a.teller("tho-tang-1"), b.teller("tam-dao-1"));
+        let id = format!("race-{n}");
+        let (ra, rb) = tokio::join!(
+            on_a.pay_bills(&id, &c.biller, &c.customer, &[], pb::Funding::Cash, None),
+            on_b.pay_bills(&id, &c.biller, &c.customer, &[], pb::Funding::Cash, None),
+        );
+        let won = [&ra, &rb].iter().filter(|r| r.is_ok()).count();
+        assert_eq!(won, 1, "{} {}: {ra:?} {rb:?}", c.biller, c.customer);
+        for e in [&ra, &rb].iter().filter_map(|r| r.as_ref().err()) {
+            let code = error_code(e);
+            assert!(
+                code == "bill_already_paid" || code == "bill_not_due",
+                "{e:?}"
+            );
+        }
+    }
+    a.assert_ledger_clean().await;
+}
+
+/// Both nodes run the schedule (every 300 ms) and operators on both close
+/// the same window at the same moment, under traffic through both: the
+/// nodes see one list of windows, numbered without gaps, each closed once,
+/// and every posted transfer is in exactly one window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_close_once_with_two_nodes_and_every_transfer_is_in_exactly_one() {
+    let pg = Arc::new(pgtest::Cluster::start());
+    let schedule = |c: &mut switch::Config| c.settlement.interval_ms = Some(300);
+    let a = Harness::start_node(tempfile::tempdir().unwrap(), pg.clone(), None, schedule).await;
+    let profiles = a.data_dir().join("profiles");
+    let b = Harness::start_node(tempfile::tempdir().unwrap(), pg, Some(&profiles), schedule).await;
+    let c = a.customer(MB, 0);
+    let (mut ops_a, mut ops_b) = (a.settlement("operator"), b.settlement("operator"));
+    let mut acked = Vec::new();
+    for i in 0..40u64 {
+        let node = if i % 2 == 0 { &a } else { &b };
+        let tx = node
+            .teller("tho-tang-1")
+            .cash_in(&format!("w-{i}"), MB, &c.account, 10_000 + i)
+            .await
+            .unwrap();
+        acked.push(tx.transaction_id);
+        if i % 8 == 4 {
+            let open = ops_a.windows().await.last().unwrap().window_id;
+            let (ra, rb) = tokio::join!(ops_a.close_id(open), ops_b.close_id(open));
+            // Whoever answers first closed it; the other (or the schedule)
+            // found it closed: the same window either way.
+            for w in [ra, rb].into_iter().flatten() {
+                assert_eq!(w.window_id, open);
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(40)).await;
+    }
+    let (seen_a, seen_b) = (ops_a.windows().await, ops_b.windows().await);
+    assert_eq!(seen_a, seen_b, "one list of windows");
+    let ids: Vec<u64> = seen_a.iter().map(|w| w.window_id).collect();
+    assert_eq!(ids, (1..=ids.len() as u64).collect::<Vec<_>>(), "no gaps");
+    assert!(ids.len() >= 4, "the schedule closed windows: {ids:?}");
+    let (open, closed) = seen_a.split_last().unwrap();
+    assert!(closed.iter().all(|w| w.state != "open") && open.state == "open");
+    // Windows tile the ledger's time: no transfer in two, none in none.
+    let mut seen = std::collections::HashSet::new();
+    let mut from = 0;
+    for w in closed {
+        let scan = a
+            .switch
+            .scan_window(from, w.cutoff_timestamp)
+            .await
+            .unwrap();
+        for id in &scan.transfer_ids {
+            assert!(seen.insert(*id), "transfer {id:x} is in two windows");
+        }
+        assert!(w.cutoff_timestamp > from, "cut-offs increase");
+        from = w.cutoff_timestamp;
+    }
+    let whole = a.switch.scan_window(0, from).await.unwrap();
+    assert_eq!(seen.len(), whole.transfer_ids.len(), "none in no window");
+    let in_some = acked
+        .iter()
+        .filter(|id| seen.contains(&switch::ids::TxId::parse(id).unwrap().leg(17)))
+        .count();
+    assert!(
+        in_some > 0,
+        "the closed windows hold the cash-ins before them"
+    );
+    a.assert_ledger_clean().await;
+}
