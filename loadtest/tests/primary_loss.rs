@@ -1,0 +1,135 @@
+//! Losing the PostgreSQL primary (#14): a primary with a synchronous
+//! standby (`ops/postgres/cluster.sh`), a switch process on both hosts
+//! (`target_session_attrs=read-write`), the default mix; the primary's
+//! postmaster is SIGKILLed in the middle of the run and the standby
+//! promoted a second later. The switch reconnects by itself and serves on;
+//! every transaction a client saw acknowledged is on the promoted standby
+//! with its status; nothing is left unfinished and the ledger balances.
+
+mod process;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+fn cluster(args: &[&str]) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ops/postgres/cluster.sh");
+    let out = Command::new("bash")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("cluster.sh runs");
+    assert!(
+        out.status.success(),
+        "cluster.sh {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Stops what is left of the cluster however the test ends.
+struct Stopping(PathBuf);
+
+impl Drop for Stopping {
+    fn drop(&mut self) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ops/postgres/cluster.sh");
+        let _ = Command::new("bash")
+            .arg(script)
+            .arg("stop")
+            .arg(&self.0)
+            .output();
+    }
+}
+
+fn primary_loss() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let pg = dir.path().join("pg");
+    let (primary, standby) = (pgtest::free_port(), pgtest::free_port());
+    let pg_str = pg.to_str().expect("utf-8 path");
+    cluster(&["start", pg_str, &primary.to_string(), &standby.to_string()]);
+    let _stopping = Stopping(pg.clone());
+    let url = format!(
+        "host=127.0.0.1,127.0.0.1 port={primary},{standby} user=postgres dbname=switch target_session_attrs=read-write connect_timeout=2"
+    );
+    let data = dir.path().join("node");
+    std::fs::create_dir_all(&data).expect("node folder");
+    let (mut node, address) = process::start(&data, Some(&url));
+    let target = || {
+        loadtest::Target::from_profiles(&data.join("profiles"), std::slice::from_ref(&address))
+            .expect("profiles")
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let record = dir.path().join("acked.jsonl");
+    let load = runtime.spawn(loadtest::run(
+        target(),
+        process::load(Some(record.clone()), 9, Duration::from_secs(10)),
+    ));
+    std::thread::sleep(Duration::from_secs(3));
+    let pid = std::fs::read_to_string(pg.join("primary/postmaster.pid"))
+        .expect("the primary's pid file")
+        .lines()
+        .next()
+        .expect("a pid")
+        .trim()
+        .to_string();
+    let killed = Command::new("kill")
+        .args(["-9", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success(), "SIGKILL the primary ({pid})");
+    std::thread::sleep(Duration::from_secs(1));
+    cluster(&["promote", pg_str]);
+    let report = runtime
+        .block_on(load)
+        .expect("the generator ran")
+        .expect("a report");
+    let acked = std::fs::read_to_string(&record)
+        .expect("record")
+        .lines()
+        .count();
+    eprintln!(
+        "primary killed at 3 s, standby promoted at 4 s: {} completed, {} failed ({})",
+        report["completed"], report["failed"], report["errors"]
+    );
+    assert!(acked > 0, "nothing was acknowledged");
+
+    // The switch serves on the promoted standby: a run fails nothing.
+    let after = runtime
+        .block_on(loadtest::run(
+            target(),
+            process::load(None, 10, Duration::from_secs(3)),
+        ))
+        .expect("a report");
+    assert!(
+        after["completed"].as_u64() > Some(0) && after["failed"] == 0,
+        "serving after the promotion: {after}"
+    );
+    // Every acknowledged transaction is on the new primary.
+    let verified = runtime
+        .block_on(loadtest::verify_record(target(), &record, 2))
+        .expect("verification ran");
+    assert_eq!(verified["ok"], true, "{verified}");
+    // What the failover interrupted is finished (the node holds the worker
+    // lease); a second node in this process looks.
+    runtime.block_on(async {
+        let look = tempfile::tempdir().expect("the second node's folder");
+        let opened = switch::server::open(
+            process::config(look.path(), Some(url.clone())),
+            "127.0.0.1:1".parse().expect("address"),
+        )
+        .await
+        .expect("a second node opens on the new primary");
+        process::settled(&opened.switch, Duration::from_secs(120)).await;
+    });
+    node.kill().expect("stop the node");
+    node.wait().expect("reaped");
+    eprintln!("primary loss: {acked} acknowledged transactions intact");
+}
+
+fn main() {
+    if process::serve_if_asked() || process::listing("primary_loss") {
+        return;
+    }
+    primary_loss();
+    println!("test primary_loss ... ok");
+}
