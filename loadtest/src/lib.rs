@@ -295,6 +295,19 @@ impl ServerThread {
 
 /// A switch started in-process on a temporary directory, on a runtime of
 /// its own.
+/// What a switch under load needs that the demo's defaults do not give: a
+/// load test moves more than a day's limits, and more e-float than the
+/// demo's, in minutes; it needs bills that never run out; windows close only
+/// when asked.
+pub fn tune_for_load(config: &mut switch::Config) {
+    config.terminal_daily_max = u64::MAX;
+    config.customer_daily_max = u64::MAX;
+    config.demo_efloat = 1_000_000_000_000;
+    config.biller_sim.customers = 600;
+    config.biller_sim.recurring_bills = true;
+    config.settlement = Default::default();
+}
+
 pub struct Embedded {
     _dir: tempfile::TempDir,
     server: ServerThread,
@@ -313,14 +326,7 @@ impl Embedded {
             data_dir: dir.path().to_path_buf(),
             ..switch::Config::default()
         };
-        // A load test moves more than a day's limits, and more e-float than
-        // the demo's, in minutes; and it needs bills that never run out.
-        config.terminal_daily_max = u64::MAX;
-        config.customer_daily_max = u64::MAX;
-        config.demo_efloat = 1_000_000_000_000;
-        config.biller_sim.customers = 600;
-        config.biller_sim.recurring_bills = true;
-        config.settlement = Default::default();
+        tune_for_load(&mut config);
         tune(&mut config);
         let sims = std::sync::Arc::new(std::sync::Mutex::new(None));
         let handed = sims.clone();

@@ -93,34 +93,17 @@ fn primary_loss() {
     );
     assert!(acked > 0, "nothing was acknowledged");
 
-    // The switch serves on the promoted standby: a run fails nothing.
-    let after = runtime
-        .block_on(loadtest::run(
-            target(),
-            process::load(None, 10, Duration::from_secs(3)),
-        ))
-        .expect("a report");
-    assert!(
-        after["completed"].as_u64() > Some(0) && after["failed"] == 0,
-        "serving after the promotion: {after}"
+    // The switch serves on the promoted standby, every acknowledged
+    // transaction is on it, and what the failover interrupted is finished
+    // (the node holds the worker lease).
+    let left = process::serves_on_and_loses_nothing(
+        &runtime,
+        target,
+        "cash_in=40,cash_out=20,bill=20,qr=20",
+        &record,
+        &url,
     );
-    // Every acknowledged transaction is on the new primary.
-    let verified = runtime
-        .block_on(loadtest::verify_record(target(), &record, 2))
-        .expect("verification ran");
-    assert_eq!(verified["ok"], true, "{verified}");
-    // What the failover interrupted is finished (the node holds the worker
-    // lease); a second node in this process looks.
-    runtime.block_on(async {
-        let look = tempfile::tempdir().expect("the second node's folder");
-        let opened = switch::server::open(
-            process::config(look.path(), Some(url.clone())),
-            "127.0.0.1:1".parse().expect("address"),
-        )
-        .await
-        .expect("a second node opens on the new primary");
-        process::settled(&opened.switch, Duration::from_secs(120)).await;
-    });
+    eprintln!("the failover left {left} transactions unfinished");
     node.kill().expect("stop the node");
     node.wait().expect("reaped");
     eprintln!("primary loss: {acked} acknowledged transactions intact");

@@ -7,6 +7,18 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+/// What the vocabularies at the top may not reach: any layer.
+const EVERY_LAYER: &[&str] = &[
+    "edge",
+    "flows",
+    "settlement",
+    "adapters",
+    "store",
+    "sim",
+    "server",
+    "provision",
+];
+
 /// Which folders each layer may not reach (directly or through another
 /// file). `sim` is wired in by `server` and `provision` only.
 const FORBIDDEN: &[(&str, &[&str])] = &[
@@ -41,110 +53,14 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
         ],
     ),
     // The vocabularies at the top import no layer.
-    (
-        "accounts",
-        &[
-            "edge",
-            "flows",
-            "settlement",
-            "adapters",
-            "store",
-            "sim",
-            "server",
-            "provision",
-        ],
-    ),
-    (
-        "caller",
-        &[
-            "edge",
-            "flows",
-            "settlement",
-            "adapters",
-            "store",
-            "sim",
-            "server",
-            "provision",
-        ],
-    ),
-    (
-        "clock",
-        &[
-            "edge",
-            "flows",
-            "settlement",
-            "adapters",
-            "store",
-            "sim",
-            "server",
-            "provision",
-        ],
-    ),
-    (
-        "config",
-        &[
-            "edge",
-            "flows",
-            "settlement",
-            "adapters",
-            "store",
-            "sim",
-            "server",
-            "provision",
-        ],
-    ),
-    (
-        "demo",
-        &[
-            "edge",
-            "flows",
-            "settlement",
-            "adapters",
-            "store",
-            "sim",
-            "server",
-            "provision",
-        ],
-    ),
-    (
-        "error",
-        &[
-            "edge",
-            "flows",
-            "settlement",
-            "adapters",
-            "store",
-            "sim",
-            "server",
-            "provision",
-        ],
-    ),
-    (
-        "fees",
-        &[
-            "edge",
-            "flows",
-            "settlement",
-            "adapters",
-            "store",
-            "sim",
-            "server",
-            "provision",
-        ],
-    ),
-    (
-        "ids",
-        &[
-            "edge",
-            "flows",
-            "settlement",
-            "adapters",
-            "store",
-            "sim",
-            "server",
-            "provision",
-        ],
-    ),
+    ("accounts", EVERY_LAYER),
+    ("caller", EVERY_LAYER),
+    ("clock", EVERY_LAYER),
+    ("config", EVERY_LAYER),
+    ("demo", EVERY_LAYER),
+    ("error", EVERY_LAYER),
+    ("fees", EVERY_LAYER),
+    ("ids", EVERY_LAYER),
 ];
 
 type Module = Vec<String>;

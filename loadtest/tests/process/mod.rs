@@ -3,6 +3,9 @@
 //! calls [`serve_if_asked`] first), so that it is the library's own
 //! `server::open` and `serve` that die, with nothing in between.
 
+// Each test file uses its own part of this module.
+#![allow(dead_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -15,14 +18,7 @@ pub fn config(data: &Path, store: Option<String>) -> switch::Config {
         ..switch::Config::default()
     };
     config.store.url = store;
-    // Limits and e-float for minutes of load, bills that never run out,
-    // windows closed by hand only.
-    config.terminal_daily_max = u64::MAX;
-    config.customer_daily_max = u64::MAX;
-    config.demo_efloat = 1_000_000_000_000;
-    config.biller_sim.customers = 600;
-    config.biller_sim.recurring_bills = true;
-    config.settlement = Default::default();
+    loadtest::tune_for_load(&mut config);
     config.bank_timeout_ms = 1_000;
     // Cash-outs a kill left unconfirmed are cancelled soon after, and
     // reservations whose records a kill lost are released soon after.
@@ -150,4 +146,44 @@ pub async fn settled(switch: &switch::flows::Switch, limit: Duration) {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// After losing a node or the primary: a short run through `target` fails
+/// nothing (`mix`), every transaction in `record` reads back with its
+/// status, and, seen from another node opened here on `url` (a node does
+/// not take over at start what may be in flight elsewhere), what the loss
+/// interrupted is finished by the survivors. Returns how many records the
+/// loss left unfinished when that node first looked.
+pub fn serves_on_and_loses_nothing(
+    runtime: &tokio::runtime::Runtime,
+    target: impl Fn() -> loadtest::Target,
+    mix: &str,
+    record: &Path,
+    url: &str,
+) -> usize {
+    let mut options = load(None, 10, Duration::from_secs(2));
+    options.mix = loadtest::parse_mix(mix).expect("mix");
+    let after = runtime
+        .block_on(loadtest::run(target(), options))
+        .expect("a report");
+    assert!(
+        after["completed"].as_u64() > Some(0) && after["failed"] == 0,
+        "serving on: {after}"
+    );
+    let verified = runtime
+        .block_on(loadtest::verify_record(target(), record, 2))
+        .expect("verification ran");
+    assert_eq!(verified["ok"], true, "{verified}");
+    runtime.block_on(async {
+        let look = tempfile::tempdir().expect("the looking node's folder");
+        let opened = switch::server::open(
+            config(look.path(), Some(url.to_string())),
+            "127.0.0.1:1".parse().expect("address"),
+        )
+        .await
+        .expect("another node opens");
+        let left = opened.switch.store.unfinished().expect("unfinished").len();
+        settled(&opened.switch, Duration::from_secs(120)).await;
+        left
+    })
 }
