@@ -70,6 +70,18 @@ impl From<tonic::Status> for Failure {
     }
 }
 
+impl Failure {
+    /// A failure the client found itself, under `code`.
+    pub fn new(code: &str, message: String) -> Failure {
+        Failure {
+            code: code.to_string(),
+            message,
+            transaction_id: None,
+            status: None,
+        }
+    }
+}
+
 impl From<String> for Failure {
     fn from(message: String) -> Failure {
         Failure {

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 mod admin_cmd;
+mod amount;
 mod client;
 mod merchant_cmd;
 mod qr_cmd;
@@ -49,8 +50,8 @@ enum Command {
         #[arg(long)]
         payload: String,
         /// Whole đồng; required for a static code.
-        #[arg(long, default_value_t = 0)]
-        amount: u64,
+        #[arg(long, default_value = "0", allow_hyphen_values = true)]
+        amount: crate::amount::Amount,
         #[arg(long)]
         request_id: Option<String>,
     },
@@ -74,8 +75,44 @@ enum Command {
     Teller(teller::TellerCommand),
 }
 
+/// An argument error: clap's text, or with `--json` one JSON object on
+/// stdout (`usage`, exit 2) like every other failure. Help and version
+/// print as usual.
+fn usage(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let json = std::env::args().any(|a| a == "--json");
+    let informational = matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    if !json || informational {
+        let _ = e.print();
+        return ExitCode::from(e.exit_code() as u8);
+    }
+    let rendered = e.render().to_string();
+    // The error's own lines, before clap's usage and hint.
+    let message = rendered
+        .lines()
+        .take_while(|l| !l.is_empty() && !l.starts_with("Usage:"))
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" ")
+        .trim_start_matches("error: ")
+        .to_string();
+    println!(
+        "{}",
+        serde_json::json!({"error": {"code": "usage", "message": message}})
+    );
+    ExitCode::from(2)
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage(e),
+    };
     match cli.command {
         Command::Qr(c) if !matches!(c, qr_cmd::QrCommand::Create { .. }) => {
             match qr_cmd::run(c, cli.json) {

@@ -72,7 +72,7 @@ pub enum FundingArg {
 /// What `pos-agent` asked of a merchant, bank or teller profile.
 pub enum Command {
     CreateQr {
-        amount: u64,
+        amount: crate::amount::Amount,
         reference: String,
         purpose: Option<String>,
         expires_in_s: u32,
@@ -82,7 +82,7 @@ pub enum Command {
     PayQr {
         payer_account: String,
         payload: String,
-        amount: u64,
+        amount: crate::amount::Amount,
         request_id: Option<String>,
     },
     Bill(BillCommand),
@@ -165,7 +165,7 @@ pub async fn run(profile: &Path, command: Command, json: bool) -> Result<String,
             let mut client = pb::merchant_client::MerchantClient::new(channel);
             let msg = pb::CreateQrRequest {
                 client_request_id: request_id.unwrap_or_else(new_request_id),
-                amount,
+                amount: amount.dong()?,
                 reference,
                 purpose: purpose.unwrap_or_default(),
                 expires_in_s,
@@ -275,7 +275,7 @@ pub async fn run(profile: &Path, command: Command, json: bool) -> Result<String,
                 client_request_id: request_id.unwrap_or_else(new_request_id),
                 payload,
                 payer_account,
-                amount,
+                amount: amount.dong()?,
             };
             let r = call!(
                 client,

@@ -39,8 +39,8 @@ pub enum QrCommand {
     /// draws the code otherwise.
     Create {
         /// Whole đồng.
-        #[arg(long)]
-        amount: u64,
+        #[arg(long, allow_hyphen_values = true)]
+        amount: crate::amount::Amount,
         /// The order reference (62/01).
         #[arg(long)]
         reference: String,

@@ -44,8 +44,8 @@ pub enum FloatCommand {
     Topup {
         #[arg(long)]
         post_office: String,
-        #[arg(long)]
-        amount: u64,
+        #[arg(long, allow_hyphen_values = true)]
+        amount: crate::amount::Amount,
         #[arg(long)]
         request_id: Option<String>,
     },
@@ -53,8 +53,8 @@ pub enum FloatCommand {
     Sweep {
         #[arg(long)]
         terminal: String,
-        #[arg(long)]
-        amount: u64,
+        #[arg(long, allow_hyphen_values = true)]
+        amount: crate::amount::Amount,
         #[arg(long)]
         request_id: Option<String>,
     },
@@ -312,7 +312,7 @@ pub async fn run(profile: &Path, command: Command, json: bool) -> Result<String,
             let msg = pb::TopUpFloatRequest {
                 client_request_id: request_id.unwrap_or_else(new_request_id),
                 post_office_id: post_office,
-                amount,
+                amount: amount.dong()?,
             };
             let l = call!(top_up_float, "/switch.v1.Settlement/TopUpFloat", msg)?;
             Ok(if json {
@@ -329,7 +329,7 @@ pub async fn run(profile: &Path, command: Command, json: bool) -> Result<String,
             let msg = pb::SweepCashRequest {
                 client_request_id: request_id.unwrap_or_else(new_request_id),
                 terminal_id: terminal,
-                amount,
+                amount: amount.dong()?,
             };
             let l = call!(sweep_cash, "/switch.v1.Settlement/SweepCash", msg)?;
             Ok(if json {

@@ -26,8 +26,8 @@ pub enum TellerCommand {
         #[arg(long)]
         account: String,
         /// Whole đồng.
-        #[arg(long)]
-        amount: u64,
+        #[arg(long, allow_hyphen_values = true)]
+        amount: crate::amount::Amount,
         /// Reuse to retry a request whose answer was lost (default: new).
         #[arg(long)]
         request_id: Option<String>,
@@ -56,8 +56,8 @@ pub enum CashOutCommand {
         account: String,
         #[arg(long)]
         code: String,
-        #[arg(long)]
-        amount: u64,
+        #[arg(long, allow_hyphen_values = true)]
+        amount: crate::amount::Amount,
         #[arg(long)]
         request_id: Option<String>,
     },
@@ -89,8 +89,8 @@ pub enum SimCommand {
         bank: String,
         #[arg(long)]
         account: String,
-        #[arg(long)]
-        amount: u64,
+        #[arg(long, allow_hyphen_values = true)]
+        amount: crate::amount::Amount,
     },
 }
 
@@ -230,7 +230,7 @@ pub async fn run(profile: &Path, command: TellerCommand, json: bool) -> Result<S
                 client_request_id: request_id.unwrap_or_else(new_request_id),
                 bank_bin: bank,
                 account,
-                amount,
+                amount: amount.dong()?,
             };
             let r = call!(cash_in, "/switch.v1.Teller/CashIn", msg)?;
             Ok(render(&r, json))
@@ -247,7 +247,7 @@ pub async fn run(profile: &Path, command: TellerCommand, json: bool) -> Result<S
                 bank_bin: bank,
                 account,
                 code,
-                amount,
+                amount: amount.dong()?,
             };
             let r = call!(cash_out_start, "/switch.v1.Teller/CashOutStart", msg)?;
             Ok(render(&r, json))
@@ -272,7 +272,7 @@ pub async fn run(profile: &Path, command: TellerCommand, json: bool) -> Result<S
             let msg = pb::IssueWithdrawalCodeRequest {
                 bank_bin: bank,
                 account,
-                amount,
+                amount: amount.dong()?,
             };
             let r = sim
                 .issue_withdrawal_code(

@@ -383,3 +383,68 @@ async fn an_operator_closes_and_reports_a_window_and_a_bank_reconciles() {
     assert_eq!(shown["post_offices"].as_array().unwrap().len(), 1);
     h.assert_ledger_clean().await;
 }
+
+/// In `--json` mode every failure is one JSON object: argument errors are
+/// `usage` (exit 2), and a negative or oversized amount gets the switch's
+/// amount codes (exit 1), never clap's plain-text usage.
+#[tokio::test]
+async fn json_mode_reports_argument_errors_and_bad_amounts_as_json() {
+    let h = Harness::start(|_| {}).await;
+    let c = h.customer("970422", 0);
+    let cases: [(&[&str], &str, i32); 5] = [
+        (
+            &[
+                "cash-in",
+                "--bank",
+                "970422",
+                "--account",
+                &c.account,
+                "--amount",
+                "-5",
+            ],
+            "amount_below_minimum",
+            1,
+        ),
+        (
+            &[
+                "cash-in",
+                "--bank",
+                "970422",
+                "--account",
+                &c.account,
+                "--amount",
+                "999999999999999999999",
+            ],
+            "amount_above_maximum",
+            1,
+        ),
+        (&["cash-in", "--bank", "970422"], "usage", 2),
+        (
+            &[
+                "cash-in",
+                "--bank",
+                "970422",
+                "--account",
+                "1",
+                "--amount",
+                "1.5",
+            ],
+            "usage",
+            2,
+        ),
+        (&["no-such-command"], "usage", 2),
+    ];
+    for (args, code, exit) in cases {
+        let out = pos_agent(&h, "tho-tang-1", args).await;
+        let v = json(&out);
+        assert_eq!(v["error"]["code"], code, "{args:?}: {v}");
+        assert!(
+            !v["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .is_empty(),
+            "{args:?}: a message"
+        );
+        assert_eq!(out.status.code(), Some(exit), "{args:?}");
+    }
+}
