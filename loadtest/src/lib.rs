@@ -715,9 +715,13 @@ impl Shared {
         let mut ready = Some(ready);
         let (_, creds) = &self.target.merchants[merchant];
         let mut after = u64::MAX;
+        // Each reconnection tries the next connection, so a watcher whose
+        // node died moves to another (a switch's nodes share the notices).
+        let mut attempt: u64 = 0;
         while !stop.load(Ordering::Relaxed) {
             let mut client =
-                pb::merchant_client::MerchantClient::new(self.channel(merchant as u64));
+                pb::merchant_client::MerchantClient::new(self.channel(merchant as u64 + attempt));
+            attempt += 1;
             // Start from the newest: earlier payments are not this run's.
             if after == u64::MAX {
                 let m = pb::ListPaymentsRequest {

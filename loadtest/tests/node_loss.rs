@@ -27,11 +27,9 @@ fn node_loss() {
     let record = out.path().join("acked.jsonl");
     let both = loadtest::Target::from_profiles(&profiles, &[a_address, b_address.clone()])
         .expect("profiles");
-    // Without QR payments: a merchant's WatchPayments stream hears only
-    // the node it is connected to (not yet shared between nodes), so a QR
-    // flow's wait for its notice would fail on two nodes whatever happens.
-    let mut options = process::load(Some(record.clone()), 7, Duration::from_secs(6));
-    options.mix = loadtest::parse_mix("cash_in=50,cash_out=25,bill=25").expect("mix");
+    // The default mix: a merchant watching on A moves its stream to B when
+    // A dies, and hears there what either node completed.
+    let options = process::load(Some(record.clone()), 7, Duration::from_secs(6));
     let load = runtime.spawn(loadtest::run(both, options));
     std::thread::sleep(Duration::from_secs(2));
     a.kill().expect("SIGKILL node A");
