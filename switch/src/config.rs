@@ -29,6 +29,9 @@ pub struct Config {
     pub breaker: BreakerConfig,
     /// How far a request's timestamp may be from the switch's clock.
     pub signature_skew_ms: u64,
+    /// Requests each caller's key may make: one terminal or bank cannot
+    /// starve the others.
+    pub rate_limit: RateLimitConfig,
     pub cash_in: Product,
     pub cash_out: Product,
     /// A merchant's VietQR: the fee is the merchant's (kept by its bank for
@@ -72,6 +75,27 @@ pub struct Config {
 /// How a circuit breaker judges a bank or biller ([`crate::adapters::breaker`]). Defaults (ARCHITECTURE.md says why):
 /// the last 100 calls within 30 s, at least 20 of them, half failed; open
 /// for 2 s; 5 trial calls.
+/// A token bucket per key id (`[rate_limit]`): `requests_per_s` on
+/// average, `burst` at once. The default, 200 a second with bursts of 400,
+/// is far above what a counter terminal or a merchant does and leaves a
+/// bank's backend a fair share of this machine's few thousand flows a
+/// second; 0 turns the limit off (the load generator's embedded switch).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    pub requests_per_s: u64,
+    pub burst: u64,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> RateLimitConfig {
+        RateLimitConfig {
+            requests_per_s: 200,
+            burst: 400,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct BreakerConfig {
@@ -149,6 +173,7 @@ impl Default for Config {
             bank_timeout_ms: 3_000,
             bank_status_attempts: 3,
             breaker: BreakerConfig::default(),
+            rate_limit: RateLimitConfig::default(),
             signature_skew_ms: 300_000,
             cash_in: Product {
                 amount_min: 10_000,

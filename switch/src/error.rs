@@ -70,6 +70,7 @@ catalogue! {
     WindowNotFound => ("window_not_found", NotFound),
     WindowOpen => ("window_open", FailedPrecondition),
     StatementInvalid => ("statement_invalid", InvalidArgument),
+    RateLimited => ("rate_limited", ResourceExhausted),
 }
 
 /// An error with its code and a message fit for a teller's screen (never a

@@ -142,7 +142,11 @@ pub async fn open(config: Config, address: std::net::SocketAddr) -> Result<Opene
     }
     let (post_offices, terminals) = (switch.store.post_offices()?, switch.store.terminals()?);
     switch.add_numbers(&post_offices, &terminals);
-    let keys = Arc::new(Keys::new(config.signature_skew_ms, started_ms));
+    let keys = Arc::new(Keys::new(
+        config.signature_skew_ms,
+        started_ms,
+        config.rate_limit.clone(),
+    ));
     for t in &terminals {
         let secret = t.secret().ok_or("a terminal's stored secret is not hex")?;
         keys.insert(

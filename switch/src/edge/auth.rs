@@ -69,6 +69,8 @@ pub struct Keys {
     /// anywhere.
     shared: RwLock<Option<Arc<dyn crate::caller::SharedKeys>>>,
     nonces: Mutex<Nonces>,
+    /// Each key's share of the switch.
+    limits: super::rate_limit::RateLimits,
     skew_ms: i64,
     started_ms: i64,
 }
@@ -77,11 +79,12 @@ impl Keys {
     /// `started_ms`: when this run of the switch began; a request signed
     /// earlier is refused (its nonce may have been seen by the run before,
     /// whose memory of nonces is gone).
-    pub fn new(skew_ms: u64, started_ms: i64) -> Keys {
+    pub fn new(skew_ms: u64, started_ms: i64, limits: crate::config::RateLimitConfig) -> Keys {
         Keys {
             credentials: RwLock::new(HashMap::new()),
             shared: RwLock::new(None),
             nonces: Mutex::new(Nonces::default()),
+            limits: super::rate_limit::RateLimits::new(limits),
             skew_ms: skew_ms as i64,
             started_ms,
         }
@@ -212,6 +215,18 @@ impl Keys {
             return Err(Status::unauthenticated(
                 "unauthenticated: signed before the switch started; sign again",
             ));
+        }
+        if let Err(retry_after_ms) = self.limits.take(key_id, crate::clock::monotonic_ms()) {
+            metrics::counter!("switch_requests_rate_limited_total").increment(1);
+            let mut status: Status = crate::error::SwitchError::new(
+                crate::error::ErrorCode::RateLimited,
+                format!("too many requests from {key_id}; try again in {retry_after_ms} ms"),
+            )
+            .into();
+            if let Ok(v) = retry_after_ms.to_string().parse() {
+                status.metadata_mut().insert("retry-after-ms", v);
+            }
+            return Err(status);
         }
         let mut nonces = self.nonces.lock().unwrap_or_else(|e| e.into_inner());
         // A request is accepted only within the skew of the switch's clock,

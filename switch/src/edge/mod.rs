@@ -12,6 +12,7 @@ pub mod bills;
 pub mod convert;
 pub mod merchant;
 pub mod payer_bank;
+pub mod rate_limit;
 pub mod receipt;
 pub mod settlement;
 pub mod teller;
