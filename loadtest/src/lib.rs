@@ -1043,6 +1043,9 @@ pub async fn verify_record(
 /// A verification call that takes longer counts as missing (and is
 /// reported as timed out): verification must end.
 const VERIFY_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Times a lookup refused as rate-limited is asked again (after the
+/// switch's hint) before it counts as missing.
+const VERIFY_RATE_LIMITED_TRIES: u32 = 50;
 /// Lookups verification keeps in flight.
 const VERIFY_IN_FLIGHT_MAX: usize = 32;
 
@@ -1102,11 +1105,33 @@ async fn verify(shared: &Arc<Shared>) -> serde_json::Value {
                 transaction_id: a.transaction_id.clone(),
             };
             let mut teller = pb::teller_client::TellerClient::new(shared.channel(n as u64));
-            let lookup = tokio::time::timeout(
-                VERIFY_CALL_TIMEOUT,
-                teller.get_transaction(creds.sign("/switch.v1.Teller/GetTransaction", m)),
-            )
-            .await;
+            // A switch that rate-limits the key says when to ask again.
+            let mut tries = 0;
+            let lookup = loop {
+                let lookup = tokio::time::timeout(
+                    VERIFY_CALL_TIMEOUT,
+                    teller
+                        .get_transaction(creds.sign("/switch.v1.Teller/GetTransaction", m.clone())),
+                )
+                .await;
+                match &lookup {
+                    Ok(Err(s))
+                        if s.code() == tonic::Code::ResourceExhausted
+                            && tries < VERIFY_RATE_LIMITED_TRIES =>
+                    {
+                        tries += 1;
+                        let wait_ms = s
+                            .metadata()
+                            .get("retry-after-ms")
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.parse::<u64>().ok())
+                            .unwrap_or(100)
+                            .clamp(1, 1_000);
+                        tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+                    }
+                    _ => break lookup,
+                }
+            };
             match lookup {
                 Err(_) => {
                     timed_out.fetch_add(1, Ordering::Relaxed);

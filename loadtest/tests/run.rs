@@ -110,3 +110,37 @@ async fn the_null_server_answers_every_flow_and_verifies() {
         );
     }
 }
+
+/// Verification against a switch that rate-limits each key waits for the
+/// switch's retry hint instead of counting the refused lookups as missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verification_waits_out_a_rate_limit() {
+    let (embedded, target) = Embedded::start(|c| {
+        c.rate_limit.requests_per_s = 20;
+        c.rate_limit.burst = 5;
+    })
+    .await
+    .unwrap();
+    let options = Options {
+        mode: Mode::Closed { concurrency: 8 },
+        mix: parse_mix("cash_in=1").unwrap(),
+        duration: Duration::from_millis(1500),
+        warmup: Duration::ZERO,
+        seed: 9,
+        record: None,
+        progress: false,
+        connections: 2,
+    };
+    let report = tokio::time::timeout(Duration::from_secs(120), run(target, options))
+        .await
+        .expect("the load run ended within two minutes")
+        .unwrap();
+    embedded.stop().await;
+    assert!(
+        report["errors"]["rate_limited"].as_u64() > Some(0),
+        "the limit was in force: {report}"
+    );
+    assert!(report["completed"].as_u64() > Some(0), "{report}");
+    // Verified right after the load, every key's bucket empty.
+    assert_eq!(report["verification"]["ok"], true, "{report}");
+}
