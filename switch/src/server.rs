@@ -236,15 +236,10 @@ impl crate::caller::SharedKeys for StoreKeys {
             };
             return Ok(Some((Principal { id: t.id, role }, secret(&t.secret_hex)?)));
         }
+        let found =
+            |id: String, role: Role, hex: &str| Ok(Some((Principal { id, role }, secret(hex)?)));
         if let Some(m) = store.merchant(id).map_err(e)? {
-            let s = secret(&m.secret_hex)?;
-            return Ok(Some((
-                Principal {
-                    id: m.id,
-                    role: Role::Merchant,
-                },
-                s,
-            )));
+            return found(m.id, Role::Merchant, &m.secret_hex);
         }
         if let Some(o) = store
             .operators()
@@ -252,14 +247,7 @@ impl crate::caller::SharedKeys for StoreKeys {
             .into_iter()
             .find(|o| o.id == id)
         {
-            let s = secret(&o.secret_hex)?;
-            return Ok(Some((
-                Principal {
-                    id: o.id,
-                    role: Role::Operator,
-                },
-                s,
-            )));
+            return found(o.id, Role::Operator, &o.secret_hex);
         }
         if let Some(b) = store
             .bank_clients()
@@ -267,14 +255,7 @@ impl crate::caller::SharedKeys for StoreKeys {
             .into_iter()
             .find(|b| b.bin == id)
         {
-            let s = secret(&b.secret_hex)?;
-            return Ok(Some((
-                Principal {
-                    id: b.bin,
-                    role: Role::Bank,
-                },
-                s,
-            )));
+            return found(b.bin, Role::Bank, &b.secret_hex);
         }
         Ok(None)
     }

@@ -257,14 +257,11 @@ impl Switch {
             {
                 continue;
             }
-            let _one_at_a_time = self
-                .take_turn(self.resolving(rec.tx_id()), cash_out_turn(rec.tx_id()))
-                .await?;
-            let Some(rec) = self
-                .store
-                .get_tx(rec.tx_id())
-                .map_err(storage)?
-                .filter(|r| matches!(r.stage, Stage::AtBank | Stage::Reversing))
+            let Some((_one_at_a_time, rec)) = self
+                .turn_if(&rec, |r| {
+                    matches!(r.stage, Stage::AtBank | Stage::Reversing)
+                })
+                .await?
             else {
                 continue;
             };
@@ -278,6 +275,21 @@ impl Switch {
             }
         }
         Ok(n)
+    }
+
+    /// Take `rec`'s turn (here and on every node) and read it again: the
+    /// record as it is now, if it still `holds`, with the turn to act on it.
+    async fn turn_if(
+        &self,
+        rec: &TxRecord,
+        holds: impl Fn(&TxRecord) -> bool,
+    ) -> Result<Option<(Turn<'_>, TxRecord)>, SwitchError> {
+        let id = rec.tx_id();
+        let turn = self
+            .take_turn(self.resolving(id), cash_out_turn(id))
+            .await?;
+        let now = self.store.get_tx(id).map_err(storage)?.filter(holds);
+        Ok(now.map(|r| (turn, r)))
     }
 
     fn resolving(&self, id: TxId) -> &tokio::sync::Mutex<()> {
@@ -368,15 +380,10 @@ impl Switch {
             {
                 continue;
             }
-            let _one_at_a_time = self
-                .take_turn(self.resolving(rec.tx_id()), cash_out_turn(rec.tx_id()))
-                .await?;
             // Confirmed or cancelled meanwhile?
-            let Some(rec) = self
-                .store
-                .get_tx(rec.tx_id())
-                .map_err(storage)?
-                .filter(|r| r.stage == Stage::AwaitingConfirm)
+            let Some((_one_at_a_time, rec)) = self
+                .turn_if(&rec, |r| r.stage == Stage::AwaitingConfirm)
+                .await?
             else {
                 continue;
             };
