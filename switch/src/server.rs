@@ -67,6 +67,7 @@ pub async fn open(config: Config, address: std::net::SocketAddr) -> Result<Opene
             (LedgerStore::Postgres(Arc::new(ledger)), store)
         }
     };
+    store.adopt_legacy_recon().await?;
     let mut routes = Routes::default();
     let mut sims = Simulators::default();
     for b in &config.banks {

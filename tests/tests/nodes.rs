@@ -394,3 +394,53 @@ async fn windows_close_once_with_two_nodes_and_every_transfer_is_in_exactly_one(
     );
     a.assert_ledger_clean().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_reconciled_on_one_node_is_seen_and_resolved_on_the_other() {
+    let (a, b) = two_nodes().await;
+    let c = a.customer(MB, 0);
+    let mut t = a.teller("tho-tang-1");
+    let mut lines = Vec::new();
+    for (i, amount) in [120_000u64, 340_000].into_iter().enumerate() {
+        let tx = t
+            .cash_in(&format!("in-{i}"), MB, &c.account, amount)
+            .await
+            .unwrap();
+        lines.push(format!("{},{amount},credit,completed,x", tx.transaction_id));
+    }
+    a.settlement("operator").close().await;
+    // The bank's statement has one amount wrong.
+    lines[1] = lines[1].replace(",340000,", ",340001,");
+    let mut statement = String::from("transaction_id,amount,direction,status,posted_at\n");
+    for l in &lines {
+        statement.push_str(l);
+        statement.push('\n');
+    }
+    let bank = format!("bank-{MB}");
+    let r = b
+        .settlement(&bank)
+        .reconcile(1, statement.as_bytes(), 32, None)
+        .await
+        .unwrap();
+    assert_eq!(r.exceptions_total, 1, "{r:?}");
+    let exception = &r.exceptions[0];
+    assert_eq!(exception.class, "amount_mismatch");
+    // Node A finds the run node B made, and resolves its exception.
+    let resolved = a
+        .settlement("operator")
+        .resolve(1, MB, &exception.exception_id, "typo at the bank")
+        .await
+        .unwrap();
+    assert_eq!(resolved.resolution_note, "typo at the bank");
+    // The same statement sent to node A answers node B's report, resolved.
+    let again = a
+        .settlement(&bank)
+        .reconcile(1, statement.as_bytes(), 16, None)
+        .await
+        .unwrap();
+    assert_eq!(again.exceptions.len(), 1);
+    assert_eq!(again.exceptions[0].resolution_note, "typo at the bank");
+    let audit = b.switch.audit_trail().unwrap();
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert_eq!(audit[0]["exception"], exception.exception_id.as_str());
+}

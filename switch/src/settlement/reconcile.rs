@@ -20,7 +20,7 @@ use crate::error::{ErrorCode, SwitchError};
 use crate::flows::{Switch, storage};
 use crate::ids::{Reference, TxId};
 use crate::settlement::WindowState;
-use crate::store::{Action, Party, Status};
+use crate::store::{Action, Party, Status, Store};
 
 /// The classes a statement line (or an expected line) ends in.
 pub const CLASSES: [&str; 7] = [
@@ -204,11 +204,11 @@ impl Switch {
             .scratch_tree(&format!("recon/{run}"))
             .map_err(storage)?;
         // Exceptions are written where they will stay; only a stored report
-        // that names this tree makes them visible.
-        let found = self
-            .store
-            .named_tree(&format!("recon-exceptions/{run}"))
-            .map_err(storage)?;
+        // that names them makes them visible.
+        let found = Found {
+            store: self.store.clone(),
+            name: format!("recon-exceptions/{run}"),
+        };
         let result = self
             .reconcile_into(
                 &scratch,
@@ -223,9 +223,9 @@ impl Switch {
             )
             .await;
         self.store.drop_tree(&scratch).map_err(storage)?;
-        let kept = matches!(&result, Ok(r) if r.exceptions_tree.as_bytes() == &*found.name());
+        let kept = matches!(&result, Ok(r) if r.exceptions_tree == found.name);
         if !kept {
-            self.store.drop_tree(&found).map_err(storage)?;
+            self.store.drop_exceptions(&found.name).map_err(storage)?;
         }
         result
     }
@@ -234,7 +234,7 @@ impl Switch {
     async fn reconcile_into(
         &self,
         scratch: &sled::Tree,
-        found: &sled::Tree,
+        found: &Found,
         bin: &str,
         window: u64,
         from: u64,
@@ -321,6 +321,7 @@ impl Switch {
             c.0 += 1;
             c.1 += e.amount;
         }
+        exceptions.write(found)?;
         let prefix = report_prefix(bin, window, &digest);
         if let Some(stored) = self.stored_report(&prefix)? {
             return Ok(stored);
@@ -336,17 +337,13 @@ impl Switch {
                 .collect(),
             exceptions_total: exceptions.n,
             exceptions: Vec::new(),
-            exceptions_tree: String::from_utf8_lossy(&found.name()).into_owned(),
+            exceptions_tree: found.name.clone(),
         };
         // The report is the commit: written after every exception.
         self.store
-            .recon
-            .insert(
-                prefix.as_bytes(),
-                serde_json::to_vec(&report).expect("serialisable"),
-            )
+            .recon_put(&prefix, serde_json::to_vec(&report).expect("serialisable"))
             .map_err(storage)?;
-        self.store.durable_direct().await.map_err(storage)?;
+        self.store.durable().await.map_err(storage)?;
         let m = report.classes.get("matched").map_or(0, |c| c.0);
         tracing::info!(
             bank = bin,
@@ -413,15 +410,15 @@ impl Switch {
     }
 
     fn stored_report(&self, prefix: &str) -> Result<Option<ReconReport>, SwitchError> {
-        let Some(v) = self.store.recon.get(prefix.as_bytes()).map_err(storage)? else {
+        let Some(v) = self.store.recon_get(prefix).map_err(storage)? else {
             return Ok(None);
         };
         let mut report: ReconReport = serde_json::from_slice(&v).map_err(storage)?;
-        let found = self
+        for kv in self
             .store
-            .named_tree(&report.exceptions_tree)
-            .map_err(storage)?;
-        for kv in found.iter().take(EXCEPTIONS_SHOWN_MAX) {
+            .exceptions(&report.exceptions_tree)
+            .take(EXCEPTIONS_SHOWN_MAX)
+        {
             let (_, v) = kv.map_err(storage)?;
             report
                 .exceptions
@@ -451,19 +448,19 @@ impl Switch {
         }
         let mut found = None;
         let prefix = format!("report/{bin}/{window:020}/");
-        for kv in self.store.recon.scan_prefix(prefix.as_bytes()) {
+        for kv in self.store.recon_scan(&prefix) {
             let (_, v) = kv.map_err(storage)?;
             let report: ReconReport = serde_json::from_slice(&v).map_err(storage)?;
-            let tree = self
+            let stored = self
                 .store
-                .named_tree(&report.exceptions_tree)
+                .exception(&report.exceptions_tree, exception_id)
                 .map_err(storage)?;
-            if let Some(v) = tree.get(exception_id.as_bytes()).map_err(storage)? {
-                found = Some((tree, v));
+            if let Some(v) = stored {
+                found = Some((report.exceptions_tree, v));
                 break;
             }
         }
-        let (tree, value) = found.ok_or_else(|| {
+        let (exceptions, value) = found.ok_or_else(|| {
             SwitchError::new(
                 ErrorCode::TransactionNotFound,
                 format!("no exception {exception_id} for {bin} in window {window}"),
@@ -484,18 +481,19 @@ impl Switch {
         let seq = self.store.next_id().map_err(storage)?;
         // The audit entry first: a resolution is never without its trail.
         self.store
-            .recon
-            .insert(
-                format!("audit/{at_ms:020}/{seq:020}").as_bytes(),
+            .recon_put(
+                &format!("audit/{at_ms:020}/{seq:020}"),
                 serde_json::to_vec(&audit).expect("serialisable"),
             )
             .map_err(storage)?;
-        tree.insert(
-            exception_id.as_bytes(),
-            serde_json::to_vec(&e).expect("serialisable"),
-        )
-        .map_err(storage)?;
-        self.store.durable_direct().await.map_err(storage)?;
+        self.store
+            .put_exception(
+                &exceptions,
+                exception_id,
+                serde_json::to_vec(&e).expect("serialisable"),
+            )
+            .map_err(storage)?;
+        self.store.durable().await.map_err(storage)?;
         tracing::info!(
             window,
             bank = bin,
@@ -508,7 +506,7 @@ impl Switch {
     /// The audit trail of resolutions, oldest first.
     pub fn audit_trail(&self) -> Result<Vec<serde_json::Value>, SwitchError> {
         let mut out = Vec::new();
-        for kv in self.store.recon.scan_prefix(b"audit/") {
+        for kv in self.store.recon_scan("audit/") {
             let (_, v) = kv.map_err(storage)?;
             out.push(serde_json::from_slice(&v).map_err(storage)?);
         }
@@ -516,22 +514,50 @@ impl Switch {
     }
 }
 
-/// Exceptions written to the run's tree as they are found.
-struct Exceptions {
-    n: u64,
+/// Where a run's exceptions are written as they are found: the store,
+/// under the name its report will give them.
+#[derive(Clone)]
+struct Found {
+    store: Store,
+    name: String,
 }
 
+/// Exceptions of a run so far; written in batches (one store write each),
+/// so that a statement with many exceptions is not one write per line.
+struct Exceptions {
+    n: u64,
+    unwritten: Vec<(String, Vec<u8>)>,
+}
+
+/// Exceptions written to the store at once at most.
+const EXCEPTIONS_BATCH_MAX: usize = 1_000;
+
 impl Exceptions {
-    fn push(&mut self, found: &sled::Tree, mut e: Exception) -> Result<(), SwitchError> {
+    fn new() -> Exceptions {
+        Exceptions {
+            n: 0,
+            unwritten: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, found: &Found, mut e: Exception) -> Result<(), SwitchError> {
         self.n += 1;
         e.id = format!("E{:07}", self.n);
-        found
-            .insert(
-                e.id.as_bytes(),
-                serde_json::to_vec(&e).expect("serialisable"),
-            )
-            .map_err(storage)?;
+        let value = serde_json::to_vec(&e).expect("serialisable");
+        self.unwritten.push((e.id, value));
+        if self.unwritten.len() >= EXCEPTIONS_BATCH_MAX {
+            self.write(found)?;
+        }
         Ok(())
+    }
+
+    /// Write every exception pushed so far.
+    fn write(&mut self, found: &Found) -> Result<(), SwitchError> {
+        let batch = std::mem::take(&mut self.unwritten);
+        found
+            .store
+            .put_exceptions(&found.name, &batch)
+            .map_err(storage)
     }
 }
 
@@ -540,7 +566,7 @@ type Parsed = (u64, BTreeMap<String, (u64, u64)>, Exceptions);
 /// Match every statement line against the expected lines in `scratch`.
 fn match_statement(
     scratch: &sled::Tree,
-    found: &sled::Tree,
+    found: &Found,
     input: impl Read,
 ) -> Result<Parsed, SwitchError> {
     let mut reader = csv::ReaderBuilder::new()
@@ -565,7 +591,7 @@ fn match_statement(
         column("status")?,
     );
     let mut classes: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    let mut exceptions = Exceptions { n: 0 };
+    let mut exceptions = Exceptions::new();
     let mut lines = 0u64;
     let mut record = csv::StringRecord::new();
     loop {

@@ -38,7 +38,7 @@ use tokio::sync::watch;
 use super::pg_kv::{PgKv, PgTxn};
 pub use super::tree::{Tree, Value};
 
-const TREES: [(Tree, &str); 11] = [
+const TREES: [(Tree, &str); 12] = [
     (Tree::Tx, "tx"),
     (Tree::Open, "open"),
     (Tree::Idempotency, "idempotency"),
@@ -50,6 +50,7 @@ const TREES: [(Tree, &str); 11] = [
     (Tree::Orders, "orders"),
     (Tree::Payments, "payments"),
     (Tree::Windows, "windows"),
+    (Tree::Recon, "reconciliation"),
 ];
 
 const MAGIC: &[u8; 4] = b"SWKV";

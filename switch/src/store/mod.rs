@@ -17,6 +17,7 @@ pub mod kv;
 pub mod ledger;
 pub mod pg_kv;
 pub mod pg_ledger;
+pub mod recon;
 pub mod records;
 pub mod tree;
 
@@ -37,14 +38,12 @@ pub struct Store {
     /// what running and completed transactions hold (`order/{qr}`,
     /// `bill/{biller}/{customer}/{bill}` → id); `Orders` QR codes issued;
     /// `Payments` merchants' notifications by merchant and number;
-    /// `Windows` settlement windows by id (big-endian).
+    /// `Windows` settlement windows by id (big-endian); `Recon`
+    /// reconciliation's reports, exceptions and audit trail (see
+    /// [`recon`]).
     kv: Arc<Kv>,
-    /// Reconciliation reports and their exceptions, the audit trail of
-    /// resolutions: written straight to sled (large, cold), made durable
-    /// with [`Store::durable_direct`].
-    pub(crate) recon: sled::Tree,
     /// The node's own sled: the journal engine's lagging copy; on either
-    /// engine the simulators' state, reconciliation's trees and scratch.
+    /// engine the simulators' state and reconciliation's scratch.
     db: sled::Db,
 }
 
@@ -162,24 +161,20 @@ impl Store {
     /// The embedded store in `dir`: the journal, sled as its copy.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         let db = Store::open_sled(dir)?;
-        let recon = db.open_tree("recon")?;
         Ok(Store {
             kv: Arc::new(Kv::open(db.clone(), dir)?),
-            recon,
             db,
         })
     }
 
     /// The records in PostgreSQL at `url` (shared by every node; the schema
     /// migrated by [`pg_ledger::migrate`]), with the node's own sled in
-    /// `dir` for what is not shared yet (reconciliation's trees, the
-    /// simulators).
+    /// `dir` for what is the node's own (the simulators' state,
+    /// reconciliation's scratch).
     pub fn open_postgres(url: &str, dir: &Path) -> Result<Store, StoreError> {
         let db = Store::open_sled(dir)?;
-        let recon = db.open_tree("recon")?;
         Ok(Store {
             kv: Arc::new(Kv::Postgres(pg_kv::PgKv::open(url)?)),
-            recon,
             db,
         })
     }
@@ -251,17 +246,6 @@ impl Store {
     /// every caller waiting meanwhile).
     pub async fn durable(&self) -> Result<(), StoreError> {
         Ok(self.kv.durable().await?)
-    }
-
-    /// Make what was written straight to sled durable (reconciliation's
-    /// trees): a sled flush, off the async workers.
-    pub async fn durable_direct(&self) -> Result<(), StoreError> {
-        self.kv.durable().await?;
-        let db = self.db().clone();
-        tokio::task::spawn_blocking(move || db.flush())
-            .await
-            .map_err(|e| sled::Error::ReportableBug(format!("flush task failed: {e}")))??;
-        Ok(())
     }
 
     pub fn put_tx(&self, t: &TxRecord) -> Result<(), StoreError> {
@@ -571,12 +555,6 @@ impl Store {
     /// A scratch tree (dropped by the caller when done).
     pub fn scratch_tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
         Ok(self.db().open_tree(format!("scratch/{name}"))?)
-    }
-
-    /// A tree by name (created empty the first time), written straight to
-    /// sled: see [`Store::durable_direct`].
-    pub fn named_tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
-        Ok(self.db().open_tree(name)?)
     }
 
     pub fn drop_tree(&self, t: &sled::Tree) -> Result<(), StoreError> {

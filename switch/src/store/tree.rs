@@ -18,6 +18,7 @@ pub enum Tree {
     Orders,
     Payments,
     Windows,
+    Recon,
 }
 
 /// A stored value, shared without copying.
