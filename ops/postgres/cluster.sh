@@ -39,7 +39,7 @@ CONF
   as_pg "$bin/psql" -h 127.0.0.1 -p "$port" -U postgres -qc 'CREATE DATABASE switch'
   echo "primary on 127.0.0.1:$port"
   if [ -n "$standby_port" ]; then
-    as_pg "$bin/pg_basebackup" -h 127.0.0.1 -p "$port" -U postgres -D "$dir/standby" -R \
+    as_pg "$bin/pg_basebackup" -h 127.0.0.1 -p "$port" -U postgres -D "$dir/standby" -R -c fast \
       -d "host=127.0.0.1 port=$port user=postgres application_name=standby"
     cat >>"$dir/standby/postgresql.conf" <<CONF
 port = $standby_port

@@ -1,14 +1,30 @@
 //! The store's engine on PostgreSQL (issue #14): the trees of
 //! [`super::kv::Tree`] as rows of one table, shared by every node.
 //!
-//! A write ([`PgKv::commit`]) is one PostgreSQL transaction. Every key the
-//! write reads is locked (`FOR UPDATE`) until it commits, so what it read
-//! is what it overwrites; a key it read as absent is inserted, not
-//! upserted, so that two nodes creating the same key (the same request id,
-//! the same claim on a QR code or a bill) cannot both succeed: the second
-//! fails on the primary key, and the write runs again from the start,
-//! reading what the first left. A deadlock the server breaks is run again
-//! the same way. A write is durable when it returns.
+//! **Group commit, optimistically.** A write ([`PgKv::commit`]) runs the
+//! caller's closure against plain reads (no locks held), noting the value
+//! it saw for each key it read, then hands what it read and what it
+//! changes to the node's committers. A committer takes every write
+//! waiting (up to [`GROUP_WRITES_MAX`]) into one PostgreSQL transaction:
+//!
+//! 1. it takes an advisory transaction lock for every key the group reads
+//!    or writes (a 32-bit hash of tree and key), all in one statement, in
+//!    ascending order: every group on every node locks in that order, so
+//!    groups wait for each other but never deadlock;
+//! 2. it reads the current value of every key the group read;
+//! 3. it takes the writes in arrival order: a write whose every read still
+//!    holds (in the database as changed by the writes taken before it in
+//!    the group) is accepted and its changes applied to that view; any
+//!    other is refused;
+//! 4. it writes the accepted changes (one delete, one upsert), commits,
+//!    and answers: accepted writes are durable; a refused write runs its
+//!    closure again, reading what won, and joins a later group.
+//!
+//! So two nodes creating the same key (the same request id, the same claim
+//! on a QR code or a bill) cannot both succeed, a read-modify-write never
+//! loses another's update, and a node commits once for many flows' writes
+//! rather than once each. A value is compared whole: a key changed and
+//! changed back reads as unchanged, which is the same state.
 //!
 //! The store's API is synchronous (the embedded engine answers from
 //! memory); here each call waits for the server with
@@ -16,14 +32,14 @@
 //! (the switch's; tests of this backend use it too). Making the store's
 //! API async would remove that wait; it is not done yet.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::future::Future;
 use std::ops::Bound;
 use std::sync::Arc;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::NoTls;
-use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
 use super::tree::{Tree, Value};
@@ -32,8 +48,18 @@ use super::tree::{Tree, Value};
 const POOL_SIZE_MAX: usize = 32;
 /// Turns held at once at most (each holds a connection).
 const LOCK_POOL_SIZE_MAX: usize = 64;
-/// Times a write runs again after a conflict with another writer.
-const ATTEMPTS_MAX: u32 = 20;
+/// Times a write runs again after another write changed what it read.
+const ATTEMPTS_MAX: u32 = 64;
+/// Committers per node: groups in flight at once (a second one commits
+/// while the first waits for its fsync).
+const COMMITTERS: usize = 2;
+/// Writes one group takes at most (a group is one transaction).
+const GROUP_WRITES_MAX: usize = 512;
+/// Writes waiting for a committer at most; past it, writers wait to queue.
+const QUEUE_WRITES_MAX: usize = 4_096;
+/// The first key of the two-key advisory locks that guard the store's
+/// keys (the turns use the one-key form: a space of their own).
+const KEY_LOCK_CLASS: i32 = 0x5357_4b56; // "SWKV"
 /// Rows a scan fetches at a time.
 const SCAN_PAGE_ROWS: i64 = 256;
 
@@ -70,17 +96,6 @@ fn block<F: Future>(f: F) -> F::Output {
     }
 }
 
-fn conflict(e: &tokio_postgres::Error) -> bool {
-    e.code().is_some_and(|c| {
-        [
-            SqlState::UNIQUE_VIOLATION,
-            SqlState::T_R_DEADLOCK_DETECTED,
-            SqlState::T_R_SERIALIZATION_FAILURE,
-        ]
-        .contains(c)
-    })
-}
-
 #[derive(Clone)]
 pub struct PgKv {
     pool: Pool,
@@ -93,6 +108,8 @@ pub struct PgKv {
     /// advisory lock: released by the server when the connection ends, so
     /// a node that dies hands the lease on).
     lease: Arc<tokio::sync::Mutex<Option<tokio_postgres::Client>>>,
+    /// Writes on their way to the node's committers.
+    writes: mpsc::Sender<Write>,
 }
 
 /// The advisory lock that makes a node the one that runs the background
@@ -141,16 +158,30 @@ impl PgKv {
                 .build()
                 .map_err(engine_error)
         };
+        let pool_main = pool(POOL_SIZE_MAX)?;
+        let (writes, queue) = mpsc::channel(QUEUE_WRITES_MAX);
+        let queue = Arc::new(tokio::sync::Mutex::new(queue));
+        for _ in 0..COMMITTERS {
+            io_runtime().spawn(committer(pool_main.clone(), queue.clone()));
+        }
         Ok(PgKv {
-            pool: pool(POOL_SIZE_MAX)?,
+            pool: pool_main,
             locks: pool(LOCK_POOL_SIZE_MAX)?,
             url: url.to_string(),
             lease: Arc::new(tokio::sync::Mutex::new(None)),
+            writes,
         })
     }
 
     /// Wait for the turn named `key` among every node.
     pub async fn lock(&self, key: i64) -> Result<NodeLock, sled::Error> {
+        let started = std::time::Instant::now();
+        let r = self.lock_untimed(key).await;
+        metrics::histogram!("switch_pg_store_seconds", "op" => "turn").record(started.elapsed());
+        r
+    }
+
+    async fn lock_untimed(&self, key: i64) -> Result<NodeLock, sled::Error> {
         let locks = self.locks.clone();
         io_runtime()
             .spawn(async move {
@@ -199,42 +230,136 @@ impl PgKv {
         Ok(held)
     }
 
+    /// Run `f` and commit what it changed, with every other write waiting
+    /// on this node (see the module's documentation). A write refused
+    /// because another changed what it read runs again alone: it locks
+    /// the keys it read the first time, then runs `f` reading under those
+    /// locks, so that a hot key (a merchant's counter, a terminal's daily
+    /// totals) cannot starve it.
     pub fn commit<R, E: From<sled::Error>>(
+        &self,
+        f: impl FnMut(&mut PgTxn<'_>) -> Result<R, E>,
+    ) -> Result<R, E> {
+        let started = std::time::Instant::now();
+        let r = self.commit_timed(f);
+        metrics::histogram!("switch_pg_store_seconds", "op" => "commit").record(started.elapsed());
+        r
+    }
+
+    fn commit_timed<R, E: From<sled::Error>>(
         &self,
         mut f: impl FnMut(&mut PgTxn<'_>) -> Result<R, E>,
     ) -> Result<R, E> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
+        let mut txn = PgTxn {
+            kv: self,
+            alone: None,
+            changes: Vec::new(),
+            reads: std::cell::RefCell::new(HashMap::new()),
+        };
+        let r = f(&mut txn)?;
+        if txn.changes.is_empty() {
+            return Ok(r);
+        }
+        let (answer, answered) = oneshot::channel();
+        let (write, read) = txn.into_write(answer);
+        let accepted = block(async {
+            self.writes
+                .send(write)
+                .await
+                .map_err(|_| engine_error("the store's committers stopped"))?;
+            answered
+                .await
+                .map_err(|_| engine_error("the store's committer stopped"))?
+                .map_err(engine_error)
+        })?;
+        if accepted {
+            return Ok(r);
+        }
+        metrics::counter!("switch_pg_store_conflicts_total").increment(1);
+        self.commit_alone(read, f)
+    }
+
+    /// Run `f` in a transaction of its own that holds, from its start,
+    /// the lock of every key in `keys` (taken in one statement, in
+    /// ascending order, as a group takes its locks: so it never
+    /// deadlocks). If `f` touches a key outside them this time, the
+    /// transaction is rolled back and runs again with that key locked too.
+    fn commit_alone<R, E: From<sled::Error>>(
+        &self,
+        keys: Vec<(Tree, Vec<u8>)>,
+        mut f: impl FnMut(&mut PgTxn<'_>) -> Result<R, E>,
+    ) -> Result<R, E> {
+        let mut locks: Vec<i32> = keys.iter().map(|(t, k)| key_lock(*t, k)).collect();
+        for _ in 0..ATTEMPTS_MAX {
+            locks.sort_unstable();
+            locks.dedup();
             let client = block(self.pool.get()).map_err(engine_error)?;
-            block(client.batch_execute("BEGIN")).map_err(engine_error)?;
+            let begun = block(async {
+                client.batch_execute("BEGIN").await?;
+                client
+                    .execute(
+                        "SELECT pg_advisory_xact_lock($1, h) FROM unnest($2::int4[]) AS h",
+                        &[&KEY_LOCK_CLASS, &locks],
+                    )
+                    .await
+            });
+            if let Err(e) = begun {
+                let _ = block(client.batch_execute("ROLLBACK"));
+                return Err(engine_error(describe(&e)).into());
+            }
             let mut txn = PgTxn {
-                client: &client,
+                kv: self,
+                alone: Some(Alone {
+                    client: &client,
+                    locked: locks.iter().copied().collect(),
+                    outside: std::cell::RefCell::new(Vec::new()),
+                }),
                 changes: Vec::new(),
-                absent: std::cell::RefCell::new(HashSet::new()),
+                reads: std::cell::RefCell::new(HashMap::new()),
             };
-            let r = match f(&mut txn) {
-                Ok(r) => r,
+            let r = f(&mut txn);
+            let alone = txn.alone.as_ref().expect("running alone");
+            let mut outside = alone.outside.take();
+            outside.extend(
+                txn.changes
+                    .iter()
+                    .map(|(t, k, _)| key_lock(*t, k))
+                    .filter(|h| !alone.locked.contains(h)),
+            );
+            let r = match r {
+                Ok(r) if outside.is_empty() => r,
+                Ok(_) => {
+                    let _ = block(client.batch_execute("ROLLBACK"));
+                    locks.extend(outside);
+                    continue;
+                }
                 Err(e) => {
                     let _ = block(client.batch_execute("ROLLBACK"));
                     return Err(e);
                 }
             };
-            match block(txn.write_and_commit()) {
+            match block(txn.write_alone()) {
                 Ok(()) => return Ok(r),
                 Err(e) => {
                     let _ = block(client.batch_execute("ROLLBACK"));
-                    if conflict(&e) && attempt < ATTEMPTS_MAX {
-                        metrics::counter!("switch_pg_store_conflicts_total").increment(1);
-                        continue;
-                    }
-                    return Err(engine_error(e).into());
+                    return Err(engine_error(describe(&e)).into());
                 }
             }
         }
+        Err(engine_error(format!(
+            "a write touched keys it had not locked {ATTEMPTS_MAX} times"
+        ))
+        .into())
     }
 
     pub fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Value>, sled::Error> {
+        let started = std::time::Instant::now();
+        let r = self.get_untimed(tree, key);
+        metrics::histogram!("switch_pg_store_seconds", "op" => "get").record(started.elapsed());
+        r
+    }
+
+    fn get_untimed(&self, tree: Tree, key: &[u8]) -> Result<Option<Value>, sled::Error> {
         block(async {
             let client = self.pool.get().await.map_err(engine_error)?;
             let row = client
@@ -305,14 +430,39 @@ impl PgKv {
     }
 }
 
+/// What a write read, by key: the value it saw (`None`: absent).
+type Seen = HashMap<(Tree, Vec<u8>), Option<Value>>;
+
 /// A write in progress on PostgreSQL (see `Kv::commit`).
 pub struct PgTxn<'a> {
-    client: &'a deadpool_postgres::Object,
+    kv: &'a PgKv,
+    /// Set when the write runs alone (after a refusal): its transaction,
+    /// and the keys it holds the lock of.
+    alone: Option<Alone<'a>>,
     /// Puts (`Some`) and removes (`None`), in order.
     changes: Vec<(Tree, Vec<u8>, Option<Value>)>,
-    /// Keys read and found absent: created by an insert that fails if
-    /// another writer created them first.
-    absent: std::cell::RefCell<HashSet<(Tree, Vec<u8>)>>,
+    /// What each key read held when it was first read (`None`: absent),
+    /// for the committer to check it still does.
+    reads: std::cell::RefCell<Seen>,
+}
+
+/// A write running in a transaction of its own.
+struct Alone<'a> {
+    client: &'a deadpool_postgres::Object,
+    /// The keys (their locks) the transaction holds.
+    locked: std::collections::HashSet<i32>,
+    /// Keys read that it does not hold: the run is void, and runs again
+    /// holding them too.
+    outside: std::cell::RefCell<Vec<i32>>,
+}
+
+/// A database error with the server's code and message (a
+/// `tokio_postgres::Error` displays as just "db error").
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(d) => format!("{} ({})", d.message(), d.code().code()),
+        None => e.to_string(),
+    }
 }
 
 impl PgTxn<'_> {
@@ -325,18 +475,30 @@ impl PgTxn<'_> {
         {
             return Ok(v.clone());
         }
-        let row = block(self.client.query_opt(
-            "SELECT value FROM switch_kv WHERE tree = $1 AND key = $2 FOR UPDATE",
-            &[&(tree as i16), &key],
-        ))
-        .map_err(engine_error)?;
-        match row {
-            Some(r) => Ok(Some(Value::from(r.get::<_, Vec<u8>>(0)))),
-            None => {
-                self.absent.borrow_mut().insert((tree, key.to_vec()));
-                Ok(None)
-            }
+        let k = (tree, key.to_vec());
+        if let Some(v) = self.reads.borrow().get(&k) {
+            return Ok(v.clone());
         }
+        let v = match &self.alone {
+            None => self.kv.get(tree, key)?,
+            Some(alone) => block(async {
+                let h = key_lock(tree, key);
+                if !alone.locked.contains(&h) {
+                    alone.outside.borrow_mut().push(h);
+                }
+                let row = alone
+                    .client
+                    .query_opt(
+                        "SELECT value FROM switch_kv WHERE tree = $1 AND key = $2",
+                        &[&(tree as i16), &key],
+                    )
+                    .await?;
+                Ok::<_, tokio_postgres::Error>(row.map(|r| Value::from(r.get::<_, Vec<u8>>(0))))
+            })
+            .map_err(engine_error)?,
+        };
+        self.reads.borrow_mut().insert(k, v.clone());
+        Ok(v)
     }
 
     pub fn put(&mut self, tree: Tree, key: &[u8], value: Vec<u8>) {
@@ -348,75 +510,307 @@ impl PgTxn<'_> {
         self.changes.push((tree, key.to_vec(), None));
     }
 
-    async fn write_and_commit(mut self) -> Result<(), tokio_postgres::Error> {
-        // The last change to each key wins.
-        let mut last: HashMap<(Tree, Vec<u8>), Option<Value>> = HashMap::new();
-        let mut order = Vec::new();
-        for (tree, key, value) in std::mem::take(&mut self.changes) {
-            let k = (tree, key);
-            if !last.contains_key(&k) {
-                order.push(k.clone());
-            }
-            last.insert(k, value);
+    /// What the committer needs (the reads, and the last change to each
+    /// key), and every key touched, for a run alone after a refusal.
+    fn into_write(
+        self,
+        answer: oneshot::Sender<Result<bool, String>>,
+    ) -> (Write, Vec<(Tree, Vec<u8>)>) {
+        let changes = last_changes(self.changes);
+        let reads: Vec<_> = self
+            .reads
+            .into_inner()
+            .into_iter()
+            .map(|((t, k), v)| (t, k, v))
+            .collect();
+        let keys = reads
+            .iter()
+            .chain(&changes)
+            .map(|(t, k, _)| (*t, k.clone()))
+            .collect();
+        let write = Write {
+            reads,
+            changes,
+            answer,
+        };
+        (write, keys)
+    }
+
+    /// Write the changes of a write running alone (locking the keys it
+    /// only wrote) and commit.
+    async fn write_alone(self) -> Result<(), tokio_postgres::Error> {
+        let alone = self.alone.expect("a write running alone");
+        let changes = last_changes(self.changes);
+        let mut out = Changes::default();
+        for (t, k, v) in &changes {
+            out.add(*t as i16, k, v.as_ref());
         }
-        let absent = self.absent.take();
-        let (mut new_trees, mut new_keys, mut new_values) = (Vec::new(), Vec::new(), Vec::new());
-        let (mut up_trees, mut up_keys, mut up_values) = (Vec::new(), Vec::new(), Vec::new());
-        let (mut del_trees, mut del_keys) = (Vec::new(), Vec::new());
-        for k in order {
-            let was_absent = absent.contains(&k);
-            match last.remove(&k).flatten() {
-                // Read as absent: created by a plain insert, which fails if
-                // another writer created it meanwhile (then this write runs
-                // again and reads theirs).
-                Some(v) if was_absent => {
-                    new_trees.push(k.0 as i16);
-                    new_keys.push(k.1);
-                    new_values.push(v.to_vec());
-                }
-                // Read (and so locked) or not read at all: written whatever
-                // is there.
-                Some(v) => {
-                    up_trees.push(k.0 as i16);
-                    up_keys.push(k.1);
-                    up_values.push(v.to_vec());
-                }
-                None => {
-                    del_trees.push(k.0 as i16);
-                    del_keys.push(k.1);
-                }
+        out.write(alone.client).await?;
+        alone.client.batch_execute("COMMIT").await
+    }
+}
+
+/// The last change to each key of `changes`, in the order the keys were
+/// first changed.
+fn last_changes(
+    changes: Vec<(Tree, Vec<u8>, Option<Value>)>,
+) -> Vec<(Tree, Vec<u8>, Option<Value>)> {
+    let mut last: HashMap<(Tree, Vec<u8>), Option<Value>> = HashMap::new();
+    let mut order = Vec::new();
+    for (tree, key, value) in changes {
+        let k = (tree, key);
+        if !last.contains_key(&k) {
+            order.push(k.clone());
+        }
+        last.insert(k, value);
+    }
+    order
+        .into_iter()
+        .map(|k| {
+            let v = last.remove(&k).flatten();
+            (k.0, k.1, v)
+        })
+        .collect()
+}
+
+/// Deletes and puts, written with one statement each.
+#[derive(Default)]
+struct Changes<'a> {
+    put_trees: Vec<i16>,
+    put_keys: Vec<&'a [u8]>,
+    put_values: Vec<&'a [u8]>,
+    del_trees: Vec<i16>,
+    del_keys: Vec<&'a [u8]>,
+}
+
+impl<'a> Changes<'a> {
+    fn add(&mut self, tree: i16, key: &'a [u8], value: Option<&'a Value>) {
+        match value {
+            Some(v) => {
+                self.put_trees.push(tree);
+                self.put_keys.push(key);
+                self.put_values.push(v);
+            }
+            None => {
+                self.del_trees.push(tree);
+                self.del_keys.push(key);
             }
         }
-        if !del_keys.is_empty() {
-            self.client
+    }
+
+    async fn write(&self, client: &tokio_postgres::Client) -> Result<(), tokio_postgres::Error> {
+        if !self.del_keys.is_empty() {
+            client
                 .execute(
                     "DELETE FROM switch_kv USING UNNEST($1::smallint[], $2::bytea[]) AS u(tree, key)
                      WHERE switch_kv.tree = u.tree AND switch_kv.key = u.key",
-                    &[&del_trees, &del_keys],
+                    &[&self.del_trees, &self.del_keys],
                 )
                 .await?;
         }
-        if !new_keys.is_empty() {
-            self.client
-                .execute(
-                    "INSERT INTO switch_kv (tree, key, value)
-                     SELECT * FROM UNNEST($1::smallint[], $2::bytea[], $3::bytea[])",
-                    &[&new_trees, &new_keys, &new_values],
-                )
-                .await?;
-        }
-        if !up_keys.is_empty() {
-            self.client
+        if !self.put_keys.is_empty() {
+            client
                 .execute(
                     "INSERT INTO switch_kv (tree, key, value)
                      SELECT * FROM UNNEST($1::smallint[], $2::bytea[], $3::bytea[])
                      ON CONFLICT (tree, key) DO UPDATE SET value = EXCLUDED.value",
-                    &[&up_trees, &up_keys, &up_values],
+                    &[&self.put_trees, &self.put_keys, &self.put_values],
                 )
                 .await?;
         }
-        self.client.batch_execute("COMMIT").await
+        Ok(())
     }
+}
+
+/// A write handed to the committers: what it read, what it changes, and
+/// where to answer whether it was accepted (committed) or refused (to run
+/// again).
+struct Write {
+    reads: Vec<(Tree, Vec<u8>, Option<Value>)>,
+    changes: Vec<(Tree, Vec<u8>, Option<Value>)>,
+    answer: oneshot::Sender<Result<bool, String>>,
+}
+
+/// The advisory lock (second key) guarding `tree`/`key`: FNV-1a over the
+/// tree's number and the key. Every node must compute the same number for
+/// the same key, so this function is part of the store's format: change
+/// it only with every node stopped.
+fn key_lock(tree: Tree, key: &[u8]) -> i32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in std::iter::once(tree as u8).chain(key.iter().copied()) {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h as i32
+}
+
+/// Takes groups of writes from the queue and commits each group as one
+/// transaction, until every sender is gone.
+async fn committer(pool: Pool, queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Write>>>) {
+    loop {
+        let mut group = Vec::new();
+        {
+            let mut q = queue.lock().await;
+            match q.recv().await {
+                Some(w) => group.push(w),
+                None => return,
+            }
+            while group.len() < GROUP_WRITES_MAX {
+                match q.try_recv() {
+                    Ok(w) => group.push(w),
+                    Err(_) => break,
+                }
+            }
+        }
+        metrics::histogram!("switch_pg_store_group_writes").record(group.len() as f64);
+        match commit_group(&pool, &group).await {
+            Ok(accepted) => {
+                for (w, ok) in group.into_iter().zip(accepted) {
+                    let _ = w.answer.send(Ok(ok));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, writes = group.len(), "a group of store writes failed");
+                for w in group {
+                    let _ = w.answer.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// Times a group runs again after failing before its COMMIT was sent
+/// (nothing of it can have been committed).
+const GROUP_ATTEMPTS_MAX: u32 = 3;
+
+/// Why a group failed: before its COMMIT was sent (it may run again), or
+/// at COMMIT (whether it committed is unknown).
+enum GroupError {
+    Before(String),
+    AtCommit(String),
+}
+
+async fn commit_group(pool: &Pool, group: &[Write]) -> Result<Vec<bool>, String> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match try_group(pool, group).await {
+            Ok(accepted) => return Ok(accepted),
+            Err(GroupError::Before(e)) if attempt < GROUP_ATTEMPTS_MAX => {
+                tracing::warn!(error = %e, attempt, "a group of store writes runs again");
+                tokio::time::sleep(std::time::Duration::from_millis(20 << attempt)).await;
+            }
+            Err(GroupError::Before(e)) => return Err(e),
+            Err(GroupError::AtCommit(e)) => {
+                return Err(format!(
+                    "commit failed; the writes may or may not be in: {e}"
+                ));
+            }
+        }
+    }
+}
+
+async fn try_group(pool: &Pool, group: &[Write]) -> Result<Vec<bool>, GroupError> {
+    let before = |e: &dyn std::fmt::Display| GroupError::Before(e.to_string());
+    let before_db = |e: &tokio_postgres::Error| GroupError::Before(describe(e));
+    let client = pool.get().await.map_err(|e| before(&e))?;
+    let mut locks: Vec<i32> = group
+        .iter()
+        .flat_map(|w| w.reads.iter().chain(&w.changes))
+        .map(|(t, k, _)| key_lock(*t, k))
+        .collect();
+    locks.sort_unstable();
+    locks.dedup();
+    let mut read_trees = Vec::new();
+    let mut read_keys = Vec::new();
+    // Every key the group read (its place in `view`), and what the
+    // database holds for it (None: absent).
+    let mut read_index: HashMap<(i16, &[u8]), usize> = HashMap::new();
+    for w in group {
+        for (t, k, _) in &w.reads {
+            let next = read_index.len();
+            if let std::collections::hash_map::Entry::Vacant(e) =
+                read_index.entry((*t as i16, k.as_slice()))
+            {
+                e.insert(next);
+                read_trees.push(*t as i16);
+                read_keys.push(k.as_slice());
+            }
+        }
+    }
+    let mut view: Vec<Option<Value>> = vec![None; read_index.len()];
+    client
+        .batch_execute("BEGIN")
+        .await
+        .map_err(|e| before_db(&e))?;
+    let result: Result<(), tokio_postgres::Error> = async {
+        // In ascending order, in one statement: groups never deadlock.
+        client
+            .execute(
+                "SELECT pg_advisory_xact_lock($1, h) FROM unnest($2::int4[]) AS h",
+                &[&KEY_LOCK_CLASS, &locks],
+            )
+            .await?;
+        if !read_keys.is_empty() {
+            let rows = client
+                .query(
+                    "SELECT kv.tree, kv.key, kv.value
+                     FROM switch_kv kv
+                     JOIN unnest($1::smallint[], $2::bytea[]) AS u(tree, key)
+                       ON kv.tree = u.tree AND kv.key = u.key",
+                    &[&read_trees, &read_keys],
+                )
+                .await?;
+            for r in rows {
+                let key: &[u8] = r.get(1);
+                if let Some(&i) = read_index.get(&(r.get::<_, i16>(0), key)) {
+                    view[i] = Some(Value::from(r.get::<_, Vec<u8>>(2)));
+                }
+            }
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        let _ = client.batch_execute("ROLLBACK").await;
+        return Err(before_db(&e));
+    }
+    // Each write in arrival order, against the database as the writes
+    // accepted before it left it.
+    let mut accepted = Vec::with_capacity(group.len());
+    let mut dirty: HashMap<(i16, &[u8]), Option<Value>> = HashMap::new();
+    let mut order: Vec<(i16, &[u8])> = Vec::new();
+    for w in group {
+        let holds = w.reads.iter().all(|(t, k, seen)| {
+            let key = (*t as i16, k.as_slice());
+            let now = dirty
+                .get(&key)
+                .or_else(|| read_index.get(&key).map(|&i| &view[i]));
+            now.is_some_and(|now| now == seen)
+        });
+        if holds {
+            for (t, k, v) in &w.changes {
+                if dirty.insert((*t as i16, k.as_slice()), v.clone()).is_none() {
+                    order.push((*t as i16, k.as_slice()));
+                }
+            }
+        }
+        accepted.push(holds);
+    }
+    let mut out = Changes::default();
+    for k in &order {
+        out.add(k.0, k.1, dirty[k].as_ref());
+    }
+    let written = out.write(&client).await;
+    if let Err(e) = written {
+        let _ = client.batch_execute("ROLLBACK").await;
+        return Err(before_db(&e));
+    }
+    client
+        .batch_execute("COMMIT")
+        .await
+        .map_err(|e| GroupError::AtCommit(describe(&e)))?;
+    Ok(accepted)
 }
 
 /// A scan a page at a time.
@@ -503,5 +897,78 @@ impl Iterator for PgScan {
             return Some(Err(e));
         }
         self.page.pop_front().map(Ok)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two nodes' stores on one database, eight writers each: every
+    /// read-modify-write of a shared counter lands (none lost to another),
+    /// and of all the writers creating one key if absent, one wins.
+    #[test]
+    fn writes_racing_on_two_nodes_lose_no_update_and_create_a_key_once() {
+        let pg = pgtest::Cluster::start();
+        pg.psql("postgres", "CREATE DATABASE kv");
+        let url = pg.url("kv");
+        io_runtime()
+            .block_on(super::super::pg_ledger::migrate(&url))
+            .unwrap();
+        let nodes = [PgKv::open(&url).unwrap(), PgKv::open(&url).unwrap()];
+        const WRITERS: usize = 8;
+        const INCREMENTS: u64 = 40;
+        let created = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for i in 0..WRITERS * 2 {
+                let (kv, created) = (&nodes[i % 2], &created);
+                s.spawn(move || {
+                    for _ in 0..INCREMENTS {
+                        kv.commit(|t| {
+                            let n = t
+                                .get(Tree::Daily, b"counter")?
+                                .map_or(0, |v| u64::from_be_bytes(v[..8].try_into().unwrap()));
+                            t.put(Tree::Daily, b"counter", (n + 1).to_be_bytes().to_vec());
+                            // Each writer's own key, written blind.
+                            t.put(
+                                Tree::Daily,
+                                format!("w{i}").as_bytes(),
+                                n.to_be_bytes().to_vec(),
+                            );
+                            Ok::<_, sled::Error>(())
+                        })
+                        .unwrap();
+                    }
+                    let won = kv
+                        .commit(|t| {
+                            if t.get(Tree::Claims, b"claim")?.is_some() {
+                                return Ok::<_, sled::Error>(false);
+                            }
+                            t.put(Tree::Claims, b"claim", format!("w{i}").into_bytes());
+                            Ok(true)
+                        })
+                        .unwrap();
+                    if won {
+                        created.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                });
+            }
+        });
+        let counter = nodes[1].get(Tree::Daily, b"counter").unwrap().unwrap();
+        assert_eq!(
+            u64::from_be_bytes(counter[..8].try_into().unwrap()),
+            (WRITERS * 2) as u64 * INCREMENTS
+        );
+        assert_eq!(created.load(std::sync::atomic::Ordering::SeqCst), 1);
+        let holder = nodes[0].get(Tree::Claims, b"claim").unwrap().unwrap();
+        assert!(holder.starts_with(b"w"));
+        // A remove goes through the same path.
+        nodes[0]
+            .commit(|t| {
+                t.remove(Tree::Claims, b"claim");
+                Ok::<_, sled::Error>(())
+            })
+            .unwrap();
+        assert!(nodes[1].get(Tree::Claims, b"claim").unwrap().is_none());
     }
 }

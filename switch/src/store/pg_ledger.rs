@@ -255,14 +255,19 @@ impl PgLedger {
     }
 
     async fn submit(&self, request: Request) -> Result<Outcome, PgError> {
+        let started = std::time::Instant::now();
         let (reply, rx) = oneshot::channel();
         self.jobs
             .send(Job { request, reply })
             .await
             .map_err(|_| PgError::Stopped)?;
-        rx.await
+        let outcome = rx
+            .await
             .map_err(|_| PgError::Stopped)?
-            .map_err(PgError::GaveUp)
+            .map_err(PgError::GaveUp);
+        // Queueing included: what a flow waits for its ledger batch.
+        metrics::histogram!("switch_pg_ledger_request_seconds").record(started.elapsed());
+        outcome
     }
 
     pub async fn create_transfers(
@@ -647,7 +652,11 @@ async fn writer(url: String, shard: i32, jobs: Arc<tokio::sync::Mutex<mpsc::Rece
         if expire {
             last_expiry = std::time::Instant::now();
         }
-        match commit_with_retries(&url, &mut conn, shard, &requests, expire).await {
+        let started = std::time::Instant::now();
+        let committed = commit_with_retries(&url, &mut conn, shard, &requests, expire).await;
+        metrics::histogram!("switch_pg_ledger_batch_seconds").record(started.elapsed());
+        metrics::histogram!("switch_pg_ledger_batch_requests").record(requests.len() as f64);
+        match committed {
             Ok(outcomes) => {
                 debug_assert_eq!(outcomes.len(), replies.len());
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {

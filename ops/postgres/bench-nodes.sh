@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# The switch on PostgreSQL under load, as BENCHMARKS.md measures it: a
+# fresh primary with a synchronous standby (cluster.sh), NODES switch nodes
+# (`switch serve --store …`, node 1 provisions, the others start after),
+# the default mix from `loadtest` spread over every node, every
+# acknowledged transaction then verified through the last node alone, and
+# `switch check --store …`. Everything is stopped and removed at the end.
+#
+#   ops/postgres/bench-nodes.sh NODES [SECONDS [CONCURRENCY]]
+#
+# Needs release builds (`cargo build --release -p switch -p loadtest`, or
+# SWITCH_BIN_DIR naming another build's directory) and
+# Debian's postgresql-15. Loopback only; ports 55432/55433 and 50601.. .
+set -euo pipefail
+nodes=${1:?how many switch nodes}
+seconds=${2:-15}
+concurrency=${3:-64}
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+bin=${SWITCH_BIN_DIR:-$root/target/release}
+work=$(mktemp -d /tmp/bench-nodes.XXXXXX)
+chmod 755 "$work" # the servers run as the postgres user
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  "$here/cluster.sh" stop "$work/pg" || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+"$here/cluster.sh" start "$work/pg" 55432 55433 >/dev/null
+store='host=127.0.0.1,127.0.0.1 port=55432,55433 user=postgres dbname=switch target_session_attrs=read-write'
+# The load generator's settings (loadtest::tune_for_load): limits out of
+# the way, a large e-float, recurring bills, no schedule, no rate limit.
+cat >"$work/switch.toml" <<TOML
+terminal_daily_max = 1000000000000000
+customer_daily_max = 1000000000000000
+demo_efloat = 1000000000000
+[biller_sim]
+customers = 600
+recurring_bills = true
+[settlement]
+[rate_limit]
+requests_per_s = 0
+TOML
+
+targets=()
+for i in $(seq 1 "$nodes"); do
+  port=$((50600 + i))
+  metrics=$((50700 + i))
+  "$bin/switch" serve --data "$work/node$i" --config "$work/switch.toml" \
+    --listen "127.0.0.1:$port" --metrics-listen "127.0.0.1:$metrics" \
+    --store "$store" >"$work/node$i.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 1 100); do
+    grep -q "serving" "$work/node$i.log" 2>/dev/null && break
+    sleep 0.2
+  done
+  grep -q "serving" "$work/node$i.log" || { cat "$work/node$i.log"; exit 1; }
+  targets+=(--target "http://127.0.0.1:$port")
+done
+
+"$bin/loadtest" "${targets[@]}" --profiles "$work/node1/profiles" \
+  --concurrency "$concurrency" --duration "$seconds" --record "$work/acked.jsonl"
+# Where the machine's time went during the run (the nodes and every
+# PostgreSQL process, both servers, since they started).
+node_cpu=0
+for p in "${pids[@]}"; do node_cpu=$((node_cpu + $(ps -o times= -p "$p"))); done
+pg_cpu=$(ps -u postgres -o times= | awk '{s += $1} END {print s + 0}')
+echo "--- CPU seconds: switch nodes $node_cpu, postgres $pg_cpu"
+echo "--- node 1's waits for PostgreSQL (seconds: sum and count)"
+curl -s http://127.0.0.1:50701/metrics |
+  grep -E '^switch_(pg_[a-z_]+|request)_seconds_(sum|count)|^switch_pg_[a-z_]+_(writes|requests)_(sum|count)' || true
+last=$((50600 + nodes))
+echo "--- verification through node $nodes alone"
+"$bin/loadtest" --target "http://127.0.0.1:$last" --profiles "$work/node1/profiles" \
+  --verify-record "$work/acked.jsonl"
+echo "--- switch check"
+"$bin/switch" check --store "$store"
+echo "--- the nodes' warnings and errors (last 20)"
+grep -h -a -E "WARN|ERROR" "$work"/node*.log | tail -n 20 || true
