@@ -323,6 +323,18 @@ impl pb::admin_server::Admin for Null {
     ) -> Result<Response<pb::ProvisionMerchantResponse>, Status> {
         Err(unused())
     }
+    async fn revoke_key(
+        &self,
+        _: Request<pb::RevokeKeyRequest>,
+    ) -> Result<Response<pb::RevokeKeyResponse>, Status> {
+        Err(unused())
+    }
+    async fn rotate_key(
+        &self,
+        _: Request<pb::RotateKeyRequest>,
+    ) -> Result<Response<pb::RotateKeyResponse>, Status> {
+        Err(unused())
+    }
 }
 
 /// A running null server.

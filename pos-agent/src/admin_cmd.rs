@@ -1,4 +1,4 @@
-//! Operator commands: ledger check and provisioning.
+//! Operator commands: ledger check, provisioning, and keys' lifecycle.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -51,6 +51,22 @@ pub enum AdminCommand {
         bank: String,
         #[arg(long)]
         account: String,
+        #[arg(long)]
+        profile_out: PathBuf,
+    },
+    /// Revoke a caller's key (terminal, merchant, bank or operator): every
+    /// node refuses it within a second. Not undone.
+    RevokeKey {
+        #[arg(long)]
+        key_id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Give a caller a new secret and write its new profile (owner-only);
+    /// the old secret stops working.
+    RotateKey {
+        #[arg(long)]
+        key_id: String,
         #[arg(long)]
         profile_out: PathBuf,
     },
@@ -178,6 +194,47 @@ pub async fn run(profile: &Path, command: AdminCommand, json: bool) -> Result<St
                     "merchant {}; static code {}; profile written to {}\n",
                     r.merchant_id,
                     r.static_qr_payload,
+                    profile_out.display()
+                )
+            })
+        }
+        AdminCommand::RevokeKey { key_id, reason } => {
+            let req = pb::RevokeKeyRequest { key_id, reason };
+            let r = client
+                .revoke_key(credentials.sign("/switch.v1.Admin/RevokeKey", req))
+                .await?
+                .into_inner();
+            Ok(if json {
+                json!({"key_id": r.key_id, "revoked_at_ms": r.revoked_at_ms, "revoked_by": r.revoked_by, "reason": r.reason}).to_string()
+            } else {
+                format!(
+                    "key {} revoked by {} ({})\n",
+                    r.key_id, r.revoked_by, r.reason
+                )
+            })
+        }
+        AdminCommand::RotateKey {
+            key_id,
+            profile_out,
+        } => {
+            let req = pb::RotateKeyRequest { key_id };
+            let r = client
+                .rotate_key(credentials.sign("/switch.v1.Admin/RotateKey", req))
+                .await?
+                .into_inner();
+            // A bank's profile names itself by its BIN, like its key id.
+            let text = format!(
+                "role = \"{}\"\nid = \"{}\"\nswitch = \"{}\"\nsecret = \"{}\"\n",
+                r.role, r.key_id, profile.switch, r.secret
+            );
+            write_private(&profile_out, &text)
+                .map_err(|e| Failure::from(format!("{}: {e}", profile_out.display())))?;
+            Ok(if json {
+                json!({"key_id": r.key_id, "role": r.role, "profile": profile_out}).to_string()
+            } else {
+                format!(
+                    "key {} has a new secret; profile written to {}\n",
+                    r.key_id,
                     profile_out.display()
                 )
             })

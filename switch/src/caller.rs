@@ -20,13 +20,22 @@ pub struct Principal {
     pub role: Role,
 }
 
+/// A key as the store holds it.
+pub enum KeyState {
+    Active(Principal, crate::ids::Secret),
+    /// An operator revoked it.
+    Revoked,
+    /// Never provisioned.
+    Unknown,
+}
+
 /// What several nodes sharing one store know together about callers: a
-/// key provisioned on another node since this one loaded its keys, and the
-/// nonces every node has seen (a request replayed to another node is
-/// refused). On one node the edge's own memory is enough.
+/// key provisioned, rotated or revoked on another node since this one
+/// loaded it, and the nonces every node has seen (a request replayed to
+/// another node is refused). On one node the edge's own memory is enough.
 pub trait SharedKeys: Send + Sync {
-    /// The caller with key id `id`, if one is provisioned.
-    fn lookup(&self, id: &str) -> Result<Option<(Principal, crate::ids::Secret)>, String>;
+    /// The key `id` as the store holds it now.
+    fn lookup(&self, id: &str) -> Result<KeyState, String>;
     /// Record `nonce` of `key_id` until `expires_ms`; false if any node has
     /// recorded it already.
     fn first_use(&self, key_id: &str, nonce: &str, expires_ms: i64) -> Result<bool, String>;
@@ -35,5 +44,8 @@ pub trait SharedKeys: Send + Sync {
 /// Where the flows register a caller they provision, so that its next
 /// request verifies (the edge's key registry implements it).
 pub trait Credentials: Send + Sync {
+    /// A new key, or a new secret for a key (rotation).
     fn insert(&self, principal: Principal, secret: &crate::ids::Secret);
+    /// A revoked key: refused from now on.
+    fn revoke(&self, id: &str);
 }

@@ -71,6 +71,8 @@ catalogue! {
     WindowOpen => ("window_open", FailedPrecondition),
     StatementInvalid => ("statement_invalid", InvalidArgument),
     RateLimited => ("rate_limited", ResourceExhausted),
+    UnknownKey => ("unknown_key", NotFound),
+    KeyRevoked => ("key_revoked", FailedPrecondition),
 }
 
 /// An error with its code and a message fit for a teller's screen (never a

@@ -193,6 +193,10 @@ pub async fn open(config: Config, address: std::net::SocketAddr) -> Result<Opene
             &secret,
         );
     }
+    // Revoked keys stay refused across restarts.
+    for r in switch.store.revocations()? {
+        crate::caller::Credentials::revoke(keys.as_ref(), &r.key_id);
+    }
     if config.store.url.is_some() {
         keys.share(Arc::new(StoreKeys {
             switch: switch.clone(),
@@ -217,48 +221,36 @@ struct StoreKeys {
 }
 
 impl crate::caller::SharedKeys for StoreKeys {
-    fn lookup(&self, id: &str) -> Result<Option<(Principal, crate::ids::Secret)>, String> {
+    fn lookup(&self, id: &str) -> Result<crate::caller::KeyState, String> {
+        use crate::caller::KeyState;
         let store = &self.switch.store;
         let e = |e: crate::store::StoreError| e.to_string();
-        let secret = |hex: &str| {
-            crate::ids::Secret::from_hex(hex)
-                .ok_or_else(|| format!("the stored secret of {id} is not hex"))
+        if store.revocation(id).map_err(e)?.is_some() {
+            return Ok(KeyState::Revoked);
+        }
+        let active = |id: String, role: Role, hex: &str| {
+            let secret = crate::ids::Secret::from_hex(hex)
+                .ok_or_else(|| format!("the stored secret of {id} is not hex"))?;
+            Ok(KeyState::Active(Principal { id, role }, secret))
         };
-        if let Some(t) = store
-            .terminals()
-            .map_err(e)?
-            .into_iter()
-            .find(|t| t.id == id)
-        {
+        if let Some(t) = store.terminal(id).map_err(e)? {
             let offices = store.post_offices().map_err(e)?;
             self.switch.add_numbers(&offices, std::slice::from_ref(&t));
             let role = Role::Teller {
                 post_office_id: t.post_office_id.clone(),
             };
-            return Ok(Some((Principal { id: t.id, role }, secret(&t.secret_hex)?)));
+            return active(t.id, role, &t.secret_hex);
         }
-        let found =
-            |id: String, role: Role, hex: &str| Ok(Some((Principal { id, role }, secret(hex)?)));
         if let Some(m) = store.merchant(id).map_err(e)? {
-            return found(m.id, Role::Merchant, &m.secret_hex);
+            return active(m.id, Role::Merchant, &m.secret_hex);
         }
-        if let Some(o) = store
-            .operators()
-            .map_err(e)?
-            .into_iter()
-            .find(|o| o.id == id)
-        {
-            return found(o.id, Role::Operator, &o.secret_hex);
+        if let Some(o) = store.operator(id).map_err(e)? {
+            return active(o.id, Role::Operator, &o.secret_hex);
         }
-        if let Some(b) = store
-            .bank_clients()
-            .map_err(e)?
-            .into_iter()
-            .find(|b| b.bin == id)
-        {
-            return found(b.bin, Role::Bank, &b.secret_hex);
+        if let Some(b) = store.bank_client(id).map_err(e)? {
+            return active(b.bin, Role::Bank, &b.secret_hex);
         }
-        Ok(None)
+        Ok(KeyState::Unknown)
     }
 
     fn first_use(&self, key_id: &str, nonce: &str, expires_ms: i64) -> Result<bool, String> {

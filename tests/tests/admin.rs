@@ -106,3 +106,83 @@ async fn an_operator_provisions_a_post_office_and_a_terminal_that_works_at_once(
     );
     h.assert_ledger_clean().await;
 }
+
+/// A revoked key stays refused after a restart; a rotated merchant key
+/// works at once and the old secret does not; only operators do either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_key_stays_refused_after_a_restart_and_a_rotated_one_works_at_once() {
+    let h = Harness::start(|_| {}).await;
+    let operator = h.credentials("operator");
+    let revoke = pb::RevokeKeyRequest {
+        key_id: "tam-dao-2".into(),
+        reason: "left the post office".into(),
+    };
+    // A teller cannot revoke.
+    let e = h
+        .admin()
+        .revoke_key(
+            h.credentials("tam-dao-1")
+                .sign("/switch.v1.Admin/RevokeKey", revoke.clone()),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    let e = h
+        .admin()
+        .revoke_key(operator.sign(
+            "/switch.v1.Admin/RevokeKey",
+            pb::RevokeKeyRequest {
+                reason: " ".into(),
+                ..revoke.clone()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "a reason is required");
+    h.admin()
+        .revoke_key(operator.sign("/switch.v1.Admin/RevokeKey", revoke))
+        .await
+        .unwrap();
+    let refused = |h: &Harness| {
+        let mut t = h.teller("tam-dao-2");
+        async move { t.get("01a2320756f2de31dd389cb4360dc500").await.unwrap_err() }
+    };
+    let e = refused(&h).await;
+    assert_eq!(e.code(), Code::Unauthenticated);
+    assert!(e.message().contains("revoked"), "{}", e.message());
+
+    let old = h.credentials("cafe-tam-dao");
+    let rotated = h
+        .admin()
+        .rotate_key(operator.sign(
+            "/switch.v1.Admin/RotateKey",
+            pb::RotateKeyRequest {
+                key_id: "cafe-tam-dao".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(rotated.role, "merchant");
+    let new = Credentials::from_hex("cafe-tam-dao", &rotated.secret).unwrap();
+    let h = h.restart(|_| {}).await;
+    let e = refused(&h).await;
+    assert_eq!(e.code(), Code::Unauthenticated);
+    assert!(e.message().contains("revoked"), "{}", e.message());
+    let mut merchant = h.merchant("cafe-tam-dao");
+    merchant.credentials = old;
+    let e = merchant
+        .create_qr("o-old", 10_000, "C-1", 0)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+    merchant.credentials = new;
+    merchant.create_qr("o-new", 10_000, "C-1", 0).await.unwrap();
+    // The other tellers are untouched.
+    let e = h
+        .teller("tam-dao-1")
+        .get("01a2320756f2de31dd389cb4360dc500")
+        .await
+        .unwrap_err();
+    assert_ne!(e.code(), Code::Unauthenticated, "tam-dao-1 still signs");
+}

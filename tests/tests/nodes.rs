@@ -444,3 +444,104 @@ async fn a_statement_reconciled_on_one_node_is_seen_and_resolved_on_the_other() 
     assert_eq!(audit.len(), 1, "{audit:?}");
     assert_eq!(audit[0]["exception"], exception.exception_id.as_str());
 }
+
+/// Whether `creds` get past the signature check on `h` (a lookup of a
+/// transaction nobody made: anything but UNAUTHENTICATED means they did).
+async fn signs_on(h: &Harness, creds: &proto::auth::Credentials) -> bool {
+    let e = h
+        .teller_with(creds.clone())
+        .get("01a2320756f2de31dd389cb4360dc500")
+        .await
+        .unwrap_err();
+    e.code() != tonic::Code::Unauthenticated
+}
+
+/// Ask until `signs_on` answers `want`, for at most ten times the nodes'
+/// recheck interval (the answer must come within one).
+async fn comes_to(h: &Harness, creds: &proto::auth::Credentials, want: bool) -> bool {
+    for _ in 0..100 {
+        if signs_on(h, creds).await == want {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_rotated_or_revoked_on_one_node_is_refused_on_the_other() {
+    let (a, b) = two_nodes().await;
+    let operator_a = a.credentials("operator");
+    let old = a.credentials("tho-tang-2");
+    assert!(signs_on(&b, &old).await, "B knows the key before");
+
+    // Rotated through A: A refuses the old secret at once and takes the
+    // new one; B follows.
+    let rotated = a
+        .admin()
+        .rotate_key(operator_a.sign(
+            "/switch.v1.Admin/RotateKey",
+            pb::RotateKeyRequest {
+                key_id: "tho-tang-2".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(rotated.role, "teller");
+    let new = proto::auth::Credentials::from_hex("tho-tang-2", &rotated.secret).unwrap();
+    assert!(!signs_on(&a, &old).await);
+    assert!(signs_on(&a, &new).await);
+    assert!(comes_to(&b, &new, true).await, "B takes the new secret");
+    assert!(comes_to(&b, &old, false).await, "B refuses the old one");
+
+    // Revoked through B: B refuses it at once, A follows.
+    let teller = a.credentials("tho-tang-1");
+    assert!(signs_on(&a, &teller).await);
+    let operator_b = a.credentials("operator");
+    let revoke = |key_id: &str| {
+        operator_b.sign(
+            "/switch.v1.Admin/RevokeKey",
+            pb::RevokeKeyRequest {
+                key_id: key_id.into(),
+                reason: "terminal stolen".into(),
+            },
+        )
+    };
+    let revoked = b.admin().revoke_key(revoke("tho-tang-1")).await.unwrap();
+    let revoked = revoked.into_inner();
+    assert_eq!(
+        (revoked.revoked_by.as_str(), revoked.reason.as_str()),
+        ("operator", "terminal stolen")
+    );
+    let e = b
+        .teller_with(teller.clone())
+        .get("01a2320756f2de31dd389cb4360dc500")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unauthenticated);
+    assert!(e.message().contains("revoked"), "{}", e.message());
+    assert!(comes_to(&a, &teller, false).await, "A refuses it too");
+    // Revoking again answers the first revocation; a revoked key is not
+    // rotated; an operator does not revoke their own key; an unknown key
+    // is named.
+    let again = b.admin().revoke_key(revoke("tho-tang-1")).await.unwrap();
+    assert_eq!(again.into_inner().revoked_at_ms, revoked.revoked_at_ms);
+    let e = a
+        .admin()
+        .rotate_key(operator_a.sign(
+            "/switch.v1.Admin/RotateKey",
+            pb::RotateKeyRequest {
+                key_id: "tho-tang-1".into(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&e), "key_revoked", "{e:?}");
+    let e = b.admin().revoke_key(revoke("operator")).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    let e = b.admin().revoke_key(revoke("nobody")).await.unwrap_err();
+    assert_eq!(error_code(&e), "unknown_key", "{e:?}");
+    // The others are untouched.
+    assert!(signs_on(&a, &a.credentials("tam-dao-1")).await);
+}

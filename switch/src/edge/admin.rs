@@ -97,6 +97,60 @@ impl pb::admin_server::Admin for AdminService {
         .await
     }
 
+    async fn revoke_key(
+        &self,
+        req: Request<pb::RevokeKeyRequest>,
+    ) -> Result<Response<pb::RevokeKeyResponse>, Status> {
+        crate::telemetry::observe("revoke_key", async move {
+            let p = principal(&req)?;
+            let r = req.into_inner();
+            let done = crate::flows::provisioning::revoke_key(
+                &self.switch,
+                self.keys.as_ref(),
+                &p,
+                &r.key_id,
+                &r.reason,
+            )
+            .await?;
+            Ok(Response::new(pb::RevokeKeyResponse {
+                key_id: done.key_id,
+                revoked_at_ms: done.at_ms,
+                revoked_by: done.by,
+                reason: done.reason,
+            }))
+        })
+        .await
+    }
+
+    async fn rotate_key(
+        &self,
+        req: Request<pb::RotateKeyRequest>,
+    ) -> Result<Response<pb::RotateKeyResponse>, Status> {
+        crate::telemetry::observe("rotate_key", async move {
+            let p = principal(&req)?;
+            let r = req.into_inner();
+            let (holder, secret) = crate::flows::provisioning::rotate_key(
+                &self.switch,
+                self.keys.as_ref(),
+                &p,
+                &r.key_id,
+            )
+            .await?;
+            let role = match holder.role {
+                Role::Teller { .. } => "teller",
+                Role::Merchant => "merchant",
+                Role::Bank => "bank",
+                Role::Operator => "operator",
+            };
+            Ok(Response::new(pb::RotateKeyResponse {
+                key_id: holder.id,
+                role: role.to_string(),
+                secret: secret.expose_hex(),
+            }))
+        })
+        .await
+    }
+
     async fn check_ledger(
         &self,
         req: Request<pb::CheckLedgerRequest>,

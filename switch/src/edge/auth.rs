@@ -53,7 +53,17 @@ pub use proto::auth::canonical;
 struct Credential {
     principal: Principal,
     key: hmac::Key,
+    /// When it was read from the store (or made here), on the switch's
+    /// monotonic clock: with several nodes, older than
+    /// [`KEY_RECHECK_MS`] it is read again (another node may have rotated
+    /// or revoked it).
+    loaded_ms: i64,
 }
+
+/// How long a node trusts what it read of a key while other nodes share
+/// its store: a key revoked or rotated on one node is refused by the
+/// others at most this long after.
+pub const KEY_RECHECK_MS: i64 = 1_000;
 
 /// Nonces seen within the replay window, and when each may be forgotten.
 #[derive(Default)]
@@ -65,6 +75,9 @@ struct Nonces {
 /// Credentials and the replay window.
 pub struct Keys {
     credentials: RwLock<HashMap<String, Arc<Credential>>>,
+    /// Keys revoked while this node runs (refused with that reason rather
+    /// than as unknown).
+    revoked: RwLock<std::collections::HashSet<String>>,
     /// With several nodes: keys provisioned elsewhere, nonces seen
     /// anywhere.
     shared: RwLock<Option<Arc<dyn crate::caller::SharedKeys>>>,
@@ -82,6 +95,7 @@ impl Keys {
     pub fn new(skew_ms: u64, started_ms: i64, limits: crate::config::RateLimitConfig) -> Keys {
         Keys {
             credentials: RwLock::new(HashMap::new()),
+            revoked: RwLock::new(Default::default()),
             shared: RwLock::new(None),
             nonces: Mutex::new(Nonces::default()),
             limits: super::rate_limit::RateLimits::new(limits),
@@ -102,27 +116,53 @@ impl Keys {
             .clone()
     }
 
-    /// The credential for `key_id`: known here, or provisioned on another
-    /// node since this one started (then known here from now on).
+    /// The credential for `key_id`: known here (and, with several nodes,
+    /// read from the store within [`KEY_RECHECK_MS`]), or read from the
+    /// store now.
     fn credential(&self, key_id: &str) -> Result<Arc<Credential>, Status> {
-        if let Some(c) = self
+        let revoked = || Status::unauthenticated("unauthenticated: this key was revoked");
+        if self
+            .revoked
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(key_id)
+        {
+            return Err(revoked());
+        }
+        let shared = self.shared();
+        let cached = self
             .credentials
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(key_id)
-        {
-            return Ok(c.clone());
+            .cloned();
+        let now = crate::clock::monotonic_ms();
+        match (cached, &shared) {
+            (Some(c), None) => return Ok(c),
+            (Some(c), Some(_)) if now - c.loaded_ms < KEY_RECHECK_MS => {
+                return Ok(c);
+            }
+            _ => {}
         }
         let unknown = || Status::unauthenticated("unauthenticated: unknown key id");
-        let shared = self.shared().ok_or_else(unknown)?;
-        let (principal, secret) = shared
-            .lookup(key_id)
-            .map_err(|e| {
-                tracing::error!(error = %e, "the shared key registry could not be read");
-                Status::unavailable("the switch could not check the key; try again")
-            })?
-            .ok_or_else(unknown)?;
-        self.insert(principal, &secret);
+        let shared = shared.ok_or_else(unknown)?;
+        let state = shared.lookup(key_id).map_err(|e| {
+            tracing::error!(error = %e, "the shared key registry could not be read");
+            Status::unavailable("the switch could not check the key; try again")
+        })?;
+        match state {
+            crate::caller::KeyState::Active(principal, secret) => {
+                self.insert(principal, &secret);
+            }
+            crate::caller::KeyState::Revoked => {
+                self.forget(key_id);
+                return Err(revoked());
+            }
+            crate::caller::KeyState::Unknown => {
+                self.forget(key_id);
+                return Err(unknown());
+            }
+        }
         self.credentials
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -131,13 +171,27 @@ impl Keys {
             .ok_or_else(unknown)
     }
 
+    fn forget(&self, key_id: &str) {
+        self.credentials
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key_id);
+    }
+
     pub fn insert(&self, principal: Principal, secret: &Secret) {
         let key = hmac::Key::new(hmac::HMAC_SHA256, secret.expose_bytes());
         let id = principal.id.clone();
         self.credentials
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(id, Arc::new(Credential { principal, key }));
+            .insert(
+                id,
+                Arc::new(Credential {
+                    principal,
+                    key,
+                    loaded_ms: crate::clock::monotonic_ms(),
+                }),
+            );
     }
 
     /// Verify a unary call over its one message.
@@ -273,6 +327,14 @@ impl Keys {
 impl crate::caller::Credentials for Keys {
     fn insert(&self, principal: Principal, secret: &Secret) {
         Keys::insert(self, principal, secret)
+    }
+
+    fn revoke(&self, id: &str) {
+        self.forget(id);
+        self.revoked
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_string());
     }
 }
 

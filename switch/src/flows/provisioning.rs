@@ -10,7 +10,7 @@ use crate::clock::now_ms;
 use crate::error::{ErrorCode, SwitchError};
 use crate::flows::{Switch, ledger_transfers};
 use crate::ids::{Secret, TxId};
-use crate::store::{Merchant, Order, PostOffice, ShiftRecord, Terminal};
+use crate::store::{Merchant, Order, PostOffice, Revocation, ShiftRecord, Terminal};
 
 fn valid_id(id: &str) -> bool {
     (1..=32).contains(&id.len())
@@ -324,4 +324,165 @@ pub fn add_merchant(switch: &Switch, m: &Merchant) -> Result<String, SwitchError
         .map_err(internal)?;
     switch.store.put_merchant(m).map_err(internal)?;
     Ok(payload)
+}
+
+/// The caller a key id names, as the store holds it: who they are, and
+/// how to store a new secret for them.
+enum Holder {
+    Terminal(Terminal),
+    Merchant(Merchant),
+    Operator(crate::store::Operator),
+    Bank(crate::store::BankClient),
+}
+
+impl Holder {
+    fn find(switch: &Switch, key_id: &str) -> Result<Option<Holder>, SwitchError> {
+        let store = &switch.store;
+        Ok(if let Some(t) = store.terminal(key_id).map_err(internal)? {
+            Some(Holder::Terminal(t))
+        } else if let Some(m) = store.merchant(key_id).map_err(internal)? {
+            Some(Holder::Merchant(m))
+        } else if let Some(o) = store.operator(key_id).map_err(internal)? {
+            Some(Holder::Operator(o))
+        } else {
+            store
+                .bank_client(key_id)
+                .map_err(internal)?
+                .map(Holder::Bank)
+        })
+    }
+
+    fn principal(&self) -> Principal {
+        match self {
+            Holder::Terminal(t) => Principal {
+                id: t.id.clone(),
+                role: Role::Teller {
+                    post_office_id: t.post_office_id.clone(),
+                },
+            },
+            Holder::Merchant(m) => Principal {
+                id: m.id.clone(),
+                role: Role::Merchant,
+            },
+            Holder::Operator(o) => Principal {
+                id: o.id.clone(),
+                role: Role::Operator,
+            },
+            Holder::Bank(b) => Principal {
+                id: b.bin.clone(),
+                role: Role::Bank,
+            },
+        }
+    }
+
+    /// Store `secret` as the caller's (the old one is gone).
+    fn store_secret(self, switch: &Switch, secret: &Secret) -> Result<(), SwitchError> {
+        let hex = secret.expose_hex();
+        let store = &switch.store;
+        match self {
+            Holder::Terminal(t) => store.put_terminal(&Terminal {
+                secret_hex: hex,
+                ..t
+            }),
+            Holder::Merchant(m) => store.put_merchant(&Merchant {
+                secret_hex: hex,
+                ..m
+            }),
+            Holder::Operator(o) => store.put_operator(&crate::store::Operator {
+                secret_hex: hex,
+                ..o
+            }),
+            Holder::Bank(b) => store.put_bank_client(&crate::store::BankClient {
+                secret_hex: hex,
+                ..b
+            }),
+        }
+        .map_err(internal)
+    }
+}
+
+/// Checks common to revoking and rotating: an operator, not their own key
+/// (an operator locked out by mistake could not undo it), a key that
+/// exists.
+fn key_to_change(
+    switch: &Switch,
+    p: &Principal,
+    key_id: &str,
+    verb: &str,
+) -> Result<Holder, SwitchError> {
+    if p.role != Role::Operator {
+        return Err(SwitchError::new(
+            ErrorCode::PermissionDenied,
+            format!("only an operator may {verb} keys"),
+        ));
+    }
+    if key_id == p.id {
+        return Err(SwitchError::invalid(format!(
+            "an operator cannot {verb} their own key; ask another operator"
+        )));
+    }
+    Holder::find(switch, key_id)?
+        .ok_or_else(|| SwitchError::new(ErrorCode::UnknownKey, format!("no key {key_id}")))
+}
+
+/// Revoke a caller's key: refused on this node at once, on every other
+/// node sharing the store within [`crate::edge::auth::KEY_RECHECK_MS`].
+/// Revoking a revoked key answers the first revocation.
+pub async fn revoke_key(
+    switch: &Switch,
+    keys: &dyn Credentials,
+    p: &Principal,
+    key_id: &str,
+    reason: &str,
+) -> Result<Revocation, SwitchError> {
+    if reason.trim().is_empty() || reason.chars().count() > 200 {
+        return Err(SwitchError::invalid("reason must be 1 to 200 characters"));
+    }
+    let _one_at_a_time = switch
+        .take_turn(&switch.provisioning, crate::flows::turn::PROVISIONING)
+        .await?;
+    key_to_change(switch, p, key_id, "revoke")?;
+    if let Some(done) = switch.store.revocation(key_id).map_err(internal)? {
+        keys.revoke(key_id);
+        return Ok(done);
+    }
+    let revocation = Revocation {
+        key_id: key_id.to_string(),
+        at_ms: now_ms(),
+        by: p.id.clone(),
+        reason: reason.to_string(),
+    };
+    switch.store.put_revocation(&revocation).map_err(internal)?;
+    switch.store.durable().await.map_err(internal)?;
+    keys.revoke(key_id);
+    tracing::warn!(key = key_id, by = %p.id, reason, "key revoked");
+    Ok(revocation)
+}
+
+/// Give a caller a new secret (returned once); the old one is refused on
+/// this node at once, on every other node within
+/// [`crate::edge::auth::KEY_RECHECK_MS`].
+pub async fn rotate_key(
+    switch: &Switch,
+    keys: &dyn Credentials,
+    p: &Principal,
+    key_id: &str,
+) -> Result<(Principal, Secret), SwitchError> {
+    let _one_at_a_time = switch
+        .take_turn(&switch.provisioning, crate::flows::turn::PROVISIONING)
+        .await?;
+    let holder = key_to_change(switch, p, key_id, "rotate")?;
+    if switch.store.revocation(key_id).map_err(internal)?.is_some() {
+        return Err(SwitchError::new(
+            ErrorCode::KeyRevoked,
+            format!("{key_id} was revoked; provision it anew under another id"),
+        ));
+    }
+    let principal = holder.principal();
+    let secret = Secret::generate(&SystemRandom::new());
+    holder.store_secret(switch, &secret)?;
+    switch.store.durable().await.map_err(internal)?;
+    keys.insert(principal.clone(), &secret);
+    tracing::info!(key = key_id, by = %p.id, "key rotated");
+    Ok((principal, secret))
 }

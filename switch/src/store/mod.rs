@@ -794,6 +794,24 @@ impl Store {
     pub fn terminals(&self) -> Result<Vec<Terminal>, StoreError> {
         self.entities("terminal")
     }
+    pub fn terminal(&self, id: &str) -> Result<Option<Terminal>, StoreError> {
+        self.entity("terminal", id)
+    }
+    pub fn operator(&self, id: &str) -> Result<Option<Operator>, StoreError> {
+        self.entity("operator", id)
+    }
+    pub fn bank_client(&self, bin: &str) -> Result<Option<BankClient>, StoreError> {
+        self.entity("bank_client", bin)
+    }
+    pub fn put_revocation(&self, r: &Revocation) -> Result<(), StoreError> {
+        self.put_entity("revoked", &r.key_id, r)
+    }
+    pub fn revocations(&self) -> Result<Vec<Revocation>, StoreError> {
+        self.entities("revoked")
+    }
+    pub fn revocation(&self, key_id: &str) -> Result<Option<Revocation>, StoreError> {
+        self.entity("revoked", key_id)
+    }
     pub fn put_operator(&self, o: &Operator) -> Result<(), StoreError> {
         self.put_entity("operator", &o.id, o)
     }

@@ -321,6 +321,17 @@ pub struct BankClient {
     pub secret_hex: String,
 }
 
+/// A caller's key an operator revoked: every node refuses it from then on.
+/// Kept, never removed: a revoked id is not provisioned again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revocation {
+    pub key_id: String,
+    pub at_ms: i64,
+    /// The operator who revoked it.
+    pub by: String,
+    pub reason: String,
+}
+
 /// A QR code the switch issued.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Order {
