@@ -20,6 +20,12 @@ fn node_loss() {
     );
     // A provisions the demo network (and writes the profiles); B finds it.
     let (mut a, a_address) = process::start(a_dir.path(), Some(&url));
+    // Every node sharing a store seals secrets with the same master key.
+    std::fs::copy(
+        a_dir.path().join("master.key"),
+        b_dir.path().join("master.key"),
+    )
+    .expect("master key copied");
     let (mut b, b_address) = process::start(b_dir.path(), Some(&url));
     let profiles = a_dir.path().join("profiles");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
@@ -62,6 +68,7 @@ fn node_loss() {
         "cash_in=60,cash_out=40",
         &record,
         &url,
+        &a_dir.path().join("master.key"),
     );
     eprintln!("A left {left} transactions unfinished (cash-outs awaiting confirmation among them)");
     b.kill().expect("stop node B");

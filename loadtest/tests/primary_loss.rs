@@ -104,6 +104,7 @@ fn primary_loss() {
         "cash_in=40,cash_out=20,qr=20",
         &record,
         &url,
+        &data.join("master.key"),
     );
     eprintln!("the failover left {left} transactions unfinished");
     node.kill().expect("stop the node");

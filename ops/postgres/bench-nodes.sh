@@ -49,7 +49,9 @@ targets=()
 for i in $(seq 1 "$nodes"); do
   port=$((50600 + i))
   metrics=$((50700 + i))
+  # Every node seals secrets with node 1's master key (written at its start).
   "$bin/switch" serve --data "$work/node$i" --config "$work/switch.toml" \
+    --master-key-file "$work/node1/master.key" \
     --listen "127.0.0.1:$port" --metrics-listen "127.0.0.1:$metrics" \
     --store "$store" >"$work/node$i.log" 2>&1 &
   pids+=($!)

@@ -63,7 +63,7 @@ pub enum AdminCommand {
         reason: String,
     },
     /// Give a caller a new secret and write its new profile (owner-only);
-    /// the old secret stops working.
+    /// the old secret works on for the switch's rotation grace.
     RotateKey {
         #[arg(long)]
         key_id: String,
@@ -230,12 +230,13 @@ pub async fn run(profile: &Path, command: AdminCommand, json: bool) -> Result<St
             write_private(&profile_out, &text)
                 .map_err(|e| Failure::from(format!("{}: {e}", profile_out.display())))?;
             Ok(if json {
-                json!({"key_id": r.key_id, "role": r.role, "profile": profile_out}).to_string()
+                json!({"key_id": r.key_id, "role": r.role, "profile": profile_out, "previous_valid_until_ms": r.previous_valid_until_ms}).to_string()
             } else {
                 format!(
-                    "key {} has a new secret; profile written to {}\n",
+                    "key {} has a new secret; profile written to {}; the old one works until {} (ms since the epoch)\n",
                     r.key_id,
-                    profile_out.display()
+                    profile_out.display(),
+                    r.previous_valid_until_ms
                 )
             })
         }

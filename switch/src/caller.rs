@@ -22,7 +22,13 @@ pub struct Principal {
 
 /// A key as the store holds it.
 pub enum KeyState {
-    Active(Principal, crate::ids::Secret),
+    /// In use, with the secret a rotation replaced while it is still
+    /// accepted (until the given time).
+    Active(
+        Principal,
+        crate::ids::Secret,
+        Option<(crate::ids::Secret, i64)>,
+    ),
     /// An operator revoked it.
     Revoked,
     /// Never provisioned.
@@ -44,8 +50,17 @@ pub trait SharedKeys: Send + Sync {
 /// Where the flows register a caller they provision, so that its next
 /// request verifies (the edge's key registry implements it).
 pub trait Credentials: Send + Sync {
-    /// A new key, or a new secret for a key (rotation).
+    /// A new key.
     fn insert(&self, principal: Principal, secret: &crate::ids::Secret);
+    /// A new secret for a key; the previous one is accepted until
+    /// `previous_until_ms`.
+    fn rotate(
+        &self,
+        principal: Principal,
+        secret: &crate::ids::Secret,
+        previous: &crate::ids::Secret,
+        previous_until_ms: i64,
+    );
     /// A revoked key: refused from now on.
     fn revoke(&self, id: &str);
 }

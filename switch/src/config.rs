@@ -17,6 +17,13 @@ pub struct Config {
     /// Where the durable state lives: the data directory (the default), or
     /// PostgreSQL.
     pub store: StoreConfig,
+    /// After a key's rotation, how long its previous secret is still
+    /// accepted (while the caller installs the new profile); 0: refused at
+    /// once.
+    pub key_rotation_grace_ms: u64,
+    /// The master key callers' secrets are sealed with (`secrets.rs`).
+    /// Unset: `master.key` in the data directory, written on first start.
+    pub master_key_file: Option<PathBuf>,
     /// gRPC.
     pub listen: SocketAddr,
     /// Prometheus metrics at `/metrics`.
@@ -167,6 +174,8 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             data_dir: PathBuf::from("data"),
+            master_key_file: None,
+            key_rotation_grace_ms: 10 * 60 * 1000,
             store: StoreConfig::default(),
             listen: "127.0.0.1:50051".parse().expect("literal address"),
             metrics_listen: "127.0.0.1:9100".parse().expect("literal address"),
@@ -245,6 +254,13 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Where the master key is read from (and written, the first time).
+    pub fn master_key_path(&self) -> PathBuf {
+        self.master_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("master.key"))
+    }
+
     pub fn from_toml(text: &str) -> Result<Config, String> {
         toml::from_str(text).map_err(|e| e.to_string())
     }

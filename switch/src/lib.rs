@@ -29,6 +29,7 @@ pub mod fees;
 pub mod flows;
 pub mod ids;
 pub mod provision;
+pub mod secrets;
 pub mod server;
 pub mod settlement;
 pub mod sim;

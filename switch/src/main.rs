@@ -38,6 +38,11 @@ struct ServeArgs {
     /// directory.
     #[arg(long, env = "SWITCH_STORE", global = true)]
     store: Option<String>,
+    /// The master key callers' secrets are sealed with (64 hex digits in
+    /// a file; written, mode 0600, when missing). Default: `master.key` in
+    /// the data directory. Every node sharing a store needs the same one.
+    #[arg(long, env = "SWITCH_MASTER_KEY_FILE")]
+    master_key_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -73,6 +78,9 @@ fn config(args: &ServeArgs) -> Result<Config, String> {
     }
     if let Some(url) = &args.store {
         c.store.url = Some(url.clone());
+    }
+    if let Some(path) = &args.master_key_file {
+        c.master_key_file = Some(path.clone());
     }
     Ok(c)
 }
@@ -120,6 +128,7 @@ fn merge(global: ServeArgs, local: ServeArgs) -> ServeArgs {
         metrics_listen: local.metrics_listen.or(global.metrics_listen),
         config: local.config.or(global.config),
         store: local.store.or(global.store),
+        master_key_file: local.master_key_file.or(global.master_key_file),
     }
 }
 

@@ -110,12 +110,16 @@ pub async fn demo(switch: &Switch, profiles: &Path, listen: SocketAddr) -> Resul
                 OPENING_CASH_VND,
                 code::OPENING_CASH,
             ));
-            terminals.push(Terminal {
-                id: format!("{id}-{t}"),
-                post_office_id: id.to_string(),
-                number: terminal_number,
-                secret_hex: Secret::generate(&rng).expose_hex(),
-            });
+            let (terminal_id, secret) = (format!("{id}-{t}"), Secret::generate(&rng));
+            terminals.push((
+                Terminal {
+                    secret: switch.master_key.seal(&terminal_id, &secret),
+                    id: terminal_id,
+                    post_office_id: id.to_string(),
+                    number: terminal_number,
+                },
+                secret,
+            ));
         }
     }
     let created = switch.ledger.create_accounts(accounts).await.map_err(io)?;
@@ -134,7 +138,7 @@ pub async fn demo(switch: &Switch, profiles: &Path, listen: SocketAddr) -> Resul
         switch.store.put_post_office(p).map_err(io)?;
     }
     let now = crate::clock::now_ms();
-    for t in &terminals {
+    for (t, secret) in &terminals {
         switch.store.put_terminal(t).map_err(io)?;
         // Each terminal starts with its first shift open on the opening cash.
         switch
@@ -151,7 +155,7 @@ pub async fn demo(switch: &Switch, profiles: &Path, listen: SocketAddr) -> Resul
             role: "teller",
             id: &t.id,
             switch: address.clone(),
-            secret: t.secret_hex.clone(),
+            secret: secret.expose_hex(),
             post_office: Some(&t.post_office_id),
         };
         write_private(
@@ -160,16 +164,17 @@ pub async fn demo(switch: &Switch, profiles: &Path, listen: SocketAddr) -> Resul
         )
         .map_err(io)?;
     }
+    let secret = Secret::generate(&rng);
     let operator = Operator {
         id: "operator".into(),
-        secret_hex: Secret::generate(&rng).expose_hex(),
+        secret: switch.master_key.seal("operator", &secret),
     };
     switch.store.put_operator(&operator).map_err(io)?;
     let profile = Profile {
         role: "operator",
         id: &operator.id,
         switch: address.clone(),
-        secret: operator.secret_hex.clone(),
+        secret: secret.expose_hex(),
         post_office: None,
     };
     write_private(
@@ -181,6 +186,7 @@ pub async fn demo(switch: &Switch, profiles: &Path, listen: SocketAddr) -> Resul
         if switch.routes.get(bin).is_none() {
             continue;
         }
+        let secret = Secret::generate(&rng);
         let m = crate::store::Merchant {
             id: id.to_string(),
             name: name.to_string(),
@@ -188,14 +194,14 @@ pub async fn demo(switch: &Switch, profiles: &Path, listen: SocketAddr) -> Resul
             mcc: mcc.to_string(),
             bank_bin: bin.to_string(),
             account: account.to_string(),
-            secret_hex: Secret::generate(&rng).expose_hex(),
+            secret: switch.master_key.seal(id, &secret),
         };
         crate::flows::provisioning::add_merchant(switch, &m)?;
         let profile = Profile {
             role: "merchant",
             id,
             switch: address.clone(),
-            secret: m.secret_hex.clone(),
+            secret: secret.expose_hex(),
             post_office: None,
         };
         write_private(
@@ -205,16 +211,17 @@ pub async fn demo(switch: &Switch, profiles: &Path, listen: SocketAddr) -> Resul
         .map_err(io)?;
     }
     for bin in switch.routes.bins() {
+        let secret = Secret::generate(&rng);
         let b = crate::store::BankClient {
             bin: bin.to_string(),
-            secret_hex: Secret::generate(&rng).expose_hex(),
+            secret: switch.master_key.seal(bin, &secret),
         };
         switch.store.put_bank_client(&b).map_err(io)?;
         let profile = Profile {
             role: "bank",
             id: bin,
             switch: address.clone(),
-            secret: b.secret_hex.clone(),
+            secret: secret.expose_hex(),
             post_office: None,
         };
         write_private(

@@ -120,7 +120,16 @@ pub async fn open(config: Config, address: std::net::SocketAddr) -> Result<Opene
             breaker: Breaker::new(code, config.breaker.clone()),
         });
     }
-    let switch = Arc::new(Switch::new(config.clone(), store, ledger, routes, billers));
+    std::fs::create_dir_all(&config.data_dir)?;
+    let master_key = crate::secrets::MasterKey::load_or_create(&config.master_key_path())?;
+    let switch = Arc::new(Switch::new(
+        config.clone(),
+        store,
+        ledger,
+        routes,
+        billers,
+        master_key,
+    ));
     {
         // Nodes starting together on an empty store take turns: the first
         // provisions the demo network and opens the first window, the
@@ -140,6 +149,7 @@ pub async fn open(config: Config, address: std::net::SocketAddr) -> Result<Opene
                 ))?;
             switch.store.durable().await?;
         }
+        seal_secrets(&switch).await?;
     }
     let (post_offices, terminals) = (switch.store.post_offices()?, switch.store.terminals()?);
     switch.add_numbers(&post_offices, &terminals);
@@ -148,50 +158,60 @@ pub async fn open(config: Config, address: std::net::SocketAddr) -> Result<Opene
         started_ms,
         config.rate_limit.clone(),
     ));
+    let open = |id: &str, sealed: &crate::secrets::SealedSecret| switch.master_key.open(id, sealed);
     for t in &terminals {
-        let secret = t.secret().ok_or("a terminal's stored secret is not hex")?;
-        keys.insert(
-            Principal {
-                id: t.id.clone(),
-                role: Role::Teller {
-                    post_office_id: t.post_office_id.clone(),
-                },
-            },
-            &secret,
-        );
+        let role = Role::Teller {
+            post_office_id: t.post_office_id.clone(),
+        };
+        let principal = Principal {
+            id: t.id.clone(),
+            role,
+        };
+        keys.insert(principal, &open(&t.id, &t.secret)?);
     }
     for o in switch.store.operators()? {
-        let secret = crate::ids::Secret::from_hex(&o.secret_hex)
-            .ok_or("an operator's stored secret is not hex")?;
+        let secret = open(&o.id, &o.secret)?;
         keys.insert(
             Principal {
-                id: o.id.clone(),
+                id: o.id,
                 role: Role::Operator,
             },
             &secret,
         );
     }
     for m in switch.store.merchants()? {
-        let secret = crate::ids::Secret::from_hex(&m.secret_hex)
-            .ok_or("a merchant's stored secret is not hex")?;
+        let secret = open(&m.id, &m.secret)?;
         keys.insert(
             Principal {
-                id: m.id.clone(),
+                id: m.id,
                 role: Role::Merchant,
             },
             &secret,
         );
     }
     for b in switch.store.bank_clients()? {
-        let secret = crate::ids::Secret::from_hex(&b.secret_hex)
-            .ok_or("a bank's stored secret is not hex")?;
+        let secret = open(&b.bin, &b.secret)?;
         keys.insert(
             Principal {
-                id: b.bin.clone(),
+                id: b.bin,
                 role: Role::Bank,
             },
             &secret,
         );
+    }
+    // Previous secrets still within their rotation's grace.
+    let store_keys = StoreKeys {
+        switch: switch.clone(),
+    };
+    for r in switch.store.rotations()? {
+        if r.until_ms <= crate::clock::now_ms() {
+            continue;
+        }
+        if let crate::caller::KeyState::Active(p, secret, Some((previous, until_ms))) =
+            crate::caller::SharedKeys::lookup(&store_keys, &r.key_id)?
+        {
+            crate::caller::Credentials::rotate(keys.as_ref(), p, &secret, &previous, until_ms);
+        }
     }
     // Revoked keys stay refused across restarts.
     for r in switch.store.revocations()? {
@@ -212,6 +232,68 @@ pub async fn open(config: Config, address: std::net::SocketAddr) -> Result<Opene
     Ok(Opened { switch, keys, sims })
 }
 
+/// Check that this node's master key is the one the store's secrets are
+/// sealed with (recording it on first use), then seal any secret an
+/// earlier version stored in the clear. Run under the provisioning turn.
+async fn seal_secrets(switch: &Switch) -> Result<(), BoxError> {
+    use crate::secrets::{CHECK_KEY_ID, check_secret};
+    let key = &switch.master_key;
+    let store = &switch.store;
+    match store.master_key_check()? {
+        Some(sealed) => {
+            if key.open(CHECK_KEY_ID, &sealed)? != check_secret() {
+                return Err("the master key check value is wrong".into());
+            }
+        }
+        None => store.put_master_key_check(&key.seal(CHECK_KEY_ID, &check_secret()))?,
+    }
+    let mut sealed = 0;
+    for mut t in store
+        .terminals()?
+        .into_iter()
+        .filter(|t| !t.secret.is_sealed())
+    {
+        t.secret = key.seal(&t.id, &key.open(&t.id, &t.secret)?);
+        store.put_terminal(&t)?;
+        sealed += 1;
+    }
+    for mut o in store
+        .operators()?
+        .into_iter()
+        .filter(|o| !o.secret.is_sealed())
+    {
+        o.secret = key.seal(&o.id, &key.open(&o.id, &o.secret)?);
+        store.put_operator(&o)?;
+        sealed += 1;
+    }
+    for mut m in store
+        .merchants()?
+        .into_iter()
+        .filter(|m| !m.secret.is_sealed())
+    {
+        m.secret = key.seal(&m.id, &key.open(&m.id, &m.secret)?);
+        store.put_merchant(&m)?;
+        sealed += 1;
+    }
+    for mut b in store
+        .bank_clients()?
+        .into_iter()
+        .filter(|b| !b.secret.is_sealed())
+    {
+        b.secret = key.seal(&b.bin, &key.open(&b.bin, &b.secret)?);
+        store.put_bank_client(&b)?;
+        sealed += 1;
+    }
+    store.durable().await?;
+    if sealed > 0 {
+        tracing::warn!(
+            secrets = sealed,
+            "sealed secrets an earlier version stored in the clear"
+        );
+    }
+    Ok(())
+}
+
 /// With several nodes: callers provisioned on another node, and the
 /// nonces every node has seen, from the shared store.
 struct StoreKeys {
@@ -228,10 +310,16 @@ impl crate::caller::SharedKeys for StoreKeys {
         if store.revocation(id).map_err(e)?.is_some() {
             return Ok(KeyState::Revoked);
         }
-        let active = |id: String, role: Role, hex: &str| {
-            let secret = crate::ids::Secret::from_hex(hex)
-                .ok_or_else(|| format!("the stored secret of {id} is not hex"))?;
-            Ok(KeyState::Active(Principal { id, role }, secret))
+        let active = |id: String, role: Role, sealed: &crate::secrets::SealedSecret| {
+            let key = &self.switch.master_key;
+            let secret = key.open(&id, sealed)?;
+            let previous = match store.rotation(&id).map_err(e)? {
+                Some(r) if r.until_ms > crate::clock::now_ms() => {
+                    Some((key.open(&id, &r.previous)?, r.until_ms))
+                }
+                _ => None,
+            };
+            Ok(KeyState::Active(Principal { id, role }, secret, previous))
         };
         if let Some(t) = store.terminal(id).map_err(e)? {
             let offices = store.post_offices().map_err(e)?;
@@ -239,16 +327,16 @@ impl crate::caller::SharedKeys for StoreKeys {
             let role = Role::Teller {
                 post_office_id: t.post_office_id.clone(),
             };
-            return active(t.id, role, &t.secret_hex);
+            return active(t.id, role, &t.secret);
         }
         if let Some(m) = store.merchant(id).map_err(e)? {
-            return active(m.id, Role::Merchant, &m.secret_hex);
+            return active(m.id, Role::Merchant, &m.secret);
         }
         if let Some(o) = store.operator(id).map_err(e)? {
-            return active(o.id, Role::Operator, &o.secret_hex);
+            return active(o.id, Role::Operator, &o.secret);
         }
         if let Some(b) = store.bank_client(id).map_err(e)? {
-            return active(b.bin, Role::Bank, &b.secret_hex);
+            return active(b.bin, Role::Bank, &b.secret);
         }
         Ok(KeyState::Unknown)
     }

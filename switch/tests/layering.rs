@@ -61,6 +61,7 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
     ("error", EVERY_LAYER),
     ("fees", EVERY_LAYER),
     ("ids", EVERY_LAYER),
+    ("secrets", EVERY_LAYER),
 ];
 
 type Module = Vec<String>;

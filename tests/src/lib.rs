@@ -95,6 +95,9 @@ impl Harness {
                 let entry = entry.expect("a profile");
                 std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copied");
             }
+            // Every node sharing a store needs its master key.
+            let key = from.parent().expect("a data directory").join("master.key");
+            std::fs::copy(key, dir.path().join("master.key")).expect("master key copied");
         }
         let path = dir.path().to_path_buf();
         let mut h = Harness::start_at(&path, Some(postgres), tune).await;

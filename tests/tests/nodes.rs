@@ -11,10 +11,15 @@ const MB: &str = "970422";
 
 /// Node A (which provisions the demo network), then node B.
 async fn two_nodes() -> (Harness, Harness) {
+    two_nodes_with(|_| {}).await
+}
+
+/// The same, each node's config tuned by `tune`.
+async fn two_nodes_with(tune: impl Fn(&mut switch::Config)) -> (Harness, Harness) {
     let pg = Arc::new(pgtest::Cluster::start());
-    let a = Harness::start_node(tempfile::tempdir().unwrap(), pg.clone(), None, |_| {}).await;
+    let a = Harness::start_node(tempfile::tempdir().unwrap(), pg.clone(), None, &tune).await;
     let profiles = a.data_dir().join("profiles");
-    let b = Harness::start_node(tempfile::tempdir().unwrap(), pg, Some(&profiles), |_| {}).await;
+    let b = Harness::start_node(tempfile::tempdir().unwrap(), pg, Some(&profiles), &tune).await;
     (a, b)
 }
 
@@ -218,12 +223,16 @@ async fn two_nodes_starting_together_on_an_empty_store_provision_once() {
     let pg = Arc::new(pgtest::Cluster::start());
     // Tasks of their own, as two processes would be (one task polling both
     // would stop both whenever either waits synchronously for the store).
+    // The operator gives both the same master key.
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("master.key");
     let start = || {
+        let key = key.clone();
         tokio::spawn(Harness::start_node(
             tempfile::tempdir().unwrap(),
             pg.clone(),
             None,
-            |_| {},
+            move |c| c.master_key_file = Some(key),
         ))
     };
     let (a, b) = tokio::join!(start(), start());
@@ -470,7 +479,8 @@ async fn comes_to(h: &Harness, creds: &proto::auth::Credentials, want: bool) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_rotated_or_revoked_on_one_node_is_refused_on_the_other() {
-    let (a, b) = two_nodes().await;
+    // No rotation grace: the old secret is refused from the rotation on.
+    let (a, b) = two_nodes_with(|c| c.key_rotation_grace_ms = 0).await;
     let operator_a = a.credentials("operator");
     let old = a.credentials("tho-tang-2");
     assert!(signs_on(&b, &old).await, "B knows the key before");
@@ -544,4 +554,26 @@ async fn a_key_rotated_or_revoked_on_one_node_is_refused_on_the_other() {
     assert_eq!(error_code(&e), "unknown_key", "{e:?}");
     // The others are untouched.
     assert!(signs_on(&a, &a.credentials("tam-dao-1")).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_master_key_is_not_the_stores_refuses_to_start() {
+    let pg = Arc::new(pgtest::Cluster::start());
+    let a = Harness::start_node(tempfile::tempdir().unwrap(), pg.clone(), None, |_| {}).await;
+    let b_dir = tempfile::tempdir().unwrap();
+    // No key given: B writes a key of its own, which is not A's.
+    let config = switch::Config {
+        data_dir: b_dir.path().to_path_buf(),
+        store: switch::config::StoreConfig {
+            url: Some(pg.url("switch")),
+        },
+        ..switch::Config::default()
+    };
+    let e = switch::server::open(config, "127.0.0.1:1".parse().unwrap())
+        .await
+        .err()
+        .expect("B refuses to start");
+    assert!(e.to_string().contains("master key"), "{e}");
+    // A serves on.
+    a.assert_ledger_clean().await;
 }

@@ -153,13 +153,15 @@ pub async fn settled(switch: &switch::flows::Switch, limit: Duration) {
 /// status, and, seen from another node opened here on `url` (a node does
 /// not take over at start what may be in flight elsewhere), what the loss
 /// interrupted is finished by the survivors. Returns how many records the
-/// loss left unfinished when that node first looked.
+/// loss left unfinished when that node first looked. `master_key`: the
+/// nodes' master key (the looking node needs it too).
 pub fn serves_on_and_loses_nothing(
     runtime: &tokio::runtime::Runtime,
     target: impl Fn() -> loadtest::Target,
     mix: &str,
     record: &Path,
     url: &str,
+    master_key: &Path,
 ) -> usize {
     let mut options = load(None, 10, Duration::from_secs(2));
     options.mix = loadtest::parse_mix(mix).expect("mix");
@@ -176,12 +178,11 @@ pub fn serves_on_and_loses_nothing(
     assert_eq!(verified["ok"], true, "{verified}");
     runtime.block_on(async {
         let look = tempfile::tempdir().expect("the looking node's folder");
-        let opened = switch::server::open(
-            config(look.path(), Some(url.to_string())),
-            "127.0.0.1:1".parse().expect("address"),
-        )
-        .await
-        .expect("another node opens");
+        let mut config = config(look.path(), Some(url.to_string()));
+        config.master_key_file = Some(master_key.to_path_buf());
+        let opened = switch::server::open(config, "127.0.0.1:1".parse().expect("address"))
+            .await
+            .expect("another node opens");
         let left = opened.switch.store.unfinished().expect("unfinished").len();
         settled(&opened.switch, Duration::from_secs(120)).await;
         left

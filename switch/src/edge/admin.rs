@@ -129,7 +129,7 @@ impl pb::admin_server::Admin for AdminService {
         crate::telemetry::observe("rotate_key", async move {
             let p = principal(&req)?;
             let r = req.into_inner();
-            let (holder, secret) = crate::flows::provisioning::rotate_key(
+            let (holder, secret, previous_until_ms) = crate::flows::provisioning::rotate_key(
                 &self.switch,
                 self.keys.as_ref(),
                 &p,
@@ -146,6 +146,7 @@ impl pb::admin_server::Admin for AdminService {
                 key_id: holder.id,
                 role: role.to_string(),
                 secret: secret.expose_hex(),
+                previous_valid_until_ms: previous_until_ms,
             }))
         })
         .await

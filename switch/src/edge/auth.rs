@@ -53,6 +53,9 @@ pub use proto::auth::canonical;
 struct Credential {
     principal: Principal,
     key: hmac::Key,
+    /// The key a rotation replaced, accepted until the given time
+    /// (`clock::now_ms`).
+    previous: Option<(hmac::Key, i64)>,
     /// When it was read from the store (or made here), on the switch's
     /// monotonic clock: with several nodes, older than
     /// [`KEY_RECHECK_MS`] it is read again (another node may have rotated
@@ -151,8 +154,9 @@ impl Keys {
             Status::unavailable("the switch could not check the key; try again")
         })?;
         match state {
-            crate::caller::KeyState::Active(principal, secret) => {
-                self.insert(principal, &secret);
+            crate::caller::KeyState::Active(principal, secret, previous) => {
+                let previous = previous.as_ref().map(|(s, until_ms)| (s, *until_ms));
+                self.put(principal, &secret, previous);
             }
             crate::caller::KeyState::Revoked => {
                 self.forget(key_id);
@@ -179,7 +183,17 @@ impl Keys {
     }
 
     pub fn insert(&self, principal: Principal, secret: &Secret) {
+        self.put(principal, secret, None);
+    }
+
+    fn put(&self, principal: Principal, secret: &Secret, previous: Option<(&Secret, i64)>) {
         let key = hmac::Key::new(hmac::HMAC_SHA256, secret.expose_bytes());
+        let previous = previous.map(|(s, until_ms)| {
+            (
+                hmac::Key::new(hmac::HMAC_SHA256, s.expose_bytes()),
+                until_ms,
+            )
+        });
         let id = principal.id.clone();
         self.credentials
             .write()
@@ -189,6 +203,7 @@ impl Keys {
                 Arc::new(Credential {
                     principal,
                     key,
+                    previous,
                     loaded_ms: crate::clock::monotonic_ms(),
                 }),
             );
@@ -257,9 +272,12 @@ impl Keys {
             nonce,
             digest_hex,
         );
-        hmac::verify(&credential.key, text.as_bytes(), &signature)
-            .map_err(|_| Status::unauthenticated("unauthenticated: bad signature"))?;
         let now = now_ms();
+        let signed_by = |key: &hmac::Key| hmac::verify(key, text.as_bytes(), &signature).is_ok();
+        let within_grace = |(key, until_ms): &(hmac::Key, i64)| now < *until_ms && signed_by(key);
+        if !signed_by(&credential.key) && !credential.previous.as_ref().is_some_and(within_grace) {
+            return Err(Status::unauthenticated("unauthenticated: bad signature"));
+        }
         if (timestamp_ms - now).abs() > self.skew_ms {
             return Err(Status::unauthenticated(
                 "unauthenticated: stale timestamp (check the terminal's clock)",
@@ -327,6 +345,10 @@ impl Keys {
 impl crate::caller::Credentials for Keys {
     fn insert(&self, principal: Principal, secret: &Secret) {
         Keys::insert(self, principal, secret)
+    }
+
+    fn rotate(&self, principal: Principal, secret: &Secret, previous: &Secret, until_ms: i64) {
+        self.put(principal, secret, Some((previous, until_ms)));
     }
 
     fn revoke(&self, id: &str) {

@@ -45,6 +45,8 @@ pub struct Switch {
     pub ledger: LedgerStore,
     pub routes: Routes,
     pub billers: Billers,
+    /// Seals callers' secrets for the store, and opens them.
+    pub master_key: crate::secrets::MasterKey,
     /// Completed merchant payments, numbered and published in order, for
     /// `WatchPayments`.
     pub notifier: crate::flows::notify::Notifier,
@@ -168,6 +170,7 @@ impl Switch {
         ledger: LedgerStore,
         routes: Routes,
         billers: Billers,
+        master_key: crate::secrets::MasterKey,
     ) -> Switch {
         let notifier =
             crate::flows::notify::Notifier::open(&store).expect("the store hands out ids");
@@ -177,6 +180,7 @@ impl Switch {
             ledger,
             routes,
             billers,
+            master_key,
             notifier,
             rng: SystemRandom::new(),
             numbers: RwLock::new(Numbers::default()),

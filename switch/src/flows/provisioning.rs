@@ -10,7 +10,7 @@ use crate::clock::now_ms;
 use crate::error::{ErrorCode, SwitchError};
 use crate::flows::{Switch, ledger_transfers};
 use crate::ids::{Secret, TxId};
-use crate::store::{Merchant, Order, PostOffice, Revocation, ShiftRecord, Terminal};
+use crate::store::{Merchant, Order, PostOffice, Revocation, Rotation, ShiftRecord, Terminal};
 
 fn valid_id(id: &str) -> bool {
     (1..=32).contains(&id.len())
@@ -186,7 +186,7 @@ pub async fn provision_terminal(
         id: id.to_string(),
         post_office_id: post_office_id.to_string(),
         number,
-        secret_hex: secret.expose_hex(),
+        secret: switch.master_key.seal(id, &secret),
     };
     switch.store.put_terminal(&terminal).map_err(internal)?;
     switch
@@ -290,7 +290,7 @@ pub async fn provision_merchant(
         mcc: m.mcc.to_string(),
         bank_bin: m.bank_bin.to_string(),
         account: m.account.to_string(),
-        secret_hex: secret.expose_hex(),
+        secret: switch.master_key.seal(m.id, &secret),
     };
     let payload = add_merchant(switch, &merchant)?;
     switch.store.durable().await.map_err(internal)?;
@@ -375,25 +375,35 @@ impl Holder {
         }
     }
 
+    /// The caller's secret as stored.
+    fn sealed(&self) -> &crate::secrets::SealedSecret {
+        match self {
+            Holder::Terminal(t) => &t.secret,
+            Holder::Merchant(m) => &m.secret,
+            Holder::Operator(o) => &o.secret,
+            Holder::Bank(b) => &b.secret,
+        }
+    }
+
     /// Store `secret` as the caller's (the old one is gone).
     fn store_secret(self, switch: &Switch, secret: &Secret) -> Result<(), SwitchError> {
-        let hex = secret.expose_hex();
+        let key = &switch.master_key;
         let store = &switch.store;
         match self {
             Holder::Terminal(t) => store.put_terminal(&Terminal {
-                secret_hex: hex,
+                secret: key.seal(&t.id, secret),
                 ..t
             }),
             Holder::Merchant(m) => store.put_merchant(&Merchant {
-                secret_hex: hex,
+                secret: key.seal(&m.id, secret),
                 ..m
             }),
             Holder::Operator(o) => store.put_operator(&crate::store::Operator {
-                secret_hex: hex,
+                secret: key.seal(&o.id, secret),
                 ..o
             }),
             Holder::Bank(b) => store.put_bank_client(&crate::store::BankClient {
-                secret_hex: hex,
+                secret: key.seal(&b.bin, secret),
                 ..b
             }),
         }
@@ -459,15 +469,17 @@ pub async fn revoke_key(
     Ok(revocation)
 }
 
-/// Give a caller a new secret (returned once); the old one is refused on
-/// this node at once, on every other node within
-/// [`crate::edge::auth::KEY_RECHECK_MS`].
+/// Give a caller a new secret (returned once). The old one is still
+/// accepted for `key_rotation_grace_ms` (while the caller installs the new
+/// profile), then refused: on this node from the rotation on, on every
+/// other node within [`crate::edge::auth::KEY_RECHECK_MS`]. Answers the
+/// caller, the new secret, and until when the old one is accepted.
 pub async fn rotate_key(
     switch: &Switch,
     keys: &dyn Credentials,
     p: &Principal,
     key_id: &str,
-) -> Result<(Principal, Secret), SwitchError> {
+) -> Result<(Principal, Secret, i64), SwitchError> {
     let _one_at_a_time = switch
         .take_turn(&switch.provisioning, crate::flows::turn::PROVISIONING)
         .await?;
@@ -479,10 +491,23 @@ pub async fn rotate_key(
         ));
     }
     let principal = holder.principal();
+    let previous = switch
+        .master_key
+        .open(key_id, holder.sealed())
+        .map_err(internal)?;
+    let until_ms = now_ms().saturating_add(switch.config.key_rotation_grace_ms as i64);
     let secret = Secret::generate(&SystemRandom::new());
+    switch
+        .store
+        .put_rotation(&Rotation {
+            key_id: key_id.to_string(),
+            previous: switch.master_key.seal(key_id, &previous),
+            until_ms,
+        })
+        .map_err(internal)?;
     holder.store_secret(switch, &secret)?;
     switch.store.durable().await.map_err(internal)?;
-    keys.insert(principal.clone(), &secret);
-    tracing::info!(key = key_id, by = %p.id, "key rotated");
-    Ok((principal, secret))
+    keys.rotate(principal.clone(), &secret, &previous, until_ms);
+    tracing::info!(key = key_id, by = %p.id, previous_until_ms = until_ms, "key rotated");
+    Ok((principal, secret, until_ms))
 }

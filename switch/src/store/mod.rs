@@ -806,6 +806,15 @@ impl Store {
     pub fn put_revocation(&self, r: &Revocation) -> Result<(), StoreError> {
         self.put_entity("revoked", &r.key_id, r)
     }
+    pub fn put_rotation(&self, r: &Rotation) -> Result<(), StoreError> {
+        self.put_entity("rotated", &r.key_id, r)
+    }
+    pub fn rotations(&self) -> Result<Vec<Rotation>, StoreError> {
+        self.entities("rotated")
+    }
+    pub fn rotation(&self, key_id: &str) -> Result<Option<Rotation>, StoreError> {
+        self.entity("rotated", key_id)
+    }
     pub fn revocations(&self) -> Result<Vec<Revocation>, StoreError> {
         self.entities("revoked")
     }
@@ -832,6 +841,17 @@ impl Store {
     }
     pub fn bank_clients(&self) -> Result<Vec<BankClient>, StoreError> {
         self.entities("bank_client")
+    }
+    /// The value that tells whether a master key is the one this store's
+    /// secrets are sealed with (`secrets.rs`).
+    pub fn master_key_check(&self) -> Result<Option<crate::secrets::SealedSecret>, StoreError> {
+        self.entity("meta", "master_key_check")
+    }
+    pub fn put_master_key_check(
+        &self,
+        check: &crate::secrets::SealedSecret,
+    ) -> Result<(), StoreError> {
+        self.put_entity("meta", "master_key_check", check)
     }
     pub fn is_provisioned(&self) -> Result<bool, StoreError> {
         Ok(self.kv.get(Tree::Entities, b"meta/provisioned")?.is_some())

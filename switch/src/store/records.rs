@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::adapters::biller::Bill;
 use crate::fees::Fee;
-use crate::ids::{Secret, TxId};
+use crate::ids::TxId;
+use crate::secrets::SealedSecret;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Kind {
@@ -233,20 +234,18 @@ pub struct Terminal {
     pub id: String,
     pub post_office_id: String,
     pub number: u64,
-    /// Hex; only the auth layer reads it.
-    pub secret_hex: String,
-}
-
-impl Terminal {
-    pub fn secret(&self) -> Option<Secret> {
-        Secret::from_hex(&self.secret_hex)
-    }
+    /// Sealed with the master key (`secrets.rs`); only the auth layer
+    /// opens it. Written as `secret_hex`, in the clear, by earlier
+    /// versions.
+    #[serde(rename = "secret", alias = "secret_hex")]
+    pub secret: SealedSecret,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Operator {
     pub id: String,
-    pub secret_hex: String,
+    #[serde(rename = "secret", alias = "secret_hex")]
+    pub secret: SealedSecret,
 }
 
 /// A terminal's shift: the drawer counted at open and at close.
@@ -310,7 +309,8 @@ pub struct Merchant {
     pub mcc: String,
     pub bank_bin: String,
     pub account: String,
-    pub secret_hex: String,
+    #[serde(rename = "secret", alias = "secret_hex")]
+    pub secret: SealedSecret,
 }
 
 /// A bank's credential for the calls it makes (paying QR codes,
@@ -318,7 +318,8 @@ pub struct Merchant {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BankClient {
     pub bin: String,
-    pub secret_hex: String,
+    #[serde(rename = "secret", alias = "secret_hex")]
+    pub secret: SealedSecret,
 }
 
 /// A caller's key an operator revoked: every node refuses it from then on.
@@ -330,6 +331,16 @@ pub struct Revocation {
     /// The operator who revoked it.
     pub by: String,
     pub reason: String,
+}
+
+/// A caller's secret replaced by a rotation, still accepted until
+/// `until_ms` (the grace in which the caller installs the new one).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rotation {
+    pub key_id: String,
+    /// The replaced secret, sealed like the current one.
+    pub previous: SealedSecret,
+    pub until_ms: i64,
 }
 
 /// A QR code the switch issued.
