@@ -105,9 +105,11 @@ fn liquidity_text(l: &pb::Liquidity) -> String {
 }
 
 /// SHA-256 of a file, read in pieces.
-fn file_sha256(path: &Path) -> Result<String, String> {
+/// What a statement upload for `window` signs (PROTOCOL.md): the window,
+/// then the file.
+fn statement_digest(window: u64, path: &Path) -> Result<String, String> {
     let mut f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut ctx = proto::auth::StatementDigest::new(window);
     let mut buf = vec![0u8; CHUNK_BYTES];
     loop {
         let n = f
@@ -118,7 +120,7 @@ fn file_sha256(path: &Path) -> Result<String, String> {
         }
         ctx.update(&buf[..n]);
     }
-    Ok(hex::encode(ctx.finish().as_ref()))
+    Ok(ctx.finish())
 }
 
 pub async fn run(profile: &Path, command: Command, json: bool) -> Result<String, Failure> {
@@ -224,7 +226,7 @@ pub async fn run(profile: &Path, command: Command, json: bool) -> Result<String,
             })
         }
         Command::Reconcile { window, file } => {
-            let digest = file_sha256(&file)?;
+            let digest = statement_digest(window, &file)?;
             let mut f =
                 std::fs::File::open(&file).map_err(|e| format!("{}: {e}", file.display()))?;
             // Stream the file as it is read: never all of it in memory.

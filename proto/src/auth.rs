@@ -47,6 +47,37 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(digest::digest(&digest::SHA256, bytes).as_ref())
 }
 
+/// The content a statement upload (`Settlement/Reconcile`) signs: the
+/// window's id in decimal and a newline, then the CSV file's bytes, so
+/// that a signed statement cannot be replayed for another window. Fed as
+/// the file is read; [`StatementDigest::finish`] gives the
+/// `x-switch-content-sha256` value.
+pub struct StatementDigest(digest::Context);
+
+impl StatementDigest {
+    pub fn new(window_id: u64) -> StatementDigest {
+        let mut ctx = digest::Context::new(&digest::SHA256);
+        ctx.update(format!("{window_id}\n").as_bytes());
+        StatementDigest(ctx)
+    }
+
+    pub fn update(&mut self, csv_bytes: &[u8]) {
+        self.0.update(csv_bytes);
+    }
+
+    /// Lower-case hex.
+    pub fn finish(self) -> String {
+        hex::encode(self.0.finish().as_ref())
+    }
+
+    /// The digest of a whole statement at once.
+    pub fn of(window_id: u64, csv: &[u8]) -> String {
+        let mut d = StatementDigest::new(window_id);
+        d.update(csv);
+        d.finish()
+    }
+}
+
 /// Lower-case hex HMAC-SHA256 of the canonical string.
 pub fn signature(
     secret: &[u8],
@@ -208,5 +239,21 @@ mod tests {
             sig,
             "dff963e6cbda8d93c9d40f3cc9ef59ea991270c6bef1362c9de5c503348d21cf"
         );
+    }
+
+    /// PROTOCOL.md's streaming example (computed there with Python's
+    /// hashlib), fed whole and in pieces.
+    #[test]
+    fn a_statements_digest_names_its_window() {
+        let csv = b"transaction_id,amount,direction,status,posted_at\n";
+        let want = "6dd22ac7f4ed1550f731aa744c972fdeee6e2a090abe219790304fef4daae565";
+        assert_eq!(StatementDigest::of(1, csv), want);
+        let mut d = StatementDigest::new(1);
+        for piece in csv.chunks(7) {
+            d.update(piece);
+        }
+        assert_eq!(d.finish(), want);
+        assert_ne!(StatementDigest::of(2, csv), want);
+        assert_ne!(sha256_hex(csv), want);
     }
 }

@@ -494,7 +494,7 @@ impl Settlement {
     ) -> Result<pb::ReconciliationReport, tonic::Status> {
         let digest = signed_digest
             .map(str::to_string)
-            .unwrap_or_else(|| proto::auth::sha256_hex(statement));
+            .unwrap_or_else(|| proto::auth::StatementDigest::of(window_id, statement));
         let mut chunks: Vec<pb::StatementChunk> = statement
             .chunks(chunk_bytes.max(1))
             .map(|c| pb::StatementChunk {

@@ -250,6 +250,21 @@ async fn a_malformed_line_is_named_and_nothing_is_kept() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated);
+    // The signature names the window: a statement signed for window 1 is
+    // refused for window 2, and so is one signed over the file alone.
+    h.settlement("operator").close().await;
+    let for_window_1 = proto::auth::StatementDigest::of(1, &good);
+    let e = mb
+        .reconcile(2, &good, 32, Some(&for_window_1))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+    assert!(e.message().contains("window"), "{}", e.message());
+    let e = mb
+        .reconcile(1, &good, 32, Some(&proto::auth::sha256_hex(&good)))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
     // Nothing of the refused ones was kept: the valid statement reconciles
     // cleanly.
     let r = mb.reconcile(1, &good, 32, None).await.unwrap();

@@ -260,11 +260,15 @@ impl Switch {
                 )
             })
         };
+        // The statement's own digest (the report's key), and the digest
+        // the caller signed, which names the window too.
         let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
+        let mut signed = signed_digest(window);
         let mut feed_error = None;
         let mut next = Some(first.data);
         while let Some(data) = next.take() {
             hash.update(&data);
+            signed.update(&data);
             if tx.send(data).await.is_err() {
                 break; // the parser stopped (a bad line): its error tells
             }
@@ -284,10 +288,10 @@ impl Switch {
         }
         let (lines, mut classes, mut exceptions) = parsed?;
         let digest = hex::encode(hash.finish().as_ref());
-        if digest != declared {
+        if hex::encode(signed.finish().as_ref()) != declared {
             return Err(SwitchError::new(
                 ErrorCode::Unauthenticated,
-                "the statement's SHA-256 is not the one signed",
+                "the statement and its window are not the ones signed",
             ));
         }
         // Expected lines the statement never had.
@@ -512,6 +516,16 @@ impl Switch {
         }
         Ok(out)
     }
+}
+
+/// What a statement upload signs, before the CSV's bytes: the window's id
+/// and a newline (docs/PROTOCOL.md; clients use
+/// `proto::auth::StatementDigest`, which the end-to-end tests hold this
+/// to), so that a signed statement is not accepted for another window.
+fn signed_digest(window: u64) -> ring::digest::Context {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(format!("{window}\n").as_bytes());
+    ctx
 }
 
 /// Where a run's exceptions are written as they are found: the store,
