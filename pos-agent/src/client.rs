@@ -8,13 +8,34 @@ use serde::Deserialize;
 use tonic::transport::{Channel, Endpoint};
 
 /// A client profile as the switch writes it (`data/profiles/<id>.toml`).
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 pub struct Profile {
     pub role: String,
     pub id: String,
-    /// The switch's address, e.g. `http://127.0.0.1:50051`.
+    /// The switch's address, e.g. `http://127.0.0.1:50051`, or
+    /// `https://…` for a switch that listens with TLS.
     pub switch: String,
     secret: String,
+    /// With `https://`: the CA (PEM) that issued the switch's certificate.
+    #[serde(default)]
+    pub ca: Option<std::path::PathBuf>,
+    /// With `https://`, for a switch that asks callers for certificates:
+    /// this caller's certificate and key (PEM).
+    #[serde(default)]
+    pub client_cert: Option<std::path::PathBuf>,
+    #[serde(default)]
+    pub client_key: Option<std::path::PathBuf>,
+}
+
+impl std::fmt::Debug for Profile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Profile")
+            .field("role", &self.role)
+            .field("id", &self.id)
+            .field("switch", &self.switch)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
 }
 
 impl Profile {
@@ -29,13 +50,41 @@ impl Profile {
     }
 
     pub async fn connect(&self) -> Result<Channel, String> {
-        Endpoint::from_shared(self.switch.clone())
-            .map_err(|e| format!("bad switch address {}: {e}", self.switch))?
+        let mut endpoint = Endpoint::from_shared(self.switch.clone())
+            .map_err(|e| format!("bad switch address {}: {e}", self.switch))?;
+        if self.switch.starts_with("https://") {
+            endpoint = endpoint
+                .tls_config(self.tls()?)
+                .map_err(|e| format!("TLS to {}: {e}", self.switch))?;
+        }
+        endpoint
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(60))
             .connect()
             .await
             .map_err(|e| format!("cannot reach the switch at {}: {e}", self.switch))
+    }
+}
+
+impl Profile {
+    /// TLS to an `https://` switch: its CA, and this caller's certificate
+    /// where the profile has one.
+    fn tls(&self) -> Result<tonic::transport::ClientTlsConfig, String> {
+        use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+        let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+        let ca = self
+            .ca
+            .as_deref()
+            .ok_or("an https:// switch needs `ca` in the profile (the CA's PEM file)")?;
+        let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(ca)?));
+        match (&self.client_cert, &self.client_key) {
+            (Some(cert), Some(key)) => {
+                tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+            }
+            (None, None) => {}
+            _ => return Err("`client_cert` and `client_key` go together".into()),
+        }
+        Ok(tls)
     }
 }
 

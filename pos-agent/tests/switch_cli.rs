@@ -448,3 +448,54 @@ async fn json_mode_reports_argument_errors_and_bad_amounts_as_json() {
         assert_eq!(out.status.code(), Some(exit), "{args:?}");
     }
 }
+
+/// pos-agent dials an `https://` switch with the CA and the caller's
+/// certificate its profile names; without the certificate it is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_reaches_a_tls_switch_with_the_profiles_ca_and_certificate() {
+    use tests::tls::{Ca, TlsSwitch, write};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("switch CA");
+    let switch = TlsSwitch::start(dir.path(), &ca).await;
+    let (cert, key) = ca.issue(&["operator"]);
+    let pki = &switch.pki_dir;
+    let profile = |with_certificate: bool| {
+        let mut text = format!(
+            "role = \"operator\"\nid = \"operator\"\nswitch = \"{}\"\nsecret = \"{}\"\nca = \"{}\"\n",
+            switch.https.replace("127.0.0.1", "localhost"),
+            switch.secret("operator"),
+            pki.join("ca.pem").display(),
+        );
+        if with_certificate {
+            text.push_str(&format!(
+                "client_cert = \"{}\"\nclient_key = \"{}\"\n",
+                write(pki, "operator.pem", &cert).display(),
+                write(pki, "operator.key", &key).display(),
+            ));
+        }
+        write(
+            dir.path(),
+            &format!("operator-{with_certificate}.toml"),
+            &text,
+        )
+    };
+    let run = |path: std::path::PathBuf| async move {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_pos-agent"))
+            .arg("--profile")
+            .arg(path)
+            .args(["--json", "admin", "check"])
+            .output()
+            .await
+            .expect("pos-agent runs")
+    };
+    let out = run(profile(true)).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json(&out)["balanced"], true);
+    let out = run(profile(false)).await;
+    assert!(!out.status.success());
+    switch.stop().await;
+}

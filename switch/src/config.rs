@@ -26,6 +26,9 @@ pub struct Config {
     pub master_key_file: Option<PathBuf>,
     /// gRPC.
     pub listen: SocketAddr,
+    /// TLS on the gRPC listener; without it the switch listens on
+    /// loopback only, unless `insecure`.
+    pub tls: TlsConfig,
     /// Prometheus metrics at `/metrics`.
     pub metrics_listen: SocketAddr,
     /// How long one bank call may take before its outcome counts as unknown.
@@ -153,6 +156,21 @@ pub struct StoreConfig {
 
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The listener's certificate chain (PEM); with `key_file`.
+    pub cert_file: Option<PathBuf>,
+    /// Its private key (PEM).
+    pub key_file: Option<PathBuf>,
+    /// Callers must present a certificate issued by this CA (PEM), as well
+    /// as sign their requests.
+    pub client_ca_file: Option<PathBuf>,
+    /// Listen in clear on an address other than loopback (behind a
+    /// terminating proxy, say). Off: the switch refuses to.
+    pub insecure: bool,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct SettlementConfig {
     /// Close the open window every this many milliseconds (testing).
     pub interval_ms: Option<u64>,
@@ -175,6 +193,7 @@ impl Default for Config {
         Config {
             data_dir: PathBuf::from("data"),
             master_key_file: None,
+            tls: TlsConfig::default(),
             key_rotation_grace_ms: 10 * 60 * 1000,
             store: StoreConfig::default(),
             listen: "127.0.0.1:50051".parse().expect("literal address"),

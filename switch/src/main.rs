@@ -43,12 +43,24 @@ struct ServeArgs {
     /// the data directory. Every node sharing a store needs the same one.
     #[arg(long, env = "SWITCH_MASTER_KEY_FILE")]
     master_key_file: Option<PathBuf>,
+    /// TLS: the listener's certificate chain (PEM), with --tls-key.
+    #[arg(long, env = "SWITCH_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// TLS: the listener's private key (PEM).
+    #[arg(long, env = "SWITCH_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// TLS: require callers' certificates issued by this CA (PEM).
+    #[arg(long, env = "SWITCH_TLS_CLIENT_CA")]
+    tls_client_ca: Option<PathBuf>,
+    /// Allow listening in clear on an address other than loopback.
+    #[arg(long, env = "SWITCH_INSECURE")]
+    insecure: bool,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Serve gRPC (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Verify a stopped switch's data: ledger invariants, journal against
     /// state, no pending transfer past its timeout (with `--store`: the
     /// ledger in PostgreSQL, which may be in use). Prints JSON.
@@ -81,6 +93,18 @@ fn config(args: &ServeArgs) -> Result<Config, String> {
     }
     if let Some(path) = &args.master_key_file {
         c.master_key_file = Some(path.clone());
+    }
+    if let Some(path) = &args.tls_cert {
+        c.tls.cert_file = Some(path.clone());
+    }
+    if let Some(path) = &args.tls_key {
+        c.tls.key_file = Some(path.clone());
+    }
+    if let Some(path) = &args.tls_client_ca {
+        c.tls.client_ca_file = Some(path.clone());
+    }
+    if args.insecure {
+        c.tls.insecure = true;
     }
     Ok(c)
 }
@@ -116,7 +140,7 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Check) => runtime.block_on(check(cli.serve)),
         Some(Command::Migrate) => runtime.block_on(migrate(cli.serve)),
-        Some(Command::Serve(args)) => runtime.block_on(serve(merge(cli.serve, args))),
+        Some(Command::Serve(args)) => runtime.block_on(serve(merge(cli.serve, *args))),
         None => runtime.block_on(serve(cli.serve)),
     }
 }
@@ -129,6 +153,10 @@ fn merge(global: ServeArgs, local: ServeArgs) -> ServeArgs {
         config: local.config.or(global.config),
         store: local.store.or(global.store),
         master_key_file: local.master_key_file.or(global.master_key_file),
+        tls_cert: local.tls_cert.or(global.tls_cert),
+        tls_key: local.tls_key.or(global.tls_key),
+        tls_client_ca: local.tls_client_ca.or(global.tls_client_ca),
+        insecure: local.insecure || global.insecure,
     }
 }
 

@@ -34,6 +34,41 @@ pub struct Opened {
     /// The simulators wired in for banks and billers the configuration
     /// names no remote party for (the demo and tests reach them here).
     pub sims: Simulators,
+    /// The listener's TLS, read from the configured files (None: clear,
+    /// which `open` allows on loopback only unless told otherwise).
+    pub tls: Option<tonic::transport::ServerTlsConfig>,
+}
+
+/// The listener's TLS from `config`, or the reason it cannot be had; in
+/// clear only on loopback, unless `insecure`.
+fn listener_tls(
+    config: &crate::config::TlsConfig,
+    address: std::net::SocketAddr,
+) -> Result<Option<tonic::transport::ServerTlsConfig>, BoxError> {
+    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
+    };
+    match (&config.cert_file, &config.key_file) {
+        (Some(cert), Some(key)) => {
+            let mut tls =
+                ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?));
+            if let Some(ca) = &config.client_ca_file {
+                tls = tls.client_ca_root(Certificate::from_pem(read(ca)?));
+            }
+            Ok(Some(tls))
+        }
+        (None, None) if config.client_ca_file.is_some() => {
+            Err("a client CA needs TLS: give the listener's certificate and key too".into())
+        }
+        (None, None) if address.ip().is_loopback() || config.insecure => Ok(None),
+        (None, None) => Err(format!(
+            "refusing to listen in clear on {address}: give --tls-cert and --tls-key, \
+             or --insecure (behind a proxy that terminates TLS)"
+        )
+        .into()),
+        _ => Err("TLS needs both the certificate (--tls-cert) and its key (--tls-key)".into()),
+    }
 }
 
 /// Open everything under `config.data_dir`, provisioning the demo network
@@ -44,6 +79,7 @@ pub async fn open(config: Config, address: std::net::SocketAddr) -> Result<Opene
     // while recovery below is still running (they wait in the listener's
     // backlog until it is done).
     let started_ms = crate::clock::now_ms();
+    let tls = listener_tls(&config.tls, address)?;
     std::fs::create_dir_all(&config.data_dir)?;
     let (ledger, store) = match &config.store.url {
         None => {
@@ -229,7 +265,12 @@ pub async fn open(config: Config, address: std::net::SocketAddr) -> Result<Opene
             "finished transactions a previous run left unfinished"
         );
     }
-    Ok(Opened { switch, keys, sims })
+    Ok(Opened {
+        switch,
+        keys,
+        sims,
+        tls,
+    })
 }
 
 /// Check that this node's master key is the one the store's secrets are
@@ -367,7 +408,12 @@ pub async fn serve(
     opened: Opened,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), BoxError> {
-    let Opened { switch, keys, sims } = opened;
+    let Opened {
+        switch,
+        keys,
+        sims,
+        tls,
+    } = opened;
     let address = listener.local_addr()?;
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
 
@@ -478,9 +524,12 @@ pub async fn serve(
     let reflection_v1alpha = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
-    tracing::info!(%address, "switch serving");
-    tonic::transport::Server::builder()
-        .timeout(Duration::from_secs(60))
+    tracing::info!(%address, tls = switch.config.tls.cert_file.is_some(), "switch serving");
+    let mut server = tonic::transport::Server::builder().timeout(Duration::from_secs(60));
+    if let Some(tls) = tls {
+        server = server.tls_config(tls)?;
+    }
+    server
         .layer(AuthLayer::new(keys.clone()))
         .add_service(health_service)
         .add_service(reflection)

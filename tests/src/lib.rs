@@ -8,6 +8,8 @@
 //! the server from the runtime's workers, so the tests run on the
 //! multi-threaded runtime.
 
+pub mod tls;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
