@@ -482,3 +482,65 @@ where
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn keys() -> Keys {
+        let keys = Keys::new(300_000, 0, crate::config::RateLimitConfig::default());
+        let secret = Secret::from_hex(&"ab".repeat(32)).unwrap();
+        let principal = Principal {
+            id: "tho-tang-1".into(),
+            role: Role::Operator,
+        };
+        keys.insert(principal, &secret);
+        keys
+    }
+
+    /// Header values as a client could send them: any bytes HTTP allows.
+    fn value() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..80),
+            "[0-9]{0,20}".prop_map(String::into_bytes),
+            "[A-Za-z0-9_-]{0,70}".prop_map(String::into_bytes),
+            Just(b"tho-tang-1".to_vec()),
+        ]
+    }
+
+    proptest! {
+        /// No metadata and no body, whatever their bytes and lengths, makes
+        /// the signature check panic: it answers, and never lets an
+        /// unsigned call through.
+        #[test]
+        fn any_metadata_and_body_get_an_answer_never_a_panic(
+            headers in proptest::collection::vec((0usize..6, value()), 0..8),
+            body in proptest::collection::vec(any::<u8>(), 0..64),
+            path in "/[A-Za-z0-9./]{0,40}",
+        ) {
+            let names = [
+                HEADER_KEY_ID,
+                HEADER_TIMESTAMP,
+                HEADER_NONCE,
+                HEADER_SIGNATURE,
+                HEADER_CONTENT_SHA256,
+                "x-other",
+            ];
+            let mut request = http::Request::builder().uri(path.as_str());
+            for (name, v) in &headers {
+                if let Ok(v) = http::HeaderValue::from_bytes(v) {
+                    request = request.header(names[*name], v);
+                }
+            }
+            let Ok(request) = request.body(()) else {
+                return Ok(());
+            };
+            let (parts, ()) = request.into_parts();
+            let keys = keys();
+            // A random signature over random content never verifies.
+            prop_assert!(keys.verify(&parts, &body).is_err());
+            prop_assert!(keys.verify_digest(&parts, &"0".repeat(64)).is_err());
+        }
+    }
+}
