@@ -363,8 +363,12 @@ impl crate::caller::SharedKeys for StoreKeys {
             Ok(KeyState::Active(Principal { id, role }, secret, previous))
         };
         if let Some(t) = store.terminal(id).map_err(e)? {
-            let offices = store.post_offices().map_err(e)?;
-            self.switch.add_numbers(&offices, std::slice::from_ref(&t));
+            // A terminal new to this node brings its numbers (a known one
+            // is only being checked again: nothing to scan).
+            if !self.switch.knows_terminal(&t.id) {
+                let offices = store.post_offices().map_err(e)?;
+                self.switch.add_numbers(&offices, std::slice::from_ref(&t));
+            }
             let role = Role::Teller {
                 post_office_id: t.post_office_id.clone(),
             };

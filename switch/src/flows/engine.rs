@@ -954,6 +954,15 @@ impl Switch {
             .expect("provisioned terminal")
     }
 
+    /// Whether this node knows the terminal's ledger number already.
+    pub fn knows_terminal(&self, id: &str) -> bool {
+        self.numbers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .terminals
+            .contains_key(id)
+    }
+
     /// Learn a provisioned post office's or terminal's ledger number.
     pub fn add_numbers(&self, post_offices: &[store::PostOffice], terminals: &[store::Terminal]) {
         let mut n = self.numbers.write().unwrap_or_else(|e| e.into_inner());
