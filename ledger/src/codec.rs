@@ -1,5 +1,5 @@
 //! Fixed little-endian layouts for everything the ledger writes: journal
-//! records, sled values and checkpoints. Hand-written because these bytes are
+//! records, index values and checkpoints. Hand-written because these bytes are
 //! the durable format: every field is listed once, in order, and a decode of
 //! a short or malformed buffer is an error, never a panic.
 

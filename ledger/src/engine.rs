@@ -4,7 +4,7 @@
 //! - The writer takes everything queued (up to `record_events_max` events),
 //!   applies it, appends one journal record, fsyncs once, and answers every
 //!   caller of that record. A storage error stops it for good.
-//! - The indexer writes each committed record's effects to sled, publishes
+//! - The indexer writes each committed record's effects to the index (fjall), publishes
 //!   how far it got (queries wait for it, so they never miss an acknowledged
 //!   write), and checkpoints the state every `checkpoint_interval_bytes` of
 //!   journal. The writer then removes segments older than the oldest kept
@@ -53,7 +53,7 @@ pub struct Config {
     pub checkpoints_retained: usize,
     /// Accounts the ledger will hold (all of them live in memory).
     pub accounts_max: usize,
-    /// sled's page cache.
+    /// The index engine's block cache.
     pub index_cache_bytes: u64,
 }
 
@@ -109,8 +109,10 @@ pub struct RecoveryReport {
     pub records_replayed: u64,
     /// The last record in the journal.
     pub last_seq: u64,
-    /// Why sled was rebuilt from the base and the journal, if it was.
+    /// Why the index was rebuilt from the base and the journal, if it was.
     pub index_rebuilt: Option<String>,
+    /// Entries copied from an earlier version's sled index, if one was found.
+    pub index_imported: Option<u64>,
     /// Damage found in the journal and moved aside.
     pub dropped: Option<Dropped>,
     /// Checkpoints ignored: damaged, or ahead of what the journal supports.
@@ -128,6 +130,9 @@ impl fmt::Display for RecoveryReport {
             ", replayed {} records to {}",
             self.records_replayed, self.last_seq
         )?;
+        if let Some(n) = self.index_imported {
+            write!(f, "; {n} index entries imported from sled")?;
+        }
         if let Some(why) = &self.index_rebuilt {
             write!(f, "; index rebuilt ({why})")?;
         }
@@ -168,7 +173,7 @@ pub struct CheckReport {
     pub accounts: usize,
     pub pending_transfers: usize,
     pub currencies: Vec<CurrencyTotals>,
-    /// Whether sled's accounts were compared with the state (only when no
+    /// Whether the index's accounts were compared with the state (only when no
     /// record was committed while the check ran).
     pub index_compared: bool,
     pub violations: Vec<String>,
@@ -193,14 +198,14 @@ enum Msg {
 }
 
 struct Shared {
-    /// Storage behind its narrow interface (sled by default).
+    /// Storage behind its narrow interface (fjall when embedded).
     index: Box<dyn IndexStore>,
     /// Every account as of `indexed_seq`, kept by the indexer from the
     /// records' effects; account queries read it.
     accounts: RwLock<HashMap<u128, Account>>,
     /// The last record that is durable (fsync'd).
     durable_seq: AtomicU64,
-    /// The last record written to sled; queries wait for it.
+    /// The last record written to the index; queries wait for it.
     indexed_seq: Mutex<u64>,
     indexed_changed: Condvar,
     /// Why the ledger stopped, once it has.
@@ -445,7 +450,7 @@ impl Ledger {
         rx.recv().map_err(|_| self.stopped_error())
     }
 
-    /// Wait until sled holds every record acknowledged before this call.
+    /// Wait until the index holds every record acknowledged before this call.
     fn caught_up(&self) -> Result<(), StorageError> {
         let target = self.shared.durable_seq.load(Ordering::Acquire);
         self.shared.wait_until(|indexed| indexed >= target)
@@ -490,7 +495,7 @@ impl Ledger {
     /// Verify the invariants: per currency, debits equal credits (pending
     /// and posted, recomputed from every account); every account within its
     /// limits; pending balances equal the unresolved pending transfers; no
-    /// pending transfer past its timeout; sled's accounts equal the state.
+    /// pending transfer past its timeout; the index's accounts equal the state.
     pub fn check(&self) -> Result<CheckReport, StorageError> {
         let (tx, rx) = mpsc::sync_channel(1);
         self.tx.send(Msg::Snapshot(tx)).map_err(|_| {
@@ -696,6 +701,12 @@ fn recover(
         });
     }
     let newest = bases.last().map(|(s, _, _)| *s).unwrap_or(0);
+    // Before anything could decide to rebuild it: a rebuild would lose the
+    // transfers older than the oldest kept checkpoint.
+    #[cfg(feature = "sled-import")]
+    let imported = crate::sled_import::import_if_sled(index_dir)?;
+    #[cfg(not(feature = "sled-import"))]
+    let imported = None;
     let (mut index, mut rebuild) = match Index::open(index_dir, config.index_cache_bytes) {
         Ok(index) => match index.indexed_seq()? {
             Some(i) if i > end => (
@@ -777,6 +788,7 @@ fn recover(
         records_replayed: replayed,
         last_seq: end,
         index_rebuilt: rebuild,
+        index_imported: imported,
         dropped: scan.dropped.clone(),
         checkpoints_ignored: ignored,
     };

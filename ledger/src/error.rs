@@ -14,7 +14,8 @@ pub enum StorageError {
         what: String,
         error: std::sync::Arc<std::io::Error>,
     },
-    /// sled returned an error.
+    /// The index's engine (fjall) returned an error, or an index entry did
+    /// not decode.
     Index(String),
     /// Stored bytes failed their checksum or layout where no torn write can
     /// explain it (not at the journal's tail).
@@ -36,7 +37,7 @@ impl fmt::Display for StorageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StorageError::Io { what, error } => write!(f, "{what}: {error}"),
-            StorageError::Index(e) => write!(f, "index (sled): {e}"),
+            StorageError::Index(e) => write!(f, "index: {e}"),
             StorageError::Corrupt { path, detail } => {
                 write!(f, "corrupt {}: {detail}", path.display())
             }
@@ -47,8 +48,8 @@ impl fmt::Display for StorageError {
 
 impl std::error::Error for StorageError {}
 
-impl From<sled::Error> for StorageError {
-    fn from(e: sled::Error) -> StorageError {
+impl From<fjall::Error> for StorageError {
+    fn from(e: fjall::Error) -> StorageError {
         StorageError::Index(e.to_string())
     }
 }

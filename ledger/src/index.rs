@@ -1,11 +1,12 @@
-//! sled holds what the journal implies, for queries and for the writer's
-//! lookups of transfers that left its memory. Every value is absolute and
-//! keyed by what produced it, so indexing a record twice (after a crash)
-//! changes nothing. sled is not the truth: a damaged or missing index is
-//! rebuilt from a checkpoint and the journal.
+//! fjall (an LSM) holds what the journal implies, for queries and for the
+//! writer's lookups of transfers that left its memory. Every value is
+//! absolute and keyed by what produced it, so indexing a record twice (after
+//! a crash) changes nothing; each record's entries and `m/indexed_seq` are
+//! one atomic write batch. The index is not the truth: a damaged or missing
+//! index is rebuilt from a checkpoint and the journal.
 //!
-//! Layout, chosen to keep sled operations per transfer low (sled manages
-//! ~100k inserts/s on the target machine; see BENCHMARKS.md):
+//! Layout (chosen when the engine was sled, whose every insert copied a
+//! leaf; kept because it is also few entries per transfer for an LSM):
 //!
 //! | key                                  | value                                   |
 //! |--------------------------------------|-----------------------------------------|
@@ -30,7 +31,9 @@ use crate::state::{Cold, ColdEntry, Effects};
 use crate::types::*;
 
 const META_INDEXED_SEQ: &[u8] = b"m/indexed_seq";
-/// Transfers per `r` value: small values, because sled copies a leaf whole when it consolidates it.
+/// The one keyspace every entry lives in (prefixes keep kinds apart).
+pub(crate) const KEYSPACE: &str = "index";
+/// Transfers per `r` value: a look-up reads one chunk, not the whole block.
 const CHUNK: usize = 32;
 const TRANSFER_SIZE: usize = 16 * 5 + 8 * 3 + 4 + 2 + 2 + 1;
 
@@ -96,7 +99,7 @@ enum Used {
 }
 
 /// Where the ledger keeps what the journal implies: the narrow interface
-/// between the engine and its storage. sled ([`Index`]) is the embedded
+/// between the engine and its storage. fjall ([`Index`]) is the embedded
 /// default; a server-backed store (PostgreSQL) implements the same trait.
 /// Every write is of absolute values keyed by what produced them, so writing
 /// a record twice is harmless; every entry remembers the record that wrote
@@ -130,7 +133,9 @@ struct Locator {
 }
 
 pub(crate) struct Index {
-    db: sled::Db,
+    db: fjall::Database,
+    /// The one keyspace every entry lives in (prefixes keep kinds apart).
+    entries: fjall::Keyspace,
     /// Buffers for `write`, reused from record to record (only the indexer
     /// writes, so the lock is never contended).
     scratch: std::sync::Mutex<Scratch>,
@@ -142,8 +147,7 @@ struct Scratch {
     buf: Vec<u8>,
     /// (account, position) of every created transfer's two sides.
     sides: Vec<(u128, u16)>,
-    /// Locators, sorted by id before they are inserted (sled is faster
-    /// inserting in key order).
+    /// Locators of the record's transfers.
     locators: Vec<([u8; 17], [u8; 19])>,
 }
 
@@ -152,27 +156,28 @@ const FAILED: u8 = b'F';
 
 impl Index {
     pub(crate) fn open(path: &Path, cache_bytes: u64) -> Result<Index, StorageError> {
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(cache_bytes)
-            .mode(sled::Mode::HighThroughput)
-            .flush_every_ms(Some(1000))
+        let db = fjall::Database::builder(path)
+            .cache_size(cache_bytes)
             .open()?;
+        let entries = db.keyspace(KEYSPACE, fjall::KeyspaceCreateOptions::default)?;
         Ok(Index {
             db,
+            entries,
             scratch: Default::default(),
         })
     }
 
     fn last_indexed(&self) -> Result<Option<u64>, StorageError> {
         Ok(self
-            .db
+            .entries
             .get(META_INDEXED_SEQ)?
             .map(|v| u64::from_le_bytes(v.as_ref().try_into().unwrap_or([0; 8]))))
     }
 
     /// Write what record `fx.seq` changed.
     fn write_with(&self, fx: &Effects, s: &mut Scratch) -> Result<(), StorageError> {
+        let mut batch = self.db.batch();
+        let entries = &self.entries;
         let created = fx
             .transfers
             .iter()
@@ -193,8 +198,7 @@ impl Index {
                 codec::put_transfer(&mut Enc(&mut s.buf), t);
                 in_chunk += 1;
                 if in_chunk == CHUNK {
-                    self.db
-                        .insert(key_block(block_ts, chunk), s.buf.as_slice())?;
+                    batch.insert(entries, key_block(block_ts, chunk), s.buf.as_slice());
                     s.buf.clear();
                     Enc(&mut s.buf).u64(fx.seq);
                     chunk += 1;
@@ -210,13 +214,10 @@ impl Index {
                 s.sides.push((t.credit_account_id, position));
             }
             if in_chunk > 0 {
-                self.db
-                    .insert(key_block(block_ts, chunk), s.buf.as_slice())?;
+                batch.insert(entries, key_block(block_ts, chunk), s.buf.as_slice());
             }
-            s.locators.sort_unstable_by_key(|l| l.0);
-
             for (k, v) in &s.locators {
-                self.db.insert(k, v)?;
+                batch.insert(entries, k, v);
             }
             s.sides.sort_unstable();
             for group in s.sides.chunk_by(|a, b| a.0 == b.0) {
@@ -224,8 +225,11 @@ impl Index {
                 for (_, position) in group {
                     s.buf.extend_from_slice(&position.to_le_bytes());
                 }
-                self.db
-                    .insert(key_at(b'x', group[0].0, block_ts), s.buf.as_slice())?;
+                batch.insert(
+                    entries,
+                    key_at(b'x', group[0].0, block_ts),
+                    s.buf.as_slice(),
+                );
             }
         }
         for (t, created) in &fx.transfers {
@@ -234,7 +238,7 @@ impl Index {
                 v[..8].copy_from_slice(&fx.seq.to_le_bytes());
                 v[8] = codec::status_code(t.status);
                 v[9..].copy_from_slice(&t.amount_posted.to_le_bytes());
-                self.db.insert(key(b's', t.id), &v)?;
+                batch.insert(entries, key(b's', t.id), v);
             }
         }
         for (t, reject) in &fx.failed {
@@ -242,15 +246,19 @@ impl Index {
             Enc(&mut s.buf).u8(FAILED).u64(fx.seq);
             codec::put_new_transfer(&mut Enc(&mut s.buf), t);
             Enc(&mut s.buf).u16(reject.code());
-            self.db.insert(key(b'i', t.id), s.buf.as_slice())?;
+            batch.insert(entries, key(b'i', t.id), s.buf.as_slice());
         }
         for (account, b) in &fx.history {
             s.buf.clear();
             codec::put_balances(&mut Enc(&mut s.buf), b);
-            self.db
-                .insert(key_at(b'h', *account, b.timestamp), s.buf.as_slice())?;
+            batch.insert(
+                entries,
+                key_at(b'h', *account, b.timestamp),
+                s.buf.as_slice(),
+            );
         }
-        self.db.insert(META_INDEXED_SEQ, &fx.seq.to_le_bytes())?;
+        batch.insert(entries, META_INDEXED_SEQ, fx.seq.to_le_bytes());
+        batch.commit()?;
         Ok(())
     }
 
@@ -260,7 +268,7 @@ impl Index {
 
     /// What the index knows of id: where its transfer is, or how it failed.
     fn used(&self, id: u128) -> Result<Option<Used>, StorageError> {
-        let Some(v) = self.db.get(key(b'i', id))? else {
+        let Some(v) = self.entries.get(key(b'i', id))? else {
             return Ok(None);
         };
         let mut d = Dec::new(&v);
@@ -285,13 +293,16 @@ impl Index {
         &self,
         block_ts: u64,
         position: u16,
-        cache: &mut Option<(u16, sled::IVec)>,
+        cache: &mut Option<(u16, fjall::Slice)>,
     ) -> Result<Transfer, StorageError> {
         let chunk = position / CHUNK as u16;
         if cache.as_ref().is_none_or(|(c, _)| *c != chunk) {
-            let v = self.db.get(key_block(block_ts, chunk))?.ok_or_else(|| {
-                StorageError::Index(format!("block {block_ts} chunk {chunk} is missing"))
-            })?;
+            let v = self
+                .entries
+                .get(key_block(block_ts, chunk))?
+                .ok_or_else(|| {
+                    StorageError::Index(format!("block {block_ts} chunk {chunk} is missing"))
+                })?;
             *cache = Some((chunk, v));
         }
         let (_, v) = cache.as_ref().expect("just filled");
@@ -309,7 +320,7 @@ impl Index {
         if !t.flags.contains(TransferFlags::PENDING) {
             return Ok(());
         }
-        let Some(v) = self.db.get(key(b's', t.id))? else {
+        let Some(v) = self.entries.get(key(b's', t.id))? else {
             return Ok(());
         };
         if v.len() != 17 {
@@ -357,22 +368,23 @@ impl Index {
         // The block that began at or before timestamp_min may hold later
         // transfers, so start from it.
         let first = self
-            .db
+            .entries
             .range(key_at(b'x', account, 0)..=key_at(b'x', account, page.timestamp_min))
             .next_back()
-            .transpose()?
-            .map(|(k, _)| k);
+            .map(|g| g.key())
+            .transpose()?;
         let start = first.map_or_else(
             || key_at(b'x', account, page.timestamp_min).to_vec(),
             |k| k.to_vec(),
         );
         let range = self
-            .db
+            .entries
             .range(start..=key_at(b'x', account, page.timestamp_max).to_vec());
-        let visit = |kv: sled::Result<(sled::IVec, sled::IVec)>,
-                     out: &mut Vec<Transfer>|
-         -> Result<bool, StorageError> {
-            let (k, v) = kv?;
+        let visit = |kv: fjall::Guard, out: &mut Vec<Transfer>| -> Result<bool, StorageError> {
+            let (k, v) = kv.into_inner()?;
+            if k.len() != 25 {
+                return Err(StorageError::Index(format!("x key of {} bytes", k.len())));
+            }
             let block_ts = u64::from_be_bytes(k[17..25].try_into().expect("x keys are 25 bytes"));
             let mut positions: Vec<u16> = v
                 .chunks_exact(2)
@@ -415,14 +427,13 @@ impl Index {
         if page.timestamp_min > page.timestamp_max {
             return Ok(Vec::new());
         }
-        let range = self.db.range(
+        let range = self.entries.range(
             key_at(b'h', account, page.timestamp_min)..=key_at(b'h', account, page.timestamp_max),
         );
-        let decode =
-            |kv: sled::Result<(sled::IVec, sled::IVec)>| -> Result<Balances, StorageError> {
-                let (_, v) = kv?;
-                codec::get_balances(&mut Dec::new(&v)).map_err(|e| self.corrupt("balances", e))
-            };
+        let decode = |kv: fjall::Guard| -> Result<Balances, StorageError> {
+            let v = kv.value()?;
+            codec::get_balances(&mut Dec::new(&v)).map_err(|e| self.corrupt("balances", e))
+        };
         if page.reversed {
             range.rev().take(limit).map(decode).collect()
         } else {
@@ -457,18 +468,18 @@ impl IndexStore for Index {
         accounts: &mut dyn Iterator<Item = &Account>,
     ) -> Result<(), StorageError> {
         let mut buf = Vec::new();
-        let mut sorted: Vec<&Account> = accounts.collect();
-        sorted.sort_unstable_by_key(|a| a.id);
-        for a in sorted {
+        let mut batch = self.db.batch();
+        for a in accounts {
             buf.clear();
             codec::put_account(&mut Enc(&mut buf), a);
-            self.db.insert(key(b'a', a.id), buf.as_slice())?;
+            batch.insert(&self.entries, key(b'a', a.id), buf.as_slice());
         }
+        batch.commit()?;
         Ok(())
     }
 
     fn flush(&self) -> Result<(), StorageError> {
-        self.db.flush()?;
+        self.db.persist(fjall::PersistMode::SyncAll)?;
         Ok(())
     }
 

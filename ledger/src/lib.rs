@@ -5,7 +5,7 @@
 //! Durability: one writer thread takes every queued request, applies them in
 //! memory, appends one checksummed record to the journal, fsyncs once and only
 //! then answers (group commit). The journal is the truth; an indexer thread
-//! writes what each record changed to sled for queries, and checkpoints the
+//! writes what each record changed to fjall (an LSM) for queries, and checkpoints the
 //! state so that recovery replays only the journal's tail. See
 //! ARCHITECTURE.md at the repository root for the invariants.
 //!
@@ -22,6 +22,8 @@ mod error;
 mod index;
 mod journal;
 mod reject;
+#[cfg(feature = "sled-import")]
+mod sled_import;
 mod state;
 mod types;
 
