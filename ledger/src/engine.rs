@@ -704,7 +704,8 @@ fn recover(
     // Before anything could decide to rebuild it: a rebuild would lose the
     // transfers older than the oldest kept checkpoint.
     #[cfg(feature = "sled-import")]
-    let imported = crate::sled_import::import_if_sled(index_dir)?;
+    let imported =
+        crate::sled_import::import_if_sled(index_dir, index_dir, crate::index::KEYSPACE)?;
     #[cfg(not(feature = "sled-import"))]
     let imported = None;
     let (mut index, mut rebuild) = match Index::open(index_dir, config.index_cache_bytes) {

@@ -23,7 +23,7 @@ mod index;
 mod journal;
 mod reject;
 #[cfg(feature = "sled-import")]
-mod sled_import;
+pub mod sled_import;
 mod state;
 mod types;
 

@@ -130,9 +130,14 @@ async fn shutdown_signal() {
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // Logs go to stderr: stdout carries what a command answers (`check`
+    // prints JSON). The storage engine's own INFO lines (every keyspace it
+    // recovers) are noise to an operator.
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,fjall=warn,lsm_tree=warn".into()),
         )
         .init();
     let cli = Cli::parse();

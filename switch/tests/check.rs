@@ -8,10 +8,14 @@ fn check(dir: &std::path::Path) -> (bool, serde_json::Value) {
         .args(["check", "--data", dir.to_str().unwrap()])
         .output()
         .unwrap();
-    (
-        out.status.success(),
-        serde_json::from_slice(&out.stdout).expect("check prints one JSON object"),
-    )
+    let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "check prints one JSON object ({e}); it exited with {} and wrote to stderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.success(), report)
 }
 
 #[test]

@@ -42,7 +42,8 @@ fn a_switch_killed_mid_transaction_finishes_it_on_restart() {
         }
     });
     // The bank has credited (its answer is lost) and the simulator's state
-    // has been flushed (sled flushes every 500 ms); the switch waits.
+    // is with the OS (fjall writes its journal out at every write); the
+    // switch waits.
     std::thread::sleep(Duration::from_millis(1500));
     child.kill().unwrap();
     child.wait().unwrap();

@@ -15,12 +15,13 @@ const MB: &str = "970422";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counter_flows_work_against_a_remote_bank_and_a_dead_one_moves_nothing() {
     let bank_dir = tempfile::tempdir().unwrap();
-    let db = sled::open(bank_dir.path()).unwrap();
+    let db = switch::store::Store::open_engine(bank_dir.path()).unwrap();
     let sim = Arc::new(
         SimBank::open(
             MB,
             SimConfig::default(),
-            db.open_tree("sim").unwrap(),
+            db.keyspace("sim", fjall::KeyspaceCreateOptions::default)
+                .unwrap(),
             &switch::sim::demo_accounts(MB),
         )
         .unwrap(),

@@ -37,15 +37,20 @@ struct Args {
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // Logs go to stderr: stdout carries what a command answers (`check`
+    // prints JSON). The storage engine's own INFO lines (every keyspace it
+    // recovers) are noise to an operator.
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,fjall=warn,lsm_tree=warn".into()),
         )
         .init();
     let args = Args::parse();
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     runtime.block_on(async move {
-        let db = match sled::open(&args.data) {
+        let db = match switch::store::Store::open_engine(&args.data) {
             Ok(db) => db,
             Err(e) => {
                 eprintln!("bank-sim: {}: {e}", args.data.display());
@@ -58,9 +63,16 @@ fn main() -> ExitCode {
             lost_response_rate: args.lost_response_rate,
             ..Default::default()
         };
-        let tree = db
-            .open_tree(format!("sim/{}", args.bin))
-            .expect("sled tree");
+        let tree = match db.keyspace(
+            &format!("sim/{}", args.bin),
+            fjall::KeyspaceCreateOptions::default,
+        ) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("bank-sim: {}: {e}", args.data.display());
+                return ExitCode::FAILURE;
+            }
+        };
         let sim = match switch::sim::SimBank::open(
             &args.bin,
             config,
@@ -86,7 +98,7 @@ fn main() -> ExitCode {
         };
         match switch::sim::service::serve_sim(listener, sim, shutdown).await {
             Ok(()) => {
-                let _ = db.flush();
+                let _ = db.persist(fjall::PersistMode::SyncAll);
                 ExitCode::SUCCESS
             }
             Err(e) => {

@@ -92,7 +92,7 @@ impl Drop for Ticket<'_> {
 
 impl Notifier {
     /// Every notice already stored has a lower number than any handed out
-    /// from here (sled's id generator never goes back).
+    /// from here (the store's id counter never goes back).
     pub fn open(store: &Store) -> Result<Notifier, StoreError> {
         Ok(Notifier {
             state: Mutex::new(State {

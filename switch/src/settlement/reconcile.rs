@@ -2,7 +2,7 @@
 //! ledger. What the switch expects comes from the ledger (the second
 //! phases, posts and voids, on the bank's account inside the window) and
 //! the switch's records (each call to that bank, by reference). The
-//! statement streams in as CSV; both sides meet in a scratch sled tree, so
+//! statement streams in as CSV; both sides meet in a scratch keyspace, so
 //! a million-line statement reconciles in bounded memory. Nothing is kept
 //! unless the whole statement parses and its SHA-256 is the one the bank
 //! signed; the same statement again answers the stored report.
@@ -77,7 +77,7 @@ pub struct ReconReport {
     /// The first exceptions (filled in when answering).
     #[serde(default)]
     pub exceptions: Vec<Exception>,
-    /// The sled tree holding every exception of this report, by id.
+    /// The tree holding every exception of this report, by id.
     #[serde(default)]
     pub exceptions_tree: String,
 }
@@ -222,7 +222,7 @@ impl Switch {
                 declared,
             )
             .await;
-        self.store.drop_tree(&scratch).map_err(storage)?;
+        self.store.drop_tree(scratch.clone()).map_err(storage)?;
         let kept = matches!(&result, Ok(r) if r.exceptions_tree == found.name);
         if !kept {
             self.store.drop_exceptions(&found.name).map_err(storage)?;
@@ -233,7 +233,7 @@ impl Switch {
     #[allow(clippy::too_many_arguments)]
     async fn reconcile_into(
         &self,
-        scratch: &sled::Tree,
+        scratch: &fjall::Keyspace,
         found: &Found,
         bin: &str,
         window: u64,
@@ -295,8 +295,8 @@ impl Switch {
             ));
         }
         // Expected lines the statement never had.
-        for kv in scratch.scan_prefix(b"e") {
-            let (k, v) = kv.map_err(storage)?;
+        for kv in scratch.prefix(b"e") {
+            let (k, v) = kv.into_inner().map_err(storage)?;
             let Some(e) = Expected::decode(&v) else {
                 continue;
             };
@@ -365,7 +365,7 @@ impl Switch {
     /// were posted or voided in the window.
     async fn expect_into(
         &self,
-        scratch: &sled::Tree,
+        scratch: &fjall::Keyspace,
         bin: &str,
         from: u64,
         cutoff: u64,
@@ -406,7 +406,7 @@ impl Switch {
                 };
                 let mut key = vec![b'e'];
                 key.extend_from_slice(&id.reference(i as u8).to_bytes());
-                scratch.insert(key, &e.encode()).map_err(storage)?;
+                scratch.insert(key, e.encode()).map_err(storage)?;
             }
             Ok(())
         })
@@ -579,7 +579,7 @@ type Parsed = (u64, BTreeMap<String, (u64, u64)>, Exceptions);
 
 /// Match every statement line against the expected lines in `scratch`.
 fn match_statement(
-    scratch: &sled::Tree,
+    scratch: &fjall::Keyspace,
     found: &Found,
     input: impl Read,
 ) -> Result<Parsed, SwitchError> {
@@ -709,7 +709,7 @@ fn match_statement(
             ),
             Some(mut e) => {
                 e.seen = true;
-                scratch.insert(&key, &e.encode()).map_err(storage)?;
+                scratch.insert(&key, e.encode()).map_err(storage)?;
                 if e.amount != amount {
                     (
                         "amount_mismatch",

@@ -62,19 +62,25 @@ pub struct SimBank {
     fault: FaultSwitch,
     state: Mutex<State>,
     /// Write-through copy of the state.
-    tree: sled::Tree,
+    tree: fjall::Keyspace,
 }
 
 /// A simulator's stored entry that does not decode stops it from opening:
 /// it is never skipped as if it were not there.
-pub(crate) fn undecodable(key: &[u8], why: impl std::fmt::Display) -> sled::Error {
-    sled::Error::Unsupported(format!(
-        "a simulator's stored entry {} does not decode: {why}",
-        String::from_utf8_lossy(key).escape_debug()
+pub(crate) fn undecodable(key: &[u8], why: impl std::fmt::Display) -> fjall::Error {
+    fjall::Error::Io(std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!(
+            "a simulator's stored entry {} does not decode: {why}",
+            String::from_utf8_lossy(key).escape_debug()
+        ),
     ))
 }
 
-pub(crate) fn stored<V: for<'de> Deserialize<'de>>(key: &[u8], v: &[u8]) -> Result<V, sled::Error> {
+pub(crate) fn stored<V: for<'de> Deserialize<'de>>(
+    key: &[u8],
+    v: &[u8],
+) -> Result<V, fjall::Error> {
     serde_json::from_slice(v).map_err(|e| undecodable(key, e))
 }
 
@@ -84,14 +90,14 @@ impl SimBank {
     pub fn open(
         bin: &str,
         config: SimConfig,
-        tree: sled::Tree,
+        tree: fjall::Keyspace,
         seed_accounts: &[SimAccount],
-    ) -> Result<SimBank, sled::Error> {
+    ) -> Result<SimBank, fjall::Error> {
         let mut accounts = HashMap::new();
         let mut txs = HashMap::new();
         let mut codes = HashMap::new();
         for kv in tree.iter() {
-            let (k, v) = kv?;
+            let (k, v) = kv.into_inner()?;
             if let Some(account) = k.strip_prefix(b"a/") {
                 accounts.insert(
                     String::from_utf8_lossy(account).into_owned(),

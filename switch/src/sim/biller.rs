@@ -86,7 +86,7 @@ pub struct SimBiller {
     config: SimConfig,
     fault: FaultSwitch,
     state: Mutex<State>,
-    tree: sled::Tree,
+    tree: fjall::Keyspace,
 }
 
 fn reject<T>(reason: BillerReject, message: &str) -> Result<T, BillerError> {
@@ -101,12 +101,12 @@ impl SimBiller {
         code: &str,
         partial_allowed: bool,
         config: SimConfig,
-        tree: sled::Tree,
-    ) -> Result<SimBiller, sled::Error> {
+        tree: fjall::Keyspace,
+    ) -> Result<SimBiller, fjall::Error> {
         let mut customers = HashMap::new();
         let mut payments = HashMap::new();
         for kv in tree.iter() {
-            let (k, v) = kv?;
+            let (k, v) = kv.into_inner()?;
             if let Some(c) = k.strip_prefix(b"c/") {
                 customers.insert(
                     String::from_utf8_lossy(c).into_owned(),
@@ -355,12 +355,17 @@ mod tests {
     use crate::ids::TxId;
 
     fn sim(code: &str, partial: bool) -> SimBiller {
-        let db = sled::Config::new().temporary(true).open().unwrap();
+        // fjall removes a temporary database's directory when it closes.
+        let db = fjall::Database::builder(tempfile::tempdir().unwrap().keep())
+            .temporary(true)
+            .open()
+            .unwrap();
         SimBiller::open(
             code,
             partial,
             SimConfig::default(),
-            db.open_tree("b").unwrap(),
+            db.keyspace("b", fjall::KeyspaceCreateOptions::default)
+                .unwrap(),
         )
         .unwrap()
     }

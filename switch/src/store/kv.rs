@@ -1,22 +1,23 @@
 //! The switch's key-value layer: a checksummed write-ahead journal as the
-//! truth, an in-memory overlay for what is not yet in sled, and sled as a
-//! lagging copy written without sled transactions.
+//! truth, an in-memory overlay for what is not yet in the engine, and the
+//! engine (fjall, an LSM) as a lagging copy.
 //!
-//! Why: sled 0.34's atomic multi-key writes (transactions, batches) cost
-//! about half of a cash-in (BENCHMARKS.md). Here a write is a group of
-//! puts and removes ([`Kv::commit`]) made atomic by being one journal
-//! record; sled receives the group with plain inserts only after the record
-//! is on disk, so sled never holds a write the journal could lose, and a
-//! crash between two inserts of a group is mended by replaying the journal
-//! at open.
+//! Why: a write is a group of puts and removes ([`Kv::commit`]) made atomic
+//! and durable by being one journal record, group-committed with one
+//! `fdatasync` for every writer waiting meanwhile; the engine receives the
+//! records as write batches, without syncing, only after they are on disk,
+//! so it never holds a write the journal could lose, and what a crash kept
+//! from it is replayed from the journal at open. (The journal was first
+//! built because sled 0.34's transactions cost half of a cash-in; it stays
+//! because one fsync per group is cheaper than the engine's per batch.)
 //!
 //! Threads (both bounded by the work they are given, both stopped on drop):
 //! - the journal writer takes every record encoded so far, writes them with
 //!   one `write` and one `fdatasync` (group commit), and publishes the
 //!   highest durable record number;
-//! - the applier copies durable records into sled, drops them from the
-//!   overlay, and, once sled has flushed them, deletes journal segments no
-//!   longer needed.
+//! - the applier copies durable records into the engine, drops them from
+//!   the overlay, and, once the engine has persisted them, deletes journal
+//!   segments no longer needed.
 //!
 //! Record layout (little-endian): magic `SWKV`, payload length u32, CRC-32
 //! of the rest of the header and the payload u32, reserved u32, record
@@ -36,7 +37,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use super::pg_kv::{PgKv, PgTxn};
-pub use super::tree::{Tree, Value};
+pub use super::tree::{EngineError, Tree, Value};
 
 const TREES: [(Tree, &str); 12] = [
     (Tree::Tx, "tx"),
@@ -59,17 +60,22 @@ const HEADER_SIZE: usize = 24;
 const PAYLOAD_SIZE_MAX: usize = 16 << 20;
 /// A segment is closed (and becomes deletable) past this size.
 const SEGMENT_SIZE_MAX_BYTES: u64 = 64 << 20;
-/// Records committed but not yet in sled before [`Kv::durable`] makes its
+/// Records committed but not yet in the engine before [`Kv::durable`] makes its
 /// callers wait for the applier (bounds the overlay's memory).
 const LAG_RECORDS_MAX: usize = 100_000;
-/// How often the applier flushes sled to let go of journal segments.
-const SLED_FLUSH_INTERVAL_MS: u64 = 1_000;
+/// How often the applier persists the engine to let go of journal segments.
+const ENGINE_PERSIST_INTERVAL_MS: u64 = 1_000;
+/// Ids reserved per persisted step of [`JournalKv::next_id`]'s counter.
+const ID_RESERVE_STEP: u64 = 1 << 20;
+/// The engine's keyspace for the store's own bookkeeping (the id counter).
+const META_KEYSPACE: &str = "meta";
+const ID_RESERVED_KEY: &[u8] = b"ids_reserved";
 const SEGMENT_SUFFIX: &str = ".wal";
 
-/// Per tree: key → (record number, value or removal) not yet in sled.
+/// Per tree: key → (record number, value or removal) not yet in the engine.
 type Overlay = BTreeMap<Vec<u8>, (u64, Option<Value>)>;
-/// sled's side of a scan.
-type SledIter = Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>> + Send>;
+/// The engine's side of a scan.
+type BaseIter = Box<dyn Iterator<Item = Result<(fjall::Slice, fjall::Slice), EngineError>> + Send>;
 
 #[derive(Debug)]
 /// One put or removal in a write: what a journal record holds.
@@ -89,9 +95,14 @@ pub struct JournalKv {
 }
 
 struct Shared {
-    db: sled::Db,
-    /// sled trees in `Tree` order.
-    trees: Vec<sled::Tree>,
+    db: fjall::Database,
+    /// The engine's keyspaces in `Tree` order.
+    trees: Vec<fjall::Keyspace>,
+    /// Bookkeeping: the id counter's reserved ceiling.
+    meta: fjall::Keyspace,
+    /// The next id to hand out and the ceiling persisted for it: ids up to
+    /// the ceiling may have been handed out before a crash, none past it.
+    ids: Mutex<(u64, u64)>,
     dir: PathBuf,
     state: Mutex<State>,
     /// Wakes the journal writer (records to write, or shutdown).
@@ -100,14 +111,14 @@ struct Shared {
     apply_wanted: Condvar,
     /// The highest record number on disk.
     durable: watch::Sender<u64>,
-    /// The highest record number copied into sled.
+    /// The highest record number copied into the engine.
     applied: watch::Sender<u64>,
     /// Set when a write or fsync failed: nothing is acknowledged after it
     /// (an operator must look; the journal may hold less than memory).
     failed: AtomicBool,
-    /// Records whose sled copy is flushed (journal bytes before it are
+    /// Records whose engine copy is persisted (journal bytes before it are
     /// deletable).
-    sled_flushed: AtomicU64,
+    engine_persisted: AtomicU64,
     /// See [`SEGMENT_SIZE_MAX_BYTES`].
     segment_size_max_bytes: u64,
 }
@@ -115,9 +126,10 @@ struct Shared {
 struct State {
     /// The last record number handed out.
     seq: u64,
-    /// Per tree: key → (record number, value or removal) not yet in sled.
+    /// Per tree: key → (record number, value or removal) not yet in the
+    /// engine.
     overlay: Vec<Overlay>,
-    /// Records not yet in sled, oldest first.
+    /// Records not yet in the engine, oldest first.
     log: VecDeque<(u64, Vec<Change>)>,
     /// Encoded records not yet written, and the last number among them.
     unwritten: Vec<u8>,
@@ -127,14 +139,14 @@ struct State {
     stopping: bool,
 }
 
-fn io_error(e: io::Error) -> sled::Error {
-    sled::Error::Io(e)
+fn io_error(e: io::Error) -> EngineError {
+    EngineError::Io(e)
 }
 
-/// Every write after the journal failed (a full disk, say): an I/O error,
-/// not sled's "report this bug", which would send an operator the wrong way.
-fn failed_error() -> sled::Error {
-    sled::Error::Io(io::Error::other(
+/// Every write after the journal failed (a full disk, say): an I/O error
+/// that sends an operator to the first one.
+fn failed_error() -> EngineError {
+    EngineError::Io(io::Error::other(
         "the switch's journal failed earlier (see the first error); restart the switch",
     ))
 }
@@ -234,7 +246,7 @@ fn decode_record(b: &[u8]) -> Option<(u64, Vec<Change>, usize)> {
     Some((seq, ops, HEADER_SIZE + len))
 }
 
-/// The store's engine: the journal with sled as its lagging copy (one
+/// The store's engine: the journal with fjall as its lagging copy (one
 /// node), or PostgreSQL (every node). Both give the same operations the
 /// same meaning; [`Kv::commit`] runs its closure again after a conflict with
 /// another node's write (PostgreSQL only), so the closure must be safe to
@@ -245,7 +257,7 @@ pub enum Kv {
 }
 
 /// A scan's entries, in order, on either engine.
-pub type Scan = Box<dyn Iterator<Item = Result<(Vec<u8>, Value), sled::Error>> + Send>;
+pub type Scan = Box<dyn Iterator<Item = Result<(Vec<u8>, Value), EngineError>> + Send>;
 
 /// An atomic write in progress (see [`Kv::commit`]).
 pub enum Txn<'t, 'a> {
@@ -256,7 +268,7 @@ pub enum Txn<'t, 'a> {
 impl Txn<'_, '_> {
     /// The value as this write would leave it so far (on PostgreSQL the row
     /// stays locked until the write ends).
-    pub fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Value>, sled::Error> {
+    pub fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Value>, EngineError> {
         match self {
             Txn::Journal(t) => t.get(tree, key),
             Txn::Postgres(t) => t.get(tree, key),
@@ -279,9 +291,9 @@ impl Txn<'_, '_> {
 }
 
 impl Kv {
-    /// The journal engine: sled at `db`'s directory with the journal in
-    /// `dir/journal`, replaying whatever the journal holds into sled first.
-    pub fn open(db: sled::Db, dir: &Path) -> Result<Kv, sled::Error> {
+    /// The journal engine: `db` as the copy with the journal in
+    /// `dir/journal`, replaying whatever the journal holds into `db` first.
+    pub fn open(db: fjall::Database, dir: &Path) -> Result<Kv, EngineError> {
         Ok(Kv::Journal(JournalKv::open_with(
             db,
             dir,
@@ -291,10 +303,10 @@ impl Kv {
 
     /// [`Kv::open`] with another segment size (tests make it small).
     pub fn open_with(
-        db: sled::Db,
+        db: fjall::Database,
         dir: &Path,
         segment_size_max_bytes: u64,
-    ) -> Result<Kv, sled::Error> {
+    ) -> Result<Kv, EngineError> {
         Ok(Kv::Journal(JournalKv::open_with(
             db,
             dir,
@@ -307,7 +319,7 @@ impl Kv {
     /// removes land together or not at all. Nothing is written if `f`
     /// fails. On the journal, not yet durable: await [`Kv::durable`] before
     /// telling anyone; on PostgreSQL, committed when this returns.
-    pub fn commit<R, E: From<sled::Error>>(
+    pub fn commit<R, E: From<EngineError>>(
         &self,
         mut f: impl FnMut(&mut Txn<'_, '_>) -> Result<R, E>,
     ) -> Result<R, E> {
@@ -318,23 +330,23 @@ impl Kv {
     }
 
     /// One put, as its own write.
-    pub fn put(&self, tree: Tree, key: &[u8], value: Vec<u8>) -> Result<(), sled::Error> {
+    pub fn put(&self, tree: Tree, key: &[u8], value: Vec<u8>) -> Result<(), EngineError> {
         self.commit(|t| {
             t.put(tree, key, value.clone());
-            Ok::<_, sled::Error>(())
+            Ok::<_, EngineError>(())
         })
     }
 
     /// One removal, as its own write.
-    pub fn remove(&self, tree: Tree, key: &[u8]) -> Result<(), sled::Error> {
+    pub fn remove(&self, tree: Tree, key: &[u8]) -> Result<(), EngineError> {
         self.commit(|t| {
             t.remove(tree, key);
-            Ok::<_, sled::Error>(())
+            Ok::<_, EngineError>(())
         })
     }
 
     /// Wait until every write committed so far is durable.
-    pub async fn durable(&self) -> Result<(), sled::Error> {
+    pub async fn durable(&self) -> Result<(), EngineError> {
         match self {
             Kv::Journal(k) => k.durable().await,
             // A PostgreSQL write is durable when its commit returns.
@@ -342,7 +354,7 @@ impl Kv {
         }
     }
 
-    pub fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Value>, sled::Error> {
+    pub fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Value>, EngineError> {
         match self {
             Kv::Journal(k) => k.get(tree, key),
             Kv::Postgres(k) => k.get(tree, key),
@@ -364,9 +376,9 @@ impl Kv {
     }
 
     /// A number never handed out before.
-    pub fn next_id(&self) -> Result<u64, sled::Error> {
+    pub fn next_id(&self) -> Result<u64, EngineError> {
         match self {
-            Kv::Journal(k) => k.shared.db.generate_id(),
+            Kv::Journal(k) => k.shared.next_id(),
             Kv::Postgres(k) => k.next_id(),
         }
     }
@@ -375,14 +387,16 @@ impl Kv {
 impl JournalKv {
     /// [`Kv::open`] with another segment size (tests make it small).
     pub fn open_with(
-        db: sled::Db,
+        db: fjall::Database,
         dir: &Path,
         segment_size_max_bytes: u64,
-    ) -> Result<JournalKv, sled::Error> {
+    ) -> Result<JournalKv, EngineError> {
         let trees = TREES
             .iter()
-            .map(|(_, name)| db.open_tree(name))
+            .map(|(_, name)| db.keyspace(name, fjall::KeyspaceCreateOptions::default))
             .collect::<Result<Vec<_>, _>>()?;
+        let meta = db.keyspace(META_KEYSPACE, fjall::KeyspaceCreateOptions::default)?;
+        let first_id = first_free_id(&db, &meta)?;
         let jdir = dir.join("journal");
         fs::create_dir_all(&jdir).map_err(io_error)?;
         let last = replay(&db, &trees, &jdir)?;
@@ -398,6 +412,8 @@ impl JournalKv {
         let shared = Arc::new(Shared {
             db,
             trees,
+            meta,
+            ids: Mutex::new((first_id, first_id)),
             dir: jdir,
             state: Mutex::new(State {
                 seq: last,
@@ -413,7 +429,7 @@ impl JournalKv {
             durable: watch::Sender::new(last),
             applied: watch::Sender::new(last),
             failed: AtomicBool::new(false),
-            sled_flushed: AtomicU64::new(last),
+            engine_persisted: AtomicU64::new(last),
             segment_size_max_bytes,
         });
         let writer = {
@@ -438,7 +454,7 @@ impl JournalKv {
 
     /// See [`Kv::commit`]: no other commit runs meanwhile, and the puts and
     /// removes become one journal record.
-    pub fn commit<R, E: From<sled::Error>>(
+    pub fn commit<R, E: From<EngineError>>(
         &self,
         mut f: impl FnMut(&mut Txn<'_, '_>) -> Result<R, E>,
     ) -> Result<R, E> {
@@ -471,7 +487,7 @@ impl JournalKv {
 
     /// Wait until every record committed so far is on disk (group commit:
     /// one fsync covers every caller waiting meanwhile).
-    pub async fn durable(&self) -> Result<(), sled::Error> {
+    pub async fn durable(&self) -> Result<(), EngineError> {
         let (target, lag) = {
             let st = self.shared.lock();
             (st.seq, st.log.len())
@@ -489,7 +505,7 @@ impl JournalKv {
             }
         }
         if lag > LAG_RECORDS_MAX {
-            // sled fell behind: wait for it to catch up a little, so that
+            // The engine fell behind: wait for it to catch up a little, so that
             // memory stays bounded under overload.
             let goal = target.saturating_sub(LAG_RECORDS_MAX as u64 / 2);
             let mut rx = self.shared.applied.subscribe();
@@ -502,21 +518,21 @@ impl JournalKv {
         Ok(())
     }
 
-    pub fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Value>, sled::Error> {
+    pub fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Value>, EngineError> {
         if let Some((_, v)) = self.shared.lock().overlay[tree as usize].get(key) {
             return Ok(v.clone());
         }
-        self.shared.sled_get(tree, key)
+        self.shared.engine_get(tree, key)
     }
 
     /// Keys and values in `range`, ascending (or descending with `rev`):
-    /// sled's and the overlay's merged, the overlay winning.
+    /// the engine's and the overlay's merged, the overlay winning.
     pub fn scan(
         &self,
         tree: Tree,
         range: (Bound<Vec<u8>>, Bound<Vec<u8>>),
         rev: bool,
-    ) -> impl Iterator<Item = Result<(Vec<u8>, Value), sled::Error>> + use<> {
+    ) -> impl Iterator<Item = Result<(Vec<u8>, Value), EngineError>> + use<> {
         let mut over: Vec<(Vec<u8>, Option<Value>)> = self.shared.lock().overlay[tree as usize]
             .range::<Vec<u8>, _>(range.clone())
             .map(|(k, (_, v))| (k.clone(), v.clone()))
@@ -525,10 +541,10 @@ impl JournalKv {
             over.reverse();
         }
         let base = self.shared.trees[tree as usize].range(range);
-        let base: SledIter = if rev {
-            Box::new(base.rev())
+        let base: BaseIter = if rev {
+            Box::new(base.rev().map(fjall::Guard::into_inner))
         } else {
-            Box::new(base)
+            Box::new(base.map(fjall::Guard::into_inner))
         };
         Merge {
             over,
@@ -558,12 +574,12 @@ impl Drop for JournalKv {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
-        // A clean stop: sled holds and has flushed every record, so the
-        // journal is not needed at the next open.
+        // A clean stop: the engine holds and has persisted every record, so
+        // the journal is not needed at the next open.
         let s = &self.shared;
         let seq = s.lock().seq;
         if !s.failed.load(Ordering::Acquire)
-            && s.sled_flushed.load(Ordering::Acquire) == seq
+            && s.engine_persisted.load(Ordering::Acquire) == seq
             && let Ok(segments) = segments(&s.dir)
         {
             let _ = remove_segments(&s.dir, &segments);
@@ -580,7 +596,7 @@ pub struct JournalTxn<'a> {
 
 impl JournalTxn<'_> {
     /// The value as this write would leave it so far.
-    pub fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Value>, sled::Error> {
+    pub fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Value>, EngineError> {
         if let Some(op) = self
             .ops
             .iter()
@@ -592,7 +608,7 @@ impl JournalTxn<'_> {
         if let Some((_, v)) = self.state.overlay[tree as usize].get(key) {
             return Ok(v.clone());
         }
-        self.shared.sled_get(tree, key)
+        self.shared.engine_get(tree, key)
     }
 
     pub fn put(&mut self, tree: Tree, key: &[u8], value: Vec<u8>) {
@@ -616,12 +632,12 @@ struct Merge {
     /// The overlay's entries in range, in reverse of the order wanted (so
     /// that `pop` yields the next).
     over: Vec<(Vec<u8>, Option<Value>)>,
-    base: std::iter::Peekable<SledIter>,
+    base: std::iter::Peekable<BaseIter>,
     rev: bool,
 }
 
 impl Iterator for Merge {
-    type Item = Result<(Vec<u8>, Value), sled::Error>;
+    type Item = Result<(Vec<u8>, Value), EngineError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
@@ -633,7 +649,7 @@ impl Iterator for Merge {
                 (Some((ok, _)), Some(Ok((bk, _)))) => {
                     let ord = ok.as_slice().cmp(bk.as_ref());
                     if ord == std::cmp::Ordering::Equal {
-                        // The overlay is newer: sled's copy is skipped.
+                        // The overlay is newer: the engine's copy is skipped.
                         self.base.next();
                         true
                     } else {
@@ -656,9 +672,58 @@ impl Iterator for Merge {
     }
 }
 
+/// Where [`JournalKv::next_id`] starts: past every id reserved before, and
+/// past every id an earlier version's sled handed out (left by the import).
+fn first_free_id(db: &fjall::Database, meta: &fjall::Keyspace) -> Result<u64, EngineError> {
+    let read = |v: Option<fjall::Slice>, what: &str| -> Result<u64, EngineError> {
+        match v {
+            None => Ok(0),
+            Some(v) => <[u8; 8]>::try_from(&v[..])
+                .map(u64::from_le_bytes)
+                .map_err(|_| {
+                    EngineError::Io(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("{what} has {} bytes, not 8", v.len()),
+                    ))
+                }),
+        }
+    };
+    let reserved = read(meta.get(ID_RESERVED_KEY)?, "the id counter")?;
+    let imported = if db.keyspace_exists(::ledger::sled_import::IMPORT_KEYSPACE) {
+        let ks = db.keyspace(
+            ::ledger::sled_import::IMPORT_KEYSPACE,
+            fjall::KeyspaceCreateOptions::default,
+        )?;
+        read(
+            ks.get(::ledger::sled_import::NEXT_ID_KEY)?,
+            "sled's next id",
+        )?
+    } else {
+        0
+    };
+    Ok(reserved.max(imported))
+}
+
 impl Shared {
-    /// sled's copy of a key (what the overlay does not hold).
-    fn sled_get(&self, tree: Tree, key: &[u8]) -> Result<Option<Value>, sled::Error> {
+    /// A number never handed out before, even across crashes: the ceiling
+    /// is persisted (synced) before any id under it is handed out, one step
+    /// of [`ID_RESERVE_STEP`] at a time.
+    fn next_id(&self) -> Result<u64, EngineError> {
+        let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
+        let (next, reserved) = *ids;
+        if next >= reserved {
+            let ceiling = next + ID_RESERVE_STEP;
+            self.meta.insert(ID_RESERVED_KEY, ceiling.to_le_bytes())?;
+            self.db.persist(fjall::PersistMode::SyncAll)?;
+            ids.1 = ceiling;
+        }
+        ids.0 = next + 1;
+        debug_assert!(ids.0 <= ids.1);
+        Ok(next)
+    }
+
+    /// The engine's copy of a key (what the overlay does not hold).
+    fn engine_get(&self, tree: Tree, key: &[u8]) -> Result<Option<Value>, EngineError> {
         Ok(self.trees[tree as usize]
             .get(key)?
             .map(|v| Value::from(v.as_ref())))
@@ -739,7 +804,7 @@ impl Shared {
     }
 
     fn apply_loop(&self) {
-        let interval = Duration::from_millis(SLED_FLUSH_INTERVAL_MS);
+        let interval = Duration::from_millis(ENGINE_PERSIST_INTERVAL_MS);
         let mut last_flush = Instant::now();
         loop {
             let (records, stopping) = {
@@ -771,13 +836,13 @@ impl Shared {
                 (records, st.stopping && st.log.is_empty())
             };
             if let Err(e) = self.apply(&records) {
-                self.fail("sled apply", &e);
+                self.fail("engine apply", &e);
                 return;
             }
             if last_flush.elapsed() >= interval || stopping {
                 last_flush = Instant::now();
                 if let Err(e) = self.flush_and_trim() {
-                    self.fail("sled flush", &e);
+                    self.fail("engine persist", &e);
                     return;
                 }
             }
@@ -787,21 +852,23 @@ impl Shared {
         }
     }
 
-    /// Copy durable records into sled (plain inserts: the journal makes
-    /// them atomic), then let the overlay forget them.
-    fn apply(&self, records: &[(u64, Vec<Change>)]) -> Result<(), sled::Error> {
+    /// Copy durable records into the engine (one batch, not synced: the
+    /// journal has them), then let the overlay forget them.
+    fn apply(&self, records: &[(u64, Vec<Change>)]) -> Result<(), EngineError> {
         let Some((last, _)) = records.last() else {
             return Ok(());
         };
+        let mut batch = self.db.batch();
         for (_, ops) in records {
             for op in ops {
                 let tree = &self.trees[op.tree as usize];
                 match &op.value {
-                    Some(v) => drop(tree.insert(op.key.as_slice(), v.as_ref())?),
-                    None => drop(tree.remove(op.key.as_slice())?),
+                    Some(v) => batch.insert(tree, op.key.as_slice(), v.as_ref()),
+                    None => batch.remove(tree, op.key.as_slice()),
                 }
             }
         }
+        batch.commit()?;
         let mut st = self.lock();
         for (_, ops) in records {
             for op in ops {
@@ -818,14 +885,14 @@ impl Shared {
         Ok(())
     }
 
-    /// Flush sled and delete closed journal segments it now covers.
-    fn flush_and_trim(&self) -> Result<(), sled::Error> {
+    /// Persist the engine and delete closed journal segments it now covers.
+    fn flush_and_trim(&self) -> Result<(), EngineError> {
         let applied = *self.applied.borrow();
-        if self.sled_flushed.load(Ordering::Acquire) == applied {
+        if self.engine_persisted.load(Ordering::Acquire) == applied {
             return Ok(());
         }
-        self.db.flush()?;
-        self.sled_flushed.store(applied, Ordering::Release);
+        self.db.persist(fjall::PersistMode::SyncAll)?;
+        self.engine_persisted.store(applied, Ordering::Release);
         let done: Vec<PathBuf> = {
             let mut st = self.lock();
             let (done, keep): (Vec<_>, Vec<_>) =
@@ -838,7 +905,7 @@ impl Shared {
 }
 
 /// The journal's segments, oldest first.
-fn segments(jdir: &Path) -> Result<Vec<PathBuf>, sled::Error> {
+fn segments(jdir: &Path) -> Result<Vec<PathBuf>, EngineError> {
     let mut segments: Vec<PathBuf> = fs::read_dir(jdir)
         .map_err(io_error)?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -848,10 +915,10 @@ fn segments(jdir: &Path) -> Result<Vec<PathBuf>, sled::Error> {
     Ok(segments)
 }
 
-/// Delete segments whose records sled holds and has flushed, oldest first,
+/// Delete segments whose records the engine holds and has persisted, oldest first,
 /// each deletion durable before the next: an older segment must never
 /// outlive a newer one, or a replay would take keys back to older values.
-fn remove_segments(jdir: &Path, oldest_first: &[PathBuf]) -> Result<(), sled::Error> {
+fn remove_segments(jdir: &Path, oldest_first: &[PathBuf]) -> Result<(), EngineError> {
     debug_assert!(oldest_first.windows(2).all(|w| w[0] < w[1]));
     for p in oldest_first {
         fs::remove_file(p).map_err(io_error)?;
@@ -862,16 +929,20 @@ fn remove_segments(jdir: &Path, oldest_first: &[PathBuf]) -> Result<(), sled::Er
     Ok(())
 }
 
-fn damaged(path: &Path, what: &str) -> sled::Error {
+fn damaged(path: &Path, what: &str) -> EngineError {
     io_error(io::Error::new(
         io::ErrorKind::InvalidData,
         format!("switch store journal {}: {what}", path.display()),
     ))
 }
 
-/// Copy every record of the journal in `jdir` into sled, flush sled and
-/// delete the segments. Answers the last record number (0 if none).
-fn replay(db: &sled::Db, trees: &[sled::Tree], jdir: &Path) -> Result<u64, sled::Error> {
+/// Copy every record of the journal in `jdir` into the engine, persist it
+/// and delete the segments. Answers the last record number (0 if none).
+fn replay(
+    db: &fjall::Database,
+    trees: &[fjall::Keyspace],
+    jdir: &Path,
+) -> Result<u64, EngineError> {
     let segments = segments(jdir)?;
     let mut last = 0u64;
     let mut replayed = 0usize;
@@ -891,29 +962,27 @@ fn replay(db: &sled::Db, trees: &[sled::Tree], jdir: &Path) -> Result<u64, sled:
             }
             last = seq;
             replayed += 1;
+            let mut batch = db.batch();
             for op in ops {
                 let tree = &trees[op.tree as usize];
                 match op.value {
-                    Some(v) => {
-                        tree.insert(op.key, v.as_ref())?;
-                    }
-                    None => {
-                        tree.remove(op.key)?;
-                    }
+                    Some(v) => batch.insert(tree, op.key, v.as_ref()),
+                    None => batch.remove(tree, op.key),
                 }
             }
+            batch.commit()?;
         }
     }
-    db.flush()?;
+    db.persist(fjall::PersistMode::SyncAll)?;
     remove_segments(jdir, &segments)?;
     if replayed > 0 {
         tracing::info!(
             records = replayed,
             last,
-            "switch store journal replayed into sled"
+            "switch store journal replayed into the engine"
         );
     }
-    // Numbers continue from where sled's copy is known to be (0 if the
+    // Numbers continue from where the engine's copy is known to be (0 if the
     // journal was empty: numbers only need to follow within a journal).
     Ok(last)
 }
@@ -930,23 +999,10 @@ mod tests {
         }
     }
 
-    /// sled lets go of its directory's lock a moment after the last
-    /// handle drops (its flusher thread wakes up to stop): a reopen in the
-    /// same process waits for that.
-    fn open_db(dir: &Path) -> sled::Db {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            match sled::Config::new().path(dir).open() {
-                Ok(db) => return db,
-                Err(sled::Error::Io(e))
-                    if e.to_string().contains("could not acquire lock")
-                        && Instant::now() < deadline =>
-                {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                Err(e) => panic!("sled did not open: {e}"),
-            }
-        }
+    fn open_db(dir: &Path) -> fjall::Database {
+        fjall::Database::builder(dir.join("records"))
+            .open()
+            .unwrap()
     }
 
     fn open(dir: &Path) -> Kv {
@@ -957,7 +1013,7 @@ mod tests {
         s.as_bytes().to_vec()
     }
 
-    fn keys(it: impl Iterator<Item = Result<(Vec<u8>, Value), sled::Error>>) -> Vec<String> {
+    fn keys(it: impl Iterator<Item = Result<(Vec<u8>, Value), EngineError>>) -> Vec<String> {
         it.map(|r| String::from_utf8(r.unwrap().0).unwrap())
             .collect()
     }
@@ -1011,13 +1067,13 @@ mod tests {
                     Some(b"1".as_slice())
                 );
                 t.put(Tree::Open, b"k", v(""));
-                Ok::<_, sled::Error>(())
+                Ok::<_, EngineError>(())
             })
             .unwrap();
             // A failed commit writes nothing.
-            let r: Result<(), sled::Error> = kv.commit(|t| {
+            let r: Result<(), EngineError> = kv.commit(|t| {
                 t.put(Tree::Tx, b"x", v("2"));
-                Err(sled::Error::Unsupported("no".into()))
+                Err(EngineError::Io(io::Error::other("no")))
             });
             assert!(r.is_err());
             assert_eq!(kv.get(Tree::Tx, b"x").unwrap(), None);
@@ -1038,10 +1094,10 @@ mod tests {
         assert_eq!(kv.get(Tree::Open, b"k").unwrap(), None);
     }
 
-    /// A journal left behind by a crash (sled never saw its records) is
+    /// A journal left behind by a crash (the engine never saw its records) is
     /// replayed at open; a torn last record is not.
     #[test]
-    fn journal_replays_into_sled_at_open() {
+    fn journal_replays_into_the_engine_at_open() {
         let dir = tempfile::tempdir().unwrap();
         drop(open(dir.path()));
         let jdir = dir.path().join("journal");
@@ -1078,14 +1134,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn scans_merge_overlay_and_sled_both_ways() {
+    async fn scans_merge_overlay_and_engine_both_ways() {
         let dir = tempfile::tempdir().unwrap();
         let kv = open(dir.path());
         for k in ["a", "b", "c", "d"] {
             kv.put(Tree::Entities, k.as_bytes(), v(k)).unwrap();
         }
         kv.durable().await.unwrap();
-        // Wait until sled has them, then change some in the overlay only.
+        // Wait until the engine has them, then change some in the overlay only.
         let mut rx = journal(&kv).shared.applied.subscribe();
         while *rx.borrow_and_update() < 4 {
             rx.changed().await.unwrap();
@@ -1095,7 +1151,7 @@ mod tests {
             t.put(Tree::Entities, b"bb", v("x"));
             t.put(Tree::Entities, b"d", v("y"));
             t.put(Tree::Entities, b"e", v("z"));
-            Ok::<_, sled::Error>(())
+            Ok::<_, EngineError>(())
         })
         .unwrap();
         let all = (Bound::Unbounded, Bound::Unbounded);
@@ -1131,7 +1187,7 @@ mod tests {
     enum Action {
         /// One commit of (tree, key, value or removal) ops.
         Commit(Vec<(bool, u8, Option<u8>)>),
-        /// Wait for durability and for sled to catch up.
+        /// Wait for durability and for the engine to catch up.
         Settle,
         /// Drop and open again.
         Reopen,
@@ -1151,7 +1207,7 @@ mod tests {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(32))]
 
         /// Against a model (a map per tree): every get and scan, in both
-        /// directions, whatever sled and the overlay hold between them.
+        /// directions, whatever the engine and the overlay hold between them.
         #[test]
         fn reads_match_a_model(actions in proptest::collection::vec(action(), 1..60)) {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -1169,7 +1225,7 @@ mod tests {
                                     None => t.remove(tree(*second), &[*k]),
                                 }
                             }
-                            Ok::<_, sled::Error>(())
+                            Ok::<_, EngineError>(())
                         }).unwrap();
                         for (second, k, v) in ops {
                             let m = &mut model[second as usize];
@@ -1218,7 +1274,7 @@ mod tests {
     }
 
     /// Read-modify-write commits from several threads while the applier
-    /// copies into sled and forgets the overlay: no update is lost, before
+    /// copies into the engine and forgets the overlay: no update is lost, before
     /// or after a reopen.
     #[test]
     fn concurrent_increments_are_never_lost() {
@@ -1231,7 +1287,7 @@ mod tests {
                     .map_or(0, |v| u64::from_be_bytes(v.as_ref().try_into().unwrap()));
                 t.put(Tree::Daily, &[key], (n + 1).to_be_bytes().to_vec());
                 t.put(Tree::Tx, &[key, (n % 251) as u8], vec![1]);
-                Ok::<_, sled::Error>(())
+                Ok::<_, EngineError>(())
             })
             .unwrap()
         };
@@ -1272,10 +1328,10 @@ mod tests {
         assert_eq!(total(&kv), 8_000);
     }
 
-    /// Segments close at their size; closed ones go once sled has flushed
+    /// Segments close at their size; closed ones go once the engine has persisted
     /// what they hold; a reopen replays whatever is left, in order.
     #[tokio::test]
-    async fn segments_rotate_and_are_deleted_once_sled_has_them() {
+    async fn segments_rotate_and_are_deleted_once_the_engine_has_them() {
         let dir = tempfile::tempdir().unwrap();
         let jdir = dir.path().join("journal");
         let segments = || {

@@ -1,5 +1,5 @@
 //! The ledger as the flows and settlement see it, on either backend: the
-//! embedded ledger (journal and sled in the data directory, one node), or
+//! embedded ledger (journal and fjall index in the data directory, one node), or
 //! the ledger in PostgreSQL ([`super::pg_ledger`], shared by every node).
 //! Both apply the same state machine, so every rule holds on both; they
 //! differ in how a settlement window is cut:

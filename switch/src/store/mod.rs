@@ -1,11 +1,11 @@
-//! The switch's own records in sled (beside the ledger, under
-//! `data/switch/`): transactions, the per-terminal idempotency index, the
+//! The switch's own records (beside the ledger, under `data/switch/`: the
+//! journal in `journal/`, its fjall copy in `records/`): transactions, the per-terminal idempotency index, the
 //! durable reversal queue, the provisioned network and daily totals.
 //!
 //! Anything a client is told is made durable first with
 //! [`Store::durable`]: one journal fsync shared by every request that asked
-//! for it meanwhile (group commit). The journal, the overlay and sled's
-//! lagging copy are [`kv`]'s business.
+//! for it meanwhile (group commit). The journal, the overlay and the
+//! engine's lagging copy are [`kv`]'s business.
 
 use std::ops::Bound;
 use std::path::Path;
@@ -23,6 +23,7 @@ pub mod tree;
 
 pub use records::*;
 
+pub use kv::EngineError;
 use kv::{Kv, Tree};
 
 use crate::ids::TxId;
@@ -42,12 +43,12 @@ pub struct Store {
     /// reconciliation's reports, exceptions and audit trail (see
     /// [`recon`]).
     kv: Arc<Kv>,
-    /// The node's own sled: the journal engine's lagging copy; on either
-    /// engine the simulators' state and reconciliation's scratch.
-    db: sled::Db,
+    /// The node's own fjall database: the journal engine's lagging copy; on
+    /// either engine the simulators' state and reconciliation's scratch.
+    db: fjall::Database,
 }
 
-/// sled's page cache for the switch's store.
+/// fjall's block cache for the switch's store.
 const STORE_CACHE_BYTES: u64 = 256 << 20;
 
 fn idempotency_key(terminal: &str, request_id: &str) -> Vec<u8> {
@@ -70,7 +71,7 @@ fn terminal_key(terminal: &str, created_at_ms: i64, id: TxId) -> Vec<u8> {
 #[derive(Debug)]
 pub enum StoreError {
     /// The engine failed (I/O, a journal that can no longer be written).
-    Engine(sled::Error),
+    Engine(EngineError),
     /// A stored record does not decode: damage, or a format this build does
     /// not know. Counted in `switch_store_undecodable_total{what}`.
     Undecodable {
@@ -80,8 +81,8 @@ pub enum StoreError {
     },
 }
 
-impl From<sled::Error> for StoreError {
-    fn from(e: sled::Error) -> StoreError {
+impl From<EngineError> for StoreError {
+    fn from(e: EngineError) -> StoreError {
         StoreError::Engine(e)
     }
 }
@@ -158,9 +159,9 @@ fn parse_id(what: &'static str, key: &[u8], b: &[u8]) -> Result<TxId, StoreError
 }
 
 impl Store {
-    /// The embedded store in `dir`: the journal, sled as its copy.
+    /// The embedded store in `dir`: the journal, fjall as its copy.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        let db = Store::open_sled(dir)?;
+        let db = Store::open_engine(dir)?;
         Ok(Store {
             kv: Arc::new(Kv::open(db.clone(), dir)?),
             db,
@@ -168,29 +169,33 @@ impl Store {
     }
 
     /// The records in PostgreSQL at `url` (shared by every node; the schema
-    /// migrated by [`pg_ledger::migrate`]), with the node's own sled in
-    /// `dir` for what is the node's own (the simulators' state,
+    /// migrated by [`pg_ledger::migrate`]), with the node's own fjall
+    /// database in `dir` for what is the node's own (the simulators' state,
     /// reconciliation's scratch).
     pub fn open_postgres(url: &str, dir: &Path) -> Result<Store, StoreError> {
-        let db = Store::open_sled(dir)?;
+        let db = Store::open_engine(dir)?;
         Ok(Store {
             kv: Arc::new(Kv::Postgres(pg_kv::PgKv::open(url)?)),
             db,
         })
     }
 
-    fn open_sled(dir: &Path) -> Result<sled::Db, StoreError> {
-        Ok(sled::Config::new()
-            .path(dir)
-            // Records are written once or twice and then read rarely:
-            // favour write throughput over space.
-            .mode(sled::Mode::HighThroughput)
-            .cache_capacity(STORE_CACHE_BYTES)
-            .flush_every_ms(Some(500))
+    /// fjall in `dir/records`, after copying in what an earlier version
+    /// kept in sled in `dir` itself (see [`ledger::sled_import`]). Also the
+    /// `bank-sim` binary's own database.
+    pub fn open_engine(dir: &Path) -> Result<fjall::Database, StoreError> {
+        let records = dir.join("records");
+        let imported = ::ledger::sled_import::import_if_sled(dir, &records, "default")
+            .map_err(|e| EngineError::Io(std::io::Error::other(e.to_string())))?;
+        if let Some(entries) = imported {
+            tracing::info!(entries, dir = %dir.display(), "the switch's records copied from sled into fjall");
+        }
+        Ok(fjall::Database::builder(records)
+            .cache_size(STORE_CACHE_BYTES)
             .open()?)
     }
 
-    fn db(&self) -> &sled::Db {
+    fn db(&self) -> &fjall::Database {
         &self.db
     }
 
@@ -237,9 +242,11 @@ impl Store {
         }
     }
 
-    /// A tree for a bank simulator's state.
-    pub fn sim_tree(&self, bin: &str) -> Result<sled::Tree, StoreError> {
-        Ok(self.db().open_tree(format!("sim/{bin}"))?)
+    /// A keyspace for a bank simulator's state.
+    pub fn sim_tree(&self, bin: &str) -> Result<fjall::Keyspace, StoreError> {
+        Ok(self
+            .db()
+            .keyspace(&format!("sim/{bin}"), fjall::KeyspaceCreateOptions::default)?)
     }
 
     /// Make every record written so far durable (one journal fsync shared by
@@ -552,13 +559,16 @@ impl Store {
         Ok(self.kv.next_id()?)
     }
 
-    /// A scratch tree (dropped by the caller when done).
-    pub fn scratch_tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
-        Ok(self.db().open_tree(format!("scratch/{name}"))?)
+    /// A scratch keyspace (dropped by the caller when done).
+    pub fn scratch_tree(&self, name: &str) -> Result<fjall::Keyspace, StoreError> {
+        Ok(self.db().keyspace(
+            &format!("scratch/{name}"),
+            fjall::KeyspaceCreateOptions::default,
+        )?)
     }
 
-    pub fn drop_tree(&self, t: &sled::Tree) -> Result<(), StoreError> {
-        self.db().drop_tree(t.name())?;
+    pub fn drop_tree(&self, t: fjall::Keyspace) -> Result<(), StoreError> {
+        self.db().delete_keyspace(t)?;
         Ok(())
     }
 
@@ -616,7 +626,7 @@ impl Store {
     /// is an error, never skipped).
     fn decoded<V: for<'de> Deserialize<'de>>(
         what: &'static str,
-        scan: impl Iterator<Item = Result<(Vec<u8>, Arc<[u8]>), sled::Error>>,
+        scan: impl Iterator<Item = Result<(Vec<u8>, Arc<[u8]>), EngineError>>,
         limit: usize,
     ) -> Result<Vec<V>, StoreError> {
         let mut out = Vec::new();
@@ -982,6 +992,34 @@ mod tests {
         assert_eq!(store.post_offices().unwrap(), vec![office.clone()]);
         assert_eq!(store.reversals().unwrap(), vec![job.clone()]);
         assert_eq!(store.windows().unwrap(), vec![window.clone()]);
+    }
+
+    /// Payment notices are numbered with these ids and resumed by them, so
+    /// an id handed out once must never come again: not after a reopen
+    /// (the counter's ceiling is persisted before ids under it are used, so
+    /// a crash is no different), not after the upgrade from sled.
+    #[test]
+    fn ids_never_repeat_across_reopens_or_the_upgrade_from_sled() {
+        let dir = tempfile::tempdir().unwrap();
+        let sled_last = {
+            let db = sled::open(dir.path()).unwrap();
+            db.open_tree("tx").unwrap().insert("k", "v").unwrap();
+            let ids: Vec<u64> = (0..1000).map(|_| db.generate_id().unwrap()).collect();
+            db.flush().unwrap();
+            *ids.last().unwrap()
+        };
+        let first: Vec<u64> = {
+            let store = Store::open(dir.path()).unwrap();
+            (0..10).map(|_| store.next_id().unwrap()).collect()
+        };
+        assert!(
+            first[0] > sled_last,
+            "{} after sled's {sled_last}",
+            first[0]
+        );
+        assert!(first.windows(2).all(|w| w[0] < w[1]), "{first:?}");
+        let again = Store::open(dir.path()).unwrap().next_id().unwrap();
+        assert!(again > first[9], "{again} after {}", first[9]);
     }
 
     #[test]

@@ -42,7 +42,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
 
-use super::tree::{Tree, Value};
+use super::tree::{EngineError, Tree, Value};
 
 /// Connections one node keeps at most.
 const POOL_SIZE_MAX: usize = 32;
@@ -63,10 +63,10 @@ const KEY_LOCK_CLASS: i32 = 0x5357_4b56; // "SWKV"
 /// Rows a scan fetches at a time.
 const SCAN_PAGE_ROWS: i64 = 256;
 
-/// The engine's errors travel as the store's (`sled::Error`, an I/O error
+/// The engine's errors travel as the store's (`EngineError`, an I/O error
 /// naming PostgreSQL), so that the store has one engine error type.
-fn engine_error(e: impl std::fmt::Display) -> sled::Error {
-    sled::Error::Io(std::io::Error::other(format!("postgres: {e}")))
+fn engine_error(e: impl std::fmt::Display) -> EngineError {
+    EngineError::Io(std::io::Error::other(format!("postgres: {e}")))
 }
 
 /// The runtime the store's connections live on, apart from the switch's:
@@ -143,7 +143,7 @@ impl NodeLock {
 impl PgKv {
     /// A pool of connections to `url` (the schema is migrated by
     /// [`super::pg_ledger::migrate`], which holds every migration).
-    pub fn open(url: &str) -> Result<PgKv, sled::Error> {
+    pub fn open(url: &str) -> Result<PgKv, EngineError> {
         let config: tokio_postgres::Config = url.parse().map_err(engine_error)?;
         let pool = |size| {
             let manager = Manager::from_config(
@@ -174,14 +174,14 @@ impl PgKv {
     }
 
     /// Wait for the turn named `key` among every node.
-    pub async fn lock(&self, key: i64) -> Result<NodeLock, sled::Error> {
+    pub async fn lock(&self, key: i64) -> Result<NodeLock, EngineError> {
         let started = std::time::Instant::now();
         let r = self.lock_untimed(key).await;
         metrics::histogram!("switch_pg_store_seconds", "op" => "turn").record(started.elapsed());
         r
     }
 
-    async fn lock_untimed(&self, key: i64) -> Result<NodeLock, sled::Error> {
+    async fn lock_untimed(&self, key: i64) -> Result<NodeLock, EngineError> {
         let locks = self.locks.clone();
         io_runtime()
             .spawn(async move {
@@ -198,7 +198,7 @@ impl PgKv {
     }
 
     /// Does this node hold the worker lease (taking it if nobody does)?
-    pub async fn worker_lease(&self) -> Result<bool, sled::Error> {
+    pub async fn worker_lease(&self) -> Result<bool, EngineError> {
         let me = self.clone();
         io_runtime()
             .spawn(async move { me.take_lease().await })
@@ -206,7 +206,7 @@ impl PgKv {
             .map_err(engine_error)?
     }
 
-    async fn take_lease(&self) -> Result<bool, sled::Error> {
+    async fn take_lease(&self) -> Result<bool, EngineError> {
         let mut lease = self.lease.lock().await;
         if let Some(c) = lease.as_ref() {
             if !c.is_closed() {
@@ -236,7 +236,7 @@ impl PgKv {
     /// the keys it read the first time, then runs `f` reading under those
     /// locks, so that a hot key (a merchant's counter, a terminal's daily
     /// totals) cannot starve it.
-    pub fn commit<R, E: From<sled::Error>>(
+    pub fn commit<R, E: From<EngineError>>(
         &self,
         f: impl FnMut(&mut PgTxn<'_>) -> Result<R, E>,
     ) -> Result<R, E> {
@@ -246,7 +246,7 @@ impl PgKv {
         r
     }
 
-    fn commit_timed<R, E: From<sled::Error>>(
+    fn commit_timed<R, E: From<EngineError>>(
         &self,
         mut f: impl FnMut(&mut PgTxn<'_>) -> Result<R, E>,
     ) -> Result<R, E> {
@@ -284,7 +284,7 @@ impl PgKv {
     /// ascending order, as a group takes its locks: so it never
     /// deadlocks). If `f` touches a key outside them this time, the
     /// transaction is rolled back and runs again with that key locked too.
-    fn commit_alone<R, E: From<sled::Error>>(
+    fn commit_alone<R, E: From<EngineError>>(
         &self,
         keys: Vec<(Tree, Vec<u8>)>,
         mut f: impl FnMut(&mut PgTxn<'_>) -> Result<R, E>,
@@ -352,14 +352,14 @@ impl PgKv {
         .into())
     }
 
-    pub fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Value>, sled::Error> {
+    pub fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Value>, EngineError> {
         let started = std::time::Instant::now();
         let r = self.get_untimed(tree, key);
         metrics::histogram!("switch_pg_store_seconds", "op" => "get").record(started.elapsed());
         r
     }
 
-    fn get_untimed(&self, tree: Tree, key: &[u8]) -> Result<Option<Value>, sled::Error> {
+    fn get_untimed(&self, tree: Tree, key: &[u8]) -> Result<Option<Value>, EngineError> {
         block(async {
             let client = self.pool.get().await.map_err(engine_error)?;
             let row = client
@@ -386,7 +386,7 @@ impl PgKv {
     }
 
     /// Record a nonce until `expires_ms`; false if it is recorded already.
-    pub fn first_use(&self, key: &str, expires_ms: i64) -> Result<bool, sled::Error> {
+    pub fn first_use(&self, key: &str, expires_ms: i64) -> Result<bool, EngineError> {
         block(async {
             let client = self.pool.get().await.map_err(engine_error)?;
             let n = client
@@ -401,7 +401,7 @@ impl PgKv {
     }
 
     /// Forget nonces past their window.
-    pub async fn forget_nonces(&self, now_ms: i64) -> Result<u64, sled::Error> {
+    pub async fn forget_nonces(&self, now_ms: i64) -> Result<u64, EngineError> {
         let pool = self.pool.clone();
         io_runtime()
             .spawn(async move {
@@ -418,7 +418,7 @@ impl PgKv {
             .map_err(engine_error)?
     }
 
-    pub fn next_id(&self) -> Result<u64, sled::Error> {
+    pub fn next_id(&self) -> Result<u64, EngineError> {
         block(async {
             let client = self.pool.get().await.map_err(engine_error)?;
             let row = client
@@ -466,7 +466,7 @@ fn describe(e: &tokio_postgres::Error) -> String {
 }
 
 impl PgTxn<'_> {
-    pub fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Value>, sled::Error> {
+    pub fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Value>, EngineError> {
         if let Some((_, _, v)) = self
             .changes
             .iter()
@@ -825,7 +825,7 @@ pub struct PgScan {
 }
 
 impl PgScan {
-    fn fetch(&mut self) -> Result<(), sled::Error> {
+    fn fetch(&mut self) -> Result<(), EngineError> {
         let mut sql = String::from("SELECT key, value FROM switch_kv WHERE tree = $1");
         let tree = self.tree as i16;
         let mut params: Vec<&(dyn ToSql + Sync)> = vec![&tree];
@@ -886,7 +886,7 @@ impl PgScan {
 }
 
 impl Iterator for PgScan {
-    type Item = Result<(Vec<u8>, Value), sled::Error>;
+    type Item = Result<(Vec<u8>, Value), EngineError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.page.is_empty()
@@ -935,14 +935,14 @@ mod tests {
                                 format!("w{i}").as_bytes(),
                                 n.to_be_bytes().to_vec(),
                             );
-                            Ok::<_, sled::Error>(())
+                            Ok::<_, EngineError>(())
                         })
                         .unwrap();
                     }
                     let won = kv
                         .commit(|t| {
                             if t.get(Tree::Claims, b"claim")?.is_some() {
-                                return Ok::<_, sled::Error>(false);
+                                return Ok::<_, EngineError>(false);
                             }
                             t.put(Tree::Claims, b"claim", format!("w{i}").into_bytes());
                             Ok(true)
@@ -966,7 +966,7 @@ mod tests {
         nodes[0]
             .commit(|t| {
                 t.remove(Tree::Claims, b"claim");
-                Ok::<_, sled::Error>(())
+                Ok::<_, EngineError>(())
             })
             .unwrap();
         assert!(nodes[1].get(Tree::Claims, b"claim").unwrap().is_none());

@@ -95,26 +95,27 @@ impl Store {
         Ok(())
     }
 
-    /// Move reconciliation's records from the sled trees earlier versions
-    /// kept them in (the node's own) into the store, then drop those trees.
+    /// Move reconciliation's records from the trees earlier versions kept
+    /// them in (the node's own; sled trees, since copied into fjall
+    /// keyspaces of the same names) into the store, then drop them.
     /// Each record is written as it was; a record already moved is written
     /// again with the same bytes, so a move cut short by a crash completes
     /// at the next open.
     pub async fn adopt_legacy_recon(&self) -> Result<u64, StoreError> {
         let db = self.db();
-        let legacy: Vec<Vec<u8>> = db
-            .tree_names()
+        let legacy: Vec<String> = db
+            .list_keyspace_names()
             .into_iter()
-            .map(|n| n.to_vec())
-            .filter(|n| n.as_slice() == b"recon" || n.starts_with(b"recon-exceptions/"))
+            .map(|n| n.to_string())
+            .filter(|n| n == "recon" || n.starts_with("recon-exceptions/"))
             .collect();
         let mut moved = 0u64;
         for name in &legacy {
-            let tree = db.open_tree(name)?;
-            let exceptions = String::from_utf8_lossy(name).into_owned();
+            let tree = db.keyspace(name, fjall::KeyspaceCreateOptions::default)?;
+            let exceptions = name.clone();
             for kv in tree.iter() {
-                let (k, v) = kv?;
-                let key = if name.as_slice() == b"recon" {
+                let (k, v) = kv.into_inner()?;
+                let key = if name == "recon" {
                     String::from_utf8_lossy(&k).into_owned()
                 } else {
                     format!(
@@ -132,9 +133,9 @@ impl Store {
         }
         self.kv.durable().await?;
         for name in &legacy {
-            db.drop_tree(name)?;
+            db.delete_keyspace(db.keyspace(name, fjall::KeyspaceCreateOptions::default)?)?;
         }
-        db.flush()?;
+        db.persist(fjall::PersistMode::SyncAll)?;
         tracing::info!(
             records = moved,
             trees = legacy.len(),
@@ -152,8 +153,9 @@ mod tests {
     async fn records_earlier_versions_kept_in_sled_trees_move_into_the_store_once() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let store = Store::open(dir.path()).unwrap();
-            let db = store.db();
+            // As a version before the fjall store left its directory: sled
+            // in the directory itself (copied into fjall at open).
+            let db = sled::open(dir.path()).unwrap();
             let recon = db.open_tree("recon").unwrap();
             recon
                 .insert("report/970422/00000000000000000001/ab", &b"{\"r\":1}"[..])
@@ -172,8 +174,13 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.adopt_legacy_recon().await.unwrap(), 4);
         // The old trees are gone; a second open moves nothing.
-        let names = store.db().tree_names();
-        let old = |n: &sled::IVec| &n[..] == b"recon" || n.starts_with(b"recon-exceptions/");
+        let names: Vec<String> = store
+            .db()
+            .list_keyspace_names()
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        let old = |n: &String| n == "recon" || n.starts_with("recon-exceptions/");
         assert!(!names.iter().any(old), "{names:?}");
         assert_eq!(store.adopt_legacy_recon().await.unwrap(), 0);
         drop(store);

@@ -385,7 +385,7 @@ pub enum Created {
     Claimed(String),
 }
 
-pub type StoreError = sled::Error;
+pub type StoreError = super::kv::EngineError;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WindowState {

@@ -1,7 +1,11 @@
 //! The store's trees: named key spaces, the same on every engine (the
-//! journal's sled trees, PostgreSQL's `tree` column). Data only.
+//! journal engine's keyspaces, PostgreSQL's `tree` column). Data only.
 
 use std::sync::Arc;
+
+/// Why the storage engine failed: an I/O error, damage, or a journal that
+/// can no longer be written. PostgreSQL's errors travel as its I/O errors.
+pub type EngineError = fjall::Error;
 
 /// The store's trees (a key space each).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
