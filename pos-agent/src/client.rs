@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use proto::auth::Credentials;
 use serde::Deserialize;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// A client profile as the switch writes it (`data/profiles/<id>.toml`).
 #[derive(Deserialize)]
@@ -50,41 +50,25 @@ impl Profile {
     }
 
     pub async fn connect(&self) -> Result<Channel, String> {
-        let mut endpoint = Endpoint::from_shared(self.switch.clone())
-            .map_err(|e| format!("bad switch address {}: {e}", self.switch))?;
-        if self.switch.starts_with("https://") {
-            endpoint = endpoint
-                .tls_config(self.tls()?)
-                .map_err(|e| format!("TLS to {}: {e}", self.switch))?;
-        }
-        endpoint
+        // An https:// switch needs the profile's `ca`, and its
+        // `client_cert` and `client_key` where the switch asks for one.
+        let tls = proto::tls::ClientTls {
+            ca_file: self.ca.as_deref(),
+            cert_file: self.client_cert.as_deref(),
+            key_file: self.client_key.as_deref(),
+        };
+        tls.endpoint(&self.switch)
+            .map_err(|e| {
+                format!(
+                    "switch {}: {e} (profile fields `ca`, `client_cert`, `client_key`)",
+                    self.switch
+                )
+            })?
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(60))
             .connect()
             .await
             .map_err(|e| format!("cannot reach the switch at {}: {e}", self.switch))
-    }
-}
-
-impl Profile {
-    /// TLS to an `https://` switch: its CA, and this caller's certificate
-    /// where the profile has one.
-    fn tls(&self) -> Result<tonic::transport::ClientTlsConfig, String> {
-        use tonic::transport::{Certificate, ClientTlsConfig, Identity};
-        let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
-        let ca = self
-            .ca
-            .as_deref()
-            .ok_or("an https:// switch needs `ca` in the profile (the CA's PEM file)")?;
-        let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(ca)?));
-        match (&self.client_cert, &self.client_key) {
-            (Some(cert), Some(key)) => {
-                tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
-            }
-            (None, None) => {}
-            _ => return Err("`client_cert` and `client_key` go together".into()),
-        }
-        Ok(tls)
     }
 }
 

@@ -178,14 +178,29 @@ pub struct SettlementConfig {
     pub daily_cutoff: Option<String>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BankConfig {
     /// NAPAS BIN, six digits.
     pub bin: String,
-    /// Address of the bank's `BankAdapter` service, e.g. `http://10.0.0.5:6000`.
+    /// Address of the bank's `BankAdapter` service, e.g.
+    /// `https://10.0.0.5:6000`. Clear text (`http://`) only on loopback,
+    /// unless `insecure`.
     #[serde(default)]
     pub remote: Option<String>,
+    /// The CA (PEM) that signed the bank's server certificate (`https://`).
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
+    /// The switch's client certificate (PEM) for this bank, and its key:
+    /// the bank pins the switch by it.
+    #[serde(default)]
+    pub tls_client_cert_file: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_client_key_file: Option<PathBuf>,
+    /// Call a bank beyond loopback in clear (through a tunnel that
+    /// encrypts, say). Off: the switch refuses to start.
+    #[serde(default)]
+    pub insecure: bool,
 }
 
 impl Default for Config {
@@ -257,7 +272,7 @@ impl Default for Config {
                 .iter()
                 .map(|bin| BankConfig {
                     bin: bin.to_string(),
-                    remote: None,
+                    ..BankConfig::default()
                 })
                 .collect(),
             sim: SimConfig::default(),

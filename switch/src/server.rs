@@ -40,8 +40,8 @@ pub struct Opened {
 }
 
 /// The listener's TLS from `config`, or the reason it cannot be had; in
-/// clear only on loopback, unless `insecure`.
-fn listener_tls(
+/// clear only on loopback, unless `insecure`. Also `bank-sim`'s.
+pub fn listener_tls(
     config: &crate::config::TlsConfig,
     address: std::net::SocketAddr,
 ) -> Result<Option<tonic::transport::ServerTlsConfig>, BoxError> {
@@ -110,10 +110,26 @@ pub async fn open(config: Config, address: std::net::SocketAddr) -> Result<Opene
         if b.bin.len() != 6 || !b.bin.bytes().all(|c| c.is_ascii_digit()) {
             return Err(format!("bank BIN {:?} is not six digits", b.bin).into());
         }
+        let tls_given = b.tls_ca_file.is_some()
+            || b.tls_client_cert_file.is_some()
+            || b.tls_client_key_file.is_some();
+        if b.remote.is_none() && tls_given {
+            return Err(format!(
+                "bank {}: TLS files are given but no remote address to use them on",
+                b.bin
+            )
+            .into());
+        }
         let adapter: Arc<dyn crate::adapters::bank::BankAdapter> = match &b.remote {
             Some(address) => Arc::new(crate::adapters::remote_bank::RemoteBank::new(
                 address,
                 config.bank_timeout_ms,
+                &proto::tls::ClientTls {
+                    ca_file: b.tls_ca_file.as_deref(),
+                    cert_file: b.tls_client_cert_file.as_deref(),
+                    key_file: b.tls_client_key_file.as_deref(),
+                },
+                b.insecure,
             )?),
             None => {
                 let sim = Arc::new(SimBank::open(

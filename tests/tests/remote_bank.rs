@@ -32,6 +32,7 @@ async fn counter_flows_work_against_a_remote_bank_and_a_dead_one_moves_nothing()
     let served = tokio::spawn(switch::sim::service::serve_sim(
         listener,
         sim.clone(),
+        None,
         async {
             let _ = stopped.await;
         },
@@ -42,6 +43,7 @@ async fn counter_flows_work_against_a_remote_bank_and_a_dead_one_moves_nothing()
                 *b = BankConfig {
                     bin: MB.into(),
                     remote: Some(address.clone()),
+                    ..BankConfig::default()
                 };
             }
         }
@@ -95,5 +97,133 @@ async fn counter_flows_work_against_a_remote_bank_and_a_dead_one_moves_nothing()
         e.message()
     );
     assert_eq!(h.ledger_balance(Kind::EFloat.id(6)).await, efloat);
+    h.assert_ledger_clean().await;
+}
+
+/// Issue #15: the switch's link to a remote bank is TLS, and the bank pins
+/// the switch by its client certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_link_to_a_remote_bank_is_tls_with_the_switchs_certificate() {
+    use switch::adapters::bank::{BankAdapter, BankError};
+    use switch::adapters::remote_bank::RemoteBank;
+    use tests::tls::{Ca, write};
+
+    let dir = tempfile::tempdir().unwrap();
+    let bank_ca = Ca::new("bank CA");
+    let switch_ca = Ca::new("switch client CA");
+    let (bank_cert, bank_key) = bank_ca.issue(&["localhost", "127.0.0.1"]);
+    let (switch_cert, switch_key) = switch_ca.issue(&["payment-switch"]);
+    let bank_ca_file = write(dir.path(), "bank-ca.pem", &bank_ca.cert.pem());
+    let client_cert = write(dir.path(), "switch.pem", &switch_cert);
+    let client_key = write(dir.path(), "switch.key", &switch_key);
+
+    let bank_dir = tempfile::tempdir().unwrap();
+    let db = switch::store::Store::open_engine(bank_dir.path()).unwrap();
+    let sim = Arc::new(
+        SimBank::open(
+            MB,
+            SimConfig::default(),
+            db.keyspace("sim", fjall::KeyspaceCreateOptions::default)
+                .unwrap(),
+            &switch::sim::demo_accounts(MB),
+        )
+        .unwrap(),
+    );
+    let tls = switch::server::listener_tls(
+        &switch::config::TlsConfig {
+            cert_file: Some(write(dir.path(), "bank.pem", &bank_cert)),
+            key_file: Some(write(dir.path(), "bank.key", &bank_key)),
+            client_ca_file: Some(write(dir.path(), "switch-ca.pem", &switch_ca.cert.pem())),
+            insecure: false,
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let https = format!(
+        "https://127.0.0.1:{}",
+        listener.local_addr().unwrap().port()
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(switch::sim::service::serve_sim(
+        listener,
+        sim.clone(),
+        tls,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+
+    let h = Harness::start(|c| {
+        for b in &mut c.banks {
+            if b.bin == MB {
+                *b = BankConfig {
+                    bin: MB.into(),
+                    remote: Some(https.clone()),
+                    tls_ca_file: Some(bank_ca_file.clone()),
+                    tls_client_cert_file: Some(client_cert.clone()),
+                    tls_client_key_file: Some(client_key.clone()),
+                    insecure: false,
+                };
+            }
+        }
+    })
+    .await;
+    let c = h.customer(MB, 10_000_000);
+    let mut t = h.teller("phuc-yen-1");
+    let tx = t.cash_in("tls-1", MB, &c.account, 1_000_000).await.unwrap();
+    assert_eq!(tx.status, pb::TxStatus::Completed as i32);
+    assert_eq!(
+        sim.account(&c.account).unwrap().balance,
+        c.balance + 1_000_000
+    );
+
+    // Without the switch's certificate the bank refuses the handshake.
+    // Under TLS 1.3 the client learns it only after sending its request,
+    // so the switch cannot tell it from a lost answer: an unknown outcome
+    // (inquiry, then reversal), the safe reading.
+    let anonymous = RemoteBank::new(
+        &https,
+        2_000,
+        &proto::tls::ClientTls {
+            ca_file: Some(&bank_ca_file),
+            ..Default::default()
+        },
+        false,
+    )
+    .unwrap();
+    match anonymous.name_inquiry(&c.account).await {
+        Err(BankError::Unavailable(_) | BankError::Timeout) => {}
+        other => panic!("a switch without a certificate got {other:?}"),
+    }
+    // Trusting another CA than the bank's: refused too.
+    let other_ca = write(dir.path(), "other-ca.pem", &Ca::new("other").cert.pem());
+    let misled = RemoteBank::new(
+        &https,
+        2_000,
+        &proto::tls::ClientTls {
+            ca_file: Some(&other_ca),
+            cert_file: Some(&client_cert),
+            key_file: Some(&client_key),
+        },
+        false,
+    )
+    .unwrap();
+    assert!(matches!(
+        misled.name_inquiry(&c.account).await,
+        Err(BankError::Unavailable(_))
+    ));
+
+    // Clear text to a bank beyond loopback is refused at start, unless
+    // the operator says it is wanted.
+    let clear = proto::tls::ClientTls::default();
+    let e = RemoteBank::new("http://10.0.0.5:6000", 2_000, &clear, false)
+        .err()
+        .expect("clear text beyond loopback is refused");
+    assert!(e.contains("in clear"), "{e}");
+    assert!(RemoteBank::new("http://10.0.0.5:6000", 2_000, &clear, true).is_ok());
+
+    let _ = stop.send(());
+    served.await.unwrap().unwrap();
     h.assert_ledger_clean().await;
 }

@@ -3,6 +3,9 @@
 //!
 //! bank-sim --bin 970422 --listen 127.0.0.1:6000 --data DIR
 //!          [--latency-ms N] [--error-rate F] [--lost-response-rate F]
+//!          [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]] [--insecure]
+//!
+//! Like the switch, it refuses to listen in clear beyond loopback.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,6 +33,17 @@ struct Args {
     error_rate: f64,
     #[arg(long, default_value_t = 0.0)]
     lost_response_rate: f64,
+    /// The bank's server certificate chain (PEM), with --tls-key.
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
+    /// Callers (the switch) must present a certificate from this CA.
+    #[arg(long)]
+    tls_client_ca: Option<PathBuf>,
+    /// Listen in clear beyond loopback.
+    #[arg(long)]
+    insecure: bool,
 }
 
 /// glibc malloc cost a quarter of the CPU under load (BENCHMARKS.md).
@@ -50,6 +64,19 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     runtime.block_on(async move {
+        let tls = switch::config::TlsConfig {
+            cert_file: args.tls_cert.clone(),
+            key_file: args.tls_key.clone(),
+            client_ca_file: args.tls_client_ca.clone(),
+            insecure: args.insecure,
+        };
+        let tls = match switch::server::listener_tls(&tls, args.listen) {
+            Ok(tls) => tls,
+            Err(e) => {
+                eprintln!("bank-sim: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
         let db = match switch::store::Store::open_engine(&args.data) {
             Ok(db) => db,
             Err(e) => {
@@ -92,11 +119,11 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        tracing::info!(bin = %args.bin, address = %args.listen, "bank-sim serving");
+        tracing::info!(bin = %args.bin, address = %args.listen, tls = tls.is_some(), "bank-sim serving");
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        match switch::sim::service::serve_sim(listener, sim, shutdown).await {
+        match switch::sim::service::serve_sim(listener, sim, tls, shutdown).await {
             Ok(()) => {
                 let _ = db.persist(fjall::PersistMode::SyncAll);
                 ExitCode::SUCCESS

@@ -146,13 +146,19 @@ impl pb::bank_adapter_server::BankAdapter for SimBankService {
     }
 }
 
-/// Serve a simulated bank on `listener` until `shutdown` resolves.
+/// Serve a simulated bank on `listener` (over TLS with `tls`) until
+/// `shutdown` resolves.
 pub async fn serve_sim(
     listener: tokio::net::TcpListener,
     sim: Arc<SimBank>,
+    tls: Option<tonic::transport::ServerTlsConfig>,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
-    tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        server = server.tls_config(tls)?;
+    }
+    server
         .add_service(pb::bank_adapter_server::BankAdapterServer::new(
             SimBankService { sim },
         ))
