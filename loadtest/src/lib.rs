@@ -137,6 +137,17 @@ pub struct Target {
     pub customers: Vec<Customer>,
     /// Those with something due.
     pub bill_customers: Vec<BillCustomer>,
+    /// For `https://` addresses.
+    pub tls: TargetTls,
+}
+
+/// TLS to an `https://` switch: the CA that signed its certificate, and
+/// the generator's client certificate where the switch asks for one.
+#[derive(Clone, Debug, Default)]
+pub struct TargetTls {
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
 }
 
 impl Target {
@@ -209,6 +220,7 @@ impl Target {
             banks,
             customers,
             bill_customers,
+            tls: TargetTls::default(),
         })
     }
 
@@ -768,12 +780,16 @@ impl Shared {
     }
 }
 
-async fn connect(address: &str) -> Result<Channel, String> {
-    Channel::from_shared(address.to_string())
-        .map_err(|e| e.to_string())?
-        .connect()
-        .await
-        .map_err(|e| format!("cannot reach {address}: {e}"))
+async fn connect(address: &str, tls: &TargetTls) -> Result<Channel, String> {
+    proto::tls::ClientTls {
+        ca_file: tls.ca_file.as_deref(),
+        cert_file: tls.cert_file.as_deref(),
+        key_file: tls.key_file.as_deref(),
+    }
+    .endpoint(address)?
+    .connect()
+    .await
+    .map_err(|e| format!("cannot reach {address}: {e}"))
 }
 
 /// Run the load and verify; the report is what `--json` writes.
@@ -781,7 +797,7 @@ pub async fn run(target: Target, options: Options) -> Result<serde_json::Value, 
     target.check_mix(&options.mix)?;
     let mut channels = Vec::new();
     for address in target.spread(options.connections) {
-        channels.push(connect(address).await?);
+        channels.push(connect(address, &target.tls).await?);
     }
     let record = match &options.record {
         Some(path) => Some(Mutex::new(
@@ -992,7 +1008,7 @@ pub async fn verify_record(
     let text = std::fs::read_to_string(record).map_err(|e| format!("{}: {e}", record.display()))?;
     let mut channels = Vec::new();
     for address in target.spread(connections) {
-        channels.push(connect(address).await?);
+        channels.push(connect(address, &target.tls).await?);
     }
     let bank_bins: Vec<String> = target.banks.keys().cloned().collect();
     let mut acked = Vec::new();
@@ -1043,9 +1059,12 @@ pub async fn verify_record(
 /// A verification call that takes longer counts as missing (and is
 /// reported as timed out): verification must end.
 const VERIFY_CALL_TIMEOUT: Duration = Duration::from_secs(5);
-/// Times a lookup refused as rate-limited is asked again (after the
-/// switch's hint) before it counts as missing.
-const VERIFY_RATE_LIMITED_TRIES: u32 = 50;
+/// How long a lookup refused as rate-limited is asked again (after the
+/// switch's hint, backing off) before it counts as missing. A count of
+/// tries was not enough: 32 lookups in flight for a handful of terminals
+/// drain their buckets, and hints of a few milliseconds spent 50 tries in
+/// well under a second (a clean run reported `rate_limited` as missing).
+const VERIFY_RATE_LIMITED_WAIT: Duration = Duration::from_secs(120);
 /// Lookups verification keeps in flight.
 const VERIFY_IN_FLIGHT_MAX: usize = 32;
 
@@ -1085,16 +1104,19 @@ async fn verify(shared: &Arc<Shared>) -> serde_json::Value {
     let missing = Arc::new(AtomicU64::new(0));
     let status_mismatch = Arc::new(AtomicU64::new(0));
     let timed_out = Arc::new(AtomicU64::new(0));
+    // Why each missing one was not found, by the switch's error code.
+    let missing_why = Arc::new(std::sync::Mutex::new(BTreeMap::<String, u64>::new()));
     let mut lookups = tokio::task::JoinSet::new();
     for (n, a) in acked.iter().cloned().enumerate() {
         if lookups.len() >= VERIFY_IN_FLIGHT_MAX {
             lookups.join_next().await;
         }
-        let (shared, missing, status_mismatch, timed_out) = (
+        let (shared, missing, status_mismatch, timed_out, missing_why) = (
             shared.clone(),
             missing.clone(),
             status_mismatch.clone(),
             timed_out.clone(),
+            missing_why.clone(),
         );
         lookups.spawn(async move {
             let creds = match a.asker {
@@ -1106,7 +1128,8 @@ async fn verify(shared: &Arc<Shared>) -> serde_json::Value {
             };
             let mut teller = pb::teller_client::TellerClient::new(shared.channel(n as u64));
             // A switch that rate-limits the key says when to ask again.
-            let mut tries = 0;
+            let mut tries = 0u32;
+            let give_up = tokio::time::Instant::now() + VERIFY_RATE_LIMITED_WAIT;
             let lookup = loop {
                 let lookup = tokio::time::timeout(
                     VERIFY_CALL_TIMEOUT,
@@ -1117,16 +1140,18 @@ async fn verify(shared: &Arc<Shared>) -> serde_json::Value {
                 match &lookup {
                     Ok(Err(s))
                         if s.code() == tonic::Code::ResourceExhausted
-                            && tries < VERIFY_RATE_LIMITED_TRIES =>
+                            && tokio::time::Instant::now() < give_up =>
                     {
                         tries += 1;
+                        let backoff_ms = 10u64 << tries.min(7);
                         let wait_ms = s
                             .metadata()
                             .get("retry-after-ms")
                             .and_then(|v| v.to_str().ok())
                             .and_then(|v| v.parse::<u64>().ok())
                             .unwrap_or(100)
-                            .clamp(1, 1_000);
+                            .max(backoff_ms)
+                            .clamp(1, 2_000);
                         tokio::time::sleep(Duration::from_millis(wait_ms)).await;
                     }
                     _ => break lookup,
@@ -1137,8 +1162,18 @@ async fn verify(shared: &Arc<Shared>) -> serde_json::Value {
                     timed_out.fetch_add(1, Ordering::Relaxed);
                     missing.fetch_add(1, Ordering::Relaxed);
                 }
-                Ok(Err(_)) => {
+                Ok(Err(s)) => {
                     missing.fetch_add(1, Ordering::Relaxed);
+                    let why = s
+                        .metadata()
+                        .get("x-error-code")
+                        .and_then(|v| v.to_str().ok())
+                        .map_or_else(|| format!("{:?}", s.code()), str::to_string);
+                    *missing_why
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .entry(why)
+                        .or_default() += 1;
                 }
                 Ok(Ok(r)) => {
                     let now = r
@@ -1166,6 +1201,7 @@ async fn verify(shared: &Arc<Shared>) -> serde_json::Value {
         "violations": violations,
         "acknowledged": acked.len(),
         "missing": missing,
+        "missing_why": *missing_why.lock().unwrap_or_else(|p| p.into_inner()),
         "status_mismatch": status_mismatch,
         "timed_out": timed_out,
         "ok": balanced && missing == 0 && status_mismatch == 0,

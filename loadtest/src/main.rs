@@ -71,6 +71,25 @@ struct Args {
     /// killed and restarted, say): no load.
     #[arg(long, requires = "profiles")]
     verify_record: Option<PathBuf>,
+    /// An `https://` target's CA (PEM).
+    #[arg(long, requires = "target")]
+    tls_ca: Option<PathBuf>,
+    /// The generator's client certificate (PEM), where the switch asks
+    /// for one; with --tls-client-key.
+    #[arg(long, requires_all = ["tls_ca", "tls_client_key"])]
+    tls_client_cert: Option<PathBuf>,
+    #[arg(long, requires = "tls_client_cert")]
+    tls_client_key: Option<PathBuf>,
+}
+
+impl Args {
+    fn tls(&self) -> loadtest::TargetTls {
+        loadtest::TargetTls {
+            ca_file: self.tls_ca.clone(),
+            cert_file: self.tls_client_cert.clone(),
+            key_file: self.tls_client_key.clone(),
+        }
+    }
 }
 
 /// A duration: plain seconds (`30`) or with a unit (`30s`, `2m`, `500ms`).
@@ -114,7 +133,10 @@ fn main() -> ExitCode {
                 args.profiles.as_deref().expect("clap requires it"),
                 &args.target,
             ) {
-                Ok(t) => t,
+                Ok(t) => loadtest::Target {
+                    tls: args.tls(),
+                    ..t
+                },
                 Err(e) => {
                     eprintln!("loadtest: {e}");
                     return ExitCode::FAILURE;
@@ -183,7 +205,13 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             };
             match loadtest::Target::from_profiles(profiles, &args.target) {
-                Ok(t) => (None, t),
+                Ok(t) => (
+                    None,
+                    loadtest::Target {
+                        tls: args.tls(),
+                        ..t
+                    },
+                ),
                 Err(e) => {
                     eprintln!("loadtest: {e}");
                     return ExitCode::FAILURE;

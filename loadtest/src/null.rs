@@ -371,6 +371,7 @@ impl NullServer {
         let banks = switch::demo::DEMO_BANKS;
         let target = Target {
             addresses: vec![format!("http://{address}")],
+            tls: crate::TargetTls::default(),
             tellers: switch::demo::DEMO_POST_OFFICES
                 .iter()
                 .flat_map(|(po, _)| (1..=2).map(move |t| format!("{po}-{t}")))

@@ -2,7 +2,8 @@
 //! (rcgen); a caller with the switch's CA and its own certificate gets
 //! through; one trusting another CA is refused at the handshake, as are a
 //! plaintext client and one without a certificate when the switch asks for
-//! one; the switch refuses to listen in clear beyond loopback.
+//! one; the switch refuses to listen in clear beyond loopback; the load
+//! generator runs and verifies over TLS.
 
 use proto::v1 as pb;
 use proto::v1::admin_client::AdminClient;
@@ -97,4 +98,47 @@ async fn the_switch_refuses_to_listen_in_clear_beyond_loopback() {
         .err()
         .expect("refused");
     assert!(e.to_string().contains("--tls-key"), "{e}");
+}
+
+/// The load generator reaches an `https://` switch that asks for client
+/// certificates, with the CA and a certificate given as its flags give
+/// them, and verifies what it was acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_load_generator_runs_and_verifies_over_tls() {
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("switch CA");
+    let (cert, key) = ca.issue(&["loadtest"]);
+    let switch = TlsSwitch::start(dir.path(), &ca).await;
+    let target = loadtest::Target::from_profiles(
+        &switch.data_dir.join("profiles"),
+        std::slice::from_ref(&switch.https),
+    )
+    .unwrap();
+    let target = loadtest::Target {
+        tls: loadtest::TargetTls {
+            ca_file: Some(switch.pki_dir.join("ca.pem")),
+            cert_file: Some(tests::tls::write(&switch.pki_dir, "lt.pem", &cert)),
+            key_file: Some(tests::tls::write(&switch.pki_dir, "lt.key", &key)),
+        },
+        ..target
+    };
+    let options = loadtest::Options {
+        mode: loadtest::Mode::Closed { concurrency: 4 },
+        mix: loadtest::parse_mix("cash_in=1").unwrap(),
+        duration: Duration::from_millis(1000),
+        warmup: Duration::ZERO,
+        seed: 7,
+        record: None,
+        progress: false,
+        connections: 1,
+    };
+    let report = tokio::time::timeout(Duration::from_secs(120), loadtest::run(target, options))
+        .await
+        .expect("the load run ended within two minutes")
+        .unwrap();
+    assert_eq!(report["verification"]["ok"], true, "{report}");
+    assert!(report["completed"].as_u64().unwrap() > 0, "{report}");
+    switch.stop().await;
 }
