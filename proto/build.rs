@@ -1,4 +1,4 @@
-//! Compile `proto/switch/v1/*.proto` with protox (pure Rust: no `protoc` on
+//! Compile `proto/paymentswitch/v1/*.proto` with protox (pure Rust: no `protoc` on
 //! the machine) and generate tonic clients and servers. The descriptor set is
 //! kept for gRPC server reflection.
 
@@ -13,7 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "bills",
         "settlement",
     ]
-    .map(|f| format!("proto/switch/v1/{f}.proto"));
+    .map(|f| format!("proto/paymentswitch/v1/{f}.proto"));
     for f in &files {
         println!("cargo:rerun-if-changed={f}");
     }

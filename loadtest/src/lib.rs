@@ -505,7 +505,7 @@ impl Shared {
             amount: 50_000,
         };
         let r = pb::teller_client::TellerClient::new(ch)
-            .cash_in(creds.sign("/switch.v1.Teller/CashIn", m))
+            .cash_in(creds.sign("/paymentswitch.v1.Teller/CashIn", m))
             .await?;
         Ok((
             r.into_inner().transaction.unwrap_or_default(),
@@ -522,7 +522,9 @@ impl Shared {
             amount: 50_000,
         };
         let code = pb::simulator_client::SimulatorClient::new(ch.clone())
-            .issue_withdrawal_code(creds.sign("/switch.v1.Simulator/IssueWithdrawalCode", code))
+            .issue_withdrawal_code(
+                creds.sign("/paymentswitch.v1.Simulator/IssueWithdrawalCode", code),
+            )
             .await?
             .into_inner()
             .code;
@@ -535,7 +537,7 @@ impl Shared {
             amount: 50_000,
         };
         let started = teller
-            .cash_out_start(creds.sign("/switch.v1.Teller/CashOutStart", m))
+            .cash_out_start(creds.sign("/paymentswitch.v1.Teller/CashOutStart", m))
             .await?
             .into_inner();
         let m = pb::CashOutConfirmRequest {
@@ -545,7 +547,7 @@ impl Shared {
                 .unwrap_or_default(),
         };
         let r = teller
-            .cash_out_confirm(creds.sign("/switch.v1.Teller/CashOutConfirm", m))
+            .cash_out_confirm(creds.sign("/paymentswitch.v1.Teller/CashOutConfirm", m))
             .await?;
         Ok((
             r.into_inner().transaction.unwrap_or_default(),
@@ -564,7 +566,7 @@ impl Shared {
             customer: c.customer.clone(),
         };
         bills
-            .inquire_bills(creds.sign("/switch.v1.Bills/InquireBills", m))
+            .inquire_bills(creds.sign("/paymentswitch.v1.Bills/InquireBills", m))
             .await?;
         let m = pb::PayBillsRequest {
             client_request_id: self.request_id(),
@@ -576,7 +578,7 @@ impl Shared {
             account: String::new(),
         };
         let r = bills
-            .pay_bills(creds.sign("/switch.v1.Bills/PayBills", m))
+            .pay_bills(creds.sign("/paymentswitch.v1.Bills/PayBills", m))
             .await?;
         Ok((
             r.into_inner().transaction.unwrap_or_default(),
@@ -597,7 +599,7 @@ impl Shared {
             expires_in_s: 0,
         };
         let code = pb::merchant_client::MerchantClient::new(ch.clone())
-            .create_qr(mcreds.sign("/switch.v1.Merchant/CreateQr", m))
+            .create_qr(mcreds.sign("/paymentswitch.v1.Merchant/CreateQr", m))
             .await?
             .into_inner();
         let bank = self
@@ -613,7 +615,7 @@ impl Shared {
             amount: 0,
         };
         let tx = pb::payer_bank_client::PayerBankClient::new(ch)
-            .pay_qr(bcreds.sign("/switch.v1.PayerBank/PayQr", m))
+            .pay_qr(bcreds.sign("/paymentswitch.v1.PayerBank/PayQr", m))
             .await?
             .into_inner()
             .transaction
@@ -743,7 +745,7 @@ impl Shared {
                     page_token: String::new(),
                 };
                 after = match client
-                    .list_payments(creds.sign("/switch.v1.Merchant/ListPayments", m))
+                    .list_payments(creds.sign("/paymentswitch.v1.Merchant/ListPayments", m))
                     .await
                 {
                     Ok(r) => r.into_inner().payments.first().map_or(0, |p| p.seq),
@@ -752,7 +754,7 @@ impl Shared {
             }
             let m = pb::WatchPaymentsRequest { after_seq: after };
             let Ok(stream) = client
-                .watch_payments(creds.sign("/switch.v1.Merchant/WatchPayments", m))
+                .watch_payments(creds.sign("/paymentswitch.v1.Merchant/WatchPayments", m))
                 .await
             else {
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -1084,12 +1086,10 @@ async fn verify(shared: &Arc<Shared>) -> serde_json::Value {
     let mut admin = pb::admin_client::AdminClient::new(shared.channel(0));
     let check = tokio::time::timeout(
         VERIFY_CALL_TIMEOUT * 12,
-        admin.check_ledger(
-            shared
-                .target
-                .operator
-                .sign("/switch.v1.Admin/CheckLedger", pb::CheckLedgerRequest {}),
-        ),
+        admin.check_ledger(shared.target.operator.sign(
+            "/paymentswitch.v1.Admin/CheckLedger",
+            pb::CheckLedgerRequest {},
+        )),
     )
     .await;
     let (balanced, violations) = match check {
@@ -1133,8 +1133,9 @@ async fn verify(shared: &Arc<Shared>) -> serde_json::Value {
             let lookup = loop {
                 let lookup = tokio::time::timeout(
                     VERIFY_CALL_TIMEOUT,
-                    teller
-                        .get_transaction(creds.sign("/switch.v1.Teller/GetTransaction", m.clone())),
+                    teller.get_transaction(
+                        creds.sign("/paymentswitch.v1.Teller/GetTransaction", m.clone()),
+                    ),
                 )
                 .await;
                 match &lookup {

@@ -2,9 +2,7 @@
 # Generate the API's Java message code from proto/ with Debian's protoc and
 # compile it with javac against Debian's protobuf runtime (issue #15: a
 # client generated from the .proto files must compile). Installs
-# protobuf-compiler and libprotobuf-java where missing. C++ is not checked:
-# protoc 3.21 puts the messages in `namespace switch`, a reserved word
-# (docs/PROTOCOL.md, "Clients in other languages").
+# protobuf-compiler and libprotobuf-java where missing. C++: cpp.sh beside it.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 if ! command -v protoc >/dev/null 2>&1 || [ ! -f /usr/share/java/protobuf.jar ]; then
@@ -15,7 +13,7 @@ fi
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 mkdir -p "$out/java" "$out/classes"
-protoc -I "$root/proto/proto" --java_out="$out/java" "$root"/proto/proto/switch/v1/*.proto
+protoc -I "$root/proto/proto" --java_out="$out/java" "$root"/proto/proto/paymentswitch/v1/*.proto
 javac -nowarn -d "$out/classes" -cp /usr/share/java/protobuf.jar $(find "$out/java" -name '*.java')
 n=$(find "$out/classes" -name '*.class' | wc -l)
 echo "java: $(find "$out/java" -name '*.java' | wc -l) generated files compiled into $n classes (package vn.post.paymentswitch.v1)"

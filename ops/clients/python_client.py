@@ -99,7 +99,7 @@ def main():
 
     client = Client(profile)
     out = {"services": client.services()}
-    teller = "switch.v1.Teller"
+    teller = "paymentswitch.v1.Teller"
     if teller not in out["services"]:
         out["error"] = f"{teller} was not discovered by reflection"
         print(json.dumps(out))

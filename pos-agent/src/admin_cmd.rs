@@ -96,9 +96,10 @@ pub async fn run(profile: &Path, command: AdminCommand, json: bool) -> Result<St
     match command {
         AdminCommand::Check => {
             let r = client
-                .check_ledger(
-                    credentials.sign("/switch.v1.Admin/CheckLedger", pb::CheckLedgerRequest {}),
-                )
+                .check_ledger(credentials.sign(
+                    "/paymentswitch.v1.Admin/CheckLedger",
+                    pb::CheckLedgerRequest {},
+                ))
                 .await?
                 .into_inner();
             Ok(if json {
@@ -118,7 +119,7 @@ pub async fn run(profile: &Path, command: AdminCommand, json: bool) -> Result<St
             };
             let r = client
                 .provision_post_office(
-                    credentials.sign("/switch.v1.Admin/ProvisionPostOffice", req),
+                    credentials.sign("/paymentswitch.v1.Admin/ProvisionPostOffice", req),
                 )
                 .await?
                 .into_inner();
@@ -140,7 +141,9 @@ pub async fn run(profile: &Path, command: AdminCommand, json: bool) -> Result<St
                 opening_cash,
             };
             let r = client
-                .provision_terminal(credentials.sign("/switch.v1.Admin/ProvisionTerminal", req))
+                .provision_terminal(
+                    credentials.sign("/paymentswitch.v1.Admin/ProvisionTerminal", req),
+                )
                 .await?
                 .into_inner();
             let text = format!(
@@ -178,7 +181,9 @@ pub async fn run(profile: &Path, command: AdminCommand, json: bool) -> Result<St
                 account,
             };
             let r = client
-                .provision_merchant(credentials.sign("/switch.v1.Admin/ProvisionMerchant", req))
+                .provision_merchant(
+                    credentials.sign("/paymentswitch.v1.Admin/ProvisionMerchant", req),
+                )
                 .await?
                 .into_inner();
             let text = format!(
@@ -201,7 +206,7 @@ pub async fn run(profile: &Path, command: AdminCommand, json: bool) -> Result<St
         AdminCommand::RevokeKey { key_id, reason } => {
             let req = pb::RevokeKeyRequest { key_id, reason };
             let r = client
-                .revoke_key(credentials.sign("/switch.v1.Admin/RevokeKey", req))
+                .revoke_key(credentials.sign("/paymentswitch.v1.Admin/RevokeKey", req))
                 .await?
                 .into_inner();
             Ok(if json {
@@ -219,7 +224,7 @@ pub async fn run(profile: &Path, command: AdminCommand, json: bool) -> Result<St
         } => {
             let req = pb::RotateKeyRequest { key_id };
             let r = client
-                .rotate_key(credentials.sign("/switch.v1.Admin/RotateKey", req))
+                .rotate_key(credentials.sign("/paymentswitch.v1.Admin/RotateKey", req))
                 .await?
                 .into_inner();
             // A bank's profile names itself by its BIN, like its key id.

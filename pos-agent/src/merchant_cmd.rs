@@ -174,7 +174,7 @@ pub async fn run(profile: &Path, command: Command, json: bool) -> Result<String,
                 client,
                 credentials,
                 create_qr,
-                "/switch.v1.Merchant/CreateQr",
+                "/paymentswitch.v1.Merchant/CreateQr",
                 msg
             )?;
             if json {
@@ -208,7 +208,7 @@ pub async fn run(profile: &Path, command: Command, json: bool) -> Result<String,
                     client,
                     credentials,
                     watch_payments,
-                    "/switch.v1.Merchant/WatchPayments",
+                    "/paymentswitch.v1.Merchant/WatchPayments",
                     msg
                 )?;
                 loop {
@@ -250,7 +250,7 @@ pub async fn run(profile: &Path, command: Command, json: bool) -> Result<String,
                 client,
                 credentials,
                 list_payments,
-                "/switch.v1.Merchant/ListPayments",
+                "/paymentswitch.v1.Merchant/ListPayments",
                 msg
             )?;
             Ok(if json {
@@ -281,7 +281,7 @@ pub async fn run(profile: &Path, command: Command, json: bool) -> Result<String,
                 client,
                 credentials,
                 pay_qr,
-                "/switch.v1.PayerBank/PayQr",
+                "/paymentswitch.v1.PayerBank/PayQr",
                 msg
             )?;
             Ok(render(&r, json))
@@ -294,7 +294,7 @@ pub async fn run(profile: &Path, command: Command, json: bool) -> Result<String,
                 client,
                 credentials,
                 inquire_bills,
-                "/switch.v1.Bills/InquireBills",
+                "/paymentswitch.v1.Bills/InquireBills",
                 msg
             )?;
             Ok(if json {
@@ -350,7 +350,7 @@ pub async fn run(profile: &Path, command: Command, json: bool) -> Result<String,
                 client,
                 credentials,
                 pay_bills,
-                "/switch.v1.Bills/PayBills",
+                "/paymentswitch.v1.Bills/PayBills",
                 msg
             )?;
             Ok(render(&r, json))

@@ -140,7 +140,7 @@ pub async fn run(profile: &Path, command: Command, json: bool) -> Result<String,
         Command::Settlement(SettlementCommand::Windows) => {
             let r = call!(
                 list_windows,
-                "/switch.v1.Settlement/ListWindows",
+                "/paymentswitch.v1.Settlement/ListWindows",
                 pb::ListWindowsRequest {}
             )?;
             Ok(if json {
@@ -161,7 +161,7 @@ pub async fn run(profile: &Path, command: Command, json: bool) -> Result<String,
         Command::Settlement(SettlementCommand::Close) => {
             let r = call!(
                 list_windows,
-                "/switch.v1.Settlement/ListWindows",
+                "/paymentswitch.v1.Settlement/ListWindows",
                 pb::ListWindowsRequest {}
             )?;
             let open = r
@@ -171,7 +171,7 @@ pub async fn run(profile: &Path, command: Command, json: bool) -> Result<String,
                 .ok_or_else(|| Failure::from("the switch listed no window".to_string()))?;
             let w = call!(
                 close_window,
-                "/switch.v1.Settlement/CloseWindow",
+                "/paymentswitch.v1.Settlement/CloseWindow",
                 pb::CloseWindowRequest { window_id: open }
             )?;
             Ok(if json {
@@ -188,7 +188,7 @@ pub async fn run(profile: &Path, command: Command, json: bool) -> Result<String,
                 window_id: window,
                 participant: bank.unwrap_or_default(),
             };
-            let r = call!(get_report, "/switch.v1.Settlement/GetReport", msg)?;
+            let r = call!(get_report, "/paymentswitch.v1.Settlement/GetReport", msg)?;
             if let Some(path) = &csv {
                 std::fs::write(path, &r.csv).map_err(|e| format!("{}: {e}", path.display()))?;
             }
@@ -215,7 +215,7 @@ pub async fn run(profile: &Path, command: Command, json: bool) -> Result<String,
                 window_id: window,
                 reference,
             };
-            let w = call!(settle, "/switch.v1.Settlement/Settle", msg)?;
+            let w = call!(settle, "/paymentswitch.v1.Settlement/Settle", msg)?;
             Ok(if json {
                 window_json(&w).to_string()
             } else {
@@ -253,7 +253,7 @@ pub async fn run(profile: &Path, command: Command, json: bool) -> Result<String,
             let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
             let r = client
                 .reconcile(credentials.sign_stream(
-                    "/switch.v1.Settlement/Reconcile",
+                    "/paymentswitch.v1.Settlement/Reconcile",
                     &digest,
                     stream,
                 ))
@@ -316,7 +316,7 @@ pub async fn run(profile: &Path, command: Command, json: bool) -> Result<String,
                 post_office_id: post_office,
                 amount: amount.dong()?,
             };
-            let l = call!(top_up_float, "/switch.v1.Settlement/TopUpFloat", msg)?;
+            let l = call!(top_up_float, "/paymentswitch.v1.Settlement/TopUpFloat", msg)?;
             Ok(if json {
                 liquidity_json(&l).to_string()
             } else {
@@ -333,7 +333,7 @@ pub async fn run(profile: &Path, command: Command, json: bool) -> Result<String,
                 terminal_id: terminal,
                 amount: amount.dong()?,
             };
-            let l = call!(sweep_cash, "/switch.v1.Settlement/SweepCash", msg)?;
+            let l = call!(sweep_cash, "/paymentswitch.v1.Settlement/SweepCash", msg)?;
             Ok(if json {
                 liquidity_json(&l).to_string()
             } else {
@@ -344,7 +344,11 @@ pub async fn run(profile: &Path, command: Command, json: bool) -> Result<String,
             let msg = pb::GetLiquidityRequest {
                 post_office_id: post_office,
             };
-            let r = call!(get_liquidity, "/switch.v1.Settlement/GetLiquidity", msg)?;
+            let r = call!(
+                get_liquidity,
+                "/paymentswitch.v1.Settlement/GetLiquidity",
+                msg
+            )?;
             Ok(if json {
                 json!({"post_offices": r.post_offices.iter().map(liquidity_json).collect::<Vec<_>>()}).to_string()
             } else {

@@ -210,7 +210,7 @@ pub async fn run(profile: &Path, command: TellerCommand, json: bool) -> Result<S
                 bank_bin: bank,
                 account,
             };
-            let r = call!(name_inquiry, "/switch.v1.Teller/NameInquiry", msg)?;
+            let r = call!(name_inquiry, "/paymentswitch.v1.Teller/NameInquiry", msg)?;
             Ok(if json {
                 json!({"bank_bin": r.bank_bin, "bank_name": r.bank_name, "account_masked": r.account_masked, "account_name": r.account_name}).to_string()
             } else {
@@ -232,7 +232,7 @@ pub async fn run(profile: &Path, command: TellerCommand, json: bool) -> Result<S
                 account,
                 amount: amount.dong()?,
             };
-            let r = call!(cash_in, "/switch.v1.Teller/CashIn", msg)?;
+            let r = call!(cash_in, "/paymentswitch.v1.Teller/CashIn", msg)?;
             Ok(render(&r, json))
         }
         TellerCommand::CashOut(CashOutCommand::Start {
@@ -249,17 +249,25 @@ pub async fn run(profile: &Path, command: TellerCommand, json: bool) -> Result<S
                 code,
                 amount: amount.dong()?,
             };
-            let r = call!(cash_out_start, "/switch.v1.Teller/CashOutStart", msg)?;
+            let r = call!(cash_out_start, "/paymentswitch.v1.Teller/CashOutStart", msg)?;
             Ok(render(&r, json))
         }
         TellerCommand::CashOut(CashOutCommand::Confirm { id }) => {
             let msg = pb::CashOutConfirmRequest { transaction_id: id };
-            let r = call!(cash_out_confirm, "/switch.v1.Teller/CashOutConfirm", msg)?;
+            let r = call!(
+                cash_out_confirm,
+                "/paymentswitch.v1.Teller/CashOutConfirm",
+                msg
+            )?;
             Ok(render(&r, json))
         }
         TellerCommand::CashOut(CashOutCommand::Cancel { id }) => {
             let msg = pb::CashOutCancelRequest { transaction_id: id };
-            let r = call!(cash_out_cancel, "/switch.v1.Teller/CashOutCancel", msg)?;
+            let r = call!(
+                cash_out_cancel,
+                "/paymentswitch.v1.Teller/CashOutCancel",
+                msg
+            )?;
             Ok(render(&r, json))
         }
         TellerCommand::Sim(SimCommand::WithdrawalCode {
@@ -276,7 +284,7 @@ pub async fn run(profile: &Path, command: TellerCommand, json: bool) -> Result<S
             };
             let r = sim
                 .issue_withdrawal_code(
-                    credentials.sign("/switch.v1.Simulator/IssueWithdrawalCode", msg),
+                    credentials.sign("/paymentswitch.v1.Simulator/IssueWithdrawalCode", msg),
                 )
                 .await
                 .map_err(Failure::from)?
@@ -289,17 +297,21 @@ pub async fn run(profile: &Path, command: TellerCommand, json: bool) -> Result<S
         }
         TellerCommand::Shift(ShiftCommand::Open { cash }) => {
             let msg = pb::OpenShiftRequest { counted_cash: cash };
-            let r = call!(open_shift, "/switch.v1.Teller/OpenShift", msg)?;
+            let r = call!(open_shift, "/paymentswitch.v1.Teller/OpenShift", msg)?;
             Ok(shift_text(&r, json))
         }
         TellerCommand::Shift(ShiftCommand::Close { cash }) => {
             let msg = pb::CloseShiftRequest { counted_cash: cash };
-            let r = call!(close_shift, "/switch.v1.Teller/CloseShift", msg)?;
+            let r = call!(close_shift, "/paymentswitch.v1.Teller/CloseShift", msg)?;
             Ok(shift_text(&r, json))
         }
         TellerCommand::Tx(TxCommand::Show { id }) => {
             let msg = pb::GetTransactionRequest { transaction_id: id };
-            let r = call!(get_transaction, "/switch.v1.Teller/GetTransaction", msg)?;
+            let r = call!(
+                get_transaction,
+                "/paymentswitch.v1.Teller/GetTransaction",
+                msg
+            )?;
             Ok(render(&r, json))
         }
         TellerCommand::Tx(TxCommand::List {
@@ -310,7 +322,11 @@ pub async fn run(profile: &Path, command: TellerCommand, json: bool) -> Result<S
                 page_size,
                 page_token,
             };
-            let r = call!(list_transactions, "/switch.v1.Teller/ListTransactions", msg)?;
+            let r = call!(
+                list_transactions,
+                "/paymentswitch.v1.Teller/ListTransactions",
+                msg
+            )?;
 
             Ok(if json {
                 json!({"transactions": r.transactions.iter().map(tx_json).collect::<Vec<_>>(), "next_page_token": r.next_page_token}).to_string()

@@ -144,7 +144,7 @@ impl Credentials {
         ))
     }
 
-    /// A request for `path` (e.g. `/switch.v1.Teller/CashIn`), signed now
+    /// A request for `path` (e.g. `/paymentswitch.v1.Teller/CashIn`), signed now
     /// with a fresh nonce. Sign again for every attempt.
     pub fn sign<M: prost::Message>(&self, path: &str, message: M) -> tonic::Request<M> {
         self.sign_at(path, message, now_ms(), &nonce())
@@ -216,7 +216,7 @@ mod tests {
         let secret: Vec<u8> = (0u8..32).collect();
         let message = [0x0a, 0x03, b'r', b'-', b'1'];
         let c = canonical(
-            "/switch.v1.Teller/CashIn",
+            "/paymentswitch.v1.Teller/CashIn",
             "tho-tang-1",
             1_700_000_000_000,
             "0123456789abcdef",
@@ -224,12 +224,12 @@ mod tests {
         );
         assert_eq!(
             c,
-            "SWITCH-HMAC-SHA256\n/switch.v1.Teller/CashIn\ntho-tang-1\n1700000000000\n0123456789abcdef\n\
+            "SWITCH-HMAC-SHA256\n/paymentswitch.v1.Teller/CashIn\ntho-tang-1\n1700000000000\n0123456789abcdef\n\
              a728631b98ca8dbf41b072c35b793297aef4db7e5a5ff5f8903f9c196c73bff4"
         );
         let sig = signature(
             &secret,
-            "/switch.v1.Teller/CashIn",
+            "/paymentswitch.v1.Teller/CashIn",
             "tho-tang-1",
             1_700_000_000_000,
             "0123456789abcdef",
@@ -237,7 +237,7 @@ mod tests {
         );
         assert_eq!(
             sig,
-            "dff963e6cbda8d93c9d40f3cc9ef59ea991270c6bef1362c9de5c503348d21cf"
+            "9aa4d019876dc51d64fbd7b947c57a625e2300fe0368ee818dbed89387e54a26"
         );
     }
 

@@ -1,5 +1,5 @@
-//! The switch's gRPC API, package `switch.v1`. Generated from the `.proto`
-//! files in `proto/switch/v1/`; one file per service. Only `switch` (at its
+//! The switch's gRPC API, package `paymentswitch.v1`. Generated from the `.proto`
+//! files in `proto/paymentswitch/v1/`; one file per service. Only `switch` (at its
 //! edge), `pos-agent`, `loadtest` and `tests` use these types.
 
 #![allow(clippy::all, missing_docs)]
@@ -8,7 +8,7 @@ pub mod auth;
 pub mod tls;
 
 pub mod v1 {
-    tonic::include_proto!("switch.v1");
+    tonic::include_proto!("paymentswitch.v1");
 }
 
 /// The encoded `FileDescriptorSet`, for gRPC server reflection.

@@ -37,7 +37,7 @@ fn a_switch_killed_mid_transaction_finishes_it_on_restart() {
                 .await
                 .unwrap();
             client
-                .cash_in(credentials.sign("/switch.v1.Teller/CashIn", request))
+                .cash_in(credentials.sign("/paymentswitch.v1.Teller/CashIn", request))
                 .await
         }
     });
@@ -123,7 +123,7 @@ fn a_switch_killed_mid_qr_payment_reverses_every_call_on_restart() {
         pb::merchant_client::MerchantClient::connect(merchant.switch.clone())
             .await
             .unwrap()
-            .create_qr(creds.sign("/switch.v1.Merchant/CreateQr", m))
+            .create_qr(creds.sign("/paymentswitch.v1.Merchant/CreateQr", m))
             .await
             .unwrap()
             .into_inner()
@@ -141,7 +141,7 @@ fn a_switch_killed_mid_qr_payment_reverses_every_call_on_restart() {
             pb::payer_bank_client::PayerBankClient::connect(address)
                 .await
                 .unwrap()
-                .pay_qr(creds.sign("/switch.v1.PayerBank/PayQr", request))
+                .pay_qr(creds.sign("/paymentswitch.v1.PayerBank/PayQr", request))
                 .await
         }
     });

@@ -76,7 +76,7 @@ async fn cash_in(
     };
     tokio::time::timeout(
         Duration::from_secs(30),
-        client.cash_in(credentials.sign("/switch.v1.Teller/CashIn", request)),
+        client.cash_in(credentials.sign("/paymentswitch.v1.Teller/CashIn", request)),
     )
     .await
     .map_err(|_| tonic::Status::deadline_exceeded("no answer in 30 s"))?
@@ -219,7 +219,7 @@ fn a_full_disk_stops_acknowledgements_and_loses_nothing_acknowledged() {
         for id in &acked {
             let got = client
                 .get_transaction(credentials.sign(
-                    "/switch.v1.Teller/GetTransaction",
+                    "/paymentswitch.v1.Teller/GetTransaction",
                     pb::GetTransactionRequest {
                         transaction_id: id.clone(),
                     },

@@ -25,7 +25,7 @@ fn logs_hold_no_secret_code_or_full_account() {
         let mut sim = pb::simulator_client::SimulatorClient::new(channel);
         teller
             .name_inquiry(creds.sign(
-                "/switch.v1.Teller/NameInquiry",
+                "/paymentswitch.v1.Teller/NameInquiry",
                 pb::NameInquiryRequest {
                     bank_bin: "970422".into(),
                     account: account.clone(),
@@ -40,7 +40,7 @@ fn logs_hold_no_secret_code_or_full_account() {
             amount: 100_000,
         };
         teller
-            .cash_in(creds.sign("/switch.v1.Teller/CashIn", cash_in))
+            .cash_in(creds.sign("/paymentswitch.v1.Teller/CashIn", cash_in))
             .await
             .unwrap();
         let req = pb::IssueWithdrawalCodeRequest {
@@ -49,7 +49,9 @@ fn logs_hold_no_secret_code_or_full_account() {
             amount: 500_000,
         };
         let code = sim
-            .issue_withdrawal_code(creds.sign("/switch.v1.Simulator/IssueWithdrawalCode", req))
+            .issue_withdrawal_code(
+                creds.sign("/paymentswitch.v1.Simulator/IssueWithdrawalCode", req),
+            )
             .await
             .unwrap()
             .into_inner()
@@ -62,7 +64,7 @@ fn logs_hold_no_secret_code_or_full_account() {
             amount: 500_000,
         };
         let tx = teller
-            .cash_out_start(creds.sign("/switch.v1.Teller/CashOutStart", start))
+            .cash_out_start(creds.sign("/paymentswitch.v1.Teller/CashOutStart", start))
             .await
             .unwrap()
             .into_inner();
@@ -70,14 +72,14 @@ fn logs_hold_no_secret_code_or_full_account() {
             transaction_id: tx.transaction.unwrap().transaction_id,
         };
         teller
-            .cash_out_confirm(creds.sign("/switch.v1.Teller/CashOutConfirm", confirm))
+            .cash_out_confirm(creds.sign("/paymentswitch.v1.Teller/CashOutConfirm", confirm))
             .await
             .unwrap();
         // A refused request is logged too.
         let forged = Credentials::new(profile.id.clone(), vec![1; 32]);
         let _ = teller
             .name_inquiry(forged.sign(
-                "/switch.v1.Teller/NameInquiry",
+                "/paymentswitch.v1.Teller/NameInquiry",
                 pb::NameInquiryRequest {
                     bank_bin: "970422".into(),
                     account: account.clone(),

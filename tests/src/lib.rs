@@ -285,7 +285,10 @@ impl Harness {
     pub async fn assert_ledger_clean(&self) {
         let creds = self.credentials("operator");
         let r = AdminClient::new(self.channel.clone())
-            .check_ledger(creds.sign("/switch.v1.Admin/CheckLedger", pb::CheckLedgerRequest {}))
+            .check_ledger(creds.sign(
+                "/paymentswitch.v1.Admin/CheckLedger",
+                pb::CheckLedgerRequest {},
+            ))
             .await
             .expect("check runs")
             .into_inner();
@@ -371,17 +374,20 @@ impl Merchant {
             expires_in_s,
         };
         self.client
-            .create_qr(self.credentials.sign("/switch.v1.Merchant/CreateQr", m))
+            .create_qr(
+                self.credentials
+                    .sign("/paymentswitch.v1.Merchant/CreateQr", m),
+            )
             .await
             .map(|r| r.into_inner())
     }
 
     pub async fn static_qr(&mut self) -> pb::QrCode {
         self.client
-            .static_qr(
-                self.credentials
-                    .sign("/switch.v1.Merchant/StaticQr", pb::StaticQrRequest {}),
-            )
+            .static_qr(self.credentials.sign(
+                "/paymentswitch.v1.Merchant/StaticQr",
+                pb::StaticQrRequest {},
+            ))
             .await
             .expect("static code")
             .into_inner()
@@ -390,7 +396,7 @@ impl Merchant {
     pub async fn watch(&mut self, after_seq: u64) -> tonic::Streaming<pb::PaymentNotice> {
         self.client
             .watch_payments(self.credentials.sign(
-                "/switch.v1.Merchant/WatchPayments",
+                "/paymentswitch.v1.Merchant/WatchPayments",
                 pb::WatchPaymentsRequest { after_seq },
             ))
             .await
@@ -404,7 +410,10 @@ impl Merchant {
             page_token: page_token.into(),
         };
         self.client
-            .list_payments(self.credentials.sign("/switch.v1.Merchant/ListPayments", m))
+            .list_payments(
+                self.credentials
+                    .sign("/paymentswitch.v1.Merchant/ListPayments", m),
+            )
             .await
             .expect("list")
             .into_inner()
@@ -421,7 +430,7 @@ impl Settlement {
     pub async fn windows(&mut self) -> Vec<pb::Window> {
         self.client
             .list_windows(self.credentials.sign(
-                "/switch.v1.Settlement/ListWindows",
+                "/paymentswitch.v1.Settlement/ListWindows",
                 pb::ListWindowsRequest {},
             ))
             .await
@@ -444,7 +453,7 @@ impl Settlement {
     pub async fn close_id(&mut self, window_id: u64) -> Result<pb::Window, tonic::Status> {
         self.client
             .close_window(self.credentials.sign(
-                "/switch.v1.Settlement/CloseWindow",
+                "/paymentswitch.v1.Settlement/CloseWindow",
                 pb::CloseWindowRequest { window_id },
             ))
             .await
@@ -458,7 +467,7 @@ impl Settlement {
     ) -> Result<pb::SettlementReport, tonic::Status> {
         self.client
             .get_report(self.credentials.sign(
-                "/switch.v1.Settlement/GetReport",
+                "/paymentswitch.v1.Settlement/GetReport",
                 pb::GetReportRequest {
                     window_id,
                     participant: participant.into(),
@@ -475,7 +484,7 @@ impl Settlement {
     ) -> Result<pb::Window, tonic::Status> {
         self.client
             .settle(self.credentials.sign(
-                "/switch.v1.Settlement/Settle",
+                "/paymentswitch.v1.Settlement/Settle",
                 pb::SettleRequest {
                     window_id,
                     reference: reference.into(),
@@ -511,7 +520,7 @@ impl Settlement {
         let stream = tokio_stream::iter(chunks);
         self.client
             .reconcile(self.credentials.sign_stream(
-                "/switch.v1.Settlement/Reconcile",
+                "/paymentswitch.v1.Settlement/Reconcile",
                 &digest,
                 stream,
             ))
@@ -528,7 +537,7 @@ impl Settlement {
     ) -> Result<pb::ReconciliationException, tonic::Status> {
         self.client
             .resolve_exception(self.credentials.sign(
-                "/switch.v1.Settlement/ResolveException",
+                "/paymentswitch.v1.Settlement/ResolveException",
                 pb::ResolveExceptionRequest {
                     window_id,
                     bank_bin: bank_bin.into(),
@@ -571,7 +580,10 @@ impl PayerBank {
             amount,
         };
         self.client
-            .pay_qr(self.credentials.sign("/switch.v1.PayerBank/PayQr", m))
+            .pay_qr(
+                self.credentials
+                    .sign("/paymentswitch.v1.PayerBank/PayQr", m),
+            )
             .await
             .map(|r| r.into_inner().transaction.expect("a transaction"))
     }
@@ -581,7 +593,10 @@ impl PayerBank {
             transaction_id: id.into(),
         };
         self.teller
-            .get_transaction(self.credentials.sign("/switch.v1.Teller/GetTransaction", m))
+            .get_transaction(
+                self.credentials
+                    .sign("/paymentswitch.v1.Teller/GetTransaction", m),
+            )
             .await
             .map(|r| r.into_inner().transaction.expect("a transaction"))
     }
@@ -605,7 +620,10 @@ impl Teller {
             customer: customer.into(),
         };
         self.bills
-            .inquire_bills(self.credentials.sign("/switch.v1.Bills/InquireBills", m))
+            .inquire_bills(
+                self.credentials
+                    .sign("/paymentswitch.v1.Bills/InquireBills", m),
+            )
             .await
             .map(|r| r.into_inner())
     }
@@ -630,7 +648,7 @@ impl Teller {
             account: account.map(|a| a.1.to_string()).unwrap_or_default(),
         };
         self.bills
-            .pay_bills(self.credentials.sign("/switch.v1.Bills/PayBills", m))
+            .pay_bills(self.credentials.sign("/paymentswitch.v1.Bills/PayBills", m))
             .await
             .map(|r| r.into_inner().transaction.expect("a transaction"))
     }
@@ -645,7 +663,10 @@ impl Teller {
             account: account.into(),
         };
         self.client
-            .name_inquiry(self.credentials.sign("/switch.v1.Teller/NameInquiry", m))
+            .name_inquiry(
+                self.credentials
+                    .sign("/paymentswitch.v1.Teller/NameInquiry", m),
+            )
             .await
             .map(|r| r.into_inner())
     }
@@ -664,7 +685,7 @@ impl Teller {
             amount,
         };
         self.client
-            .cash_in(self.credentials.sign("/switch.v1.Teller/CashIn", m))
+            .cash_in(self.credentials.sign("/paymentswitch.v1.Teller/CashIn", m))
             .await
             .map(|r| r.into_inner().transaction.expect("a transaction"))
     }
@@ -685,7 +706,10 @@ impl Teller {
             amount,
         };
         self.client
-            .cash_out_start(self.credentials.sign("/switch.v1.Teller/CashOutStart", m))
+            .cash_out_start(
+                self.credentials
+                    .sign("/paymentswitch.v1.Teller/CashOutStart", m),
+            )
             .await
             .map(|r| r.into_inner().transaction.expect("a transaction"))
     }
@@ -695,7 +719,10 @@ impl Teller {
             transaction_id: id.into(),
         };
         self.client
-            .cash_out_confirm(self.credentials.sign("/switch.v1.Teller/CashOutConfirm", m))
+            .cash_out_confirm(
+                self.credentials
+                    .sign("/paymentswitch.v1.Teller/CashOutConfirm", m),
+            )
             .await
             .map(|r| r.into_inner().transaction.expect("a transaction"))
     }
@@ -705,7 +732,10 @@ impl Teller {
             transaction_id: id.into(),
         };
         self.client
-            .cash_out_cancel(self.credentials.sign("/switch.v1.Teller/CashOutCancel", m))
+            .cash_out_cancel(
+                self.credentials
+                    .sign("/paymentswitch.v1.Teller/CashOutCancel", m),
+            )
             .await
             .map(|r| r.into_inner().transaction.expect("a transaction"))
     }
@@ -713,7 +743,10 @@ impl Teller {
     pub async fn open_shift(&mut self, counted_cash: u64) -> Result<pb::Shift, tonic::Status> {
         let m = pb::OpenShiftRequest { counted_cash };
         self.client
-            .open_shift(self.credentials.sign("/switch.v1.Teller/OpenShift", m))
+            .open_shift(
+                self.credentials
+                    .sign("/paymentswitch.v1.Teller/OpenShift", m),
+            )
             .await
             .map(|r| r.into_inner())
     }
@@ -721,7 +754,10 @@ impl Teller {
     pub async fn close_shift(&mut self, counted_cash: u64) -> Result<pb::Shift, tonic::Status> {
         let m = pb::CloseShiftRequest { counted_cash };
         self.client
-            .close_shift(self.credentials.sign("/switch.v1.Teller/CloseShift", m))
+            .close_shift(
+                self.credentials
+                    .sign("/paymentswitch.v1.Teller/CloseShift", m),
+            )
             .await
             .map(|r| r.into_inner())
     }
@@ -731,7 +767,10 @@ impl Teller {
             transaction_id: id.into(),
         };
         self.client
-            .get_transaction(self.credentials.sign("/switch.v1.Teller/GetTransaction", m))
+            .get_transaction(
+                self.credentials
+                    .sign("/paymentswitch.v1.Teller/GetTransaction", m),
+            )
             .await
             .map(|r| r.into_inner())
     }
@@ -744,7 +783,7 @@ impl Teller {
         self.client
             .list_transactions(
                 self.credentials
-                    .sign("/switch.v1.Teller/ListTransactions", m),
+                    .sign("/paymentswitch.v1.Teller/ListTransactions", m),
             )
             .await
             .expect("list")

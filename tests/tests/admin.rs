@@ -23,13 +23,15 @@ async fn an_operator_provisions_a_post_office_and_a_terminal_that_works_at_once(
         initial_float: 100_000_000,
     };
     let office = admin
-        .provision_post_office(operator.sign("/switch.v1.Admin/ProvisionPostOffice", po.clone()))
+        .provision_post_office(
+            operator.sign("/paymentswitch.v1.Admin/ProvisionPostOffice", po.clone()),
+        )
         .await
         .unwrap()
         .into_inner();
     assert_eq!(office.post_office_id, "lap-thach");
     let e = admin
-        .provision_post_office(operator.sign("/switch.v1.Admin/ProvisionPostOffice", po))
+        .provision_post_office(operator.sign("/paymentswitch.v1.Admin/ProvisionPostOffice", po))
         .await
         .unwrap_err();
     assert_eq!(
@@ -42,13 +44,15 @@ async fn an_operator_provisions_a_post_office_and_a_terminal_that_works_at_once(
         opening_cash: 5_000_000,
     };
     let r = admin
-        .provision_terminal(operator.sign("/switch.v1.Admin/ProvisionTerminal", term.clone()))
+        .provision_terminal(
+            operator.sign("/paymentswitch.v1.Admin/ProvisionTerminal", term.clone()),
+        )
         .await
         .unwrap()
         .into_inner();
     assert_eq!(r.secret.len(), 64);
     let e = admin
-        .provision_terminal(operator.sign("/switch.v1.Admin/ProvisionTerminal", term))
+        .provision_terminal(operator.sign("/paymentswitch.v1.Admin/ProvisionTerminal", term))
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::AlreadyExists);
@@ -80,7 +84,7 @@ async fn an_operator_provisions_a_post_office_and_a_terminal_that_works_at_once(
     ];
     for req in bad {
         let e = admin
-            .provision_terminal(operator.sign("/switch.v1.Admin/ProvisionTerminal", req))
+            .provision_terminal(operator.sign("/paymentswitch.v1.Admin/ProvisionTerminal", req))
             .await
             .unwrap_err();
         assert_eq!(e.code(), Code::InvalidArgument, "{}", e.message());
@@ -93,7 +97,7 @@ async fn an_operator_provisions_a_post_office_and_a_terminal_that_works_at_once(
         initial_float: 1,
     };
     let e = admin
-        .provision_post_office(teller.sign("/switch.v1.Admin/ProvisionPostOffice", req))
+        .provision_post_office(teller.sign("/paymentswitch.v1.Admin/ProvisionPostOffice", req))
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied);
@@ -128,7 +132,7 @@ async fn a_revoked_key_stays_refused_after_a_restart_and_a_rotated_one_works_at_
         .admin()
         .revoke_key(
             h.credentials("tam-dao-1")
-                .sign("/switch.v1.Admin/RevokeKey", revoke.clone()),
+                .sign("/paymentswitch.v1.Admin/RevokeKey", revoke.clone()),
         )
         .await
         .unwrap_err();
@@ -136,7 +140,7 @@ async fn a_revoked_key_stays_refused_after_a_restart_and_a_rotated_one_works_at_
     let e = h
         .admin()
         .revoke_key(operator.sign(
-            "/switch.v1.Admin/RevokeKey",
+            "/paymentswitch.v1.Admin/RevokeKey",
             pb::RevokeKeyRequest {
                 reason: " ".into(),
                 ..revoke.clone()
@@ -146,7 +150,7 @@ async fn a_revoked_key_stays_refused_after_a_restart_and_a_rotated_one_works_at_
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument, "a reason is required");
     h.admin()
-        .revoke_key(operator.sign("/switch.v1.Admin/RevokeKey", revoke))
+        .revoke_key(operator.sign("/paymentswitch.v1.Admin/RevokeKey", revoke))
         .await
         .unwrap();
     let refused = |h: &Harness| {
@@ -161,7 +165,7 @@ async fn a_revoked_key_stays_refused_after_a_restart_and_a_rotated_one_works_at_
     let rotated = h
         .admin()
         .rotate_key(operator.sign(
-            "/switch.v1.Admin/RotateKey",
+            "/paymentswitch.v1.Admin/RotateKey",
             pb::RotateKeyRequest {
                 key_id: "cafe-tam-dao".into(),
             },

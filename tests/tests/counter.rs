@@ -282,7 +282,7 @@ async fn unsigned_forged_stale_and_replayed_requests_are_refused() {
         bank_bin: MB.into(),
         account: c.account.clone(),
     };
-    let path = "/switch.v1.Teller/NameInquiry";
+    let path = "/paymentswitch.v1.Teller/NameInquiry";
     let mut raw = h.raw_teller();
     let creds = h.credentials("tho-tang-1");
     let unsigned = raw
@@ -324,7 +324,7 @@ async fn unsigned_forged_stale_and_replayed_requests_are_refused() {
         e.message()
     );
     // Signed for one method, sent to another.
-    let wrong_path = creds.sign("/switch.v1.Teller/CashIn", msg());
+    let wrong_path = creds.sign("/paymentswitch.v1.Teller/CashIn", msg());
     assert_eq!(
         raw.name_inquiry(wrong_path).await.unwrap_err().code(),
         Code::Unauthenticated
@@ -354,7 +354,10 @@ async fn unsigned_forged_stale_and_replayed_requests_are_refused() {
     let admin = proto::v1::admin_client::AdminClient::connect(format!("http://{}", h.addr))
         .await
         .unwrap()
-        .check_ledger(creds.sign("/switch.v1.Admin/CheckLedger", pb::CheckLedgerRequest {}))
+        .check_ledger(creds.sign(
+            "/paymentswitch.v1.Admin/CheckLedger",
+            pb::CheckLedgerRequest {},
+        ))
         .await;
     assert_eq!(admin.unwrap_err().code(), Code::PermissionDenied);
     h.assert_ledger_clean().await;

@@ -226,7 +226,7 @@ async fn bad_codes_are_refused_with_a_reason_and_nothing_moves() {
     // Only a bank may pay.
     let t = h.teller("tho-tang-1");
     let as_teller = t.credentials.sign(
-        "/switch.v1.PayerBank/PayQr",
+        "/paymentswitch.v1.PayerBank/PayQr",
         pb::PayQrRequest {
             client_request_id: "t-1".into(),
             payload: code.payload.clone(),
@@ -255,7 +255,7 @@ async fn a_refused_merchant_credit_refunds_the_payer() {
     let r = h
         .admin()
         .provision_merchant(operator.sign(
-            "/switch.v1.Admin/ProvisionMerchant",
+            "/paymentswitch.v1.Admin/ProvisionMerchant",
             pb::ProvisionMerchantRequest {
                 merchant_id: "quan-pho".into(),
                 name: "QUAN PHO".into(),
@@ -398,7 +398,7 @@ async fn a_merchant_keeps_a_bounded_number_of_payment_streams() {
     let e = m
         .client
         .watch_payments(m.credentials.sign(
-            "/switch.v1.Merchant/WatchPayments",
+            "/paymentswitch.v1.Merchant/WatchPayments",
             pb::WatchPaymentsRequest { after_seq: 0 },
         ))
         .await

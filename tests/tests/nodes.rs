@@ -112,7 +112,7 @@ async fn a_terminal_provisioned_on_one_node_signs_on_the_other_and_a_replay_is_r
     let r = a
         .admin()
         .provision_terminal(operator.sign(
-            "/switch.v1.Admin/ProvisionTerminal",
+            "/paymentswitch.v1.Admin/ProvisionTerminal",
             pb::ProvisionTerminalRequest {
                 terminal_id: "tho-tang-9".into(),
                 post_office_id: "tho-tang".into(),
@@ -134,7 +134,7 @@ async fn a_terminal_provisioned_on_one_node_signs_on_the_other_and_a_replay_is_r
     // One signed request (one nonce), sent to A and then replayed to B.
     let signed = |creds: &proto::auth::Credentials| {
         creds.sign_at(
-            "/switch.v1.Teller/NameInquiry",
+            "/paymentswitch.v1.Teller/NameInquiry",
             pb::NameInquiryRequest {
                 bank_bin: MB.into(),
                 account: c.account.clone(),
@@ -490,7 +490,7 @@ async fn a_key_rotated_or_revoked_on_one_node_is_refused_on_the_other() {
     let rotated = a
         .admin()
         .rotate_key(operator_a.sign(
-            "/switch.v1.Admin/RotateKey",
+            "/paymentswitch.v1.Admin/RotateKey",
             pb::RotateKeyRequest {
                 key_id: "tho-tang-2".into(),
             },
@@ -511,7 +511,7 @@ async fn a_key_rotated_or_revoked_on_one_node_is_refused_on_the_other() {
     let operator_b = a.credentials("operator");
     let revoke = |key_id: &str| {
         operator_b.sign(
-            "/switch.v1.Admin/RevokeKey",
+            "/paymentswitch.v1.Admin/RevokeKey",
             pb::RevokeKeyRequest {
                 key_id: key_id.into(),
                 reason: "terminal stolen".into(),
@@ -540,7 +540,7 @@ async fn a_key_rotated_or_revoked_on_one_node_is_refused_on_the_other() {
     let e = a
         .admin()
         .rotate_key(operator_a.sign(
-            "/switch.v1.Admin/RotateKey",
+            "/paymentswitch.v1.Admin/RotateKey",
             pb::RotateKeyRequest {
                 key_id: "tho-tang-1".into(),
             },

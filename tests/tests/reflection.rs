@@ -33,7 +33,10 @@ async fn both_reflection_versions_list_the_services() {
         }
         other => panic!("not a service list: {other:?}"),
     };
-    assert!(names.iter().any(|n| n == "switch.v1.Teller"), "{names:?}");
+    assert!(
+        names.iter().any(|n| n == "paymentswitch.v1.Teller"),
+        "{names:?}"
+    );
 
     let mut current = v1::server_reflection_client::ServerReflectionClient::new(channel);
     let request = v1::ServerReflectionRequest {
@@ -51,6 +54,6 @@ async fn both_reflection_versions_list_the_services() {
     assert!(matches!(
         answer.message_response,
         Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(l))
-            if l.service.iter().any(|s| s.name == "switch.v1.Settlement")
+            if l.service.iter().any(|s| s.name == "paymentswitch.v1.Settlement")
     ));
 }

@@ -348,7 +348,7 @@ async fn top_ups_and_sweeps_move_liquidity_and_low_float_shows() {
     let get = async |s: &mut tests::Settlement, po: &str| {
         s.client
             .get_liquidity(s.credentials.sign(
-                "/switch.v1.Settlement/GetLiquidity",
+                "/paymentswitch.v1.Settlement/GetLiquidity",
                 pb::GetLiquidityRequest {
                     post_office_id: po.into(),
                 },
@@ -369,7 +369,7 @@ async fn top_ups_and_sweeps_move_liquidity_and_low_float_shows() {
             .client
             .top_up_float(
                 ops.credentials
-                    .sign("/switch.v1.Settlement/TopUpFloat", top.clone()),
+                    .sign("/paymentswitch.v1.Settlement/TopUpFloat", top.clone()),
             )
             .await
             .unwrap()
@@ -389,7 +389,7 @@ async fn top_ups_and_sweeps_move_liquidity_and_low_float_shows() {
         .client
         .sweep_cash(
             ops.credentials
-                .sign("/switch.v1.Settlement/SweepCash", sweep(5_000_000)),
+                .sign("/paymentswitch.v1.Settlement/SweepCash", sweep(5_000_000)),
         )
         .await
         .unwrap()
@@ -407,7 +407,7 @@ async fn top_ups_and_sweeps_move_liquidity_and_low_float_shows() {
         .client
         .sweep_cash(
             ops.credentials
-                .sign("/switch.v1.Settlement/SweepCash", sweep(50_000_000)),
+                .sign("/paymentswitch.v1.Settlement/SweepCash", sweep(50_000_000)),
         )
         .await
         .unwrap_err();

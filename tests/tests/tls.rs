@@ -24,7 +24,10 @@ async fn checks(channel: Result<Channel, String>, operator: &proto::auth::Creden
         return false;
     };
     AdminClient::new(channel)
-        .check_ledger(operator.sign("/switch.v1.Admin/CheckLedger", pb::CheckLedgerRequest {}))
+        .check_ledger(operator.sign(
+            "/paymentswitch.v1.Admin/CheckLedger",
+            pb::CheckLedgerRequest {},
+        ))
         .await
         .is_ok_and(|r| r.into_inner().balanced)
 }

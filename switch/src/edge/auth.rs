@@ -36,7 +36,7 @@ pub use proto::auth::{
 
 /// Client-streaming calls: signed over the declared content digest, which
 /// the handler checks against what it receives before acting on it.
-pub const STREAMING_PATHS: [&str; 1] = ["/switch.v1.Settlement/Reconcile"];
+pub const STREAMING_PATHS: [&str; 1] = ["/paymentswitch.v1.Settlement/Reconcile"];
 
 /// The content digest a streaming call declared (and its signature
 /// covered), for the handler to check.
