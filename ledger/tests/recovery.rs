@@ -93,6 +93,16 @@ fn assert_kept(dir: &Path, kept_records: usize, ids: &[Vec<u128>], report: &Reco
     assert_clean(l);
 }
 
+/// Segments of 4 KiB and a checkpoint every 16 KiB, two kept: a few
+/// hundred records are enough for old segments to go.
+fn small_segments(dir: &Path) -> Config {
+    let mut c = Config::new(dir);
+    c.segment_size_max_bytes = 4 << 10;
+    c.checkpoint_interval_bytes = 16 << 10;
+    c.checkpoints_retained = 2;
+    c
+}
+
 fn xorshift(x: &mut u64) -> u64 {
     *x ^= *x << 13;
     *x ^= *x >> 7;
@@ -232,13 +242,7 @@ fn a_deleted_index_is_rebuilt_identically_from_the_journal() {
 #[test]
 fn checkpoints_let_old_segments_go_and_recovery_still_lands_on_the_same_state() {
     let dir = tempfile::tempdir().unwrap();
-    let small = || {
-        let mut c = Config::new(dir.path());
-        c.segment_size_max_bytes = 4 << 10;
-        c.checkpoint_interval_bytes = 16 << 10;
-        c.checkpoints_retained = 2;
-        c
-    };
+    let small = || small_segments(dir.path());
     let clock = Arc::new(ManualClock::new(1_000_000_000));
     let o = open_with(small(), clock.clone());
     let l = &o.ledger;
@@ -341,13 +345,7 @@ fn index_to_sled(dir: &Path) {
 #[test]
 fn an_earlier_versions_sled_index_is_imported_with_history_the_journal_no_longer_has() {
     let dir = tempfile::tempdir().unwrap();
-    let small = || {
-        let mut c = Config::new(dir.path());
-        c.segment_size_max_bytes = 4 << 10;
-        c.checkpoint_interval_bytes = 16 << 10;
-        c.checkpoints_retained = 2;
-        c
-    };
+    let small = || small_segments(dir.path());
     let clock = Arc::new(ManualClock::new(1_000_000_000));
     let o = open_with(small(), clock.clone());
     o.ledger

@@ -12,10 +12,21 @@ use tonic::Code;
 
 const MB: &str = "970422";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn counter_flows_work_against_a_remote_bank_and_a_dead_one_moves_nothing() {
-    let bank_dir = tempfile::tempdir().unwrap();
-    let db = switch::store::Store::open_engine(bank_dir.path()).unwrap();
+/// MB's simulator in a directory of its own, served over the BankAdapter
+/// service on a free loopback port (with TLS when given): the simulator,
+/// its address (`http://` or `https://`), the sender that stops it, the
+/// serving task, and the directory (kept until the test ends).
+struct RemoteMb {
+    sim: Arc<SimBank>,
+    address: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    served: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+    _dir: tempfile::TempDir,
+}
+
+async fn serve_mb(tls: Option<tonic::transport::ServerTlsConfig>) -> RemoteMb {
+    let dir = tempfile::tempdir().unwrap();
+    let db = switch::store::Store::open_engine(dir.path()).unwrap();
     let sim = Arc::new(
         SimBank::open(
             MB,
@@ -27,16 +38,38 @@ async fn counter_flows_work_against_a_remote_bank_and_a_dead_one_moves_nothing()
         .unwrap(),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = format!("http://{}", listener.local_addr().unwrap());
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let address = format!(
+        "{scheme}://127.0.0.1:{}",
+        listener.local_addr().unwrap().port()
+    );
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let served = tokio::spawn(switch::sim::service::serve_sim(
         listener,
         sim.clone(),
-        None,
+        tls,
         async {
             let _ = stopped.await;
         },
     ));
+    RemoteMb {
+        sim,
+        address,
+        stop,
+        served,
+        _dir: dir,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counter_flows_work_against_a_remote_bank_and_a_dead_one_moves_nothing() {
+    let RemoteMb {
+        sim,
+        address,
+        stop,
+        served,
+        _dir,
+    } = serve_mb(None).await;
     let h = Harness::start(|c| {
         for b in &mut c.banks {
             if b.bin == MB {
@@ -117,18 +150,6 @@ async fn the_link_to_a_remote_bank_is_tls_with_the_switchs_certificate() {
     let client_cert = write(dir.path(), "switch.pem", &switch_cert);
     let client_key = write(dir.path(), "switch.key", &switch_key);
 
-    let bank_dir = tempfile::tempdir().unwrap();
-    let db = switch::store::Store::open_engine(bank_dir.path()).unwrap();
-    let sim = Arc::new(
-        SimBank::open(
-            MB,
-            SimConfig::default(),
-            db.keyspace("sim", fjall::KeyspaceCreateOptions::default)
-                .unwrap(),
-            &switch::sim::demo_accounts(MB),
-        )
-        .unwrap(),
-    );
     let tls = switch::server::listener_tls(
         &switch::config::TlsConfig {
             cert_file: Some(write(dir.path(), "bank.pem", &bank_cert)),
@@ -139,20 +160,13 @@ async fn the_link_to_a_remote_bank_is_tls_with_the_switchs_certificate() {
         "127.0.0.1:0".parse().unwrap(),
     )
     .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let https = format!(
-        "https://127.0.0.1:{}",
-        listener.local_addr().unwrap().port()
-    );
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let served = tokio::spawn(switch::sim::service::serve_sim(
-        listener,
-        sim.clone(),
-        tls,
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let RemoteMb {
+        sim,
+        address: https,
+        stop,
+        served,
+        _dir,
+    } = serve_mb(tls).await;
 
     let h = Harness::start(|c| {
         for b in &mut c.banks {
