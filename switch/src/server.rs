@@ -304,42 +304,42 @@ async fn seal_secrets(switch: &Switch) -> Result<(), BoxError> {
         }
         None => store.put_master_key_check(&key.seal(CHECK_KEY_ID, &check_secret()))?,
     }
+    // Each caller's secret as it should be stored: sealed under its own id.
+    // `None` when it is sealed already (the usual case after the first start).
+    let reseal = |id: &str, secret: &crate::secrets::SealedSecret| -> Result<_, BoxError> {
+        if secret.is_sealed() {
+            return Ok(None);
+        }
+        Ok(Some(key.seal(id, &key.open(id, secret)?)))
+    };
     let mut sealed = 0;
-    for mut t in store
-        .terminals()?
-        .into_iter()
-        .filter(|t| !t.secret.is_sealed())
-    {
-        t.secret = key.seal(&t.id, &key.open(&t.id, &t.secret)?);
-        store.put_terminal(&t)?;
-        sealed += 1;
+    for mut t in store.terminals()? {
+        if let Some(s) = reseal(&t.id, &t.secret)? {
+            t.secret = s;
+            store.put_terminal(&t)?;
+            sealed += 1;
+        }
     }
-    for mut o in store
-        .operators()?
-        .into_iter()
-        .filter(|o| !o.secret.is_sealed())
-    {
-        o.secret = key.seal(&o.id, &key.open(&o.id, &o.secret)?);
-        store.put_operator(&o)?;
-        sealed += 1;
+    for mut o in store.operators()? {
+        if let Some(s) = reseal(&o.id, &o.secret)? {
+            o.secret = s;
+            store.put_operator(&o)?;
+            sealed += 1;
+        }
     }
-    for mut m in store
-        .merchants()?
-        .into_iter()
-        .filter(|m| !m.secret.is_sealed())
-    {
-        m.secret = key.seal(&m.id, &key.open(&m.id, &m.secret)?);
-        store.put_merchant(&m)?;
-        sealed += 1;
+    for mut m in store.merchants()? {
+        if let Some(s) = reseal(&m.id, &m.secret)? {
+            m.secret = s;
+            store.put_merchant(&m)?;
+            sealed += 1;
+        }
     }
-    for mut b in store
-        .bank_clients()?
-        .into_iter()
-        .filter(|b| !b.secret.is_sealed())
-    {
-        b.secret = key.seal(&b.bin, &key.open(&b.bin, &b.secret)?);
-        store.put_bank_client(&b)?;
-        sealed += 1;
+    for mut b in store.bank_clients()? {
+        if let Some(s) = reseal(&b.bin, &b.secret)? {
+            b.secret = s;
+            store.put_bank_client(&b)?;
+            sealed += 1;
+        }
     }
     store.durable().await?;
     if sealed > 0 {
