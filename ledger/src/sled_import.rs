@@ -117,6 +117,27 @@ fn remove_sled_files(dir: &Path) -> Result<(), StorageError> {
     sync_dir(dir)
 }
 
+/// sled lets go of its directory's lock a moment after its last handle
+/// drops (its flusher thread wakes to stop), so a database closed just now,
+/// in this process or by one that just exited, may still be locked: wait a
+/// little for that, and no longer (a sled still in use stays an error).
+const LOCK_WAIT_MS: u64 = 5_000;
+
+fn open_sled(dir: &Path) -> sled::Result<sled::Db> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(LOCK_WAIT_MS);
+    loop {
+        match sled::Config::new().path(dir).open() {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Copy every entry of the sled database at `from` into a new fjall
 /// database at `to`, then mark it complete.
 fn copy_entries(from: &Path, to: &Path, default_keyspace: &str) -> Result<u64, StorageError> {
@@ -124,7 +145,7 @@ fn copy_entries(from: &Path, to: &Path, default_keyspace: &str) -> Result<u64, S
     if to.exists() {
         fs::remove_dir_all(to).map_err(io(format!("remove {}", to.display())))?;
     }
-    let sled = sled::Config::new().path(from).open().map_err(index_error)?;
+    let sled = open_sled(from).map_err(index_error)?;
     let db = fjall::Database::builder(to).open()?;
     let mut copied = 0u64;
     let default_name = sled.name();
