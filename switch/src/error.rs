@@ -58,6 +58,7 @@ catalogue! {
     QrUnknown => ("qr_unknown", NotFound),
     QrExpired => ("qr_expired", FailedPrecondition),
     QrAlreadyPaid => ("qr_already_paid", FailedPrecondition),
+    QrBeingPaid => ("qr_being_paid", Aborted),
     AmountMismatch => ("amount_mismatch", InvalidArgument),
     UnknownMerchant => ("unknown_merchant", NotFound),
     UnknownBiller => ("unknown_biller", NotFound),

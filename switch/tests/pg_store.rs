@@ -38,6 +38,8 @@ fn tx(n: u128, request: &str, qr: Option<&str>) -> TxRecord {
         merchant: None,
         bill: None,
         limits_held: false,
+        pays_for: None,
+        paid_by: None,
     }
 }
 

@@ -207,13 +207,11 @@ async fn a_code_shown_at_the_counter_is_paid_from_the_customers_bank() {
         .pay_qr("bq-1", &pending.qr_payload, &payer.account, 0)
         .await
         .unwrap();
-    assert_eq!(
-        (paid.transaction_id.as_str(), paid.status),
-        (
-            pending.transaction_id.as_str(),
-            pb::TxStatus::Completed as i32
-        )
-    );
+    // The bank's payment is a transaction of its own that pays the
+    // teller's bill payment.
+    assert_eq!(paid.status, pb::TxStatus::Completed as i32);
+    assert_ne!(paid.transaction_id, pending.transaction_id);
+    assert_eq!(paid.pays_for_transaction_id, pending.transaction_id);
     assert_eq!(
         h.bank_balance("970418", &payer.account),
         payer.balance - c.amount_due - FEE
@@ -225,6 +223,8 @@ async fn a_code_shown_at_the_counter_is_paid_from_the_customers_bank() {
         .transaction
         .unwrap();
     assert_eq!(shown.status, pb::TxStatus::Completed as i32);
+    assert_eq!(shown.paid_by_transaction_id, paid.transaction_id);
+    assert_eq!(shown.bank_bin, "970418");
     assert!(
         t.inquire_bills("VIETTEL", &c.customer)
             .await
@@ -402,7 +402,7 @@ async fn a_biller_that_never_answers_is_cancelled_and_the_payer_refunded() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_declined_payment_uses_up_a_bill_code_and_says_so() {
+async fn a_declined_payment_leaves_the_bill_code_payable() {
     let h = Harness::start(|_| {}).await;
     let mut t = h.teller("vinh-yen-1");
     let c = h.bill_customer("VIETTEL", 1);
@@ -411,22 +411,20 @@ async fn a_declined_payment_uses_up_a_bill_code_and_says_so() {
         .await
         .unwrap();
     let mut bank = h.bank("970418");
+    // The payer's bank declines (no such account), then is down.
     let e = bank
         .pay_qr("bq-1", &pending.qr_payload, "99999999999", 0)
         .await
         .unwrap_err();
     assert_eq!(error_code(&e), "account_not_found");
     let rich = h.customer("970418", 10_000_000);
+    h.sims.banks["970418"].set_fault(Fault::Down);
     let e = bank
         .pay_qr("bq-2", &pending.qr_payload, &rich.account, 0)
         .await
         .unwrap_err();
-    assert_eq!(error_code(&e), "qr_already_paid");
-    assert!(
-        e.message().contains("failed") && e.message().contains("new code"),
-        "the payer's bank learns why: {}",
-        e.message()
-    );
+    assert_eq!(error_code(&e), "bank_unavailable");
+    h.sims.banks["970418"].set_fault(Fault::None);
     assert_eq!(h.bank_balance("970418", &rich.account), rich.balance);
     let shown = t
         .get(&pending.transaction_id)
@@ -434,16 +432,216 @@ async fn a_declined_payment_uses_up_a_bill_code_and_says_so() {
         .unwrap()
         .transaction
         .unwrap();
-    assert_eq!(shown.status, pb::TxStatus::Failed as i32);
-    // The bills were released: a new code (or cash) pays them.
-    let again = t
-        .pay_bills("q-2", "VIETTEL", &c.customer, &[], pb::Funding::Qr, None)
+    assert_eq!(
+        shown.status,
+        pb::TxStatus::Pending as i32,
+        "the bill payment still waits for its code to be paid"
+    );
+    assert_eq!(shown.qr_payload, pending.qr_payload, "the same code");
+    // The bills stay held: another counter cannot take them meanwhile.
+    let e = h
+        .teller("vinh-yen-2")
+        .pay_bills("x-1", "VIETTEL", &c.customer, &[], pb::Funding::Cash, None)
         .await
-        .unwrap();
+        .unwrap_err();
+    assert_eq!(error_code(&e), "bill_already_paid");
+    // The customer pays the same code once the bank is back.
     let paid = bank
-        .pay_qr("bq-3", &again.qr_payload, &rich.account, 0)
+        .pay_qr("bq-3", &pending.qr_payload, &rich.account, 0)
         .await
         .unwrap();
     assert_eq!(paid.status, pb::TxStatus::Completed as i32);
+    assert_eq!(paid.pays_for_transaction_id, pending.transaction_id);
+    assert_eq!(
+        h.bank_balance("970418", &rich.account),
+        rich.balance - c.amount_due - FEE
+    );
+    let shown = t
+        .get(&pending.transaction_id)
+        .await
+        .unwrap()
+        .transaction
+        .unwrap();
+    assert_eq!(shown.status, pb::TxStatus::Completed as i32);
+    assert_eq!(shown.paid_by_transaction_id, paid.transaction_id);
+    // A retry of a declined attempt answers its own outcome, unchanged.
+    let e = bank
+        .pay_qr("bq-1", &pending.qr_payload, "99999999999", 0)
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&e), "account_not_found");
+    // Paid: the code is spent now.
+    let e = bank
+        .pay_qr("bq-4", &pending.qr_payload, &rich.account, 0)
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&e), "qr_already_paid");
+    assert!(
+        t.inquire_bills("VIETTEL", &c.customer)
+            .await
+            .unwrap()
+            .nothing_due
+    );
+    // The biller was paid once: the declined attempts moved nothing.
+    assert_eq!(
+        h.ledger_balance(Kind::Biller.id(4)).await,
+        c.amount_due as i128,
+        "the biller is owed the bills once"
+    );
+    h.assert_ledger_clean().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reversed_payment_leaves_the_bill_code_payable() {
+    let h = Harness::start(|_| {}).await;
+    let mut t = h.teller("phuc-yen-1");
+    let c = h.bill_customer("NUOCVP", 1);
+    let pending = t
+        .pay_bills("q-1", "NUOCVP", &c.customer, &[], pb::Funding::Qr, None)
+        .await
+        .unwrap();
+    let payer = h.customer("970405", 1_000_000);
+    let sim = h.sims.billers["NUOCVP"].clone();
+    sim.set_fault(Fault::LoseAnswersAndStatus);
+    let mut bank = h.bank("970405");
+    let e = bank
+        .pay_qr("bq-1", &pending.qr_payload, &payer.account, 0)
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&e), "bank_outcome_unknown", "{e:?}");
+    sim.set_fault(Fault::None);
+    h.eventually(
+        15,
+        "the payer refunded and the reversal queue drained",
+        |h| {
+            h.bank_balance("970405", &payer.account) == payer.balance
+                && h.switch.store.reversals().unwrap().is_empty()
+        },
+    )
+    .await;
+    let paid = bank
+        .pay_qr("bq-2", &pending.qr_payload, &payer.account, 0)
+        .await
+        .unwrap();
+    assert_eq!(paid.status, pb::TxStatus::Completed as i32);
+    let shown = t
+        .get(&pending.transaction_id)
+        .await
+        .unwrap()
+        .transaction
+        .unwrap();
+    assert_eq!(
+        (shown.status, shown.paid_by_transaction_id.as_str()),
+        (pb::TxStatus::Completed as i32, paid.transaction_id.as_str())
+    );
+    assert_eq!(
+        h.bank_balance("970405", &payer.account),
+        payer.balance - c.amount_due - FEE
+    );
+    h.assert_ledger_clean().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_banks_racing_on_one_bill_code_pay_it_once() {
+    let h = Harness::start(|_| {}).await;
+    let mut t = h.teller("vinh-yen-1");
+    let customers: Vec<_> = h
+        .bill_customers()
+        .into_iter()
+        .filter(|c| c.biller == "EVN" && c.bills_due > 0)
+        .take(4)
+        .collect();
+    assert_eq!(customers.len(), 4);
+    for (round, c) in customers.iter().enumerate() {
+        let pending = t
+            .pay_bills(
+                &format!("q-{round}"),
+                "EVN",
+                &c.customer,
+                &[],
+                pb::Funding::Qr,
+                None,
+            )
+            .await
+            .unwrap();
+        let (payer_a, payer_b) = (
+            h.customer("970436", 10_000_000),
+            h.customer("970415", 10_000_000),
+        );
+        let (mut bank_a, mut bank_b) = (h.bank("970436"), h.bank("970415"));
+        let before = [
+            h.bank_balance("970436", &payer_a.account),
+            h.bank_balance("970415", &payer_b.account),
+        ];
+        let (id_a, id_b) = (format!("a-{round}"), format!("b-{round}"));
+        let (ra, rb) = tokio::join!(
+            bank_a.pay_qr(&id_a, &pending.qr_payload, &payer_a.account, 0),
+            bank_b.pay_qr(&id_b, &pending.qr_payload, &payer_b.account, 0),
+        );
+        let won: Vec<_> = [&ra, &rb]
+            .into_iter()
+            .filter_map(|r| r.as_ref().ok())
+            .collect();
+        assert_eq!(won.len(), 1, "round {round}: {ra:?} {rb:?}");
+        assert_eq!(won[0].status, pb::TxStatus::Completed as i32);
+        for e in [&ra, &rb].iter().filter_map(|r| r.as_ref().err()) {
+            let code = error_code(e);
+            assert!(
+                code == "qr_already_paid" || code == "qr_being_paid",
+                "round {round}: {e:?}"
+            );
+        }
+        let debited = [(&payer_a, "970436"), (&payer_b, "970415")]
+            .iter()
+            .zip(before)
+            .filter(|((p, bin), before)| h.bank_balance(bin, &p.account) != *before)
+            .count();
+        assert_eq!(debited, 1, "round {round}: one payer paid");
+    }
+    h.assert_ledger_clean().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_that_expires_while_its_payment_runs_is_paid_not_expired() {
+    let h = Harness::start(|c| {
+        c.qr_ttl_ms = 400;
+        c.bank_timeout_ms = 5_000;
+    })
+    .await;
+    let mut t = h.teller("vinh-yen-1");
+    let c = h.bill_customer("VIETTEL", 1);
+    let pending = t
+        .pay_bills("q-1", "VIETTEL", &c.customer, &[], pb::Funding::Qr, None)
+        .await
+        .unwrap();
+    let payer = h.customer("970418", 1_000_000);
+    // The payer's bank takes longer than the code lives, and the expiry
+    // pass (every 500 ms) runs while the payment waits for it.
+    h.sims.banks["970418"].set_extra_latency_ms(1_500);
+    let paid = h
+        .bank("970418")
+        .pay_qr("bq-1", &pending.qr_payload, &payer.account, 0)
+        .await
+        .unwrap();
+    assert_eq!(paid.status, pb::TxStatus::Completed as i32);
+    h.sims.banks["970418"].set_extra_latency_ms(0);
+    let shown = t
+        .get(&pending.transaction_id)
+        .await
+        .unwrap()
+        .transaction
+        .unwrap();
+    assert_eq!(
+        (shown.status, shown.paid_by_transaction_id.as_str()),
+        (pb::TxStatus::Completed as i32, paid.transaction_id.as_str()),
+        "{shown:?}"
+    );
+    // Once paid, the expired code is refused as paid.
+    let e = h
+        .bank("970418")
+        .pay_qr("bq-2", &pending.qr_payload, &payer.account, 0)
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&e), "qr_already_paid", "{e:?}");
     h.assert_ledger_clean().await;
 }

@@ -91,6 +91,8 @@ pub fn to_proto(t: &TxRecord) -> pb::Transaction {
             .as_ref()
             .and_then(|m| m.order_reference.clone())
             .unwrap_or_default(),
+        paid_by_transaction_id: t.paid_by.clone().unwrap_or_default(),
+        pays_for_transaction_id: t.pays_for.clone().unwrap_or_default(),
     }
 }
 

@@ -286,7 +286,10 @@ impl Switch {
     }
 
     /// Fail bill payments whose code was not paid in time (the bills are
-    /// released).
+    /// released). The code is taken for good first, unless an attempt at
+    /// it is running: that one decides (a completed attempt completes the
+    /// bill payment; a failed one lets the code go and the next pass
+    /// expires it).
     pub async fn expire_bill_qrs(&self) -> Result<usize, SwitchError> {
         let now = now_ms();
         let mut n = 0;
@@ -296,9 +299,16 @@ impl Switch {
             {
                 continue;
             }
-            let _one_at_a_time = self
-                .take_turn(&self.bill_qr, crate::flows::turn::BILL_QR)
-                .await?;
+            let claim = store::bill_attempt_claim(&rec.id);
+            let closed = match self.store.claim_holder(&claim).map_err(storage)? {
+                Some(holder) => holder == b"closed",
+                None => self.store.close_claim(&claim).map_err(storage)?,
+            };
+            if !closed {
+                continue;
+            }
+            // Read again: closed before a crash, or by another node, it
+            // may be finished already.
             let Some(mut rec) = self
                 .store
                 .get_tx(rec.tx_id())
@@ -313,7 +323,9 @@ impl Switch {
             rec.confirm_deadline_ms = None;
             rec.error_code = Some(ErrorCode::QrExpired.as_str().to_string());
             rec.error_message = Some("the code was not paid in time".to_string());
-            self.store.finish_tx(&rec, None, &[]).map_err(storage)?;
+            self.store
+                .finish_tx(&rec, None, &[], None)
+                .map_err(storage)?;
             self.store.durable().await.map_err(storage)?;
             n += 1;
         }

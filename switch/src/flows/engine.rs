@@ -62,8 +62,6 @@ pub struct Switch {
     pub(crate) shifts: tokio::sync::Mutex<()>,
     /// Provisioning takes turns (numbers are allocated from what exists).
     pub provisioning: tokio::sync::Mutex<()>,
-    /// Paying a QR code shown for bills and its expiry take turns.
-    pub(crate) bill_qr: tokio::sync::Mutex<()>,
     /// Closing and settling windows take turns.
     pub(crate) settling: tokio::sync::Mutex<()>,
 }
@@ -82,7 +80,8 @@ pub(crate) const RESOLVING_STRIPES: usize = 256;
 pub mod turn {
     pub const SHIFTS: i64 = 0x5357_0001;
     pub const PROVISIONING: i64 = 0x5357_0002;
-    pub const BILL_QR: i64 = 0x5357_0003;
+    // 0x5357_0003 was the bill code's turn: an attempt's claim on the code
+    // replaced it. Not reused, so that mixed versions never share a key.
     pub const SETTLING: i64 = 0x5357_0004;
     pub const CASH_OUT: i64 = 0x5357;
 }
@@ -189,7 +188,6 @@ impl Switch {
                 .collect(),
             shifts: tokio::sync::Mutex::new(()),
             provisioning: tokio::sync::Mutex::new(()),
-            bill_qr: tokio::sync::Mutex::new(()),
             settling: tokio::sync::Mutex::new(()),
         }
     }
@@ -292,6 +290,8 @@ impl Switch {
             merchant: None,
             bill: None,
             limits_held: false,
+            pays_for: None,
+            paid_by: None,
         }
     }
 
@@ -1154,10 +1154,14 @@ impl Switch {
             } else {
                 Vec::new()
             };
+        let paid = match &rec.pays_for {
+            Some(bill_tx) if status == Status::Completed => self.paid_bill(&rec, bill_tx)?,
+            _ => None,
+        };
         // A ticket dropped on an error below is abandoned, never published.
         let numbered = self
             .store
-            .finish_tx(&rec, payment.as_ref(), &give_back)
+            .finish_tx(&rec, payment.as_ref(), &give_back, paid.as_ref())
             .map_err(storage)?;
         self.store.durable().await.map_err(storage)?;
         match (ticket, payment, numbered) {
@@ -1171,6 +1175,36 @@ impl Switch {
         metrics::counter!("switch_transactions_total", "kind" => kind_label(rec.kind), "status" => status_label(status)).increment(1);
         tracing::info!(status = status_label(status), amount = rec.amount, account = %mask_account(&rec.account), "transaction finished");
         Ok(rec)
+    }
+
+    /// The final record of the bill payment that `attempt` paid: completed,
+    /// paid by the attempt's bank and account. `None` when it is not waiting
+    /// for payment any more, which the attempt's claim on the code rules
+    /// out: a human must look.
+    fn paid_bill(
+        &self,
+        attempt: &TxRecord,
+        bill_tx: &str,
+    ) -> Result<Option<TxRecord>, SwitchError> {
+        let id = TxId::parse(bill_tx)
+            .ok_or_else(|| storage("an attempt names a bad bill payment id"))?;
+        let Some(mut bill) = self.store.get_tx(id).map_err(storage)? else {
+            tracing::error!(tx_id = %attempt.id, bill_tx, "a paid bill code names no bill payment");
+            return Ok(None);
+        };
+        if bill.stage != Stage::AwaitingPayment {
+            tracing::error!(tx_id = %attempt.id, bill_tx, stage = ?bill.stage, "a bill code was paid while its bill payment was not waiting for payment");
+            return Ok(None);
+        }
+        bill.status = Status::Completed;
+        bill.stage = Stage::Done;
+        bill.updated_at_ms = attempt.updated_at_ms;
+        bill.confirm_deadline_ms = None;
+        bill.bank_bin = attempt.bank_bin.clone();
+        bill.account = attempt.account.clone();
+        bill.bank_reference = attempt.bank_reference.clone();
+        bill.paid_by = Some(attempt.id.clone());
+        Ok(Some(bill))
     }
 
     /// Finish every transaction a crash left at the bank stage or in the
@@ -1343,7 +1377,12 @@ pub(crate) fn biller_code(reason: BillerReject) -> ErrorCode {
 
 /// Another transaction holds what this one needs.
 pub(crate) fn claimed(claim: &str) -> SwitchError {
-    if claim.starts_with("order/") {
+    if claim.starts_with("billqr/") {
+        SwitchError::new(
+            ErrorCode::QrBeingPaid,
+            "another payment of this code is under way; if it fails, the code can be paid again",
+        )
+    } else if claim.starts_with("order/") {
         SwitchError::new(
             ErrorCode::QrAlreadyPaid,
             "this QR code is paid already, being paid, or expired",

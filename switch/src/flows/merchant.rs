@@ -248,16 +248,17 @@ impl Switch {
             }
             None => amount,
         };
+        // A bill code says first whether it is paid, then whether it expired.
+        if let Some(bill_tx) = &order.bill_tx {
+            return self
+                .pay_bill_qr(p, request_id, &fp, bill_tx, payer_account, amount)
+                .await;
+        }
         if order.expires_at_ms.is_some_and(|e| e <= now_ms()) {
             return Err(SwitchError::new(
                 ErrorCode::QrExpired,
                 "the code has expired",
             ));
-        }
-        if let Some(bill_tx) = &order.bill_tx {
-            return self
-                .pay_bill_qr(p, request_id, &fp, bill_tx, payer_account, amount)
-                .await;
         }
         let merchant_id = order.merchant_id.as_deref().ok_or_else(unknown)?;
         let m = self
@@ -310,8 +311,13 @@ impl Switch {
         self.start(rec, &p.id, request_id, &fp, None).await
     }
 
-    /// Pay bills a teller showed as a QR code: the waiting bill payment
-    /// becomes a debit of the payer and the payment at the biller.
+    /// Pay bills a teller showed as a QR code. Each payment of the code is
+    /// a transaction of its own (a debit of the payer, then the payment at
+    /// the biller) that holds the code while it runs: a declined or
+    /// reversed one lets it go, so the customer can pay again from another
+    /// account; the one that completes completes the waiting bill payment
+    /// in the same write. The bills stay held by the bill payment
+    /// throughout.
     async fn pay_bill_qr(
         self: &Arc<Self>,
         p: &Principal,
@@ -323,34 +329,30 @@ impl Switch {
     ) -> Outcome {
         let id = crate::ids::TxId::parse(bill_tx)
             .ok_or_else(|| storage("a bill order names a bad id"))?;
-        let _one_at_a_time = self
-            .take_turn(&self.bill_qr, crate::flows::turn::BILL_QR)
-            .await?;
-        let Some(mut rec) = self.store.get_tx(id).map_err(storage)? else {
+        let Some(bill_rec) = self.store.get_tx(id).map_err(storage)? else {
             return Err(storage("a bill order names no transaction"));
         };
-        if rec.stage != Stage::AwaitingPayment {
-            return Err(spent_bill_code(&rec));
+        if bill_rec.stage != Stage::AwaitingPayment {
+            return Err(spent_bill_code(&bill_rec));
         }
-        let bill = rec
+        if bill_rec.confirm_deadline_ms.is_some_and(|e| e <= now_ms()) {
+            return Err(SwitchError::new(
+                ErrorCode::QrExpired,
+                "the code has expired",
+            ));
+        }
+        let bill = bill_rec
             .bill
             .clone()
             .ok_or_else(|| storage("a bill order without bills"))?;
-        if amount != rec.amount + rec.fee.total {
+        let total = bill_rec.amount + bill_rec.fee.total;
+        if amount != total {
             return Err(SwitchError::new(
                 ErrorCode::AmountMismatch,
-                format!(
-                    "the code is for {} VND, not {amount}",
-                    rec.amount + rec.fee.total
-                ),
+                format!("the code is for {total} VND, not {amount}"),
             ));
         }
-        rec.stage = Stage::AtBank;
-        rec.bank_bin = p.id.clone();
-        rec.account = payer_account.to_string();
-        rec.updated_at_ms = now_ms();
-        rec.confirm_deadline_ms = None;
-        rec.steps = vec![
+        let steps = vec![
             Step {
                 party: Party::Bank(p.id.clone()),
                 action: Action::Debit {
@@ -365,29 +367,73 @@ impl Switch {
                     customer: bill.customer.clone(),
                     bills: bill.bills.iter().map(|b| b.id.clone()).collect(),
                 },
-                amount: rec.amount,
+                amount: bill_rec.amount,
                 party_reference: None,
             },
         ];
-        debug_assert_eq!(rec.status, Status::Pending);
-        self.start(rec, &p.id, request_id, fp, None).await
+        let fee = crate::fees::Fee {
+            total: bill_rec.fee.total,
+            commission: bill_rec.fee.commission,
+            switch: bill_rec.fee.switch,
+        };
+        let mut rec = self.new_record(
+            p,
+            &bill_rec.post_office_id,
+            store::Kind::BillPayment,
+            request_id,
+            &p.id,
+            payer_account,
+            bill_rec.amount,
+            fee,
+            fp.to_string(),
+            steps,
+        );
+        // The counter that showed the code earns its commission and lists
+        // the attempt beside its bill payment.
+        rec.terminal_id = bill_rec.terminal_id.clone();
+        rec.account_name = bill_rec.account_name.clone();
+        rec.bill = Some(bill);
+        rec.pays_for = Some(bill_rec.id.clone());
+        match self.start(rec, &p.id, request_id, fp, None).await {
+            Err(e) if e.code == ErrorCode::QrBeingPaid => Err(self.why_code_is_held(id, e)?),
+            other => other,
+        }
+    }
+
+    /// Why an attempt could not take a bill code: it expired, it was paid,
+    /// or another attempt is under way (`held`).
+    fn why_code_is_held(
+        &self,
+        bill_tx: crate::ids::TxId,
+        held: SwitchError,
+    ) -> Result<SwitchError, SwitchError> {
+        let claim = store::bill_attempt_claim(&bill_tx.to_string());
+        if self.store.claim_holder(&claim).map_err(storage)?.as_deref() == Some(&b"closed"[..]) {
+            return Ok(SwitchError::new(
+                ErrorCode::QrExpired,
+                "the code has expired",
+            ));
+        }
+        match self.store.get_tx(bill_tx).map_err(storage)? {
+            Some(bill_rec) if bill_rec.stage == Stage::Done => Ok(spent_bill_code(&bill_rec)),
+            _ => Ok(held),
+        }
     }
 }
 
 /// Why a bill code can no longer be paid, so that the payer's bank can tell
-/// its customer what to do (a code is spent by its first payment, whatever
-/// that payment's outcome: the teller shows a new one).
+/// its customer what to do.
 fn spent_bill_code(rec: &store::TxRecord) -> SwitchError {
     let expired = rec.error_code.as_deref() == Some(ErrorCode::QrExpired.as_str());
     match rec.status {
         Status::Failed if expired => SwitchError::new(ErrorCode::QrExpired, "the code has expired"),
         Status::Failed | Status::Reversed => SwitchError::new(
             ErrorCode::QrAlreadyPaid,
-            "a payment with this code failed and used it up; the counter can show a new code",
+            "the bill payment this code was shown for failed; the counter can show a new code",
         ),
         Status::Completed => {
             SwitchError::new(ErrorCode::QrAlreadyPaid, "this QR code is paid already")
         }
-        _ => SwitchError::new(ErrorCode::QrAlreadyPaid, "this QR code is being paid"),
+        Status::Pending => SwitchError::new(ErrorCode::QrBeingPaid, "this QR code is being paid"),
     }
 }

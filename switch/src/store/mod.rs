@@ -350,15 +350,23 @@ impl Store {
     /// without gaps, whichever node writes them, and a watcher on any node
     /// that resumes after `n` misses nothing. One process numbers its
     /// notices before the write instead ([`crate::flows::notify`]).
+    ///
+    /// `paid` is the final record of the bill payment `t` paid (an attempt
+    /// at a teller's bill code that completed): both finish in one write,
+    /// so a code is never paid without its bill payment saying so. It keeps
+    /// its claims: the bills are paid.
     pub fn finish_tx(
         &self,
         t: &TxRecord,
         payment: Option<&Payment>,
         give_back: &[String],
+        paid: Option<&TxRecord>,
     ) -> Result<Option<u64>, StoreError> {
         debug_assert_eq!(t.stage, Stage::Done);
         debug_assert!(give_back.is_empty() || !t.limits_held);
+        debug_assert!(paid.is_none_or(|b| b.stage == Stage::Done && b.status == Status::Completed));
         let id = t.tx_id().to_bytes();
+        let paid = paid.map(|b| (b.tx_id().to_bytes(), json(b)));
         let release = if matches!(t.status, Status::Failed | Status::Reversed) {
             t.claims()
         } else {
@@ -384,6 +392,12 @@ impl Store {
             }
             w.put(Tree::Tx, &id, record.clone());
             w.remove(Tree::Open, &id);
+            if let Some((bill_id, bill_record)) = &paid
+                && w.get(Tree::Open, bill_id)?.is_some()
+            {
+                w.put(Tree::Tx, bill_id, bill_record.clone());
+                w.remove(Tree::Open, bill_id);
+            }
             for c in &release {
                 if w.get(Tree::Claims, c.as_bytes())?
                     .is_some_and(|h| h.as_ref() == id)
@@ -945,6 +959,8 @@ mod tests {
             merchant: None,
             bill: None,
             limits_held: false,
+            pays_for: None,
+            paid_by: None,
         }
     }
 

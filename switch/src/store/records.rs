@@ -187,6 +187,15 @@ pub struct TxRecord {
     /// final record (so exactly once, whatever crashes).
     #[serde(default)]
     pub limits_held: bool,
+    /// A payment of a bill code a teller showed: the waiting bill payment
+    /// it pays. Each attempt is a transaction of its own (its own ledger
+    /// legs, its own reversal), so that a declined one leaves the code
+    /// payable; it holds the code only while it runs.
+    #[serde(default)]
+    pub pays_for: Option<String>,
+    /// A bill payment shown as a code, once paid: the attempt that paid it.
+    #[serde(default)]
+    pub paid_by: Option<String>,
 }
 
 impl TxRecord {
@@ -198,6 +207,11 @@ impl TxRecord {
     /// the same thing: its dynamic QR code and its bills. Released when it
     /// fails; kept (as "paid") when it completes.
     pub fn claims(&self) -> Vec<String> {
+        // An attempt at a bill code holds the code, not the bills: the
+        // waiting bill payment holds those until it is paid or expires.
+        if let Some(bill_tx) = &self.pays_for {
+            return vec![bill_attempt_claim(bill_tx)];
+        }
         let mut out = Vec::new();
         if let Some(qr) = &self.qr_id {
             out.push(order_claim(qr));
@@ -215,6 +229,12 @@ impl TxRecord {
 
 pub fn order_claim(qr_id: &str) -> String {
     format!("order/{qr_id}")
+}
+
+/// Held by the one attempt paying a teller's bill code at a time (kept by
+/// the attempt that paid it, taken for good as "closed" when it expires).
+pub fn bill_attempt_claim(bill_tx: &str) -> String {
+    format!("billqr/{bill_tx}")
 }
 
 pub fn bill_claim(biller: &str, customer: &str, bill: &str) -> String {
