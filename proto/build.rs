@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "admin",
         "simulator",
         "bank",
+        "biller",
         "merchant",
         "bills",
         "settlement",

@@ -69,6 +69,10 @@ pub struct Config {
     /// The banks the switch routes to. Without `remote`, a bank is
     /// simulated in-process.
     pub banks: Vec<BankConfig>,
+    /// Billers reached over gRPC, or defined beyond the demo's four. A demo
+    /// biller (EVN, NUOCVP, VNPT, VIETTEL) without an entry, or without
+    /// `remote`, is simulated in-process.
+    pub billers: Vec<BillerConfig>,
     /// The in-process bank simulator.
     pub sim: SimConfig,
     /// The in-process biller simulator (the four demo billers).
@@ -203,6 +207,43 @@ pub struct BankConfig {
     pub insecure: bool,
 }
 
+/// One `[[billers]]` entry. For a demo biller every field but `code` and
+/// `remote` (and its TLS) defaults to the demo's; any other biller must be
+/// named in full and reached over gRPC.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BillerConfig {
+    /// Short code, 1 to 16 letters or digits (`EVN`).
+    pub code: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Its number in ledger account ids; unique among billers.
+    #[serde(default)]
+    pub number: Option<u64>,
+    /// May a customer pay some due bills and leave others?
+    #[serde(default)]
+    pub partial_allowed: Option<bool>,
+    /// Where a QR code shown for its bills says the money goes.
+    #[serde(default)]
+    pub collection_bin: Option<String>,
+    #[serde(default)]
+    pub collection_account: Option<String>,
+    /// Address of the biller's `BillerAdapter` service. Clear text
+    /// (`http://`) only on loopback, unless `insecure`.
+    #[serde(default)]
+    pub remote: Option<String>,
+    /// The CA (PEM) that signed the biller's server certificate.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
+    /// The switch's client certificate (PEM) for this biller, and its key.
+    #[serde(default)]
+    pub tls_client_cert_file: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_client_key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub insecure: bool,
+}
+
 impl Default for Config {
     fn default() -> Config {
         Config {
@@ -275,6 +316,7 @@ impl Default for Config {
                     ..BankConfig::default()
                 })
                 .collect(),
+            billers: Vec::new(),
             sim: SimConfig::default(),
             biller_sim: SimConfig::default(),
             settlement: SettlementConfig {

@@ -9,13 +9,13 @@
 //!
 //! ```text
 //! edge ─▶ flows, settlement ─▶ adapters, store ─▶ ledger
-//! sim ─▶ adapters          (wired in by server and provision only)
+//! sim ─▶ adapters          (wired in by server, provision, sim_process only)
 //! ```
 //!
 //! The files at the top (`config`, `ids`, `fees`, `accounts`, `error`,
 //! `caller`, `clock`, `telemetry`, `demo`) are small vocabularies every layer may use;
 //! `server` and `provision` are start-up wiring, the only code that knows
-//! the simulators.
+//! the simulators (with `sim_process`, the simulator binaries' `main`).
 
 pub mod accounts;
 pub mod adapters;
@@ -33,6 +33,7 @@ pub mod secrets;
 pub mod server;
 pub mod settlement;
 pub mod sim;
+pub mod sim_process;
 pub mod store;
 pub mod telemetry;
 

@@ -39,6 +39,112 @@ pub struct Opened {
     pub tls: Option<tonic::transport::ServerTlsConfig>,
 }
 
+/// Every biller the switch routes to: the demo's four, each simulated
+/// in-process unless a `[[billers]]` entry gives it a `remote`, and the
+/// billers the configuration defines beyond them (remote only).
+fn billers(
+    config: &Config,
+    store: &Store,
+    sims: &mut Simulators,
+) -> Result<crate::adapters::biller::Billers, BoxError> {
+    use crate::adapters::biller::{Biller, BillerAdapter, Billers};
+    let mut out = Billers::default();
+    let mut numbers = std::collections::HashSet::new();
+    let demo = crate::demo::DEMO_BILLERS.iter().map(|d| d.0);
+    let configured = config.billers.iter().map(|b| b.code.as_str());
+    let mut seen = std::collections::HashSet::new();
+    for code in demo.chain(configured) {
+        if !seen.insert(code) {
+            continue;
+        }
+        let entries: Vec<_> = config.billers.iter().filter(|b| b.code == code).collect();
+        if entries.len() > 1 {
+            return Err(format!("biller {code} has {} [[billers]] entries", entries.len()).into());
+        }
+        let entry = entries.first().copied().cloned().unwrap_or_default();
+        if code.is_empty() || code.len() > 16 || !code.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(format!("biller code {code:?} is not 1 to 16 letters or digits").into());
+        }
+        let demo = crate::demo::DEMO_BILLERS.iter().find(|d| d.0 == code);
+        let missing = |field: &str| {
+            format!("biller {code}: `{field}` is needed for a biller outside the demo network")
+        };
+        let name = match (&entry.name, demo) {
+            (Some(n), _) => n.clone(),
+            (None, Some(d)) => d.1.to_string(),
+            (None, None) => return Err(missing("name").into()),
+        };
+        let number = match (entry.number, demo) {
+            (Some(n), _) => n,
+            (None, Some(d)) => d.2,
+            (None, None) => return Err(missing("number").into()),
+        };
+        if number == 0 || !numbers.insert(number) {
+            return Err(
+                format!("biller {code}: number {number} is zero or another biller's").into(),
+            );
+        }
+        let partial_allowed = match (entry.partial_allowed, demo) {
+            (Some(p), _) => p,
+            (None, Some(d)) => d.3,
+            (None, None) => return Err(missing("partial_allowed").into()),
+        };
+        let collection_bin = match (&entry.collection_bin, demo) {
+            (Some(b), _) => b.clone(),
+            (None, Some(_)) => crate::demo::DEMO_BANKS[0].to_string(),
+            (None, None) => return Err(missing("collection_bin").into()),
+        };
+        let collection_account = match (&entry.collection_account, demo) {
+            (Some(a), _) => a.clone(),
+            (None, Some(_)) => format!("99900{number:05}"),
+            (None, None) => return Err(missing("collection_account").into()),
+        };
+        let tls_given = entry.tls_ca_file.is_some()
+            || entry.tls_client_cert_file.is_some()
+            || entry.tls_client_key_file.is_some();
+        if entry.remote.is_none() && tls_given {
+            return Err(format!(
+                "biller {code}: TLS files are given but no remote address to use them on"
+            )
+            .into());
+        }
+        let adapter: Arc<dyn BillerAdapter> = match (&entry.remote, demo) {
+            (Some(address), _) => Arc::new(crate::adapters::remote_biller::RemoteBiller::new(
+                address,
+                config.bank_timeout_ms,
+                &proto::tls::ClientTls {
+                    ca_file: entry.tls_ca_file.as_deref(),
+                    cert_file: entry.tls_client_cert_file.as_deref(),
+                    key_file: entry.tls_client_key_file.as_deref(),
+                },
+                entry.insecure,
+            )?),
+            (None, Some(_)) => {
+                let sim = Arc::new(SimBiller::open(
+                    code,
+                    partial_allowed,
+                    config.biller_sim.clone(),
+                    store.sim_tree(&format!("biller/{code}"))?,
+                )?);
+                sims.billers.insert(code.to_string(), sim.clone());
+                sim
+            }
+            (None, None) => return Err(missing("remote").into()),
+        };
+        out.add(Biller {
+            code: code.to_string(),
+            name,
+            number,
+            partial_allowed,
+            collection_bin,
+            collection_account,
+            adapter,
+            breaker: Breaker::new(code, config.breaker.clone()),
+        });
+    }
+    Ok(out)
+}
+
 /// The listener's TLS from `config`, or the reason it cannot be had; in
 /// clear only on loopback, unless `insecure`. Also `bank-sim`'s.
 pub fn listener_tls(
@@ -152,26 +258,7 @@ pub async fn open(config: Config, address: std::net::SocketAddr) -> Result<Opene
             breaker: Breaker::new(&b.bin, config.breaker.clone()),
         });
     }
-    let mut billers = crate::adapters::biller::Billers::default();
-    for (code, name, number, partial_allowed, _, _) in crate::demo::DEMO_BILLERS {
-        let sim = Arc::new(SimBiller::open(
-            code,
-            partial_allowed,
-            config.biller_sim.clone(),
-            store.sim_tree(&format!("biller/{code}"))?,
-        )?);
-        sims.billers.insert(code.to_string(), sim.clone());
-        billers.add(crate::adapters::biller::Biller {
-            code: code.to_string(),
-            name: name.to_string(),
-            number,
-            partial_allowed,
-            collection_bin: crate::demo::DEMO_BANKS[0].to_string(),
-            collection_account: format!("99900{number:05}"),
-            adapter: sim,
-            breaker: Breaker::new(code, config.breaker.clone()),
-        });
-    }
+    let billers = billers(&config, &store, &mut sims)?;
     std::fs::create_dir_all(&config.data_dir)?;
     let master_key = crate::secrets::MasterKey::load_or_create(&config.master_key_path())?;
     let switch = Arc::new(Switch::new(

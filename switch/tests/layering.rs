@@ -17,13 +17,20 @@ const EVERY_LAYER: &[&str] = &[
     "sim",
     "server",
     "provision",
+    "sim_process",
 ];
 
 /// Which folders each layer may not reach (directly or through another
-/// file). `sim` is wired in by `server` and `provision` only.
+/// file). `sim` is wired in by `server`, `provision` and `sim_process` only.
 const FORBIDDEN: &[(&str, &[&str])] = &[
-    ("flows", &["edge", "sim", "server", "provision"]),
-    ("settlement", &["edge", "sim", "server", "provision"]),
+    (
+        "flows",
+        &["edge", "sim", "server", "provision", "sim_process"],
+    ),
+    (
+        "settlement",
+        &["edge", "sim", "server", "provision", "sim_process"],
+    ),
     (
         "adapters",
         &[
@@ -34,13 +41,22 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
             "sim",
             "server",
             "provision",
+            "sim_process",
         ],
     ),
     (
         "store",
-        &["edge", "flows", "settlement", "sim", "server", "provision"],
+        &[
+            "edge",
+            "flows",
+            "settlement",
+            "sim",
+            "server",
+            "provision",
+            "sim_process",
+        ],
     ),
-    ("edge", &["sim", "server", "provision"]),
+    ("edge", &["sim", "server", "provision", "sim_process"]),
     (
         "sim",
         &[
@@ -50,6 +66,7 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
             "store",
             "server",
             "provision",
+            "sim_process",
         ],
     ),
     // The vocabularies at the top import no layer.

@@ -1,7 +1,7 @@
 //! The parties the switch calls: banks ([`bank::BankAdapter`], routed by
 //! NAPAS BIN) and billers ([`biller::BillerAdapter`], by code), each behind
-//! one trait with one module per connector ([`remote_bank`] for a bank
-//! reached over gRPC), and the circuit breaker in front of every one
+//! one trait with one module per connector ([`remote_bank`] and
+//! [`remote_biller`] for parties reached over gRPC, sharing [`remote`]), and the circuit breaker in front of every one
 //! ([`breaker`]).
 //!
 //! May import: the vocabularies at the top of the crate and `proto` (for
@@ -10,4 +10,6 @@
 pub mod bank;
 pub mod biller;
 pub mod breaker;
+pub mod remote;
 pub mod remote_bank;
+pub mod remote_biller;

@@ -2,8 +2,6 @@
 //! gRPC service ([`RemoteBank`]), and the simulator served over it
 //! ([`SimBankService`], what the `bank-sim` binary runs).
 
-use std::time::Duration;
-
 use proto::v1 as pb;
 use proto::v1::bank_adapter_client::BankAdapterClient;
 use tonic::transport::Channel;
@@ -18,27 +16,14 @@ pub struct RemoteBank {
 }
 
 impl RemoteBank {
-    /// Connects lazily: a bank that is down fails calls, not the switch's
-    /// start. `https://` with `tls` (the bank's CA, the switch's client
-    /// certificate); `http://` only on loopback unless `insecure`: account
-    /// numbers and amounts must not cross a network in clear by accident.
+    /// Connects lazily (see [`super::remote::channel`]).
     pub fn new(
         address: &str,
         timeout_ms: u64,
         tls: &proto::tls::ClientTls<'_>,
         insecure: bool,
     ) -> Result<RemoteBank, String> {
-        if !address.starts_with("https://") && !proto::tls::is_loopback(address) && !insecure {
-            return Err(format!(
-                "refusing to call the bank at {address} in clear: use https:// with \
-                 tls_ca_file (and the switch's client certificate), or set insecure"
-            ));
-        }
-        let channel = tls
-            .endpoint(address)
-            .map_err(|e| format!("bank {address}: {e}"))?
-            .connect_timeout(Duration::from_millis(timeout_ms.max(100)))
-            .connect_lazy();
+        let channel = super::remote::channel("bank", address, timeout_ms, tls, insecure)?;
         Ok(RemoteBank {
             client: BankAdapterClient::new(channel),
         })

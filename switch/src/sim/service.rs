@@ -1,6 +1,7 @@
-//! The bank simulator served over the `BankAdapter` gRPC service (what the
-//! `bank-sim` binary runs), for trying the switch against a bank in another
-//! process.
+//! The simulators served over gRPC: a bank over the `BankAdapter` service
+//! (what `bank-sim` runs), a biller over `BillerAdapter` (`biller-sim`),
+//! for trying the switch against parties in other processes; and the one
+//! `main` both binaries share.
 
 use std::sync::Arc;
 
@@ -8,9 +9,11 @@ use proto::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use crate::adapters::bank::{BankAdapter, BankError, BankTxStatus, RejectReason};
+use crate::adapters::biller::{BillerAdapter, BillerError, BillerTxStatus};
 use crate::ids::Reference;
 
 use super::bank::SimBank;
+use super::biller::SimBiller;
 
 /// The simulator as a `BankAdapter` gRPC service.
 pub struct SimBankService {
@@ -146,6 +149,100 @@ impl pb::bank_adapter_server::BankAdapter for SimBankService {
     }
 }
 
+/// The biller simulator as a `BillerAdapter` gRPC service.
+pub struct SimBillerService {
+    pub sim: Arc<SimBiller>,
+}
+
+fn to_biller_result(r: Result<String, BillerError>) -> Result<Response<pb::BillerResult>, Status> {
+    match r {
+        Ok(biller_reference) => Ok(Response::new(pb::BillerResult {
+            accepted: true,
+            biller_reference,
+            ..Default::default()
+        })),
+        Err(BillerError::Rejected { reason, message }) => Ok(Response::new(pb::BillerResult {
+            accepted: false,
+            biller_reference: String::new(),
+            reason: crate::adapters::remote_biller::wire_reason(reason) as i32,
+            message,
+        })),
+        Err(BillerError::Unavailable(m)) => Err(Status::unavailable(m)),
+        Err(BillerError::Timeout) => Err(Status::deadline_exceeded("biller timed out")),
+    }
+}
+
+#[tonic::async_trait]
+impl pb::biller_adapter_server::BillerAdapter for SimBillerService {
+    async fn inquire(
+        &self,
+        req: Request<pb::BillerInquireRequest>,
+    ) -> Result<Response<pb::BillerInquireResponse>, Status> {
+        match self.sim.inquire(&req.get_ref().customer).await {
+            Ok(s) => Ok(Response::new(pb::BillerInquireResponse {
+                found: true,
+                customer_name: s.customer_name,
+                bills: s
+                    .bills
+                    .into_iter()
+                    .map(|b| pb::BillerBill {
+                        bill_id: b.id,
+                        period: b.period,
+                        amount: b.amount,
+                        due_date: b.due_date,
+                    })
+                    .collect(),
+            })),
+            Err(BillerError::Rejected { .. }) => Ok(Response::new(pb::BillerInquireResponse {
+                found: false,
+                ..Default::default()
+            })),
+            Err(BillerError::Unavailable(m)) => Err(Status::unavailable(m)),
+            Err(BillerError::Timeout) => Err(Status::deadline_exceeded("biller timed out")),
+        }
+    }
+
+    async fn pay(
+        &self,
+        req: Request<pb::BillerPayRequest>,
+    ) -> Result<Response<pb::BillerResult>, Status> {
+        let r = req.into_inner();
+        to_biller_result(
+            self.sim
+                .pay(reference(&r.reference)?, &r.customer, &r.bill_ids, r.amount)
+                .await,
+        )
+    }
+
+    async fn cancel(
+        &self,
+        req: Request<pb::BillerCancelRequest>,
+    ) -> Result<Response<pb::BillerResult>, Status> {
+        let id = reference(&req.get_ref().reference)?;
+        to_biller_result(self.sim.cancel(id).await.map(|()| String::new()))
+    }
+
+    async fn status(
+        &self,
+        req: Request<pb::BillerStatusRequest>,
+    ) -> Result<Response<pb::BillerStatusResponse>, Status> {
+        let id = reference(&req.get_ref().reference)?;
+        let (state, biller_reference) = match self.sim.status(id).await {
+            Ok(BillerTxStatus::Completed { biller_reference }) => {
+                (pb::BillerTxState::Completed, biller_reference)
+            }
+            Ok(BillerTxStatus::Cancelled) => (pb::BillerTxState::Cancelled, String::new()),
+            Ok(BillerTxStatus::NotFound) => (pb::BillerTxState::NotFound, String::new()),
+            Err(BillerError::Unavailable(m)) => return Err(Status::unavailable(m)),
+            Err(_) => return Err(Status::deadline_exceeded("biller timed out")),
+        };
+        Ok(Response::new(pb::BillerStatusResponse {
+            state: state as i32,
+            biller_reference,
+        }))
+    }
+}
+
 /// Serve a simulated bank on `listener` (over TLS with `tls`) until
 /// `shutdown` resolves.
 pub async fn serve_sim(
@@ -154,14 +251,38 @@ pub async fn serve_sim(
     tls: Option<tonic::transport::ServerTlsConfig>,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
+    let routes = tonic::service::Routes::new(pb::bank_adapter_server::BankAdapterServer::new(
+        SimBankService { sim },
+    ));
+    serve(listener, routes, tls, shutdown).await
+}
+
+/// Serve a simulated biller on `listener` (over TLS with `tls`) until
+/// `shutdown` resolves.
+pub async fn serve_biller_sim(
+    listener: tokio::net::TcpListener,
+    sim: Arc<SimBiller>,
+    tls: Option<tonic::transport::ServerTlsConfig>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    let routes = tonic::service::Routes::new(pb::biller_adapter_server::BillerAdapterServer::new(
+        SimBillerService { sim },
+    ));
+    serve(listener, routes, tls, shutdown).await
+}
+
+async fn serve(
+    listener: tokio::net::TcpListener,
+    routes: tonic::service::Routes,
+    tls: Option<tonic::transport::ServerTlsConfig>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
     let mut server = tonic::transport::Server::builder();
     if let Some(tls) = tls {
         server = server.tls_config(tls)?;
     }
     server
-        .add_service(pb::bank_adapter_server::BankAdapterServer::new(
-            SimBankService { sim },
-        ))
+        .add_routes(routes)
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown,
