@@ -61,12 +61,15 @@ enum Command {
     /// Settlement windows and reports (an operator's or a bank's profile).
     #[command(subcommand)]
     Settlement(settlement_cmd::SettlementCommand),
-    /// As a bank: reconcile a statement (CSV) for a closed window.
+    /// As a bank: reconcile its statement (CSV) for a closed window; as an
+    /// operator, a biller's (`--biller EVN`).
     Reconcile {
         #[arg(long)]
         window: u64,
         #[arg(long)]
         file: PathBuf,
+        #[arg(long, default_value = "")]
+        biller: String,
     },
     /// Post offices' e-float and cash (an operator's profile).
     #[command(subcommand)]
@@ -179,8 +182,16 @@ fn main() -> ExitCode {
                         )
                         .await
                     }
-                    Command::Reconcile { window, file } => {
-                        let c = settlement_cmd::Command::Reconcile { window, file };
+                    Command::Reconcile {
+                        window,
+                        file,
+                        biller,
+                    } => {
+                        let c = settlement_cmd::Command::Reconcile {
+                            window,
+                            file,
+                            biller,
+                        };
                         settlement_cmd::run(&profile, c, cli.json).await
                     }
                     Command::Float(c) => {

@@ -67,7 +67,12 @@ pub enum FloatCommand {
 
 pub enum Command {
     Settlement(SettlementCommand),
-    Reconcile { window: u64, file: PathBuf },
+    Reconcile {
+        window: u64,
+        file: PathBuf,
+        /// Empty: the calling bank's own statement.
+        biller: String,
+    },
     Float(FloatCommand),
 }
 
@@ -105,11 +110,15 @@ fn liquidity_text(l: &pb::Liquidity) -> String {
 }
 
 /// SHA-256 of a file, read in pieces.
-/// What a statement upload for `window` signs (PROTOCOL.md): the window,
-/// then the file.
-fn statement_digest(window: u64, path: &Path) -> Result<String, String> {
+/// What a statement upload for `window` signs (PROTOCOL.md): the window
+/// (and a biller's code), then the file.
+fn statement_digest(window: u64, biller: &str, path: &Path) -> Result<String, String> {
     let mut f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut ctx = proto::auth::StatementDigest::new(window);
+    let mut ctx = if biller.is_empty() {
+        proto::auth::StatementDigest::new(window)
+    } else {
+        proto::auth::StatementDigest::for_biller(window, biller)
+    };
     let mut buf = vec![0u8; CHUNK_BYTES];
     loop {
         let n = f
@@ -225,8 +234,13 @@ pub async fn run(profile: &Path, command: Command, json: bool) -> Result<String,
                 )
             })
         }
-        Command::Reconcile { window, file } => {
-            let digest = statement_digest(window, &file)?;
+        Command::Reconcile {
+            window,
+            file,
+            biller,
+        } => {
+            let digest = statement_digest(window, &biller, &file)?;
+            let first_biller = biller.clone();
             let mut f =
                 std::fs::File::open(&file).map_err(|e| format!("{}: {e}", file.display()))?;
             // Stream the file as it is read: never all of it in memory.
@@ -242,6 +256,11 @@ pub async fn run(profile: &Path, command: Command, json: bool) -> Result<String,
                     buf.truncate(n);
                     let chunk = pb::StatementChunk {
                         window_id: if first { window } else { 0 },
+                        biller: if first {
+                            first_biller.clone()
+                        } else {
+                            String::new()
+                        },
                         data: buf,
                     };
                     first = false;
@@ -271,7 +290,8 @@ pub async fn run(profile: &Path, command: Command, json: bool) -> Result<String,
             };
             Ok(if json {
                 json!({
-                    "window": r.window_id, "bank": r.bank_bin, "statement_sha256": r.statement_sha256,
+                    "window": r.window_id, "bank": r.bank_bin, "biller": r.biller, "statement_sha256": r.statement_sha256,
+                    "position_checked": r.position_checked, "report_net": r.report_net, "statement_net": r.statement_net,
                     "lines": r.lines,
                     "matched": count("matched"), "missing_at_bank": count("missing_at_bank"),
                     "missing_at_switch": count("missing_at_switch"), "amount_mismatch": count("amount_mismatch"),
@@ -287,10 +307,24 @@ pub async fn run(profile: &Path, command: Command, json: bool) -> Result<String,
                 })
                 .to_string()
             } else {
-                let mut out = format!(
-                    "window {} bank {}: {} lines\n",
-                    r.window_id, r.bank_bin, r.lines
-                );
+                let who = if r.biller.is_empty() {
+                    format!("bank {}", r.bank_bin)
+                } else {
+                    format!("biller {}", r.biller)
+                };
+                let mut out = format!("window {} {who}: {} lines\n", r.window_id, r.lines);
+                if r.position_checked {
+                    out.push_str(&format!(
+                        "  settlement position {} VND, statement {} VND{}\n",
+                        r.report_net,
+                        r.statement_net,
+                        if r.report_net == r.statement_net {
+                            ""
+                        } else {
+                            " (DIFFER)"
+                        }
+                    ));
+                }
                 for c in &r.classes {
                     out.push_str(&format!(
                         "  {:<18} {:>8}  {:>14} VND\n",

@@ -61,6 +61,14 @@ impl StatementDigest {
         StatementDigest(ctx)
     }
 
+    /// A biller's statement, submitted by an operator: the biller's code
+    /// is signed too.
+    pub fn for_biller(window_id: u64, biller: &str) -> StatementDigest {
+        let mut d = StatementDigest::new(window_id);
+        d.0.update(format!("biller {biller}\n").as_bytes());
+        d
+    }
+
     pub fn update(&mut self, csv_bytes: &[u8]) {
         self.0.update(csv_bytes);
     }

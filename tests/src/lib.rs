@@ -503,20 +503,62 @@ impl Settlement {
         chunk_bytes: usize,
         signed_digest: Option<&str>,
     ) -> Result<pb::ReconciliationReport, tonic::Status> {
-        let digest = signed_digest
-            .map(str::to_string)
-            .unwrap_or_else(|| proto::auth::StatementDigest::of(window_id, statement));
+        self.reconcile_for("", window_id, statement, chunk_bytes, signed_digest)
+            .await
+    }
+
+    /// A biller's statement, as an operator submits it.
+    pub async fn reconcile_biller(
+        &mut self,
+        biller: &str,
+        window_id: u64,
+        statement: &[u8],
+    ) -> Result<pb::ReconciliationReport, tonic::Status> {
+        self.reconcile_for(biller, window_id, statement, 4096, None)
+            .await
+    }
+
+    /// A biller's statement signed over `digest` (a test lying about it).
+    pub async fn reconcile_for_test(
+        &mut self,
+        biller: &str,
+        window_id: u64,
+        statement: &[u8],
+        digest: &str,
+    ) -> Result<pb::ReconciliationReport, tonic::Status> {
+        self.reconcile_for(biller, window_id, statement, 4096, Some(digest))
+            .await
+    }
+
+    async fn reconcile_for(
+        &mut self,
+        biller: &str,
+        window_id: u64,
+        statement: &[u8],
+        chunk_bytes: usize,
+        signed_digest: Option<&str>,
+    ) -> Result<pb::ReconciliationReport, tonic::Status> {
+        let digest = signed_digest.map(str::to_string).unwrap_or_else(|| {
+            let mut d = if biller.is_empty() {
+                proto::auth::StatementDigest::new(window_id)
+            } else {
+                proto::auth::StatementDigest::for_biller(window_id, biller)
+            };
+            d.update(statement);
+            d.finish()
+        });
         let mut chunks: Vec<pb::StatementChunk> = statement
             .chunks(chunk_bytes.max(1))
             .map(|c| pb::StatementChunk {
-                window_id: 0,
                 data: c.to_vec(),
+                ..Default::default()
             })
             .collect();
         if chunks.is_empty() {
             chunks.push(pb::StatementChunk::default());
         }
         chunks[0].window_id = window_id;
+        chunks[0].biller = biller.to_string();
         let stream = tokio_stream::iter(chunks);
         self.client
             .reconcile(self.credentials.sign_stream(
@@ -540,13 +582,27 @@ impl Settlement {
                 "/paymentswitch.v1.Settlement/ResolveException",
                 pb::ResolveExceptionRequest {
                     window_id,
-                    bank_bin: bank_bin.into(),
                     exception_id: exception_id.into(),
                     note: note.into(),
+                    ..party(bank_bin)
                 },
             ))
             .await
             .map(|r| r.into_inner())
+    }
+}
+
+/// Whose exception: a BIN, or `biller:CODE`.
+fn party(who: &str) -> pb::ResolveExceptionRequest {
+    match who.strip_prefix("biller:") {
+        Some(code) => pb::ResolveExceptionRequest {
+            biller: code.into(),
+            ..Default::default()
+        },
+        None => pb::ResolveExceptionRequest {
+            bank_bin: who.into(),
+            ..Default::default()
+        },
     }
 }
 

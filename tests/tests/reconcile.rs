@@ -305,3 +305,153 @@ async fn a_large_statement_streams_through_in_small_chunks() {
     );
     h.assert_ledger_clean().await;
 }
+
+/// Issue #16, item 2: a biller's statement (submitted by an operator) is
+/// reconciled with the same classes, and checked against the biller's
+/// position in the window's settlement report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_billers_statement_is_reconciled_and_checked_against_its_position() {
+    use proto::v1 as pb;
+    let h = Harness::start(|_| {}).await;
+    let mut t = h.teller("tho-tang-1");
+    let customers: Vec<_> = h
+        .bill_customers()
+        .into_iter()
+        .filter(|c| c.biller == "VNPT" && c.bills_due > 0)
+        .take(3)
+        .collect();
+    let payer = h.customer(MB, 5_000_000);
+    let mut truth = Vec::new();
+    // Cash: the biller's call is the transaction's first (reference = id).
+    for (i, c) in customers[..2].iter().enumerate() {
+        let tx = t
+            .pay_bills(
+                &format!("b-{i}"),
+                "VNPT",
+                &c.customer,
+                &[],
+                pb::Funding::Cash,
+                None,
+            )
+            .await
+            .unwrap();
+        truth.push(format!(
+            "{},{},credit,completed,x",
+            tx.transaction_id, c.amount_due
+        ));
+    }
+    // Account funding: the biller's call is the second (`id | 1`).
+    let c = &customers[2];
+    let tx = t
+        .pay_bills(
+            "b-2",
+            "VNPT",
+            &c.customer,
+            &[],
+            pb::Funding::Account,
+            Some((MB, &payer.account)),
+        )
+        .await
+        .unwrap();
+    let second = format!(
+        "{}{:02x}",
+        &tx.transaction_id[..30],
+        u8::from_str_radix(&tx.transaction_id[30..], 16).unwrap() | 1
+    );
+    truth.push(format!("{second},{},credit,completed,x", c.amount_due));
+    let paid: u64 = customers.iter().map(|c| c.amount_due).sum();
+    let mut ops = h.settlement("operator");
+    ops.close().await;
+
+    let r = ops
+        .reconcile_biller("VNPT", 1, &statement(&truth))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            class_count(&r, "matched"),
+            r.exceptions_total,
+            r.biller.as_str(),
+            r.bank_bin.as_str()
+        ),
+        (3, 0, "VNPT", ""),
+        "{r:?}"
+    );
+    assert!(r.position_checked);
+    assert_eq!((r.report_net, r.statement_net), (paid as i64, paid as i64));
+
+    // A line missing and one the switch never sent: both classes, and the
+    // statement no longer adds up to the position.
+    let mut crafted = truth.clone();
+    crafted.remove(0);
+    crafted.push(format!("{:032x},5000,credit,completed,x", 0xbeefu128 << 64));
+    let r = ops
+        .reconcile_biller("VNPT", 1, &statement(&crafted))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            class_count(&r, "matched"),
+            class_count(&r, "missing_at_bank"),
+            class_count(&r, "missing_at_switch")
+        ),
+        (2, 1, 1),
+        "{r:?}"
+    );
+    assert_eq!(r.report_net, paid as i64);
+    assert_eq!(
+        r.statement_net,
+        (paid - customers[0].amount_due + 5_000) as i64
+    );
+    let missing = r
+        .exceptions
+        .iter()
+        .find(|x| x.class == "missing_at_bank")
+        .unwrap();
+    let resolved = ops
+        .resolve(
+            1,
+            "biller:VNPT",
+            &missing.exception_id,
+            "VNPT's file was cut short; resent",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        resolved.resolution_note,
+        "VNPT's file was cut short; resent"
+    );
+    // Another biller's file holds none of these.
+    let r = ops
+        .reconcile_biller("EVN", 1, &statement(&truth))
+        .await
+        .unwrap();
+    assert_eq!(class_count(&r, "missing_at_switch"), 3, "{r:?}");
+    assert_eq!(r.report_net, 0);
+
+    // Who may submit what.
+    let e = h
+        .settlement(&format!("bank-{MB}"))
+        .reconcile_biller("VNPT", 1, &statement(&truth))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    let e = ops
+        .reconcile(1, &statement(&truth), 64, None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    let e = ops
+        .reconcile_biller("NOPE", 1, &statement(&truth))
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&e), "unknown_biller");
+    // The biller is under the signature: a bank's digest for the same
+    // bytes does not pass for VNPT's statement.
+    let bank_digest = proto::auth::StatementDigest::of(1, &statement(&truth));
+    let e = ops
+        .reconcile_for_test("VNPT", 1, &statement(&truth), &bank_digest)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+}

@@ -7,6 +7,7 @@ use tonic::{Request, Response, Status};
 
 use crate::error::{ErrorCode, SwitchError};
 use crate::flows::Switch;
+use crate::settlement::reconcile::Counterparty;
 
 use super::convert::*;
 
@@ -172,6 +173,7 @@ impl pb::settlement_server::Settlement for SettlementService {
                         }
                         Ok(Some(c)) => Ok(crate::settlement::reconcile::Chunk {
                             window_id: c.window_id,
+                            biller: c.biller,
                             data: c.data,
                         }),
                         Ok(None) => break,
@@ -204,6 +206,10 @@ impl pb::settlement_server::Settlement for SettlementService {
                     .collect(),
                 exceptions: r.exceptions.iter().map(exception_to_proto).collect(),
                 exceptions_total: r.exceptions_total,
+                biller: r.biller.clone(),
+                position_checked: r.position.is_some(),
+                report_net: r.position.map_or(0, |x| x.report_net),
+                statement_net: r.position.map_or(0, |x| x.statement_net),
             }))
         })
         .await
@@ -216,9 +222,18 @@ impl pb::settlement_server::Settlement for SettlementService {
         crate::telemetry::observe("resolve_exception", async move {
             let p = principal(&req)?;
             let r = req.get_ref();
+            let who = match (r.bank_bin.as_str(), r.biller.as_str()) {
+                (bin, "") => Counterparty::Bank(bin.to_string()),
+                ("", code) => Counterparty::Biller(code.to_string()),
+                _ => {
+                    return Err(
+                        SwitchError::invalid("name a bank_bin or a biller, not both").into(),
+                    );
+                }
+            };
             let e = self
                 .switch
-                .resolve_exception(&p, r.window_id, &r.bank_bin, &r.exception_id, &r.note)
+                .resolve_exception(&p, r.window_id, &who, &r.exception_id, &r.note)
                 .await?;
             Ok(Response::new(exception_to_proto(&e)))
         })

@@ -17,7 +17,7 @@ use crate::accounts::{Kind, bank_number};
 use crate::caller::{Principal, Role};
 use crate::clock::now_ms;
 use crate::error::{ErrorCode, SwitchError};
-use crate::flows::{Switch, storage};
+use crate::flows::{Switch, storage, unknown_biller};
 use crate::ids::{Reference, TxId};
 use crate::settlement::WindowState;
 use crate::store::{Action, Party, Status, Store};
@@ -43,7 +43,37 @@ const LINE_BYTES_MAX: usize = 4096;
 /// A piece of a statement as it arrives.
 pub struct Chunk {
     pub window_id: u64,
+    /// In the first chunk: the biller whose statement an operator submits
+    /// (empty: the calling bank's own).
+    pub biller: String,
     pub data: Vec<u8>,
+}
+
+/// Whose statement is reconciled: a bank's (by BIN, submitted by the bank)
+/// or a biller's (by code, submitted by an operator: billers send their
+/// files to the operations team, not over the switch's API).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Counterparty {
+    Bank(String),
+    Biller(String),
+}
+
+impl Counterparty {
+    /// How reports and runs are keyed (a BIN is six digits, so the two
+    /// never collide).
+    fn key(&self) -> String {
+        match self {
+            Counterparty::Bank(bin) => bin.clone(),
+            Counterparty::Biller(code) => format!("biller:{code}"),
+        }
+    }
+
+    fn party(&self) -> Party {
+        match self {
+            Counterparty::Bank(bin) => Party::Bank(bin.clone()),
+            Counterparty::Biller(code) => Party::Biller(code.clone()),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,6 +110,21 @@ pub struct ReconReport {
     /// The tree holding every exception of this report, by id.
     #[serde(default)]
     pub exceptions_tree: String,
+    /// A biller's statement: its code (`bank_bin` is empty).
+    #[serde(default)]
+    pub biller: String,
+    /// A biller's statement is checked against its position in the
+    /// window's settlement report as well as line by line.
+    #[serde(default)]
+    pub position: Option<PositionCheck>,
+}
+
+/// A biller's net in the window's settlement report against the
+/// statement's (completed credits less completed debits).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PositionCheck {
+    pub report_net: i64,
+    pub statement_net: i64,
 }
 
 /// What the switch expects the bank to list for one reference.
@@ -127,8 +172,8 @@ fn invalid(line: u64, why: impl std::fmt::Display) -> SwitchError {
     SwitchError::new(ErrorCode::StatementInvalid, format!("line {line}: {why}"))
 }
 
-fn report_prefix(bin: &str, window: u64, digest: &str) -> String {
-    format!("report/{bin}/{window:020}/{digest}")
+fn report_prefix(who: &Counterparty, window: u64, digest: &str) -> String {
+    format!("report/{}/{window:020}/{digest}", who.key())
 }
 
 /// Reads the statement's bytes from the async side (blocking).
@@ -157,24 +202,47 @@ impl Read for ChannelReader {
 }
 
 impl Switch {
-    /// Reconcile a bank's streamed statement. `declared` is the SHA-256
-    /// the bank signed.
+    /// Reconcile a streamed statement: a bank's own, or a biller's that an
+    /// operator submits (the first chunk names the biller). `declared` is
+    /// the SHA-256 the caller signed.
     pub async fn reconcile(
         &self,
         p: &Principal,
         declared: &str,
         mut chunks: tokio::sync::mpsc::Receiver<Result<Chunk, SwitchError>>,
     ) -> Result<ReconReport, SwitchError> {
-        if p.role != Role::Bank {
+        if !matches!(p.role, Role::Bank | Role::Operator) {
             return Err(SwitchError::new(
                 ErrorCode::PermissionDenied,
-                "only a bank submits its statement",
+                "only a bank (its own) or an operator (a biller's) submits a statement",
             ));
         }
-        let bin = p.id.clone();
         let first = chunks.recv().await.ok_or_else(|| {
             SwitchError::new(ErrorCode::StatementInvalid, "the statement is empty")
         })??;
+        let who = match (&p.role, first.biller.as_str()) {
+            (Role::Bank, "") => Counterparty::Bank(p.id.clone()),
+            (Role::Operator, "") => {
+                return Err(SwitchError::invalid(
+                    "an operator submits a biller's statement: name the biller",
+                ));
+            }
+            (Role::Operator, code) => {
+                if self.billers.get(code).is_none() {
+                    return Err(SwitchError::new(
+                        ErrorCode::UnknownBiller,
+                        format!("no biller {code}"),
+                    ));
+                }
+                Counterparty::Biller(code.to_string())
+            }
+            _ => {
+                return Err(SwitchError::new(
+                    ErrorCode::PermissionDenied,
+                    "a bank submits only its own statement",
+                ));
+            }
+        };
         let window = self
             .windows()?
             .into_iter()
@@ -195,7 +263,8 @@ impl Switch {
             .cutoff_timestamp
             .expect("a closed window has its cut-off");
         let run = format!(
-            "{bin}/{}/{}",
+            "{}/{}/{}",
+            who.key(),
             window.id,
             self.store.next_id().map_err(storage)?
         );
@@ -213,7 +282,7 @@ impl Switch {
             .reconcile_into(
                 &scratch,
                 &found,
-                &bin,
+                &who,
                 window.id,
                 window.from_timestamp,
                 cutoff,
@@ -235,7 +304,7 @@ impl Switch {
         &self,
         scratch: &fjall::Keyspace,
         found: &Found,
-        bin: &str,
+        who: &Counterparty,
         window: u64,
         from: u64,
         cutoff: u64,
@@ -243,7 +312,7 @@ impl Switch {
         chunks: &mut tokio::sync::mpsc::Receiver<Result<Chunk, SwitchError>>,
         declared: &str,
     ) -> Result<ReconReport, SwitchError> {
-        self.expect_into(scratch, bin, from, cutoff).await?;
+        self.expect_into(scratch, who, from, cutoff).await?;
         // Parse in a blocking task; feed it from here, hashing as we go.
         let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
         let parser = {
@@ -263,7 +332,7 @@ impl Switch {
         // The statement's own digest (the report's key), and the digest
         // the caller signed, which names the window too.
         let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
-        let mut signed = signed_digest(window);
+        let mut signed = signed_digest(window, who);
         let mut feed_error = None;
         let mut next = Some(first.data);
         while let Some(data) = next.take() {
@@ -286,7 +355,7 @@ impl Switch {
         if let Some(e) = feed_error {
             return Err(e);
         }
-        let (lines, mut classes, mut exceptions) = parsed?;
+        let (lines, statement_net, mut classes, mut exceptions) = parsed?;
         let digest = hex::encode(hash.finish().as_ref());
         if hex::encode(signed.finish().as_ref()) != declared {
             return Err(SwitchError::new(
@@ -326,13 +395,38 @@ impl Switch {
             c.1 += e.amount;
         }
         exceptions.write(found)?;
-        let prefix = report_prefix(bin, window, &digest);
+        let prefix = report_prefix(who, window, &digest);
         if let Some(stored) = self.stored_report(&prefix)? {
             return Ok(stored);
         }
+        let (bank_bin, biller, position) = match who {
+            Counterparty::Bank(bin) => (bin.clone(), String::new(), None),
+            Counterparty::Biller(code) => {
+                let report_net = self.report_net(window, code)?;
+                let statement_net = i64::try_from(statement_net).map_err(|_| {
+                    SwitchError::new(
+                        ErrorCode::StatementInvalid,
+                        "the statement's total is out of range",
+                    )
+                })?;
+                if report_net != statement_net {
+                    tracing::warn!(biller = %code, window, report_net, statement_net, "a biller's statement does not add up to its settlement position");
+                }
+                (
+                    String::new(),
+                    code.clone(),
+                    Some(PositionCheck {
+                        report_net,
+                        statement_net,
+                    }),
+                )
+            }
+        };
         let report = ReconReport {
             window_id: window,
-            bank_bin: bin.to_string(),
+            bank_bin,
+            biller,
+            position,
             statement_sha256: digest,
             lines,
             classes: CLASSES
@@ -350,7 +444,7 @@ impl Switch {
         self.store.durable().await.map_err(storage)?;
         let m = report.classes.get("matched").map_or(0, |c| c.0);
         tracing::info!(
-            bank = bin,
+            counterparty = %who.key(),
             window,
             lines,
             matched = m,
@@ -361,16 +455,40 @@ impl Switch {
             .ok_or_else(|| storage("a reconciliation report vanished"))
     }
 
-    /// Fill `scratch` with the calls to bank `bin` whose transactions
-    /// were posted or voided in the window.
+    /// A biller's net position in window `window`'s settlement report.
+    fn report_net(&self, window: u64, code: &str) -> Result<i64, SwitchError> {
+        let w = self
+            .windows()?
+            .into_iter()
+            .find(|w| w.id == window)
+            .ok_or_else(|| {
+                SwitchError::new(ErrorCode::WindowNotFound, format!("no window {window}"))
+            })?;
+        Ok(w.report
+            .iter()
+            .flat_map(|r| &r.participants)
+            .find(|x| x.kind == "biller" && x.participant == code)
+            .map_or(0, |x| x.net))
+    }
+
+    /// Fill `scratch` with the calls to `who` whose transactions were
+    /// posted or voided in the window.
     async fn expect_into(
         &self,
         scratch: &fjall::Keyspace,
-        bin: &str,
+        who: &Counterparty,
         from: u64,
         cutoff: u64,
     ) -> Result<(), SwitchError> {
-        let account = Kind::Bank.id(bank_number(bin));
+        let account = match who {
+            Counterparty::Bank(bin) => Kind::Bank.id(bank_number(bin)),
+            Counterparty::Biller(code) => Kind::Biller.id(self
+                .billers
+                .get(code)
+                .map(|b| b.number)
+                .ok_or_else(|| unknown_biller(code))?),
+        };
+        let party = who.party();
         let mut last_tx = 0u128;
         self.window_transfers(account, from, cutoff, |t| {
             if !t
@@ -394,12 +512,14 @@ impl Switch {
                 Status::Failed | Status::Pending => return Ok(()),
             };
             for (i, step) in rec.steps.iter().enumerate() {
-                if step.party != Party::Bank(bin.to_string()) {
+                if step.party != party {
                     continue;
                 }
                 let e = Expected {
                     amount: step.amount,
-                    credit: matches!(step.action, Action::Credit { .. }),
+                    // What the party received: a bank's credit, a biller's
+                    // payment.
+                    credit: matches!(step.action, Action::Credit { .. } | Action::PayBills { .. }),
                     completed,
                     optional: !completed && step.party_reference.is_none(),
                     seen: false,
@@ -437,7 +557,7 @@ impl Switch {
         &self,
         p: &Principal,
         window: u64,
-        bin: &str,
+        who: &Counterparty,
         exception_id: &str,
         note: &str,
     ) -> Result<Exception, SwitchError> {
@@ -451,7 +571,7 @@ impl Switch {
             return Err(SwitchError::invalid("note must be 1 to 1000 characters"));
         }
         let mut found = None;
-        let prefix = format!("report/{bin}/{window:020}/");
+        let prefix = format!("report/{}/{window:020}/", who.key());
         for kv in self.store.recon_scan(&prefix) {
             let (_, v) = kv.map_err(storage)?;
             let report: ReconReport = serde_json::from_slice(&v).map_err(storage)?;
@@ -467,7 +587,10 @@ impl Switch {
         let (exceptions, value) = found.ok_or_else(|| {
             SwitchError::new(
                 ErrorCode::TransactionNotFound,
-                format!("no exception {exception_id} for {bin} in window {window}"),
+                format!(
+                    "no exception {exception_id} for {} in window {window}",
+                    who.key()
+                ),
             )
         })?;
         let mut e: Exception = serde_json::from_slice(&value).map_err(storage)?;
@@ -479,7 +602,7 @@ impl Switch {
         });
         let audit = serde_json::json!({
             "at_ms": at_ms, "by": p.id, "action": "resolve_exception", "window": window,
-            "bank": bin, "exception": exception_id, "class": e.class,
+            "bank": who.key(), "exception": exception_id, "class": e.class,
             "transaction_id": e.transaction_id, "note": note,
         });
         let seq = self.store.next_id().map_err(storage)?;
@@ -500,7 +623,7 @@ impl Switch {
         self.store.durable().await.map_err(storage)?;
         tracing::info!(
             window,
-            bank = bin,
+            counterparty = %who.key(),
             exception = exception_id,
             "reconciliation exception resolved"
         );
@@ -522,9 +645,12 @@ impl Switch {
 /// and a newline (docs/PROTOCOL.md; clients use
 /// `proto::auth::StatementDigest`, which the end-to-end tests hold this
 /// to), so that a signed statement is not accepted for another window.
-fn signed_digest(window: u64) -> ring::digest::Context {
+fn signed_digest(window: u64, who: &Counterparty) -> ring::digest::Context {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     ctx.update(format!("{window}\n").as_bytes());
+    if let Counterparty::Biller(code) = who {
+        ctx.update(format!("biller {code}\n").as_bytes());
+    }
     ctx
 }
 
@@ -575,7 +701,9 @@ impl Exceptions {
     }
 }
 
-type Parsed = (u64, BTreeMap<String, (u64, u64)>, Exceptions);
+/// Lines, the net of completed lines (credits less debits), classes,
+/// exceptions.
+type Parsed = (u64, i128, BTreeMap<String, (u64, u64)>, Exceptions);
 
 /// Match every statement line against the expected lines in `scratch`.
 fn match_statement(
@@ -607,6 +735,7 @@ fn match_statement(
     let mut classes: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     let mut exceptions = Exceptions::new();
     let mut lines = 0u64;
+    let mut net = 0i128;
     let mut record = csv::StringRecord::new();
     loop {
         let line = reader.position().line();
@@ -669,6 +798,13 @@ fn match_statement(
                 continue;
             }
         };
+        if completed {
+            net += if credit {
+                i128::from(amount)
+            } else {
+                -i128::from(amount)
+            };
+        }
         let Some(reference) = Reference::parse(&id_text.to_ascii_lowercase()) else {
             let reason = "the switch never issues an id of this form".to_string();
             other_exception("missing_at_switch", reason, amount)?;
@@ -744,5 +880,5 @@ fn match_statement(
             exceptions.push(found, e)?;
         }
     }
-    Ok((lines, classes, exceptions))
+    Ok((lines, net, classes, exceptions))
 }
