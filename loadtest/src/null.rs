@@ -192,6 +192,16 @@ impl pb::bills_server::Bills for Null {
             87_000,
         )))
     }
+    async fn top_up(
+        &self,
+        _: Request<pb::TopUpRequest>,
+    ) -> Result<Response<pb::TransactionResponse>, Status> {
+        Ok(Response::new(self.tx(
+            pb::TxKind::TopUp,
+            pb::TxStatus::Completed,
+            50_000,
+        )))
+    }
 }
 
 #[tonic::async_trait]

@@ -58,6 +58,9 @@ enum Command {
     /// Bills at the counter (a teller's profile).
     #[command(subcommand)]
     Bill(merchant_cmd::BillCommand),
+    /// Prepaid airtime for a Viettel, VinaPhone or MobiFone number (a
+    /// teller's profile).
+    Topup(merchant_cmd::TopUpArgs),
     /// Settlement windows and reports (an operator's or a bank's profile).
     #[command(subcommand)]
     Settlement(settlement_cmd::SettlementCommand),
@@ -200,6 +203,9 @@ fn main() -> ExitCode {
                     }
                     Command::Bill(c) => {
                         merchant_cmd::run(&profile, merchant_cmd::Command::Bill(c), cli.json).await
+                    }
+                    Command::Topup(a) => {
+                        merchant_cmd::run(&profile, merchant_cmd::Command::TopUp(a), cli.json).await
                     }
                 }
             });

@@ -62,6 +62,29 @@ pub enum BillCommand {
     },
 }
 
+/// Prepaid airtime at the counter (a teller's profile).
+#[derive(clap::Args)]
+pub struct TopUpArgs {
+    /// VIETTEL, VINAPHONE or MOBIFONE.
+    #[arg(long)]
+    provider: String,
+    /// 0xxxxxxxxx or +84xxxxxxxxx.
+    #[arg(long)]
+    phone: String,
+    /// One of the network's denominations (10000 … 500000 VND).
+    #[arg(long, allow_hyphen_values = true)]
+    amount: crate::amount::Amount,
+    #[arg(long, value_enum, default_value = "cash")]
+    funding: FundingArg,
+    /// For --funding account.
+    #[arg(long)]
+    bank: Option<String>,
+    #[arg(long)]
+    account: Option<String>,
+    #[arg(long)]
+    request_id: Option<String>,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 pub enum FundingArg {
     Cash,
@@ -86,6 +109,16 @@ pub enum Command {
         request_id: Option<String>,
     },
     Bill(BillCommand),
+    TopUp(TopUpArgs),
+}
+
+fn wire_funding(f: FundingArg) -> i32 {
+    let f = match f {
+        FundingArg::Cash => pb::Funding::Cash,
+        FundingArg::Account => pb::Funding::Account,
+        FundingArg::Qr => pb::Funding::Qr,
+    };
+    f as i32
 }
 
 fn need_role(profile: &Profile, role: &str, what: &str) -> Result<(), Failure> {
@@ -338,11 +371,7 @@ pub async fn run(profile: &Path, command: Command, json: bool) -> Result<String,
                 biller,
                 customer,
                 bill_ids: bills,
-                funding: match funding {
-                    FundingArg::Cash => pb::Funding::Cash,
-                    FundingArg::Account => pb::Funding::Account,
-                    FundingArg::Qr => pb::Funding::Qr,
-                } as i32,
+                funding: wire_funding(funding),
                 bank_bin: bank.unwrap_or_default(),
                 account: account.unwrap_or_default(),
             };
@@ -351,6 +380,27 @@ pub async fn run(profile: &Path, command: Command, json: bool) -> Result<String,
                 credentials,
                 pay_bills,
                 "/paymentswitch.v1.Bills/PayBills",
+                msg
+            )?;
+            Ok(render(&r, json))
+        }
+        Command::TopUp(a) => {
+            need_role(&profile, "teller", "topup")?;
+            let mut client = pb::bills_client::BillsClient::new(channel);
+            let msg = pb::TopUpRequest {
+                client_request_id: a.request_id.unwrap_or_else(new_request_id),
+                provider: a.provider,
+                phone: a.phone,
+                amount: a.amount.dong()?,
+                funding: wire_funding(a.funding),
+                bank_bin: a.bank.unwrap_or_default(),
+                account: a.account.unwrap_or_default(),
+            };
+            let r = call!(
+                client,
+                credentials,
+                top_up,
+                "/paymentswitch.v1.Bills/TopUp",
                 msg
             )?;
             Ok(render(&r, json))

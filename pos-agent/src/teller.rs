@@ -123,6 +123,7 @@ fn kind_name(k: i32) -> &'static str {
         Ok(pb::TxKind::CashOut) => "cash_out",
         Ok(pb::TxKind::QrPayment) => "qr_payment",
         Ok(pb::TxKind::BillPayment) => "bill_payment",
+        Ok(pb::TxKind::TopUp) => "top_up",
         _ => "unknown",
     }
 }

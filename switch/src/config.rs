@@ -50,6 +50,10 @@ pub struct Config {
     /// Bills at a counter: the fee is the customer's, shared with the post
     /// office.
     pub bill: Product,
+    /// Prepaid airtime at a counter: no fee by default (the networks sell
+    /// at face value); amounts are further held to each network's
+    /// denominations (`crate::topup`).
+    pub topup: Product,
     /// How long a dynamic QR code (a merchant's order, bills shown as QR)
     /// can be paid by default.
     pub qr_ttl_ms: u64,
@@ -301,6 +305,17 @@ impl Default for Config {
                     min: 2_000,
                     max: 2_000,
                     commission_percent: Decimal::from(50),
+                },
+            },
+            topup: Product {
+                amount_min: 10_000,
+                amount_max: 500_000,
+                fee: FeeRule {
+                    flat: 0,
+                    percent: Decimal::ZERO,
+                    min: 0,
+                    max: 0,
+                    commission_percent: Decimal::ZERO,
                 },
             },
             qr_ttl_ms: 15 * 60 * 1000,

@@ -47,7 +47,8 @@ pub const DEMO_MERCHANTS: [(&str, &str, &str, &str, &str, &str); 3] = [
 
 /// The demo billers: code, name, ledger number, partial payment allowed,
 /// how their customer codes look (prefix, digits).
-pub const DEMO_BILLERS: [(&str, &str, u64, bool, &str, usize); 4] = [
+/// VIETTEL, VINAPHONE and MOBIFONE also sell airtime ([`crate::topup`]).
+pub const DEMO_BILLERS: [(&str, &str, u64, bool, &str, usize); 6] = [
     ("EVN", "EVNNPC Vinh Phuc (electricity)", 1, false, "PD01", 9),
     (
         "NUOCVP",
@@ -59,4 +60,20 @@ pub const DEMO_BILLERS: [(&str, &str, u64, bool, &str, usize); 4] = [
     ),
     ("VNPT", "VNPT Vinh Phuc (internet)", 3, true, "VNPT", 8),
     ("VIETTEL", "Viettel Vinh Phuc (telecom)", 4, true, "098", 7),
+    (
+        "VINAPHONE",
+        "VinaPhone Vinh Phuc (telecom)",
+        5,
+        true,
+        "091",
+        7,
+    ),
+    (
+        "MOBIFONE",
+        "MobiFone Vinh Phuc (telecom)",
+        6,
+        true,
+        "090",
+        7,
+    ),
 ];

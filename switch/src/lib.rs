@@ -13,7 +13,7 @@
 //! ```
 //!
 //! The files at the top (`config`, `ids`, `fees`, `accounts`, `error`,
-//! `caller`, `clock`, `telemetry`, `demo`) are small vocabularies every layer may use;
+//! `caller`, `clock`, `telemetry`, `demo`, `topup`) are small vocabularies every layer may use;
 //! `server` and `provision` are start-up wiring, the only code that knows
 //! the simulators (with `sim_process`, the simulator binaries' `main`).
 
@@ -36,6 +36,7 @@ pub mod sim;
 pub mod sim_process;
 pub mod store;
 pub mod telemetry;
+pub mod topup;
 
 pub use config::Config;
 pub use server::run;

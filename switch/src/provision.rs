@@ -53,6 +53,29 @@ fn provisioning_id(n: u64) -> u128 {
     (0xFFFE_u128 << 112) | u128::from(n)
 }
 
+/// Every bank's and biller's ledger account, at every start: a party the
+/// configuration adds later (a remote biller, a network that sells
+/// airtime since an upgrade) has its account before any flow names it.
+/// Creating an account that exists as it is changes nothing.
+pub async fn party_accounts(switch: &Switch) -> Result<(), SwitchError> {
+    let mut accounts: Vec<NewAccount> = switch
+        .billers
+        .all()
+        .map(|b| Kind::Biller.new_account(b.number))
+        .collect();
+    accounts.extend(
+        switch
+            .routes
+            .bins()
+            .map(|b| Kind::Bank.new_account(bank_number(b))),
+    );
+    let created = switch.ledger.create_accounts(accounts).await.map_err(io)?;
+    if let Some(e) = created.iter().find_map(|r| r.err()) {
+        return Err(io(format!("creating the parties' accounts: {e}")));
+    }
+    Ok(())
+}
+
 /// Provision the demo network on an empty data directory.
 pub async fn demo(switch: &Switch, profiles: &Path, listen: SocketAddr) -> Result<(), SwitchError> {
     let rng = SystemRandom::new();

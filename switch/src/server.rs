@@ -280,6 +280,7 @@ pub async fn open(config: Config, address: std::net::SocketAddr) -> Result<Opene
         if !switch.store.is_provisioned()? {
             provision::demo(&switch, &config.data_dir.join("profiles"), address).await?;
         }
+        provision::party_accounts(&switch).await?;
         if switch.store.windows()?.is_empty() {
             switch
                 .store

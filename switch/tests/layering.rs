@@ -79,6 +79,7 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
     ("fees", EVERY_LAYER),
     ("ids", EVERY_LAYER),
     ("secrets", EVERY_LAYER),
+    ("topup", EVERY_LAYER),
 ];
 
 type Module = Vec<String>;

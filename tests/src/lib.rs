@@ -684,6 +684,31 @@ impl Teller {
             .map(|r| r.into_inner())
     }
 
+    /// Top up `phone`; `account` is `(bin, account)` for account funding.
+    pub async fn top_up(
+        &mut self,
+        request_id: &str,
+        provider: &str,
+        phone: &str,
+        amount: u64,
+        funding: pb::Funding,
+        account: Option<(&str, &str)>,
+    ) -> Result<pb::TransactionResponse, tonic::Status> {
+        let m = pb::TopUpRequest {
+            client_request_id: request_id.into(),
+            provider: provider.into(),
+            phone: phone.into(),
+            amount,
+            funding: funding as i32,
+            bank_bin: account.map(|a| a.0.to_string()).unwrap_or_default(),
+            account: account.map(|a| a.1.to_string()).unwrap_or_default(),
+        };
+        self.bills
+            .top_up(self.credentials.sign("/paymentswitch.v1.Bills/TopUp", m))
+            .await
+            .map(|r| r.into_inner())
+    }
+
     /// Pay bills; `account` is `(bin, account)` for account funding.
     pub async fn pay_bills(
         &mut self,

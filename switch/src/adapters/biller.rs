@@ -81,6 +81,14 @@ pub trait BillerAdapter: Send + Sync {
         bills: &'a [String],
         amount: u64,
     ) -> BillerFuture<'a, String>;
+    /// Prepaid airtime of `amount` for `phone`; answers the network's
+    /// reference. Undone by [`BillerAdapter::cancel`] like a payment.
+    fn top_up<'a>(
+        &'a self,
+        reference: Reference,
+        phone: &'a str,
+        amount: u64,
+    ) -> BillerFuture<'a, String>;
     /// Undo whatever `reference` did: the bills are due again.
     fn cancel(&self, reference: Reference) -> BillerFuture<'_, ()>;
     fn status(&self, reference: Reference) -> BillerFuture<'_, BillerTxStatus>;

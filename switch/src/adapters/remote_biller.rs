@@ -133,6 +133,29 @@ impl BillerAdapter for RemoteBiller {
         })
     }
 
+    fn top_up<'a>(
+        &'a self,
+        reference: Reference,
+        phone: &'a str,
+        amount: u64,
+    ) -> BillerFuture<'a, String> {
+        Box::pin(async move {
+            let req = pb::BillerTopUpRequest {
+                reference: reference.to_string(),
+                phone: phone.into(),
+                amount,
+            };
+            from_result(
+                self.client
+                    .clone()
+                    .top_up(req)
+                    .await
+                    .map_err(from_status)?
+                    .into_inner(),
+            )
+        })
+    }
+
     fn cancel(&self, reference: Reference) -> BillerFuture<'_, ()> {
         Box::pin(async move {
             let r = self

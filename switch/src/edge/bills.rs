@@ -1,4 +1,4 @@
-//! Bills at the counter: inquiry and payment.
+//! Bills at the counter: inquiry and payment; airtime top-ups.
 
 use std::sync::Arc;
 
@@ -9,6 +9,15 @@ use crate::flows::Switch;
 use crate::store::{self};
 
 use super::convert::*;
+
+fn funding(wire: i32) -> Option<store::Funding> {
+    match pb::Funding::try_from(wire) {
+        Ok(pb::Funding::Cash) => Some(store::Funding::Cash),
+        Ok(pb::Funding::Account) => Some(store::Funding::Account),
+        Ok(pb::Funding::Qr) => Some(store::Funding::Qr),
+        _ => None,
+    }
+}
 
 pub struct BillsService {
     pub switch: Arc<Switch>,
@@ -56,6 +65,32 @@ impl pb::bills_server::Bills for BillsService {
         .await
     }
 
+    async fn top_up(
+        &self,
+        req: Request<pb::TopUpRequest>,
+    ) -> Result<Response<pb::TransactionResponse>, Status> {
+        crate::telemetry::observe("top_up", async move {
+            let p = principal(&req)?;
+            let r = req.into_inner();
+            answer(
+                &self.switch,
+                self.switch
+                    .top_up(
+                        &p,
+                        &r.client_request_id,
+                        &r.provider,
+                        &r.phone,
+                        r.amount,
+                        funding(r.funding),
+                        &r.bank_bin,
+                        &r.account,
+                    )
+                    .await,
+            )
+        })
+        .await
+    }
+
     async fn pay_bills(
         &self,
         req: Request<pb::PayBillsRequest>,
@@ -63,12 +98,7 @@ impl pb::bills_server::Bills for BillsService {
         crate::telemetry::observe("pay_bills", async move {
             let p = principal(&req)?;
             let r = req.into_inner();
-            let funding = match pb::Funding::try_from(r.funding) {
-                Ok(pb::Funding::Cash) => Some(store::Funding::Cash),
-                Ok(pb::Funding::Account) => Some(store::Funding::Account),
-                Ok(pb::Funding::Qr) => Some(store::Funding::Qr),
-                _ => None,
-            };
+            let funding = funding(r.funding);
             answer(
                 &self.switch,
                 self.switch

@@ -36,6 +36,7 @@ pub fn to_proto(t: &TxRecord) -> pb::Transaction {
             store::Kind::CashOut => pb::TxKind::CashOut,
             store::Kind::QrPayment => pb::TxKind::QrPayment,
             store::Kind::BillPayment => pb::TxKind::BillPayment,
+            store::Kind::TopUp => pb::TxKind::TopUp,
         } as i32,
         status: status_of(t.status) as i32,
         terminal_id: t.terminal_id.clone(),

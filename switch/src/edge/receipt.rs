@@ -48,6 +48,7 @@ pub fn receipt(t: &TxRecord) -> String {
         store::Kind::CashOut => "RUT TIEN MAT / CASH-OUT",
         store::Kind::QrPayment => "THANH TOAN QR / QR PAYMENT",
         store::Kind::BillPayment => "THANH TOAN HOA DON / BILL PAYMENT",
+        store::Kind::TopUp => "NAP TIEN DIEN THOAI / MOBILE TOP-UP",
     };
     let header = if t.post_office_id.is_empty() {
         "VIETQR".to_string()
@@ -73,7 +74,12 @@ pub fn receipt(t: &TxRecord) -> String {
             r.push_str(&format!("Don hang / Order: {o}\n"));
         }
     }
-    if let Some(b) = &t.bill {
+    if let (Some(b), store::Kind::TopUp) = (&t.bill, t.kind) {
+        r.push_str(&format!(
+            "Nha mang / Network: {}\nSo thue bao / Phone: {}\n",
+            b.biller, b.customer
+        ));
+    } else if let Some(b) = &t.bill {
         r.push_str(&format!(
             "Nha cung cap:    {}\nMa KH / Customer: {} {}\n",
             b.biller, b.customer, b.customer_name

@@ -20,6 +20,14 @@ use crate::flows::{
 };
 use crate::store::{self, Action, BillPart, Funding, Order, Party, Stage, Status, Step};
 
+pub(crate) fn funding_label(f: Funding) -> &'static str {
+    match f {
+        Funding::Cash => "cash",
+        Funding::Account => "account",
+        Funding::Qr => "qr",
+    }
+}
+
 fn valid_code(s: &str, max: usize) -> bool {
     (1..=max).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric())
 }
@@ -101,44 +109,18 @@ impl Switch {
                 "client_request_id must be 1 to 64 of [A-Za-z0-9._:-]",
             ));
         }
-        let funding =
-            funding.ok_or_else(|| SwitchError::invalid("funding must be cash, account or qr"))?;
-        if funding == Funding::Account {
-            if !valid_bin(bin) {
-                return Err(SwitchError::invalid("bank_bin must be six digits"));
-            }
-            if !valid_account(account) {
-                return Err(SwitchError::invalid(
-                    "account must be 6 to 19 letters or digits",
-                ));
-            }
-            if self.routes.get(bin).is_none() {
-                return Err(SwitchError::new(
-                    ErrorCode::UnknownBank,
-                    format!("no bank with BIN {bin}"),
-                ));
-            }
-        } else if !bin.is_empty() || !account.is_empty() {
-            return Err(SwitchError::invalid(
-                "bank_bin and account are only for account funding",
-            ));
-        }
+        let funding = self.check_funding(funding, bin, account)?;
         if bill_ids.len() > 24 || bill_ids.iter().any(|b| !(1..=40).contains(&b.len())) {
             return Err(SwitchError::invalid(
                 "bill_ids: at most 24 ids of 1 to 40 characters",
             ));
         }
-        let funding_label = match funding {
-            Funding::Cash => "cash",
-            Funding::Account => "account",
-            Funding::Qr => "qr",
-        };
         let fp = fingerprint(&[
             "bill",
             biller,
             customer,
             &bill_ids.join(","),
-            funding_label,
+            funding_label(funding),
             bin,
             account,
         ]);
@@ -233,21 +215,71 @@ impl Switch {
         if funding != Funding::Qr {
             return self.start(rec, &p.id, request_id, &fp, None).await;
         }
-        // Show a code for amount + fee; the bills are held until it is paid
-        // or expires.
-        let qr_id = new_qr_id(&self.rng);
-        let total = amount + fee.total;
         let purpose = format!("HD {} {}", biller.code, customer);
+        self.show_code(p, request_id, &fp, rec, &biller, customer, purpose)
+            .await
+    }
+
+    /// How a counter payment (bills, a top-up) is funded, checked: a bank
+    /// account names a routed bank; the others name none.
+    pub(crate) fn check_funding(
+        &self,
+        funding: Option<Funding>,
+        bin: &str,
+        account: &str,
+    ) -> Result<Funding, SwitchError> {
+        let funding =
+            funding.ok_or_else(|| SwitchError::invalid("funding must be cash, account or qr"))?;
+        if funding == Funding::Account {
+            if !valid_bin(bin) {
+                return Err(SwitchError::invalid("bank_bin must be six digits"));
+            }
+            if !valid_account(account) {
+                return Err(SwitchError::invalid(
+                    "account must be 6 to 19 letters or digits",
+                ));
+            }
+            if self.routes.get(bin).is_none() {
+                return Err(SwitchError::new(
+                    ErrorCode::UnknownBank,
+                    format!("no bank with BIN {bin}"),
+                ));
+            }
+        } else if !bin.is_empty() || !account.is_empty() {
+            return Err(SwitchError::invalid(
+                "bank_bin and account are only for account funding",
+            ));
+        }
+        Ok(funding)
+    }
+
+    /// Show a code for `rec`'s amount and fee, paid to `biller`'s
+    /// collection account: the transaction waits (holding its bills) until
+    /// a payment of the code completes it or the code expires.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn show_code(
+        &self,
+        p: &Principal,
+        request_id: &str,
+        fp: &str,
+        mut rec: store::TxRecord,
+        biller: &Biller,
+        bill_number: &str,
+        purpose: String,
+    ) -> Outcome {
+        let qr_id = new_qr_id(&self.rng);
+        let total = rec.amount + rec.fee.total;
         let mut spec = qr::Spec::new(&biller.collection_bin, &biller.collection_account);
         spec.amount = Some(total);
-        spec.bill_number = Some(customer);
+        spec.bill_number = Some(bill_number);
         spec.reference = Some(&qr_id);
         spec.purpose = Some(&purpose);
         spec.merchant_name = Some(&biller.code);
         spec.merchant_city = Some("VINH PHUC");
         spec.mcc = Some("4900");
-        let payload = qr::encode(&spec)
-            .map_err(|e| SwitchError::invalid(format!("cannot draw a code for this bill: {e}")))?;
+        let payload = qr::encode(&spec).map_err(|e| {
+            SwitchError::invalid(format!("cannot draw a code for this payment: {e}"))
+        })?;
         let now = now_ms();
         let expires = now + self.config.qr_ttl_ms as i64;
         rec.stage = Stage::AwaitingPayment;
@@ -258,7 +290,7 @@ impl Switch {
             merchant_id: None,
             bill_tx: Some(rec.id.clone()),
             amount: Some(total),
-            reference: Some(customer.to_string()),
+            reference: Some(bill_number.to_string()),
             purpose: Some(purpose),
             payload,
             created_at_ms: now,
@@ -269,7 +301,7 @@ impl Switch {
         self.store.put_order(&order).map_err(storage)?;
         match self
             .store
-            .create_tx(&rec, &p.id, request_id, &fp)
+            .create_tx(&rec, &p.id, request_id, fp)
             .map_err(storage)?
         {
             store::Created::New => {}

@@ -525,7 +525,7 @@ impl Switch {
             );
             let e = match (rec.kind, i, reject) {
                 (
-                    store::Kind::CashIn | store::Kind::BillPayment,
+                    store::Kind::CashIn | store::Kind::BillPayment | store::Kind::TopUp,
                     0,
                     TransferReject::ExceedsCredits,
                 ) if cash_funded => SwitchError::new(
@@ -656,8 +656,8 @@ impl Switch {
                             step.amount - rec.amount,
                         ),
                     ),
-                    Action::PayBills { .. } => {
-                        return Err(storage("a bank was asked to pay bills"));
+                    Action::PayBills { .. } | Action::TopUp { .. } => {
+                        return Err(storage("a bank was asked to pay a biller's part"));
                     }
                 };
                 let answer = tokio::time::timeout(timeout, pending).await;
@@ -693,19 +693,26 @@ impl Switch {
                     Ok(Err(BankError::Timeout)) | Err(_) => Answer::Unknown,
                 })
             }
-            (Party::Biller(code), Action::PayBills { customer, bills }) => {
+            (Party::Biller(code), action @ (Action::PayBills { .. } | Action::TopUp { .. })) => {
                 let Some(biller) = self.billers.get(code).cloned() else {
                     return Ok(Answer::Refused(unknown_biller(code)));
                 };
                 let Some(permit) = biller.breaker.try_call(monotonic_ms()) else {
                     return Ok(Answer::Refused(circuit_open(&biller.name)));
                 };
-                let answer = tokio::time::timeout(
-                    timeout,
-                    biller.adapter.pay(reference, customer, bills, step.amount),
-                )
-                .await;
-                metrics::histogram!("switch_party_call_seconds", "party" => code.clone(), "call" => "pay")
+                let (call, pending) = match action {
+                    Action::TopUp { phone } => (
+                        "top_up",
+                        biller.adapter.top_up(reference, phone, step.amount),
+                    ),
+                    Action::PayBills { customer, bills } => (
+                        "pay",
+                        biller.adapter.pay(reference, customer, bills, step.amount),
+                    ),
+                    _ => unreachable!("matched above"),
+                };
+                let answer = tokio::time::timeout(timeout, pending).await;
+                metrics::histogram!("switch_party_call_seconds", "party" => code.clone(), "call" => call)
                     .record(started.elapsed().as_secs_f64());
                 permit.record(biller_outcome(&answer), monotonic_ms());
                 Ok(match answer {
@@ -861,7 +868,7 @@ impl Switch {
                 }
                 // Bills: whoever funds it owes the biller; the fee is the
                 // customer's, shared with the post office.
-                store::Kind::BillPayment => {
+                store::Kind::BillPayment | store::Kind::TopUp => {
                     let b = rec.bill.as_ref().expect("a bill payment has its bills");
                     let biller =
                         Kind::Biller.id(self.billers.get(&b.biller).map_or(0, |x| x.number));
@@ -1444,6 +1451,7 @@ pub fn kind_label(k: store::Kind) -> &'static str {
         store::Kind::CashOut => "cash_out",
         store::Kind::QrPayment => "qr_payment",
         store::Kind::BillPayment => "bill_payment",
+        store::Kind::TopUp => "top_up",
     }
 }
 

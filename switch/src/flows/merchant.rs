@@ -363,9 +363,15 @@ impl Switch {
             },
             Step {
                 party: Party::Biller(bill.biller.clone()),
-                action: Action::PayBills {
-                    customer: bill.customer.clone(),
-                    bills: bill.bills.iter().map(|b| b.id.clone()).collect(),
+                action: if bill_rec.kind == store::Kind::TopUp {
+                    Action::TopUp {
+                        phone: bill.customer.clone(),
+                    }
+                } else {
+                    Action::PayBills {
+                        customer: bill.customer.clone(),
+                        bills: bill.bills.iter().map(|b| b.id.clone()).collect(),
+                    }
                 },
                 amount: bill_rec.amount,
                 party_reference: None,
@@ -379,7 +385,7 @@ impl Switch {
         let mut rec = self.new_record(
             p,
             &bill_rec.post_office_id,
-            store::Kind::BillPayment,
+            bill_rec.kind,
             request_id,
             &p.id,
             payer_account,

@@ -1,6 +1,6 @@
 //! The transaction engine and the flows that run on it, one file per flow
 //! family: the counter ([`counter`]), merchants' VietQR ([`merchant`]),
-//! bills ([`bills`]); the operator's provisioning ([`provisioning`]) and
+//! bills ([`bills`]), airtime top-ups ([`topup`]); the operator's provisioning ([`provisioning`]) and
 //! merchants' payment notices ([`notify`]).
 //!
 //! May import: `adapters` (through their traits only), `store`, the
@@ -13,5 +13,6 @@ pub mod engine;
 pub mod merchant;
 pub mod notify;
 pub mod provisioning;
+pub mod topup;
 
 pub use engine::*;

@@ -519,7 +519,10 @@ impl Switch {
                     amount: step.amount,
                     // What the party received: a bank's credit, a biller's
                     // payment.
-                    credit: matches!(step.action, Action::Credit { .. } | Action::PayBills { .. }),
+                    credit: matches!(
+                        step.action,
+                        Action::Credit { .. } | Action::PayBills { .. } | Action::TopUp { .. }
+                    ),
                     completed,
                     optional: !completed && step.party_reference.is_none(),
                     seen: false,

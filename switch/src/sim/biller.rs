@@ -66,10 +66,14 @@ pub fn demo_customers(code: &str, n: usize) -> Vec<SimCustomer> {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct SimPayment {
+    /// A bill customer's code, or the phone number of a top-up.
     customer: String,
     bills: Vec<Bill>,
     biller_reference: String,
     cancelled: bool,
+    /// A top-up's airtime (đồng); 0 for bills.
+    #[serde(default)]
+    airtime: u64,
 }
 
 struct State {
@@ -203,6 +207,53 @@ impl SimBiller {
         self.lock().customers.get(customer).cloned()
     }
 
+    /// The airtime `phone` was sold and not cancelled (tests).
+    pub fn airtime(&self, phone: &str) -> u64 {
+        self.lock()
+            .payments
+            .values()
+            .filter(|p| p.customer == phone && !p.cancelled)
+            .map(|p| p.airtime)
+            .sum()
+    }
+
+    fn top_up_now(
+        &self,
+        reference: Reference,
+        phone: &str,
+        amount: u64,
+    ) -> Result<String, BillerError> {
+        let Some(network) = crate::topup::provider(&self.code) else {
+            return reject(BillerReject::Other, "this biller sells no airtime");
+        };
+        let mut s = self.lock();
+        if let Some(p) = s.payments.get(&reference.as_u128()) {
+            return if p.cancelled {
+                reject(BillerReject::AlreadyCancelled, "reference was cancelled")
+            } else {
+                Ok(p.biller_reference.clone())
+            };
+        }
+        if crate::topup::check(network.code, phone, amount).is_err() {
+            return reject(
+                BillerReject::CustomerNotFound,
+                "not a subscriber of this network, or not an amount it sells",
+            );
+        }
+        s.next_reference += 1;
+        let p = SimPayment {
+            customer: phone.to_string(),
+            bills: Vec::new(),
+            biller_reference: format!("{}-TU{:010}", self.code, s.next_reference),
+            cancelled: false,
+            airtime: amount,
+        };
+        s.payments.insert(reference.as_u128(), p.clone());
+        drop(s);
+        self.persist(None, Some((reference, &p)));
+        Ok(p.biller_reference)
+    }
+
     fn pay_now(
         &self,
         reference: Reference,
@@ -262,6 +313,7 @@ impl SimBiller {
             bills: paid,
             biller_reference: format!("{}-{:010}", self.code, s.next_reference),
             cancelled: false,
+            airtime: 0,
         };
         s.payments.insert(reference.as_u128(), p.clone());
         drop(s);
@@ -303,6 +355,25 @@ impl BillerAdapter for SimBiller {
         })
     }
 
+    fn top_up<'a>(
+        &'a self,
+        reference: Reference,
+        phone: &'a str,
+        amount: u64,
+    ) -> BillerFuture<'a, String> {
+        Box::pin(async move {
+            if matches!(
+                self.fault.get(),
+                Fault::LoseAnswers | Fault::LoseAnswersAndStatus
+            ) {
+                let _ = self.top_up_now(reference, phone, amount);
+                std::future::pending::<()>().await;
+            }
+            self.call(move || self.top_up_now(reference, phone, amount))
+                .await
+        })
+    }
+
     fn cancel(&self, reference: Reference) -> BillerFuture<'_, ()> {
         Box::pin(self.call(move || {
             let mut s = self.lock();
@@ -314,6 +385,7 @@ impl BillerAdapter for SimBiller {
                     bills: Vec::new(),
                     biller_reference: String::new(),
                     cancelled: false,
+                    airtime: 0,
                 });
             if p.cancelled {
                 return Ok(());

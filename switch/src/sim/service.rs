@@ -214,6 +214,18 @@ impl pb::biller_adapter_server::BillerAdapter for SimBillerService {
         )
     }
 
+    async fn top_up(
+        &self,
+        req: Request<pb::BillerTopUpRequest>,
+    ) -> Result<Response<pb::BillerResult>, Status> {
+        let r = req.into_inner();
+        to_biller_result(
+            self.sim
+                .top_up(reference(&r.reference)?, &r.phone, r.amount)
+                .await,
+        )
+    }
+
     async fn cancel(
         &self,
         req: Request<pb::BillerCancelRequest>,

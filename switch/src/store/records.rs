@@ -17,6 +17,10 @@ pub enum Kind {
     /// teller showed the code for (then it is a `BillPayment`).
     QrPayment,
     BillPayment,
+    /// Prepaid airtime bought at a counter (`crate::topup`): its bill part
+    /// names the network as biller and the phone number as customer, with
+    /// no bills; funded like a bill payment.
+    TopUp,
 }
 
 /// Who a call of a transaction goes to.
@@ -45,6 +49,10 @@ pub enum Action {
     PayBills {
         customer: String,
         bills: Vec<String>,
+    },
+    /// Airtime for `phone` (ten digits, national form) at a network.
+    TopUp {
+        phone: String,
     },
 }
 

@@ -1,0 +1,124 @@
+//! Prepaid airtime at a post-office counter: a Viettel, VinaPhone or
+//! MobiFone number topped up by a denomination the network sells, paid in
+//! cash (the post office's e-float pays the network), from the customer's
+//! account, or by a VietQR the customer pays from their banking app. A
+//! top-up is a transaction like a bill payment (its network is reached as a
+//! biller of the same code): the same limits, durability, idempotency,
+//! status inquiry and cancellation, and the same reconciliation.
+
+use std::sync::Arc;
+
+use crate::caller::Principal;
+use crate::error::{ErrorCode, SwitchError};
+use crate::flows::bills::funding_label;
+use crate::flows::{Outcome, Switch, check_amount, fingerprint, valid_request_id};
+use crate::store::{self, Action, BillPart, Funding, Party, Step};
+use crate::topup::Refusal;
+
+fn refused(r: Refusal) -> SwitchError {
+    let code = match &r {
+        Refusal::UnknownProvider(_) => ErrorCode::UnknownProvider,
+        Refusal::NotAPhoneNumber(_) | Refusal::OtherNetwork { .. } => ErrorCode::InvalidPhone,
+        Refusal::Denomination { .. } => ErrorCode::InvalidDenomination,
+    };
+    SwitchError::new(code, r.to_string())
+}
+
+impl Switch {
+    /// Top up `phone` on `provider` by `amount`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn top_up(
+        self: &Arc<Self>,
+        p: &Principal,
+        request_id: &str,
+        provider: &str,
+        phone: &str,
+        amount: u64,
+        funding: Option<Funding>,
+        bin: &str,
+        account: &str,
+    ) -> Outcome {
+        let post_office_id = Switch::teller_post_office(p)?.to_string();
+        if !valid_request_id(request_id) {
+            return Err(SwitchError::invalid(
+                "client_request_id must be 1 to 64 of [A-Za-z0-9._:-]",
+            ));
+        }
+        let (network, phone) = crate::topup::check(provider, phone, amount).map_err(refused)?;
+        let funding = self.check_funding(funding, bin, account)?;
+        let product = &self.config.topup;
+        check_amount(product, amount, "top-up")?;
+        let biller = self.billers.get(network.code).cloned().ok_or_else(|| {
+            SwitchError::new(
+                ErrorCode::UnknownProvider,
+                format!("{} is not connected to this switch", network.name),
+            )
+        })?;
+        let amount_text = amount.to_string();
+        let fp = fingerprint(&[
+            "topup",
+            network.code,
+            &phone,
+            &amount_text,
+            funding_label(funding),
+            bin,
+            account,
+        ]);
+        if let Some(existing) = self.earlier_request(&p.id, request_id, &fp)? {
+            return Ok(existing);
+        }
+        if funding == Funding::Cash {
+            self.require_open_shift(p)?;
+        }
+        let fee = crate::fees::fee(&product.fee, amount);
+        let sell = Step {
+            party: Party::Biller(biller.code.clone()),
+            action: Action::TopUp {
+                phone: phone.clone(),
+            },
+            amount,
+            party_reference: None,
+        };
+        let steps = match funding {
+            Funding::Cash => vec![sell],
+            Funding::Account => vec![
+                Step {
+                    party: Party::Bank(bin.to_string()),
+                    action: Action::Debit {
+                        account: account.to_string(),
+                    },
+                    amount: amount + fee.total,
+                    party_reference: None,
+                },
+                sell,
+            ],
+            // The payer's bank is known when the code is paid.
+            Funding::Qr => Vec::new(),
+        };
+        let mut rec = self.new_record(
+            p,
+            &post_office_id,
+            store::Kind::TopUp,
+            request_id,
+            bin,
+            account,
+            amount,
+            fee,
+            fp.clone(),
+            steps,
+        );
+        rec.bill = Some(BillPart {
+            biller: biller.code.clone(),
+            customer: phone.clone(),
+            customer_name: String::new(),
+            bills: Vec::new(),
+            funding,
+        });
+        if funding != Funding::Qr {
+            return self.start(rec, &p.id, request_id, &fp, None).await;
+        }
+        let purpose = format!("NAP {} {phone}", biller.code);
+        self.show_code(p, request_id, &fp, rec, &biller, &phone, purpose)
+            .await
+    }
+}
