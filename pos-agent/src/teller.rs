@@ -157,6 +157,8 @@ pub fn tx_json(t: &pb::Transaction) -> Value {
         ("biller", &t.biller),
         ("bill_customer", &t.bill_customer),
         ("funding", &t.funding),
+        ("paid_by_transaction_id", &t.paid_by_transaction_id),
+        ("pays_for_transaction_id", &t.pays_for_transaction_id),
     ];
     for (k, value) in optional {
         if !value.is_empty() {

@@ -206,8 +206,9 @@ async fn a_teller_inquires_and_pays_bills() {
         )
         .await,
     );
+    // The bank's payment is its own transaction, paying the teller's.
     assert_eq!(
-        (&paid["status"], &paid["transaction_id"]),
+        (&paid["status"], &paid["pays_for_transaction_id"]),
         (&"completed".into(), &shown["transaction_id"])
     );
 
