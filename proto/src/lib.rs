@@ -5,6 +5,7 @@
 #![allow(clippy::all, missing_docs)]
 
 pub mod auth;
+pub mod pin;
 pub mod tls;
 
 pub mod v1 {
