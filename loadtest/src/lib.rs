@@ -574,8 +574,7 @@ impl Shared {
             customer: c.customer.clone(),
             bill_ids: Vec::new(),
             funding: pb::Funding::Cash as i32,
-            bank_bin: String::new(),
-            account: String::new(),
+            ..Default::default()
         };
         let r = bills
             .pay_bills(creds.sign("/paymentswitch.v1.Bills/PayBills", m))

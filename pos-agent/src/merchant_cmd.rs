@@ -57,6 +57,11 @@ pub enum BillCommand {
         bank: Option<String>,
         #[arg(long)]
         account: Option<String>,
+        /// For --funding card: the card number; the PIN is read from
+        /// POS_PIN or, without it, from the first line of standard input
+        /// (never from the command line, which others can see).
+        #[arg(long)]
+        card: Option<String>,
         #[arg(long)]
         request_id: Option<String>,
     },
@@ -81,6 +86,9 @@ pub struct TopUpArgs {
     bank: Option<String>,
     #[arg(long)]
     account: Option<String>,
+    /// For --funding card (the PIN as for `bill pay`).
+    #[arg(long)]
+    card: Option<String>,
     #[arg(long)]
     request_id: Option<String>,
 }
@@ -90,6 +98,7 @@ pub enum FundingArg {
     Cash,
     Account,
     Qr,
+    Card,
 }
 
 /// What `pos-agent` asked of a merchant, bank or teller profile.
@@ -117,8 +126,31 @@ fn wire_funding(f: FundingArg) -> i32 {
         FundingArg::Cash => pb::Funding::Cash,
         FundingArg::Account => pb::Funding::Account,
         FundingArg::Qr => pb::Funding::Qr,
+        FundingArg::Card => pb::Funding::Card,
     };
     f as i32
+}
+
+/// The card number and PIN block a request carries: the PIN from POS_PIN
+/// or standard input, enciphered at once under the terminal's PIN key.
+fn card_fields(
+    credentials: &proto::auth::Credentials,
+    card: Option<String>,
+) -> Result<(String, String), Failure> {
+    let Some(card) = card else {
+        return Ok((String::new(), String::new()));
+    };
+    let pin = match std::env::var("POS_PIN") {
+        Ok(pin) => pin,
+        Err(_) => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .map_err(|e| Failure::from(format!("reading the PIN: {e}")))?;
+            line.trim().to_string()
+        }
+    };
+    credentials.card(&card, &pin).map_err(Failure::from)
 }
 
 fn need_role(profile: &Profile, role: &str, what: &str) -> Result<(), Failure> {
@@ -362,9 +394,11 @@ pub async fn run(profile: &Path, command: Command, json: bool) -> Result<String,
             funding,
             bank,
             account,
+            card,
             request_id,
         }) => {
             need_role(&profile, "teller", "bill pay")?;
+            let (card_number, pin_block) = card_fields(&credentials, card)?;
             let mut client = pb::bills_client::BillsClient::new(channel);
             let msg = pb::PayBillsRequest {
                 client_request_id: request_id.unwrap_or_else(new_request_id),
@@ -374,6 +408,8 @@ pub async fn run(profile: &Path, command: Command, json: bool) -> Result<String,
                 funding: wire_funding(funding),
                 bank_bin: bank.unwrap_or_default(),
                 account: account.unwrap_or_default(),
+                card_number,
+                pin_block,
             };
             let r = call!(
                 client,
@@ -386,6 +422,7 @@ pub async fn run(profile: &Path, command: Command, json: bool) -> Result<String,
         }
         Command::TopUp(a) => {
             need_role(&profile, "teller", "topup")?;
+            let (card_number, pin_block) = card_fields(&credentials, a.card)?;
             let mut client = pb::bills_client::BillsClient::new(channel);
             let msg = pb::TopUpRequest {
                 client_request_id: a.request_id.unwrap_or_else(new_request_id),
@@ -395,6 +432,8 @@ pub async fn run(profile: &Path, command: Command, json: bool) -> Result<String,
                 funding: wire_funding(a.funding),
                 bank_bin: a.bank.unwrap_or_default(),
                 account: a.account.unwrap_or_default(),
+                card_number,
+                pin_block,
             };
             let r = call!(
                 client,

@@ -154,6 +154,26 @@ impl Credentials {
 
     /// A request for `path` (e.g. `/paymentswitch.v1.Teller/CashIn`), signed now
     /// with a fresh nonce. Sign again for every attempt.
+    /// The terminal's PIN key (card PIN blocks), derived from its secret
+    /// as the switch derives it (HKDF-SHA256, purpose `terminal`).
+    pub fn pin_key(&self) -> crate::pin::PinKey {
+        crate::pin::PinKey::derive(&self.secret, "terminal")
+    }
+
+    /// A card and its PIN as a terminal sends them: the number and a format
+    /// 4 PIN block under this terminal's PIN key.
+    pub fn card(&self, card_number: &str, pin: &str) -> Result<(String, String), String> {
+        let pan = crate::pin::Pan::parse(card_number).map_err(|e| e.to_string())?;
+        let pin = crate::pin::Pin::new(pin).ok_or("a PIN is 4 to 12 digits")?;
+        let block = crate::pin::encipher(
+            &self.pin_key(),
+            &pin,
+            &pan,
+            &ring::rand::SystemRandom::new(),
+        );
+        Ok((pan.expose().to_string(), block))
+    }
+
     pub fn sign<M: prost::Message>(&self, path: &str, message: M) -> tonic::Request<M> {
         self.sign_at(path, message, now_ms(), &nonce())
     }

@@ -149,6 +149,11 @@ impl PinKey {
         PinKey::from_bytes(out)
     }
 
+    /// The key's bytes, to derive other keys from or to key an HMAC.
+    pub fn expose(&self) -> &[u8] {
+        &self.0[..]
+    }
+
     fn cipher(&self) -> Aes128 {
         Aes128::new(&(*self.0).into())
     }
@@ -239,7 +244,8 @@ pub fn encipher(key: &PinKey, pin: &Pin, pan: &Pan, rng: &dyn SecureRandom) -> S
     nibbles[1] = pin.0.len() as u8;
     nibbles[2..2 + pin.0.len()].copy_from_slice(&pin.0);
     let mut random = [0u8; 8];
-    rng.fill(&mut random).expect("the system random source works");
+    rng.fill(&mut random)
+        .expect("the system random source works");
     for (i, r) in random.iter().enumerate() {
         nibbles[16 + 2 * i] = r >> 4;
         nibbles[17 + 2 * i] = r & 0xF;
@@ -331,16 +337,27 @@ mod tests {
         assert_ne!(a, b, "random fill: the same PIN never gives the same block");
         assert!(decipher(&terminal, &a, &pan).unwrap().is("1234"));
         assert!(!decipher(&terminal, &a, &pan).unwrap().is("1235"));
-        assert_eq!(decipher(&zone, &a, &pan).err(), Some(PinBlockError::Garbled));
+        assert_eq!(
+            decipher(&zone, &a, &pan).err(),
+            Some(PinBlockError::Garbled)
+        );
         let other = Pan::parse("4111111111111111").unwrap();
-        assert_eq!(decipher(&terminal, &a, &other).err(), Some(PinBlockError::Garbled));
-        assert_eq!(decipher(&terminal, "zz", &pan).err(), Some(PinBlockError::Form));
+        assert_eq!(
+            decipher(&terminal, &a, &other).err(),
+            Some(PinBlockError::Garbled)
+        );
+        assert_eq!(
+            decipher(&terminal, "zz", &pan).err(),
+            Some(PinBlockError::Form)
+        );
         let z = translate(&terminal, &zone, &a, &pan, &rng).unwrap();
         assert!(decipher(&zone, &z, &pan).unwrap().is("1234"));
         assert_eq!(format!("{:?}", Pin::new("9999").unwrap()), "Pin(****)");
         assert!(Pin::new("123").is_none() && Pin::new("12a4").is_none());
         for len in 4..=12 {
-            let digits: String = (0..len).map(|i| char::from(b'0' + (i % 10) as u8)).collect();
+            let digits: String = (0..len)
+                .map(|i| char::from(b'0' + (i % 10) as u8))
+                .collect();
             let block = encipher(&zone, &Pin::new(&digits).unwrap(), &pan, &rng);
             assert!(decipher(&zone, &block, &pan).unwrap().is(&digits), "{len}");
         }

@@ -209,6 +209,12 @@ pub struct BankConfig {
     /// encrypts, say). Off: the switch refuses to start.
     #[serde(default)]
     pub insecure: bool,
+    /// The zone PIN key shared with the bank (a file of 32 hex digits):
+    /// card PINs reach it enciphered under this. A remote bank without one
+    /// takes no cards; a simulated one gets a key derived from the master
+    /// key.
+    #[serde(default)]
+    pub pin_key_file: Option<PathBuf>,
 }
 
 /// One `[[billers]]` entry. For a demo biller every field but `code` and

@@ -271,7 +271,12 @@ pub async fn demo(switch: &Switch, profiles: &Path, listen: SocketAddr) -> Resul
     let customers: Vec<serde_json::Value> = DEMO_BANKS
         .iter()
         .flat_map(|bin| {
-            demo_customers(bin).into_iter().map(move |c| serde_json::json!({"bank": bin, "account": c.account, "name": c.name, "balance": c.balance}))
+            demo_customers(bin).into_iter().map(move |c| {
+                // The simulated issuer's card for the account, and its PIN
+                // (demo data: a real issuer never tells anyone a PIN).
+                let (card, pin) = crate::sim::demo_card(bin, &c.account);
+                serde_json::json!({"bank": bin, "account": c.account, "name": c.name, "balance": c.balance, "card": card, "pin": pin})
+            })
         })
         .collect();
     write_private(

@@ -27,8 +27,14 @@ use crate::ids::Secret;
 const PREFIX: &str = "sealed-v1:";
 const KEY_BYTES: usize = 32;
 
-/// The key every caller's secret is sealed with.
-pub struct MasterKey(LessSafeKey);
+/// The key every caller's secret is sealed with, and the root of the keys
+/// derived from it (banks' zone PIN keys, the card-token key): every node
+/// holding the same master key derives the same.
+pub struct MasterKey {
+    aead: LessSafeKey,
+    /// HKDF input for derived keys (never the sealing key itself).
+    derive_from: proto::pin::PinKey,
+}
 
 impl fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -60,9 +66,23 @@ impl SealedSecret {
 
 impl MasterKey {
     pub fn from_bytes(bytes: &[u8; KEY_BYTES]) -> MasterKey {
-        MasterKey(LessSafeKey::new(
-            UnboundKey::new(&AES_256_GCM, bytes).expect("a 32-byte AES-256 key"),
-        ))
+        MasterKey {
+            aead: LessSafeKey::new(
+                UnboundKey::new(&AES_256_GCM, bytes).expect("a 32-byte AES-256 key"),
+            ),
+            derive_from: proto::pin::PinKey::derive(bytes, "master key derivations"),
+        }
+    }
+
+    /// The zone PIN key the switch shares with an in-process simulated
+    /// bank `bin` (a real bank's is configured: `[[banks]] pin_key_file`).
+    pub fn zone_pin_key(&self, bin: &str) -> proto::pin::PinKey {
+        proto::pin::PinKey::derive(self.derive_from.expose(), &format!("zone/{bin}"))
+    }
+
+    /// The key card tokens are made under.
+    pub fn card_token_key(&self) -> proto::pin::PinKey {
+        proto::pin::PinKey::derive(self.derive_from.expose(), "card token")
     }
 
     /// The key in `path` (64 hex digits); when there is no such file,
@@ -121,7 +141,7 @@ impl MasterKey {
             .fill(&mut nonce)
             .expect("the system random source works");
         let mut data = secret.expose_bytes().to_vec();
-        self.0
+        self.aead
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce),
                 Aad::from(key_id.as_bytes()),
@@ -147,7 +167,7 @@ impl MasterKey {
         let nonce = Nonce::try_assume_unique_for_key(nonce).expect("NONCE_LEN bytes");
         let mut data = sealed_bytes.to_vec();
         let plain = self
-            .0
+            .aead
             .open_in_place(nonce, Aad::from(key_id.as_bytes()), &mut data)
             .map_err(|_| {
                 format!(

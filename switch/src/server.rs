@@ -39,6 +39,13 @@ pub struct Opened {
     pub tls: Option<tonic::transport::ServerTlsConfig>,
 }
 
+/// A zone PIN key file: 32 hex digits.
+pub fn read_pin_key(path: &std::path::Path) -> Result<proto::pin::PinKey, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    proto::pin::PinKey::from_hex(&text)
+        .ok_or_else(|| format!("{}: a PIN key is 32 hex digits", path.display()))
+}
+
 /// Every biller the switch routes to: the demo's four, each simulated
 /// in-process unless a `[[billers]]` entry gives it a `remote`, and the
 /// billers the configuration defines beyond them (remote only).
@@ -210,6 +217,8 @@ pub async fn open(config: Config, address: std::net::SocketAddr) -> Result<Opene
         }
     };
     store.adopt_legacy_recon().await?;
+    std::fs::create_dir_all(&config.data_dir)?;
+    let master_key = crate::secrets::MasterKey::load_or_create(&config.master_key_path())?;
     let mut routes = Routes::default();
     let mut sims = Simulators::default();
     for b in &config.banks {
@@ -238,15 +247,27 @@ pub async fn open(config: Config, address: std::net::SocketAddr) -> Result<Opene
                 b.insecure,
             )?),
             None => {
-                let sim = Arc::new(SimBank::open(
-                    &b.bin,
-                    config.sim.clone(),
-                    store.sim_tree(&b.bin)?,
-                    &crate::sim::demo_accounts(&b.bin),
-                )?);
+                let sim = Arc::new(
+                    SimBank::open(
+                        &b.bin,
+                        config.sim.clone(),
+                        store.sim_tree(&b.bin)?,
+                        &crate::sim::demo_accounts(&b.bin),
+                    )?
+                    .with_pin_key(master_key.zone_pin_key(&b.bin)),
+                );
                 sims.banks.insert(b.bin.clone(), sim.clone());
                 sim
             }
+        };
+        // Cards' PINs reach a bank under the zone key it shares with the
+        // switch: configured for a remote bank, derived for a simulated one.
+        let pin_key = match (&b.pin_key_file, &b.remote) {
+            (Some(path), _) => {
+                Some(read_pin_key(path).map_err(|e| format!("bank {}: {e}", b.bin))?)
+            }
+            (None, Some(_)) => None,
+            (None, None) => Some(master_key.zone_pin_key(&b.bin)),
         };
         let name = qr::bank_by_bin(&b.bin)
             .map_or(b.bin.as_str(), |k| k.short_name)
@@ -256,11 +277,10 @@ pub async fn open(config: Config, address: std::net::SocketAddr) -> Result<Opene
             name,
             adapter,
             breaker: Breaker::new(&b.bin, config.breaker.clone()),
+            pin_key,
         });
     }
     let billers = billers(&config, &store, &mut sims)?;
-    std::fs::create_dir_all(&config.data_dir)?;
-    let master_key = crate::secrets::MasterKey::load_or_create(&config.master_key_path())?;
     let switch = Arc::new(Switch::new(
         config.clone(),
         store,

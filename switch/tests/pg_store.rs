@@ -40,6 +40,7 @@ fn tx(n: u128, request: &str, qr: Option<&str>) -> TxRecord {
         limits_held: false,
         pays_for: None,
         paid_by: None,
+        card_token: None,
     }
 }
 

@@ -58,6 +58,11 @@ pub struct Customer {
     pub account: String,
     pub name: String,
     pub balance: u64,
+    /// The simulated issuer's card for the account, and its PIN.
+    #[serde(default)]
+    pub card: String,
+    #[serde(default)]
+    pub pin: String,
 }
 
 impl Harness {
@@ -684,6 +689,77 @@ impl Teller {
             .map(|r| r.into_inner())
     }
 
+    /// Pay every due bill of `customer` by card: the number and a PIN block
+    /// made the way a terminal makes it (`pin_block` overrides it).
+    pub async fn pay_bills_by_card(
+        &mut self,
+        request_id: &str,
+        biller: &str,
+        customer: &str,
+        card: &str,
+        pin: &str,
+        pin_block: Option<&str>,
+    ) -> Result<pb::Transaction, tonic::Status> {
+        let (card_number, block) = self
+            .credentials
+            .card(card, pin)
+            .expect("a well-formed card");
+        let m = pb::PayBillsRequest {
+            client_request_id: request_id.into(),
+            biller: biller.into(),
+            customer: customer.into(),
+            funding: pb::Funding::Card as i32,
+            card_number,
+            pin_block: pin_block.map_or(block, str::to_string),
+            ..Default::default()
+        };
+        self.bills
+            .pay_bills(self.credentials.sign("/paymentswitch.v1.Bills/PayBills", m))
+            .await
+            .map(|r| r.into_inner().transaction.expect("a transaction"))
+    }
+
+    /// Send a bills payment as given (tests of what the edge refuses).
+    pub async fn raw_pay_bills(
+        &mut self,
+        m: pb::PayBillsRequest,
+    ) -> Result<pb::Transaction, tonic::Status> {
+        self.bills
+            .pay_bills(self.credentials.sign("/paymentswitch.v1.Bills/PayBills", m))
+            .await
+            .map(|r| r.into_inner().transaction.expect("a transaction"))
+    }
+
+    /// Top up `phone` by card.
+    pub async fn top_up_by_card(
+        &mut self,
+        request_id: &str,
+        provider: &str,
+        phone: &str,
+        amount: u64,
+        card: &str,
+        pin: &str,
+    ) -> Result<pb::Transaction, tonic::Status> {
+        let (card_number, pin_block) = self
+            .credentials
+            .card(card, pin)
+            .expect("a well-formed card");
+        let m = pb::TopUpRequest {
+            client_request_id: request_id.into(),
+            provider: provider.into(),
+            phone: phone.into(),
+            amount,
+            funding: pb::Funding::Card as i32,
+            card_number,
+            pin_block,
+            ..Default::default()
+        };
+        self.bills
+            .top_up(self.credentials.sign("/paymentswitch.v1.Bills/TopUp", m))
+            .await
+            .map(|r| r.into_inner().transaction.expect("a transaction"))
+    }
+
     /// Top up `phone`; `account` is `(bin, account)` for account funding.
     pub async fn top_up(
         &mut self,
@@ -702,6 +778,7 @@ impl Teller {
             funding: funding as i32,
             bank_bin: account.map(|a| a.0.to_string()).unwrap_or_default(),
             account: account.map(|a| a.1.to_string()).unwrap_or_default(),
+            ..Default::default()
         };
         self.bills
             .top_up(self.credentials.sign("/paymentswitch.v1.Bills/TopUp", m))
@@ -727,6 +804,7 @@ impl Teller {
             funding: funding as i32,
             bank_bin: account.map(|a| a.0.to_string()).unwrap_or_default(),
             account: account.map(|a| a.1.to_string()).unwrap_or_default(),
+            ..Default::default()
         };
         self.bills
             .pay_bills(self.credentials.sign("/paymentswitch.v1.Bills/PayBills", m))

@@ -178,6 +178,7 @@ async fn the_link_to_a_remote_bank_is_tls_with_the_switchs_certificate() {
                     tls_client_cert_file: Some(client_cert.clone()),
                     tls_client_key_file: Some(client_key.clone()),
                     insecure: false,
+                    pin_key_file: None,
                 };
             }
         }

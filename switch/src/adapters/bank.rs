@@ -35,6 +35,10 @@ pub enum RejectReason {
     /// amount, or was used.
     InvalidCode,
     CodeExpired,
+    /// The PIN entered for a card is not its PIN.
+    IncorrectPin,
+    /// Too many wrong PINs: the card is blocked.
+    PinTriesExceeded,
     Other,
 }
 
@@ -76,6 +80,16 @@ pub trait BankAdapter: Send + Sync {
         amount: u64,
     ) -> BankFuture<'a, String>;
     /// Undo whatever `reference` did (nothing, if the bank never saw it).
+    /// Debit `amount` from the account behind `card_number` after the
+    /// bank verified the PIN inside `pin_block` (format 4 under the bank's
+    /// zone key, [`Bank::pin_key`]).
+    fn card_debit<'a>(
+        &'a self,
+        reference: Reference,
+        card_number: &'a str,
+        pin_block: &'a str,
+        amount: u64,
+    ) -> BankFuture<'a, String>;
     fn reverse(&self, reference: Reference) -> BankFuture<'_, ()>;
     fn status(&self, reference: Reference) -> BankFuture<'_, BankTxStatus>;
 }
@@ -86,6 +100,9 @@ pub struct Bank {
     pub name: String,
     pub adapter: Arc<dyn BankAdapter>,
     pub breaker: super::breaker::Breaker,
+    /// The zone PIN key shared with the bank: card PINs reach it enciphered
+    /// under this. None: the bank takes no cards through this switch.
+    pub pin_key: Option<proto::pin::PinKey>,
 }
 
 /// Banks by BIN.

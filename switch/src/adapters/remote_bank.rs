@@ -49,6 +49,8 @@ fn from_result(r: pb::BankResult) -> Result<String, BankError> {
         Ok(pb::BankRejectReason::AlreadyReversed) => RejectReason::AlreadyReversed,
         Ok(pb::BankRejectReason::InvalidCode) => RejectReason::InvalidCode,
         Ok(pb::BankRejectReason::CodeExpired) => RejectReason::CodeExpired,
+        Ok(pb::BankRejectReason::IncorrectPin) => RejectReason::IncorrectPin,
+        Ok(pb::BankRejectReason::PinTriesExceeded) => RejectReason::PinTriesExceeded,
         _ => RejectReason::Other,
     };
     Err(BankError::Rejected {
@@ -148,6 +150,31 @@ impl BankAdapter for RemoteBank {
                 self.client
                     .clone()
                     .debit(req)
+                    .await
+                    .map_err(from_status)?
+                    .into_inner(),
+            )
+        })
+    }
+
+    fn card_debit<'a>(
+        &'a self,
+        reference: Reference,
+        card_number: &'a str,
+        pin_block: &'a str,
+        amount: u64,
+    ) -> BankFuture<'a, String> {
+        Box::pin(async move {
+            let req = pb::BankCardDebitRequest {
+                reference: reference.to_string(),
+                card_number: card_number.into(),
+                pin_block: pin_block.into(),
+                amount,
+            };
+            from_result(
+                self.client
+                    .clone()
+                    .card_debit(req)
                     .await
                     .map_err(from_status)?
                     .into_inner(),

@@ -3,6 +3,7 @@
 //!
 //! bank-sim --bin 970422 --listen 127.0.0.1:6000 --data DIR
 //!          [--latency-ms N] [--error-rate F] [--lost-response-rate F]
+//!          [--pin-key-file HEX32]
 //!          [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]] [--insecure]
 //!
 //! Like the switch, it refuses to listen in clear beyond loopback.
@@ -22,6 +23,10 @@ struct Args {
     /// The bank's NAPAS BIN; its demo customers are the switch's for that BIN.
     #[arg(long)]
     bin: String,
+    /// The zone PIN key it shares with the switch (32 hex digits): card
+    /// PIN blocks open under it. Without it the bank takes no cards.
+    #[arg(long)]
+    pin_key_file: Option<std::path::PathBuf>,
     #[command(flatten)]
     sim: SimArgs,
 }
@@ -40,13 +45,16 @@ fn main() -> ExitCode {
                 fjall::KeyspaceCreateOptions::default,
             )
             .map_err(|e| e.to_string())?;
-        let sim = switch::sim::SimBank::open(
+        let mut sim = switch::sim::SimBank::open(
             &args.bin,
             config,
             tree,
             &switch::sim::demo_accounts(&args.bin),
         )
         .map_err(|e| e.to_string())?;
+        if let Some(path) = &args.pin_key_file {
+            sim = sim.with_pin_key(switch::server::read_pin_key(path)?);
+        }
         Ok(Served::Bank(Arc::new(sim)))
     })
 }

@@ -42,6 +42,11 @@ pub const STREAMING_PATHS: [&str; 1] = ["/paymentswitch.v1.Settlement/Reconcile"
 /// covered), for the handler to check.
 #[derive(Clone, Debug)]
 pub struct DeclaredDigest(pub String);
+
+/// The calling terminal's PIN key (derived from the secret its request was
+/// signed with), for opening the PIN blocks it sends.
+#[derive(Clone)]
+pub struct TerminalPinKey(pub proto::pin::PinKey);
 /// The largest request body the switch reads.
 pub const BODY_BYTES_MAX: usize = 1 << 20;
 /// Nonces remembered at most (expired ones are dropped first); past it,
@@ -53,9 +58,11 @@ pub use proto::auth::canonical;
 struct Credential {
     principal: Principal,
     key: hmac::Key,
-    /// The key a rotation replaced, accepted until the given time
-    /// (`clock::now_ms`).
-    previous: Option<(hmac::Key, i64)>,
+    /// The PIN key derived from the same secret (card PIN blocks).
+    pin_key: proto::pin::PinKey,
+    /// The key a rotation replaced (and its PIN key), accepted until the
+    /// given time (`clock::now_ms`).
+    previous: Option<(hmac::Key, proto::pin::PinKey, i64)>,
     /// When it was read from the store (or made here), on the switch's
     /// monotonic clock: with several nodes, older than
     /// [`KEY_RECHECK_MS`] it is read again (another node may have rotated
@@ -188,9 +195,11 @@ impl Keys {
 
     fn put(&self, principal: Principal, secret: &Secret, previous: Option<(&Secret, i64)>) {
         let key = hmac::Key::new(hmac::HMAC_SHA256, secret.expose_bytes());
+        let pin_key = proto::pin::PinKey::derive(secret.expose_bytes(), "terminal");
         let previous = previous.map(|(s, until_ms)| {
             (
                 hmac::Key::new(hmac::HMAC_SHA256, s.expose_bytes()),
+                proto::pin::PinKey::derive(s.expose_bytes(), "terminal"),
                 until_ms,
             )
         });
@@ -203,6 +212,7 @@ impl Keys {
                 Arc::new(Credential {
                     principal,
                     key,
+                    pin_key,
                     previous,
                     loaded_ms: crate::clock::monotonic_ms(),
                 }),
@@ -210,7 +220,11 @@ impl Keys {
     }
 
     /// Verify a unary call over its one message.
-    fn verify(&self, parts: &http::request::Parts, body: &[u8]) -> Result<Principal, Status> {
+    fn verify(
+        &self,
+        parts: &http::request::Parts,
+        body: &[u8],
+    ) -> Result<(Principal, TerminalPinKey), Status> {
         // The message: one uncompressed gRPC frame.
         let message = match body {
             [0, l0, l1, l2, l3, rest @ ..]
@@ -238,7 +252,7 @@ impl Keys {
         &self,
         parts: &http::request::Parts,
         digest_hex: &str,
-    ) -> Result<Principal, Status> {
+    ) -> Result<(Principal, TerminalPinKey), Status> {
         let header = |name: &str| -> Result<&str, Status> {
             parts
                 .headers
@@ -274,10 +288,16 @@ impl Keys {
         );
         let now = now_ms();
         let signed_by = |key: &hmac::Key| hmac::verify(key, text.as_bytes(), &signature).is_ok();
-        let within_grace = |(key, until_ms): &(hmac::Key, i64)| now < *until_ms && signed_by(key);
-        if !signed_by(&credential.key) && !credential.previous.as_ref().is_some_and(within_grace) {
-            return Err(Status::unauthenticated("unauthenticated: bad signature"));
-        }
+        let pin_key = if signed_by(&credential.key) {
+            credential.pin_key.clone()
+        } else {
+            match &credential.previous {
+                Some((key, pin_key, until_ms)) if now < *until_ms && signed_by(key) => {
+                    pin_key.clone()
+                }
+                _ => return Err(Status::unauthenticated("unauthenticated: bad signature")),
+            }
+        };
         if (timestamp_ms - now).abs() > self.skew_ms {
             return Err(Status::unauthenticated(
                 "unauthenticated: stale timestamp (check the terminal's clock)",
@@ -338,7 +358,7 @@ impl Keys {
                 }
             }
         }
-        Ok(credential.principal.clone())
+        Ok((credential.principal.clone(), TerminalPinKey(pin_key)))
     }
 }
 
@@ -433,8 +453,9 @@ where
                     .into_http());
                 };
                 return match keys.verify_digest(&parts, &declared) {
-                    Ok(principal) => {
+                    Ok((principal, pin_key)) => {
                         parts.extensions.insert(principal);
+                        parts.extensions.insert(pin_key);
                         parts.extensions.insert(DeclaredDigest(declared));
                         inner.call(http::Request::from_parts(parts, body)).await
                     }
@@ -461,8 +482,9 @@ where
                 }
             };
             match keys.verify(&parts, &bytes) {
-                Ok(principal) => {
+                Ok((principal, pin_key)) => {
                     parts.extensions.insert(principal);
+                    parts.extensions.insert(pin_key);
                     inner
                         .call(http::Request::from_parts(
                             parts,

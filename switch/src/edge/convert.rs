@@ -43,7 +43,12 @@ pub fn to_proto(t: &TxRecord) -> pb::Transaction {
         post_office_id: t.post_office_id.clone(),
         bank_bin: t.bank_bin.clone(),
         bank_name: bank_name(&t.bank_bin),
-        account_masked: mask_account(&t.account),
+        // A card's number is stored masked already (first six, last four).
+        account_masked: if t.card_token.is_some() {
+            t.account.clone()
+        } else {
+            mask_account(&t.account)
+        },
         account_name: t.account_name.clone(),
         amount: t.amount,
         fee: t.fee.total,
@@ -83,6 +88,7 @@ pub fn to_proto(t: &TxRecord) -> pb::Transaction {
             Some(store::Funding::Cash) => "cash",
             Some(store::Funding::Account) => "account",
             Some(store::Funding::Qr) => "qr",
+            Some(store::Funding::Card) => "card",
             None => "",
         }
         .to_string(),
@@ -94,6 +100,7 @@ pub fn to_proto(t: &TxRecord) -> pb::Transaction {
             .unwrap_or_default(),
         paid_by_transaction_id: t.paid_by.clone().unwrap_or_default(),
         pays_for_transaction_id: t.pays_for.clone().unwrap_or_default(),
+        card_token: t.card_token.clone().unwrap_or_default(),
     }
 }
 

@@ -61,11 +61,16 @@ pub fn receipt(t: &TxRecord) -> String {
         local_time(t.created_at_ms),
     );
     if !t.bank_bin.is_empty() {
+        // A card's number is stored masked (first six, last four) already.
+        let (label, shown) = if t.card_token.is_some() {
+            ("The / Card:     ", t.account.clone())
+        } else {
+            ("Tai khoan:      ", mask_account(&t.account))
+        };
         r.push_str(&format!(
-            "Ngan hang:       {} ({})\nTai khoan:       {}\n",
+            "Ngan hang:       {} ({})\n{label} {shown}\n",
             bank_name(&t.bank_bin),
             t.bank_bin,
-            mask_account(&t.account),
         ));
     }
     if let Some(m) = &t.merchant {

@@ -15,8 +15,8 @@ use crate::clock::{monotonic_ms, now_ms};
 use crate::error::{ErrorCode, SwitchError};
 use crate::flows::merchant::new_qr_id;
 use crate::flows::{
-    Outcome, Switch, biller_outcome, check_amount, fingerprint, storage, valid_account, valid_bin,
-    valid_request_id,
+    Outcome, Presented, Switch, biller_outcome, check_amount, fingerprint, storage, valid_account,
+    valid_bin, valid_request_id,
 };
 use crate::store::{self, Action, BillPart, Funding, Order, Party, Stage, Status, Step};
 
@@ -25,6 +25,61 @@ pub(crate) fn funding_label(f: Funding) -> &'static str {
         Funding::Cash => "cash",
         Funding::Account => "account",
         Funding::Qr => "qr",
+        Funding::Card => "card",
+    }
+}
+
+/// A bank card presented at the counter's terminal, its PIN opened at the
+/// edge from the terminal's PIN block. Never stored, never printed.
+pub struct Card {
+    pub pan: proto::pin::Pan,
+    pub pin: proto::pin::Pin,
+}
+
+/// Who pays a counter payment, checked.
+pub(crate) struct Payer {
+    pub funding: Funding,
+    /// The paying bank (account or card funding).
+    pub bin: String,
+    /// The account, or the card's masked number.
+    pub account: String,
+    pub card_token: Option<String>,
+    pub card: Option<Card>,
+}
+
+impl Payer {
+    /// The calls of a payment whose last is `then` (`debit` taken from the
+    /// payer first, fee included); none yet for a code still to be paid.
+    pub(crate) fn steps(&self, debit: u64, then: Step) -> Vec<Step> {
+        let first = |action| Step {
+            party: Party::Bank(self.bin.clone()),
+            action,
+            amount: debit,
+            party_reference: None,
+        };
+        match self.funding {
+            Funding::Cash => vec![then],
+            Funding::Account => vec![
+                first(Action::Debit {
+                    account: self.account.clone(),
+                }),
+                then,
+            ],
+            Funding::Card => vec![
+                first(Action::CardDebit {
+                    card_masked: self.account.clone(),
+                }),
+                then,
+            ],
+            // The payer's bank is known when the code is paid.
+            Funding::Qr => Vec::new(),
+        }
+    }
+
+    /// What the calls need that no record keeps.
+    pub(crate) fn presented(self) -> Option<Presented> {
+        self.card
+            .map(|Card { pan, pin }| Presented::Card { pan, pin })
     }
 }
 
@@ -102,6 +157,7 @@ impl Switch {
         funding: Option<Funding>,
         bin: &str,
         account: &str,
+        card: Option<Card>,
     ) -> Outcome {
         let post_office_id = Switch::teller_post_office(p)?.to_string();
         if !valid_request_id(request_id) {
@@ -109,7 +165,8 @@ impl Switch {
                 "client_request_id must be 1 to 64 of [A-Za-z0-9._:-]",
             ));
         }
-        let funding = self.check_funding(funding, bin, account)?;
+        let payer = self.check_funding(funding, bin, account, card)?;
+        let funding = payer.funding;
         if bill_ids.len() > 24 || bill_ids.iter().any(|b| !(1..=40).contains(&b.len())) {
             return Err(SwitchError::invalid(
                 "bill_ids: at most 24 ids of 1 to 40 characters",
@@ -121,8 +178,8 @@ impl Switch {
             customer,
             &bill_ids.join(","),
             funding_label(funding),
-            bin,
-            account,
+            &payer.bin,
+            payer.card_token.as_deref().unwrap_or(&payer.account),
         ]);
         // A retry answers the original outcome (the bills are not due any
         // more, so it must not be asked of the biller again).
@@ -176,34 +233,20 @@ impl Switch {
             amount,
             party_reference: None,
         };
-        let steps = match funding {
-            Funding::Cash => vec![pay],
-            Funding::Account => vec![
-                Step {
-                    party: Party::Bank(bin.to_string()),
-                    action: Action::Debit {
-                        account: account.to_string(),
-                    },
-                    amount: amount + fee.total,
-                    party_reference: None,
-                },
-                pay,
-            ],
-            // The payer's bank is known when the code is paid.
-            Funding::Qr => Vec::new(),
-        };
+        let steps = payer.steps(amount + fee.total, pay);
         let mut rec = self.new_record(
             p,
             &post_office_id,
             store::Kind::BillPayment,
             request_id,
-            bin,
-            account,
+            &payer.bin,
+            &payer.account,
             amount,
             fee,
             fp.clone(),
             steps,
         );
+        rec.card_token = payer.card_token.clone();
         rec.account_name = statement.customer_name.clone();
         rec.bill = Some(BillPart {
             biller: biller.code.clone(),
@@ -213,7 +256,9 @@ impl Switch {
             funding,
         });
         if funding != Funding::Qr {
-            return self.start(rec, &p.id, request_id, &fp, None).await;
+            return self
+                .start(rec, &p.id, request_id, &fp, payer.presented())
+                .await;
         }
         let purpose = format!("HD {} {}", biller.code, customer);
         self.show_code(p, request_id, &fp, rec, &biller, customer, purpose)
@@ -221,15 +266,46 @@ impl Switch {
     }
 
     /// How a counter payment (bills, a top-up) is funded, checked: a bank
-    /// account names a routed bank; the others name none.
+    /// account names a routed bank, a card's first six digits do; the
+    /// others name none.
     pub(crate) fn check_funding(
         &self,
         funding: Option<Funding>,
         bin: &str,
         account: &str,
-    ) -> Result<Funding, SwitchError> {
-        let funding =
-            funding.ok_or_else(|| SwitchError::invalid("funding must be cash, account or qr"))?;
+        card: Option<Card>,
+    ) -> Result<Payer, SwitchError> {
+        let funding = funding
+            .ok_or_else(|| SwitchError::invalid("funding must be cash, account, qr or card"))?;
+        if funding == Funding::Card {
+            let card = card.ok_or_else(|| {
+                SwitchError::invalid("card funding needs card_number and pin_block")
+            })?;
+            if !bin.is_empty() || !account.is_empty() {
+                return Err(SwitchError::invalid(
+                    "bank_bin and account are only for account funding",
+                ));
+            }
+            let issuer = card.pan.bin().to_string();
+            if self.routes.get(&issuer).is_none() {
+                return Err(SwitchError::new(
+                    ErrorCode::UnknownBank,
+                    format!("no bank issues cards beginning {issuer}"),
+                ));
+            }
+            return Ok(Payer {
+                funding,
+                bin: issuer,
+                account: card.pan.masked(),
+                card_token: Some(card.pan.token(self.master_key.card_token_key().expose())),
+                card: Some(card),
+            });
+        }
+        if card.is_some() {
+            return Err(SwitchError::invalid(
+                "card_number and pin_block are only for card funding",
+            ));
+        }
         if funding == Funding::Account {
             if !valid_bin(bin) {
                 return Err(SwitchError::invalid("bank_bin must be six digits"));
@@ -250,7 +326,13 @@ impl Switch {
                 "bank_bin and account are only for account funding",
             ));
         }
-        Ok(funding)
+        Ok(Payer {
+            funding,
+            bin: bin.to_string(),
+            account: account.to_string(),
+            card_token: None,
+            card: None,
+        })
     }
 
     /// Show a code for `rec`'s amount and fee, paid to `biller`'s

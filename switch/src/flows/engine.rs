@@ -292,6 +292,7 @@ impl Switch {
             limits_held: false,
             pays_for: None,
             paid_by: None,
+            card_token: None,
         }
     }
 
@@ -304,7 +305,7 @@ impl Switch {
         owner: &str,
         request_id: &str,
         fingerprint: &str,
-        code: Option<String>,
+        presented: Option<Presented>,
     ) -> Outcome {
         match self
             .store
@@ -319,7 +320,7 @@ impl Switch {
         }
         let me = self.clone();
         let span = tracing::info_span!("transaction", tx = %rec.id, terminal = %rec.terminal_id, kind = kind_label(rec.kind));
-        tokio::spawn(async move { me.run(rec, code).instrument(span).await })
+        tokio::spawn(async move { me.run(rec, presented).instrument(span).await })
             .await
             .map_err(|e| storage(format!("transaction task failed: {e}")))?
     }
@@ -404,8 +405,14 @@ impl Switch {
             fp.clone(),
             vec![step],
         );
-        self.start(rec, &p.id, request_id, &fp, code.map(str::to_string))
-            .await
+        self.start(
+            rec,
+            &p.id,
+            request_id,
+            &fp,
+            code.map(|c| Presented::Code(c.to_string())),
+        )
+        .await
     }
 
     fn code_attempts_key(rec: &TxRecord) -> String {
@@ -479,7 +486,7 @@ impl Switch {
     }
 
     /// Run a recorded transaction: limits, reservation, then its calls.
-    pub(crate) async fn run(&self, mut rec: TxRecord, code: Option<String>) -> Outcome {
+    pub(crate) async fn run(&self, mut rec: TxRecord, presented: Option<Presented>) -> Outcome {
         debug_assert!(!rec.steps.is_empty());
         if let Some(e) = self.party_paused(&rec.steps[0].party) {
             return self.finish(rec, Status::Failed, Some(e)).await;
@@ -546,7 +553,7 @@ impl Switch {
             };
             return self.finish(rec, Status::Failed, Some(e)).await;
         }
-        self.execute(rec, &legs, code.as_deref(), 0).await
+        self.execute(rec, &legs, presented.as_ref(), 0).await
     }
 
     /// A party whose circuit is open: calls to it fail fast.
@@ -577,12 +584,12 @@ impl Switch {
         &self,
         mut rec: TxRecord,
         legs: &[NewTransfer],
-        code: Option<&str>,
+        presented: Option<&Presented>,
         from: usize,
     ) -> Outcome {
         let mut i = from;
         while i < rec.steps.len() {
-            match self.call_step(&rec, i, code).await? {
+            match self.call_step(&rec, i, presented).await? {
                 Answer::Done(reference) => {
                     rec.steps[i].party_reference = Some(reference.clone());
                     if i == 0 {
@@ -621,8 +628,12 @@ impl Switch {
         &self,
         rec: &TxRecord,
         i: usize,
-        code: Option<&str>,
+        presented: Option<&Presented>,
     ) -> Result<Answer, SwitchError> {
+        let code = match presented {
+            Some(Presented::Code(c)) => Some(c.as_str()),
+            _ => None,
+        };
         let step = &rec.steps[i];
         let reference = rec.tx_id().reference(i as u8);
         let timeout = Duration::from_millis(self.config.bank_timeout_ms);
@@ -634,6 +645,23 @@ impl Switch {
                         ErrorCode::UnknownBank,
                         format!("no bank with BIN {bin}"),
                     )));
+                };
+                // A card's PIN, re-enciphered for the issuer: only the flow
+                // that received the card holds it (recovery never calls).
+                let card_block = match (action, presented) {
+                    (Action::CardDebit { .. }, Some(Presented::Card { pan, pin })) => {
+                        let Some(zone) = &bank.pin_key else {
+                            return Ok(Answer::Refused(SwitchError::new(
+                                ErrorCode::CardNotAccepted,
+                                format!("{} takes no cards through this switch", bank.name),
+                            )));
+                        };
+                        Some(proto::pin::encipher(zone, pin, pan, &self.rng))
+                    }
+                    (Action::CardDebit { .. }, _) => {
+                        return Err(storage("a card debit without the card"));
+                    }
+                    _ => None,
                 };
                 let Some(permit) = bank.breaker.try_call(monotonic_ms()) else {
                     return Ok(Answer::Refused(circuit_open(&bank.name)));
@@ -656,6 +684,18 @@ impl Switch {
                             step.amount - rec.amount,
                         ),
                     ),
+                    Action::CardDebit { .. } => {
+                        let (Some(Presented::Card { pan, .. }), Some(block)) =
+                            (presented, &card_block)
+                        else {
+                            return Err(storage("a card debit without the card"));
+                        };
+                        (
+                            "card_debit",
+                            bank.adapter
+                                .card_debit(reference, pan.expose(), block, step.amount),
+                        )
+                    }
                     Action::PayBills { .. } | Action::TopUp { .. } => {
                         return Err(storage("a bank was asked to pay a biller's part"));
                     }
@@ -677,6 +717,8 @@ impl Switch {
                                 ErrorCode::InvalidCode
                             }
                             RejectReason::CodeExpired => ErrorCode::CodeExpired,
+                            RejectReason::IncorrectPin => ErrorCode::IncorrectPin,
+                            RejectReason::PinTriesExceeded => ErrorCode::PinTriesExceeded,
                             RejectReason::AlreadyReversed | RejectReason::Other => {
                                 ErrorCode::BankRejected
                             }
@@ -884,7 +926,7 @@ impl Switch {
                             Kind::Drawer.id(terminal),
                             Some(Kind::Commission.id(po)),
                         ),
-                        Funding::Account | Funding::Qr => (
+                        Funding::Account | Funding::Qr | Funding::Card => (
                             (bank(&rec.bank_bin), biller, code::BILL_PRINCIPAL),
                             None,
                             bank(&rec.bank_bin),
@@ -1352,6 +1394,17 @@ impl Switch {
         metrics::gauge!("switch_reversal_queue_depth").set(depth as f64);
         Ok(())
     }
+}
+
+/// What the customer presented that a call needs and no record may keep:
+/// a cash-out's one-time code, a card and its PIN. Held by the flow that
+/// received it, in memory, for its calls only.
+pub(crate) enum Presented {
+    Code(String),
+    Card {
+        pan: proto::pin::Pan,
+        pin: proto::pin::Pin,
+    },
 }
 
 /// How a step that cannot go on ends.

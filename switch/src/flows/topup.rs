@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::caller::Principal;
 use crate::error::{ErrorCode, SwitchError};
-use crate::flows::bills::funding_label;
+use crate::flows::bills::{Card, funding_label};
 use crate::flows::{Outcome, Switch, check_amount, fingerprint, valid_request_id};
 use crate::store::{self, Action, BillPart, Funding, Party, Step};
 use crate::topup::Refusal;
@@ -37,6 +37,7 @@ impl Switch {
         funding: Option<Funding>,
         bin: &str,
         account: &str,
+        card: Option<Card>,
     ) -> Outcome {
         let post_office_id = Switch::teller_post_office(p)?.to_string();
         if !valid_request_id(request_id) {
@@ -45,7 +46,8 @@ impl Switch {
             ));
         }
         let (network, phone) = crate::topup::check(provider, phone, amount).map_err(refused)?;
-        let funding = self.check_funding(funding, bin, account)?;
+        let payer = self.check_funding(funding, bin, account, card)?;
+        let funding = payer.funding;
         let product = &self.config.topup;
         check_amount(product, amount, "top-up")?;
         let biller = self.billers.get(network.code).cloned().ok_or_else(|| {
@@ -61,8 +63,8 @@ impl Switch {
             &phone,
             &amount_text,
             funding_label(funding),
-            bin,
-            account,
+            &payer.bin,
+            payer.card_token.as_deref().unwrap_or(&payer.account),
         ]);
         if let Some(existing) = self.earlier_request(&p.id, request_id, &fp)? {
             return Ok(existing);
@@ -79,34 +81,20 @@ impl Switch {
             amount,
             party_reference: None,
         };
-        let steps = match funding {
-            Funding::Cash => vec![sell],
-            Funding::Account => vec![
-                Step {
-                    party: Party::Bank(bin.to_string()),
-                    action: Action::Debit {
-                        account: account.to_string(),
-                    },
-                    amount: amount + fee.total,
-                    party_reference: None,
-                },
-                sell,
-            ],
-            // The payer's bank is known when the code is paid.
-            Funding::Qr => Vec::new(),
-        };
+        let steps = payer.steps(amount + fee.total, sell);
         let mut rec = self.new_record(
             p,
             &post_office_id,
             store::Kind::TopUp,
             request_id,
-            bin,
-            account,
+            &payer.bin,
+            &payer.account,
             amount,
             fee,
             fp.clone(),
             steps,
         );
+        rec.card_token = payer.card_token.clone();
         rec.bill = Some(BillPart {
             biller: biller.code.clone(),
             customer: phone.clone(),
@@ -115,7 +103,9 @@ impl Switch {
             funding,
         });
         if funding != Funding::Qr {
-            return self.start(rec, &p.id, request_id, &fp, None).await;
+            return self
+                .start(rec, &p.id, request_id, &fp, payer.presented())
+                .await;
         }
         let purpose = format!("NAP {} {phone}", biller.code);
         self.show_code(p, request_id, &fp, rec, &biller, &phone, purpose)

@@ -54,11 +54,19 @@ struct State {
     codes: HashMap<String, WithdrawalCode>,
     rng: u64,
     next_reference: u64,
+    /// Wrong PINs entered per card (in memory: a restart forgives them).
+    wrong_pins: HashMap<String, u32>,
 }
+
+/// Wrong PINs after which a card is blocked.
+const PIN_TRIES_MAX: u32 = 3;
 
 pub struct SimBank {
     bin: String,
     config: SimConfig,
+    /// The zone PIN key it shares with the switch (`with_pin_key`): PIN
+    /// blocks of card debits open under it. None: it takes no cards.
+    pin_key: Option<proto::pin::PinKey>,
     fault: FaultSwitch,
     state: Mutex<State>,
     /// Write-through copy of the state.
@@ -134,9 +142,84 @@ impl SimBank {
                 codes,
                 rng: seed,
                 next_reference,
+                wrong_pins: HashMap::new(),
             }),
             tree,
+            pin_key: None,
         })
+    }
+
+    /// Take cards, their PIN blocks enciphered under `key`.
+    pub fn with_pin_key(mut self, key: proto::pin::PinKey) -> SimBank {
+        self.pin_key = Some(key);
+        self
+    }
+
+    /// Verify the PIN in `pin_block` for `card_number`, then debit the
+    /// card's account.
+    fn card_take(
+        &self,
+        reference: Reference,
+        card_number: &str,
+        pin_block: &str,
+        amount: u64,
+    ) -> Result<String, BankError> {
+        let refuse = |reason, message: &str| {
+            Err(BankError::Rejected {
+                reason,
+                message: message.to_string(),
+            })
+        };
+        let Some(key) = &self.pin_key else {
+            return refuse(RejectReason::Other, "this bank takes no cards here");
+        };
+        let Ok(pan) = proto::pin::Pan::parse(card_number) else {
+            return refuse(RejectReason::AccountNotFound, "no such card");
+        };
+        // A repeated reference answers what it did, without the PIN again.
+        if self.lock().txs.contains_key(&reference.as_u128()) {
+            return self.take(reference, "", None, amount);
+        }
+        let found = self
+            .lock()
+            .accounts
+            .keys()
+            .map(|a| (a.clone(), demo_card(&self.bin, a)))
+            .find(|(_, (card, _))| card == pan.expose());
+        let Some((account, (_, pin))) = found else {
+            return refuse(RejectReason::AccountNotFound, "no such card");
+        };
+        let tries = self
+            .lock()
+            .wrong_pins
+            .get(pan.expose())
+            .copied()
+            .unwrap_or(0);
+        if tries >= PIN_TRIES_MAX {
+            return refuse(
+                RejectReason::PinTriesExceeded,
+                "the card is blocked: too many wrong PINs",
+            );
+        }
+        let entered = match proto::pin::decipher(key, pin_block, &pan) {
+            Ok(p) => p,
+            Err(_) => return refuse(RejectReason::Other, "the PIN block does not open"),
+        };
+        if !entered.is(&pin) {
+            let mut s = self.lock();
+            let n = s.wrong_pins.entry(pan.expose().to_string()).or_insert(0);
+            *n += 1;
+            return if *n >= PIN_TRIES_MAX {
+                refuse(
+                    RejectReason::PinTriesExceeded,
+                    "wrong PIN; the card is now blocked",
+                )
+            } else {
+                refuse(RejectReason::IncorrectPin, "wrong PIN")
+            };
+        }
+        self.lock().wrong_pins.remove(pan.expose());
+        self.take(reference, &account, None, amount)
     }
 
     pub fn account(&self, account: &str) -> Option<SimAccount> {
@@ -450,6 +533,16 @@ impl BankAdapter for SimBank {
         Box::pin(self.money_call(move || self.take(reference, account, None, amount)))
     }
 
+    fn card_debit<'a>(
+        &'a self,
+        reference: Reference,
+        card_number: &'a str,
+        pin_block: &'a str,
+        amount: u64,
+    ) -> BankFuture<'a, String> {
+        Box::pin(self.money_call(move || self.card_take(reference, card_number, pin_block, amount)))
+    }
+
     fn reverse(&self, reference: Reference) -> BankFuture<'_, ()> {
         Box::pin(self.call(move || {
             let mut s = self.lock();
@@ -521,6 +614,18 @@ pub fn demo_accounts(bin: &str) -> Vec<SimAccount> {
             }),
     );
     out
+}
+
+/// The card a demo account holds at bank `bin`, and its PIN (the same
+/// every time): the BIN, the account's last nine digits, a Luhn check
+/// digit; the PIN from the account's digits.
+pub fn demo_card(bin: &str, account: &str) -> (String, String) {
+    let digits: String = account.chars().filter(char::is_ascii_digit).collect();
+    let tail = &digits[digits.len().saturating_sub(9)..];
+    let body = format!("{bin}{tail:0>9}");
+    let card = format!("{body}{}", proto::pin::luhn_digit(&body));
+    let n: u64 = tail.parse().unwrap_or(0);
+    (card, format!("{:04}", 1_000 + n % 9_000))
 }
 
 /// The simulated customers of bank `bin` (the same every time).

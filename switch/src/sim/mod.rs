@@ -17,7 +17,7 @@ pub mod biller;
 pub mod fault;
 pub mod service;
 
-pub use bank::{SimAccount, SimBank, demo_accounts, demo_customers};
+pub use bank::{SimAccount, SimBank, demo_accounts, demo_card, demo_customers};
 pub use biller::SimBiller;
 pub use fault::Fault;
 

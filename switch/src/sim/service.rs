@@ -39,6 +39,8 @@ fn to_result(r: Result<String, BankError>) -> Result<Response<pb::BankResult>, S
                 RejectReason::AlreadyReversed => pb::BankRejectReason::AlreadyReversed,
                 RejectReason::InvalidCode => pb::BankRejectReason::InvalidCode,
                 RejectReason::CodeExpired => pb::BankRejectReason::CodeExpired,
+                RejectReason::IncorrectPin => pb::BankRejectReason::IncorrectPin,
+                RejectReason::PinTriesExceeded => pb::BankRejectReason::PinTriesExceeded,
                 RejectReason::Other => pb::BankRejectReason::Other,
             };
             Ok(Response::new(pb::BankResult {
@@ -111,6 +113,23 @@ impl pb::bank_adapter_server::BankAdapter for SimBankService {
         to_result(
             self.sim
                 .debit(reference(&r.reference)?, &r.account, r.amount)
+                .await,
+        )
+    }
+
+    async fn card_debit(
+        &self,
+        req: Request<pb::BankCardDebitRequest>,
+    ) -> Result<Response<pb::BankResult>, Status> {
+        let r = req.into_inner();
+        to_result(
+            self.sim
+                .card_debit(
+                    reference(&r.reference)?,
+                    &r.card_number,
+                    &r.pin_block,
+                    r.amount,
+                )
                 .await,
         )
     }

@@ -961,6 +961,7 @@ mod tests {
             limits_held: false,
             pays_for: None,
             paid_by: None,
+            card_token: None,
         }
     }
 

@@ -46,6 +46,13 @@ pub enum Action {
     DebitWithCode {
         account: String,
     },
+    /// Debit of the account behind a card, after the issuer verified the
+    /// PIN. Only the masked number is kept: the card number and the PIN
+    /// block reach the call from the flow that received them, never from
+    /// a stored record (so recovery asks the status, never calls again).
+    CardDebit {
+        card_masked: String,
+    },
     PayBills {
         customer: String,
         bills: Vec<String>,
@@ -78,6 +85,8 @@ pub enum Funding {
     Account,
     /// A VietQR the teller shows, paid from the customer's banking app.
     Qr,
+    /// The customer's bank card and PIN at the counter's terminal.
+    Card,
 }
 
 /// The bills of a bill payment.
@@ -204,6 +213,10 @@ pub struct TxRecord {
     /// A bill payment shown as a code, once paid: the attempt that paid it.
     #[serde(default)]
     pub paid_by: Option<String>,
+    /// Paid by card: a token of the card number (HMAC under a key derived
+    /// from the master key), for look-ups; the number itself is not kept.
+    #[serde(default)]
+    pub card_token: Option<String>,
 }
 
 impl TxRecord {
