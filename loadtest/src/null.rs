@@ -345,6 +345,12 @@ impl pb::admin_server::Admin for Null {
     ) -> Result<Response<pb::RotateKeyResponse>, Status> {
         Err(unused())
     }
+    async fn create_console_user(
+        &self,
+        _: Request<pb::CreateConsoleUserRequest>,
+    ) -> Result<Response<pb::CreateConsoleUserResponse>, Status> {
+        Err(unused())
+    }
 }
 
 /// A running null server.

@@ -70,6 +70,16 @@ pub enum AdminCommand {
         #[arg(long)]
         profile_out: PathBuf,
     },
+    /// A user of the web console: an operator, or a bank's settlement
+    /// staff (`--role bank --bank BIN`). Prints the password, once.
+    ConsoleUser {
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "operator")]
+        role: String,
+        #[arg(long, default_value = "")]
+        bank: String,
+    },
 }
 
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
@@ -242,6 +252,35 @@ pub async fn run(profile: &Path, command: AdminCommand, json: bool) -> Result<St
                     r.key_id,
                     profile_out.display(),
                     r.previous_valid_until_ms
+                )
+            })
+        }
+        AdminCommand::ConsoleUser { name, role, bank } => {
+            let req = pb::CreateConsoleUserRequest {
+                name,
+                role,
+                bank_bin: bank,
+            };
+            let r = client
+                .create_console_user(
+                    credentials.sign("/paymentswitch.v1.Admin/CreateConsoleUser", req),
+                )
+                .await?
+                .into_inner();
+            Ok(if json {
+                json!({"name": r.name, "role": r.role, "bank": r.bank_bin, "password": r.password})
+                    .to_string()
+            } else {
+                format!(
+                    "console user {} ({}{}); password (shown once): {}\n",
+                    r.name,
+                    r.role,
+                    if r.bank_bin.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" of {}", r.bank_bin)
+                    },
+                    r.password
                 )
             })
         }

@@ -31,6 +31,13 @@ pub struct Config {
     pub tls: TlsConfig,
     /// Prometheus metrics at `/metrics`.
     pub metrics_listen: SocketAddr,
+    /// The operations console (`edge::console`); None: not served. The
+    /// `switch` binary serves it on 127.0.0.1:8080 unless told otherwise
+    /// (`--console-listen ADDR|off`).
+    pub console_listen: Option<SocketAddr>,
+    /// Mark the console's cookies `Secure`: it is reached over TLS (a
+    /// terminating proxy in front of it).
+    pub console_secure_cookies: bool,
     /// How long one bank call may take before its outcome counts as unknown.
     pub bank_timeout_ms: u64,
     /// Status inquiries after a timeout before the switch reverses.
@@ -264,6 +271,8 @@ impl Default for Config {
             store: StoreConfig::default(),
             listen: "127.0.0.1:50051".parse().expect("literal address"),
             metrics_listen: "127.0.0.1:9100".parse().expect("literal address"),
+            console_listen: None,
+            console_secure_cookies: false,
             bank_timeout_ms: 3_000,
             bank_status_attempts: 3,
             breaker: BreakerConfig::default(),

@@ -30,6 +30,10 @@ struct ServeArgs {
     /// Prometheus metrics address (serves /metrics).
     #[arg(long, env = "SWITCH_METRICS_LISTEN")]
     metrics_listen: Option<std::net::SocketAddr>,
+    /// The operations console's address, or `off` [default: 127.0.0.1:8080,
+    /// unless the config file names one].
+    #[arg(long, env = "SWITCH_CONSOLE_LISTEN")]
+    console_listen: Option<String>,
     /// TOML file overriding the defaults.
     #[arg(long, env = "SWITCH_CONFIG")]
     config: Option<PathBuf>,
@@ -87,6 +91,19 @@ fn config(args: &ServeArgs) -> Result<Config, String> {
     }
     if let Some(m) = args.metrics_listen {
         c.metrics_listen = m;
+    }
+    match args.console_listen.as_deref() {
+        Some("off") => c.console_listen = None,
+        Some(a) => {
+            c.console_listen = Some(
+                a.parse()
+                    .map_err(|e| format!("--console-listen {a}: {e} (an address, or off)"))?,
+            )
+        }
+        None if c.console_listen.is_none() => {
+            c.console_listen = Some(([127, 0, 0, 1], 8080).into());
+        }
+        None => {}
     }
     if let Some(url) = &args.store {
         c.store.url = Some(url.clone());
@@ -155,6 +172,7 @@ fn merge(global: ServeArgs, local: ServeArgs) -> ServeArgs {
         data: local.data.or(global.data),
         listen: local.listen.or(global.listen),
         metrics_listen: local.metrics_listen.or(global.metrics_listen),
+        console_listen: local.console_listen.or(global.console_listen),
         config: local.config.or(global.config),
         store: local.store.or(global.store),
         master_key_file: local.master_key_file.or(global.master_key_file),

@@ -544,6 +544,24 @@ pub async fn serve(
     } = opened;
     let address = listener.local_addr()?;
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let console = match switch.config.console_listen {
+        Some(at) => {
+            let listener = TcpListener::bind(at)
+                .await
+                .map_err(|e| format!("the console cannot listen on {at}: {e}"))?;
+            tracing::info!(address = %listener.local_addr()?, "console serving");
+            let mut stop = stop_rx.clone();
+            Some(tokio::spawn(crate::edge::console::serve(
+                listener,
+                switch.clone(),
+                switch.config.console_secure_cookies,
+                async move {
+                    let _ = stop.changed().await;
+                },
+            )))
+        }
+        None => None,
+    };
 
     let worker = {
         let switch = switch.clone();
@@ -700,6 +718,9 @@ pub async fn serve(
     tracing::info!("draining");
     let _ = stop_tx.send(true);
     let _ = worker.await;
+    if let Some(console) = console {
+        let _ = console.await;
+    }
     switch.store.durable().await?;
     tracing::info!("stopped");
     Ok(())

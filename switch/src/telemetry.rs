@@ -21,7 +21,89 @@ pub async fn observe<T>(
     metrics::counter!("switch_requests_total", "method" => method, "code" => code).increment(1);
     metrics::histogram!("switch_request_seconds", "method" => method)
         .record(started.elapsed().as_secs_f64());
+    recent().record(
+        crate::clock::monotonic_ms(),
+        result.is_ok(),
+        started.elapsed().as_micros() as u64,
+    );
     result
+}
+
+/// The last few minutes of calls, in 10-second buckets, for the console's
+/// live charts (Prometheus keeps the history; this keeps what a page needs
+/// without asking it).
+pub struct Recent {
+    buckets: std::collections::VecDeque<Bucket>,
+}
+
+/// One 10-second bucket.
+#[derive(Clone, Debug, Default)]
+pub struct Bucket {
+    /// Its start, on the switch's monotonic clock.
+    pub start_ms: i64,
+    pub ok: u64,
+    pub failed: u64,
+    /// Up to `LATENCIES_MAX` call durations (the first ones of the bucket).
+    latencies_us: Vec<u64>,
+}
+
+impl Bucket {
+    /// Calls a second over the bucket.
+    pub fn per_s(&self) -> f64 {
+        (self.ok + self.failed) as f64 / (BUCKET_MS as f64 / 1000.0)
+    }
+    /// The 99th percentile of the sampled durations, in milliseconds.
+    pub fn p99_ms(&self) -> f64 {
+        let mut l = self.latencies_us.clone();
+        if l.is_empty() {
+            return 0.0;
+        }
+        l.sort_unstable();
+        l[(l.len() * 99 / 100).min(l.len() - 1)] as f64 / 1000.0
+    }
+}
+
+const BUCKET_MS: i64 = 10_000;
+/// Five minutes.
+const BUCKETS_MAX: usize = 30;
+const LATENCIES_MAX: usize = 2_000;
+
+impl Recent {
+    fn record(&mut self, now_ms: i64, ok: bool, latency_us: u64) {
+        let start_ms = now_ms - now_ms.rem_euclid(BUCKET_MS);
+        if self.buckets.back().is_none_or(|b| b.start_ms != start_ms) {
+            self.buckets.push_back(Bucket {
+                start_ms,
+                ..Bucket::default()
+            });
+            while self.buckets.len() > BUCKETS_MAX {
+                self.buckets.pop_front();
+            }
+        }
+        let b = self.buckets.back_mut().expect("pushed above");
+        if ok {
+            b.ok += 1;
+        } else {
+            b.failed += 1;
+        }
+        if b.latencies_us.len() < LATENCIES_MAX {
+            b.latencies_us.push(latency_us);
+        }
+    }
+
+    /// The buckets of the last five minutes, oldest first (empty seconds
+    /// have no bucket).
+    pub fn buckets(&self) -> Vec<Bucket> {
+        self.buckets.iter().cloned().collect()
+    }
+}
+
+/// The process's recent calls.
+pub fn recent() -> std::sync::MutexGuard<'static, Recent> {
+    static RECENT: std::sync::Mutex<Recent> = std::sync::Mutex::new(Recent {
+        buckets: std::collections::VecDeque::new(),
+    });
+    RECENT.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Ledger commits, from the ledger's writer thread.

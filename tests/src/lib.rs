@@ -8,6 +8,7 @@
 //! the server from the runtime's workers, so the tests run on the
 //! multi-threaded runtime.
 
+pub mod console;
 pub mod tls;
 
 use std::path::{Path, PathBuf};

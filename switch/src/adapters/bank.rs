@@ -121,4 +121,7 @@ impl Routes {
     pub fn bins(&self) -> impl Iterator<Item = &str> {
         self.banks.keys().map(String::as_str)
     }
+    pub fn all(&self) -> impl Iterator<Item = &Arc<Bank>> {
+        self.banks.values()
+    }
 }

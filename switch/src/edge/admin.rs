@@ -19,6 +19,31 @@ pub struct AdminService {
 
 #[tonic::async_trait]
 impl pb::admin_server::Admin for AdminService {
+    async fn create_console_user(
+        &self,
+        req: Request<pb::CreateConsoleUserRequest>,
+    ) -> Result<Response<pb::CreateConsoleUserResponse>, Status> {
+        crate::telemetry::observe("create_console_user", async move {
+            let p = principal(&req)?;
+            let r = req.into_inner();
+            let (u, password) = crate::flows::provisioning::create_console_user(
+                &self.switch,
+                &p,
+                &r.name,
+                &r.role,
+                &r.bank_bin,
+            )
+            .await?;
+            Ok(Response::new(pb::CreateConsoleUserResponse {
+                name: u.name,
+                role: u.role,
+                bank_bin: u.bank_bin,
+                password,
+            }))
+        })
+        .await
+    }
+
     async fn provision_post_office(
         &self,
         req: Request<pb::ProvisionPostOfficeRequest>,

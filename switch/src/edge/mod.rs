@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod auth;
 pub mod bills;
+pub mod console;
 pub mod convert;
 pub mod merchant;
 pub mod payer_bank;

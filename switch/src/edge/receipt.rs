@@ -20,7 +20,7 @@ fn grouped(n: u64) -> String {
 }
 
 /// Civil date and time (UTC+7) of a UNIX time in milliseconds.
-fn local_time(ms: i64) -> String {
+pub(crate) fn local_time(ms: i64) -> String {
     let secs = ms.div_euclid(1000) + 7 * 3600;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Days to civil date (Howard Hinnant's algorithm).

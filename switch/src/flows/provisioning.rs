@@ -511,3 +511,127 @@ pub async fn rotate_key(
     tracing::info!(key = key_id, by = %p.id, previous_until_ms = until_ms, "key rotated");
     Ok((principal, secret, until_ms))
 }
+
+/// Make a console user (`role` `operator`, or `bank` with the bank it
+/// sees); answers the user and a new password, shown once. Only its
+/// Argon2id hash is kept.
+pub async fn create_console_user(
+    switch: &Switch,
+    p: &Principal,
+    name: &str,
+    role: &str,
+    bank_bin: &str,
+) -> Result<(crate::store::ConsoleUser, String), SwitchError> {
+    operator(p)?;
+    if !(1..=32).contains(&name.len())
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+    {
+        return Err(SwitchError::invalid("name must be 1 to 32 of [a-z0-9._-]"));
+    }
+    match (role, bank_bin) {
+        ("operator", "") => {}
+        ("bank", bin) if switch.routes.get(bin).is_some() => {}
+        ("bank", bin) => {
+            return Err(SwitchError::new(
+                ErrorCode::UnknownBank,
+                format!("no bank with BIN {bin:?}"),
+            ));
+        }
+        _ => {
+            return Err(SwitchError::invalid(
+                "role must be operator, or bank with its bank_bin",
+            ));
+        }
+    }
+    let _one_at_a_time = switch
+        .take_turn(&switch.provisioning, crate::flows::turn::PROVISIONING)
+        .await?;
+    if switch.store.console_user(name).map_err(internal)?.is_some() {
+        return Err(SwitchError::new(
+            ErrorCode::AlreadyExists,
+            format!("a console user {name} exists"),
+        ));
+    }
+    let rng = SystemRandom::new();
+    let mut raw = [0u8; 15];
+    ring::rand::SecureRandom::fill(&rng, &mut raw).map_err(|_| internal("no randomness"))?;
+    // 24 characters a person can read out and type.
+    let password: String = raw
+        .iter()
+        .flat_map(|b| [b >> 4, b & 0xF])
+        .take(24)
+        .map(|n| char::from(b"abcdefghjkmnpqrstuvwxyz23456789"[usize::from(n)]))
+        .collect();
+    let hash = hash_password(password.clone()).await?;
+    let user = crate::store::ConsoleUser {
+        name: name.to_string(),
+        role: role.to_string(),
+        bank_bin: bank_bin.to_string(),
+        password_hash: hash,
+        created_at_ms: now_ms(),
+        created_by: p.id.clone(),
+    };
+    switch.store.put_console_user(&user).map_err(internal)?;
+    switch.store.durable().await.map_err(internal)?;
+    tracing::info!(user = name, role, bank = bank_bin, by = %p.id, "console user created");
+    Ok((user, password))
+}
+
+/// Argon2id with the crate's default parameters (19 MiB, 2 passes), off
+/// the async workers: a hash takes tens of milliseconds.
+async fn hash_password(password: String) -> Result<String, SwitchError> {
+    use argon2::PasswordHasher;
+    tokio::task::spawn_blocking(move || {
+        let salt = argon2::password_hash::SaltString::generate(
+            &mut argon2::password_hash::rand_core::OsRng,
+        );
+        argon2::Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(internal)
+    })
+    .await
+    .map_err(internal)?
+}
+
+/// The console user `name` if `password` is theirs. An unknown name costs
+/// the same hash as a known one, so the answer's time tells nothing.
+pub async fn console_sign_in(
+    switch: &Switch,
+    name: &str,
+    password: &str,
+) -> Result<Option<crate::store::ConsoleUser>, SwitchError> {
+    use argon2::PasswordVerifier;
+    let user = if name.len() <= 32 {
+        switch.store.console_user(name).map_err(internal)?
+    } else {
+        None
+    };
+    // A hash of a password nobody has, verified when the name is unknown.
+    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let stored = match &user {
+        Some(u) => u.password_hash.clone(),
+        None => match DECOY.get() {
+            Some(d) => d.clone(),
+            None => {
+                let d = hash_password("not a password anyone has".into()).await?;
+                DECOY.get_or_init(|| d).clone()
+            }
+        },
+    };
+    let password = password.to_string();
+    let ok = tokio::task::spawn_blocking(move || {
+        argon2::password_hash::PasswordHash::new(&stored)
+            .map(|h| {
+                argon2::Argon2::default()
+                    .verify_password(password.as_bytes(), &h)
+                    .is_ok()
+            })
+            .unwrap_or(false)
+    })
+    .await
+    .map_err(internal)?;
+    Ok(user.filter(|_| ok))
+}

@@ -662,6 +662,30 @@ impl Store {
             .transpose()
     }
 
+    /// The newest transactions (ids begin with their time), up to `limit`
+    /// of those `keep` takes, reading at most `scan_max` (the console's
+    /// search: bounded whatever the store holds).
+    pub fn recent_txs(
+        &self,
+        limit: usize,
+        scan_max: usize,
+        keep: impl Fn(&TxRecord) -> bool,
+    ) -> Result<Vec<TxRecord>, StoreError> {
+        let mut out = Vec::new();
+        let range = (Bound::Unbounded, Bound::Unbounded);
+        for kv in self.kv.scan(Tree::Tx, range, true).take(scan_max) {
+            let (k, v) = kv?;
+            let t: TxRecord = decode("transaction", &k, &v)?;
+            if keep(&t) {
+                out.push(t);
+                if out.len() == limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// A terminal's transactions, newest first, after `before` (exclusive).
     pub fn list_terminal(
         &self,
@@ -820,6 +844,15 @@ impl Store {
     }
     pub fn terminal(&self, id: &str) -> Result<Option<Terminal>, StoreError> {
         self.entity("terminal", id)
+    }
+    pub fn put_console_user(&self, u: &ConsoleUser) -> Result<(), StoreError> {
+        self.put_entity("console_user", &u.name, u)
+    }
+    pub fn console_user(&self, name: &str) -> Result<Option<ConsoleUser>, StoreError> {
+        self.entity("console_user", name)
+    }
+    pub fn console_users(&self) -> Result<Vec<ConsoleUser>, StoreError> {
+        self.entities("console_user")
     }
     pub fn operator(&self, id: &str) -> Result<Option<Operator>, StoreError> {
         self.entity("operator", id)

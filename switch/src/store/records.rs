@@ -289,6 +289,22 @@ pub struct Operator {
     pub secret: SealedSecret,
 }
 
+/// Someone who signs in to the operations console: an operator, or a
+/// bank's settlement staff (who see only their bank).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsoleUser {
+    pub name: String,
+    /// `operator` or `bank`.
+    pub role: String,
+    /// A bank user's bank.
+    #[serde(default)]
+    pub bank_bin: String,
+    /// Argon2id, in the PHC string format (salt and parameters inside).
+    pub password_hash: String,
+    pub created_at_ms: i64,
+    pub created_by: String,
+}
+
 /// A terminal's shift: the drawer counted at open and at close.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShiftRecord {

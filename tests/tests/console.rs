@@ -1,0 +1,268 @@
+//! The operations console over HTTP (issue #18): sign-in with a console
+//! user's password, the session cookie's flags, CSRF on every action, the
+//! operator's pages (a payment made over gRPC found and shown with its
+//! ledger legs and receipt, a window closed and its report, liquidity moved,
+//! a merchant's printable code) and a bank user who sees only their bank.
+//! `console_browser.rs` drives the same pages in Chromium.
+
+use proto::v1 as pb;
+use tests::Harness;
+use tests::console::{Client, Console, console_user};
+
+const MB: &str = "970422";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_in_sets_a_strict_http_only_session_and_signing_out_ends_it() {
+    let h = Harness::start(|_| {}).await;
+    let console = Console::start(&h, true).await;
+    let password = console_user(&h, "alice", "operator", "").await;
+    assert_eq!(password.len(), 24);
+    let mut c = Client::new(&console);
+    let r = c.get("/overview").await;
+    assert_eq!((r.status, r.header("location")), (303, Some("/login")));
+    let r = c.sign_in("alice", "not-her-password").await;
+    assert_eq!(r.status, 401);
+    assert!(c.cookie.is_none());
+    let r = c.sign_in("nobody", &password).await;
+    assert_eq!(r.status, 401, "an unknown name is refused the same way");
+    let r = c.sign_in("alice", &password).await;
+    assert_eq!((r.status, r.header("location")), (303, Some("/overview")));
+    let cookie = r.header("set-cookie").unwrap();
+    for flag in ["HttpOnly", "SameSite=Strict", "Secure", "Path=/"] {
+        assert!(cookie.contains(flag), "{cookie}");
+    }
+    let page = c.get("/overview").await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("Signed in as alice (operator)"),
+        "{}",
+        page.body
+    );
+    let json = c.get("/api/overview").await;
+    assert_eq!(json.status, 200);
+    let v: serde_json::Value = serde_json::from_str(&json.body).unwrap();
+    assert_eq!(v["reversal_queue"], 0);
+    assert!(v["breakers"].as_array().unwrap().len() >= 12, "{v}");
+    // Signing out needs the CSRF token too; then the cookie opens nothing.
+    let csrf = page.csrf();
+    let kept = c.cookie.clone();
+    let r = c.post("/logout", &[("csrf", "forged")]).await;
+    assert_eq!(r.status, 403);
+    let r = c.post("/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(r.status, 303);
+    c.cookie = kept;
+    let r = c.get("/overview").await;
+    assert_eq!((r.status, r.header("location")), (303, Some("/login")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_finds_a_payment_and_closes_a_window_but_not_without_the_csrf_token() {
+    let h = Harness::start(|_| {}).await;
+    let console = Console::start(&h, false).await;
+    let password = console_user(&h, "ops", "operator", "").await;
+    let mut c = Client::new(&console);
+    assert_eq!(c.sign_in("ops", &password).await.status, 303);
+    // A cash-in over gRPC shows in the search and on its own page.
+    let customer = h.customer(MB, 1_000_000);
+    let tx = h
+        .teller("tho-tang-1")
+        .cash_in("console-1", MB, &customer.account, 750_000)
+        .await
+        .unwrap();
+    let found = c.get("/transactions?terminal=tho-tang-1").await;
+    assert!(found.body.contains(&tx.transaction_id), "{}", found.body);
+    let last4 = &customer.account[customer.account.len() - 4..];
+    let by_account = c.get(&format!("/transactions?account={last4}")).await;
+    assert!(by_account.body.contains(&tx.transaction_id));
+    let none = c.get("/transactions?terminal=tam-dao-1").await;
+    assert!(!none.body.contains(&tx.transaction_id));
+    let shown = c.get(&format!("/transactions/{}", tx.transaction_id)).await;
+    assert_eq!(shown.status, 200);
+    assert!(
+        shown.body.contains("id=\"legs\"") && shown.body.contains("posted"),
+        "{}",
+        shown.body
+    );
+    assert!(shown.body.contains("750,000") && shown.body.contains("CASH-IN"));
+    assert!(
+        !shown.body.contains(&customer.account),
+        "the account is masked"
+    );
+
+    // Closing the window: refused without the token, done with it.
+    let page = c.get("/settlement").await;
+    assert!(page.body.contains("Close window 1"));
+    let r = c.post("/settlement/close", &[("window", "1")]).await;
+    assert_eq!(r.status, 403);
+    let r = c
+        .post("/settlement/close", &[("window", "1"), ("csrf", "x")])
+        .await;
+    assert_eq!(r.status, 403);
+    assert_eq!(h.switch.windows().unwrap()[0].state.label(), "open");
+    let r = c
+        .post(
+            "/settlement/close",
+            &[("window", "1"), ("csrf", &page.csrf())],
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.header("location")),
+        (303, Some("/settlement/1"))
+    );
+    let report = c.get("/settlement/1").await;
+    assert!(
+        report.body.contains("id=\"positions-chart\""),
+        "{}",
+        report.body
+    );
+    assert!(report.body.contains(MB));
+    let csv = c.get("/settlement/1/csv").await;
+    assert!(csv.header("content-type").unwrap().starts_with("text/csv"));
+    assert!(csv.body.starts_with("participant,kind,"), "{}", csv.body);
+    assert!(csv.body.contains(MB));
+    // Settled with a reference.
+    let r = c
+        .post(
+            "/settlement/1/settle",
+            &[("reference", "NAPAS-2026-12-01"), ("csrf", &report.csrf())],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    assert!(c.get("/settlement").await.body.contains("NAPAS-2026-12-01"));
+    h.assert_ledger_clean().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn liquidity_moves_and_a_merchant_sign_is_printable() {
+    let h = Harness::start(|_| {}).await;
+    let console = Console::start(&h, false).await;
+    let password = console_user(&h, "ops", "operator", "").await;
+    let mut c = Client::new(&console);
+    c.sign_in("ops", &password).await;
+    let page = c.get("/liquidity").await;
+    assert!(
+        page.body.contains("tho-tang") && page.body.contains("500,000,000"),
+        "{}",
+        page.body
+    );
+    let r = c
+        .post(
+            "/liquidity/topup",
+            &[
+                ("post_office", "tho-tang"),
+                ("amount", "25,000,000"),
+                ("csrf", &page.csrf()),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert!(c.get("/liquidity").await.body.contains("525,000,000"));
+    let r = c
+        .post(
+            "/liquidity/topup",
+            &[("post_office", "tho-tang"), ("amount", "1000")],
+        )
+        .await;
+    assert_eq!(r.status, 403, "no CSRF token, no top-up");
+    let r = c
+        .post(
+            "/liquidity/topup",
+            &[
+                ("post_office", "tho-tang"),
+                ("amount", "lots"),
+                ("csrf", &page.csrf()),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    let prov = c.get("/provisioning").await;
+    assert!(prov.body.contains("cafe-tam-dao") && prov.body.contains("tho-tang-1"));
+    let sign = c.get("/provisioning/merchants/cafe-tam-dao/sign").await;
+    assert_eq!(sign.status, 200);
+    assert!(sign.body.contains("<svg") && sign.body.contains("CAFE MAY TAM DAO"));
+    assert!(!sign.body.contains("<?xml"), "an SVG inline in HTML");
+    let payload = sign
+        .body
+        .split("<!-- ")
+        .nth(1)
+        .unwrap()
+        .split(" -->")
+        .next()
+        .unwrap();
+    let code = qr::decode(payload).unwrap();
+    assert_eq!(code.merchant_name, Some("CAFE MAY TAM DAO"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bank_user_sees_only_their_bank() {
+    let h = Harness::start(|_| {}).await;
+    let console = Console::start(&h, false).await;
+    let password = console_user(&h, "mb-settlement", "bank", MB).await;
+    // Traffic with two banks, then the window closes.
+    let mut t = h.teller("tho-tang-1");
+    for (i, bin) in [MB, "970436"].iter().enumerate() {
+        let c = h.customer(bin, 1_000_000);
+        t.cash_in(&format!("b-{i}"), bin, &c.account, 300_000)
+            .await
+            .unwrap();
+    }
+    h.settlement("operator").close().await;
+    let mut c = Client::new(&console);
+    let r = c.sign_in("mb-settlement", &password).await;
+    assert_eq!(r.header("location"), Some("/settlement"));
+    let own = c.get("/settlement/1").await;
+    assert_eq!(own.status, 200);
+    assert!(
+        own.body.contains(MB) && !own.body.contains("970436"),
+        "{}",
+        own.body
+    );
+    let other = c.get("/settlement/1?participant=970436").await;
+    assert_eq!(other.status, 403, "another bank's report is refused");
+    assert!(other.body.contains("permission_denied"), "{}", other.body);
+    let csv = c.get("/settlement/1/csv?participant=970436").await;
+    assert_eq!(csv.status, 403);
+    for page in [
+        "/overview",
+        "/api/overview",
+        "/transactions",
+        "/liquidity",
+        "/provisioning",
+    ] {
+        assert_eq!(c.get(page).await.status, 403, "{page}");
+    }
+    let r = c
+        .post(
+            "/settlement/close",
+            &[("window", "2"), ("csrf", &own.csrf())],
+        )
+        .await;
+    assert_eq!(r.status, 403, "a bank does not close windows");
+    // Bank users are made only by operators, for a bank the switch routes.
+    let e = h
+        .admin()
+        .create_console_user(h.credentials("tho-tang-1").sign(
+            "/paymentswitch.v1.Admin/CreateConsoleUser",
+            pb::CreateConsoleUserRequest {
+                name: "eve".into(),
+                role: "operator".into(),
+                bank_bin: String::new(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied);
+    let e = h
+        .admin()
+        .create_console_user(h.credentials("operator").sign(
+            "/paymentswitch.v1.Admin/CreateConsoleUser",
+            pb::CreateConsoleUserRequest {
+                name: "x".into(),
+                role: "bank".into(),
+                bank_bin: "123456".into(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(tests::error_code(&e), "unknown_bank");
+}
