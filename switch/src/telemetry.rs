@@ -91,10 +91,24 @@ impl Recent {
         }
     }
 
-    /// The buckets of the last five minutes, oldest first (empty seconds
-    /// have no bucket).
-    pub fn buckets(&self) -> Vec<Bucket> {
-        self.buckets.iter().cloned().collect()
+    /// The last five minutes up to `now_ms`, oldest first, one bucket per
+    /// ten seconds (a quiet one empty), so that a chart has its time axis.
+    pub fn series(&self, now_ms: i64) -> Vec<Bucket> {
+        let last = now_ms - now_ms.rem_euclid(BUCKET_MS);
+        (0..BUCKETS_MAX as i64)
+            .rev()
+            .map(|k| last - k * BUCKET_MS)
+            .map(|start_ms| {
+                self.buckets
+                    .iter()
+                    .find(|b| b.start_ms == start_ms)
+                    .cloned()
+                    .unwrap_or(Bucket {
+                        start_ms,
+                        ..Bucket::default()
+                    })
+            })
+            .collect()
     }
 }
 
@@ -115,5 +129,37 @@ impl ledger::Observer for LedgerMetrics {
         metrics::histogram!("ledger_fsync_seconds").record(s.fsync_ns as f64 / 1e9);
         metrics::counter!("ledger_records_total").increment(1);
         metrics::counter!("ledger_events_total").increment(s.events as u64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_calls_are_bucketed_by_ten_seconds_with_quiet_ones_filled_in() {
+        let mut r = Recent {
+            buckets: std::collections::VecDeque::new(),
+        };
+        for i in 0..100 {
+            r.record(1_000_000 + i, i % 10 != 0, 1_000 * (i as u64 + 1));
+        }
+        r.record(1_030_000, true, 5_000);
+        let s = r.series(1_035_000);
+        assert_eq!(s.len(), BUCKETS_MAX);
+        let last = &s[BUCKETS_MAX - 1];
+        assert_eq!((last.start_ms, last.ok, last.failed), (1_030_000, 1, 0));
+        let first_calls = &s[BUCKETS_MAX - 4];
+        assert_eq!((first_calls.ok, first_calls.failed), (90, 10));
+        assert_eq!(first_calls.per_s(), 10.0);
+        assert_eq!(first_calls.p99_ms(), 100.0);
+        assert_eq!(
+            s[BUCKETS_MAX - 2].ok + s[BUCKETS_MAX - 2].failed,
+            0,
+            "a quiet step"
+        );
+        // Older than five minutes: gone.
+        r.record(2_000_000, true, 1);
+        assert!(r.series(2_000_000).iter().all(|b| b.start_ms > 1_700_000));
     }
 }

@@ -396,7 +396,7 @@ async fn overview_json(State(c): State<Arc<Console>>, headers: HeaderMap) -> Res
         return r;
     }
     let series: Vec<serde_json::Value> = crate::telemetry::recent()
-        .buckets()
+        .series(now_ms())
         .iter()
         .map(|b| {
             let total = b.ok + b.failed;
