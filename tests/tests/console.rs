@@ -76,6 +76,11 @@ async fn an_operator_finds_a_payment_and_closes_a_window_but_not_without_the_csr
     assert!(by_account.body.contains(&tx.transaction_id));
     let none = c.get("/transactions?terminal=tam-dao-1").await;
     assert!(!none.body.contains(&tx.transaction_id));
+    let since = c.get("/transactions?from=2000-01-01&status=completed").await;
+    assert!(since.body.contains(&tx.transaction_id));
+    let before = c.get("/transactions?to=2000-01-01").await;
+    assert!(!before.body.contains(&tx.transaction_id));
+    assert_eq!(c.get("/transactions?from=2026-13").await.status, 400);
     let shown = c.get(&format!("/transactions/{}", tx.transaction_id)).await;
     assert_eq!(shown.status, 200);
     assert!(

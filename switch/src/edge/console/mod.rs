@@ -453,6 +453,20 @@ struct TxQuery {
     account: String,
     #[serde(default)]
     status: String,
+    /// Local (UTC+7) dates, `YYYY-MM-DD`, both included.
+    #[serde(default)]
+    from: String,
+    #[serde(default)]
+    to: String,
+}
+
+/// A `YYYY-MM-DD` date, or empty.
+fn date_or_empty(s: &str) -> bool {
+    s.is_empty()
+        || (s.len() == 10
+            && s.bytes()
+                .enumerate()
+                .all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() }))
 }
 
 fn tx_row(t: &TxRecord) -> Vec<String> {
@@ -480,10 +494,18 @@ async fn transactions(
     if !q.id.is_empty() {
         return Redirect::to(&format!("/transactions/{}", q.id.trim())).into_response();
     }
+    if !date_or_empty(&q.from) || !date_or_empty(&q.to) {
+        return failure(SwitchError::invalid("dates are YYYY-MM-DD"));
+    }
     let keep = |t: &TxRecord| {
+        // The local date leads the formatted time, so dates compare as text.
+        let day = crate::edge::receipt::local_time(t.created_at_ms);
+        let day = &day[..10];
         (q.terminal.is_empty() || t.terminal_id == q.terminal)
             && (q.post_office.is_empty() || t.post_office_id == q.post_office)
             && (q.status.is_empty() || crate::flows::status_label(t.status) == q.status)
+            && (q.from.is_empty() || day >= q.from.as_str())
+            && (q.to.is_empty() || day <= q.to.as_str())
             && (q.account.is_empty()
                 || t.account.ends_with(&q.account)
                 || t.card_token.as_deref() == Some(q.account.as_str()))
@@ -498,10 +520,13 @@ async fn transactions(
          <input name=\"id\" placeholder=\"transaction id\"> <input name=\"terminal\" placeholder=\"terminal\" value=\"{}\"> \
          <input name=\"post_office\" placeholder=\"post office\" value=\"{}\"> <input name=\"account\" placeholder=\"account's last digits or card token\" value=\"{}\"> \
          <select name=\"status\"><option value=\"\">any status</option><option>completed</option><option>pending</option><option>failed</option><option>reversed</option></select> \
+         from <input name=\"from\" type=\"date\" value=\"{}\"> to <input name=\"to\" type=\"date\" value=\"{}\"> \
          <button>Search</button></form><p>Newest first; the latest 20,000 transactions are searched.</p>{}",
         esc(&q.terminal),
         esc(&q.post_office),
         esc(&q.account),
+        esc(&q.from),
+        esc(&q.to),
         table(
             "transactions",
             &[
