@@ -546,14 +546,28 @@ pub async fn serve(
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let console = match switch.config.console_listen {
         Some(at) => {
+            // The console takes the listener's TLS (its certificate), and
+            // its rule: clear text only on loopback unless `insecure`.
+            let tls = match (&switch.config.tls.cert_file, &switch.config.tls.key_file) {
+                (Some(cert), Some(key)) => Some(crate::edge::console::tls_acceptor(cert, key)?),
+                _ if at.ip().is_loopback() || switch.config.tls.insecure => None,
+                _ => {
+                    return Err(format!(
+                        "refusing to serve the console in clear on {at}: give the switch a \
+                         certificate (--tls-cert, --tls-key), or --insecure behind a TLS proxy"
+                    )
+                    .into());
+                }
+            };
             let listener = TcpListener::bind(at)
                 .await
                 .map_err(|e| format!("the console cannot listen on {at}: {e}"))?;
-            tracing::info!(address = %listener.local_addr()?, "console serving");
+            tracing::info!(address = %listener.local_addr()?, tls = tls.is_some(), "console serving");
             let mut stop = stop_rx.clone();
             Some(tokio::spawn(crate::edge::console::serve(
                 listener,
                 switch.clone(),
+                tls,
                 switch.config.console_secure_cookies,
                 async move {
                     let _ = stop.changed().await;

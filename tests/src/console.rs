@@ -29,6 +29,7 @@ impl Console {
         tokio::spawn(switch::edge::console::serve(
             listener,
             h.switch.clone(),
+            None,
             secure_cookies,
             async {
                 let _ = stopped.await;

@@ -76,7 +76,9 @@ async fn an_operator_finds_a_payment_and_closes_a_window_but_not_without_the_csr
     assert!(by_account.body.contains(&tx.transaction_id));
     let none = c.get("/transactions?terminal=tam-dao-1").await;
     assert!(!none.body.contains(&tx.transaction_id));
-    let since = c.get("/transactions?from=2000-01-01&status=completed").await;
+    let since = c
+        .get("/transactions?from=2000-01-01&status=completed")
+        .await;
     assert!(since.body.contains(&tx.transaction_id));
     let before = c.get("/transactions?to=2000-01-01").await;
     assert!(!before.body.contains(&tx.transaction_id));
@@ -270,4 +272,100 @@ async fn a_bank_user_sees_only_their_bank() {
         .await
         .unwrap_err();
     assert_eq!(tests::error_code(&e), "unknown_bank");
+}
+
+/// With the switch's certificate the console is HTTPS and its cookie
+/// `Secure`; without one it will not serve beyond loopback in clear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_serves_tls_with_the_switchs_certificate_and_refuses_clear_text_abroad() {
+    use std::sync::Arc;
+    use tests::tls::{Ca, write};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls;
+
+    let h = Harness::start(|_| {}).await;
+    let password = console_user(&h, "ops", "operator", "").await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("console CA");
+    let (cert, key) = ca.issue(&["localhost", "127.0.0.1"]);
+    let acceptor = switch::edge::console::tls_acceptor(
+        &write(dir.path(), "console.pem", &cert),
+        &write(dir.path(), "console.key", &key),
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(switch::edge::console::serve(
+        listener,
+        h.switch.clone(),
+        Some(acceptor),
+        false,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.cert.der().clone()).unwrap();
+    let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut tls = connector
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    let body = format!("name=ops&password={password}");
+    tls.write_all(
+        format!(
+            "POST /login HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut answer = String::new();
+    tls.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 303"), "{answer}");
+    let cookie = answer
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .unwrap();
+    assert!(
+        cookie.contains("Secure") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
+    // Clear text to the TLS port gets no page.
+    let mut plain = tokio::net::TcpStream::connect(addr).await.unwrap();
+    plain
+        .write_all(b"GET /login HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let _ = plain.read_to_end(&mut got).await;
+    assert!(!String::from_utf8_lossy(&got).contains("Sign in"));
+    let _ = stop.send(());
+
+    // Beyond loopback without a certificate: refused at start.
+    let config = switch::Config {
+        data_dir: dir.path().join("abroad"),
+        console_listen: Some("0.0.0.0:0".parse().unwrap()),
+        ..switch::Config::default()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let e = switch::server::run(listener, config, async {})
+        .await
+        .expect_err("refused");
+    assert!(
+        e.to_string()
+            .contains("refusing to serve the console in clear"),
+        "{e}"
+    );
 }

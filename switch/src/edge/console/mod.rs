@@ -83,22 +83,93 @@ pub struct Console {
     rng: SystemRandom,
 }
 
-/// Serve the console on `listener` until `shutdown` resolves.
+/// Serve the console on `listener` until `shutdown` resolves: over TLS
+/// with `tls` (then its cookies are `Secure`), or in clear.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     switch: Arc<Switch>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     secure_cookies: bool,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let console = Arc::new(Console {
         switch,
         sessions: Mutex::new(HashMap::new()),
-        secure_cookies,
+        secure_cookies: secure_cookies || tls.is_some(),
         rng: SystemRandom::new(),
     });
-    axum::serve(listener, router(console))
-        .with_graceful_shutdown(shutdown)
-        .await
+    match tls {
+        Some(tls) => {
+            axum::serve(TlsListener { tcp: listener, tls }, router(console))
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        None => {
+            axum::serve(listener, router(console))
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
+}
+
+/// The console's TLS: the switch's own certificate and key (PEM). No
+/// client certificate is asked: staff sign in with their password.
+pub fn tls_acceptor(
+    cert_file: &std::path::Path,
+    key_file: &std::path::Path,
+) -> Result<tokio_rustls::TlsAcceptor, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert_file)
+        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("{}: {e}", cert_file.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key_file)
+        .map_err(|e| format!("{}: {e}", key_file.display()))?;
+    let mut config = tokio_rustls::rustls::ServerConfig::builder_with_provider(Arc::new(
+        tokio_rustls::rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| format!("the console's certificate: {e}"))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Accepts TCP connections and completes their TLS handshakes (each within
+/// five seconds: a client that stalls its handshake holds nobody up long).
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    tls: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let (tcp, peer) = match self.tcp.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "console accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let handshake = self.tls.accept(tcp);
+            match tokio::time::timeout(std::time::Duration::from_secs(5), handshake).await {
+                Ok(Ok(tls)) => return (tls, peer),
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "console TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "console TLS handshake timed out"),
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
 }
 
 fn router(console: Arc<Console>) -> Router {
@@ -464,9 +535,13 @@ struct TxQuery {
 fn date_or_empty(s: &str) -> bool {
     s.is_empty()
         || (s.len() == 10
-            && s.bytes()
-                .enumerate()
-                .all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() }))
+            && s.bytes().enumerate().all(|(i, b)| {
+                if i == 4 || i == 7 {
+                    b == b'-'
+                } else {
+                    b.is_ascii_digit()
+                }
+            }))
 }
 
 fn tx_row(t: &TxRecord) -> Vec<String> {
