@@ -189,11 +189,21 @@ fn router(console: Arc<Console>) -> Router {
         .route("/reconciliation", get(reconciliation))
         .route("/reconciliation/resolve", post(resolve))
         .route("/liquidity", get(liquidity))
-        .route("/liquidity/topup", post(top_up))
-        .route("/liquidity/sweep", post(sweep))
+        .route("/liquidity/{action}", post(move_money))
         .route("/provisioning", get(provisioning))
         .route("/provisioning/merchants/{id}/sign", get(merchant_sign))
         .with_state(console)
+}
+
+/// The value of a `Result<_, Response>`, or the refusal as the handler's
+/// answer.
+macro_rules! page {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(refusal) => return refusal,
+        }
+    };
 }
 
 fn now_ms() -> i64 {
@@ -425,13 +435,8 @@ async fn logout(
     headers: HeaderMap,
     Form(f): Form<CsrfOnly>,
 ) -> Response {
-    let s = match signed_in(&c, &headers) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    if let Err(r) = check_csrf(&s, &f.csrf) {
-        return r;
-    }
+    let s = page!(signed_in(&c, &headers));
+    page!(check_csrf(&s, &f.csrf));
     c.sessions
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -444,10 +449,7 @@ async fn logout(
 // ---- overview ----
 
 async fn overview(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response {
-    let s = match operator(&c, &headers) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+    let s = page!(operator(&c, &headers));
     let body = format!(
         "<h2>Last five minutes (10-second steps)</h2>{}{}{}\
          <h2>Reversal queue</h2><div class=\"card\"><b id=\"queue\">…</b>jobs waiting</div>\
@@ -463,9 +465,7 @@ async fn overview(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response
 }
 
 async fn overview_json(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response {
-    if let Err(r) = operator(&c, &headers) {
-        return r;
-    }
+    page!(operator(&c, &headers));
     let series: Vec<serde_json::Value> = crate::telemetry::recent()
         .series(now_ms())
         .iter()
@@ -562,10 +562,7 @@ async fn transactions(
     headers: HeaderMap,
     Query(q): Query<TxQuery>,
 ) -> Response {
-    let s = match operator(&c, &headers) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+    let s = page!(operator(&c, &headers));
     if !q.id.is_empty() {
         return Redirect::to(&format!("/transactions/{}", q.id.trim())).into_response();
     }
@@ -625,10 +622,7 @@ async fn transaction(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let s = match operator(&c, &headers) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+    let s = page!(operator(&c, &headers));
     let not_found = || {
         failure(SwitchError::new(
             crate::error::ErrorCode::TransactionNotFound,
@@ -717,10 +711,7 @@ async fn transaction(
 // ---- settlement ----
 
 async fn settlement(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response {
-    let s = match signed_in(&c, &headers) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+    let s = page!(signed_in(&c, &headers));
     let windows = match c.switch.list_windows(&s.principal()) {
         Ok(w) => w,
         Err(e) => return failure(e),
@@ -785,13 +776,8 @@ async fn close_window(
     headers: HeaderMap,
     Form(f): Form<CloseForm>,
 ) -> Response {
-    let s = match operator(&c, &headers) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    if let Err(r) = check_csrf(&s, &f.csrf) {
-        return r;
-    }
+    let s = page!(operator(&c, &headers));
+    page!(check_csrf(&s, &f.csrf));
     match c.switch.close_window(&s.principal(), f.window).await {
         Ok(w) => {
             tracing::info!(user = %s.user, window = w.id, "window closed from the console");
@@ -825,14 +811,8 @@ async fn window(
     Path(id): Path<u64>,
     Query(q): Query<ReportQuery>,
 ) -> Response {
-    let s = match signed_in(&c, &headers) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let (w, positions) = match report(&c, &s, id, &q) {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
+    let s = page!(signed_in(&c, &headers));
+    let (w, positions) = page!(report(&c, &s, id, &q));
     let rows: Vec<Vec<String>> = positions
         .iter()
         .map(|p| {
@@ -892,14 +872,8 @@ async fn window_csv(
     Path(id): Path<u64>,
     Query(q): Query<ReportQuery>,
 ) -> Response {
-    let s = match signed_in(&c, &headers) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let (_, positions) = match report(&c, &s, id, &q) {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
+    let s = page!(signed_in(&c, &headers));
+    let (_, positions) = page!(report(&c, &s, id, &q));
     (
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
@@ -926,13 +900,8 @@ async fn settle_window(
     Path(id): Path<u64>,
     Form(f): Form<SettleForm>,
 ) -> Response {
-    let s = match operator(&c, &headers) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    if let Err(r) = check_csrf(&s, &f.csrf) {
-        return r;
-    }
+    let s = page!(operator(&c, &headers));
+    page!(check_csrf(&s, &f.csrf));
     match c
         .switch
         .settle_window(&s.principal(), id, &f.reference)
@@ -946,10 +915,7 @@ async fn settle_window(
 // ---- reconciliation ----
 
 async fn reconciliation(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response {
-    let s = match signed_in(&c, &headers) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+    let s = page!(signed_in(&c, &headers));
     let mut sections = String::new();
     let prefix = match &s.bank {
         Some(bin) => format!("report/{bin}/"),
@@ -1043,13 +1009,8 @@ async fn resolve(
     headers: HeaderMap,
     Form(f): Form<ResolveForm>,
 ) -> Response {
-    let s = match operator(&c, &headers) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    if let Err(r) = check_csrf(&s, &f.csrf) {
-        return r;
-    }
+    let s = page!(operator(&c, &headers));
+    page!(check_csrf(&s, &f.csrf));
     let who = if f.biller.is_empty() {
         Counterparty::Bank(f.bank)
     } else {
@@ -1068,10 +1029,7 @@ async fn resolve(
 // ---- liquidity ----
 
 async fn liquidity(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response {
-    let s = match operator(&c, &headers) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+    let s = page!(operator(&c, &headers));
     let all = match c.switch.liquidity(&s.principal(), "").await {
         Ok(l) => l,
         Err(e) => return failure(e),
@@ -1122,56 +1080,29 @@ fn amount(text: &str) -> Result<u64, Response> {
         .map_err(|_| failure(SwitchError::invalid("amount must be whole đồng")))
 }
 
-async fn top_up(
+/// A top-up of a post office's e-float or a sweep of a drawer's cash.
+async fn move_money(
     State(c): State<Arc<Console>>,
     headers: HeaderMap,
+    Path(action): Path<String>,
     Form(f): Form<MoveForm>,
 ) -> Response {
-    let s = match operator(&c, &headers) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    if let Err(r) = check_csrf(&s, &f.csrf) {
-        return r;
-    }
-    let n = match amount(&f.amount) {
-        Ok(n) => n,
-        Err(r) => return r,
-    };
+    let s = page!(operator(&c, &headers));
+    page!(check_csrf(&s, &f.csrf));
+    let n = page!(amount(&f.amount));
     // Each form submission is a request of its own.
     let request_id = format!("console-{}", &c.token()[..24]);
-    match c
-        .switch
-        .top_up_float(&s.principal(), &request_id, &f.post_office, n)
-        .await
-    {
-        Ok(_) => Redirect::to("/liquidity").into_response(),
-        Err(e) => failure(e),
-    }
-}
-
-async fn sweep(
-    State(c): State<Arc<Console>>,
-    headers: HeaderMap,
-    Form(f): Form<MoveForm>,
-) -> Response {
-    let s = match operator(&c, &headers) {
-        Ok(s) => s,
-        Err(r) => return r,
+    let p = s.principal();
+    let done = match action.as_str() {
+        "topup" => {
+            c.switch
+                .top_up_float(&p, &request_id, &f.post_office, n)
+                .await
+        }
+        "sweep" => c.switch.sweep_cash(&p, &request_id, &f.terminal, n).await,
+        _ => return StatusCode::NOT_FOUND.into_response(),
     };
-    if let Err(r) = check_csrf(&s, &f.csrf) {
-        return r;
-    }
-    let n = match amount(&f.amount) {
-        Ok(n) => n,
-        Err(r) => return r,
-    };
-    let request_id = format!("console-{}", &c.token()[..24]);
-    match c
-        .switch
-        .sweep_cash(&s.principal(), &request_id, &f.terminal, n)
-        .await
-    {
+    match done {
         Ok(_) => Redirect::to("/liquidity").into_response(),
         Err(e) => failure(e),
     }
@@ -1180,10 +1111,7 @@ async fn sweep(
 // ---- provisioning ----
 
 async fn provisioning(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response {
-    let s = match operator(&c, &headers) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+    let s = page!(operator(&c, &headers));
     let (offices, terminals, merchants) = match (
         c.switch.store.post_offices(),
         c.switch.store.terminals(),
@@ -1245,9 +1173,7 @@ async fn merchant_sign(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(r) = operator(&c, &headers) {
-        return r;
-    }
+    page!(operator(&c, &headers));
     let m = match c.switch.store.merchant(&id) {
         Ok(Some(m)) => m,
         Ok(None) => {
