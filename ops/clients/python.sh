@@ -15,7 +15,7 @@ dir=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 metrics=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$root/target/debug/switch" serve --data "$dir/data" --listen "127.0.0.1:$port" \
-  --metrics-listen "127.0.0.1:$metrics" >"$dir/switch.log" 2>&1 &
+  --metrics-listen "127.0.0.1:$metrics" --console-listen off >"$dir/switch.log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir"' EXIT
 for _ in $(seq 1 100); do

@@ -52,7 +52,7 @@ for i in $(seq 1 "$nodes"); do
   # Every node seals secrets with node 1's master key (written at its start).
   "$bin/switch" serve --data "$work/node$i" --config "$work/switch.toml" \
     --master-key-file "$work/node1/master.key" \
-    --listen "127.0.0.1:$port" --metrics-listen "127.0.0.1:$metrics" \
+    --listen "127.0.0.1:$port" --metrics-listen "127.0.0.1:$metrics" --console-listen off \
     --store "$store" >"$work/node$i.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 1 100); do

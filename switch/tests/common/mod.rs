@@ -35,7 +35,10 @@ pub fn start_apart(
     let config_path = dir.join("switch.toml");
     std::fs::write(
         &config_path,
-        format!("listen = \"{listen}\"\nmetrics_listen = \"127.0.0.1:0\"\n{config}"),
+        // The console on a free port: tests run side by side.
+        format!(
+            "listen = \"{listen}\"\nmetrics_listen = \"127.0.0.1:0\"\nconsole_listen = \"127.0.0.1:0\"\n{config}"
+        ),
     )
     .unwrap();
     let log = std::fs::OpenOptions::new()
