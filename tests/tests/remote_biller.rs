@@ -292,3 +292,49 @@ async fn the_link_to_a_remote_biller_is_tls_and_clear_text_beyond_loopback_is_re
     let _ = v.stop.send(());
     v.served.await.unwrap().unwrap();
 }
+
+/// A reversal queued for a biller the configuration no longer names waits
+/// (with the queue's backoff, logged at ERROR each try) instead of being
+/// skipped in silence or dropped; once the biller is back it goes out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reversal_for_a_biller_taken_out_of_the_configuration_waits_for_it() {
+    let h = Harness::start(|_| {}).await;
+    let id = switch::ids::TxId::parse("01a2330000000000000000000000ab00").unwrap();
+    let job = switch::store::ReversalJob {
+        reference: id.reference(1).to_string(),
+        party: switch::store::Party::Biller("GONEWATER".into()),
+        attempts: 0,
+        next_attempt_at_ms: 0,
+    };
+    h.switch.store.queue_reversal(&job).unwrap();
+    h.switch.run_reversals().await.unwrap();
+    let queued = h.switch.store.reversals().unwrap();
+    let waiting = queued
+        .iter()
+        .find(|j| j.reference == job.reference)
+        .expect("still queued");
+    assert_eq!(waiting.attempts, 1);
+    assert!(
+        waiting.next_attempt_at_ms > proto::auth::now_ms(),
+        "backed off"
+    );
+    // A known biller's job goes out (a cancellation of a reference it never
+    // saw leaves a tombstone and answers done).
+    let known = switch::store::ReversalJob {
+        reference: id.reference(2).to_string(),
+        party: switch::store::Party::Biller(VIETTEL.into()),
+        attempts: 0,
+        next_attempt_at_ms: 0,
+    };
+    h.switch.store.queue_reversal(&known).unwrap();
+    h.switch.run_reversals().await.unwrap();
+    let left: Vec<_> = h
+        .switch
+        .store
+        .reversals()
+        .unwrap()
+        .into_iter()
+        .map(|j| j.reference)
+        .collect();
+    assert_eq!(left, vec![job.reference.clone()]);
+}

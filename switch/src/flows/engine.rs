@@ -1362,20 +1362,27 @@ impl Switch {
                 continue;
             };
             let timeout = Duration::from_millis(self.config.bank_timeout_ms);
+            // A party the configuration no longer names (a biller taken out,
+            // a bank's BIN mistyped after an edit) cannot be asked: the job
+            // waits, with the same backoff, and a human is told each time.
+            let gone = || {
+                tracing::error!(reference = %job.reference, party = ?job.party, "a queued reversal names a party this switch is not configured with; it waits until the party is back");
+                false
+            };
             let done = match &job.party {
                 Party::Bank(bin) => match self.routes.get(bin) {
                     Some(bank) => matches!(
                         tokio::time::timeout(timeout, bank.adapter.reverse(reference)).await,
                         Ok(Ok(()))
                     ),
-                    None => continue,
+                    None => gone(),
                 },
                 Party::Biller(code) => match self.billers.get(code) {
                     Some(biller) => matches!(
                         tokio::time::timeout(timeout, biller.adapter.cancel(reference)).await,
                         Ok(Ok(()))
                     ),
-                    None => continue,
+                    None => gone(),
                 },
             };
             if done {
