@@ -125,7 +125,8 @@ pub fn table(id: &str, head: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 /// Horizontal bars of signed values (net positions): positive to the
-/// right, negative to the left of the middle.
+/// right, negative to the left of the middle. The floats below are pixel
+/// lengths only; every amount shown is the integer, formatted by [`vnd`].
 pub fn bars(id: &str, items: &[(String, i128)]) -> String {
     let max = items
         .iter()
