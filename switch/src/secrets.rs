@@ -34,6 +34,9 @@ pub struct MasterKey {
     aead: LessSafeKey,
     /// HKDF input for derived keys (never the sealing key itself).
     derive_from: proto::pin::PinKey,
+    /// Card tokens are made under this (derived once: every card payment
+    /// needs it).
+    card_token: proto::pin::PinKey,
 }
 
 impl fmt::Debug for MasterKey {
@@ -66,11 +69,13 @@ impl SealedSecret {
 
 impl MasterKey {
     pub fn from_bytes(bytes: &[u8; KEY_BYTES]) -> MasterKey {
+        let derive_from = proto::pin::PinKey::derive(bytes, "master key derivations");
         MasterKey {
             aead: LessSafeKey::new(
                 UnboundKey::new(&AES_256_GCM, bytes).expect("a 32-byte AES-256 key"),
             ),
-            derive_from: proto::pin::PinKey::derive(bytes, "master key derivations"),
+            card_token: proto::pin::PinKey::derive(derive_from.expose(), "card token"),
+            derive_from,
         }
     }
 
@@ -81,8 +86,8 @@ impl MasterKey {
     }
 
     /// The key card tokens are made under.
-    pub fn card_token_key(&self) -> proto::pin::PinKey {
-        proto::pin::PinKey::derive(self.derive_from.expose(), "card token")
+    pub fn card_token_key(&self) -> &proto::pin::PinKey {
+        &self.card_token
     }
 
     /// The key in `path` (64 hex digits); when there is no such file,

@@ -7,7 +7,6 @@ use tonic::{Request, Response, Status};
 use crate::caller::{Principal, Role};
 use crate::error::{ErrorCode, SwitchError};
 use crate::flows::{Outcome, Switch};
-use crate::ids::mask_account;
 use crate::store::{self, Status as TxStatus, TxRecord};
 
 use super::receipt::{bank_name, receipt};
@@ -43,12 +42,7 @@ pub fn to_proto(t: &TxRecord) -> pb::Transaction {
         post_office_id: t.post_office_id.clone(),
         bank_bin: t.bank_bin.clone(),
         bank_name: bank_name(&t.bank_bin),
-        // A card's number is stored masked already (first six, last four).
-        account_masked: if t.card_token.is_some() {
-            t.account.clone()
-        } else {
-            mask_account(&t.account)
-        },
+        account_masked: t.account_shown(),
         account_name: t.account_name.clone(),
         amount: t.amount,
         fee: t.fee.total,

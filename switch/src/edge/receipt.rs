@@ -1,13 +1,12 @@
 //! Printable receipts: what the counter hands the customer.
 
-use crate::ids::mask_account;
 use crate::store::{self, TxRecord};
 
 pub fn bank_name(bin: &str) -> String {
     qr::bank_by_bin(bin).map_or_else(|| bin.to_string(), |b| b.short_name.to_string())
 }
 /// `1234567` → `1,234,567`.
-fn grouped(n: u64) -> String {
+pub(crate) fn grouped(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);
     for (i, c) in s.chars().enumerate() {
@@ -61,16 +60,16 @@ pub fn receipt(t: &TxRecord) -> String {
         local_time(t.created_at_ms),
     );
     if !t.bank_bin.is_empty() {
-        // A card's number is stored masked (first six, last four) already.
-        let (label, shown) = if t.card_token.is_some() {
-            ("The / Card:     ", t.account.clone())
+        let label = if t.card_token.is_some() {
+            "The / Card:     "
         } else {
-            ("Tai khoan:      ", mask_account(&t.account))
+            "Tai khoan:      "
         };
         r.push_str(&format!(
-            "Ngan hang:       {} ({})\n{label} {shown}\n",
+            "Ngan hang:       {} ({})\n{label} {}\n",
             bank_name(&t.bank_bin),
             t.bank_bin,
+            t.account_shown(),
         ));
     }
     if let Some(m) = &t.merchant {

@@ -277,61 +277,55 @@ impl Switch {
     ) -> Result<Payer, SwitchError> {
         let funding = funding
             .ok_or_else(|| SwitchError::invalid("funding must be cash, account, qr or card"))?;
-        if funding == Funding::Card {
-            let card = card.ok_or_else(|| {
-                SwitchError::invalid("card funding needs card_number and pin_block")
-            })?;
-            if !bin.is_empty() || !account.is_empty() {
-                return Err(SwitchError::invalid(
-                    "bank_bin and account are only for account funding",
-                ));
-            }
-            let issuer = card.pan.bin().to_string();
-            if self.routes.get(&issuer).is_none() {
-                return Err(SwitchError::new(
-                    ErrorCode::UnknownBank,
-                    format!("no bank issues cards beginning {issuer}"),
-                ));
-            }
-            return Ok(Payer {
-                funding,
-                bin: issuer,
-                account: card.pan.masked(),
-                card_token: Some(card.pan.token(self.master_key.card_token_key().expose())),
-                card: Some(card),
-            });
-        }
-        if card.is_some() {
-            return Err(SwitchError::invalid(
-                "card_number and pin_block are only for card funding",
-            ));
-        }
-        if funding == Funding::Account {
-            if !valid_bin(bin) {
-                return Err(SwitchError::invalid("bank_bin must be six digits"));
-            }
-            if !valid_account(account) {
-                return Err(SwitchError::invalid(
-                    "account must be 6 to 19 letters or digits",
-                ));
-            }
-            if self.routes.get(bin).is_none() {
-                return Err(SwitchError::new(
-                    ErrorCode::UnknownBank,
-                    format!("no bank with BIN {bin}"),
-                ));
-            }
-        } else if !bin.is_empty() || !account.is_empty() {
+        if funding != Funding::Account && (!bin.is_empty() || !account.is_empty()) {
             return Err(SwitchError::invalid(
                 "bank_bin and account are only for account funding",
             ));
         }
+        if funding != Funding::Card && card.is_some() {
+            return Err(SwitchError::invalid(
+                "card_number and pin_block are only for card funding",
+            ));
+        }
+        let (bin, account, card_token) = match (funding, &card) {
+            (Funding::Card, None) => {
+                return Err(SwitchError::invalid(
+                    "card funding needs card_number and pin_block",
+                ));
+            }
+            (Funding::Card, Some(c)) => (
+                c.pan.bin().to_string(),
+                c.pan.masked(),
+                Some(c.pan.token(self.master_key.card_token_key().expose())),
+            ),
+            (Funding::Account, _) if !valid_bin(bin) => {
+                return Err(SwitchError::invalid("bank_bin must be six digits"));
+            }
+            (Funding::Account, _) if !valid_account(account) => {
+                return Err(SwitchError::invalid(
+                    "account must be 6 to 19 letters or digits",
+                ));
+            }
+            _ => (bin.to_string(), account.to_string(), None),
+        };
+        // The paying bank (an account's, a card's issuer) must be routed.
+        if matches!(funding, Funding::Account | Funding::Card) && self.routes.get(&bin).is_none() {
+            let what = if funding == Funding::Card {
+                "issues cards beginning"
+            } else {
+                "with BIN"
+            };
+            return Err(SwitchError::new(
+                ErrorCode::UnknownBank,
+                format!("no bank {what} {bin}"),
+            ));
+        }
         Ok(Payer {
             funding,
-            bin: bin.to_string(),
-            account: account.to_string(),
-            card_token: None,
-            card: None,
+            bin,
+            account,
+            card_token,
+            card,
         })
     }
 

@@ -224,6 +224,17 @@ impl TxRecord {
         TxId::parse(&self.id).expect("stored ids are valid")
     }
 
+    /// The payer's account as it may be shown: masked to its last four, or
+    /// a card's number, which is stored masked already (first six, last
+    /// four).
+    pub fn account_shown(&self) -> String {
+        if self.card_token.is_some() {
+            self.account.clone()
+        } else {
+            crate::ids::mask_account(&self.account)
+        }
+    }
+
     /// What the transaction holds while it runs, so that nobody else pays
     /// the same thing: its dynamic QR code and its bills. Released when it
     /// fails; kept (as "paid") when it completes.

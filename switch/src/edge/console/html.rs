@@ -22,15 +22,8 @@ pub fn esc(s: &str) -> String {
 
 /// Whole đồng with thousands separated.
 pub fn vnd(n: i128) -> String {
-    let digits = n.unsigned_abs().to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if n < 0 { format!("-{out}") } else { out }
+    let abs = crate::edge::receipt::grouped(u64::try_from(n.unsigned_abs()).unwrap_or(u64::MAX));
+    if n < 0 { format!("-{abs}") } else { abs }
 }
 
 pub const STYLE: &str = r#"

@@ -551,7 +551,7 @@ fn tx_row(t: &TxRecord) -> Vec<String> {
         esc(crate::flows::status_label(t.status)),
         esc(&t.terminal_id),
         esc(&t.post_office_id),
-        esc(&crate::edge::convert::to_proto(t).account_masked),
+        esc(&t.account_shown()),
         format!("<span class=\"n\">{}</span>", vnd(i128::from(t.amount))),
         esc(&crate::edge::receipt::local_time(t.created_at_ms)),
     ]
