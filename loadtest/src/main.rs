@@ -156,6 +156,7 @@ fn main() -> ExitCode {
         let (latency_ms, error_rate) = (args.bank_latency_ms, args.bank_error_rate);
         let store = args.store.clone();
         let mut null = None;
+        let mut switch_metrics = None;
         let (embedded, target) = if args.null_server {
             match loadtest::null::NullServer::start().await {
                 Ok((n, target)) => {
@@ -168,6 +169,12 @@ fn main() -> ExitCode {
                 }
             }
         } else if args.embedded {
+            // The embedded switch's own metrics: where its time went.
+            switch_metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+                .set_buckets(STAGE_BUCKETS_S)
+                .and_then(|b| b.install_recorder())
+                .map_err(|e| eprintln!("loadtest: no switch metrics: {e}"))
+                .ok();
             let started = loadtest::Embedded::start(move |c| {
                 for sim in [&mut c.sim, &mut c.biller_sim] {
                     sim.latency_ms = latency_ms;
@@ -263,6 +270,9 @@ fn main() -> ExitCode {
             };
             println!("CPU per completed flow: {us:.0} us ({scope}, this machine's cores together)");
         }
+        if let Some(m) = &switch_metrics {
+            print_stages(&m.render());
+        }
         if !report["errors"].as_object().is_none_or(|e| e.is_empty()) {
             println!("errors: {}", report["errors"]);
         }
@@ -274,4 +284,84 @@ fn main() -> ExitCode {
         }
         if report["verification"]["ok"] == true { ExitCode::SUCCESS } else { ExitCode::FAILURE }
     })
+}
+
+/// Bucket bounds (seconds) for the embedded switch's latencies.
+const STAGE_BUCKETS_S: &[f64] = &[
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 5.0,
+];
+
+/// The embedded switch's latencies (stages of a flow, fsyncs, requests by
+/// method) from its Prometheus text, one line each: count, mean, and the
+/// bucket bound under which 50%, 99% and 99.9% fell.
+fn print_stages(text: &str) {
+    let wanted = [
+        "switch_stage_seconds",
+        "switch_store_fsync_seconds",
+        "ledger_fsync_seconds",
+        "switch_request_seconds",
+    ];
+    #[derive(Default)]
+    struct Row {
+        buckets: Vec<(f64, f64)>,
+        sum: f64,
+        count: f64,
+    }
+    let mut rows: std::collections::BTreeMap<String, Row> = Default::default();
+    for line in text.lines() {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Some(name) = wanted.iter().find(|w| series.starts_with(*w)) else {
+            continue;
+        };
+        let value: f64 = value.parse().unwrap_or(f64::NAN);
+        let rest = &series[name.len()..];
+        let (part, labels) = rest.split_once('{').unwrap_or((rest, ""));
+        let labels = labels.trim_end_matches('}');
+        let (le, labels): (Vec<&str>, Vec<&str>) = labels
+            .split(',')
+            .filter(|l| !l.is_empty())
+            .partition(|l| l.starts_with("le="));
+        let key = format!(
+            "{}{{{}}}",
+            name.trim_end_matches("_seconds"),
+            labels.join(",")
+        );
+        let row = rows.entry(key).or_default();
+        match part {
+            "_bucket" => {
+                let bound = le
+                    .first()
+                    .map_or("", |l| l.trim_start_matches("le=").trim_matches('"'));
+                row.buckets
+                    .push((bound.parse().unwrap_or(f64::INFINITY), value));
+            }
+            "_sum" => row.sum = value,
+            "_count" => row.count = value,
+            _ => {}
+        }
+    }
+    if rows.is_empty() {
+        return;
+    }
+    println!(
+        "the switch's own latencies (count, mean ms, and the bucket bound in ms under which p50 / p99 / p999 fell):"
+    );
+    for (key, row) in rows {
+        let under = |q: f64| {
+            row.buckets
+                .iter()
+                .find(|(_, n)| *n >= q * row.count)
+                .map_or(f64::INFINITY, |(b, _)| b * 1e3)
+        };
+        println!(
+            "  {key:<45} {:>8} {:>8.2} {:>7} {:>7} {:>7}",
+            row.count,
+            row.sum / row.count.max(1.0) * 1e3,
+            under(0.5),
+            under(0.99),
+            under(0.999)
+        );
+    }
 }

@@ -1,6 +1,7 @@
 //! Metrics: requests by method and status, latency per method, requests in
-//! flight, ledger commits (events per record, fsync time). Names are
-//! documented in README.md; the Prometheus exporter is installed by `main`.
+//! flight, stages a request waits on (`switch_stage_seconds`), ledger
+//! commits (events per record, fsync time). The Grafana dashboard in `ops/`
+//! charts them; the Prometheus exporter is installed by `main`.
 
 use std::future::Future;
 use std::time::Instant;
@@ -27,6 +28,15 @@ pub async fn observe<T>(
         started.elapsed().as_micros() as u64,
     );
     result
+}
+
+/// Time one stage of a flow (`switch_stage_seconds{stage}`): where a slow
+/// request waited, beside the per-method totals.
+pub async fn stage<T>(stage: &'static str, work: impl Future<Output = T>) -> T {
+    let started = Instant::now();
+    let out = work.await;
+    metrics::histogram!("switch_stage_seconds", "stage" => stage).record(started.elapsed());
+    out
 }
 
 /// The last few minutes of calls, in 10-second buckets, for the console's

@@ -147,7 +147,9 @@ pub async fn ledger_transfers(
     ledger: &LedgerStore,
     events: Vec<NewTransfer>,
 ) -> Result<Vec<Result<Receipt, TransferReject>>, SwitchError> {
-    ledger.transfers(events).await.map_err(storage)
+    crate::telemetry::stage("ledger", ledger.transfers(events))
+        .await
+        .map_err(storage)
 }
 
 pub(crate) fn fingerprint(parts: &[&str]) -> String {

@@ -252,7 +252,7 @@ impl Store {
     /// Make every record written so far durable (one journal fsync shared by
     /// every caller waiting meanwhile).
     pub async fn durable(&self) -> Result<(), StoreError> {
-        Ok(self.kv.durable().await?)
+        Ok(crate::telemetry::stage("store_durable", self.kv.durable()).await?)
     }
 
     pub fn put_tx(&self, t: &TxRecord) -> Result<(), StoreError> {
