@@ -291,10 +291,20 @@ const STAGE_BUCKETS_S: &[f64] = &[
     0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 5.0,
 ];
 
+/// One latency of the embedded switch, from its Prometheus text.
+#[derive(Debug, PartialEq)]
+struct StageRow {
+    /// The metric without `_seconds`, with its labels.
+    key: String,
+    count: f64,
+    mean_ms: f64,
+    /// The bucket bounds (ms) under which 50%, 99% and 99.9% fell.
+    under_ms: [f64; 3],
+}
+
 /// The embedded switch's latencies (stages of a flow, fsyncs, requests by
-/// method) from its Prometheus text, one line each: count, mean, and the
-/// bucket bound under which 50%, 99% and 99.9% fell.
-fn print_stages(text: &str) {
+/// method) from its Prometheus text.
+fn stage_rows(text: &str) -> Vec<StageRow> {
     let wanted = [
         "switch_stage_seconds",
         "switch_store_fsync_seconds",
@@ -303,6 +313,7 @@ fn print_stages(text: &str) {
     ];
     #[derive(Default)]
     struct Row {
+        /// (bound, cumulative count), in the exporter's (ascending) order.
         buckets: Vec<(f64, f64)>,
         sum: f64,
         count: f64,
@@ -342,26 +353,77 @@ fn print_stages(text: &str) {
             _ => {}
         }
     }
+    rows.into_iter()
+        .map(|(key, row)| {
+            let under = |q: f64| {
+                row.buckets
+                    .iter()
+                    .find(|(_, n)| *n >= q * row.count)
+                    .map_or(f64::INFINITY, |(b, _)| b * 1e3)
+            };
+            StageRow {
+                key,
+                count: row.count,
+                mean_ms: row.sum / row.count.max(1.0) * 1e3,
+                under_ms: [under(0.5), under(0.99), under(0.999)],
+            }
+        })
+        .collect()
+}
+
+fn print_stages(text: &str) {
+    let rows = stage_rows(text);
     if rows.is_empty() {
         return;
     }
     println!(
         "the switch's own latencies (count, mean ms, and the bucket bound in ms under which p50 / p99 / p999 fell):"
     );
-    for (key, row) in rows {
-        let under = |q: f64| {
-            row.buckets
-                .iter()
-                .find(|(_, n)| *n >= q * row.count)
-                .map_or(f64::INFINITY, |(b, _)| b * 1e3)
-        };
+    for r in rows {
+        let [p50, p99, p999] = r.under_ms;
         println!(
-            "  {key:<45} {:>8} {:>8.2} {:>7} {:>7} {:>7}",
-            row.count,
-            row.sum / row.count.max(1.0) * 1e3,
-            under(0.5),
-            under(0.99),
-            under(0.999)
+            "  {:<45} {:>8} {:>8.2} {p50:>7} {p99:>7} {p999:>7}",
+            r.key, r.count, r.mean_ms
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latencies_are_read_from_the_exporters_buckets() {
+        let text = r#"# TYPE switch_stage_seconds histogram
+switch_stage_seconds_bucket{stage="ledger",le="0.001"} 500
+switch_stage_seconds_bucket{stage="ledger",le="0.01"} 990
+switch_stage_seconds_bucket{stage="ledger",le="0.1"} 999
+switch_stage_seconds_bucket{stage="ledger",le="+Inf"} 1000
+switch_stage_seconds_sum{stage="ledger"} 2
+switch_stage_seconds_count{stage="ledger"} 1000
+ledger_fsync_seconds_bucket{le="0.001"} 10
+ledger_fsync_seconds_bucket{le="+Inf"} 10
+ledger_fsync_seconds_sum 0.005
+ledger_fsync_seconds_count 10
+switch_requests_total{method="cash_in",code="ok"} 7
+"#;
+        let rows = stage_rows(text);
+        assert_eq!(
+            rows,
+            vec![
+                StageRow {
+                    key: "ledger_fsync{}".into(),
+                    count: 10.0,
+                    mean_ms: 0.5,
+                    under_ms: [1.0, 1.0, 1.0],
+                },
+                StageRow {
+                    key: r#"switch_stage{stage="ledger"}"#.into(),
+                    count: 1000.0,
+                    mean_ms: 2.0,
+                    under_ms: [1.0, 10.0, 100.0],
+                },
+            ]
         );
     }
 }
