@@ -111,8 +111,6 @@ pub struct RecoveryReport {
     pub last_seq: u64,
     /// Why the index was rebuilt from the base and the journal, if it was.
     pub index_rebuilt: Option<String>,
-    /// Entries copied from an earlier version's sled index, if one was found.
-    pub index_imported: Option<u64>,
     /// Damage found in the journal and moved aside.
     pub dropped: Option<Dropped>,
     /// Checkpoints ignored: damaged, or ahead of what the journal supports.
@@ -130,9 +128,6 @@ impl fmt::Display for RecoveryReport {
             ", replayed {} records to {}",
             self.records_replayed, self.last_seq
         )?;
-        if let Some(n) = self.index_imported {
-            write!(f, "; {n} index entries imported from sled")?;
-        }
         if let Some(why) = &self.index_rebuilt {
             write!(f, "; index rebuilt ({why})")?;
         }
@@ -703,11 +698,7 @@ fn recover(
     let newest = bases.last().map(|(s, _, _)| *s).unwrap_or(0);
     // Before anything could decide to rebuild it: a rebuild would lose the
     // transfers older than the oldest kept checkpoint.
-    #[cfg(feature = "sled-import")]
-    let imported =
-        crate::sled_import::import_if_sled(index_dir, index_dir, crate::index::KEYSPACE)?;
-    #[cfg(not(feature = "sled-import"))]
-    let imported = None;
+    crate::sled_import::refuse_sled(index_dir, index_dir)?;
     let (mut index, mut rebuild) = match Index::open(index_dir, config.index_cache_bytes) {
         Ok(index) => match index.indexed_seq()? {
             Some(i) if i > end => (
@@ -789,7 +780,6 @@ fn recover(
         records_replayed: replayed,
         last_seq: end,
         index_rebuilt: rebuild,
-        index_imported: imported,
         dropped: scan.dropped.clone(),
         checkpoints_ignored: ignored,
     };

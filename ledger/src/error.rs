@@ -20,6 +20,9 @@ pub enum StorageError {
     /// Stored bytes failed their checksum or layout where no torn write can
     /// explain it (not at the journal's tail).
     Corrupt { path: PathBuf, detail: String },
+    /// Data this version cannot open (an earlier version's format): an
+    /// operator has to take the step `detail` names; nothing was changed.
+    Unsupported { path: PathBuf, detail: String },
     /// An earlier storage error stopped the writer; nothing is accepted.
     WriterStopped(String),
 }
@@ -40,6 +43,9 @@ impl fmt::Display for StorageError {
             StorageError::Index(e) => write!(f, "index: {e}"),
             StorageError::Corrupt { path, detail } => {
                 write!(f, "corrupt {}: {detail}", path.display())
+            }
+            StorageError::Unsupported { path, detail } => {
+                write!(f, "cannot open {}: {detail}", path.display())
             }
             StorageError::WriterStopped(why) => write!(f, "ledger writer stopped after: {why}"),
         }

@@ -22,7 +22,6 @@ mod error;
 mod index;
 mod journal;
 mod reject;
-#[cfg(feature = "sled-import")]
 pub mod sled_import;
 mod state;
 mod types;

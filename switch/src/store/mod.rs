@@ -180,16 +180,13 @@ impl Store {
         })
     }
 
-    /// fjall in `dir/records`, after copying in what an earlier version
-    /// kept in sled in `dir` itself (see [`ledger::sled_import`]). Also the
-    /// `bank-sim` binary's own database.
+    /// fjall in `dir/records`; an earlier version's sled database in `dir`
+    /// itself is refused (see [`ledger::sled_import`]). Also the `bank-sim`
+    /// binary's own database.
     pub fn open_engine(dir: &Path) -> Result<fjall::Database, StoreError> {
         let records = dir.join("records");
-        let imported = ::ledger::sled_import::import_if_sled(dir, &records, "default")
+        ::ledger::sled_import::refuse_sled(dir, &records)
             .map_err(|e| EngineError::Io(std::io::Error::other(e.to_string())))?;
-        if let Some(entries) = imported {
-            tracing::info!(entries, dir = %dir.display(), "the switch's records copied from sled into fjall");
-        }
         Ok(fjall::Database::builder(records)
             .cache_size(STORE_CACHE_BYTES)
             .open()?)
@@ -1047,17 +1044,29 @@ mod tests {
     /// Payment notices are numbered with these ids and resumed by them, so
     /// an id handed out once must never come again: not after a reopen
     /// (the counter's ceiling is persisted before ids under it are used, so
-    /// a crash is no different), not after the upgrade from sled.
+    /// a crash is no different), not after an upgrade from sled (whose
+    /// import left sled's next id behind).
     #[test]
     fn ids_never_repeat_across_reopens_or_the_upgrade_from_sled() {
         let dir = tempfile::tempdir().unwrap();
-        let sled_last = {
-            let db = sled::open(dir.path()).unwrap();
-            db.open_tree("tx").unwrap().insert("k", "v").unwrap();
-            let ids: Vec<u64> = (0..1000).map(|_| db.generate_id().unwrap()).collect();
-            db.flush().unwrap();
-            *ids.last().unwrap()
-        };
+        let sled_last = 5_000_000u64;
+        {
+            // As an import from sled left the records' database.
+            let db = fjall::Database::builder(dir.path().join("records"))
+                .open()
+                .unwrap();
+            db.keyspace(
+                ::ledger::sled_import::IMPORT_KEYSPACE,
+                fjall::KeyspaceCreateOptions::default,
+            )
+            .unwrap()
+            .insert(
+                ::ledger::sled_import::NEXT_ID_KEY,
+                (sled_last + 1).to_le_bytes(),
+            )
+            .unwrap();
+            db.persist(fjall::PersistMode::SyncAll).unwrap();
+        }
         let first: Vec<u64> = {
             let store = Store::open(dir.path()).unwrap();
             (0..10).map(|_| store.next_id().unwrap()).collect()

@@ -150,13 +150,20 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn records_earlier_versions_kept_in_sled_trees_move_into_the_store_once() {
+    async fn records_earlier_versions_kept_in_trees_of_their_own_move_into_the_store_once() {
         let dir = tempfile::tempdir().unwrap();
         {
-            // As a version before the fjall store left its directory: sled
-            // in the directory itself (copied into fjall at open).
-            let db = sled::open(dir.path()).unwrap();
-            let recon = db.open_tree("recon").unwrap();
+            // As earlier versions left the node's database: reconciliation
+            // in keyspaces of its own (sled trees once, copied into fjall
+            // under the same names).
+            let db = fjall::Database::builder(dir.path().join("records"))
+                .open()
+                .unwrap();
+            let tree = |name: &str| {
+                db.keyspace(name, fjall::KeyspaceCreateOptions::default)
+                    .unwrap()
+            };
+            let recon = tree("recon");
             recon
                 .insert("report/970422/00000000000000000001/ab", &b"{\"r\":1}"[..])
                 .unwrap();
@@ -166,10 +173,10 @@ mod tests {
                     &b"{\"a\":1}"[..],
                 )
                 .unwrap();
-            let found = db.open_tree("recon-exceptions/970422/1/7").unwrap();
+            let found = tree("recon-exceptions/970422/1/7");
             found.insert("E0000001", &b"{\"e\":1}"[..]).unwrap();
             found.insert("E0000002", &b"{\"e\":2}"[..]).unwrap();
-            db.flush().unwrap();
+            db.persist(fjall::PersistMode::SyncAll).unwrap();
         }
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.adopt_legacy_recon().await.unwrap(), 4);
