@@ -309,6 +309,7 @@ fn stage_rows(text: &str) -> Vec<StageRow> {
         "switch_stage_seconds",
         "switch_store_fsync_seconds",
         "ledger_fsync_seconds",
+        "ledger_apply_seconds",
         "switch_request_seconds",
     ];
     #[derive(Default)]
