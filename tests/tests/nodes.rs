@@ -157,6 +157,53 @@ async fn a_terminal_provisioned_on_one_node_signs_on_the_other_and_a_replay_is_r
     assert!(e.message().contains("replayed"), "{}", e.message());
 }
 
+/// A node showing a transaction of a terminal it never saw (provisioned on
+/// the other node after it started, and never signed in here) reads the
+/// terminal's ledger numbers from the store: the console on B lists the
+/// reserved legs of a cash-out started on A. (This path panicked before.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_shows_the_legs_of_a_terminal_only_the_other_node_has_seen() {
+    use tests::console::{Client, Console, console_user};
+    let (a, b) = two_nodes().await;
+    let operator = a.credentials("operator");
+    let r = a
+        .admin()
+        .provision_terminal(operator.sign(
+            "/paymentswitch.v1.Admin/ProvisionTerminal",
+            pb::ProvisionTerminalRequest {
+                terminal_id: "tho-tang-8".into(),
+                post_office_id: "tho-tang".into(),
+                opening_cash: 2_000_000,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let fresh = proto::auth::Credentials::from_hex("tho-tang-8", &r.secret).unwrap();
+    let c = a.customer(MB, 5_000_000);
+    let code = a.withdrawal_code(MB, &c.account, 600_000);
+    let tx = a
+        .teller_with(fresh)
+        .cash_out_start("seen-on-a", MB, &c.account, &code, 600_000)
+        .await
+        .unwrap();
+    assert!(!b.switch.knows_terminal("tho-tang-8"));
+    let console = Console::start(&b, true).await;
+    let password = console_user(&b, "olga", "operator", "").await;
+    let mut browser = Client::new(&console);
+    assert_eq!(browser.sign_in("olga", &password).await.status, 303);
+    let shown = browser
+        .get(&format!("/transactions/{}", tx.transaction_id))
+        .await;
+    assert_eq!(shown.status, 200, "{}", shown.body);
+    assert!(
+        shown.body.contains("id=\"legs\"") && shown.body.contains("pending"),
+        "{}",
+        shown.body
+    );
+    assert!(b.switch.knows_terminal("tho-tang-8"), "and remembers it");
+}
+
 /// A merchant watching on node B hears of payments completed through either
 /// node, in number order and without gaps; resuming by cursor on node A
 /// continues exactly where it left off.

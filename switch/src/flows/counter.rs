@@ -65,7 +65,7 @@ impl Switch {
 
     /// The drawer's posted cash and whether anything is reserved on it.
     async fn drawer(&self, terminal: &str) -> Result<(u64, bool), SwitchError> {
-        let id = Kind::Drawer.id(self.terminal_number(terminal));
+        let id = Kind::Drawer.id(self.terminal_number(terminal)?);
         let account = self
             .ledger
             .account(id)
@@ -96,9 +96,9 @@ impl Switch {
         if counted == expected {
             return Ok(());
         }
-        let po = self.post_office_number(Switch::teller_post_office(p)?);
+        let po = self.post_office_number(Switch::teller_post_office(p)?)?;
         let (drawer, variance) = (
-            Kind::Drawer.id(self.terminal_number(&p.id)),
+            Kind::Drawer.id(self.terminal_number(&p.id)?),
             Kind::CashVariance.id(po),
         );
         let t = if counted > expected {
@@ -333,7 +333,7 @@ impl Switch {
         match (rec.status, rec.stage) {
             (Status::Completed, _) => Ok(rec),
             (Status::Pending, Stage::AwaitingConfirm) => {
-                let legs = self.legs(&rec);
+                let legs = self.legs(&rec)?;
                 self.post_or_reverse(rec, &legs).await
             }
             _ => Err(Switch::not_pending(&rec)),
@@ -355,7 +355,7 @@ impl Switch {
                 Ok(rec)
             }
             (Status::Pending, Stage::AwaitingConfirm) => {
-                let legs = self.legs(&rec);
+                let legs = self.legs(&rec)?;
                 self.reverse(
                     rec,
                     &legs,
@@ -387,7 +387,7 @@ impl Switch {
             else {
                 continue;
             };
-            let legs = self.legs(&rec);
+            let legs = self.legs(&rec)?;
             let e = SwitchError::new(
                 ErrorCode::ConfirmationTimeout,
                 "not confirmed in time; the bank returns the money",

@@ -516,7 +516,7 @@ impl Switch {
         // less in every flow's path), and both are before any call: a
         // reservation whose record a crash lost moves no money and expires
         // by its own timeout.
-        let legs = self.legs(&rec);
+        let legs = self.legs(&rec)?;
         let (durable, reserved) = tokio::join!(
             self.store.durable(),
             ledger_transfers(&self.ledger, legs.clone())
@@ -838,7 +838,7 @@ impl Switch {
     /// 1 the principal, 2 the cash (counter cash; for a QR payment the
     /// principal's second half, out of `QrClearing`), 3 the post office's
     /// commission, 4 the switch's fee.
-    pub(crate) fn legs(&self, rec: &TxRecord) -> Vec<NewTransfer> {
+    pub(crate) fn legs(&self, rec: &TxRecord) -> Result<Vec<NewTransfer>, SwitchError> {
         let id = rec.tx_id();
         let timeout_ms = self.reservation_timeout_ms(rec);
         let pending = |leg: u8, debit: u128, credit: u128, amount: u64, code: u16| {
@@ -847,11 +847,11 @@ impl Switch {
             t
         };
         let bank = |bin: &str| Kind::Bank.id(accounts::bank_number(bin));
-        let counter = || {
-            (
-                self.post_office_number(&rec.post_office_id),
-                self.terminal_number(&rec.terminal_id),
-            )
+        let counter = || -> Result<(u64, u64), SwitchError> {
+            Ok((
+                self.post_office_number(&rec.post_office_id)?,
+                self.terminal_number(&rec.terminal_id)?,
+            ))
         };
         // (principal from, to, code), cash (from, to, code), fee from, commission to
         type Leg = (u128, u128, u16);
@@ -859,7 +859,7 @@ impl Switch {
             match rec.kind {
                 // Cash-in: the e-float pays the bank; cash and fee go into the drawer.
                 store::Kind::CashIn => {
-                    let (po, terminal) = counter();
+                    let (po, terminal) = counter()?;
                     (
                         (
                             Kind::EFloat.id(po),
@@ -878,7 +878,7 @@ impl Switch {
                 // Cash-out: the bank owes the e-float; cash leaves the drawer;
                 // the bank debited the customer for the fee too.
                 store::Kind::CashOut => {
-                    let (po, terminal) = counter();
+                    let (po, terminal) = counter()?;
                     (
                         (
                             bank(&rec.bank_bin),
@@ -913,10 +913,12 @@ impl Switch {
                 // Bills: whoever funds it owes the biller; the fee is the
                 // customer's, shared with the post office.
                 store::Kind::BillPayment | store::Kind::TopUp => {
-                    let b = rec.bill.as_ref().expect("a bill payment has its bills");
+                    let b = rec.bill.as_ref().ok_or_else(|| {
+                        storage(format!("bill payment {} has no bills recorded", rec.id))
+                    })?;
                     let biller =
                         Kind::Biller.id(self.billers.get(&b.biller).map_or(0, |x| x.number));
-                    let (po, terminal) = counter();
+                    let (po, terminal) = counter()?;
                     match b.funding {
                         Funding::Cash => (
                             (Kind::EFloat.id(po), biller, code::BILL_PRINCIPAL),
@@ -948,7 +950,12 @@ impl Switch {
             legs.push(pending(2, from, to, rec.amount, code));
         }
         if rec.fee.commission > 0 {
-            let to = commission_to.expect("only counter products pay commission");
+            let to = commission_to.ok_or_else(|| {
+                storage(format!(
+                    "{} carries a commission, which only counter products pay",
+                    rec.id
+                ))
+            })?;
             legs.push(pending(
                 3,
                 fee_from,
@@ -966,7 +973,7 @@ impl Switch {
                 code::FEE_SWITCH,
             ));
         }
-        link(legs)
+        Ok(link(legs))
     }
 
     /// Long enough for every call and its status inquiries (and, for a
@@ -985,24 +992,32 @@ impl Switch {
                 + self.config.reservation_grace_ms;
         u32::try_from(ms).unwrap_or(u32::MAX)
     }
-    pub(crate) fn post_office_number(&self, id: &str) -> u64 {
-        self.numbers
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .post_offices
-            .get(id)
-            .copied()
-            .expect("provisioned post office")
+    /// A post office's ledger number. One this node has not seen (another
+    /// node provisioned it after this one started) is read from the store.
+    pub(crate) fn post_office_number(&self, id: &str) -> Result<u64, SwitchError> {
+        let known = |n: &Numbers| n.post_offices.get(id).copied();
+        if let Some(n) = known(&self.numbers.read().unwrap_or_else(|e| e.into_inner())) {
+            return Ok(n);
+        }
+        let offices = self.store.post_offices().map_err(storage)?;
+        self.add_numbers(&offices, &[]);
+        known(&self.numbers.read().unwrap_or_else(|e| e.into_inner()))
+            .ok_or_else(|| storage(format!("post office {id} is not provisioned")))
     }
 
-    pub(crate) fn terminal_number(&self, id: &str) -> u64 {
-        self.numbers
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .terminals
-            .get(id)
-            .copied()
-            .expect("provisioned terminal")
+    /// A terminal's ledger number, read from the store as
+    /// [`Switch::post_office_number`] is when this node has not seen it: a
+    /// node finishing another node's transaction, or an operator looking at
+    /// one, may meet a terminal that never signed in here.
+    pub(crate) fn terminal_number(&self, id: &str) -> Result<u64, SwitchError> {
+        let known = |n: &Numbers| n.terminals.get(id).copied();
+        if let Some(n) = known(&self.numbers.read().unwrap_or_else(|e| e.into_inner())) {
+            return Ok(n);
+        }
+        let terminal = self.store.terminal(id).map_err(storage)?;
+        self.add_numbers(&[], terminal.as_slice());
+        known(&self.numbers.read().unwrap_or_else(|e| e.into_inner()))
+            .ok_or_else(|| storage(format!("terminal {id} is not provisioned")))
     }
 
     /// Whether this node knows the terminal's ledger number already.
@@ -1288,7 +1303,7 @@ impl Switch {
     }
 
     pub(crate) async fn recover_one(&self, rec: TxRecord) -> Result<(), SwitchError> {
-        let legs = self.legs(&rec);
+        let legs = self.legs(&rec)?;
         if rec.stage == Stage::Reversing {
             // Decided before the crash: finish it, never post it.
             let why = SwitchError::new(

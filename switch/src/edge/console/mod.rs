@@ -665,7 +665,11 @@ async fn transaction(
         .collect();
     let mut legs = Vec::new();
     if !t.steps.is_empty() {
-        for l in c.switch.legs(&t) {
+        let all = match c.switch.legs(&t) {
+            Ok(all) => all,
+            Err(e) => return failure(e),
+        };
+        for l in all {
             let status = match c.switch.ledger.transfer(l.id).await {
                 Ok(Some(x)) => format!("{:?}", x.status()).to_lowercase(),
                 Ok(None) => "not reserved".into(),
