@@ -20,6 +20,7 @@
 pub mod accounts;
 pub mod adapters;
 pub mod caller;
+pub mod civil;
 pub mod clock;
 pub mod config;
 pub mod demo;

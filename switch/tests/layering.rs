@@ -72,6 +72,7 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
     // The vocabularies at the top import no layer.
     ("accounts", EVERY_LAYER),
     ("caller", EVERY_LAYER),
+    ("civil", EVERY_LAYER),
     ("clock", EVERY_LAYER),
     ("config", EVERY_LAYER),
     ("demo", EVERY_LAYER),

@@ -83,6 +83,8 @@ async fn an_operator_finds_a_payment_and_closes_a_window_but_not_without_the_csr
     let before = c.get("/transactions?to=2000-01-01").await;
     assert!(!before.body.contains(&tx.transaction_id));
     assert_eq!(c.get("/transactions?from=2026-13").await.status, 400);
+    // Shaped like a date, but no such day.
+    assert_eq!(c.get("/transactions?to=2026-02-30").await.status, 400);
     let shown = c.get(&format!("/transactions/{}", tx.transaction_id)).await;
     assert_eq!(shown.status, 200);
     assert!(

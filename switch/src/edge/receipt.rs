@@ -18,28 +18,6 @@ pub(crate) fn grouped(n: u64) -> String {
     out
 }
 
-/// Civil date and time (UTC+7) of a UNIX time in milliseconds.
-pub(crate) fn local_time(ms: i64) -> String {
-    let secs = ms.div_euclid(1000) + 7 * 3600;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Days to civil date (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} (UTC+7)",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 /// A printable receipt.
 pub fn receipt(t: &TxRecord) -> String {
     let title = match t.kind {
@@ -57,7 +35,7 @@ pub fn receipt(t: &TxRecord) -> String {
     let mut r = format!(
         "{header}\n{title}\nMa GD / Tx:      {}\nThoi gian:       {}\n",
         t.id,
-        local_time(t.created_at_ms),
+        crate::civil::date_time(t.created_at_ms),
     );
     if !t.bank_bin.is_empty() {
         let label = if t.card_token.is_some() {
@@ -121,10 +99,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn numbers_and_dates_print_for_a_receipt() {
+    fn numbers_print_for_a_receipt() {
         assert_eq!(grouped(1_234_567), "1,234,567");
         assert_eq!(grouped(100), "100");
-        assert_eq!(local_time(0), "1970-01-01 07:00:00 (UTC+7)");
-        assert_eq!(local_time(1_795_780_800_000), "2026-11-27 19:00:00 (UTC+7)");
     }
 }

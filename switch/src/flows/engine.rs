@@ -156,9 +156,9 @@ pub(crate) fn fingerprint(parts: &[&str]) -> String {
     hex::encode(digest::digest(&digest::SHA256, parts.join("\n").as_bytes()).as_ref())
 }
 
+/// Daily limits reset at local midnight.
 pub(crate) fn day(ms: i64) -> i64 {
-    // Vietnam is UTC+7; limits reset at local midnight.
-    (ms + 7 * 3_600_000) / 86_400_000
+    crate::civil::day_number(ms)
 }
 
 /// A transaction after its flow: final, or pending.

@@ -694,19 +694,11 @@ impl Switch {
 
 /// The latest daily cut-off (`HH:MM` local time, UTC+7) at or before `now`.
 fn last_daily_cutoff_ms(cutoff: &str, now: i64) -> Result<i64, SwitchError> {
-    let (h, m) = cutoff
+    cutoff
         .split_once(':')
-        .and_then(|(h, m)| Some((h.parse::<i64>().ok()?, m.parse::<i64>().ok()?)))
-        .filter(|(h, m)| (0..24).contains(h) && (0..60).contains(m))
-        .ok_or_else(|| storage("settlement.daily_cutoff is not HH:MM"))?;
-    let (day_ms, offset_ms) = (86_400_000, 7 * 3_600_000);
-    let local = now + offset_ms;
-    let today = local.div_euclid(day_ms) * day_ms + (h * 60 + m) * 60_000;
-    Ok(if local >= today {
-        today
-    } else {
-        today - day_ms
-    } - offset_ms)
+        .and_then(|(h, m)| Some((h.parse::<u8>().ok()?, m.parse::<u8>().ok()?)))
+        .and_then(|(h, m)| crate::civil::last_time_of_day_ms(h, m, now))
+        .ok_or_else(|| storage("settlement.daily_cutoff is not HH:MM"))
 }
 
 /// A post office's liquidity.

@@ -531,19 +531,6 @@ struct TxQuery {
     to: String,
 }
 
-/// A `YYYY-MM-DD` date, or empty.
-fn date_or_empty(s: &str) -> bool {
-    s.is_empty()
-        || (s.len() == 10
-            && s.bytes().enumerate().all(|(i, b)| {
-                if i == 4 || i == 7 {
-                    b == b'-'
-                } else {
-                    b.is_ascii_digit()
-                }
-            }))
-}
-
 fn tx_row(t: &TxRecord) -> Vec<String> {
     vec![
         format!("<a href=\"/transactions/{0}\">{0}</a>", esc(&t.id)),
@@ -553,7 +540,7 @@ fn tx_row(t: &TxRecord) -> Vec<String> {
         esc(&t.post_office_id),
         esc(&t.account_shown()),
         format!("<span class=\"n\">{}</span>", vnd(i128::from(t.amount))),
-        esc(&crate::edge::receipt::local_time(t.created_at_ms)),
+        esc(&crate::civil::date_time(t.created_at_ms)),
     ]
 }
 
@@ -566,13 +553,14 @@ async fn transactions(
     if !q.id.is_empty() {
         return Redirect::to(&format!("/transactions/{}", q.id.trim())).into_response();
     }
+    let date_or_empty = |s: &str| s.is_empty() || crate::civil::is_date(s);
     if !date_or_empty(&q.from) || !date_or_empty(&q.to) {
         return failure(SwitchError::invalid("dates are YYYY-MM-DD"));
     }
     let keep = |t: &TxRecord| {
-        // The local date leads the formatted time, so dates compare as text.
-        let day = crate::edge::receipt::local_time(t.created_at_ms);
-        let day = &day[..10];
+        // `YYYY-MM-DD` dates compare as text.
+        let day = crate::civil::date(t.created_at_ms);
+        let day = day.as_str();
         (q.terminal.is_empty() || t.terminal_id == q.terminal)
             && (q.post_office.is_empty() || t.post_office_id == q.post_office)
             && (q.status.is_empty() || crate::flows::status_label(t.status) == q.status)
@@ -732,9 +720,9 @@ async fn settlement(State(c): State<Arc<Console>>, headers: HeaderMap) -> Respon
             vec![
                 link,
                 w.state.label().to_string(),
-                esc(&crate::edge::receipt::local_time(w.opened_at_ms)),
+                esc(&crate::civil::date_time(w.opened_at_ms)),
                 w.closed_at_ms
-                    .map(crate::edge::receipt::local_time)
+                    .map(crate::civil::date_time)
                     .map(|t| esc(&t))
                     .unwrap_or_default(),
                 esc(w.settlement_reference.as_deref().unwrap_or("")),
