@@ -351,6 +351,24 @@ impl pb::admin_server::Admin for Null {
     ) -> Result<Response<pb::CreateConsoleUserResponse>, Status> {
         Err(unused())
     }
+    async fn list_console_users(
+        &self,
+        _: Request<pb::ListConsoleUsersRequest>,
+    ) -> Result<Response<pb::ListConsoleUsersResponse>, Status> {
+        Err(unused())
+    }
+    async fn disable_console_user(
+        &self,
+        _: Request<pb::DisableConsoleUserRequest>,
+    ) -> Result<Response<pb::ConsoleUserInfo>, Status> {
+        Err(unused())
+    }
+    async fn reset_console_user_password(
+        &self,
+        _: Request<pb::ResetConsoleUserPasswordRequest>,
+    ) -> Result<Response<pb::CreateConsoleUserResponse>, Status> {
+        Err(unused())
+    }
 }
 
 /// A running null server.

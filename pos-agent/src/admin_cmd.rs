@@ -80,6 +80,21 @@ pub enum AdminCommand {
         #[arg(long, default_value = "")]
         bank: String,
     },
+    /// List the web console's users (never their passwords).
+    ConsoleUsers,
+    /// Stop a console user: refused at sign-in, sessions ended everywhere.
+    DisableConsoleUser {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Give a console user a new password (printed once); ends their
+    /// sessions and enables a disabled user.
+    ResetConsolePassword {
+        #[arg(long)]
+        name: String,
+    },
 }
 
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
@@ -281,6 +296,68 @@ pub async fn run(profile: &Path, command: AdminCommand, json: bool) -> Result<St
                         format!(" of {}", r.bank_bin)
                     },
                     r.password
+                )
+            })
+        }
+        AdminCommand::ConsoleUsers => {
+            let req = pb::ListConsoleUsersRequest {};
+            let r = client
+                .list_console_users(
+                    credentials.sign("/paymentswitch.v1.Admin/ListConsoleUsers", req),
+                )
+                .await?
+                .into_inner();
+            let user = |u: &pb::ConsoleUserInfo| {
+                json!({"name": u.name, "role": u.role, "bank": u.bank_bin,
+                    "created_at_ms": u.created_at_ms, "created_by": u.created_by,
+                    "password_set_at_ms": u.password_set_at_ms,
+                    "disabled_at_ms": u.disabled_at_ms, "disabled_by": u.disabled_by,
+                    "disabled_reason": u.disabled_reason})
+            };
+            Ok(if json {
+                json!({"users": r.users.iter().map(user).collect::<Vec<_>>()}).to_string()
+            } else {
+                r.users
+                    .iter()
+                    .map(|u| {
+                        let state = if u.disabled_at_ms == 0 {
+                            "active".to_string()
+                        } else {
+                            format!("disabled by {}: {}", u.disabled_by, u.disabled_reason)
+                        };
+                        format!("{:<32} {:<8} {:<8} {state}\n", u.name, u.role, u.bank_bin)
+                    })
+                    .collect()
+            })
+        }
+        AdminCommand::DisableConsoleUser { name, reason } => {
+            let req = pb::DisableConsoleUserRequest { name, reason };
+            let u = client
+                .disable_console_user(
+                    credentials.sign("/paymentswitch.v1.Admin/DisableConsoleUser", req),
+                )
+                .await?
+                .into_inner();
+            Ok(if json {
+                json!({"name": u.name, "disabled_at_ms": u.disabled_at_ms, "disabled_by": u.disabled_by, "reason": u.disabled_reason}).to_string()
+            } else {
+                format!("console user {} disabled by {}\n", u.name, u.disabled_by)
+            })
+        }
+        AdminCommand::ResetConsolePassword { name } => {
+            let req = pb::ResetConsoleUserPasswordRequest { name };
+            let r = client
+                .reset_console_user_password(
+                    credentials.sign("/paymentswitch.v1.Admin/ResetConsoleUserPassword", req),
+                )
+                .await?
+                .into_inner();
+            Ok(if json {
+                json!({"name": r.name, "password": r.password}).to_string()
+            } else {
+                format!(
+                    "console user {}: new password (shown once): {}\n",
+                    r.name, r.password
                 )
             })
         }

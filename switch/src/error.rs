@@ -82,6 +82,7 @@ catalogue! {
     RateLimited => ("rate_limited", ResourceExhausted),
     UnknownKey => ("unknown_key", NotFound),
     KeyRevoked => ("key_revoked", FailedPrecondition),
+    UnknownConsoleUser => ("unknown_console_user", NotFound),
 }
 
 /// An error with its code and a message fit for a teller's screen (never a

@@ -371,3 +371,101 @@ async fn the_console_serves_tls_with_the_switchs_certificate_and_refuses_clear_t
         "{e}"
     );
 }
+
+/// An operator lists the console's users, disables one (the session open
+/// ends at its next request and the password no longer signs in), and
+/// resets the password (a new one, shown once, signs in; the old does
+/// not). A terminal may do none of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_console_user_is_signed_out_and_a_reset_lets_them_back() {
+    use tests::error_code;
+    let h = Harness::start(|_| {}).await;
+    let console = Console::start(&h, true).await;
+    let password = console_user(&h, "olga", "operator", "").await;
+    let mut c = Client::new(&console);
+    assert_eq!(c.sign_in("olga", &password).await.status, 303);
+    assert_eq!(c.get("/overview").await.status, 200);
+    let operator = h.credentials("operator");
+    let list = |creds: &proto::auth::Credentials| {
+        let mut admin = h.admin();
+        let req = creds.sign(
+            "/paymentswitch.v1.Admin/ListConsoleUsers",
+            pb::ListConsoleUsersRequest {},
+        );
+        async move { admin.list_console_users(req).await }
+    };
+    let users = list(&operator).await.unwrap().into_inner().users;
+    let olga = users.iter().find(|u| u.name == "olga").unwrap();
+    assert_eq!((olga.role.as_str(), olga.disabled_at_ms), ("operator", 0));
+    assert!(olga.password_set_at_ms > 0);
+    let e = list(&h.credentials("tho-tang-1")).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied);
+
+    let disable = |name: &str, reason: &str| {
+        let mut admin = h.admin();
+        let req = operator.sign(
+            "/paymentswitch.v1.Admin/DisableConsoleUser",
+            pb::DisableConsoleUserRequest {
+                name: name.into(),
+                reason: reason.into(),
+            },
+        );
+        async move { admin.disable_console_user(req).await }
+    };
+    let e = disable("nobody", "left").await.unwrap_err();
+    assert_eq!(error_code(&e), "unknown_console_user");
+    let e = disable("olga", " ").await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    let done = disable("olga", "left the team").await.unwrap().into_inner();
+    assert_eq!(
+        (done.disabled_by.as_str(), done.disabled_reason.as_str()),
+        ("operator", "left the team")
+    );
+    assert!(done.disabled_at_ms > 0);
+    let again = disable("olga", "twice").await.unwrap().into_inner();
+    assert_eq!(
+        (again.disabled_at_ms, again.disabled_reason.as_str()),
+        (done.disabled_at_ms, "left the team"),
+        "the first disabling stands"
+    );
+    let r = c.get("/overview").await;
+    assert_eq!(
+        (r.status, r.header("location")),
+        (303, Some("/login")),
+        "the open session ended"
+    );
+    let mut other = Client::new(&console);
+    assert_eq!(other.sign_in("olga", &password).await.status, 401);
+
+    let mut admin = h.admin();
+    let reset = admin
+        .reset_console_user_password(operator.sign(
+            "/paymentswitch.v1.Admin/ResetConsoleUserPassword",
+            pb::ResetConsoleUserPasswordRequest {
+                name: "olga".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reset.password.len(), 24);
+    assert_ne!(reset.password, password);
+    assert_eq!(other.sign_in("olga", &password).await.status, 401);
+    assert_eq!(other.sign_in("olga", &reset.password).await.status, 303);
+    assert_eq!(other.get("/overview").await.status, 200);
+    let users = list(&operator).await.unwrap().into_inner().users;
+    let olga_now = users.iter().find(|u| u.name == "olga").unwrap();
+    assert_eq!(olga_now.disabled_at_ms, 0, "enabled again");
+    assert!(olga_now.password_set_at_ms > olga.password_set_at_ms);
+    // A second reset ends the session the first one let in.
+    admin
+        .reset_console_user_password(operator.sign(
+            "/paymentswitch.v1.Admin/ResetConsoleUserPassword",
+            pb::ResetConsoleUserPasswordRequest {
+                name: "olga".into(),
+            },
+        ))
+        .await
+        .unwrap();
+    assert_eq!(other.get("/overview").await.status, 303);
+}

@@ -204,6 +204,31 @@ async fn a_node_shows_the_legs_of_a_terminal_only_the_other_node_has_seen() {
     assert!(b.switch.knows_terminal("tho-tang-8"), "and remembers it");
 }
 
+/// A console user disabled through node A is signed out of node B's
+/// console at their next request: each node reads the user again then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_console_user_disabled_on_one_node_is_signed_out_of_the_other() {
+    use tests::console::{Client, Console, console_user};
+    let (a, b) = two_nodes().await;
+    let password = console_user(&a, "petr", "operator", "").await;
+    let console = Console::start(&b, true).await;
+    let mut browser = Client::new(&console);
+    assert_eq!(browser.sign_in("petr", &password).await.status, 303);
+    assert_eq!(browser.get("/overview").await.status, 200);
+    a.admin()
+        .disable_console_user(a.credentials("operator").sign(
+            "/paymentswitch.v1.Admin/DisableConsoleUser",
+            pb::DisableConsoleUserRequest {
+                name: "petr".into(),
+                reason: "laptop stolen".into(),
+            },
+        ))
+        .await
+        .unwrap();
+    let r = browser.get("/overview").await;
+    assert_eq!((r.status, r.header("location")), (303, Some("/login")));
+}
+
 /// A merchant watching on node B hears of payments completed through either
 /// node, in number order and without gaps; resuming by cursor on node A
 /// continues exactly where it left off.

@@ -44,6 +44,59 @@ impl pb::admin_server::Admin for AdminService {
         .await
     }
 
+    async fn list_console_users(
+        &self,
+        req: Request<pb::ListConsoleUsersRequest>,
+    ) -> Result<Response<pb::ListConsoleUsersResponse>, Status> {
+        crate::telemetry::observe("list_console_users", async move {
+            let p = principal(&req)?;
+            let users = crate::flows::provisioning::console_users(&self.switch, &p)?;
+            Ok(Response::new(pb::ListConsoleUsersResponse {
+                users: users.into_iter().map(console_user_info).collect(),
+            }))
+        })
+        .await
+    }
+
+    async fn disable_console_user(
+        &self,
+        req: Request<pb::DisableConsoleUserRequest>,
+    ) -> Result<Response<pb::ConsoleUserInfo>, Status> {
+        crate::telemetry::observe("disable_console_user", async move {
+            let p = principal(&req)?;
+            let r = req.into_inner();
+            let u = crate::flows::provisioning::disable_console_user(
+                &self.switch,
+                &p,
+                &r.name,
+                &r.reason,
+            )
+            .await?;
+            Ok(Response::new(console_user_info(u)))
+        })
+        .await
+    }
+
+    async fn reset_console_user_password(
+        &self,
+        req: Request<pb::ResetConsoleUserPasswordRequest>,
+    ) -> Result<Response<pb::CreateConsoleUserResponse>, Status> {
+        crate::telemetry::observe("reset_console_user_password", async move {
+            let p = principal(&req)?;
+            let r = req.into_inner();
+            let (u, password) =
+                crate::flows::provisioning::reset_console_password(&self.switch, &p, &r.name)
+                    .await?;
+            Ok(Response::new(pb::CreateConsoleUserResponse {
+                name: u.name,
+                role: u.role,
+                bank_bin: u.bank_bin,
+                password,
+            }))
+        })
+        .await
+    }
+
     async fn provision_post_office(
         &self,
         req: Request<pb::ProvisionPostOfficeRequest>,
@@ -214,5 +267,25 @@ impl pb::admin_server::Admin for AdminService {
             }))
         })
         .await
+    }
+}
+
+/// A console user as the API shows it: everything but the password hash.
+fn console_user_info(u: crate::store::ConsoleUser) -> pb::ConsoleUserInfo {
+    let disabled = u.disabled.unwrap_or(crate::store::Disabled {
+        at_ms: 0,
+        by: String::new(),
+        reason: String::new(),
+    });
+    pb::ConsoleUserInfo {
+        name: u.name,
+        role: u.role,
+        bank_bin: u.bank_bin,
+        created_at_ms: u.created_at_ms,
+        created_by: u.created_by,
+        password_set_at_ms: u.password_set_at_ms,
+        disabled_at_ms: disabled.at_ms,
+        disabled_by: disabled.by,
+        disabled_reason: disabled.reason,
     }
 }

@@ -554,28 +554,114 @@ pub async fn create_console_user(
             format!("a console user {name} exists"),
         ));
     }
-    let rng = SystemRandom::new();
-    let mut raw = [0u8; 15];
-    ring::rand::SecureRandom::fill(&rng, &mut raw).map_err(|_| internal("no randomness"))?;
-    // 24 characters a person can read out and type.
-    let password: String = raw
-        .iter()
-        .flat_map(|b| [b >> 4, b & 0xF])
-        .take(24)
-        .map(|n| char::from(b"abcdefghjkmnpqrstuvwxyz23456789"[usize::from(n)]))
-        .collect();
+    let password = new_password()?;
     let hash = hash_password(password.clone()).await?;
+    let now = now_ms();
     let user = crate::store::ConsoleUser {
         name: name.to_string(),
         role: role.to_string(),
         bank_bin: bank_bin.to_string(),
         password_hash: hash,
-        created_at_ms: now_ms(),
+        created_at_ms: now,
         created_by: p.id.clone(),
+        password_set_at_ms: now,
+        disabled: None,
     };
     switch.store.put_console_user(&user).map_err(internal)?;
     switch.store.durable().await.map_err(internal)?;
     tracing::info!(user = name, role, bank = bank_bin, by = %p.id, "console user created");
+    Ok((user, password))
+}
+
+/// 24 characters a person can read out and type (90 bits).
+fn new_password() -> Result<String, SwitchError> {
+    let rng = SystemRandom::new();
+    let mut raw = [0u8; 15];
+    ring::rand::SecureRandom::fill(&rng, &mut raw).map_err(|_| internal("no randomness"))?;
+    Ok(raw
+        .iter()
+        .flat_map(|b| [b >> 4, b & 0xF])
+        .take(24)
+        .map(|n| char::from(b"abcdefghjkmnpqrstuvwxyz23456789"[usize::from(n)]))
+        .collect())
+}
+
+/// Every console user, by name.
+pub fn console_users(
+    switch: &Switch,
+    p: &Principal,
+) -> Result<Vec<crate::store::ConsoleUser>, SwitchError> {
+    operator(p)?;
+    let mut users = switch.store.console_users().map_err(internal)?;
+    users.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(users)
+}
+
+/// Change console user `name` under the provisioning turn with `change`,
+/// durably.
+async fn change_console_user(
+    switch: &Switch,
+    name: &str,
+    change: impl FnOnce(&mut crate::store::ConsoleUser),
+) -> Result<crate::store::ConsoleUser, SwitchError> {
+    let _one_at_a_time = switch
+        .take_turn(&switch.provisioning, crate::flows::turn::PROVISIONING)
+        .await?;
+    let Some(mut user) = switch.store.console_user(name).map_err(internal)? else {
+        return Err(SwitchError::new(
+            ErrorCode::UnknownConsoleUser,
+            format!("no console user {name:?}"),
+        ));
+    };
+    change(&mut user);
+    switch.store.put_console_user(&user).map_err(internal)?;
+    switch.store.durable().await.map_err(internal)?;
+    Ok(user)
+}
+
+/// Stop console user `name` from signing in; their sessions end at their
+/// next request (every node reads the user again then). Disabling a
+/// disabled user answers the first disabling.
+pub async fn disable_console_user(
+    switch: &Switch,
+    p: &Principal,
+    name: &str,
+    reason: &str,
+) -> Result<crate::store::ConsoleUser, SwitchError> {
+    operator(p)?;
+    if reason.trim().is_empty() || reason.chars().count() > 200 {
+        return Err(SwitchError::invalid("reason must be 1 to 200 characters"));
+    }
+    let user = change_console_user(switch, name, |u| {
+        u.disabled.get_or_insert_with(|| crate::store::Disabled {
+            at_ms: now_ms(),
+            by: p.id.clone(),
+            reason: reason.to_string(),
+        });
+    })
+    .await?;
+    tracing::warn!(user = name, by = %p.id, reason, "console user disabled");
+    Ok(user)
+}
+
+/// A new password for console user `name` (answered once; only its hash is
+/// kept): their sessions end, and a disabled user may sign in again.
+pub async fn reset_console_password(
+    switch: &Switch,
+    p: &Principal,
+    name: &str,
+) -> Result<(crate::store::ConsoleUser, String), SwitchError> {
+    operator(p)?;
+    let password = new_password()?;
+    let hash = hash_password(password.clone()).await?;
+    let user = change_console_user(switch, name, |u| {
+        u.password_hash = hash;
+        // Strictly later, so that every session taken before ends.
+        u.password_set_at_ms = now_ms().max(u.password_set_at_ms + 1);
+        u.disabled = None;
+    })
+    .await?;
+    tracing::warn!(user = name, by = %p.id, "console password reset");
     Ok((user, password))
 }
 
@@ -633,5 +719,5 @@ pub async fn console_sign_in(
     })
     .await
     .map_err(internal)?;
-    Ok(user.filter(|_| ok))
+    Ok(user.filter(|u| ok && u.disabled.is_none()))
 }

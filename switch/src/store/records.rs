@@ -314,6 +314,21 @@ pub struct ConsoleUser {
     pub password_hash: String,
     pub created_at_ms: i64,
     pub created_by: String,
+    /// When the password was last set. A console session remembers it and
+    /// ends when it changes (0: as created, before resets existed).
+    #[serde(default)]
+    pub password_set_at_ms: i64,
+    /// Set while the user may not sign in: when, by whom, why.
+    #[serde(default)]
+    pub disabled: Option<Disabled>,
+}
+
+/// Who stopped a console user, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Disabled {
+    pub at_ms: i64,
+    pub by: String,
+    pub reason: String,
 }
 
 /// A terminal's shift: the drawer counted at open and at close.

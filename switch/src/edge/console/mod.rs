@@ -55,6 +55,8 @@ struct Session {
     csrf: String,
     started_ms: i64,
     used_ms: i64,
+    /// The user's password as of sign-in: a reset ends the session.
+    password_set_at_ms: i64,
 }
 
 impl Session {
@@ -240,7 +242,27 @@ impl Console {
         }
         let s = sessions.get_mut(&token)?;
         s.used_ms = now;
-        Some(s.clone())
+        let s = s.clone();
+        drop(sessions);
+        // The user as the store has it now, so that disabling them or
+        // resetting their password on any node ends this session.
+        let current = match self.switch.store.console_user(&s.user) {
+            Ok(u) => u.is_some_and(|u| {
+                u.disabled.is_none() && u.password_set_at_ms == s.password_set_at_ms
+            }),
+            Err(e) => {
+                tracing::error!(user = %s.user, error = %e, "console user unreadable; session refused");
+                false
+            }
+        };
+        if !current {
+            self.sessions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&token);
+            return None;
+        }
+        Some(s)
     }
 
     fn cookie(&self, token: &str, max_age_s: i64) -> HeaderValue {
@@ -398,6 +420,7 @@ async fn login(State(c): State<Arc<Console>>, Form(f): Form<LoginForm>) -> Respo
         csrf: c.token(),
         started_ms: now,
         used_ms: now,
+        password_set_at_ms: user.password_set_at_ms,
     };
     {
         let mut sessions = c.sessions.lock().unwrap_or_else(|e| e.into_inner());
