@@ -23,6 +23,25 @@ async fn two_nodes_with(tune: impl Fn(&mut switch::Config)) -> (Harness, Harness
     (a, b)
 }
 
+/// A terminal provisioned through `node` (an operator's call), and its
+/// credentials.
+async fn new_terminal(node: &Harness, id: &str, opening_cash: u64) -> proto::auth::Credentials {
+    let r = node
+        .admin()
+        .provision_terminal(node.credentials("operator").sign(
+            "/paymentswitch.v1.Admin/ProvisionTerminal",
+            pb::ProvisionTerminalRequest {
+                terminal_id: id.into(),
+                post_office_id: "tho-tang".into(),
+                opening_cash,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    proto::auth::Credentials::from_hex(id, &r.secret).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cash_out_started_on_one_node_is_confirmed_on_the_other_once() {
     let (a, b) = two_nodes().await;
@@ -108,22 +127,8 @@ async fn one_node_at_a_time_runs_the_background_jobs_and_the_other_takes_over() 
 async fn a_terminal_provisioned_on_one_node_signs_on_the_other_and_a_replay_is_refused_everywhere()
 {
     let (a, b) = two_nodes().await;
-    let operator = a.credentials("operator");
-    let r = a
-        .admin()
-        .provision_terminal(operator.sign(
-            "/paymentswitch.v1.Admin/ProvisionTerminal",
-            pb::ProvisionTerminalRequest {
-                terminal_id: "tho-tang-9".into(),
-                post_office_id: "tho-tang".into(),
-                opening_cash: 1_000_000,
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let fresh = new_terminal(&a, "tho-tang-9", 1_000_000).await;
     // Node B never loaded it, and takes it at once.
-    let fresh = proto::auth::Credentials::from_hex("tho-tang-9", &r.secret).unwrap();
     let c = a.customer(MB, 0);
     let tx = b
         .teller_with(fresh.clone())
@@ -165,21 +170,7 @@ async fn a_terminal_provisioned_on_one_node_signs_on_the_other_and_a_replay_is_r
 async fn a_node_shows_the_legs_of_a_terminal_only_the_other_node_has_seen() {
     use tests::console::{Client, Console, console_user};
     let (a, b) = two_nodes().await;
-    let operator = a.credentials("operator");
-    let r = a
-        .admin()
-        .provision_terminal(operator.sign(
-            "/paymentswitch.v1.Admin/ProvisionTerminal",
-            pb::ProvisionTerminalRequest {
-                terminal_id: "tho-tang-8".into(),
-                post_office_id: "tho-tang".into(),
-                opening_cash: 2_000_000,
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    let fresh = proto::auth::Credentials::from_hex("tho-tang-8", &r.secret).unwrap();
+    let fresh = new_terminal(&a, "tho-tang-8", 2_000_000).await;
     let c = a.customer(MB, 5_000_000);
     let code = a.withdrawal_code(MB, &c.account, 600_000);
     let tx = a
