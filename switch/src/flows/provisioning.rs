@@ -573,7 +573,7 @@ pub async fn create_console_user(
     Ok((user, password))
 }
 
-/// 24 characters a person can read out and type (90 bits).
+/// 24 characters a person can read out and type (96 random bits).
 fn new_password() -> Result<String, SwitchError> {
     let rng = SystemRandom::new();
     let mut raw = [0u8; 15];
