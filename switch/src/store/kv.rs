@@ -882,7 +882,8 @@ impl Shared {
                 let mut st = self.lock();
                 loop {
                     let durable = *self.durable.borrow();
-                    let ready = st.log.front().is_some_and(|(s, _)| *s <= durable)
+                    let waiting = st.log.front().is_some_and(|(s, _)| *s <= durable);
+                    let ready = waiting
                         && (last_apply.elapsed() >= apply_interval
                             || st.log.len() >= APPLY_RECORDS_MAX
                             || st.stopping);
@@ -894,10 +895,13 @@ impl Shared {
                     {
                         break;
                     }
-                    let wait = interval
-                        .saturating_sub(last_flush.elapsed())
-                        .min(apply_interval.saturating_sub(last_apply.elapsed()))
-                        .max(Duration::from_millis(1));
+                    // Idle, only the persist is due (the journal writer
+                    // wakes this thread when records become durable).
+                    let mut wait = interval.saturating_sub(last_flush.elapsed());
+                    if waiting {
+                        wait = wait.min(apply_interval.saturating_sub(last_apply.elapsed()));
+                    }
+                    let wait = wait.max(Duration::from_millis(1));
                     st = self
                         .apply_wanted
                         .wait_timeout(st, wait)
