@@ -516,7 +516,12 @@ impl Switch {
         // less in every flow's path), and both are before any call: a
         // reservation whose record a crash lost moves no money and expires
         // by its own timeout.
-        let legs = self.legs(&rec)?;
+        let legs = match self.legs(&rec) {
+            Ok(legs) => legs,
+            // Nothing is reserved yet: the transaction fails whole, its
+            // limits given back, rather than staying open.
+            Err(e) => return self.finish(rec, Status::Failed, Some(e)).await,
+        };
         let (durable, reserved) = tokio::join!(
             self.store.durable(),
             ledger_transfers(&self.ledger, legs.clone())
