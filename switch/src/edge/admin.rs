@@ -34,12 +34,7 @@ impl pb::admin_server::Admin for AdminService {
                 &r.bank_bin,
             )
             .await?;
-            Ok(Response::new(pb::CreateConsoleUserResponse {
-                name: u.name,
-                role: u.role,
-                bank_bin: u.bank_bin,
-                password,
-            }))
+            Ok(Response::new(console_password(u, password)))
         })
         .await
     }
@@ -87,12 +82,7 @@ impl pb::admin_server::Admin for AdminService {
             let (u, password) =
                 crate::flows::provisioning::reset_console_password(&self.switch, &p, &r.name)
                     .await?;
-            Ok(Response::new(pb::CreateConsoleUserResponse {
-                name: u.name,
-                role: u.role,
-                bank_bin: u.bank_bin,
-                password,
-            }))
+            Ok(Response::new(console_password(u, password)))
         })
         .await
     }
@@ -267,6 +257,19 @@ impl pb::admin_server::Admin for AdminService {
             }))
         })
         .await
+    }
+}
+
+/// A console user's new password (made or reset), shown this once.
+fn console_password(
+    u: crate::store::ConsoleUser,
+    password: String,
+) -> pb::CreateConsoleUserResponse {
+    pb::CreateConsoleUserResponse {
+        name: u.name,
+        role: u.role,
+        bank_bin: u.bank_bin,
+        password,
     }
 }
 
