@@ -314,6 +314,9 @@ impl ServerThread {
 pub fn tune_for_load(config: &mut switch::Config) {
     config.terminal_daily_max = u64::MAX;
     config.customer_daily_max = u64::MAX;
+    config.customer_monthly_max = u64::MAX;
+    config.post_office_daily_max = u64::MAX;
+    config.post_office_monthly_max = u64::MAX;
     config.demo_efloat = 1_000_000_000_000;
     config.biller_sim.customers = 600;
     config.biller_sim.recurring_bills = true;

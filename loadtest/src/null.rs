@@ -115,6 +115,12 @@ impl pb::teller_server::Teller for Null {
     ) -> Result<Response<pb::TransactionResponse>, Status> {
         Err(unused())
     }
+    async fn get_limits(
+        &self,
+        _: Request<pb::GetLimitsRequest>,
+    ) -> Result<Response<pb::GetLimitsResponse>, Status> {
+        Err(unused())
+    }
     async fn open_shift(
         &self,
         _: Request<pb::OpenShiftRequest>,

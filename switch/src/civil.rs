@@ -49,6 +49,27 @@ pub fn day_number(ms: i64) -> i64 {
     }
 }
 
+/// The number of the civil month at `ms`, counted from January 1970
+/// (January 1970 is 0): monthly totals are kept per month number, so they
+/// reset at local midnight on the first of the month.
+pub fn month_number(ms: i64) -> i64 {
+    match at(ms) {
+        Some(t) => (i64::from(t.year()) - 1970) * 12 + i64::from(u8::from(t.month())) - 1,
+        // Beyond ±9999 years: no stored time is that far; a 30-day month
+        // keeps the number monotonic.
+        None => day_number(ms).div_euclid(30),
+    }
+}
+
+/// A month number as `YYYY-MM`.
+pub fn month_label(month: i64) -> String {
+    format!(
+        "{:04}-{:02}",
+        1970 + month.div_euclid(12),
+        month.rem_euclid(12) + 1
+    )
+}
+
 /// The latest time of day `hour:minute` (civil) at or before `now_ms`, in
 /// UNIX milliseconds; `None` for an hour or minute out of range.
 pub fn last_time_of_day_ms(hour: u8, minute: u8, now_ms: i64) -> Option<i64> {
@@ -100,6 +121,28 @@ mod tests {
             assert_eq!(day_number(ms), day, "{ms}");
         }
         assert_eq!(date(1_795_780_800_000), "2026-11-27");
+    }
+
+    #[test]
+    fn months_turn_at_civil_midnight_on_the_first() {
+        // 2026-12-01 00:00 (UTC+7) is 2026-11-30 17:00 UTC.
+        let december = 1_796_058_000_000;
+        assert_eq!(date_time(december), "2026-12-01 00:00:00 (UTC+7)");
+        let cases: &[(i64, &str)] = &[
+            (0, "1970-01"),
+            (december - 1, "2026-11"),
+            (december, "2026-12"),
+            // New year, at civil midnight: 2027-01-01 00:00 (UTC+7).
+            (december + 31 * 86_400_000 - 1, "2026-12"),
+            (december + 31 * 86_400_000, "2027-01"),
+            // A leap year's February ends on the 29th.
+            (1_709_139_600_000 + 86_400_000 - 1, "2024-02"),
+            (1_709_139_600_000 + 86_400_000, "2024-03"),
+        ];
+        for &(ms, month) in cases {
+            assert_eq!(month_label(month_number(ms)), month, "{}", date_time(ms));
+        }
+        assert_eq!(month_number(december) - month_number(december - 1), 1);
     }
 
     #[test]

@@ -73,10 +73,20 @@ pub struct Config {
     pub reservation_grace_ms: u64,
     /// Wrong withdrawal codes an account may try in a day.
     pub code_attempts_max: u64,
-    /// What one terminal may move in a day, over all products.
+    /// What one terminal may move in a day, over all products (the
+    /// switch's own limit, beside the agent limits below).
     pub terminal_daily_max: u64,
-    /// What one customer account may receive or give in a day.
+    /// A customer account's cash deposits and withdrawals together, at
+    /// every agent point, in a day (Circular 07/2024/TT-NHNN, Article 5:
+    /// 20,000,000 VND). See `flows::limits`.
     pub customer_daily_max: u64,
+    /// The same in a civil month (the circular sets none: unlimited).
+    pub customer_monthly_max: u64,
+    /// A post office's (an agent point's) cash deposits and withdrawals in
+    /// a day (the circular: 200,000,000 VND).
+    pub post_office_daily_max: u64,
+    /// The same in a civil month (the circular: 5,000,000,000 VND).
+    pub post_office_monthly_max: u64,
     /// The banks the switch routes to. Without `remote`, a bank is
     /// simulated in-process.
     pub banks: Vec<BankConfig>,
@@ -338,7 +348,10 @@ impl Default for Config {
             reservation_grace_ms: 120_000,
             code_attempts_max: 3,
             terminal_daily_max: 2_000_000_000,
-            customer_daily_max: 100_000_000,
+            customer_daily_max: 20_000_000,
+            customer_monthly_max: u64::MAX,
+            post_office_daily_max: 200_000_000,
+            post_office_monthly_max: 5_000_000_000,
             banks: crate::demo::DEMO_BANKS
                 .iter()
                 .map(|bin| BankConfig {

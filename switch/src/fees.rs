@@ -5,6 +5,19 @@ use rust_decimal::{Decimal, RoundingStrategy};
 
 use crate::config::FeeRule;
 
+/// `1234567` → `1,234,567`.
+pub fn grouped(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// A fee and its split.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Fee {

@@ -38,6 +38,7 @@ fn tx(n: u128, request: &str, qr: Option<&str>) -> TxRecord {
         merchant: None,
         bill: None,
         limits_held: false,
+        limit_keys: Vec::new(),
         pays_for: None,
         paid_by: None,
         card_token: None,

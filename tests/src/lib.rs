@@ -935,6 +935,28 @@ impl Teller {
             .map(|r| r.into_inner())
     }
 
+    /// What is left of each limit, by name (`post_office_daily`, ...);
+    /// with `customer` (BIN, account), the customer's too.
+    pub async fn limits(
+        &mut self,
+        customer: Option<(&str, &str)>,
+    ) -> Result<std::collections::BTreeMap<String, pb::Limit>, tonic::Status> {
+        let (bank_bin, account) = customer.unwrap_or_default();
+        let m = pb::GetLimitsRequest {
+            bank_bin: bank_bin.into(),
+            account: account.into(),
+        };
+        let r = self
+            .client
+            .get_limits(
+                self.credentials
+                    .sign("/paymentswitch.v1.Teller/GetLimits", m),
+            )
+            .await?
+            .into_inner();
+        Ok(r.limits.into_iter().map(|l| (l.limit.clone(), l)).collect())
+    }
+
     pub async fn list(&mut self, page_size: u32, page_token: &str) -> pb::ListTransactionsResponse {
         let m = pb::ListTransactionsRequest {
             page_size,

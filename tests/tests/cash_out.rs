@@ -151,7 +151,13 @@ async fn wrong_codes_are_refused_and_limited() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_drawer_never_pays_out_cash_it_does_not_hold() {
-    let h = Harness::start(|c| c.cash_out.amount_max = 100_000_000).await;
+    // Beyond the customer's daily agent limit (20,000,000): the drawer is
+    // what refuses here.
+    let h = Harness::start(|c| {
+        c.cash_out.amount_max = 100_000_000;
+        c.customer_daily_max = u64::MAX;
+    })
+    .await;
     let rich = h.customer(MB, 25_000_000);
     let mut t = h.teller("tam-dao-1");
     let code = h.withdrawal_code(MB, &rich.account, 20_000_001);

@@ -420,7 +420,11 @@ async fn listing_pages_newest_first() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e_float_that_cannot_cover_a_cash_in_refuses_it_and_posts_nothing() {
-    let h = Harness::start(|c| c.customer_daily_max = u64::MAX).await;
+    let h = Harness::start(|c| {
+        c.customer_daily_max = u64::MAX;
+        c.post_office_daily_max = u64::MAX;
+    })
+    .await;
     let c = h.customer(MB, 0);
     let mut t = h.teller("huong-dao-1");
     // 500,000,000 of e-float: ten cash-ins of 50,000,000 use it all.
@@ -575,6 +579,115 @@ async fn failed_and_reversed_transactions_give_their_daily_limits_back() {
         .unwrap();
     assert_eq!(rec.status, switch::store::Status::Failed);
     assert!(!rec.limits_held);
+    h.assert_ledger_clean().await;
+}
+
+/// The payment-agent limits of Circular 07/2024 are the defaults: a
+/// customer's cash deposits and withdrawals together, 20,000,000 a day at
+/// every agent point; a refusal names the limit and what is left, and
+/// `GetLimits` shows the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customers_cash_in_and_out_share_the_circulars_daily_limit() {
+    let h = Harness::start(|_| {}).await;
+    let c = h.customer(MB, 4_000_000);
+    let mut t = h.teller("tho-tang-1");
+    let before = t.limits(Some((MB, &c.account))).await.unwrap();
+    assert_eq!(before["customer_daily"].max, 20_000_000);
+    assert_eq!(before["post_office_daily"].max, 200_000_000);
+    assert_eq!(before["post_office_monthly"].max, 5_000_000_000);
+    assert_eq!(before["customer_daily"].used, 0);
+    assert_eq!(before["customer_monthly"].max, u64::MAX);
+    t.cash_in("d1", MB, &c.account, 12_000_000).await.unwrap();
+    // A withdrawal counts in the same total, at another post office too.
+    let code = h.withdrawal_code(MB, &c.account, 3_000_000);
+    let mut other = h.teller("huong-dao-1");
+    let started = other
+        .cash_out_start("w1", MB, &c.account, &code, 3_000_000)
+        .await
+        .unwrap();
+    other
+        .cash_out_confirm(&started.transaction_id)
+        .await
+        .unwrap();
+    let e = t
+        .cash_in("d2", MB, &c.account, 6_000_000)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.code(), error_code(&e).as_str()),
+        (Code::FailedPrecondition, "customer_daily_limit")
+    );
+    assert_eq!(
+        e.message(),
+        "customer_daily_limit: this customer's cash deposits and withdrawals at agents may total \
+         20,000,000 VND a day: 5,000,000 VND is left today, 6,000,000 VND was asked"
+    );
+    let now = t.limits(Some((MB, &c.account))).await.unwrap();
+    assert_eq!(
+        (now["customer_daily"].used, now["customer_daily"].left),
+        (15_000_000, 5_000_000)
+    );
+    assert_eq!(now["customer_monthly"].used, 15_000_000);
+    // Tho Tang counted its own cash-in only; the refused one counts nowhere.
+    assert_eq!(now["post_office_daily"].used, 12_000_000);
+    assert_eq!(now["terminal_daily"].used, 12_000_000);
+    assert_eq!(now["post_office_daily"].period.len(), "2026-12-07".len());
+    assert_eq!(now["post_office_monthly"].period.len(), "2026-12".len());
+    // What is left still goes through.
+    t.cash_in("d3", MB, &c.account, 5_000_000).await.unwrap();
+    // A half-given customer, or another post office's view, is refused.
+    let e = t.limits(Some((MB, ""))).await.unwrap_err();
+    assert_eq!(error_code(&e), "invalid_argument");
+    h.assert_ledger_clean().await;
+}
+
+/// A post office's day and month count every terminal of it, and the
+/// month is refused by its own code once passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_offices_terminals_share_its_daily_and_monthly_limits() {
+    let h = Harness::start(|c| {
+        c.post_office_daily_max = 3_000_000;
+        c.post_office_monthly_max = 2_500_000;
+    })
+    .await;
+    let c = h.customer(MB, 0);
+    let d = h
+        .customers()
+        .into_iter()
+        .find(|x| x.account != c.account)
+        .unwrap();
+    let mut one = h.teller("tho-tang-1");
+    let mut two = h.teller("tho-tang-2");
+    one.cash_in("p1", MB, &c.account, 1_500_000).await.unwrap();
+    let e = two
+        .cash_in("p2", &d.bank, &d.account, 1_500_000)
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&e), "post_office_monthly_limit");
+    assert!(
+        e.message().contains("1,000,000 VND is left this month"),
+        "{}",
+        e.message()
+    );
+    two.cash_in("p3", &d.bank, &d.account, 1_000_000)
+        .await
+        .unwrap();
+    let left = two.limits(None).await.unwrap();
+    assert_eq!(
+        (
+            left["post_office_monthly"].left,
+            left["post_office_daily"].left
+        ),
+        (0, 500_000)
+    );
+    assert_eq!(left["terminal_daily"].used, 1_000_000);
+    assert!(!left.contains_key("customer_daily"));
+    // Another post office has its own.
+    let mut elsewhere = h.teller("huong-dao-1");
+    elsewhere
+        .cash_in("p4", MB, &c.account, 1_000_000)
+        .await
+        .unwrap();
     h.assert_ledger_clean().await;
 }
 

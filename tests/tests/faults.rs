@@ -18,6 +18,9 @@ const VCB: &str = "970436";
 fn no_limits(c: &mut switch::Config) {
     c.terminal_daily_max = u64::MAX;
     c.customer_daily_max = u64::MAX;
+    c.customer_monthly_max = u64::MAX;
+    c.post_office_daily_max = u64::MAX;
+    c.post_office_monthly_max = u64::MAX;
 }
 
 /// Every acknowledged transaction is stored with the status it was

@@ -1,23 +1,11 @@
 //! Printable receipts: what the counter hands the customer.
 
+use crate::fees::grouped;
 use crate::store::{self, TxRecord};
 
 pub fn bank_name(bin: &str) -> String {
     qr::bank_by_bin(bin).map_or_else(|| bin.to_string(), |b| b.short_name.to_string())
 }
-/// `1234567` → `1,234,567`.
-pub(crate) fn grouped(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::with_capacity(s.len() + s.len() / 3);
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 /// A printable receipt.
 pub fn receipt(t: &TxRecord) -> String {
     let title = match t.kind {

@@ -209,4 +209,37 @@ impl pb::teller_server::Teller for TellerService {
         })
         .await
     }
+
+    async fn get_limits(
+        &self,
+        req: Request<pb::GetLimitsRequest>,
+    ) -> Result<Response<pb::GetLimitsResponse>, Status> {
+        crate::telemetry::observe("get_limits", async move {
+            let p = principal(&req)?;
+            let r = req.into_inner();
+            let customer = match (r.bank_bin.is_empty(), r.account.is_empty()) {
+                (true, true) => None,
+                (false, false) => Some((r.bank_bin.as_str(), r.account.as_str())),
+                _ => {
+                    return Err(
+                        SwitchError::invalid("give both bank_bin and account, or neither").into(),
+                    );
+                }
+            };
+            let limits = self.switch.limits_left(&p, customer).await?;
+            Ok(Response::new(pb::GetLimitsResponse {
+                limits: limits
+                    .iter()
+                    .map(|h| pb::Limit {
+                        limit: h.kind.label().to_string(),
+                        max: h.max,
+                        used: h.used,
+                        left: h.left(),
+                        period: h.period.clone(),
+                    })
+                    .collect(),
+            }))
+        })
+        .await
+    }
 }

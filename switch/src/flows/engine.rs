@@ -31,6 +31,7 @@ use crate::clock::{monotonic_ms, now_ms};
 use crate::config::Config;
 use crate::error::{ErrorCode, SwitchError};
 use crate::fees;
+use crate::flows::limits;
 use crate::ids::{Reference, TxId, mask_account};
 use crate::store::ledger::LedgerStore;
 use crate::store::{
@@ -292,6 +293,7 @@ impl Switch {
             merchant: None,
             bill: None,
             limits_held: false,
+            limit_keys: Vec::new(),
             pays_for: None,
             paid_by: None,
             card_token: None,
@@ -426,65 +428,25 @@ impl Switch {
         )
     }
 
-    /// The daily totals a transaction counts against: the terminal's for
-    /// everything done at a counter, the customer's for cash.
-    fn daily_keys(rec: &TxRecord) -> Vec<(String, u64)> {
-        let day = day(rec.created_at_ms);
-        let mut keys = Vec::new();
-        if rec.kind == store::Kind::QrPayment {
-            return keys;
-        }
-        keys.push((format!("{day}/terminal/{}", rec.terminal_id), 0));
-        if matches!(rec.kind, store::Kind::CashIn | store::Kind::CashOut) {
-            keys.push((
-                format!(
-                    "{day}/customer/{}/{}/{}",
-                    kind_label(rec.kind),
-                    rec.bank_bin,
-                    rec.account
-                ),
-                1,
-            ));
-        }
-        keys
-    }
-
-    /// Count `rec` against its daily limits, all or none, atomically with
-    /// its record saying so (`limits_held`).
+    /// Count `rec` against its limits (`limits`), all or none, atomically
+    /// with its record saying so (`limits_held`, `limit_keys`).
     pub(crate) fn take_limits(
         &self,
         rec: &mut TxRecord,
     ) -> Result<Result<(), SwitchError>, SwitchError> {
-        let limits: Vec<(String, u64)> = Switch::daily_keys(rec)
-            .into_iter()
-            .map(|(key, which)| {
-                let max = if which == 0 {
-                    self.config.terminal_daily_max
-                } else {
-                    self.config.customer_daily_max
-                };
-                (key, max)
-            })
-            .collect();
+        let limits = limits::of(&self.config, rec);
         if limits.is_empty() {
             return Ok(Ok(()));
         }
+        let totals: Vec<(String, u64)> = limits.iter().map(|l| (l.key.clone(), l.max)).collect();
         rec.limits_held = true;
-        let Some(i) = self.store.take_limits(rec, &limits).map_err(storage)? else {
+        rec.limit_keys = limits.iter().map(|l| l.key.clone()).collect();
+        let Some((i, counted)) = self.store.take_limits(rec, &totals).map_err(storage)? else {
             return Ok(Ok(()));
         };
         rec.limits_held = false;
-        Ok(Err(if Switch::daily_keys(rec)[i].1 == 0 {
-            SwitchError::new(
-                ErrorCode::TerminalDailyLimit,
-                "this terminal reached its daily limit",
-            )
-        } else {
-            SwitchError::new(
-                ErrorCode::CustomerDailyLimit,
-                "this account reached its daily limit",
-            )
-        }))
+        rec.limit_keys.clear();
+        Ok(Err(limits::refusal(&limits[i], counted, rec.amount)))
     }
 
     /// Run a recorded transaction: limits, reservation, then its calls.
@@ -1218,10 +1180,10 @@ impl Switch {
         let give_back: Vec<String> =
             if rec.limits_held && matches!(status, Status::Failed | Status::Reversed) {
                 rec.limits_held = false;
-                Switch::daily_keys(&rec)
-                    .into_iter()
-                    .map(|(k, _)| k)
-                    .collect()
+                match std::mem::take(&mut rec.limit_keys) {
+                    keys if keys.is_empty() => limits::legacy_keys(&rec),
+                    keys => keys,
+                }
             } else {
                 Vec::new()
             };

@@ -425,15 +425,15 @@ impl Store {
         })
     }
 
-    /// Count `t` against every daily total in `limits` (key, most allowed),
-    /// all or none, and record `t` (which says `limits_held`) in the same
-    /// write. Answers the index of the first total it would pass (then
-    /// nothing is written).
+    /// Count `t` against every total in `limits` (key, most allowed), all
+    /// or none, and record `t` (which says `limits_held`) in the same
+    /// write. Answers the index of the first total it would pass and what
+    /// that total had counted already (then nothing is written).
     pub fn take_limits(
         &self,
         t: &TxRecord,
         limits: &[(String, u64)],
-    ) -> Result<Option<usize>, StoreError> {
+    ) -> Result<Option<(usize, u64)>, StoreError> {
         debug_assert!(t.limits_held);
         let id = t.tx_id().to_bytes();
         let record = json(t);
@@ -443,7 +443,7 @@ impl Store {
                 let n = Store::daily_total(key.as_bytes(), w.get(Tree::Daily, key.as_bytes())?)?;
                 match n.checked_add(t.amount).filter(|n| n <= max) {
                     Some(n) => totals.push(n),
-                    None => return Ok::<_, StoreError>(Some(i)),
+                    None => return Ok::<_, StoreError>(Some((i, n))),
                 }
             }
             for ((key, _), n) in limits.iter().zip(totals) {
@@ -916,6 +916,13 @@ impl Store {
             .put(Tree::Entities, b"meta/provisioned", b"1".to_vec())?)
     }
 
+    /// The totals at `keys`, as counted now (none yet is 0).
+    pub fn totals(&self, keys: &[&str]) -> Result<Vec<u64>, StoreError> {
+        keys.iter()
+            .map(|k| Store::daily_total(k.as_bytes(), self.kv.get(Tree::Daily, k.as_bytes())?))
+            .collect()
+    }
+
     /// Add `amount` to a daily total unless it would pass `max`; answers
     /// whether it was added. `key` names the counter and the day.
     pub fn add_daily(&self, key: &str, amount: u64, max: u64) -> Result<bool, StoreError> {
@@ -954,11 +961,19 @@ fn payment_counter_key(merchant: &str) -> Vec<u8> {
     key
 }
 
+/// A completed cash-in of `kind`, for other modules' tests.
+#[cfg(test)]
+pub(crate) fn test_record(kind: Kind) -> TxRecord {
+    let mut r = tests::tx(1);
+    r.kind = kind;
+    r
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn tx(n: u128) -> TxRecord {
+    pub(crate) fn tx(n: u128) -> TxRecord {
         let id = TxId::from_u128((1_700_000_000_000u128 << 80) | (n << 8)).expect("valid id");
         TxRecord {
             id: id.to_string(),
@@ -989,6 +1004,7 @@ mod tests {
             merchant: None,
             bill: None,
             limits_held: false,
+            limit_keys: Vec::new(),
             pays_for: None,
             paid_by: None,
             card_token: None,

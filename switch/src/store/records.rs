@@ -204,6 +204,11 @@ pub struct TxRecord {
     /// final record (so exactly once, whatever crashes).
     #[serde(default)]
     pub limits_held: bool,
+    /// The totals' keys `limits_held` counts in (`flows::limits`), so that
+    /// they are given back where they were taken. Empty in a record from
+    /// before the agent limits: then `limits::legacy_keys`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub limit_keys: Vec<String>,
     /// A payment of a bill code a teller showed: the waiting bill payment
     /// it pays. Each attempt is a transaction of its own (its own ledger
     /// legs, its own reversal), so that a declined one leaves the code

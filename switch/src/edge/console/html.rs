@@ -22,7 +22,7 @@ pub fn esc(s: &str) -> String {
 
 /// Whole đồng with thousands separated.
 pub fn vnd(n: i128) -> String {
-    let abs = crate::edge::receipt::grouped(u64::try_from(n.unsigned_abs()).unwrap_or(u64::MAX));
+    let abs = crate::fees::grouped(u64::try_from(n.unsigned_abs()).unwrap_or(u64::MAX));
     if n < 0 { format!("-{abs}") } else { abs }
 }
 
