@@ -351,3 +351,73 @@ async fn a_lost_answer_whose_status_cannot_be_learnt_is_reversed_and_nothing_els
         assert_eq!(moved, 0, "{step:?}");
     }
 }
+
+/// The reversal queue goes out per party (issue #31): a bank that takes
+/// long to answer a reversal holds back only its own jobs, and a bank
+/// that is down costs one call a pass, not one per job. The test asserts
+/// an order of events, not a speed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_bank_holds_back_only_its_own_reversals() {
+    let h = std::sync::Arc::new(
+        Harness::start(|c| {
+            no_limits(c);
+            c.bank_timeout_ms = 60_000;
+        })
+        .await,
+    );
+    let id = switch::ids::TxId::parse("01a2330000000000000000000000ab00").unwrap();
+    let job = |i: u8, bin: &str| switch::store::ReversalJob {
+        reference: id.reference(i).to_string(),
+        party: switch::store::Party::Bank(bin.into()),
+        attempts: 0,
+        next_attempt_at_ms: 0,
+    };
+    // MB's jobs come first in the queue's order; MB answers after 30 s.
+    // (Slow before the jobs are queued: the switch's own background pass
+    // may pick them up first, and must find MB slow too.)
+    h.sims.banks[MB].set_extra_latency_ms(30_000);
+    let (slow, fast) = ([job(1, MB), job(2, MB)], job(3, VCB));
+    for j in slow.iter().chain([&fast]) {
+        h.switch.store.queue_reversal(j).unwrap();
+    }
+    let pass = {
+        let h = h.clone();
+        tokio::spawn(async move { h.switch.run_reversals().await })
+    };
+    h.eventually(20, "VCB's reversal went out while MB's waits", |h| {
+        let queued = h.switch.store.reversals().unwrap();
+        !queued.iter().any(|j| j.reference == fast.reference)
+    })
+    .await;
+    assert!(!pass.is_finished(), "MB's reversal is still in flight");
+    assert_eq!(h.switch.store.reversals().unwrap().len(), 2);
+    pass.abort();
+
+    // MB down: one pass tries its first job, and the second waits for the
+    // next pass instead of costing another timeout now.
+    h.sims.banks[MB].set_extra_latency_ms(0);
+    h.sims.banks[MB].set_fault(Fault::Down);
+    h.switch.run_reversals().await.unwrap();
+    let queued = h.switch.store.reversals().unwrap();
+    let attempts: Vec<u32> = slow
+        .iter()
+        .map(|s| {
+            queued
+                .iter()
+                .find(|j| j.reference == s.reference)
+                .expect("still queued")
+                .attempts
+        })
+        .collect();
+    assert_eq!(attempts, vec![1, 0]);
+    // Back up: the next passes send them both.
+    h.sims.banks[MB].set_fault(Fault::None);
+    let mut due = h.switch.store.reversals().unwrap();
+    for j in &mut due {
+        j.next_attempt_at_ms = 0;
+        h.switch.store.queue_reversal(j).unwrap();
+    }
+    h.switch.run_reversals().await.unwrap();
+    assert!(h.switch.store.reversals().unwrap().is_empty());
+    h.assert_ledger_clean().await;
+}

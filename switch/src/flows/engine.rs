@@ -1332,28 +1332,59 @@ impl Switch {
         self.bank_did_it(rec, legs).await
     }
 
-    /// One pass over the reversal queue: try every job that is due.
+    /// One pass over the reversal queue: every job that is due, one party's
+    /// jobs in order and several parties at once (at most
+    /// `REVERSAL_PARTIES_MAX`), so that a slow or absent party delays only
+    /// its own jobs.
     pub async fn run_reversals(&self) -> Result<(), SwitchError> {
+        use futures_util::StreamExt;
         let now = now_ms();
         let jobs = self.store.reversals().map_err(storage)?;
-        let mut depth = jobs.len();
-        for mut job in jobs {
-            if job.next_attempt_at_ms > now {
-                continue;
+        let queued = jobs.len();
+        let mut by_party: Vec<(Party, Vec<ReversalJob>)> = Vec::new();
+        for job in jobs.into_iter().filter(|j| j.next_attempt_at_ms <= now) {
+            match by_party.iter_mut().find(|(p, _)| *p == job.party) {
+                Some((_, list)) => list.push(job),
+                None => by_party.push((job.party.clone(), vec![job])),
             }
+        }
+        let passes: Vec<Result<usize, SwitchError>> = futures_util::stream::iter(by_party)
+            .map(|(party, jobs)| self.reverse_for_party(party, jobs, now))
+            .buffer_unordered(REVERSAL_PARTIES_MAX)
+            .collect()
+            .await;
+        let mut done = 0;
+        for pass in passes {
+            done += pass?;
+        }
+        metrics::gauge!("switch_reversal_queue_depth").set((queued - done) as f64);
+        Ok(())
+    }
+
+    /// `party`'s due jobs, in order, until one fails: the rest wait for the
+    /// next pass, so a party that is down costs one timeout a pass, not one
+    /// per job. Answers how many were done.
+    async fn reverse_for_party(
+        &self,
+        party: Party,
+        jobs: Vec<ReversalJob>,
+        now: i64,
+    ) -> Result<usize, SwitchError> {
+        let timeout = Duration::from_millis(self.config.bank_timeout_ms);
+        let mut done = 0;
+        for mut job in jobs {
             let Some(reference) = Reference::parse(&job.reference) else {
                 tracing::error!(reference = %job.reference, "a reversal job's reference does not parse; it cannot be sent");
                 continue;
             };
-            let timeout = Duration::from_millis(self.config.bank_timeout_ms);
             // A party the configuration no longer names (a biller taken out,
             // a bank's BIN mistyped after an edit) cannot be asked: the job
             // waits, with the same backoff, and a human is told each time.
             let gone = || {
-                tracing::error!(reference = %job.reference, party = ?job.party, "a queued reversal names a party this switch is not configured with; it waits until the party is back");
+                tracing::error!(reference = %job.reference, party = ?party, "a queued reversal names a party this switch is not configured with; it waits until the party is back");
                 false
             };
-            let done = match &job.party {
+            let ok = match &party {
                 Party::Bank(bin) => match self.routes.get(bin) {
                     Some(bank) => matches!(
                         tokio::time::timeout(timeout, bank.adapter.reverse(reference)).await,
@@ -1369,23 +1400,26 @@ impl Switch {
                     None => gone(),
                 },
             };
-            if done {
+            if ok {
                 self.store
                     .finish_reversal(&job.reference)
                     .map_err(storage)?;
-                depth -= 1;
+                done += 1;
                 metrics::counter!("switch_reversals_total", "result" => "done").increment(1);
             } else {
                 job.attempts += 1;
                 job.next_attempt_at_ms = now + (1_000i64 << job.attempts.min(6));
                 self.store.queue_reversal(&job).map_err(storage)?;
                 metrics::counter!("switch_reversals_total", "result" => "retry").increment(1);
+                break;
             }
         }
-        metrics::gauge!("switch_reversal_queue_depth").set(depth as f64);
-        Ok(())
+        Ok(done)
     }
 }
+
+/// Parties whose reversals one pass sends at once.
+const REVERSAL_PARTIES_MAX: usize = 8;
 
 /// What the customer presented that a call needs and no record may keep:
 /// a cash-out's one-time code, a card and its PIN. Held by the flow that
