@@ -28,18 +28,26 @@ struct RemoteViettel {
 }
 
 async fn serve_viettel(tls: Option<tonic::transport::ServerTlsConfig>) -> RemoteViettel {
+    serve_biller(VIETTEL, &[], tls).await
+}
+
+/// A biller's simulator served on loopback; `customers` seeds it (a biller
+/// outside the demo has none of its own).
+async fn serve_biller(
+    code: &str,
+    customers: &[switch::sim::biller::SimCustomer],
+    tls: Option<tonic::transport::ServerTlsConfig>,
+) -> RemoteViettel {
     let dir = tempfile::tempdir().unwrap();
     let db = switch::store::Store::open_engine(dir.path()).unwrap();
-    let sim = Arc::new(
-        SimBiller::open(
-            VIETTEL,
-            true,
-            SimConfig::default(),
-            db.keyspace("biller", fjall::KeyspaceCreateOptions::default)
-                .unwrap(),
-        )
-        .unwrap(),
-    );
+    let tree = db
+        .keyspace("biller", fjall::KeyspaceCreateOptions::default)
+        .unwrap();
+    for c in customers {
+        tree.insert(format!("c/{}", c.customer), serde_json::to_vec(c).unwrap())
+            .unwrap();
+    }
+    let sim = Arc::new(SimBiller::open(code, true, SimConfig::default(), tree).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let scheme = if tls.is_some() { "https" } else { "http" };
     let address = format!(
@@ -337,4 +345,55 @@ async fn a_reversal_for_a_biller_taken_out_of_the_configuration_waits_for_it() {
         .map(|j| j.reference)
         .collect();
     assert_eq!(left, vec![job.reference.clone()]);
+}
+
+/// A bill shown as a code, whose biller is taken out of the configuration
+/// before the customer pays it: the payment is refused by the biller's
+/// name (issue #31), never reserved against a biller account 0, and
+/// nothing moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bill_code_for_a_biller_taken_out_of_the_configuration_is_refused_by_name() {
+    let customer = switch::sim::biller::SimCustomer {
+        customer: "HW000001".into(),
+        name: "TRAN VAN BINH".into(),
+        bills: vec![switch::adapters::biller::Bill {
+            id: "HW-2026-11".into(),
+            period: "2026-11".into(),
+            amount: 120_000,
+            due_date: "2026-12-20".into(),
+        }],
+    };
+    let water = serve_biller("HANOIWATER", std::slice::from_ref(&customer), None).await;
+    let entry = BillerConfig {
+        code: "HANOIWATER".into(),
+        name: Some("Nuoc sach Ha Noi".into()),
+        number: Some(40),
+        partial_allowed: Some(false),
+        collection_bin: Some("970436".into()),
+        collection_account: Some("1234567890".into()),
+        remote: Some(water.address.clone()),
+        ..BillerConfig::default()
+    };
+    let h = Harness::start(|c| c.billers = vec![entry]).await;
+    let mut t = h.teller("tho-tang-1");
+    let due = t.inquire_bills("HANOIWATER", "HW000001").await.unwrap();
+    assert_eq!(due.bills.len(), 1);
+    let shown = t
+        .pay_bills("hw-1", "HANOIWATER", "HW000001", &[], pb::Funding::Qr, None)
+        .await
+        .unwrap();
+    assert_eq!(shown.status, pb::TxStatus::Pending as i32);
+    let h = h.restart(|c| c.billers.clear()).await;
+    let payer = h.customer("970422", 200_000);
+    let e = h
+        .bank("970422")
+        .pay_qr("hw-pay", &shown.qr_payload, &payer.account, 0)
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&e), "unknown_biller", "{e:?}");
+    assert!(e.message().contains("HANOIWATER"), "{}", e.message());
+    assert_eq!(h.bank_balance("970422", &payer.account), payer.balance);
+    assert!(!water.sim.customer("HW000001").unwrap().bills.is_empty());
+    h.assert_ledger_clean().await;
+    let _ = water.stop.send(());
 }

@@ -883,8 +883,13 @@ impl Switch {
                     let b = rec.bill.as_ref().ok_or_else(|| {
                         storage(format!("bill payment {} has no bills recorded", rec.id))
                     })?;
-                    let biller =
-                        Kind::Biller.id(self.billers.get(&b.biller).map_or(0, |x| x.number));
+                    // A biller taken out of the configuration has no ledger
+                    // account to owe: refused by name, never account 0.
+                    let biller = Kind::Biller.id(self
+                        .billers
+                        .get(&b.biller)
+                        .ok_or_else(|| unknown_biller(&b.biller))?
+                        .number);
                     let (po, terminal) = counter()?;
                     match b.funding {
                         Funding::Cash => (
