@@ -281,11 +281,35 @@ async fn check_postgres(url: &str) -> ExitCode {
     }
 }
 
+/// Why `data` is not a switch's data directory to check, if it is not.
+fn not_a_data_directory(data: &std::path::Path) -> Option<String> {
+    if !data.is_dir() {
+        return Some(format!(
+            "the data directory {} does not exist",
+            data.display()
+        ));
+    }
+    let ledger = data.join("ledger");
+    (!ledger.is_dir()).then(|| {
+        format!(
+            "{} holds no ledger ({} is missing): not a switch's data directory",
+            data.display(),
+            ledger.display()
+        )
+    })
+}
+
 async fn check(args: ServeArgs) -> ExitCode {
     if let Some(url) = &args.store {
         return check_postgres(url).await;
     }
     let data = args.data.unwrap_or_else(|| PathBuf::from("data"));
+    // Opening a ledger creates its directory: a mistyped path would be
+    // made, found empty and called clean.
+    if let Some(problem) = not_a_data_directory(&data) {
+        println!("{}", serde_json::json!({"ok": false, "error": problem}));
+        return ExitCode::FAILURE;
+    }
     let opened = ledger::Ledger::open(
         ledger::Config::new(data.join("ledger")),
         std::sync::Arc::new(switch::clock::SwitchClock),

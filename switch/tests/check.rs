@@ -64,3 +64,33 @@ fn check_passes_sound_data_and_fails_damaged_data() {
         "{report}"
     );
 }
+
+/// A missing directory, or one that holds no ledger, is named as such and
+/// fails; check never creates it and calls it clean.
+#[test]
+fn check_refuses_a_directory_that_is_not_a_switchs_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-data");
+    let (ok, report) = check(&missing);
+    assert!(!ok, "{report}");
+    assert_eq!(report["ok"], false);
+    assert!(
+        report["error"]
+            .as_str()
+            .unwrap()
+            .ends_with("does not exist"),
+        "{report}"
+    );
+    assert!(!missing.exists(), "check made the directory");
+
+    let (ok, report) = check(dir.path());
+    assert!(!ok, "{report}");
+    assert!(
+        report["error"]
+            .as_str()
+            .unwrap()
+            .contains("holds no ledger"),
+        "{report}"
+    );
+    assert!(!dir.path().join("ledger").exists(), "check made a ledger");
+}
