@@ -25,6 +25,10 @@ pub struct Profile {
     pub client_cert: Option<std::path::PathBuf>,
     #[serde(default)]
     pub client_key: Option<std::path::PathBuf>,
+    /// A teller's post office as its receipts print it ("Bưu điện Thổ
+    /// Tang"); absent: its id.
+    #[serde(default)]
+    pub post_office_name: Option<String>,
 }
 
 impl std::fmt::Debug for Profile {

@@ -11,6 +11,7 @@ mod amount;
 mod client;
 mod merchant_cmd;
 mod qr_cmd;
+
 mod settlement_cmd;
 mod teller;
 

@@ -41,6 +41,15 @@ pub enum TellerCommand {
     /// Open or close the terminal's shift with the counted drawer.
     #[command(subcommand)]
     Shift(ShiftCommand),
+    /// What is left of this counter's limits today and this month (the
+    /// agent limits of Circular 07/2024); with --bank and --account, the
+    /// customer's too.
+    Limits {
+        #[arg(long, default_value = "", requires = "account")]
+        bank: String,
+        #[arg(long, default_value = "", requires = "bank")]
+        account: String,
+    },
     /// What a customer's bank app would do (simulated banks only).
     #[command(subcommand)]
     Sim(SimCommand),
@@ -98,6 +107,25 @@ pub enum SimCommand {
 pub enum TxCommand {
     /// One transaction and its receipt.
     Show { id: String },
+    /// Print a transaction's receipt on a thermal printer (ESC/POS), or
+    /// save it as PNG or PDF: a reprint.
+    Print {
+        id: String,
+        /// `HOST:PORT` (a network printer, raw port 9100), a device file
+        /// (`/dev/usb/lp0`), or a file to take the printer's bytes.
+        #[arg(long, env = "POS_PRINTER")]
+        printer: Option<String>,
+        /// Roll width in mm: 58 or 80.
+        #[arg(long, env = "POS_PAPER", default_value = "80")]
+        paper: String,
+        #[arg(long)]
+        png: Option<std::path::PathBuf>,
+        #[arg(long)]
+        pdf: Option<std::path::PathBuf>,
+        /// The teller's name, printed on the receipt.
+        #[arg(long, env = "POS_TELLER", default_value = "")]
+        teller: String,
+    },
     /// This terminal's transactions, newest first.
     List {
         #[arg(long, default_value_t = 20)]
@@ -308,6 +336,38 @@ pub async fn run(profile: &Path, command: TellerCommand, json: bool) -> Result<S
             let r = call!(close_shift, "/paymentswitch.v1.Teller/CloseShift", msg)?;
             Ok(shift_text(&r, json))
         }
+        TellerCommand::Limits { bank, account } => {
+            let msg = pb::GetLimitsRequest {
+                bank_bin: bank,
+                account,
+            };
+            let r = call!(get_limits, "/paymentswitch.v1.Teller/GetLimits", msg)?;
+            Ok(if json {
+                let limits: Vec<Value> = r
+                    .limits
+                    .iter()
+                    .map(|l| {
+                        json!({"limit": l.limit, "max": l.max, "used": l.used, "left": l.left, "period": l.period})
+                    })
+                    .collect();
+                json!({ "limits": limits }).to_string()
+            } else {
+                r.limits
+                    .iter()
+                    .map(|l| {
+                        let max = if l.max == u64::MAX {
+                            "unlimited".to_string()
+                        } else {
+                            format!("{} VND", l.max)
+                        };
+                        format!(
+                            "{:<20} {:<10} used {} VND of {max}, {} VND left\n",
+                            l.limit, l.period, l.used, l.left
+                        )
+                    })
+                    .collect()
+            })
+        }
         TellerCommand::Tx(TxCommand::Show { id }) => {
             let msg = pb::GetTransactionRequest { transaction_id: id };
             let r = call!(
@@ -316,6 +376,68 @@ pub async fn run(profile: &Path, command: TellerCommand, json: bool) -> Result<S
                 msg
             )?;
             Ok(render(&r, json))
+        }
+        TellerCommand::Tx(TxCommand::Print {
+            id,
+            printer,
+            paper,
+            png,
+            pdf,
+            teller,
+        }) => {
+            let paper =
+                pos_agent::receipt::Paper::parse(&paper).map_err(|m| Failure::new("usage", m))?;
+            let printer = printer
+                .as_deref()
+                .map(pos_agent::receipt::escpos::Target::parse)
+                .transpose()
+                .map_err(|m| Failure::new("usage", m))?;
+            if printer.is_none() && png.is_none() && pdf.is_none() {
+                return Err(Failure::new(
+                    "usage",
+                    "say where: --printer, --png or --pdf".to_string(),
+                ));
+            }
+            let msg = pb::GetTransactionRequest { transaction_id: id };
+            let r = call!(
+                get_transaction,
+                "/paymentswitch.v1.Teller/GetTransaction",
+                msg
+            )?;
+            let t = r.transaction.unwrap_or_default();
+            let counter = pos_agent::receipt::Counter {
+                post_office_name: profile.post_office_name.clone().unwrap_or_default(),
+                teller,
+            };
+            let raster = pos_agent::receipt::render::render(
+                &pos_agent::receipt::Receipt::of(&t, &counter),
+                paper,
+            );
+            let mut done = Vec::new();
+            if let Some(target) = &printer {
+                pos_agent::receipt::escpos::print(&raster, target)
+                    .map_err(|m| Failure::new("printer", m))?;
+                done.push(format!("printed on {target:?}"));
+            }
+            for (path, bytes) in [
+                (&png, png.as_ref().map(|_| raster.png())),
+                (
+                    &pdf,
+                    pdf.as_ref().map(|_| pos_agent::receipt::pdf::pdf(&raster)),
+                ),
+            ] {
+                if let (Some(path), Some(bytes)) = (path, bytes) {
+                    std::fs::write(path, bytes)
+                        .map_err(|e| Failure::new("io", format!("{}: {e}", path.display())))?;
+                    done.push(format!("wrote {}", path.display()));
+                }
+            }
+            Ok(if json {
+                json!({"transaction_id": t.transaction_id, "done": done, "height_dots": raster.height})
+                    .to_string()
+            } else {
+                format!("{}\n", done.join("; "))
+            })
         }
         TellerCommand::Tx(TxCommand::List {
             page_size,

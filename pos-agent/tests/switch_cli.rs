@@ -500,3 +500,107 @@ async fn an_operator_reaches_a_tls_switch_with_the_profiles_ca_and_certificate()
     assert!(!out.status.success());
     switch.stop().await;
 }
+
+/// A teller reprints a cash-in's receipt: to a file taking the printer's
+/// bytes (what `/dev/usb/lp0` would get), and as PNG and PDF, with the
+/// post office's name from the profile.
+#[tokio::test]
+async fn a_teller_reprints_a_receipt_to_a_printer_file_png_and_pdf() {
+    let h = Harness::start(|_| {}).await;
+    let c = h.customer("970422", 0);
+    let out = pos_agent(
+        &h,
+        "tho-tang-1",
+        &[
+            "cash-in",
+            "--bank",
+            "970422",
+            "--account",
+            &c.account,
+            "--amount",
+            "500000",
+        ],
+    )
+    .await;
+    let id = json(&out)["transaction_id"].as_str().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let (bin, png, pdf) = (
+        dir.path().join("lp0"),
+        dir.path().join("r.png"),
+        dir.path().join("r.pdf"),
+    );
+    let out = pos_agent(
+        &h,
+        "tho-tang-1",
+        &[
+            "tx",
+            "print",
+            &id,
+            "--printer",
+            bin.to_str().unwrap(),
+            "--paper",
+            "58",
+            "--png",
+            png.to_str().unwrap(),
+            "--pdf",
+            pdf.to_str().unwrap(),
+            "--teller",
+            "Nguyễn Thị Lan",
+        ],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(json(&out)["done"].as_array().unwrap().len(), 3);
+    let printed = pos_agent::receipt::escpos::read(&std::fs::read(&bin).unwrap()).unwrap();
+    let raster = printed.raster.unwrap();
+    assert_eq!(raster.width, 384);
+    assert_eq!(printed.cuts, 1);
+    let saved =
+        pos_agent::receipt::render::Raster::from_png(&std::fs::read(&png).unwrap()).unwrap();
+    assert_eq!(saved, raster, "the PNG is what was printed");
+    assert!(std::fs::read(&pdf).unwrap().starts_with(b"%PDF-"));
+    // What it printed: the receipt of that transaction at that counter.
+    let t = h.teller("tho-tang-1").get(&id).await.unwrap();
+    let profile: toml::Value = toml::from_str(
+        &std::fs::read_to_string(h.data_dir().join("profiles/tho-tang-1.toml")).unwrap(),
+    )
+    .unwrap();
+    let counter = pos_agent::receipt::Counter {
+        post_office_name: profile["post_office_name"].as_str().unwrap().to_string(),
+        teller: "Nguyễn Thị Lan".into(),
+    };
+    assert_eq!(counter.post_office_name, "Bưu điện Thổ Tang");
+    let expected = pos_agent::receipt::render::render(
+        &pos_agent::receipt::Receipt::of(&t.transaction.unwrap(), &counter),
+        pos_agent::receipt::Paper::Mm58,
+    );
+    assert_eq!(raster, expected);
+
+    // The counter's limits after that cash-in, the customer's with them.
+    let out = pos_agent(
+        &h,
+        "tho-tang-1",
+        &["limits", "--bank", "970422", "--account", &c.account],
+    )
+    .await;
+    let limits = json(&out)["limits"].as_array().unwrap().clone();
+    let used = |name: &str| {
+        limits
+            .iter()
+            .find(|l| l["limit"] == name)
+            .map(|l| (l["used"].as_u64().unwrap(), l["left"].as_u64().unwrap()))
+            .unwrap()
+    };
+    assert_eq!(used("customer_daily"), (500_000, 19_500_000));
+    assert_eq!(used("post_office_monthly"), (500_000, 4_999_500_000));
+    let out = pos_agent(&h, "tho-tang-1", &["limits", "--bank", "970422"]).await;
+    assert_eq!(json(&out)["error"]["code"], "usage");
+
+    // Nowhere to print is a usage error.
+    let out = pos_agent(&h, "tho-tang-1", &["tx", "print", &id]).await;
+    assert_eq!(json(&out)["error"]["code"], "usage");
+}

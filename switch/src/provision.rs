@@ -28,6 +28,9 @@ struct Profile<'a> {
     secret: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     post_office: Option<&'a str>,
+    /// A teller's post office as its receipts print it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    post_office_name: Option<&'a str>,
 }
 
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
@@ -180,6 +183,10 @@ pub async fn demo(switch: &Switch, profiles: &Path, listen: SocketAddr) -> Resul
             switch: address.clone(),
             secret: secret.expose_hex(),
             post_office: Some(&t.post_office_id),
+            post_office_name: post_offices
+                .iter()
+                .find(|p| p.id == t.post_office_id)
+                .map(|p| p.name.as_str()),
         };
         write_private(
             &profiles.join(format!("{}.toml", t.id)),
@@ -199,6 +206,7 @@ pub async fn demo(switch: &Switch, profiles: &Path, listen: SocketAddr) -> Resul
         switch: address.clone(),
         secret: secret.expose_hex(),
         post_office: None,
+        post_office_name: None,
     };
     write_private(
         &profiles.join("operator.toml"),
@@ -226,6 +234,7 @@ pub async fn demo(switch: &Switch, profiles: &Path, listen: SocketAddr) -> Resul
             switch: address.clone(),
             secret: secret.expose_hex(),
             post_office: None,
+            post_office_name: None,
         };
         write_private(
             &profiles.join(format!("{id}.toml")),
@@ -246,6 +255,7 @@ pub async fn demo(switch: &Switch, profiles: &Path, listen: SocketAddr) -> Resul
             switch: address.clone(),
             secret: secret.expose_hex(),
             post_office: None,
+            post_office_name: None,
         };
         write_private(
             &profiles.join(format!("bank-{bin}.toml")),

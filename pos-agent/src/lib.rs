@@ -1,0 +1,4 @@
+//! The agent's library: what the command line and the counter's screen
+//! share, and what tests read back (receipts and the printer's bytes).
+
+pub mod receipt;
