@@ -973,6 +973,19 @@ impl Teller {
     }
 }
 
+/// Every file under `dir`, with its bytes: to search a data directory for
+/// what must not be stored in it.
+pub fn files(dir: &std::path::Path, out: &mut Vec<(std::path::PathBuf, Vec<u8>)>) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            files(&p, out);
+        } else if let Ok(b) = std::fs::read(&p) {
+            out.push((p, b));
+        }
+    }
+}
+
 /// The stable error code a status carries.
 pub fn error_code(s: &tonic::Status) -> String {
     s.metadata()

@@ -9,7 +9,7 @@
 
 use proto::v1 as pb;
 use switch::sim::Fault;
-use tests::{Customer, Harness, error_code};
+use tests::{Customer, Harness, error_code, files};
 
 const VCB: &str = "970436";
 
@@ -17,18 +17,6 @@ fn card_holder(h: &Harness) -> Customer {
     let c = h.customer(VCB, 5_000_000);
     assert!(!c.card.is_empty() && !c.pin.is_empty(), "{c:?}");
     c
-}
-
-/// Every file under `dir`, as bytes.
-fn files(dir: &std::path::Path, out: &mut Vec<(std::path::PathBuf, Vec<u8>)>) {
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            files(&p, out);
-        } else if let Ok(b) = std::fs::read(&p) {
-            out.push((p, b));
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -469,3 +469,59 @@ async fn a_disabled_console_user_is_signed_out_and_a_reset_lets_them_back() {
         .unwrap();
     assert_eq!(other.get("/overview").await.status, 303);
 }
+
+/// A session outlives the switch's restart (it is in the store, not the
+/// node's memory), and what the store keeps of it is no credential: not the
+/// cookie's token, nor the CSRF token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_outlives_a_restart_and_its_token_is_not_stored() {
+    let h = Harness::start(|_| {}).await;
+    let password = console_user(&h, "mai", "operator", "").await;
+    let console = Console::start(&h, false).await;
+    let mut browser = Client::new(&console);
+    assert_eq!(browser.sign_in("mai", &password).await.status, 303);
+    let token = browser
+        .cookie
+        .clone()
+        .unwrap()
+        .split_once('=')
+        .unwrap()
+        .1
+        .to_string();
+    let page = browser.get("/overview").await;
+    assert_eq!(page.status, 200);
+    let csrf = page
+        .body
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_string();
+    drop(console);
+    let h = h.restart(|_| {}).await;
+    if !tests::on_postgres() {
+        // The journal and fjall's files hold the session (its user's name
+        // beside its key), never its token or CSRF token.
+        let mut stored = Vec::new();
+        tests::files(h.data_dir(), &mut stored);
+        let has = |b: &[u8], s: &[u8]| b.windows(s.len()).any(|w| w == s);
+        assert!(
+            stored.iter().any(|(_, b)| has(b, b"console_session/")),
+            "the session is stored"
+        );
+        for secret in [&token, &csrf] {
+            let found: Vec<_> = stored
+                .iter()
+                .filter(|(_, b)| has(b, secret.as_bytes()))
+                .map(|(p, _)| p.clone())
+                .collect();
+            assert!(found.is_empty(), "a secret in {found:?}");
+        }
+    }
+    let console = Console::start(&h, false).await;
+    let mut again = Client::new(&console);
+    again.cookie = browser.cookie.clone();
+    let page = again.get("/overview").await;
+    assert_eq!(page.status, 200, "still signed in after the restart");
+    assert!(page.body.contains(&csrf), "the same CSRF token");
+}

@@ -220,6 +220,41 @@ async fn a_console_user_disabled_on_one_node_is_signed_out_of_the_other() {
     assert_eq!((r.status, r.header("location")), (303, Some("/login")));
 }
 
+/// A console session lives in the shared store (issue #26): signed in
+/// through node A's console, the same cookie works on node B's, and
+/// signing out on B ends it on A.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_console_session_begun_on_one_node_works_on_the_other() {
+    use tests::console::{Client, Console, console_user};
+    let (a, b) = two_nodes().await;
+    let password = console_user(&a, "vy", "operator", "").await;
+    let (on_a, on_b) = (
+        Console::start(&a, true).await,
+        Console::start(&b, true).await,
+    );
+    let mut browser = Client::new(&on_a);
+    assert_eq!(browser.sign_in("vy", &password).await.status, 303);
+    let mut same_cookie = Client::new(&on_b);
+    same_cookie.cookie = browser.cookie.clone();
+    let page = same_cookie.get("/overview").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    // Sign out on B (its forms carry the session's CSRF token, the same on
+    // every node): A's console no longer knows the session.
+    let csrf = page
+        .body
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("a CSRF field")
+        .to_string();
+    assert_eq!(
+        same_cookie.post("/logout", &[("csrf", &csrf)]).await.status,
+        303
+    );
+    let r = browser.get("/overview").await;
+    assert_eq!((r.status, r.header("location")), (303, Some("/login")));
+}
+
 /// A merchant watching on node B hears of payments completed through either
 /// node, in number order and without gaps; resuming by cursor on node A
 /// continues exactly where it left off.

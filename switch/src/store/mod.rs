@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+pub mod console;
 pub mod kv;
 pub mod ledger;
 pub mod pg_kv;
@@ -841,15 +842,6 @@ impl Store {
     }
     pub fn terminal(&self, id: &str) -> Result<Option<Terminal>, StoreError> {
         self.entity("terminal", id)
-    }
-    pub fn put_console_user(&self, u: &ConsoleUser) -> Result<(), StoreError> {
-        self.put_entity("console_user", &u.name, u)
-    }
-    pub fn console_user(&self, name: &str) -> Result<Option<ConsoleUser>, StoreError> {
-        self.entity("console_user", name)
-    }
-    pub fn console_users(&self) -> Result<Vec<ConsoleUser>, StoreError> {
-        self.entities("console_user")
     }
     pub fn operator(&self, id: &str) -> Result<Option<Operator>, StoreError> {
         self.entity("operator", id)

@@ -10,8 +10,10 @@
 //! the same `Switch` methods the gRPC services do, as the signed-in user's
 //! principal, so the roles' rules are the API's rules.
 //!
-//! Sessions live in this node's memory: a restart, or another node, asks
-//! for a new sign-in.
+//! Sessions live in the store (`store::console`), kept by the SHA-256 of
+//! their token: a session begun on one node is good on every node sharing
+//! the store, and outlives a restart. The CSRF token is derived from the
+//! session's token, so neither secret is stored.
 
 // A refusal here is a whole HTTP answer, handed straight back to axum;
 // boxing it would buy nothing on this path.
@@ -19,9 +21,8 @@
 
 pub mod html;
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Form, Path, Query, State};
@@ -38,25 +39,45 @@ use crate::settlement::reconcile::{Counterparty, Exception, ReconReport};
 use crate::store::{self, TxRecord, WindowState};
 use html::{bars, csrf_field, esc, page, table, vnd};
 
-/// Sessions kept at most (the oldest goes first).
+/// Sessions kept at most (the least recently used goes first).
 const SESSIONS_MAX: usize = 1_000;
+/// A session's last use is written back at most this often.
+const SESSION_TOUCH_MS: i64 = 60_000;
 /// A session ends this long after sign-in…
 const SESSION_TTL_MS: i64 = 8 * 3_600_000;
 /// …or after this long unused.
 const SESSION_IDLE_MS: i64 = 30 * 60_000;
 const COOKIE: &str = "switch_console";
 
-/// Who is signed in.
+/// Who is signed in: the stored session, and the CSRF token its forms
+/// must carry.
 #[derive(Clone, Debug)]
 struct Session {
     user: String,
     /// `Some(bin)`: a bank's staff, who see only that bank.
     bank: Option<String>,
     csrf: String,
-    started_ms: i64,
-    used_ms: i64,
-    /// The user's password as of sign-in: a reset ends the session.
-    password_set_at_ms: i64,
+    /// The store's key of the session (the SHA-256 of its token).
+    id: String,
+}
+
+/// The store's name for a session: the SHA-256 of its token.
+fn session_id(token: &str) -> String {
+    hex::encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        token.as_bytes(),
+    ))
+}
+
+/// The CSRF token of the session whose token is `token`: derived, so that
+/// it is never stored, and tied to that session alone.
+fn csrf_of(token: &str) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, format!("csrf:{token}").as_bytes());
+    hex::encode(&d.as_ref()[..16])
+}
+
+fn alive(s: &store::console::ConsoleSession, now: i64) -> bool {
+    now - s.started_ms < SESSION_TTL_MS && now - s.used_ms < SESSION_IDLE_MS
 }
 
 impl Session {
@@ -75,10 +96,9 @@ impl Session {
     }
 }
 
-/// The console's state: the switch, and this node's sessions.
+/// The console's state: the switch (whose store holds the sessions).
 pub struct Console {
     switch: Arc<Switch>,
-    sessions: Mutex<HashMap<String, Session>>,
     /// Mark cookies `Secure` (the console is reached over TLS, through a
     /// terminating proxy).
     secure_cookies: bool,
@@ -96,7 +116,6 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let console = Arc::new(Console {
         switch,
-        sessions: Mutex::new(HashMap::new()),
         secure_cookies: secure_cookies || tls.is_some(),
         rng: SystemRandom::new(),
     });
@@ -231,38 +250,52 @@ impl Console {
             .filter_map(|kv| kv.trim().split_once('='))
             .find(|(k, _)| *k == COOKIE)
             .map(|(_, v)| v.to_string())?;
-        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let id = session_id(&token);
+        let stored = match self.switch.store.console_session(&id) {
+            Ok(s) => s?,
+            Err(e) => {
+                tracing::error!(error = %e, "console session unreadable; refused");
+                return None;
+            }
+        };
         let now = now_ms();
-        let alive = sessions.get(&token).is_some_and(|s| {
-            now - s.started_ms < SESSION_TTL_MS && now - s.used_ms < SESSION_IDLE_MS
-        });
-        if !alive {
-            sessions.remove(&token);
+        if !alive(&stored, now) {
+            if let Err(e) = self.switch.store.end_console_session(&id) {
+                tracing::warn!(error = %e, "an ended console session could not be removed");
+            }
             return None;
         }
-        let s = sessions.get_mut(&token)?;
-        s.used_ms = now;
-        let s = s.clone();
-        drop(sessions);
         // The user as the store has it now, so that disabling them or
         // resetting their password on any node ends this session.
-        let current = match self.switch.store.console_user(&s.user) {
+        let current = match self.switch.store.console_user(&stored.user) {
             Ok(u) => u.is_some_and(|u| {
-                u.disabled.is_none() && u.password_set_at_ms == s.password_set_at_ms
+                u.disabled.is_none() && u.password_set_at_ms == stored.password_set_at_ms
             }),
             Err(e) => {
-                tracing::error!(user = %s.user, error = %e, "console user unreadable; session refused");
+                tracing::error!(user = %stored.user, error = %e, "console user unreadable; session refused");
                 false
             }
         };
         if !current {
-            self.sessions
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&token);
+            if let Err(e) = self.switch.store.end_console_session(&id) {
+                tracing::warn!(error = %e, "an ended console session could not be removed");
+            }
             return None;
         }
-        Some(s)
+        if let Err(e) = self
+            .switch
+            .store
+            .touch_console_session(&id, &stored, now, SESSION_TOUCH_MS)
+        {
+            // Only the idle clock is behind: the session goes on.
+            tracing::warn!(user = %stored.user, error = %e, "console session not touched");
+        }
+        Some(Session {
+            user: stored.user,
+            bank: stored.bank,
+            csrf: csrf_of(&token),
+            id,
+        })
     }
 
     fn cookie(&self, token: &str, max_age_s: i64) -> HeaderValue {
@@ -414,26 +447,32 @@ async fn login(State(c): State<Arc<Console>>, Form(f): Form<LoginForm>) -> Respo
     };
     let token = c.token();
     let now = now_ms();
-    let session = Session {
+    let session = store::console::ConsoleSession {
         user: user.name.clone(),
         bank: (user.role == "bank").then(|| user.bank_bin.clone()),
-        csrf: c.token(),
         started_ms: now,
         used_ms: now,
         password_set_at_ms: user.password_set_at_ms,
     };
-    {
-        let mut sessions = c.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        if sessions.len() >= SESSIONS_MAX {
-            let oldest = sessions
-                .iter()
-                .min_by_key(|(_, s)| s.used_ms)
-                .map(|(k, _)| k.clone());
-            if let Some(k) = oldest {
-                sessions.remove(&k);
-            }
-        }
-        sessions.insert(token.clone(), session.clone());
+    let begun = c
+        .switch
+        .store
+        .begin_console_session(&session_id(&token), &session, SESSIONS_MAX, |s| {
+            alive(s, now)
+        })
+        .map_err(crate::flows::storage);
+    // Signed in means durable: every node, and a restart, knows it.
+    let durable = match begun {
+        Ok(()) => c
+            .switch
+            .store
+            .durable()
+            .await
+            .map_err(crate::flows::storage),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = durable {
+        return failure(e);
     }
     tracing::info!(user = %user.name, role = %user.role, "console sign-in");
     let to = if session.bank.is_some() {
@@ -460,10 +499,13 @@ async fn logout(
 ) -> Response {
     let s = page!(signed_in(&c, &headers));
     page!(check_csrf(&s, &f.csrf));
-    c.sessions
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .retain(|_, x| x.csrf != s.csrf);
+    let ended = match c.switch.store.end_console_session(&s.id) {
+        Ok(()) => c.switch.store.durable().await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = ended {
+        return failure(crate::flows::storage(e));
+    }
     let mut r = Redirect::to("/login").into_response();
     r.headers_mut().insert(header::SET_COOKIE, c.cookie("", 0));
     r
