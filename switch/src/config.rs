@@ -94,6 +94,11 @@ pub struct Config {
     /// biller (EVN, NUOCVP, VNPT, VIETTEL) without an entry, or without
     /// `remote`, is simulated in-process.
     pub billers: Vec<BillerConfig>,
+    /// On PostgreSQL, a merchant's payment stream hears of payments stored
+    /// through other nodes at once (LISTEN/NOTIFY); it also reads the store
+    /// again this often, in case a notification was lost with its
+    /// connection.
+    pub watch_rescan_ms: u64,
     /// The in-process bank simulator.
     pub sim: SimConfig,
     /// The in-process biller simulator (the four demo billers).
@@ -352,6 +357,7 @@ impl Default for Config {
             customer_monthly_max: u64::MAX,
             post_office_daily_max: 200_000_000,
             post_office_monthly_max: 5_000_000_000,
+            watch_rescan_ms: 5_000,
             banks: crate::demo::DEMO_BANKS
                 .iter()
                 .map(|bin| BankConfig {

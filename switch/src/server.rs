@@ -382,6 +382,13 @@ pub async fn open(config: Config, address: std::net::SocketAddr) -> Result<Opene
             switch: switch.clone(),
         }));
     }
+    // Payments stored through other nodes wake this node's watchers.
+    let weak = Arc::downgrade(&switch);
+    switch.store.listen_payments(move || {
+        weak.upgrade()
+            .map(|s| s.notifier.stored_elsewhere())
+            .is_some()
+    });
     let resolved = switch.recover().await?;
     if resolved > 0 {
         tracing::warn!(

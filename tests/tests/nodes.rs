@@ -260,7 +260,9 @@ async fn a_console_session_begun_on_one_node_works_on_the_other() {
 /// continues exactly where it left off.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_payments_on_one_node_streams_payments_made_through_the_other() {
-    let (a, b) = two_nodes().await;
+    // No rescan within the test: a payment stored through A reaches B's
+    // watcher only by PostgreSQL's notification (LISTEN/NOTIFY).
+    let (a, b) = two_nodes_with(|c| c.watch_rescan_ms = 3_600_000).await;
     let payer = a.customer("970436", 5_000_000);
     let mut watch_b = b.merchant("tap-hoa-tho-tang").watch(0).await;
     let mut paid = Vec::new();

@@ -89,8 +89,9 @@ impl pb::merchant_server::Merchant for MerchantService {
     /// notifications, skipping any already sent: nothing is missed or sent
     /// twice. A watcher that falls behind the live buffer catches up from
     /// the store again. On a store several nodes share, the store is the
-    /// stream: read again when a notice is written here and every
-    /// `SHARED_POLL_MS` for those written on other nodes.
+    /// stream: read again when a notice is stored (here, or on another node
+    /// as PostgreSQL notifies), and every `watch_rescan_ms` in case a
+    /// notification was lost with its connection.
     async fn watch_payments(
         &self,
         req: Request<pb::WatchPaymentsRequest>,
@@ -111,6 +112,8 @@ impl pb::merchant_server::Merchant for MerchantService {
             )));
         };
         let mut live = self.switch.notifier.subscribe();
+        let mut stored = self.switch.notifier.stored_changes();
+        let rescan = std::time::Duration::from_millis(self.switch.config.watch_rescan_ms);
         let (tx, rx) = tokio::sync::mpsc::channel(WATCH_QUEUE_MAX);
         let switch = self.switch.clone();
         let shared = switch.store.is_shared();
@@ -146,18 +149,16 @@ impl pb::merchant_server::Merchant for MerchantService {
                     }
                 }
                 if shared {
-                    // Woken by a notice written here, or look again soon
-                    // for those other nodes wrote.
+                    // Woken by a notice stored here or elsewhere, or look
+                    // again after a while.
                     tokio::select! {
                         _ = tx.closed() => break 'catch_up,
-                        got = live.recv() => {
-                            if let Err(tokio::sync::broadcast::error::RecvError::Closed) = got {
+                        changed = stored.changed() => {
+                            if changed.is_err() {
                                 break 'catch_up;
                             }
                         }
-                        _ = tokio::time::sleep(std::time::Duration::from_millis(
-                            crate::flows::notify::SHARED_POLL_MS,
-                        )) => {}
+                        _ = tokio::time::sleep(rescan) => {}
                     }
                     continue 'catch_up;
                 }

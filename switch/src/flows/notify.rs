@@ -8,7 +8,10 @@
 //! On a store several nodes share, numbers come from each merchant's
 //! counter in the write itself (`Store::finish_tx`), so they are visible
 //! in order and without gaps whichever node wrote them; watchers read the
-//! store, woken by this node's writes and every [`SHARED_POLL_MS`].
+//! store, woken by this node's writes and by PostgreSQL's notification of
+//! another node's (LISTEN/NOTIFY, `store::pg_kv::listen`), and, should a
+//! notification be lost with its connection, every
+//! `Config::watch_rescan_ms`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -21,16 +24,15 @@ use crate::store::{Payment, Store, StoreError};
 /// store again).
 const BUFFERED_MAX: usize = 4096;
 
-/// How often a watcher on a shared store looks for notices other nodes
-/// wrote (a notice written on its own node wakes it at once).
-pub const SHARED_POLL_MS: u64 = 250;
-
 /// Payment streams one merchant may keep open at once.
 pub const WATCHERS_PER_MERCHANT_MAX: usize = 8;
 
 pub struct Notifier {
     state: Mutex<State>,
     live: broadcast::Sender<Payment>,
+    /// On a shared store: counts notices stored (by this node or, as
+    /// PostgreSQL tells, another); watchers wake when it moves.
+    stored: tokio::sync::watch::Sender<u64>,
     /// Open watch streams by merchant (bounded).
     watchers: Arc<Mutex<std::collections::HashMap<String, usize>>>,
 }
@@ -100,6 +102,7 @@ impl Notifier {
                 published: store.next_id()?,
             }),
             live: broadcast::channel(BUFFERED_MAX).0,
+            stored: tokio::sync::watch::Sender::new(0),
             watchers: Arc::new(Mutex::new(std::collections::HashMap::new())),
         })
     }
@@ -133,12 +136,22 @@ impl Notifier {
         }
     }
 
-    /// A shared store's notice, committed (so durable, and numbered in
-    /// order for its merchant): wake this node's watchers, which read the
-    /// store (they also look every [`SHARED_POLL_MS`] for notices other
-    /// nodes wrote).
-    pub fn wake(&self, p: Payment) {
-        let _ = self.live.send(p);
+    /// A shared store's notice, committed here (so durable, and numbered
+    /// in order for its merchant): wake this node's watchers, which read
+    /// the store.
+    pub fn wake(&self, _: Payment) {
+        self.stored_elsewhere();
+    }
+
+    /// A shared store holds notices this node did not write (PostgreSQL
+    /// said so): wake the watchers, which read the store.
+    pub fn stored_elsewhere(&self) {
+        self.stored.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Moves whenever a shared store may hold new notices.
+    pub fn stored_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.stored.subscribe()
     }
 
     /// Every stored notice at or below this number is durable.

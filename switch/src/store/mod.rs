@@ -212,6 +212,15 @@ impl Store {
         matches!(*self.kv, Kv::Postgres(_))
     }
 
+    /// On a shared store, call `on_notice` whenever any node stores a
+    /// merchant's notice, until it answers false; on the embedded engine
+    /// this node writes every notice itself, and nothing is called.
+    pub fn listen_payments(&self, on_notice: impl Fn() -> bool + Send + Sync + 'static) {
+        if let Kv::Postgres(pg) = self.kv.as_ref() {
+            pg.listen_payments(on_notice);
+        }
+    }
+
     /// Record a request's nonce among every node sharing this store; false
     /// if one of them saw it already (on the embedded engine, the edge's
     /// memory is the whole record: always true).

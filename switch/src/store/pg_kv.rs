@@ -60,6 +60,12 @@ const QUEUE_WRITES_MAX: usize = 4_096;
 /// The first key of the two-key advisory locks that guard the store's
 /// keys (the turns use the one-key form: a space of their own).
 const KEY_LOCK_CLASS: i32 = 0x5357_4b56; // "SWKV"
+/// The channel a write that stores merchants' notices notifies.
+pub const PAYMENTS_CHANNEL: &str = "switch_payments";
+/// How often a quiet listener checks that its owner is still there.
+const LISTEN_OWNER_CHECK_MS: u64 = 30_000;
+/// How long a lost listening connection waits before it connects again.
+const LISTEN_RETRY_MS: u64 = 1_000;
 /// Rows a scan fetches at a time.
 const SCAN_PAGE_ROWS: i64 = 256;
 
@@ -599,6 +605,13 @@ impl<'a> Changes<'a> {
     }
 
     async fn write(&self, client: &tokio_postgres::Client) -> Result<(), tokio_postgres::Error> {
+        // Merchants' notices: PostgreSQL tells every listening node at
+        // COMMIT, and not at all if the write rolls back.
+        if self.put_trees.contains(&(Tree::Payments as i16)) {
+            client
+                .batch_execute(&format!("NOTIFY {PAYMENTS_CHANNEL}"))
+                .await?;
+        }
         if !self.del_keys.is_empty() {
             client
                 .execute(
@@ -898,6 +911,86 @@ impl Iterator for PgScan {
         }
         self.page.pop_front().map(Ok)
     }
+}
+
+impl PgKv {
+    /// Call `on_notice` whenever any node commits a write that stores
+    /// merchants' notices (and every `LISTEN_OWNER_CHECK_MS` when quiet),
+    /// until `on_notice` answers false (its owner is gone). A lost connection is made again after a second; a
+    /// notification sent meanwhile is lost, which the watchers' rescan
+    /// covers.
+    pub fn listen_payments(&self, on_notice: impl Fn() -> bool + Send + Sync + 'static) {
+        let url = self.url.clone();
+        io_runtime().spawn(async move {
+            loop {
+                match listen_once(&url, &on_notice).await {
+                    Ok(()) => return,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "listening for payment notices failed; again in a second");
+                        // Whatever was notified meanwhile: read again.
+                        if !on_notice() {
+                            return;
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(LISTEN_RETRY_MS)).await;
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// One listening connection, until it fails (`Err`) or `on_notice` says
+/// stop (`Ok`).
+async fn listen_once(url: &str, on_notice: &impl Fn() -> bool) -> Result<(), String> {
+    use futures_util::StreamExt;
+    let (client, mut connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .map_err(|e| describe(&e))?;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(m) = messages.next().await {
+            match m {
+                Ok(tokio_postgres::AsyncMessage::Notification(_)) => {
+                    if tx.send(Ok(())).is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    let _ = tx.send(Err(describe(&e)));
+                    return;
+                }
+            }
+        }
+        let _ = tx.send(Err("the connection closed".to_string()));
+    });
+    let listening = client
+        .batch_execute(&format!("LISTEN {PAYMENTS_CHANNEL}"))
+        .await
+        .map_err(|e| describe(&e));
+    let result = match listening {
+        Err(e) => Err(e),
+        Ok(()) => loop {
+            let got = tokio::select! {
+                got = rx.recv() => got,
+                // Now and then, whether anyone still listens (a switch
+                // dropped in tests): a spurious wake costs a read.
+                _ = tokio::time::sleep(std::time::Duration::from_millis(LISTEN_OWNER_CHECK_MS)) => Some(Ok(())),
+            };
+            match got {
+                Some(Ok(())) => {
+                    if !on_notice() {
+                        break Ok(());
+                    }
+                }
+                Some(Err(e)) => break Err(e),
+                None => break Err("the connection's driver stopped".to_string()),
+            }
+        },
+    };
+    driver.abort();
+    result
 }
 
 #[cfg(test)]
