@@ -64,6 +64,44 @@ impl Cluster {
 
     /// The same, with extra `postgresql.conf` lines.
     pub fn start_with(settings: &[&str]) -> Cluster {
+        Cluster::start_prepared(settings, |_| {})
+    }
+
+    /// A cluster that takes TLS connections only, with `cert_pem` (the
+    /// server's certificate chain) and `key_pem`: clear-text connections
+    /// over TCP are rejected (`hostnossl … reject`).
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> Cluster {
+        Cluster::start_prepared(
+            &[
+                "ssl = on",
+                "ssl_cert_file = 'server.crt'",
+                "ssl_key_file = 'server.key'",
+            ],
+            |c| {
+                let data = c.path("data");
+                std::fs::write(data.join("server.crt"), cert_pem).expect("server.crt");
+                std::fs::write(data.join("server.key"), key_pem).expect("server.key");
+                std::fs::write(
+                    data.join("pg_hba.conf"),
+                    "local all all trust\n\
+                     hostssl all all 127.0.0.1/32 trust\n\
+                     hostnossl all all 127.0.0.1/32 reject\n",
+                )
+                .expect("pg_hba.conf");
+                // The server refuses a key others may read.
+                let key = data.join("server.key").to_string_lossy().into_owned();
+                c.run_checked("chmod", &["0600", &key], false);
+                if c.as_postgres {
+                    let data = data.to_string_lossy().into_owned();
+                    c.run_checked("chown", &["-R", "postgres:postgres", &data], false);
+                }
+            },
+        )
+    }
+
+    /// A new cluster: initdb, then `prepare` (files in the data directory),
+    /// then start with `settings`.
+    fn start_prepared(settings: &[&str], prepare: impl FnOnce(&Cluster)) -> Cluster {
         let bin = bin_dir();
         assert!(
             bin.join("initdb").exists(),
@@ -104,6 +142,7 @@ impl Cluster {
             ],
             true,
         );
+        prepare(&c);
         // A free port can be taken by someone else before the server
         // binds it: then try another (later lines of the file win).
         for attempt in 1.. {

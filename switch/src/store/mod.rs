@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 pub mod console;
 pub mod kv;
 pub mod ledger;
+pub mod pg_connect;
 pub mod pg_kv;
 pub mod pg_ledger;
 pub mod recon;

@@ -39,7 +39,6 @@ use std::sync::Arc;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio::sync::{mpsc, oneshot};
-use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
 
 use super::tree::{EngineError, Tree, Value};
@@ -150,11 +149,11 @@ impl PgKv {
     /// A pool of connections to `url` (the schema is migrated by
     /// [`super::pg_ledger::migrate`], which holds every migration).
     pub fn open(url: &str) -> Result<PgKv, EngineError> {
-        let config: tokio_postgres::Config = url.parse().map_err(engine_error)?;
+        let (config, tls) = super::pg_connect::parse(url).map_err(engine_error)?;
         let pool = |size| {
             let manager = Manager::from_config(
                 config.clone(),
-                NoTls,
+                tls.clone(),
                 ManagerConfig {
                     recycling_method: RecyclingMethod::Fast,
                 },
@@ -464,12 +463,7 @@ struct Alone<'a> {
 
 /// A database error with the server's code and message (a
 /// `tokio_postgres::Error` displays as just "db error").
-fn describe(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(d) => format!("{} ({})", d.message(), d.code().code()),
-        None => e.to_string(),
-    }
-}
+use super::pg_connect::describe;
 
 impl PgTxn<'_> {
     pub fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Value>, EngineError> {
@@ -943,9 +937,8 @@ impl PgKv {
 /// stop (`Ok`).
 async fn listen_once(url: &str, on_notice: &impl Fn() -> bool) -> Result<(), String> {
     use futures_util::StreamExt;
-    let (client, mut connection) = tokio_postgres::connect(url, NoTls)
-        .await
-        .map_err(|e| describe(&e))?;
+    let (config, tls) = super::pg_connect::parse(url)?;
+    let (client, mut connection) = config.connect(tls).await.map_err(|e| describe(&e))?;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
         let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));

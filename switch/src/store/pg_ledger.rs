@@ -48,7 +48,7 @@ use ledger::{
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, NoTls, Row};
+use tokio_postgres::{Client, Row};
 
 /// Read connections per node at most.
 const READ_POOL_SIZE_MAX: usize = 8;
@@ -83,12 +83,15 @@ pub enum PgError {
     Stopped,
     /// A batch kept failing for reasons not its own.
     GaveUp(String),
+    /// The connection string cannot be used (its TLS settings, say).
+    Connect(String),
 }
 
 impl std::fmt::Display for PgError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            PgError::Db(e) => write!(f, "postgres: {e}"),
+            PgError::Db(e) => write!(f, "postgres: {}", super::pg_connect::describe(e)),
+            PgError::Connect(e) => write!(f, "cannot connect to PostgreSQL: {e}"),
             PgError::Undecodable(w) => write!(f, "a stored ledger record does not decode: {w}"),
             PgError::Migration(e) => write!(f, "schema migration failed: {e}"),
             PgError::Stopped => write!(f, "the ledger writer stopped"),
@@ -148,7 +151,8 @@ fn now_ns() -> u64 {
 
 /// Open a connection; its I/O runs on a task of its own.
 pub async fn connect(url: &str) -> Result<Client, PgError> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+    let (config, tls) = super::pg_connect::parse(url).map_err(PgError::Connect)?;
+    let (client, connection) = config.connect(tls).await?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::warn!(error = %e, "postgres connection closed");
@@ -210,12 +214,10 @@ impl PgLedger {
     /// The same with `writers` writers (batches in flight at once).
     pub async fn open_with(url: &str, writers: usize) -> Result<PgLedger, PgError> {
         migrate(url).await?;
-        let config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e: tokio_postgres::Error| PgError::Db(e))?;
+        let (config, tls) = super::pg_connect::parse(url).map_err(PgError::Connect)?;
         let pool = deadpool_postgres::Pool::builder(deadpool_postgres::Manager::from_config(
             config,
-            NoTls,
+            tls,
             deadpool_postgres::ManagerConfig {
                 recycling_method: deadpool_postgres::RecyclingMethod::Fast,
             },
