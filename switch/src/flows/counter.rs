@@ -16,6 +16,7 @@ use crate::ids::{TxId, mask_account};
 use crate::store::{self, ShiftRecord, Stage, Status, TxRecord};
 
 use super::engine::*;
+use super::limits;
 
 impl Switch {
     pub async fn name_inquiry(
@@ -403,4 +404,49 @@ impl Switch {
 /// bits of its id (a collision only makes two cash-outs take turns).
 fn cash_out_turn(id: TxId) -> i64 {
     (turn::CASH_OUT << 48) | ((id.as_u128() >> 8) as i64 & 0xFFFF_FFFF_FFFF)
+}
+
+impl Switch {
+    /// What is left now of the limits a teller's counter works under, and
+    /// of a customer's when `customer` (BIN, account) is given.
+    pub async fn limits_left(
+        &self,
+        p: &Principal,
+        whose: Option<(&str, &str)>,
+    ) -> Result<Vec<limits::Headroom>, SwitchError> {
+        let post_office_id = Switch::teller_post_office(p)?;
+        if let Some((bin, account)) = whose
+            && (!valid_bin(bin) || !valid_account(account))
+        {
+            return Err(SwitchError::invalid(
+                "a customer is a six-digit bank_bin and an account of 6 to 19 letters or digits",
+            ));
+        }
+        let now = crate::clock::now_ms();
+        let mut all = vec![limits::terminal(&self.config, &p.id, now)];
+        all.extend(limits::post_office(&self.config, post_office_id, now));
+        if let Some((bin, account)) = whose {
+            all.extend(limits::customer(&self.config, bin, account, now));
+        }
+        let keys: Vec<&str> = all.iter().map(|l| l.key.as_str()).collect();
+        let used = self.store.totals(&keys).map_err(storage)?;
+        let (day, month) = (
+            crate::civil::date(now),
+            crate::civil::month_label(crate::civil::month_number(now)),
+        );
+        Ok(all
+            .into_iter()
+            .zip(used)
+            .map(|(l, used)| limits::Headroom {
+                period: if l.kind.is_monthly() {
+                    month.clone()
+                } else {
+                    day.clone()
+                },
+                kind: l.kind,
+                max: l.max,
+                used,
+            })
+            .collect())
+    }
 }

@@ -20,13 +20,10 @@
 //! giving them back finds the same totals whatever the configuration says
 //! by then.
 
-use crate::caller::Principal;
 use crate::civil;
-use crate::clock::now_ms;
 use crate::config::Config;
 use crate::error::{ErrorCode, SwitchError};
 use crate::fees::grouped;
-use crate::flows::engine::{Switch, storage, valid_account, valid_bin};
 use crate::store::{Kind, TxRecord};
 
 /// Which total.
@@ -221,51 +218,6 @@ pub struct Headroom {
 impl Headroom {
     pub fn left(&self) -> u64 {
         headroom(self.max, self.used)
-    }
-}
-
-impl Switch {
-    /// What is left now of the limits a teller's counter works under, and
-    /// of a customer's when `customer` (BIN, account) is given.
-    pub async fn limits_left(
-        &self,
-        p: &Principal,
-        whose: Option<(&str, &str)>,
-    ) -> Result<Vec<Headroom>, SwitchError> {
-        let post_office_id = Switch::teller_post_office(p)?;
-        if let Some((bin, account)) = whose
-            && (!valid_bin(bin) || !valid_account(account))
-        {
-            return Err(SwitchError::invalid(
-                "a customer is a six-digit bank_bin and an account of 6 to 19 letters or digits",
-            ));
-        }
-        let now = now_ms();
-        let mut limits = vec![terminal(&self.config, &p.id, now)];
-        limits.extend(post_office(&self.config, post_office_id, now));
-        if let Some((bin, account)) = whose {
-            limits.extend(customer(&self.config, bin, account, now));
-        }
-        let keys: Vec<&str> = limits.iter().map(|l| l.key.as_str()).collect();
-        let used = self.store.totals(&keys).map_err(storage)?;
-        let (day, month) = (
-            civil::date(now),
-            civil::month_label(civil::month_number(now)),
-        );
-        Ok(limits
-            .into_iter()
-            .zip(used)
-            .map(|(l, used)| Headroom {
-                period: if l.kind.is_monthly() {
-                    month.clone()
-                } else {
-                    day.clone()
-                },
-                kind: l.kind,
-                max: l.max,
-                used,
-            })
-            .collect())
     }
 }
 
