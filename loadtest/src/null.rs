@@ -327,6 +327,12 @@ impl pb::admin_server::Admin for Null {
     ) -> Result<Response<pb::PostOfficeInfo>, Status> {
         Err(unused())
     }
+    async fn provision_commune(
+        &self,
+        _: Request<pb::ProvisionCommuneRequest>,
+    ) -> Result<Response<pb::CommuneInfo>, Status> {
+        Err(unused())
+    }
     async fn provision_terminal(
         &self,
         _: Request<pb::ProvisionTerminalRequest>,

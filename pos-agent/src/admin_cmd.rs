@@ -23,6 +23,48 @@ pub enum AdminCommand {
         /// Whole đồng of e-float to start with.
         #[arg(long, default_value_t = 0)]
         float: u64,
+        /// The commune it serves (`admin commune` first).
+        #[arg(long, default_value = "")]
+        commune: String,
+    },
+    /// Add (or update) a commune, which the pilot report groups by.
+    Commune {
+        #[arg(long)]
+        id: String,
+        /// "Thị trấn Thổ Tang".
+        #[arg(long)]
+        name: String,
+        /// "Huyện Vĩnh Tường".
+        #[arg(long)]
+        district: String,
+        /// One of the plan's pilot communes.
+        #[arg(long)]
+        pilot: bool,
+    },
+    /// The pilot report of a month or a quarter: per commune, post office
+    /// and merchant, and for the province.
+    Report {
+        /// `2026-11`.
+        #[arg(long, conflicts_with = "quarter", required_unless_present = "quarter")]
+        month: Option<String>,
+        /// `2026-Q4`.
+        #[arg(long)]
+        quarter: Option<String>,
+        /// One commune's id.
+        #[arg(long, default_value = "")]
+        commune: String,
+        /// table, json, csv or xlsx.
+        #[arg(long, default_value = "table")]
+        format: String,
+        /// Where to write it (xlsx needs it); else standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Rebuild the pilot report's aggregates from the transactions and
+    /// compare them with those kept; `--repair` keeps the rebuild.
+    ReportCheck {
+        #[arg(long)]
+        repair: bool,
     },
     /// Add a teller terminal and write its profile (owner-only).
     Terminal {
@@ -53,6 +95,9 @@ pub enum AdminCommand {
         account: String,
         #[arg(long)]
         profile_out: PathBuf,
+        /// The commune it trades in (`admin commune` first).
+        #[arg(long, default_value = "")]
+        commune: String,
     },
     /// Revoke a caller's key (terminal, merchant, bank or operator): every
     /// node refuses it within a second. Not undone.
@@ -136,11 +181,17 @@ pub async fn run(profile: &Path, command: AdminCommand, json: bool) -> Result<St
                 )
             })
         }
-        AdminCommand::PostOffice { id, name, float } => {
+        AdminCommand::PostOffice {
+            id,
+            name,
+            float,
+            commune,
+        } => {
             let req = pb::ProvisionPostOfficeRequest {
                 post_office_id: id,
                 name,
                 initial_float: float,
+                commune,
             };
             let r = client
                 .provision_post_office(
@@ -196,6 +247,7 @@ pub async fn run(profile: &Path, command: AdminCommand, json: bool) -> Result<St
             bank,
             account,
             profile_out,
+            commune,
         } => {
             let req = pb::ProvisionMerchantRequest {
                 merchant_id: id,
@@ -204,6 +256,7 @@ pub async fn run(profile: &Path, command: AdminCommand, json: bool) -> Result<St
                 mcc,
                 bank_bin: bank,
                 account,
+                commune,
             };
             let r = client
                 .provision_merchant(
@@ -361,5 +414,130 @@ pub async fn run(profile: &Path, command: AdminCommand, json: bool) -> Result<St
                 )
             })
         }
+        AdminCommand::Commune {
+            id,
+            name,
+            district,
+            pilot,
+        } => {
+            let req = pb::ProvisionCommuneRequest {
+                commune_id: id,
+                name,
+                district,
+                pilot,
+            };
+            let c = client
+                .provision_commune(
+                    credentials.sign("/paymentswitch.v1.Admin/ProvisionCommune", req),
+                )
+                .await?
+                .into_inner();
+            Ok(if json {
+                json!({"commune_id": c.commune_id, "name": c.name, "district": c.district, "pilot": c.pilot}).to_string()
+            } else {
+                format!("commune {} ({}, {})\n", c.commune_id, c.name, c.district)
+            })
+        }
+        AdminCommand::Report {
+            month,
+            quarter,
+            commune,
+            format,
+            out,
+        } => {
+            let period = month.or(quarter).unwrap_or_default();
+            if !["table", "json", "csv", "xlsx"].contains(&format.as_str()) {
+                return Err(Failure::new(
+                    "usage",
+                    format!("--format is table, json, csv or xlsx, not {format:?}"),
+                ));
+            }
+            if format == "xlsx" && out.is_none() {
+                return Err(Failure::new("usage", "xlsx needs --out FILE".to_string()));
+            }
+            let mut settlement =
+                proto::v1::settlement_client::SettlementClient::new(profile.connect().await?);
+            let req = pb::GetPilotReportRequest { period, commune };
+            let r = settlement
+                .get_pilot_report(
+                    credentials.sign("/paymentswitch.v1.Settlement/GetPilotReport", req),
+                )
+                .await?
+                .into_inner();
+            let bytes = match format.as_str() {
+                "json" => report_json(&r).to_string().into_bytes(),
+                "csv" => pos_agent::report::csv(&r).into_bytes(),
+                "xlsx" => pos_agent::report::xlsx(
+                    &r,
+                    &pos_agent::receipt::vietnam_time(r.made_at_ms)[..10],
+                )
+                .map_err(|e| Failure::new("report", e))?,
+                _ => pos_agent::report::table(&r).into_bytes(),
+            };
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, &bytes)
+                        .map_err(|e| Failure::new("io", format!("{}: {e}", path.display())))?;
+                    Ok(if json {
+                        json!({"period": r.period, "format": format, "out": path, "units": r.units.len()})
+                            .to_string()
+                    } else {
+                        format!("report {} written to {}\n", r.period, path.display())
+                    })
+                }
+                None => Ok(String::from_utf8_lossy(&bytes).into_owned()),
+            }
+        }
+        AdminCommand::ReportCheck { repair } => {
+            let mut settlement =
+                proto::v1::settlement_client::SettlementClient::new(profile.connect().await?);
+            let req = pb::CheckPilotReportRequest { repair };
+            let r = settlement
+                .check_pilot_report(
+                    credentials.sign("/paymentswitch.v1.Settlement/CheckPilotReport", req),
+                )
+                .await?
+                .into_inner();
+            Ok(if json {
+                json!({"differing": r.differing, "repaired": r.repaired}).to_string()
+            } else if r.differing.is_empty() {
+                "the report's aggregates equal a rebuild from the transactions\n".to_string()
+            } else {
+                format!(
+                    "{} aggregates differ from a rebuild{}:\n{}\n",
+                    r.differing.len(),
+                    if r.repaired { " (repaired)" } else { "" },
+                    r.differing.join("\n")
+                )
+            })
+        }
     }
+}
+
+/// The report as one JSON object, field by field.
+fn report_json(r: &pb::PilotReport) -> serde_json::Value {
+    let units: Vec<serde_json::Value> = r
+        .units
+        .iter()
+        .map(|u| {
+            let products: Vec<serde_json::Value> = u
+                .products
+                .iter()
+                .map(|p| {
+                    json!({"product": p.product, "count": p.count, "value": p.value,
+                        "failed": p.failed, "reversed": p.reversed,
+                        "previous_count": p.previous_count, "previous_value": p.previous_value})
+                })
+                .collect();
+            json!({"level": u.level, "id": u.id, "name": u.name, "commune": u.commune,
+                "district": u.district, "pilot": u.pilot, "products": products,
+                "active_terminals": u.active_terminals, "active_merchants": u.active_merchants,
+                "new_merchants": u.new_merchants, "distinct_customers": u.distinct_customers,
+                "bills": u.bills, "bills_cashless": u.bills_cashless,
+                "card_count": u.card_count, "card_value": u.card_value})
+        })
+        .collect();
+    json!({"period": r.period, "previous_period": r.previous_period, "first_day": r.first_day,
+        "last_day": r.last_day, "made_at_ms": r.made_at_ms, "bank_bin": r.bank_bin,
+        "commune": r.commune, "units": units})
 }

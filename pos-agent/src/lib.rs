@@ -2,3 +2,4 @@
 //! share, and what tests read back (receipts and the printer's bytes).
 
 pub mod receipt;
+pub mod report;

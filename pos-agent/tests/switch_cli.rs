@@ -604,3 +604,124 @@ async fn a_teller_reprints_a_receipt_to_a_printer_file_png_and_pdf() {
     let out = pos_agent(&h, "tho-tang-1", &["tx", "print", &id]).await;
     assert_eq!(json(&out)["error"]["code"], "usage");
 }
+
+/// The pilot report as an operator takes it away: XLSX with a Vietnamese
+/// title block and a sheet per view, read back with calamine and compared
+/// cell by cell with the JSON of the same report; CSV with the same rows.
+#[tokio::test]
+async fn an_operator_takes_the_months_report_as_xlsx_csv_and_json() {
+    use calamine::{Data, Reader, Xlsx};
+    let h = Harness::start(|_| {}).await;
+    let c = h.customer("970422", 0);
+    for (i, amount) in [(1, "300000"), (2, "450000")] {
+        let out = pos_agent(
+            &h,
+            "tho-tang-1",
+            &[
+                "cash-in",
+                "--bank",
+                "970422",
+                "--account",
+                &c.account,
+                "--amount",
+                amount,
+                "--request-id",
+                &format!("x{i}"),
+            ],
+        )
+        .await;
+        assert!(out.status.success());
+    }
+    // This month in Vietnam (dd/mm/yyyy …).
+    let now = pos_agent::receipt::vietnam_time(proto::auth::now_ms());
+    let month = format!("{}-{}", &now[6..10], &now[3..5]);
+    let dir = tempfile::tempdir().unwrap();
+    let (xlsx, csv) = (dir.path().join("r.xlsx"), dir.path().join("r.csv"));
+    for (format, path) in [("xlsx", &xlsx), ("csv", &csv)] {
+        let out = pos_agent(
+            &h,
+            "operator",
+            &[
+                "admin",
+                "report",
+                "--month",
+                &month,
+                "--format",
+                format,
+                "--out",
+                path.to_str().unwrap(),
+            ],
+        )
+        .await;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    let report = json(
+        &pos_agent(
+            &h,
+            "operator",
+            &["admin", "report", "--month", &month, "--format", "json"],
+        )
+        .await,
+    );
+    let mut book: Xlsx<_> = calamine::open_workbook(&xlsx).unwrap();
+    assert_eq!(
+        book.sheet_names(),
+        vec!["Toàn tỉnh", "Theo xã", "Theo bưu điện", "Đơn vị QR"]
+    );
+    let communes = book.worksheet_range("Theo xã").unwrap();
+    let text = |r: u32, c: u32| match communes.get_value((r, c)) {
+        Some(Data::String(s)) => s.clone(),
+        other => format!("{other:?}"),
+    };
+    assert_eq!(text(0, 0), "UBND TỈNH VĨNH PHÚC");
+    assert!(text(2, 0).contains(&month), "{}", text(2, 0));
+    assert!(text(3, 0).starts_with("Ngày lập: "), "{}", text(3, 0));
+    assert_eq!(text(5, 2), "Đơn vị");
+    // Thổ Tang's cash-in row: count and value as numbers.
+    let row = (6..communes.height() as u32)
+        .find(|&r| text(r, 1) == "tho-tang" && text(r, 4) == "Nộp tiền vào tài khoản")
+        .expect("Thổ Tang's cash-in row");
+    assert_eq!(text(row, 2), "Thị trấn Thổ Tang");
+    let number = |r: u32, c: u32| match communes.get_value((r, c)) {
+        Some(Data::Float(f)) => *f as u64,
+        other => panic!("{other:?}"),
+    };
+    let units = report["units"].as_array().unwrap();
+    let tt = units
+        .iter()
+        .find(|u| u["level"] == "commune" && u["id"] == "tho-tang")
+        .unwrap();
+    let cash_in = tt["products"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["product"] == "cash_in")
+        .unwrap();
+    assert_eq!(number(row, 5), cash_in["count"].as_u64().unwrap());
+    assert_eq!(number(row, 6), cash_in["value"].as_u64().unwrap());
+    assert_eq!((number(row, 5), number(row, 6)), (2, 750_000));
+    // Every commune of the JSON has its rows in the sheet, and nothing else.
+    let sheet_ids: std::collections::BTreeSet<String> =
+        (6..communes.height() as u32).map(|r| text(r, 1)).collect();
+    let json_ids: std::collections::BTreeSet<String> = units
+        .iter()
+        .filter(|u| u["level"] == "commune")
+        .map(|u| u["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(sheet_ids, json_ids);
+    // The CSV: a header, then Thổ Tang's cash-in among its rows.
+    let csv = std::fs::read_to_string(&csv).unwrap();
+    assert!(csv.starts_with("level,id,name,commune,product,count,value,"));
+    assert!(
+        csv.lines()
+            .any(|l| l.starts_with("commune,tho-tang,Thị trấn Thổ Tang,tho-tang,cash_in,2,750000,")),
+        "{csv}"
+    );
+    // The aggregates check clean.
+    let check = json(&pos_agent(&h, "operator", &["admin", "report-check"]).await);
+    assert_eq!(check["differing"].as_array().unwrap().len(), 0);
+}

@@ -61,6 +61,27 @@ pub fn month_number(ms: i64) -> i64 {
     }
 }
 
+/// The civil day number of the first day of month number `month`.
+pub fn month_first_day(month: i64) -> i64 {
+    let year = 1970 + month.div_euclid(12);
+    let m = u8::try_from(month.rem_euclid(12) + 1).expect("1 to 12");
+    match (i32::try_from(year).ok(), Month::try_from(m).ok()) {
+        (Some(y), Some(m)) => match Date::from_calendar_date(y, m, 1) {
+            Ok(d) => {
+                i64::from(d.to_julian_day() - OffsetDateTime::UNIX_EPOCH.date().to_julian_day())
+            }
+            Err(_) => month * 30,
+        },
+        _ => month * 30,
+    }
+}
+
+/// When civil day number `day` begins, in UNIX milliseconds (its midnight
+/// in UTC+7).
+pub fn day_start_ms(day: i64) -> i64 {
+    day * 86_400_000 - 7 * 3_600_000
+}
+
 /// A month number as `YYYY-MM`.
 pub fn month_label(month: i64) -> String {
     format!(

@@ -264,6 +264,10 @@ pub struct BillerConfig {
     /// (`http://`) only on loopback, unless `insecure`.
     #[serde(default)]
     pub remote: Option<String>,
+    /// What the pilot report counts its bills as: `electricity`, `water`,
+    /// `internet`, `telecom_tv` or `other` (the default outside the demo).
+    #[serde(default)]
+    pub category: Option<String>,
     /// The CA (PEM) that signed the biller's server certificate.
     #[serde(default)]
     pub tls_ca_file: Option<PathBuf>,

@@ -12,9 +12,40 @@ pub const DEMO_POST_OFFICES: [(&str, &str); 6] = [
     ("vinh-yen", "Bưu điện Vĩnh Yên"),
     ("phuc-yen", "Bưu điện Phúc Yên"),
 ];
+
+/// The communes the demo's post offices and merchants belong to: id, name,
+/// district, whether it is one of the plan's four pilot communes. The
+/// first four are the pilot; Vĩnh Yên's and Phúc Yên's post offices serve
+/// wards of those cities.
+pub const DEMO_COMMUNES: [(&str, &str, &str, bool); 6] = [
+    ("tho-tang", "Thị trấn Thổ Tang", "Huyện Vĩnh Tường", true),
+    ("tam-dao", "Thị trấn Tam Đảo", "Huyện Tam Đảo", true),
+    ("huong-dao", "Xã Hướng Đạo", "Huyện Tam Dương", true),
+    ("lang-cong", "Xã Lãng Công", "Huyện Sông Lô", true),
+    ("lien-bao", "Phường Liên Bảo", "Thành phố Vĩnh Yên", false),
+    (
+        "hung-vuong",
+        "Phường Hùng Vương",
+        "Thành phố Phúc Yên",
+        false,
+    ),
+];
+
+/// Each demo post office's commune, in `DEMO_POST_OFFICES` order.
+pub const DEMO_POST_OFFICE_COMMUNES: [&str; 6] = [
+    "tho-tang",
+    "tam-dao",
+    "huong-dao",
+    "lang-cong",
+    "lien-bao",
+    "hung-vuong",
+];
 /// Each post office's prefunded e-float and each drawer's opening cash.
 pub const EFLOAT_VND: u64 = 500_000_000;
 pub const OPENING_CASH_VND: u64 = 20_000_000;
+
+/// Each demo merchant's commune, in `DEMO_MERCHANTS` order.
+pub const DEMO_MERCHANT_COMMUNES: [&str; 3] = ["tho-tang", "tam-dao", "huong-dao"];
 
 /// The demo merchants: id, name and city as printed in their codes, MCC,
 /// bank, account.
@@ -44,6 +75,17 @@ pub const DEMO_MERCHANTS: [(&str, &str, &str, &str, &str, &str); 3] = [
         "8100000003",
     ),
 ];
+
+/// A demo biller's category in the pilot report.
+pub fn demo_biller_category(code: &str) -> &'static str {
+    match code {
+        "EVN" => "electricity",
+        "NUOCVP" => "water",
+        "VNPT" => "internet",
+        "VIETTEL" | "VINAPHONE" | "MOBIFONE" => "telecom_tv",
+        _ => "other",
+    }
+}
 
 /// The demo billers: code, name, ledger number, partial payment allowed,
 /// how their customer codes look (prefix, digits).

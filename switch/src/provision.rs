@@ -13,7 +13,10 @@ use ring::rand::SystemRandom;
 use serde::Serialize;
 
 use crate::accounts::{Kind, NETWORK, bank_number, code};
-use crate::demo::{DEMO_BANKS, DEMO_MERCHANTS, DEMO_POST_OFFICES, OPENING_CASH_VND};
+use crate::demo::{
+    DEMO_BANKS, DEMO_COMMUNES, DEMO_MERCHANT_COMMUNES, DEMO_MERCHANTS, DEMO_POST_OFFICE_COMMUNES,
+    DEMO_POST_OFFICES, OPENING_CASH_VND,
+};
 use crate::error::{ErrorCode, SwitchError};
 use crate::flows::{Switch, ledger_transfers};
 use crate::ids::Secret;
@@ -125,6 +128,7 @@ pub async fn demo(switch: &Switch, profiles: &Path, listen: SocketAddr) -> Resul
             id: id.to_string(),
             name: name.to_string(),
             number,
+            commune: DEMO_POST_OFFICE_COMMUNES[i].to_string(),
         });
         for t in 1..=2u64 {
             let terminal_number = number * 100 + t;
@@ -160,6 +164,17 @@ pub async fn demo(switch: &Switch, profiles: &Path, listen: SocketAddr) -> Resul
         return Err(io(format!("funding: {e}")));
     }
     let address = format!("http://{listen}");
+    for (id, name, district, pilot) in DEMO_COMMUNES {
+        switch
+            .store
+            .put_commune(&crate::store::Commune {
+                id: id.to_string(),
+                name: name.to_string(),
+                district: district.to_string(),
+                pilot,
+            })
+            .map_err(io)?;
+    }
     for p in &post_offices {
         switch.store.put_post_office(p).map_err(io)?;
     }
@@ -213,7 +228,7 @@ pub async fn demo(switch: &Switch, profiles: &Path, listen: SocketAddr) -> Resul
         &toml::to_string(&profile).map_err(io)?,
     )
     .map_err(io)?;
-    for (id, name, city, mcc, bin, account) in DEMO_MERCHANTS {
+    for (i, (id, name, city, mcc, bin, account)) in DEMO_MERCHANTS.into_iter().enumerate() {
         if switch.routes.get(bin).is_none() {
             continue;
         }
@@ -226,6 +241,8 @@ pub async fn demo(switch: &Switch, profiles: &Path, listen: SocketAddr) -> Resul
             bank_bin: bin.to_string(),
             account: account.to_string(),
             secret: switch.master_key.seal(id, &secret),
+            commune: DEMO_MERCHANT_COMMUNES[i].to_string(),
+            created_at_ms: crate::clock::now_ms(),
         };
         crate::flows::provisioning::add_merchant(switch, &m)?;
         let profile = Profile {

@@ -138,10 +138,21 @@ fn billers(
             }
             (None, None) => return Err(missing("remote").into()),
         };
+        let category = match (&entry.category, demo) {
+            (Some(c), _) => crate::adapters::biller::category(c).ok_or_else(|| {
+                format!(
+                    "biller {code}: category {c:?} is not one of {:?}",
+                    crate::adapters::biller::CATEGORIES
+                )
+            })?,
+            (None, Some(_)) => crate::demo::demo_biller_category(code),
+            (None, None) => "other",
+        };
         out.add(Biller {
             code: code.to_string(),
             name,
             number,
+            category,
             partial_allowed,
             collection_bin,
             collection_account,

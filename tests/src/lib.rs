@@ -433,6 +433,38 @@ pub struct Settlement {
 }
 
 impl Settlement {
+    /// The pilot report of `period` (and `commune`, or every one).
+    pub async fn pilot_report(
+        &mut self,
+        period: &str,
+        commune: &str,
+    ) -> Result<pb::PilotReport, tonic::Status> {
+        let m = pb::GetPilotReportRequest {
+            period: period.into(),
+            commune: commune.into(),
+        };
+        self.client
+            .get_pilot_report(
+                self.credentials
+                    .sign("/paymentswitch.v1.Settlement/GetPilotReport", m),
+            )
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    /// The aggregates' keys that differ from a rebuild.
+    pub async fn check_pilot_report(&mut self, repair: bool) -> pb::CheckPilotReportResponse {
+        let m = pb::CheckPilotReportRequest { repair };
+        self.client
+            .check_pilot_report(
+                self.credentials
+                    .sign("/paymentswitch.v1.Settlement/CheckPilotReport", m),
+            )
+            .await
+            .expect("check")
+            .into_inner()
+    }
+
     pub async fn windows(&mut self) -> Vec<pb::Window> {
         self.client
             .list_windows(self.credentials.sign(

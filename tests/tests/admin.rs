@@ -17,11 +17,39 @@ async fn an_operator_provisions_a_post_office_and_a_terminal_that_works_at_once(
     let mut admin = AdminClient::connect(format!("http://{}", h.addr))
         .await
         .unwrap();
-    let po = pb::ProvisionPostOfficeRequest {
+    // A post office names its commune, which must be provisioned first.
+    let mut po = pb::ProvisionPostOfficeRequest {
         post_office_id: "lap-thach".into(),
         name: "Bưu điện Lập Thạch".into(),
         initial_float: 100_000_000,
+        commune: "lap-thach".into(),
     };
+    let e = admin
+        .provision_post_office(
+            operator.sign("/paymentswitch.v1.Admin/ProvisionPostOffice", po.clone()),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        e.message().contains("no commune lap-thach"),
+        "{}",
+        e.message()
+    );
+    let commune = admin
+        .provision_commune(operator.sign(
+            "/paymentswitch.v1.Admin/ProvisionCommune",
+            pb::ProvisionCommuneRequest {
+                commune_id: "lap-thach".into(),
+                name: "Thị trấn Lập Thạch".into(),
+                district: "Huyện Lập Thạch".into(),
+                pilot: false,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(commune.name, "Thị trấn Lập Thạch");
+    po.commune = commune.commune_id;
     let office = admin
         .provision_post_office(
             operator.sign("/paymentswitch.v1.Admin/ProvisionPostOffice", po.clone()),
@@ -95,6 +123,7 @@ async fn an_operator_provisions_a_post_office_and_a_terminal_that_works_at_once(
         post_office_id: "rogue".into(),
         name: "Rogue".into(),
         initial_float: 1,
+        commune: String::new(),
     };
     let e = admin
         .provision_post_office(teller.sign("/paymentswitch.v1.Admin/ProvisionPostOffice", req))

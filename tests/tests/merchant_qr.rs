@@ -263,6 +263,7 @@ async fn a_refused_merchant_credit_refunds_the_payer() {
                 mcc: "5812".into(),
                 bank_bin: "970418".into(),
                 account: "7777777777".into(),
+                commune: "lien-bao".into(),
             },
         ))
         .await

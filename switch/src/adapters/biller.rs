@@ -101,6 +101,8 @@ pub struct Biller {
     pub name: String,
     /// Its number in ledger account ids.
     pub number: u64,
+    /// What the pilot report counts its bills as (one of [`CATEGORIES`]).
+    pub category: &'static str,
     /// May a customer pay some of their due bills and leave others?
     pub partial_allowed: bool,
     /// Where a QR shown for this biller's bills says the money goes.
@@ -108,6 +110,15 @@ pub struct Biller {
     pub collection_account: String,
     pub adapter: Arc<dyn BillerAdapter>,
     pub breaker: Breaker,
+}
+
+/// The kinds of bill the province's plan reports: electricity, water,
+/// internet, telecom and TV; anything else is `other`.
+pub const CATEGORIES: [&str; 5] = ["electricity", "water", "internet", "telecom_tv", "other"];
+
+/// `name` as one of [`CATEGORIES`].
+pub fn category(name: &str) -> Option<&'static str> {
+    CATEGORIES.iter().copied().find(|c| *c == name)
 }
 
 /// Billers by code.

@@ -100,11 +100,40 @@ impl pb::admin_server::Admin for AdminService {
                 &r.post_office_id,
                 &r.name,
                 r.initial_float,
+                &r.commune,
             )
             .await?;
             Ok(Response::new(pb::PostOfficeInfo {
                 post_office_id: o.id,
                 name: o.name,
+            }))
+        })
+        .await
+    }
+
+    async fn provision_commune(
+        &self,
+        req: Request<pb::ProvisionCommuneRequest>,
+    ) -> Result<Response<pb::CommuneInfo>, Status> {
+        crate::telemetry::observe("provision_commune", async move {
+            let p = principal(&req)?;
+            let r = req.into_inner();
+            let c = crate::flows::provisioning::provision_commune(
+                &self.switch,
+                &p,
+                crate::store::Commune {
+                    id: r.commune_id,
+                    name: r.name,
+                    district: r.district,
+                    pilot: r.pilot,
+                },
+            )
+            .await?;
+            Ok(Response::new(pb::CommuneInfo {
+                commune_id: c.id,
+                name: c.name,
+                district: c.district,
+                pilot: c.pilot,
             }))
         })
         .await
@@ -153,6 +182,7 @@ impl pb::admin_server::Admin for AdminService {
                     mcc: &r.mcc,
                     bank_bin: &r.bank_bin,
                     account: &r.account,
+                    commune: &r.commune,
                 },
             )
             .await?;

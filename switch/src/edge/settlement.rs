@@ -298,4 +298,79 @@ impl pb::settlement_server::Settlement for SettlementService {
         })
         .await
     }
+
+    async fn get_pilot_report(
+        &self,
+        req: Request<pb::GetPilotReportRequest>,
+    ) -> Result<Response<pb::PilotReport>, Status> {
+        crate::telemetry::observe("get_pilot_report", async move {
+            let p = principal(&req)?;
+            let r = req.into_inner();
+            let report = self.switch.pilot_report(&p, &r.period, &r.commune).await?;
+            Ok(Response::new(pilot_report_to_proto(&report)))
+        })
+        .await
+    }
+
+    async fn check_pilot_report(
+        &self,
+        req: Request<pb::CheckPilotReportRequest>,
+    ) -> Result<Response<pb::CheckPilotReportResponse>, Status> {
+        crate::telemetry::observe("check_pilot_report", async move {
+            let p = principal(&req)?;
+            let repair = req.get_ref().repair;
+            let differing = self.switch.check_pilot_report(&p, repair).await?;
+            Ok(Response::new(pb::CheckPilotReportResponse {
+                repaired: repair && !differing.is_empty(),
+                differing,
+            }))
+        })
+        .await
+    }
+}
+
+fn pilot_report_to_proto(r: &crate::settlement::pilot::PilotReport) -> pb::PilotReport {
+    let (first, last) = r.period.days();
+    pb::PilotReport {
+        period: r.period.label(),
+        previous_period: r.previous.label(),
+        first_day: crate::civil::date(crate::civil::day_start_ms(first)),
+        last_day: crate::civil::date(crate::civil::day_start_ms(last)),
+        made_at_ms: r.made_at_ms,
+        bank_bin: r.bank.clone(),
+        commune: r.commune.clone(),
+        units: r
+            .units
+            .iter()
+            .map(|u| pb::PilotUnit {
+                level: u.level.map_or("", |l| l.label()).to_string(),
+                id: u.id.clone(),
+                name: u.name.clone(),
+                commune: u.commune.clone(),
+                district: u.district.clone(),
+                pilot: u.pilot,
+                products: u
+                    .products
+                    .iter()
+                    .map(|(name, p)| pb::PilotProduct {
+                        product: name.clone(),
+                        count: p.now.count,
+                        value: p.now.value,
+                        failed: p.now.failed,
+                        reversed: p.now.reversed,
+                        previous_count: p.before.count,
+                        previous_value: p.before.value,
+                    })
+                    .collect(),
+                active_terminals: u.active_terminals,
+                active_merchants: u.active_merchants,
+                new_merchants: u.new_merchants,
+                distinct_customers: u.distinct_customers,
+                bills: u.bills,
+                bills_cashless: u.bills_cashless,
+                card_count: u.card.count,
+                card_value: u.card.value,
+            })
+            .collect(),
+    }
 }

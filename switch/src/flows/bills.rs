@@ -431,8 +431,9 @@ impl Switch {
             rec.confirm_deadline_ms = None;
             rec.error_code = Some(ErrorCode::QrExpired.as_str().to_string());
             rec.error_message = Some("the code was not paid in time".to_string());
+            let stats = self.report_contributions(&rec, None)?;
             self.store
-                .finish_tx(&rec, None, &[], None)
+                .finish_tx(&rec, None, &[], None, &stats)
                 .map_err(storage)?;
             self.store.durable().await.map_err(storage)?;
             n += 1;

@@ -54,6 +54,9 @@ pub struct Switch {
     pub(crate) rng: SystemRandom,
     /// Ledger numbers of post offices and terminals, by id.
     numbers: RwLock<Numbers>,
+    /// Communes of post offices (false) and merchants (true), by id, for
+    /// the pilot report (`flows::report`).
+    pub(crate) communes: RwLock<HashMap<(bool, String), String>>,
     /// Confirmation, cancellation and the deadline sweep of one cash-out
     /// take turns, so that a payout is never both posted and reversed (one
     /// lock per stripe of transaction ids: different cash-outs resolve in
@@ -186,6 +189,7 @@ impl Switch {
             notifier,
             rng: SystemRandom::new(),
             numbers: RwLock::new(Numbers::default()),
+            communes: RwLock::new(HashMap::new()),
             resolving: (0..RESOLVING_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
@@ -1196,10 +1200,11 @@ impl Switch {
             Some(bill_tx) if status == Status::Completed => self.paid_bill(&rec, bill_tx)?,
             _ => None,
         };
+        let stats = self.report_contributions(&rec, paid.as_ref())?;
         // A ticket dropped on an error below is abandoned, never published.
         let numbered = self
             .store
-            .finish_tx(&rec, payment.as_ref(), &give_back, paid.as_ref())
+            .finish_tx(&rec, payment.as_ref(), &give_back, paid.as_ref(), &stats)
             .map_err(storage)?;
         self.store.durable().await.map_err(storage)?;
         match (ticket, payment, numbered) {

@@ -14,6 +14,7 @@ pub mod limits;
 pub mod merchant;
 pub mod notify;
 pub mod provisioning;
+pub mod report;
 pub mod topup;
 
 pub use engine::*;

@@ -57,14 +57,54 @@ async fn fund(switch: &Switch, t: NewTransfer) -> Result<(), SwitchError> {
     }
 }
 
+/// A commune, as the pilot report groups post offices and merchants.
+/// Provisioning one again with the same id updates its name, district and
+/// whether it is in the pilot.
+pub async fn provision_commune(
+    switch: &Switch,
+    p: &Principal,
+    c: crate::store::Commune,
+) -> Result<crate::store::Commune, SwitchError> {
+    operator(p)?;
+    if !valid_id(&c.id) {
+        return Err(SwitchError::invalid(
+            "commune_id must be 1 to 32 of [a-z0-9-]",
+        ));
+    }
+    for (what, v) in [("name", &c.name), ("district", &c.district)] {
+        if v.trim().is_empty() || v.chars().count() > 100 {
+            return Err(SwitchError::invalid(format!(
+                "{what} must be 1 to 100 characters"
+            )));
+        }
+    }
+    switch.store.put_commune(&c).map_err(internal)?;
+    switch.store.durable().await.map_err(internal)?;
+    tracing::info!(commune = %c.id, pilot = c.pilot, "commune provisioned");
+    Ok(c)
+}
+
+/// A commune id as given: empty (none), or one that is provisioned.
+fn known_commune(switch: &Switch, commune: &str) -> Result<(), SwitchError> {
+    if commune.is_empty() || switch.store.commune(commune).map_err(internal)?.is_some() {
+        Ok(())
+    } else {
+        Err(SwitchError::invalid(format!(
+            "no commune {commune}: provision it first"
+        )))
+    }
+}
+
 pub async fn provision_post_office(
     switch: &Switch,
     p: &Principal,
     id: &str,
     name: &str,
     initial_float: u64,
+    commune: &str,
 ) -> Result<PostOffice, SwitchError> {
     operator(p)?;
+    known_commune(switch, commune)?;
     if !valid_id(id) {
         return Err(SwitchError::invalid(
             "post_office_id must be 1 to 32 of [a-z0-9-]",
@@ -110,6 +150,7 @@ pub async fn provision_post_office(
         id: id.to_string(),
         name: name.to_string(),
         number,
+        commune: commune.to_string(),
     };
     switch.store.put_post_office(&office).map_err(internal)?;
     switch.store.durable().await.map_err(internal)?;
@@ -227,6 +268,8 @@ pub struct NewMerchant<'a> {
     pub mcc: &'a str,
     pub bank_bin: &'a str,
     pub account: &'a str,
+    /// Its commune's id, or empty.
+    pub commune: &'a str,
 }
 
 /// Add a merchant: its record, its static code and its credential (the
@@ -238,6 +281,7 @@ pub async fn provision_merchant(
     m: NewMerchant<'_>,
 ) -> Result<(Merchant, Secret, String), SwitchError> {
     operator(p)?;
+    known_commune(switch, m.commune)?;
     let _one_at_a_time = switch
         .take_turn(&switch.provisioning, crate::flows::turn::PROVISIONING)
         .await?;
@@ -291,6 +335,8 @@ pub async fn provision_merchant(
         bank_bin: m.bank_bin.to_string(),
         account: m.account.to_string(),
         secret: switch.master_key.seal(m.id, &secret),
+        commune: m.commune.to_string(),
+        created_at_ms: crate::clock::now_ms(),
     };
     let payload = add_merchant(switch, &merchant)?;
     switch.store.durable().await.map_err(internal)?;

@@ -5,6 +5,7 @@
 //! May import: `flows` (the engine's ledger helpers), `store`, the ledger,
 //! and the vocabularies at the top of the crate. Never `edge` or `sim`.
 
+pub mod pilot;
 pub mod reconcile;
 pub mod windows;
 

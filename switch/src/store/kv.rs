@@ -39,7 +39,7 @@ use tokio::sync::watch;
 use super::pg_kv::{PgKv, PgTxn};
 pub use super::tree::{EngineError, Tree, Value};
 
-const TREES: [(Tree, &str); 12] = [
+const TREES: [(Tree, &str); 13] = [
     (Tree::Tx, "tx"),
     (Tree::Open, "open"),
     (Tree::Idempotency, "idempotency"),
@@ -52,6 +52,7 @@ const TREES: [(Tree, &str); 12] = [
     (Tree::Payments, "payments"),
     (Tree::Windows, "windows"),
     (Tree::Recon, "reconciliation"),
+    (Tree::Stats, "stats"),
 ];
 
 const MAGIC: &[u8; 4] = b"SWKV";

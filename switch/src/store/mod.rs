@@ -21,6 +21,7 @@ pub mod pg_kv;
 pub mod pg_ledger;
 pub mod recon;
 pub mod records;
+pub mod stats;
 pub mod tree;
 
 pub use records::*;
@@ -363,12 +364,16 @@ impl Store {
     /// at a teller's bill code that completed): both finish in one write,
     /// so a code is never paid without its bill payment saying so. It keeps
     /// its claims: the bills are paid.
+    ///
+    /// `stats` is what `t` (and `paid`) add to the pilot report's
+    /// aggregates (`stats::contributions`): added in the same write, once.
     pub fn finish_tx(
         &self,
         t: &TxRecord,
         payment: Option<&Payment>,
         give_back: &[String],
         paid: Option<&TxRecord>,
+        stats: &[stats::Contribution],
     ) -> Result<Option<u64>, StoreError> {
         debug_assert_eq!(t.stage, Stage::Done);
         debug_assert!(give_back.is_empty() || !t.limits_held);
@@ -400,11 +405,19 @@ impl Store {
             }
             w.put(Tree::Tx, &id, record.clone());
             w.remove(Tree::Open, &id);
-            if let Some((bill_id, bill_record)) = &paid
-                && w.get(Tree::Open, bill_id)?.is_some()
-            {
-                w.put(Tree::Tx, bill_id, bill_record.clone());
-                w.remove(Tree::Open, bill_id);
+            // A bill payment that an attempt finishes is counted by the
+            // write that finishes it, once.
+            let mut count = true;
+            if let Some((bill_id, bill_record)) = &paid {
+                if w.get(Tree::Open, bill_id)?.is_some() {
+                    w.put(Tree::Tx, bill_id, bill_record.clone());
+                    w.remove(Tree::Open, bill_id);
+                } else {
+                    count = false;
+                }
+            }
+            if count {
+                stats::apply(w, stats)?;
             }
             for c in &release {
                 if w.get(Tree::Claims, c.as_bytes())?
@@ -844,6 +857,18 @@ impl Store {
     pub fn post_offices(&self) -> Result<Vec<PostOffice>, StoreError> {
         self.entities("post_office")
     }
+    pub fn post_office(&self, id: &str) -> Result<Option<PostOffice>, StoreError> {
+        self.entity("post_office", id)
+    }
+    pub fn put_commune(&self, c: &Commune) -> Result<(), StoreError> {
+        self.put_entity("commune", &c.id, c)
+    }
+    pub fn communes(&self) -> Result<Vec<Commune>, StoreError> {
+        self.entities("commune")
+    }
+    pub fn commune(&self, id: &str) -> Result<Option<Commune>, StoreError> {
+        self.entity("commune", id)
+    }
     pub fn put_terminal(&self, t: &Terminal) -> Result<(), StoreError> {
         self.put_entity("terminal", &t.id, t)
     }
@@ -1026,6 +1051,7 @@ mod tests {
             id: "tho-tang".into(),
             name: "Buu dien Tho Tang".into(),
             number: 1,
+            commune: "tho-tang".into(),
         };
         store.put_post_office(&office).unwrap();
         let job = ReversalJob {

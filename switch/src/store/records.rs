@@ -284,6 +284,24 @@ pub struct PostOffice {
     pub name: String,
     /// Its number in ledger account ids.
     pub number: u64,
+    /// The commune it serves (a [`Commune`]'s id), for the pilot report;
+    /// empty: none.
+    #[serde(default)]
+    pub commune: String,
+}
+
+/// A commune (xã, phường, thị trấn): the unit the province's plan reports
+/// by.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Commune {
+    /// 1 to 32 of [a-z0-9-].
+    pub id: String,
+    /// "Thị trấn Thổ Tang".
+    pub name: String,
+    /// "Huyện Vĩnh Tường".
+    pub district: String,
+    /// One of the plan's pilot communes.
+    pub pilot: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -399,6 +417,12 @@ pub struct Merchant {
     pub account: String,
     #[serde(rename = "secret", alias = "secret_hex")]
     pub secret: SealedSecret,
+    /// The commune it trades in, for the pilot report; empty: none.
+    #[serde(default)]
+    pub commune: String,
+    /// When it was provisioned (0: before this was kept).
+    #[serde(default)]
+    pub created_at_ms: i64,
 }
 
 /// A bank's credential for the calls it makes (paying QR codes,

@@ -23,6 +23,8 @@ pub enum Tree {
     Payments,
     Windows,
     Recon,
+    /// The pilot report's aggregates (`store::stats`).
+    Stats,
 }
 
 /// A stored value, shared without copying.
