@@ -525,3 +525,50 @@ async fn a_session_outlives_a_restart_and_its_token_is_not_stored() {
     assert_eq!(page.status, 200, "still signed in after the restart");
     assert!(page.body.contains(&csrf), "the same CSRF token");
 }
+
+/// A stored session ends by the switch's clock, whichever process wrote it:
+/// one last used 31 minutes ago, or begun 9 hours ago, is refused (and
+/// removed); one used a minute ago is good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_sessions_end_by_the_switchs_clock() {
+    let h = Harness::start(|_| {}).await;
+    let _ = console_user(&h, "lan", "operator", "").await;
+    let user = h.switch.store.console_user("lan").unwrap().unwrap();
+    let console = Console::start(&h, false).await;
+    let now = switch::clock::now_ms();
+    let minute = 60_000;
+    for (token, started, used, good) in [
+        ("a1", now - 2 * minute, now - minute, true),
+        ("a2", now - 40 * minute, now - 31 * minute, false),
+        ("a3", now - 9 * 60 * minute, now - minute, false),
+    ] {
+        let id = switch::edge::console::session_id(token);
+        let session = switch::store::console::ConsoleSession {
+            user: "lan".into(),
+            bank: None,
+            started_ms: started,
+            used_ms: used,
+            password_set_at_ms: user.password_set_at_ms,
+        };
+        h.switch
+            .store
+            .begin_console_session(&id, &session, 1_000, |_| true)
+            .unwrap();
+        let mut browser = Client::new(&console);
+        browser.cookie = Some(format!("switch_console={token}"));
+        let r = browser.get("/overview").await;
+        if good {
+            assert_eq!(r.status, 200, "{token}");
+        } else {
+            assert_eq!(
+                (r.status, r.header("location")),
+                (303, Some("/login")),
+                "{token}"
+            );
+            assert!(
+                h.switch.store.console_session(&id).unwrap().is_none(),
+                "{token} removed"
+            );
+        }
+    }
+}

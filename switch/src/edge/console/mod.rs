@@ -62,7 +62,7 @@ struct Session {
 }
 
 /// The store's name for a session: the SHA-256 of its token.
-fn session_id(token: &str) -> String {
+pub fn session_id(token: &str) -> String {
     hex::encode(ring::digest::digest(
         &ring::digest::SHA256,
         token.as_bytes(),
@@ -231,6 +231,13 @@ fn now_ms() -> i64 {
     crate::clock::monotonic_ms()
 }
 
+/// A session's times are the switch's time (wall-anchored, as every node
+/// and a restart agree on), not this process's monotonic clock: sessions
+/// live in the store.
+fn session_now_ms() -> i64 {
+    crate::clock::now_ms()
+}
+
 impl Console {
     fn token(&self) -> String {
         let mut b = [0u8; 32];
@@ -258,7 +265,7 @@ impl Console {
                 return None;
             }
         };
-        let now = now_ms();
+        let now = session_now_ms();
         if !alive(&stored, now) {
             if let Err(e) = self.switch.store.end_console_session(&id) {
                 tracing::warn!(error = %e, "an ended console session could not be removed");
@@ -446,7 +453,7 @@ async fn login(State(c): State<Arc<Console>>, Form(f): Form<LoginForm>) -> Respo
             .into_response();
     };
     let token = c.token();
-    let now = now_ms();
+    let now = session_now_ms();
     let session = store::console::ConsoleSession {
         user: user.name.clone(),
         bank: (user.role == "bank").then(|| user.bank_bin.clone()),
