@@ -235,6 +235,44 @@ async fn an_operator_and_a_bank_use_the_console_in_chromium() {
         c.wait().for_element(Locator::Css("table")).await.unwrap();
         shot(&c, name).await;
     }
+    // The month's pilot report: Thổ Tang's cash-in, a bar per commune; one
+    // commune chosen from the form.
+    c.goto(&console.url("/reports")).await.unwrap();
+    c.wait()
+        .for_element(Locator::Css("#communes-chart"))
+        .await
+        .unwrap();
+    let tho_tang = text(&c, "#unit-tho-tang").await;
+    assert!(
+        tho_tang.contains("Cash-in") && tho_tang.contains("420,000"),
+        "{tho_tang}"
+    );
+    let bars = c
+        .find_all(Locator::Css("#communes-chart rect"))
+        .await
+        .unwrap();
+    assert!(bars.len() >= 4, "a bar per pilot commune at least");
+    shot(&c, "reports").await;
+    c.find(Locator::Css("select[name=commune] option[value=huong-dao]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.find(Locator::Css("#report-form button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait()
+        .for_element(Locator::Css("#unit-huong-dao"))
+        .await
+        .unwrap();
+    assert!(
+        c.find(Locator::Css("#unit-tho-tang")).await.is_err(),
+        "one commune"
+    );
     c.goto(&console.url("/provisioning/merchants/cafe-tam-dao/sign"))
         .await
         .unwrap();
@@ -263,6 +301,15 @@ async fn an_operator_and_a_bank_use_the_console_in_chromium() {
     c.wait().for_element(Locator::Css("#error")).await.unwrap();
     assert!(text(&c, "#error").await.contains("permission_denied"));
     shot(&c, "bank-denied").await;
+    // The pilot report, of MB's customers only.
+    c.goto(&console.url("/reports")).await.unwrap();
+    c.wait().for_element(Locator::Css("#period")).await.unwrap();
+    assert!(
+        text(&c, "#period")
+            .await
+            .contains("970422's customers only")
+    );
+    shot(&c, "bank-reports").await;
     c.close().await.unwrap();
     h.assert_ledger_clean().await;
 }

@@ -20,6 +20,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod html;
+mod reports;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -210,6 +211,7 @@ fn router(console: Arc<Console>) -> Router {
         .route("/reconciliation", get(reconciliation))
         .route("/reconciliation/resolve", post(resolve))
         .route("/liquidity", get(liquidity))
+        .route("/reports", get(reports::reports))
         .route("/liquidity/{action}", post(move_money))
         .route("/provisioning", get(provisioning))
         .route("/provisioning/merchants/{id}/sign", get(merchant_sign))
@@ -389,6 +391,7 @@ fn nav(s: &Session) -> Vec<(&'static str, &'static str)> {
         vec![
             ("/settlement", "Settlement"),
             ("/reconciliation", "Reconciliation"),
+            ("/reports", "Reports"),
         ]
     } else {
         vec![
@@ -397,6 +400,7 @@ fn nav(s: &Session) -> Vec<(&'static str, &'static str)> {
             ("/settlement", "Settlement"),
             ("/reconciliation", "Reconciliation"),
             ("/liquidity", "Liquidity"),
+            ("/reports", "Reports"),
             ("/provisioning", "Provisioning"),
         ]
     }
