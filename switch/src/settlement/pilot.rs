@@ -12,7 +12,7 @@
 //! Operators see everything; a bank's staff only their customers'
 //! transactions (the totals are kept per customer bank).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::caller::{Principal, Role};
 use crate::civil;
@@ -96,7 +96,7 @@ impl Period {
 
 /// Whose numbers a line is: the province, a commune, a post office, or a
 /// merchant (its QR payments).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Level {
     Province,
     Commune,
@@ -270,31 +270,57 @@ impl Switch {
 
         let merchants = self.store.merchants().map_err(storage)?;
         let merchant_ids: BTreeSet<&str> = merchants.iter().map(|m| m.id.as_str()).collect();
-        // Distinct customers, active terminals and merchants: sets per unit.
-        let mut sets: BTreeMap<(Level, String, char), BTreeSet<String>> = BTreeMap::new();
+        // Distinct customers, active terminals and merchants: sets per unit
+        // of the ids' hashes (a customer's id is a hash already), filled
+        // from the markers borrowed where they lie.
+        let mut sets: HashMap<(Level, char), HashMap<String, HashSet<u64>>> = HashMap::new();
         for month in period.months() {
-            for m in self.store.stats_markers(month).map_err(storage)? {
-                if !(bank.is_empty() || m.bin == bank)
-                    || !(commune.is_empty() || m.commune == commune)
-                {
-                    continue;
-                }
-                let merchant = m.what == 'q' || merchant_ids.contains(m.place.as_str());
-                for (level, id) in levels_of(&m.commune, &m.place, merchant) {
-                    sets.entry((level, id, m.what))
-                        .or_default()
-                        .insert(m.id.clone());
-                }
-            }
+            self.store
+                .each_stats_marker(month, |m| {
+                    if !(bank.is_empty() || m.bin == bank)
+                        || !(commune.is_empty() || m.commune == commune)
+                    {
+                        return;
+                    }
+                    let merchant = m.what == 'q' || merchant_ids.contains(m.place);
+                    let id = u64::from_str_radix(m.id, 16).unwrap_or_else(|_| {
+                        let mut h = std::collections::hash_map::DefaultHasher::new();
+                        std::hash::Hash::hash(m.id, &mut h);
+                        std::hash::Hasher::finish(&h)
+                    });
+                    let place_level = if merchant {
+                        Level::Merchant
+                    } else {
+                        Level::PostOffice
+                    };
+                    for (level, unit_id) in [
+                        (Level::Province, ""),
+                        (Level::Commune, m.commune),
+                        (place_level, m.place),
+                    ] {
+                        let by_unit = sets.entry((level, m.what)).or_default();
+                        match by_unit.get_mut(unit_id) {
+                            Some(set) => {
+                                set.insert(id);
+                            }
+                            None => {
+                                by_unit.insert(unit_id.to_string(), HashSet::from([id]));
+                            }
+                        }
+                    }
+                })
+                .map_err(storage)?;
         }
-        for ((level, id, what), set) in &sets {
-            let u = unit(&mut units, *level, id);
-            let n = set.len() as u64;
-            match what {
-                'c' => u.distinct_customers = n,
-                't' => u.active_terminals = n,
-                'q' => u.active_merchants = n,
-                _ => {}
+        for ((level, what), by_unit) in &sets {
+            for (id, set) in by_unit {
+                let u = unit(&mut units, *level, id);
+                let n = set.len() as u64;
+                match what {
+                    'c' => u.distinct_customers = n,
+                    't' => u.active_terminals = n,
+                    'q' => u.active_merchants = n,
+                    _ => {}
+                }
             }
         }
 

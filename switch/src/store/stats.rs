@@ -244,6 +244,16 @@ pub struct Marker {
     pub bin: String,
 }
 
+/// A marker borrowed from its key (see [`Store::each_stats_marker`]).
+#[derive(Clone, Copy, Debug)]
+pub struct MarkerRef<'a> {
+    pub what: char,
+    pub id: &'a str,
+    pub commune: &'a str,
+    pub place: &'a str,
+    pub bin: &'a str,
+}
+
 impl Store {
     /// Every day's totals from `first_day` to `last_day`, inclusive.
     pub fn stats_days(&self, first_day: i64, last_day: i64) -> Result<Vec<DayLine>, StoreError> {
@@ -280,9 +290,30 @@ impl Store {
         Ok(out)
     }
 
-    /// Every marker of `month`.
+    /// Every marker of `month`, as owned values (tests, small months).
     pub fn stats_markers(&self, month: i64) -> Result<Vec<Marker>, StoreError> {
         let mut out = Vec::new();
+        self.each_stats_marker(month, |m| {
+            out.push(Marker {
+                month,
+                what: m.what,
+                id: m.id.into(),
+                commune: m.commune.into(),
+                place: m.place.into(),
+                bin: m.bin.into(),
+            })
+        })?;
+        Ok(out)
+    }
+
+    /// Call `f` with every marker of `month`, borrowed from its key: a
+    /// month of a million transactions has hundreds of thousands, and the
+    /// report reads each once without copying it.
+    pub fn each_stats_marker(
+        &self,
+        month: i64,
+        mut f: impl FnMut(MarkerRef<'_>),
+    ) -> Result<(), StoreError> {
         for entry in self
             .kv
             .scan_prefix(Tree::Stats, format!("m/{month:04}/").as_bytes())
@@ -290,20 +321,24 @@ impl Store {
             let (k, _) = entry?;
             let text = std::str::from_utf8(&k)
                 .map_err(|_| undecodable("report marker", &k, "key not UTF-8"))?;
-            let f: Vec<&str> = text.split('/').collect();
-            let [_, _, what, id, commune, place, bin] = f[..] else {
+            let mut f6 = text.splitn(7, '/').skip(2);
+            let (Some(what), Some(id), Some(commune), Some(place), Some(bin)) =
+                (f6.next(), f6.next(), f6.next(), f6.next(), f6.next())
+            else {
                 return Err(undecodable("report marker", &k, "key of the wrong shape"));
             };
-            out.push(Marker {
-                month,
+            if bin.contains('/') {
+                return Err(undecodable("report marker", &k, "key of the wrong shape"));
+            }
+            f(MarkerRef {
                 what: what.chars().next().unwrap_or('?'),
-                id: id.into(),
-                commune: commune.into(),
-                place: place.into(),
-                bin: bin.into(),
+                id,
+                commune,
+                place,
+                bin,
             });
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Add `contributions` in one write, outside a transaction's finish:
