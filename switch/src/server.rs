@@ -228,6 +228,16 @@ pub async fn open(config: Config, address: std::net::SocketAddr) -> Result<Opene
         }
     };
     store.adopt_legacy_recon().await?;
+    // Records an earlier version wrote, in today's formats (crash-safe:
+    // a start cut short goes on at the next).
+    let upgraded = store.upgrade_records(1_000, usize::MAX)?;
+    store.durable().await?;
+    if upgraded.rewritten > 0 {
+        tracing::info!(
+            records = upgraded.rewritten,
+            "transactions rewritten in the binary schema"
+        );
+    }
     std::fs::create_dir_all(&config.data_dir)?;
     let master_key = crate::secrets::MasterKey::load_or_create(&config.master_key_path())?;
     let mut routes = Routes::default();

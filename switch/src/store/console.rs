@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::kv::Tree;
 use super::records::ConsoleUser;
-use super::{Store, StoreError, decode, json};
+use super::{Store, StoreError, decode, encode};
 
 const SESSION_PREFIX: &str = "console_session/";
 
@@ -78,7 +78,7 @@ impl Store {
         }
         Ok(self
             .kv
-            .put(Tree::Entities, &session_key(id), json(session))?)
+            .put(Tree::Entities, &session_key(id), encode(session))?)
     }
 
     pub fn console_session(&self, id: &str) -> Result<Option<ConsoleSession>, StoreError> {
@@ -108,7 +108,7 @@ impl Store {
         };
         Ok(self
             .kv
-            .put(Tree::Entities, &session_key(id), json(&touched))?)
+            .put(Tree::Entities, &session_key(id), encode(&touched))?)
     }
 
     pub fn end_console_session(&self, id: &str) -> Result<(), StoreError> {

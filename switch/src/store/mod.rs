@@ -23,6 +23,8 @@ pub mod recon;
 pub mod records;
 pub mod stats;
 pub mod tree;
+pub mod upgrade;
+pub mod wire;
 
 pub use records::*;
 
@@ -117,15 +119,34 @@ fn undecodable(what: &'static str, key: &[u8], why: impl std::fmt::Display) -> S
     }
 }
 
-fn json<V: Serialize>(v: &V) -> Vec<u8> {
+/// How a record type is kept. Most are JSON after [`FORMAT_VERSION`]; a
+/// transaction's record, written several times by every flow, is in the
+/// binary schema of [`wire`] (its own first byte, [`wire::TX_FORMAT`]), and
+/// its JSON from earlier versions still reads.
+pub(crate) trait Record: Sized {
+    fn to_value(&self) -> Vec<u8>;
+    fn from_value(what: &'static str, key: &[u8], value: &[u8]) -> Result<Self, StoreError>;
+}
+
+/// `v` as the store keeps it.
+fn encode<V: Record>(v: &V) -> Vec<u8> {
+    v.to_value()
+}
+
+/// A record value as [`encode`] wrote it (or an earlier version did).
+fn decode<V: Record>(what: &'static str, key: &[u8], value: &[u8]) -> Result<V, StoreError> {
+    V::from_value(what, key, value)
+}
+
+fn json_value<V: Serialize>(v: &V) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     out.push(FORMAT_VERSION);
     serde_json::to_writer(&mut out, v).expect("records serialise");
     out
 }
 
-/// A record value as written by [`json`] (or before versions existed).
-fn decode<V: for<'de> Deserialize<'de>>(
+/// A JSON record value (or one from before versions existed).
+fn json_decode<V: for<'de> Deserialize<'de>>(
     what: &'static str,
     key: &[u8],
     value: &[u8],
@@ -143,6 +164,52 @@ fn decode<V: for<'de> Deserialize<'de>>(
         None => return Err(undecodable(what, key, "empty value")),
     };
     serde_json::from_slice(body).map_err(|e| undecodable(what, key, e))
+}
+
+macro_rules! json_records {
+    ($($t:ty),* $(,)?) => {
+        $(impl Record for $t {
+            fn to_value(&self) -> Vec<u8> {
+                json_value(self)
+            }
+            fn from_value(what: &'static str, key: &[u8], value: &[u8]) -> Result<Self, StoreError> {
+                json_decode(what, key, value)
+            }
+        })*
+    };
+}
+
+json_records!(
+    Payment,
+    Order,
+    WindowRecord,
+    ReversalJob,
+    ShiftRecord,
+    PostOffice,
+    Terminal,
+    Merchant,
+    Commune,
+    ConsoleUser,
+    Operator,
+    BankClient,
+    Revocation,
+    Rotation,
+    console::ConsoleSession,
+    crate::secrets::SealedSecret,
+);
+
+impl Record for TxRecord {
+    fn to_value(&self) -> Vec<u8> {
+        wire::encode_tx(self)
+    }
+    fn from_value(what: &'static str, key: &[u8], value: &[u8]) -> Result<Self, StoreError> {
+        match value.first() {
+            Some(&wire::TX_FORMAT) => {
+                wire::decode_tx(&value[1..]).map_err(|why| undecodable(what, key, why))
+            }
+            _ => json_decode(what, key, value),
+        }
+    }
 }
 
 /// An idempotency entry: the transaction id, then the request's fingerprint.
@@ -266,7 +333,7 @@ impl Store {
 
     pub fn put_tx(&self, t: &TxRecord) -> Result<(), StoreError> {
         let id = t.tx_id().to_bytes();
-        let record = json(t);
+        let record = encode(t);
         self.kv.commit(|w| {
             w.put(Tree::Tx, &id, record.clone());
             if t.stage == Stage::Done {
@@ -295,7 +362,7 @@ impl Store {
         let claims = t.claims();
         // Encoded before the commit: the store's lock is held only to check
         // and write.
-        let record = json(t);
+        let record = encode(t);
         let mut entry = id.to_vec();
         entry.extend_from_slice(fingerprint.as_bytes());
         let taken = self.kv.commit(|w| {
@@ -379,7 +446,7 @@ impl Store {
         debug_assert!(give_back.is_empty() || !t.limits_held);
         debug_assert!(paid.is_none_or(|b| b.stage == Stage::Done && b.status == Status::Completed));
         let id = t.tx_id().to_bytes();
-        let paid = paid.map(|b| (b.tx_id().to_bytes(), json(b)));
+        let paid = paid.map(|b| (b.tx_id().to_bytes(), encode(b)));
         let release = if matches!(t.status, Status::Failed | Status::Reversed) {
             t.claims()
         } else {
@@ -394,8 +461,8 @@ impl Store {
         // Numbered already: encoded before the write, outside its lock.
         let numbered = payment
             .filter(|p| p.seq > 0)
-            .map(|p| (notice_key(&p.merchant_id, p.seq), json(p)));
-        let record = json(t);
+            .map(|p| (notice_key(&p.merchant_id, p.seq), encode(p)));
+        let record = encode(t);
         self.kv.commit(|w| {
             // Finished already (by another node finishing what a dead one
             // left, say): the second finish changes nothing, so claims and
@@ -437,7 +504,7 @@ impl Store {
                 w.put(Tree::Payments, &counter, seq.to_be_bytes().to_vec());
                 let mut p = p.clone();
                 p.seq = seq;
-                w.put(Tree::Payments, &notice_key(&p.merchant_id, seq), json(&p));
+                w.put(Tree::Payments, &notice_key(&p.merchant_id, seq), encode(&p));
                 written = Some(seq);
             }
             for key in give_back {
@@ -460,7 +527,7 @@ impl Store {
     ) -> Result<Option<(usize, u64)>, StoreError> {
         debug_assert!(t.limits_held);
         let id = t.tx_id().to_bytes();
-        let record = json(t);
+        let record = encode(t);
         self.kv.commit(|w| {
             let mut totals = Vec::with_capacity(limits.len());
             for (i, (key, max)) in limits.iter().enumerate() {
@@ -549,7 +616,10 @@ impl Store {
         fingerprint: &str,
     ) -> Result<Option<String>, StoreError> {
         let key = [b"req\0".as_slice(), &idempotency_key(merchant, request_id)].concat();
-        let (entry, order) = (format!("{}\n{fingerprint}", o.qr_id).into_bytes(), json(o));
+        let (entry, order) = (
+            format!("{}\n{fingerprint}", o.qr_id).into_bytes(),
+            encode(o),
+        );
         self.kv.commit(|w| {
             if let Some(v) = w.get(Tree::Orders, &key)? {
                 let text = String::from_utf8_lossy(&v).into_owned();
@@ -570,8 +640,10 @@ impl Store {
 
     /// Several windows in one atomic write (a close and the next opening).
     pub fn put_windows(&self, ws: &[&WindowRecord]) -> Result<(), StoreError> {
-        let records: Vec<([u8; 8], Vec<u8>)> =
-            ws.iter().map(|w| (w.id.to_be_bytes(), json(w))).collect();
+        let records: Vec<([u8; 8], Vec<u8>)> = ws
+            .iter()
+            .map(|w| (w.id.to_be_bytes(), encode(*w)))
+            .collect();
         self.kv.commit(|t| {
             for (k, v) in records.clone() {
                 t.put(Tree::Windows, &k, v);
@@ -608,7 +680,7 @@ impl Store {
     }
 
     pub fn put_order(&self, o: &Order) -> Result<(), StoreError> {
-        Ok(self.kv.put(Tree::Orders, o.qr_id.as_bytes(), json(o))?)
+        Ok(self.kv.put(Tree::Orders, o.qr_id.as_bytes(), encode(o))?)
     }
 
     pub fn order(&self, qr_id: &str) -> Result<Option<Order>, StoreError> {
@@ -659,7 +731,7 @@ impl Store {
 
     /// Up to `limit` values of a scan, decoded (one that does not decode
     /// is an error, never skipped).
-    fn decoded<V: for<'de> Deserialize<'de>>(
+    fn decoded<V: Record>(
         what: &'static str,
         scan: impl Iterator<Item = Result<(Vec<u8>, Arc<[u8]>), EngineError>>,
         limit: usize,
@@ -764,10 +836,10 @@ impl Store {
     pub fn begin_reversal(&self, t: &TxRecord, jobs: &[ReversalJob]) -> Result<(), StoreError> {
         debug_assert_eq!(t.stage, Stage::Reversing);
         let id = t.tx_id().to_bytes();
-        let record = json(t);
+        let record = encode(t);
         let jobs: Vec<(&str, Vec<u8>)> = jobs
             .iter()
-            .map(|j| (j.reference.as_str(), json(j)))
+            .map(|j| (j.reference.as_str(), encode(j)))
             .collect();
         self.kv.commit(|w| {
             w.put(Tree::Tx, &id, record.clone());
@@ -782,7 +854,7 @@ impl Store {
     pub fn queue_reversal(&self, job: &ReversalJob) -> Result<(), StoreError> {
         Ok(self
             .kv
-            .put(Tree::Reversals, job.reference.as_bytes(), json(job))?)
+            .put(Tree::Reversals, job.reference.as_bytes(), encode(job))?)
     }
 
     pub fn reversals(&self) -> Result<Vec<ReversalJob>, StoreError> {
@@ -797,13 +869,13 @@ impl Store {
         Ok(self.kv.remove(Tree::Reversals, reference.as_bytes())?)
     }
 
-    fn put_entity<V: Serialize>(&self, kind: &str, id: &str, v: &V) -> Result<(), StoreError> {
+    fn put_entity<V: Record>(&self, kind: &str, id: &str, v: &V) -> Result<(), StoreError> {
         Ok(self
             .kv
-            .put(Tree::Entities, format!("{kind}/{id}").as_bytes(), json(v))?)
+            .put(Tree::Entities, format!("{kind}/{id}").as_bytes(), encode(v))?)
     }
 
-    fn entities<V: for<'de> Deserialize<'de>>(&self, kind: &str) -> Result<Vec<V>, StoreError> {
+    fn entities<V: Record>(&self, kind: &str) -> Result<Vec<V>, StoreError> {
         Store::decoded(
             "provisioned entity",
             self.kv
@@ -812,11 +884,7 @@ impl Store {
         )
     }
 
-    fn entity<V: for<'de> Deserialize<'de>>(
-        &self,
-        kind: &str,
-        id: &str,
-    ) -> Result<Option<V>, StoreError> {
+    fn entity<V: Record>(&self, kind: &str, id: &str) -> Result<Option<V>, StoreError> {
         let key = format!("{kind}/{id}");
         self.kv
             .get(Tree::Entities, key.as_bytes())?
@@ -826,7 +894,7 @@ impl Store {
 
     /// Record a shift: the terminal's current one, and its history.
     pub fn put_shift(&self, s: &ShiftRecord) -> Result<(), StoreError> {
-        let record = json(s);
+        let record = encode(s);
         self.kv.commit(|w| {
             w.put(
                 Tree::Entities,
@@ -997,7 +1065,7 @@ pub(crate) fn test_record(kind: Kind) -> TxRecord {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn tx(n: u128) -> TxRecord {
@@ -1132,19 +1200,25 @@ mod tests {
         {
             let store = Store::open(dir.path()).unwrap();
             filled = fill(&store);
-            // Every value written now starts with the version byte.
+            // Every value written now starts with its format byte: a
+            // transaction's the binary schema's, the others JSON's.
             for tree in [Tree::Tx, Tree::Entities, Tree::Reversals, Tree::Windows] {
                 for kv in store.kv.scan_prefix(tree, b"") {
                     let (k, v) = kv.unwrap();
                     if tree == Tree::Entities && k.starts_with(b"meta/") {
                         continue;
                     }
-                    assert_eq!(v.first(), Some(&FORMAT_VERSION), "{tree:?}");
+                    let format = if tree == Tree::Tx {
+                        wire::TX_FORMAT
+                    } else {
+                        FORMAT_VERSION
+                    };
+                    assert_eq!(v.first(), Some(&format), "{tree:?}");
                 }
             }
             reads_back(&store, &filled);
-            // Rewrite every record as the previous format wrote it: bare
-            // JSON, no version byte.
+            // Rewrite every record as the first format wrote it: bare JSON,
+            // no version byte (transactions too).
             for tree in [Tree::Tx, Tree::Entities, Tree::Reversals, Tree::Windows] {
                 let all: Vec<_> = store
                     .kv
@@ -1152,8 +1226,14 @@ mod tests {
                     .map(Result::unwrap)
                     .collect();
                 for (k, v) in all {
-                    assert_eq!(v[0], FORMAT_VERSION);
-                    store.kv.put(tree, &k, v[1..].to_vec()).unwrap();
+                    let bare = if tree == Tree::Tx {
+                        let t: TxRecord = decode("transaction", &k, &v).unwrap();
+                        serde_json::to_vec(&t).unwrap()
+                    } else {
+                        assert_eq!(v[0], FORMAT_VERSION);
+                        v[1..].to_vec()
+                    };
+                    store.kv.put(tree, &k, bare).unwrap();
                 }
             }
             futures_lite_block_on(store.durable()).unwrap();
