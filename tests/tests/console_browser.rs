@@ -92,13 +92,17 @@ async fn sign_in(c: &Client, console: &Console, name: &str, password: &str) {
         .send_keys(password)
         .await
         .unwrap();
-    c.find(Locator::Css("#sign-in"))
+    click(c, "#sign-in").await;
+    c.wait().for_element(Locator::Css("#who")).await.unwrap();
+}
+
+async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css))
         .await
         .unwrap()
         .click()
         .await
         .unwrap();
-    c.wait().for_element(Locator::Css("#who")).await.unwrap();
 }
 
 async fn text(c: &Client, css: &str) -> String {
@@ -169,24 +173,14 @@ async fn an_operator_and_a_bank_use_the_console_in_chromium() {
     )
     .await
     .unwrap();
-    c.find(Locator::Css("#close-window"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "#close-window").await;
     c.wait().for_element(Locator::Css("#error")).await.unwrap();
     assert!(text(&c, "#error").await.contains("CSRF"));
     assert_eq!(h.switch.windows().unwrap()[0].state.label(), "open");
     // With it, the window closes and its chart shows.
     c.goto(&console.url("/settlement")).await.unwrap();
     shot(&c, "settlement").await;
-    c.find(Locator::Css("#close-window"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "#close-window").await;
     c.wait()
         .for_element(Locator::Css("#positions-chart"))
         .await
@@ -213,12 +207,7 @@ async fn an_operator_and_a_bank_use_the_console_in_chromium() {
         .send_keys("MB's file was cut short; resent and matched")
         .await
         .unwrap();
-    c.find(Locator::Css("form.resolve button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "form.resolve button").await;
     c.wait()
         .for_element(Locator::XPath("//td[contains(., 'resent and matched')]"))
         .await
@@ -253,18 +242,20 @@ async fn an_operator_and_a_bank_use_the_console_in_chromium() {
         .unwrap();
     assert!(bars.len() >= 4, "a bar per pilot commune at least");
     shot(&c, "reports").await;
-    c.find(Locator::Css("select[name=commune] option[value=huong-dao]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.find(Locator::Css("#report-form button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "select[name=commune] option[value=huong-dao]").await;
+    click(&c, "#report-form button").await;
+    // The form's page, not the one before (which had every commune).
+    for _ in 0..100 {
+        if c.current_url()
+            .await
+            .unwrap()
+            .query()
+            .is_some_and(|q| q.contains("commune=huong-dao"))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     c.wait()
         .for_element(Locator::Css("#unit-huong-dao"))
         .await
@@ -280,12 +271,7 @@ async fn an_operator_and_a_bank_use_the_console_in_chromium() {
     shot(&c, "merchant-sign").await;
     c.find(Locator::Css("#sign-out")).await.err(); // not on the printable page
     c.goto(&console.url("/overview")).await.unwrap();
-    c.find(Locator::Css("#sign-out"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "#sign-out").await;
     c.wait().for_element(Locator::Css("#login")).await.unwrap();
 
     // MB's staff: their own line, and a refusal for another bank's.

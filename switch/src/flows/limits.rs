@@ -101,40 +101,48 @@ fn is_agent_cash(kind: Kind) -> bool {
     matches!(kind, Kind::CashIn | Kind::CashOut)
 }
 
-/// The totals a customer's account counts in at `now_ms`.
-pub fn customer(config: &Config, bin: &str, account: &str, now_ms: i64) -> [Limit; 2] {
+/// A day's and a month's total of `whose` (a key's tail) at `now_ms`: a
+/// day's key is the civil day number, a month's `m` and the month number.
+fn day_and_month(
+    now_ms: i64,
+    whose: String,
+    (daily, monthly): (LimitKind, LimitKind),
+    (daily_max, monthly_max): (u64, u64),
+) -> [Limit; 2] {
     let day = civil::day_number(now_ms);
     let month = civil::month_number(now_ms);
     [
         Limit {
-            kind: LimitKind::CustomerDaily,
-            key: format!("{day}/customer-cash/{bin}/{account}"),
-            max: config.customer_daily_max,
+            kind: daily,
+            key: format!("{day}/{whose}"),
+            max: daily_max,
         },
         Limit {
-            kind: LimitKind::CustomerMonthly,
-            key: format!("m{month}/customer-cash/{bin}/{account}"),
-            max: config.customer_monthly_max,
+            kind: monthly,
+            key: format!("m{month}/{whose}"),
+            max: monthly_max,
         },
     ]
 }
 
+/// The totals a customer's account counts in at `now_ms`.
+pub fn customer(config: &Config, bin: &str, account: &str, now_ms: i64) -> [Limit; 2] {
+    day_and_month(
+        now_ms,
+        format!("customer-cash/{bin}/{account}"),
+        (LimitKind::CustomerDaily, LimitKind::CustomerMonthly),
+        (config.customer_daily_max, config.customer_monthly_max),
+    )
+}
+
 /// The totals a post office (an agent point) counts in at `now_ms`.
 pub fn post_office(config: &Config, post_office_id: &str, now_ms: i64) -> [Limit; 2] {
-    let day = civil::day_number(now_ms);
-    let month = civil::month_number(now_ms);
-    [
-        Limit {
-            kind: LimitKind::PostOfficeDaily,
-            key: format!("{day}/post-office/{post_office_id}"),
-            max: config.post_office_daily_max,
-        },
-        Limit {
-            kind: LimitKind::PostOfficeMonthly,
-            key: format!("m{month}/post-office/{post_office_id}"),
-            max: config.post_office_monthly_max,
-        },
-    ]
+    day_and_month(
+        now_ms,
+        format!("post-office/{post_office_id}"),
+        (LimitKind::PostOfficeDaily, LimitKind::PostOfficeMonthly),
+        (config.post_office_daily_max, config.post_office_monthly_max),
+    )
 }
 
 /// A terminal's own daily total at `now_ms`.
