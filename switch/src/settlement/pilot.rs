@@ -168,6 +168,8 @@ pub struct PilotReport {
     pub commune: String,
     /// The province first, then the communes, post offices and merchants.
     pub units: Vec<Unit>,
+    /// Every provisioned commune, for choosing one.
+    pub communes: Vec<crate::store::Commune>,
 }
 
 /// Units by (level, id) while they are summed.
@@ -375,6 +377,7 @@ impl Switch {
             bank,
             commune: commune.to_string(),
             units: units.into_values().collect(),
+            communes,
         })
     }
 

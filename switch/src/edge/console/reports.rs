@@ -99,7 +99,7 @@ fn unit_table(u: &Unit) -> Markup {
     }
 }
 
-fn body(r: &PilotReport, communes: &[crate::store::Commune], period: &str) -> Markup {
+fn body(r: &PilotReport, period: &str) -> Markup {
     let by_commune: Vec<(String, i128)> = r
         .units
         .iter()
@@ -115,7 +115,7 @@ fn body(r: &PilotReport, communes: &[crate::store::Commune], period: &str) -> Ma
                 "Commune "
                 select name="commune" {
                     option value="" selected[r.commune.is_empty()] { "every commune" }
-                    @for c in communes {
+                    @for c in &r.communes {
                         option value=(c.id) selected[r.commune == c.id] {
                             (c.name) @if c.pilot { " (pilot)" }
                         }
@@ -173,14 +173,10 @@ pub(super) async fn reports(
         Ok(r) => r,
         Err(e) => return failure(e),
     };
-    let communes = match c.switch.store.communes() {
-        Ok(list) => list,
-        Err(e) => return failure(crate::flows::storage(e)),
-    };
     render(
         &s,
         "Pilot report",
         "/reports",
-        &body(&report, &communes, &period).into_string(),
+        &body(&report, &period).into_string(),
     )
 }
