@@ -506,6 +506,7 @@ impl Shared {
             bank_bin: customer.bank.clone(),
             account: customer.account.clone(),
             amount: 50_000,
+            teller: String::new(),
         };
         let r = pb::teller_client::TellerClient::new(ch)
             .cash_in(creds.sign("/paymentswitch.v1.Teller/CashIn", m))
@@ -538,6 +539,7 @@ impl Shared {
             account: customer.account.clone(),
             code,
             amount: 50_000,
+            teller: String::new(),
         };
         let started = teller
             .cash_out_start(creds.sign("/paymentswitch.v1.Teller/CashOutStart", m))

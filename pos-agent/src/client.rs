@@ -162,3 +162,9 @@ pub fn retryable(s: &tonic::Status) -> bool {
         tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Unknown
     ) && s.metadata().get("x-error-code").is_none()
 }
+
+/// The teller serving at this counter, as `POS_TELLER` says: sent with
+/// every counter request and kept on its record (empty: not given).
+pub fn teller() -> String {
+    std::env::var("POS_TELLER").unwrap_or_default()
+}

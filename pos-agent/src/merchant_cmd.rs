@@ -410,6 +410,7 @@ pub async fn run(profile: &Path, command: Command, json: bool) -> Result<String,
                 account: account.unwrap_or_default(),
                 card_number,
                 pin_block,
+                teller: crate::client::teller(),
             };
             let r = call!(
                 client,
@@ -434,6 +435,7 @@ pub async fn run(profile: &Path, command: Command, json: bool) -> Result<String,
                 account: a.account.unwrap_or_default(),
                 card_number,
                 pin_block,
+                teller: crate::client::teller(),
             };
             let r = call!(
                 client,

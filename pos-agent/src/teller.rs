@@ -262,6 +262,7 @@ pub async fn run(profile: &Path, command: TellerCommand, json: bool) -> Result<S
                 bank_bin: bank,
                 account,
                 amount: amount.dong()?,
+                teller: crate::client::teller(),
             };
             let r = call!(cash_in, "/paymentswitch.v1.Teller/CashIn", msg)?;
             Ok(render(&r, json))
@@ -279,6 +280,7 @@ pub async fn run(profile: &Path, command: TellerCommand, json: bool) -> Result<S
                 account,
                 code,
                 amount: amount.dong()?,
+                teller: crate::client::teller(),
             };
             let r = call!(cash_out_start, "/paymentswitch.v1.Teller/CashOutStart", msg)?;
             Ok(render(&r, json))

@@ -149,6 +149,10 @@ fn a_receipt_says_who_what_and_how_much_in_vietnamese() {
     ] {
         assert!(out.contains(expected), "{expected:?} in\n{out}");
     }
+    // The record's teller, when the counter sent one, over the reprinter.
+    let mut served = cash_out();
+    served.teller = "Trần Văn Bình".into();
+    assert!(text(&served).contains("Giao dịch viên Trần Văn Bình"));
     let bill = text(&bill_by_card());
     assert!(bill.contains("Thẻ 970436******1234"), "{bill}");
     assert!(bill.contains("Hình thức Thẻ"), "{bill}");

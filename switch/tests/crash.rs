@@ -28,6 +28,7 @@ fn a_switch_killed_mid_transaction_finishes_it_on_restart() {
         bank_bin: MB.into(),
         account: account.clone(),
         amount: 1_000_000,
+        teller: String::new(),
     };
     let call = runtime.spawn({
         let (address, credentials, request) =

@@ -73,6 +73,7 @@ async fn cash_in(
         bank_bin: MB.into(),
         account: account.into(),
         amount: 10_000,
+        teller: String::new(),
     };
     tokio::time::timeout(
         Duration::from_secs(30),

@@ -38,6 +38,7 @@ fn logs_hold_no_secret_code_or_full_account() {
             bank_bin: "970422".into(),
             account: account.clone(),
             amount: 100_000,
+            teller: String::new(),
         };
         teller
             .cash_in(creds.sign("/paymentswitch.v1.Teller/CashIn", cash_in))
@@ -62,6 +63,7 @@ fn logs_hold_no_secret_code_or_full_account() {
             account: account.clone(),
             code: code.clone(),
             amount: 500_000,
+            teller: String::new(),
         };
         let tx = teller
             .cash_out_start(creds.sign("/paymentswitch.v1.Teller/CashOutStart", start))

@@ -42,6 +42,7 @@ fn tx(n: u128, request: &str, qr: Option<&str>) -> TxRecord {
         pays_for: None,
         paid_by: None,
         card_token: None,
+        teller: None,
     }
 }
 

@@ -224,6 +224,7 @@ impl Harness {
             client: TellerClient::new(self.channel.clone()),
             bills: BillsClient::new(self.channel.clone()),
             credentials: self.credentials(id),
+            teller: String::new(),
         }
     }
 
@@ -284,6 +285,7 @@ impl Harness {
             client: TellerClient::new(self.channel.clone()),
             bills: BillsClient::new(self.channel.clone()),
             credentials,
+            teller: String::new(),
         }
     }
 
@@ -701,6 +703,9 @@ pub struct Teller {
     pub client: TellerClient<Channel>,
     pub bills: BillsClient<Channel>,
     pub credentials: Credentials,
+    /// The teller's name sent with cash-in, cash-out, bills and top-ups
+    /// (empty: none).
+    pub teller: String,
 }
 
 impl Teller {
@@ -744,6 +749,7 @@ impl Teller {
             funding: pb::Funding::Card as i32,
             card_number,
             pin_block: pin_block.map_or(block, str::to_string),
+            teller: self.teller.clone(),
             ..Default::default()
         };
         self.bills
@@ -785,6 +791,7 @@ impl Teller {
             funding: pb::Funding::Card as i32,
             card_number,
             pin_block,
+            teller: self.teller.clone(),
             ..Default::default()
         };
         self.bills
@@ -811,6 +818,7 @@ impl Teller {
             funding: funding as i32,
             bank_bin: account.map(|a| a.0.to_string()).unwrap_or_default(),
             account: account.map(|a| a.1.to_string()).unwrap_or_default(),
+            teller: self.teller.clone(),
             ..Default::default()
         };
         self.bills
@@ -837,6 +845,7 @@ impl Teller {
             funding: funding as i32,
             bank_bin: account.map(|a| a.0.to_string()).unwrap_or_default(),
             account: account.map(|a| a.1.to_string()).unwrap_or_default(),
+            teller: self.teller.clone(),
             ..Default::default()
         };
         self.bills
@@ -875,6 +884,7 @@ impl Teller {
             bank_bin: bin.into(),
             account: account.into(),
             amount,
+            teller: self.teller.clone(),
         };
         self.client
             .cash_in(self.credentials.sign("/paymentswitch.v1.Teller/CashIn", m))
@@ -896,6 +906,7 @@ impl Teller {
             account: account.into(),
             code: code.into(),
             amount,
+            teller: self.teller.clone(),
         };
         self.client
             .cash_out_start(

@@ -641,6 +641,31 @@ async fn a_customers_cash_in_and_out_share_the_circulars_daily_limit() {
     h.assert_ledger_clean().await;
 }
 
+/// The counter says which teller served (issue #27): kept on the record
+/// and shown with it; a name that is not one is refused before anything
+/// moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_teller_who_served_is_kept_on_the_record() {
+    let h = Harness::start(|_| {}).await;
+    let c = h.customer(MB, 0);
+    let mut t = h.teller("tho-tang-1");
+    t.teller = "  Nguyễn Thị Lan ".into();
+    let done = t.cash_in("t1", MB, &c.account, 100_000).await.unwrap();
+    assert_eq!(done.teller, "Nguyễn Thị Lan");
+    let shown = t.get(&done.transaction_id).await.unwrap();
+    assert_eq!(shown.transaction.unwrap().teller, "Nguyễn Thị Lan");
+    for bad in ["Lan\nAdmin".to_string(), "x".repeat(65)] {
+        t.teller = bad;
+        let e = t.cash_in("t2", MB, &c.account, 100_000).await.unwrap_err();
+        assert_eq!(error_code(&e), "invalid_argument");
+    }
+    // Not given: none kept.
+    t.teller = String::new();
+    let plain = t.cash_in("t3", MB, &c.account, 100_000).await.unwrap();
+    assert_eq!(plain.teller, "");
+    h.assert_ledger_clean().await;
+}
+
 /// A post office's day and month count every terminal of it, and the
 /// month is refused by its own code once passed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

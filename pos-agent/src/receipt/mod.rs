@@ -168,8 +168,14 @@ impl Receipt {
         l.push(Line::new(Rule, "", ""));
         l.push(Line::new(Pair, "Thời gian", vietnam_time(t.created_at_ms)));
         l.push(Line::new(Pair, "Quầy", t.terminal_id.clone()));
-        if !at.teller.is_empty() {
-            l.push(Line::new(Pair, "Giao dịch viên", at.teller.clone()));
+        // The record's teller (who served), else the one reprinting.
+        let teller = if t.teller.is_empty() {
+            &at.teller
+        } else {
+            &t.teller
+        };
+        if !teller.is_empty() {
+            l.push(Line::new(Pair, "Giao dịch viên", teller.clone()));
         }
         l.push(Line::new(Small, "Mã giao dịch", ""));
         l.push(Line::new(Small, t.transaction_id.clone(), ""));

@@ -112,6 +112,7 @@ impl pb::bills_server::Bills for BillsService {
                         &r.bank_bin,
                         &r.account,
                         card,
+                        &r.teller,
                     )
                     .await,
             )
@@ -141,6 +142,7 @@ impl pb::bills_server::Bills for BillsService {
                         &r.bank_bin,
                         &r.account,
                         card,
+                        &r.teller,
                     )
                     .await,
             )

@@ -58,6 +58,7 @@ pub fn to_proto(t: &TxRecord) -> pb::Transaction {
             .or_else(|| t.merchant.as_ref().map(|m| m.qr_id.clone()))
             .unwrap_or_default(),
         qr_payload: String::new(),
+        teller: t.teller.clone().unwrap_or_default(),
         merchant_id: t
             .merchant
             .as_ref()

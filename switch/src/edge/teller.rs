@@ -48,7 +48,14 @@ impl pb::teller_server::Teller for TellerService {
             answer(
                 &self.switch,
                 self.switch
-                    .cash_in(&p, &r.client_request_id, &r.bank_bin, &r.account, r.amount)
+                    .cash_in(
+                        &p,
+                        &r.client_request_id,
+                        &r.bank_bin,
+                        &r.account,
+                        r.amount,
+                        &r.teller,
+                    )
                     .await,
             )
         })
@@ -72,6 +79,7 @@ impl pb::teller_server::Teller for TellerService {
                         &r.account,
                         &r.code,
                         r.amount,
+                        &r.teller,
                     )
                     .await,
             )

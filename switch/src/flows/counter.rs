@@ -202,6 +202,7 @@ impl Switch {
         bin: &str,
         account: &str,
         amount: u64,
+        teller: &str,
     ) -> Outcome {
         self.begin(
             p,
@@ -211,6 +212,7 @@ impl Switch {
             account,
             amount,
             None,
+            teller,
         )
         .await
     }
@@ -218,6 +220,7 @@ impl Switch {
     /// Cash-out (soft ATM): the bank verifies the customer's one-time code
     /// and debits them; the drawer reserves the cash; PENDING until the
     /// teller confirms the payout.
+    #[allow(clippy::too_many_arguments)]
     pub async fn cash_out_start(
         self: &Arc<Self>,
         p: &Principal,
@@ -226,6 +229,7 @@ impl Switch {
         account: &str,
         code: &str,
         amount: u64,
+        teller: &str,
     ) -> Outcome {
         if !(6..=12).contains(&code.len()) || !code.bytes().all(|b| b.is_ascii_digit()) {
             return Err(SwitchError::invalid("code must be 6 to 12 digits"));
@@ -238,6 +242,7 @@ impl Switch {
             account,
             amount,
             Some(code),
+            teller,
         )
         .await
     }

@@ -165,6 +165,18 @@ pub(crate) fn day(ms: i64) -> i64 {
     crate::civil::day_number(ms)
 }
 
+/// The teller's name a counter gave: at most 64 characters, none a
+/// control character; empty is none.
+pub(crate) fn teller_name(teller: &str) -> Result<Option<String>, SwitchError> {
+    let teller = teller.trim();
+    if teller.chars().count() > 64 || teller.chars().any(char::is_control) {
+        return Err(SwitchError::invalid(
+            "teller must be up to 64 characters, none a control character",
+        ));
+    }
+    Ok((!teller.is_empty()).then(|| teller.to_string()))
+}
+
 /// A transaction after its flow: final, or pending.
 pub type Outcome = Result<TxRecord, SwitchError>;
 
@@ -301,6 +313,7 @@ impl Switch {
             pays_for: None,
             paid_by: None,
             card_token: None,
+            teller: None,
         }
     }
 
@@ -369,8 +382,10 @@ impl Switch {
         account: &str,
         amount: u64,
         code: Option<&str>,
+        teller: &str,
     ) -> Outcome {
         let post_office_id = Switch::teller_post_office(p)?.to_string();
+        let teller = teller_name(teller)?;
         let (product, name) = match kind {
             store::Kind::CashOut => (&self.config.cash_out, "cash-out"),
             _ => (&self.config.cash_in, "cash-in"),
@@ -401,7 +416,7 @@ impl Switch {
             },
         };
         let fp = fingerprint(&parts);
-        let rec = self.new_record(
+        let mut rec = self.new_record(
             p,
             &post_office_id,
             kind,
@@ -413,6 +428,7 @@ impl Switch {
             fp.clone(),
             vec![step],
         );
+        rec.teller = teller;
         self.start(
             rec,
             &p.id,

@@ -38,7 +38,9 @@ impl Switch {
         bin: &str,
         account: &str,
         card: Option<Card>,
+        teller: &str,
     ) -> Outcome {
+        let teller = crate::flows::engine::teller_name(teller)?;
         let post_office_id = Switch::teller_post_office(p)?.to_string();
         if !valid_request_id(request_id) {
             return Err(SwitchError::invalid(
@@ -95,6 +97,7 @@ impl Switch {
             steps,
         );
         rec.card_token = payer.card_token.clone();
+        rec.teller = teller;
         rec.bill = Some(BillPart {
             biller: biller.code.clone(),
             customer: phone.clone(),

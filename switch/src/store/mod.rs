@@ -400,6 +400,7 @@ pub(crate) mod tests {
             pays_for: None,
             paid_by: None,
             card_token: None,
+            teller: None,
         }
     }
 

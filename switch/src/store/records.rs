@@ -222,6 +222,10 @@ pub struct TxRecord {
     /// from the master key), for look-ups; the number itself is not kept.
     #[serde(default)]
     pub card_token: Option<String>,
+    /// The teller who served the customer, as the counter said (the
+    /// terminal's signature vouches for it, not for who they are).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teller: Option<String>,
 }
 
 impl TxRecord {

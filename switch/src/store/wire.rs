@@ -90,6 +90,8 @@ struct WireTx {
     /// An id that is not a `TxId` (none is written so; kept whole).
     #[prost(string, tag = "31")]
     id_text: String,
+    #[prost(string, optional, tag = "32")]
+    teller: Option<String>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -348,6 +350,7 @@ pub fn encode_tx(t: &TxRecord) -> Vec<u8> {
         paid_by: t.paid_by.clone(),
         card_token: t.card_token.clone(),
         id_text,
+        teller: t.teller.clone(),
     };
     let mut out = Vec::with_capacity(5 + w.encoded_len());
     out.push(TX_FORMAT);
@@ -440,6 +443,7 @@ pub fn decode_tx(body: &[u8]) -> Result<TxRecord, String> {
         pays_for: w.pays_for,
         paid_by: w.paid_by,
         card_token: w.card_token,
+        teller: w.teller,
     })
 }
 
@@ -532,6 +536,7 @@ mod tests {
         t.pays_for = Some("01a2".into());
         t.paid_by = Some("01a3".into());
         t.card_token = Some("c0ffee".into());
+        t.teller = Some("Nguyễn Thị Lan".into());
         t
     }
 
