@@ -410,6 +410,14 @@ pub async fn open(config: Config, address: std::net::SocketAddr) -> Result<Opene
             .map(|s| s.notifier.stored_elsewhere())
             .is_some()
     });
+    // The report's aggregates of what an earlier version finished.
+    let seeded = switch.seed_pilot_report().await?;
+    if seeded > 0 {
+        tracing::info!(
+            aggregates = seeded,
+            "pilot report aggregates made from earlier transactions"
+        );
+    }
     let resolved = switch.recover().await?;
     if resolved > 0 {
         tracing::warn!(

@@ -222,3 +222,49 @@ async fn the_months_report_counts_what_each_commune_did() {
     assert_eq!(again.units, r.units);
     h.assert_ledger_clean().await;
 }
+
+/// A store from before the aggregates (its transactions finished, no
+/// aggregate kept): the first start makes them from the records, so the
+/// report counts that history too, and the check is clean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_from_before_the_aggregates_is_counted_from_its_records() {
+    let h = Harness::start(|_| {}).await;
+    let c = h.customer(MB, 0);
+    h.teller("tho-tang-1")
+        .cash_in("before", MB, &c.account, 300_000)
+        .await
+        .unwrap();
+    let month = this_month();
+    let counted = |r: &pb::PilotReport| {
+        product(unit(r, "commune", "tho-tang"), "cash_in").map(|p| (p.count, p.value))
+    };
+    let r = h
+        .settlement("operator")
+        .pilot_report(&month, "")
+        .await
+        .unwrap();
+    assert_eq!(counted(&r), Some((1, 300_000)));
+    // As an earlier version left it.
+    h.switch.store.reset_stats().unwrap();
+    h.switch.store.durable().await.unwrap();
+    let r = h
+        .settlement("operator")
+        .pilot_report(&month, "")
+        .await
+        .unwrap();
+    assert_eq!(counted(&r), None, "nothing kept");
+    let h = h.restart(|_| {}).await;
+    let r = h
+        .settlement("operator")
+        .pilot_report(&month, "")
+        .await
+        .unwrap();
+    assert_eq!(
+        counted(&r),
+        Some((1, 300_000)),
+        "made from the records at start"
+    );
+    let check = h.settlement("operator").check_pilot_report(false).await;
+    assert!(check.differing.is_empty(), "{:?}", check.differing);
+    h.assert_ledger_clean().await;
+}

@@ -381,6 +381,26 @@ impl Switch {
         })
     }
 
+    /// A store an earlier version wrote has transactions and no aggregates:
+    /// they are made from the records once, at start, so that the report
+    /// counts that history too. A seed cut short is done again whole at the
+    /// next start (it replaces, never adds); the mark is written last.
+    /// Answers how many aggregates it wrote.
+    pub async fn seed_pilot_report(&self) -> Result<usize, SwitchError> {
+        if self.store.stats_seeded().map_err(storage)? {
+            return Ok(0);
+        }
+        let rebuilt = self
+            .store
+            .stats_rebuilt(|t| self.report_place(t).unwrap_or_default())
+            .map_err(storage)?;
+        self.store.replace_stats(&rebuilt).map_err(storage)?;
+        self.store.durable().await.map_err(storage)?;
+        self.store.mark_stats_seeded().map_err(storage)?;
+        self.store.durable().await.map_err(storage)?;
+        Ok(rebuilt.len())
+    }
+
     /// Rebuild the aggregates from the transactions and compare: answers
     /// the keys that differ (missing, extra or other values); with
     /// `repair`, the kept aggregates are replaced by the rebuild.

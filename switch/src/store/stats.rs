@@ -49,6 +49,12 @@ pub enum Contribution {
     Marker { key: String },
 }
 
+/// Set once the aggregates hold every transaction finished before them.
+const STATS_SEEDED_KEY: &[u8] = b"meta/stats_seeded";
+
+/// Aggregates one repair write replaces at most.
+const STATS_WRITE_KEYS_MAX: usize = 1_000;
+
 /// A day's totals for one place, product, funding and bank.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Totals {
@@ -387,17 +393,53 @@ impl Store {
     }
 
     /// Replace the aggregates with a rebuild's (an operator's repair).
+    /// Writes of a thousand keys each: a million aggregates are a thousand
+    /// writes, not a million.
     pub fn replace_stats(&self, rebuilt: &BTreeMap<Vec<u8>, Vec<u8>>) -> Result<(), StoreError> {
         let current = self.stats_all()?;
-        for k in current.keys().filter(|k| !rebuilt.contains_key(*k)) {
-            self.kv.remove(Tree::Stats, k)?;
-        }
-        for (k, v) in rebuilt {
-            if current.get(k) != Some(v) {
-                self.kv.put(Tree::Stats, k, v.clone())?;
-            }
+        let changes: Vec<(&Vec<u8>, Option<&Vec<u8>>)> = current
+            .keys()
+            .filter(|k| !rebuilt.contains_key(*k))
+            .map(|k| (k, None))
+            .chain(
+                rebuilt
+                    .iter()
+                    .filter(|(k, v)| current.get(*k) != Some(*v))
+                    .map(|(k, v)| (k, Some(v))),
+            )
+            .collect();
+        for chunk in changes.chunks(STATS_WRITE_KEYS_MAX) {
+            self.kv.commit(|w| {
+                for (k, v) in chunk {
+                    match v {
+                        Some(v) => w.put(Tree::Stats, k, (*v).clone()),
+                        None => w.remove(Tree::Stats, k),
+                    }
+                }
+                Ok::<_, StoreError>(())
+            })?;
         }
         Ok(())
+    }
+
+    /// Whether the aggregates were made from the records that came before
+    /// them (once, at the first start of a version that keeps them).
+    pub fn stats_seeded(&self) -> Result<bool, StoreError> {
+        Ok(self.kv.get(Tree::Entities, STATS_SEEDED_KEY)?.is_some())
+    }
+
+    /// Drop every aggregate and the seed's mark: the next start makes them
+    /// again from the records (what a store from before them looks like).
+    pub fn reset_stats(&self) -> Result<(), StoreError> {
+        self.replace_stats(&BTreeMap::new())?;
+        Ok(self.kv.remove(Tree::Entities, STATS_SEEDED_KEY)?)
+    }
+
+    /// Say so, after the seed's last write.
+    pub fn mark_stats_seeded(&self) -> Result<(), StoreError> {
+        Ok(self
+            .kv
+            .put(Tree::Entities, STATS_SEEDED_KEY, b"1".to_vec())?)
     }
 }
 
