@@ -34,11 +34,16 @@ fn start(data: &std::path::Path, port: u16) -> Sim {
         .expect("biller-sim starts"))
 }
 
-/// The first inquiry once the process listens.
+/// The first inquiry once the process listens. While it comes up a call
+/// can also fail as a transport error, which the connector reads as an
+/// unknown outcome (`Timeout`); an inquiry moves nothing, so both are
+/// tried again.
 async fn inquire_when_up(b: &RemoteBiller, customer: &str) -> switch::adapters::biller::Statement {
     for _ in 0..200 {
         match b.inquire(customer).await {
-            Err(BillerError::Unavailable(_)) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(BillerError::Unavailable(_) | BillerError::Timeout) => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
             other => return other.expect("an inquiry answers"),
         }
     }
