@@ -121,6 +121,12 @@ impl pb::teller_server::Teller for Null {
     ) -> Result<Response<pb::GetLimitsResponse>, Status> {
         Err(unused())
     }
+    async fn quote_fee(
+        &self,
+        _: Request<pb::QuoteFeeRequest>,
+    ) -> Result<Response<pb::QuoteFeeResponse>, Status> {
+        Err(unused())
+    }
     async fn open_shift(
         &self,
         _: Request<pb::OpenShiftRequest>,
@@ -207,6 +213,12 @@ impl pb::bills_server::Bills for Null {
             pb::TxStatus::Completed,
             50_000,
         )))
+    }
+    async fn list_billers(
+        &self,
+        _: Request<pb::ListBillersRequest>,
+    ) -> Result<Response<pb::ListBillersResponse>, Status> {
+        Err(unused())
     }
 }
 

@@ -149,4 +149,28 @@ impl pb::bills_server::Bills for BillsService {
         })
         .await
     }
+
+    async fn list_billers(
+        &self,
+        req: Request<pb::ListBillersRequest>,
+    ) -> Result<Response<pb::ListBillersResponse>, Status> {
+        crate::telemetry::observe("list_billers", async move {
+            let p = principal(&req)?;
+            Switch::teller_post_office(&p)?;
+            let mut billers: Vec<pb::BillerInfo> = self
+                .switch
+                .billers
+                .all()
+                .map(|b| pb::BillerInfo {
+                    code: b.code.clone(),
+                    name: b.name.clone(),
+                    category: b.category.to_string(),
+                    partial_allowed: b.partial_allowed,
+                })
+                .collect();
+            billers.sort_by(|a, b| a.code.cmp(&b.code));
+            Ok(Response::new(pb::ListBillersResponse { billers }))
+        })
+        .await
+    }
 }

@@ -235,7 +235,14 @@ impl pb::teller_server::Teller for TellerService {
                 }
             };
             let limits = self.switch.limits_left(&p, customer).await?;
+            let e_float = self
+                .switch
+                .liquidity(&p, "")
+                .await?
+                .first()
+                .map_or(0, |l| l.efloat);
             Ok(Response::new(pb::GetLimitsResponse {
+                e_float,
                 limits: limits
                     .iter()
                     .map(|h| pb::Limit {
@@ -246,6 +253,36 @@ impl pb::teller_server::Teller for TellerService {
                         period: h.period.clone(),
                     })
                     .collect(),
+            }))
+        })
+        .await
+    }
+
+    async fn quote_fee(
+        &self,
+        req: Request<pb::QuoteFeeRequest>,
+    ) -> Result<Response<pb::QuoteFeeResponse>, Status> {
+        crate::telemetry::observe("quote_fee", async move {
+            let p = principal(&req)?;
+            Switch::teller_post_office(&p)?;
+            let r = req.into_inner();
+            let config = &self.switch.config;
+            let product = match pb::TxKind::try_from(r.kind) {
+                Ok(pb::TxKind::CashIn) => &config.cash_in,
+                Ok(pb::TxKind::CashOut) => &config.cash_out,
+                Ok(pb::TxKind::BillPayment) => &config.bill,
+                Ok(pb::TxKind::TopUp) => &config.topup,
+                _ => {
+                    return Err(SwitchError::invalid(
+                        "a fee is quoted for a cash-in, cash-out, bill payment or top-up",
+                    )
+                    .into());
+                }
+            };
+            Ok(Response::new(pb::QuoteFeeResponse {
+                fee: crate::fees::fee(&product.fee, r.amount).total,
+                amount_min: product.amount_min,
+                amount_max: product.amount_max,
             }))
         })
         .await
