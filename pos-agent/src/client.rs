@@ -25,6 +25,9 @@ pub struct Profile {
     pub client_cert: Option<std::path::PathBuf>,
     #[serde(default)]
     pub client_key: Option<std::path::PathBuf>,
+    /// A teller's post office id (`tho-tang`).
+    #[serde(default)]
+    pub post_office: Option<String>,
     /// A teller's post office as its receipts print it ("Bưu điện Thổ
     /// Tang"); absent: its id.
     #[serde(default)]

@@ -8,7 +8,8 @@ use clap::Parser;
 
 mod admin_cmd;
 mod amount;
-mod client;
+mod counter_cmd;
+use pos_agent::client;
 mod merchant_cmd;
 mod qr_cmd;
 
@@ -78,6 +79,10 @@ enum Command {
     /// Post offices' e-float and cash (an operator's profile).
     #[command(subcommand)]
     Float(settlement_cmd::FloatCommand),
+    /// The teller's counter screen, in a browser on the counter PC (a
+    /// teller's profile).
+    #[command(subcommand)]
+    Counter(counter_cmd::CounterCommand),
     #[command(flatten)]
     Teller(teller::TellerCommand),
 }
@@ -143,6 +148,7 @@ fn main() -> ExitCode {
                 match command {
                     Command::Admin(c) => admin_cmd::run(&profile, c, cli.json).await,
                     Command::Teller(c) => teller::run(&profile, c, cli.json).await,
+                    Command::Counter(c) => counter_cmd::run(&profile, c, cli.json).await,
                     Command::Qr(qr_cmd::QrCommand::Create {
                         amount,
                         reference,

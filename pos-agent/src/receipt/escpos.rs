@@ -110,14 +110,18 @@ pub fn commands(raster: &Raster) -> Result<Vec<u8>, String> {
 
 /// Print `raster` on `target`.
 pub fn print(raster: &Raster, target: &Target) -> Result<(), String> {
-    let bytes = commands(raster)?;
+    send(&commands(raster)?, target)
+}
+
+/// Send printer commands (from [`commands`]) to `target`.
+pub fn send(bytes: &[u8], target: &Target) -> Result<(), String> {
     let e = |e: escpos::errors::PrinterError| e.to_string();
     match target {
         Target::Network { host, port } => {
             let driver =
                 NetworkDriver::open(host, *port, Some(Duration::from_millis(NETWORK_TIMEOUT_MS)))
                     .map_err(|x| format!("printer {host}:{port}: {}", e(x)))?;
-            driver.write(&bytes).map_err(e)?;
+            driver.write(bytes).map_err(e)?;
             driver.flush().map_err(e)
         }
         Target::File(path) => {
@@ -126,7 +130,7 @@ pub fn print(raster: &Raster, target: &Target) -> Result<(), String> {
             options.write(true).create(true).truncate(true);
             let driver = FileDriver::open_with_options(path, &options)
                 .map_err(|x| format!("{}: {}", path.display(), e(x)))?;
-            driver.write(&bytes).map_err(e)?;
+            driver.write(bytes).map_err(e)?;
             driver.flush().map_err(e)
         }
     }

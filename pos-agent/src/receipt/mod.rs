@@ -245,6 +245,76 @@ impl Receipt {
     }
 }
 
+/// What a shift report prints: the counted drawer by denomination and the
+/// variance the switch found at close.
+#[derive(Clone, Debug, Default)]
+pub struct ShiftReport {
+    pub shift_id: String,
+    pub terminal_id: String,
+    pub teller: String,
+    pub opened_at_ms: i64,
+    pub closed_at_ms: i64,
+    pub opening_cash: u64,
+    /// (denomination, notes) counted at close, largest first.
+    pub counted: Vec<(u64, u64)>,
+    pub counted_cash: u64,
+    pub expected_cash: u64,
+    /// counted - expected: negative is a shortage.
+    pub variance: i64,
+    /// Transactions this counter completed during the shift, by kind
+    /// label, with their count and total.
+    pub totals: Vec<(String, u64, u64)>,
+}
+
+impl Receipt {
+    /// The report a teller prints when closing a shift.
+    pub fn shift(r: &ShiftReport, at: &Counter) -> Receipt {
+        use Style::*;
+        let mut l = Vec::new();
+        let office = if at.post_office_name.is_empty() {
+            "Bưu điện".to_string()
+        } else {
+            at.post_office_name.clone()
+        };
+        l.push(Line::new(Title, office.to_uppercase(), ""));
+        l.push(Line::new(Title, "BÁO CÁO CA LÀM VIỆC", ""));
+        l.push(Line::new(Rule, "", ""));
+        l.push(Line::new(Pair, "Quầy", r.terminal_id.clone()));
+        if !r.teller.is_empty() {
+            l.push(Line::new(Pair, "Giao dịch viên", r.teller.clone()));
+        }
+        l.push(Line::new(Pair, "Mở ca", vietnam_time(r.opened_at_ms)));
+        l.push(Line::new(Pair, "Đóng ca", vietnam_time(r.closed_at_ms)));
+        l.push(Line::new(Small, format!("Ca {}", r.shift_id), ""));
+        l.push(Line::new(Rule, "", ""));
+        for (kind, n, total) in &r.totals {
+            l.push(Line::new(Pair, format!("{kind} ({n})"), vnd(*total)));
+        }
+        if !r.totals.is_empty() {
+            l.push(Line::new(Rule, "", ""));
+        }
+        for (denomination, notes) in r.counted.iter().filter(|(_, n)| *n > 0) {
+            l.push(Line::new(
+                Pair,
+                format!("{} × {notes}", vnd(*denomination)),
+                vnd(denomination.saturating_mul(*notes)),
+            ));
+        }
+        l.push(Line::new(Pair, "Tiền đầu ca", vnd(r.opening_cash)));
+        l.push(Line::new(Pair, "Tiền đếm được", vnd(r.counted_cash)));
+        l.push(Line::new(Pair, "Theo sổ", vnd(r.expected_cash)));
+        let variance = if r.variance < 0 {
+            format!("-{}", vnd(r.variance.unsigned_abs()))
+        } else {
+            vnd(r.variance as u64)
+        };
+        l.push(Line::new(Strong, "Chênh lệch", variance));
+        l.push(Line::new(Signature, "Giao dịch viên ký", ""));
+        l.push(Line::new(Signature, "Trưởng bưu cục ký", ""));
+        Receipt { lines: l }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,479 @@
+//! One teller's whole shift at the counter's screen (issue #27), in
+//! Debian's Chromium over WebDriver (chromedriver, through fantoccini),
+//! keyboard only: sign in, open the shift by counting the drawer, a
+//! cash-in with the holder's name shown before confirming, a cash-out, a
+//! bill in cash and one by card (the PIN typed in the agent's PIN window,
+//! a second browser, never in the counter's page), a top-up, a refusal
+//! over the customer's daily limit in Vietnamese, a reprint, and a close
+//! with a variance. Every receipt printed is decoded from the printer's
+//! bytes; screenshots go to `target/counter-screenshots/`.
+//!
+//! Needs `chromium` and `chromium-driver` (`.ci/run` installs them).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fantoccini::key::Key;
+use fantoccini::{Client, ClientBuilder, Locator};
+use pos_agent::counter::{self, tellers};
+use pos_agent::receipt::{self, escpos};
+use tests::Harness;
+
+const MB: &str = "970422";
+const VCB: &str = "970436";
+const TERMINAL: &str = "tho-tang-1";
+
+/// chromedriver on a free port, stopped when dropped.
+struct Driver(std::process::Child, u16);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn driver() -> Driver {
+    let port = free_port();
+    let child = std::process::Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("chromedriver (Debian's chromium-driver; .ci/run installs it)");
+    Driver(child, port)
+}
+
+/// A browser window at the counter's screen size, 1366×768.
+async fn browser(d: &Driver) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                     "--disable-gpu", "--window-size=1366,768", "--lang=vi"],
+        }),
+    );
+    let url = format!("http://127.0.0.1:{}", d.1);
+    for _ in 0..100 {
+        let mut b = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
+        b.capabilities(caps.clone());
+        if let Ok(c) = b.connect(&url).await {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("chromedriver did not start a session");
+}
+
+fn screenshots() -> std::path::PathBuf {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/counter-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn shot(c: &Client, name: &str) {
+    let png = c.screenshot().await.unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "a PNG");
+    std::fs::write(screenshots().join(format!("{name}.png")), png).unwrap();
+}
+
+/// Type into the field `css` (keys only: the field is where the cursor is
+/// after a Tab or on a page's load).
+async fn typed(c: &Client, css: &str, keys: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .send_keys(keys)
+        .await
+        .unwrap();
+}
+
+/// Press a key where the focus is.
+async fn press(c: &Client, key: Key) {
+    let active = c.active_element().await.unwrap();
+    active
+        .send_keys(&String::from(char::from(key)))
+        .await
+        .unwrap();
+}
+
+async fn wait_for(c: &Client, css: &str) -> String {
+    // The page may change between finding the element and reading it (a
+    // redirect after a post): look again until it holds still.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(e) = c.find(Locator::Css(css)).await
+            && let Ok(text) = e.text().await
+        {
+            return text;
+        }
+        if std::time::Instant::now() > deadline {
+            let page = c.source().await.unwrap_or_default();
+            panic!("waiting for {css}; page: {page}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The id of the transaction the page shows.
+async fn tx_id(c: &Client) -> String {
+    wait_for(c, "#tx-id").await
+}
+
+fn printed(state: &std::path::Path) -> Vec<(String, escpos::Printed)> {
+    let mut files: Vec<_> = std::fs::read_dir(state.join("printed"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| {
+            let bytes = std::fs::read(&p).unwrap();
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            let read = escpos::read(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+            (name, read)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tellers_whole_shift_at_the_counter_keyboard_only() {
+    let h = Harness::start(|_| {}).await;
+    // The demo opens every terminal's first shift; this teller starts a
+    // fresh one at the counter.
+    h.teller(TERMINAL).close_shift(20_000_000).await.unwrap();
+
+    let state = tempfile::tempdir().unwrap();
+    let mut book = tellers::Book::default();
+    book.set("lan", "Nguyễn Thị Lan", "mat-khau-cua-lan")
+        .unwrap();
+    book.save(state.path()).unwrap();
+    let profile = pos_agent::client::Profile::load(
+        &h.data_dir()
+            .join("profiles")
+            .join(format!("{TERMINAL}.toml")),
+    )
+    .unwrap();
+    let office_name = profile.post_office_name.clone().unwrap_or_default();
+    let printer_file = state.path().join("printer.bin");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let pin_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let pin_url = format!("http://{}/", pin_listener.local_addr().unwrap());
+    let config = counter::Config {
+        profile,
+        state_dir: state.path().to_path_buf(),
+        printer: Some(escpos::Target::File(printer_file.clone())),
+        paper: receipt::Paper::Mm80,
+        idle_timeout_ms: 15 * 60_000,
+        pin_timeout_ms: 60_000,
+        now_ms: Arc::new(proto::auth::now_ms),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(counter::run(listener, pin_listener, config, async {
+        let _ = stopped.await;
+    }));
+
+    let d = driver();
+    let c = browser(&d).await;
+
+    // Sign in: a wrong password first.
+    c.goto(&format!("{base}/")).await.unwrap();
+    assert!(c.current_url().await.unwrap().path().starts_with("/login"));
+    typed(&c, "#name", "lan").await;
+    typed(
+        &c,
+        "#password",
+        &format!("sai-mat-khau{}", char::from(Key::Enter)),
+    )
+    .await;
+    assert!(wait_for(&c, "#error").await.contains("không đúng"));
+    typed(&c, "#name", "lan").await;
+    typed(&c, "#password", "mat-khau-cua-lan").await;
+    shot(&c, "01-sign-in").await;
+    press(&c, Key::Enter).await;
+    assert!(wait_for(&c, "#who").await.contains("Nguyễn Thị Lan"));
+
+    // Open the shift: 40 × 500.000 ₫ counted.
+    assert_eq!(c.current_url().await.unwrap().path(), "/shift/open");
+    typed(&c, "#n500000", "40").await;
+    assert_eq!(wait_for(&c, "#count-total").await, "20.000.000 ₫");
+    shot(&c, "02-open-shift").await;
+    press(&c, Key::Enter).await;
+    at(&c, &base, "/cash-in").await;
+    assert!(wait_for(&c, "#e-float").await.ends_with("₫"));
+    assert!(!wait_for(&c, "#left-post_office_daily").await.is_empty());
+
+    // A cash-in: the holder's name before confirming.
+    let saver = h.customer(MB, 0);
+    typed(&c, "#bank", "MB").await;
+    typed(&c, "#account", &saver.account).await;
+    typed(&c, "#amount", &format!("500.000{}", char::from(Key::Enter))).await;
+    assert_eq!(wait_for(&c, "#holder").await, saver.name);
+    assert_eq!(wait_for(&c, "#confirm-amount").await, "500.000 ₫");
+    shot(&c, "03-cash-in-confirm").await;
+    press(&c, Key::Enter).await;
+    let cash_in = tx_id(&c).await;
+    assert_eq!(wait_for(&c, "#status").await, "Thành công");
+    wait_for(&c, "#printed").await;
+    shot(&c, "04-cash-in-done").await;
+
+    // A cash-out with the customer's code: the notes to pay, then paid.
+    press(&c, Key::F3).await;
+    at(&c, &base, "/cash-out").await;
+    let spender = h.customer(VCB, 2_000_000);
+    let code = h.withdrawal_code(VCB, &spender.account, 1_780_000);
+    typed(&c, "#bank", VCB).await;
+    typed(&c, "#account", &spender.account).await;
+    typed(&c, "#code", &code).await;
+    typed(&c, "#amount", &format!("1780000{}", char::from(Key::Enter))).await;
+    let notes = wait_for(&c, "#notes").await;
+    assert!(
+        notes.contains("3 × 500.000 ₫") && notes.contains("1 × 10.000 ₫"),
+        "{notes}"
+    );
+    shot(&c, "05-cash-out-pay").await;
+    press(&c, Key::Enter).await;
+    let cash_out = tx_id(&c).await;
+    assert_eq!(wait_for(&c, "#status").await, "Thành công");
+    wait_for(&c, "#printed").await;
+
+    // A bill in cash.
+    press(&c, Key::F4).await;
+    at(&c, &base, "/bills").await;
+    let bills = h.bill_customers();
+    let mut evn = bills
+        .iter()
+        .filter(|b| b.biller == "EVN" && b.bills_due > 0);
+    let (cash_bill, card_bill) = (evn.next().unwrap(), evn.next().unwrap());
+    typed(&c, "#biller", "EVN").await;
+    typed(
+        &c,
+        "#customer",
+        &format!("{}{}", cash_bill.customer, char::from(Key::Enter)),
+    )
+    .await;
+    assert!(
+        wait_for(&c, "#bill-customer")
+            .await
+            .contains(&cash_bill.name)
+    );
+    shot(&c, "06-bills").await;
+    press(&c, Key::Enter).await;
+    let bill_cash = tx_id(&c).await;
+    assert_eq!(wait_for(&c, "#status").await, "Thành công");
+    wait_for(&c, "#printed").await;
+
+    // A bill by card: the PIN goes into the PIN window, never this page.
+    let card_holder = h.customer(VCB, 5_000_000);
+    press(&c, Key::F4).await;
+    at(&c, &base, "/bills").await;
+    typed(&c, "#biller", "EVN").await;
+    typed(
+        &c,
+        "#customer",
+        &format!("{}{}", card_bill.customer, char::from(Key::Enter)),
+    )
+    .await;
+    wait_for(&c, "#bills-total").await;
+    typed(&c, "#funding", "Th").await;
+    typed(
+        &c,
+        "#card",
+        &format!("{}{}", card_holder.card, char::from(Key::Enter)),
+    )
+    .await;
+    wait_for(&c, "#waiting-pin").await;
+    shot(&c, "07-card-waiting-pin").await;
+    assert!(
+        !c.source().await.unwrap().contains(&card_holder.pin),
+        "no PIN in the counter's page"
+    );
+    let pin_pad = browser(&d).await;
+    pin_pad.goto(&pin_url).await.unwrap();
+    typed(
+        &pin_pad,
+        "#pin",
+        &format!("{}{}", card_holder.pin, char::from(Key::Enter)),
+    )
+    .await;
+    wait_for(&pin_pad, "#pin-taken").await;
+    pin_pad.close().await.unwrap();
+    let bill_card = tx_id(&c).await;
+    assert_eq!(wait_for(&c, "#status").await, "Thành công");
+    wait_for(&c, "#printed").await;
+    shot(&c, "08-card-done").await;
+
+    // A top-up, in cash.
+    press(&c, Key::F6).await;
+    at(&c, &base, "/topup").await;
+    typed(&c, "#provider", "VIETTEL").await;
+    typed(&c, "#phone", "0961234567").await;
+    typed(&c, "#amount", "50").await;
+    press(&c, Key::Enter).await;
+    let top_up = tx_id(&c).await;
+    assert_eq!(wait_for(&c, "#status").await, "Thành công");
+    wait_for(&c, "#printed").await;
+
+    // Over the customer's daily limit (cash-in and cash-out together, 20
+    // million đồng): refused with the sentence and what is left.
+    press(&c, Key::F2).await;
+    at(&c, &base, "/cash-in").await;
+    typed(&c, "#bank", "970422 · MB").await;
+    typed(&c, "#account", &saver.account).await;
+    typed(
+        &c,
+        "#amount",
+        &format!("19.600.000{}", char::from(Key::Enter)),
+    )
+    .await;
+    wait_for(&c, "#holder").await;
+    press(&c, Key::Enter).await;
+    let refusal = wait_for(&c, "#refusal").await;
+    assert!(
+        refusal.contains("Theo quy định")
+            && refusal.contains("20.000.000 ₫")
+            && refusal.contains("19.500.000 ₫"),
+        "{refusal}"
+    );
+    shot(&c, "09-refused-over-limit").await;
+
+    // Today's transactions: find the cash-in by its amount, reprint it.
+    press(&c, Key::F7).await;
+    at(&c, &base, "/today").await;
+    let list = wait_for(&c, "#today").await;
+    for id in [&cash_in, &cash_out, &bill_cash, &bill_card, &top_up] {
+        assert!(list.contains(id.as_str()), "{id} listed");
+    }
+    typed(&c, "#q", &format!("500000{}", char::from(Key::Enter))).await;
+    at(&c, &base, "/today?q=500000").await;
+    assert!(wait_for(&c, "#today").await.contains(&cash_in));
+    shot(&c, "10-today").await;
+    typed(&c, ".reprint", &String::from(char::from(Key::Enter))).await;
+    assert_eq!(tx_id(&c).await, cash_in);
+    wait_for(&c, "#printed").await;
+
+    // Close the shift, a 1.000 ₫ note short of what the ledger expects.
+    press(&c, Key::F9).await;
+    at(&c, &base, "/shift/close").await;
+    let expected = {
+        let mut t = h.teller(TERMINAL);
+        let mut expected: i64 = 20_000_000;
+        for (id, sign) in [
+            (&cash_in, 1),
+            (&cash_out, -1),
+            (&bill_cash, 1),
+            (&top_up, 1),
+        ] {
+            let tx = t.get(id).await.unwrap().transaction.unwrap();
+            expected += sign * (tx.amount as i64 + if sign > 0 { tx.fee as i64 } else { 0 });
+        }
+        expected as u64
+    };
+    let counted = expected - 1_000;
+    let (mut notes, mut left) = (Vec::new(), counted);
+    for d in counter::cash::DENOMINATIONS {
+        notes.push((d, left / d));
+        left %= d;
+    }
+    for (d, n) in &notes {
+        if *n > 0 {
+            typed(&c, &format!("#n{d}"), &n.to_string()).await;
+        }
+    }
+    shot(&c, "11-close-count").await;
+    press(&c, Key::Enter).await;
+    assert_eq!(wait_for(&c, "#variance").await, "-1.000 ₫");
+    assert_eq!(wait_for(&c, "#counted").await, receipt::vnd(counted));
+    wait_for(&c, "#printed").await;
+    shot(&c, "12-closed").await;
+
+    // English is a switch away.
+    typed(&c, "#lang", &String::from(char::from(Key::Enter))).await;
+    let mut english = false;
+    for _ in 0..100 {
+        if wait_for(&c, "#who").await.starts_with("Teller") {
+            english = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(english, "the screen is in English");
+    shot(&c, "13-english").await;
+
+    // Every receipt printed decodes: six transactions' receipts (one a
+    // reprint) and the shift report, each initialised, drawn and cut.
+    let all = printed(state.path());
+    assert_eq!(
+        all.len(),
+        7,
+        "{:?}",
+        all.iter().map(|p| &p.0).collect::<Vec<_>>()
+    );
+    for (name, p) in &all {
+        assert!(p.initialised && p.cuts == 1 && p.raster.is_some(), "{name}");
+    }
+    // The cash-in's receipt is the one its transaction lays out.
+    let tx = h
+        .teller(TERMINAL)
+        .get(&cash_in)
+        .await
+        .unwrap()
+        .transaction
+        .unwrap();
+    assert_eq!(tx.teller, "Nguyễn Thị Lan");
+    let want = receipt::render::render(
+        &receipt::Receipt::of(
+            &tx,
+            &receipt::Counter {
+                post_office_name: office_name,
+                teller: String::new(),
+            },
+        ),
+        receipt::Paper::Mm80,
+    );
+    let first = all.iter().find(|(n, _)| n.contains(&cash_in)).unwrap();
+    assert_eq!(
+        first.1.raster.as_ref().unwrap(),
+        &want,
+        "the printed raster is the receipt"
+    );
+    // The printer got the last job (the shift report).
+    let last = escpos::read(&std::fs::read(&printer_file).unwrap()).unwrap();
+    assert_eq!(last, all.last().unwrap().1);
+
+    c.close().await.unwrap();
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+    h.assert_ledger_clean().await;
+}
+
+/// Wait until the browser is at `path`.
+async fn at(c: &Client, base: &str, path: &str) {
+    let want = url::Url::parse(&format!("{base}{path}")).unwrap();
+    if let Err(e) = c
+        .wait()
+        .at_most(Duration::from_secs(30))
+        .for_url(&want)
+        .await
+    {
+        let now = c
+            .current_url()
+            .await
+            .map(|u| u.to_string())
+            .unwrap_or_default();
+        panic!("waiting to be at {path}: {e}; at {now}");
+    }
+}
