@@ -126,6 +126,18 @@ async fn wait_for(c: &Client, css: &str) -> String {
     }
 }
 
+/// The text of `css` once it is `want` (a page that polls gets there).
+async fn wait_for_text(c: &Client, css: &str, want: &str) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = wait_for(c, css).await;
+        if text == want || std::time::Instant::now() > deadline {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// The id of the transaction the page shows.
 async fn tx_id(c: &Client) -> String {
     wait_for(c, "#tx-id").await
@@ -316,6 +328,47 @@ async fn a_tellers_whole_shift_at_the_counter_keyboard_only() {
     wait_for(&c, "#printed").await;
     shot(&c, "08-card-done").await;
 
+    // A bill by QR: the code shows on the customer's window; when the
+    // customer's bank pays it, the waiting page completes and prints.
+    let qr_bill = evn.next().unwrap();
+    press(&c, Key::F4).await;
+    at(&c, &base, "/bills").await;
+    typed(&c, "#biller", "EVN").await;
+    typed(
+        &c,
+        "#customer",
+        &format!("{}{}", qr_bill.customer, char::from(Key::Enter)),
+    )
+    .await;
+    wait_for(&c, "#bills-total").await;
+    typed(&c, "#funding", &format!("Mã{}", char::from(Key::Enter))).await;
+    wait_for(&c, "#waiting-qr").await;
+    let bill_qr = tx_id(&c).await;
+    let counter_window = c.window().await.unwrap();
+    let customer_window = c.new_window(false).await.unwrap().handle;
+    c.switch_to_window(customer_window).await.unwrap();
+    c.goto(&format!("{base}/customer")).await.unwrap();
+    wait_for(&c, "#customer-qr").await;
+    shot(&c, "09-customer-window-qr").await;
+    c.switch_to_window(counter_window).await.unwrap();
+    let payload = h
+        .teller(TERMINAL)
+        .get(&bill_qr)
+        .await
+        .unwrap()
+        .transaction
+        .unwrap()
+        .qr_payload;
+    h.bank(VCB)
+        .pay_qr("counter-qr-1", &payload, &spender.account, 0)
+        .await
+        .unwrap();
+    assert_eq!(
+        wait_for_text(&c, "#status", "Thành công").await,
+        "Thành công"
+    );
+    wait_for(&c, "#printed").await;
+
     // A top-up, in cash.
     press(&c, Key::F6).await;
     at(&c, &base, "/topup").await;
@@ -348,19 +401,21 @@ async fn a_tellers_whole_shift_at_the_counter_keyboard_only() {
             && refusal.contains("19.500.000 ₫"),
         "{refusal}"
     );
-    shot(&c, "09-refused-over-limit").await;
+    shot(&c, "10-refused-over-limit").await;
 
     // Today's transactions: find the cash-in by its amount, reprint it.
     press(&c, Key::F7).await;
     at(&c, &base, "/today").await;
     let list = wait_for(&c, "#today").await;
-    for id in [&cash_in, &cash_out, &bill_cash, &bill_card, &top_up] {
+    for id in [
+        &cash_in, &cash_out, &bill_cash, &bill_card, &bill_qr, &top_up,
+    ] {
         assert!(list.contains(id.as_str()), "{id} listed");
     }
     typed(&c, "#q", &format!("500000{}", char::from(Key::Enter))).await;
     at(&c, &base, "/today?q=500000").await;
     assert!(wait_for(&c, "#today").await.contains(&cash_in));
-    shot(&c, "10-today").await;
+    shot(&c, "11-today").await;
     typed(&c, ".reprint", &String::from(char::from(Key::Enter))).await;
     assert_eq!(tx_id(&c).await, cash_in);
     wait_for(&c, "#printed").await;
@@ -393,12 +448,12 @@ async fn a_tellers_whole_shift_at_the_counter_keyboard_only() {
             typed(&c, &format!("#n{d}"), &n.to_string()).await;
         }
     }
-    shot(&c, "11-close-count").await;
+    shot(&c, "12-close-count").await;
     press(&c, Key::Enter).await;
     assert_eq!(wait_for(&c, "#variance").await, "-1.000 ₫");
     assert_eq!(wait_for(&c, "#counted").await, receipt::vnd(counted));
     wait_for(&c, "#printed").await;
-    shot(&c, "12-closed").await;
+    shot(&c, "13-closed").await;
 
     // English is a switch away.
     typed(&c, "#lang", &String::from(char::from(Key::Enter))).await;
@@ -411,14 +466,14 @@ async fn a_tellers_whole_shift_at_the_counter_keyboard_only() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(english, "the screen is in English");
-    shot(&c, "13-english").await;
+    shot(&c, "14-english").await;
 
-    // Every receipt printed decodes: six transactions' receipts (one a
+    // Every receipt printed decodes: seven transactions' receipts (one a
     // reprint) and the shift report, each initialised, drawn and cut.
     let all = printed(state.path());
     assert_eq!(
         all.len(),
-        7,
+        8,
         "{:?}",
         all.iter().map(|p| &p.0).collect::<Vec<_>>()
     );

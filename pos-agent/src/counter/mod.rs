@@ -164,9 +164,12 @@ struct App {
     customer: Mutex<CustomerView>,
     pin: Mutex<Option<PinRequest>>,
     jobs: Mutex<HashMap<String, Job>>,
-    /// Transactions whose receipt printed without being asked again: a
-    /// pending QR payment prints once, when the page first sees it done.
+    /// Transactions whose receipt printed (the card payment's waiting page
+    /// says so).
     printed: Mutex<HashSet<String>>,
+    /// Pending transactions whose page is waiting (a QR shown to the
+    /// customer): each prints once, when its page first sees it finish.
+    waiting: Mutex<HashSet<String>>,
     print_seq: AtomicU64,
 }
 
@@ -240,6 +243,7 @@ pub async fn run(
         pin: Mutex::default(),
         jobs: Mutex::default(),
         printed: Mutex::default(),
+        waiting: Mutex::default(),
         print_seq: AtomicU64::new(0),
     });
     let counter = Router::new()
@@ -1445,16 +1449,15 @@ async fn tx_page(
     let pending = t.status == pb::TxStatus::Pending as i32;
     let mut printed = q.printed.unwrap_or_default();
     // A QR payment completes while its page waits: print it once then.
-    if !pending
-        && t.status == pb::TxStatus::Completed as i32
-        && printed.is_empty()
-        && !lock(&app.printed).contains(&t.transaction_id)
-        && !t.qr_payload.is_empty()
-    {
-        printed = match app.print_tx(&t, &s.full_name).await {
-            Ok(()) => "ok".into(),
-            Err(e) => e,
-        };
+    if pending {
+        lock(&app.waiting).insert(t.transaction_id.clone());
+    } else if lock(&app.waiting).remove(&t.transaction_id) {
+        if t.status == pb::TxStatus::Completed as i32 {
+            printed = match app.print_tx(&t, &s.full_name).await {
+                Ok(()) => "ok".into(),
+                Err(e) => e,
+            };
+        }
         *lock(&app.customer) = CustomerView::Idle;
     }
     let back = match pb::TxKind::try_from(t.kind) {
