@@ -502,6 +502,7 @@ impl Shared {
     async fn cash_in(&self, terminal: usize, customer: &Customer, ch: Channel) -> FlowResult {
         let (_, creds) = &self.target.tellers[terminal];
         let m = pb::CashInRequest {
+            offline_taken_at_ms: 0,
             client_request_id: self.request_id(),
             bank_bin: customer.bank.clone(),
             account: customer.account.clone(),
@@ -574,6 +575,7 @@ impl Shared {
             .inquire_bills(creds.sign("/paymentswitch.v1.Bills/InquireBills", m))
             .await?;
         let m = pb::PayBillsRequest {
+            offline_taken_at_ms: 0,
             client_request_id: self.request_id(),
             biller: c.biller.clone(),
             customer: c.customer.clone(),

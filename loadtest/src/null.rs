@@ -121,6 +121,12 @@ impl pb::teller_server::Teller for Null {
     ) -> Result<Response<pb::GetLimitsResponse>, Status> {
         Err(unused())
     }
+    async fn get_offline_policy(
+        &self,
+        _: Request<pb::GetOfflinePolicyRequest>,
+    ) -> Result<Response<pb::OfflinePolicy>, Status> {
+        Err(unused())
+    }
     async fn quote_fee(
         &self,
         _: Request<pb::QuoteFeeRequest>,

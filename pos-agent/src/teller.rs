@@ -258,6 +258,7 @@ pub async fn run(profile: &Path, command: TellerCommand, json: bool) -> Result<S
             request_id,
         } => {
             let msg = pb::CashInRequest {
+                offline_taken_at_ms: 0,
                 client_request_id: request_id.unwrap_or_else(new_request_id),
                 bank_bin: bank,
                 account,

@@ -5,6 +5,7 @@
 #![allow(clippy::all, missing_docs)]
 
 pub mod auth;
+pub mod offline;
 pub mod pin;
 pub mod tls;
 

@@ -110,6 +110,52 @@ pub struct Config {
     /// A post office whose e-float falls below this shows `low_float` (and
     /// the metric `switch_post_office_low_float`).
     pub low_float_threshold: u64,
+    /// What counters may take while they cannot reach the switch
+    /// (`[offline]`), sent to each counter signed.
+    pub offline: OfflineConfig,
+}
+
+/// Store-and-forward at the counters (issue #29): what may wait and the
+/// caps on it. The defaults follow the card networks' published practice
+/// (Stripe, Square, Moneris): small caps, a day's maximum age; top-ups
+/// and cash bill payments may wait, a cash-in only once the partner bank
+/// agrees; cash-outs, cards and QR never.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct OfflineConfig {
+    pub top_up: bool,
+    pub bills: bool,
+    pub cash_in: bool,
+    /// Whole đồng: one request.
+    pub one_max: u64,
+    /// Whole đồng: everything one terminal holds queued.
+    pub total_max: u64,
+    pub count_max: u32,
+    /// A request forwarded later than this after it was taken is refused
+    /// (`offline_too_old`).
+    pub max_age_ms: i64,
+    /// A bill may be paid offline only if the counter inquired it within
+    /// this.
+    pub bill_inquiry_max_age_ms: i64,
+    /// A cash-in may wait only for an account whose holder the counter
+    /// showed within this.
+    pub name_inquiry_max_age_ms: i64,
+}
+
+impl Default for OfflineConfig {
+    fn default() -> Self {
+        OfflineConfig {
+            top_up: true,
+            bills: true,
+            cash_in: false,
+            one_max: 2_000_000,
+            total_max: 10_000_000,
+            count_max: 50,
+            max_age_ms: 24 * 3_600_000,
+            bill_inquiry_max_age_ms: 12 * 3_600_000,
+            name_inquiry_max_age_ms: 7 * 24 * 3_600_000,
+        }
+    }
 }
 
 /// How a circuit breaker judges a bank or biller ([`crate::adapters::breaker`]). Defaults (ARCHITECTURE.md says why):
@@ -377,6 +423,7 @@ impl Default for Config {
                 daily_cutoff: Some("23:00".to_string()),
             },
             low_float_threshold: 50_000_000,
+            offline: OfflineConfig::default(),
             demo_efloat: crate::demo::EFLOAT_VND,
         }
     }

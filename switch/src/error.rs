@@ -36,6 +36,8 @@ catalogue! {
     CustomerMonthlyLimit => ("customer_monthly_limit", FailedPrecondition),
     PostOfficeDailyLimit => ("post_office_daily_limit", FailedPrecondition),
     PostOfficeMonthlyLimit => ("post_office_monthly_limit", FailedPrecondition),
+    OfflineTooOld => ("offline_too_old", FailedPrecondition),
+    NotDeferrable => ("not_deferrable", FailedPrecondition),
     InsufficientFloat => ("insufficient_float", FailedPrecondition),
     InsufficientCash => ("insufficient_cash", FailedPrecondition),
     InsufficientFunds => ("insufficient_funds", FailedPrecondition),

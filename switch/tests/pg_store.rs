@@ -43,6 +43,7 @@ fn tx(n: u128, request: &str, qr: Option<&str>) -> TxRecord {
         paid_by: None,
         card_token: None,
         teller: None,
+        taken_at_ms: None,
     }
 }
 

@@ -743,6 +743,7 @@ impl Teller {
             .card(card, pin)
             .expect("a well-formed card");
         let m = pb::PayBillsRequest {
+            offline_taken_at_ms: 0,
             client_request_id: request_id.into(),
             biller: biller.into(),
             customer: customer.into(),
@@ -784,6 +785,7 @@ impl Teller {
             .card(card, pin)
             .expect("a well-formed card");
         let m = pb::TopUpRequest {
+            offline_taken_at_ms: 0,
             client_request_id: request_id.into(),
             provider: provider.into(),
             phone: phone.into(),
@@ -811,6 +813,7 @@ impl Teller {
         account: Option<(&str, &str)>,
     ) -> Result<pb::TransactionResponse, tonic::Status> {
         let m = pb::TopUpRequest {
+            offline_taken_at_ms: 0,
             client_request_id: request_id.into(),
             provider: provider.into(),
             phone: phone.into(),
@@ -838,6 +841,7 @@ impl Teller {
         account: Option<(&str, &str)>,
     ) -> Result<pb::Transaction, tonic::Status> {
         let m = pb::PayBillsRequest {
+            offline_taken_at_ms: 0,
             client_request_id: request_id.into(),
             biller: biller.into(),
             customer: customer.into(),
@@ -880,6 +884,7 @@ impl Teller {
         amount: u64,
     ) -> Result<pb::Transaction, tonic::Status> {
         let m = pb::CashInRequest {
+            offline_taken_at_ms: 0,
             client_request_id: request_id.into(),
             bank_bin: bin.into(),
             account: account.into(),

@@ -973,6 +973,7 @@ async fn cash_in_confirm(
     };
     let (bank, account) = (field(&f, "bank"), field(&f, "account"));
     let msg = pb::CashInRequest {
+        offline_taken_at_ms: 0,
         client_request_id: field(&f, "request_id").to_string(),
         bank_bin: bank.to_string(),
         account: account.to_string(),
@@ -1341,6 +1342,7 @@ async fn bills_pay(
         .map(|(_, v)| v.clone())
         .collect();
     let msg = pb::PayBillsRequest {
+        offline_taken_at_ms: 0,
         client_request_id: field(&f, "request_id").to_string(),
         biller: field(&f, "biller").to_string(),
         customer: field(&f, "customer").to_string(),
@@ -1406,6 +1408,7 @@ async fn topup_pay(
     };
     let amount = cash::parse_amount(field(&f, "amount")).unwrap_or(0);
     let msg = pb::TopUpRequest {
+        offline_taken_at_ms: 0,
         client_request_id: field(&f, "request_id").to_string(),
         provider: field(&f, "provider").to_string(),
         phone: field(&f, "phone").to_string(),

@@ -112,7 +112,7 @@ impl pb::bills_server::Bills for BillsService {
                         &r.bank_bin,
                         &r.account,
                         card,
-                        &r.teller,
+                        taken(&r.teller, r.offline_taken_at_ms),
                     )
                     .await,
             )
@@ -142,7 +142,7 @@ impl pb::bills_server::Bills for BillsService {
                         &r.bank_bin,
                         &r.account,
                         card,
-                        &r.teller,
+                        taken(&r.teller, r.offline_taken_at_ms),
                     )
                     .await,
             )

@@ -59,6 +59,7 @@ pub fn to_proto(t: &TxRecord) -> pb::Transaction {
             .unwrap_or_default(),
         qr_payload: String::new(),
         teller: t.teller.clone().unwrap_or_default(),
+        taken_at_ms: t.taken_at_ms.unwrap_or(0),
         merchant_id: t
             .merchant
             .as_ref()
@@ -180,5 +181,14 @@ pub(crate) fn visible(p: &Principal, t: &TxRecord) -> bool {
         Role::Bank => t.terminal_id == p.id || t.bank_bin == p.id,
         Role::Merchant => t.merchant.as_ref().is_some_and(|m| m.merchant_id == p.id),
         Role::Teller { .. } => t.terminal_id == p.id,
+    }
+}
+
+/// Who took a counter request: its teller, and when it was taken if the
+/// counter forwards it from its offline queue (0 on the wire: now).
+pub fn taken(teller: &str, offline_taken_at_ms: i64) -> crate::flows::engine::Taken<'_> {
+    crate::flows::engine::Taken {
+        teller,
+        offline_at_ms: (offline_taken_at_ms != 0).then_some(offline_taken_at_ms),
     }
 }

@@ -54,7 +54,7 @@ impl pb::teller_server::Teller for TellerService {
                         &r.bank_bin,
                         &r.account,
                         r.amount,
-                        &r.teller,
+                        taken(&r.teller, r.offline_taken_at_ms),
                     )
                     .await,
             )
@@ -79,7 +79,7 @@ impl pb::teller_server::Teller for TellerService {
                         &r.account,
                         &r.code,
                         r.amount,
-                        &r.teller,
+                        taken(&r.teller, 0),
                     )
                     .await,
             )
@@ -284,6 +284,40 @@ impl pb::teller_server::Teller for TellerService {
                 amount_min: product.amount_min,
                 amount_max: product.amount_max,
             }))
+        })
+        .await
+    }
+
+    async fn get_offline_policy(
+        &self,
+        req: Request<pb::GetOfflinePolicyRequest>,
+    ) -> Result<Response<pb::OfflinePolicy>, Status> {
+        crate::telemetry::observe("get_offline_policy", async move {
+            let p = principal(&req)?;
+            Switch::teller_post_office(&p)?;
+            let key = req
+                .extensions()
+                .get::<crate::edge::auth::TerminalPinKey>()
+                .ok_or_else(|| {
+                    SwitchError::new(ErrorCode::Unauthenticated, "no verified terminal key")
+                })?;
+            let o = &self.switch.config.offline;
+            let mut policy = pb::OfflinePolicy {
+                top_up: o.top_up,
+                bills: o.bills,
+                cash_in: o.cash_in,
+                one_max: o.one_max,
+                total_max: o.total_max,
+                count_max: o.count_max,
+                max_age_ms: o.max_age_ms,
+                bill_inquiry_max_age_ms: o.bill_inquiry_max_age_ms,
+                name_inquiry_max_age_ms: o.name_inquiry_max_age_ms,
+                terminal_id: p.id.clone(),
+                issued_at_ms: crate::clock::now_ms(),
+                signature: String::new(),
+            };
+            proto::offline::sign(&mut policy, &key.0);
+            Ok(Response::new(policy))
         })
         .await
     }

@@ -158,9 +158,9 @@ impl Switch {
         bin: &str,
         account: &str,
         card: Option<Card>,
-        teller: &str,
+        taken: crate::flows::engine::Taken<'_>,
     ) -> Outcome {
-        let teller = crate::flows::engine::teller_name(teller)?;
+        let teller = crate::flows::engine::teller_name(taken.teller)?;
         let post_office_id = Switch::teller_post_office(p)?.to_string();
         if !valid_request_id(request_id) {
             return Err(SwitchError::invalid(
@@ -188,7 +188,14 @@ impl Switch {
         if let Some(existing) = self.earlier_request(&p.id, request_id, &fp)? {
             return Ok(existing);
         }
-        if funding == Funding::Cash {
+        let what = if funding == Funding::Cash {
+            crate::flows::engine::Deferrable::CashBills
+        } else {
+            crate::flows::engine::Deferrable::Never
+        };
+        let taken_at_ms = self.offline_at(taken, what)?;
+        // Cash taken offline was taken under the shift then open.
+        if funding == Funding::Cash && taken_at_ms.is_none() {
             self.require_open_shift(p)?;
         }
         let (biller, statement) = self.inquire_bills(p, biller, customer).await?;
@@ -250,6 +257,7 @@ impl Switch {
         );
         rec.card_token = payer.card_token.clone();
         rec.teller = teller;
+        rec.taken_at_ms = taken_at_ms;
         rec.account_name = statement.customer_name.clone();
         rec.bill = Some(BillPart {
             biller: biller.code.clone(),

@@ -202,7 +202,7 @@ impl Switch {
         bin: &str,
         account: &str,
         amount: u64,
-        teller: &str,
+        taken: Taken<'_>,
     ) -> Outcome {
         self.begin(
             p,
@@ -212,7 +212,7 @@ impl Switch {
             account,
             amount,
             None,
-            teller,
+            taken,
         )
         .await
     }
@@ -229,7 +229,7 @@ impl Switch {
         account: &str,
         code: &str,
         amount: u64,
-        teller: &str,
+        taken: Taken<'_>,
     ) -> Outcome {
         if !(6..=12).contains(&code.len()) || !code.bytes().all(|b| b.is_ascii_digit()) {
             return Err(SwitchError::invalid("code must be 6 to 12 digits"));
@@ -242,7 +242,7 @@ impl Switch {
             account,
             amount,
             Some(code),
-            teller,
+            taken,
         )
         .await
     }

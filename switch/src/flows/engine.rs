@@ -177,6 +177,27 @@ pub(crate) fn teller_name(teller: &str) -> Result<Option<String>, SwitchError> {
     Ok((!teller.is_empty()).then(|| teller.to_string()))
 }
 
+/// Who took a counter request, and when, when it was not just now.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Taken<'a> {
+    /// The teller serving, as the counter signed them in (empty: not said).
+    pub teller: &'a str,
+    /// For a request the counter stored while it could not reach the
+    /// switch and forwards now: when it took it (Unix ms).
+    pub offline_at_ms: Option<i64>,
+}
+
+/// What a product is to the offline policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Deferrable {
+    TopUp,
+    CashBills,
+    CashIn,
+    /// Cash-outs (only the bank checks the code and the balance), cards
+    /// and QR (the customer's bank must answer).
+    Never,
+}
+
 /// A transaction after its flow: final, or pending.
 pub type Outcome = Result<TxRecord, SwitchError>;
 
@@ -314,6 +335,7 @@ impl Switch {
             paid_by: None,
             card_token: None,
             teller: None,
+            taken_at_ms: None,
         }
     }
 
@@ -345,6 +367,50 @@ impl Switch {
             .await
             .map_err(|e| storage(format!("transaction task failed: {e}")))?
     }
+    /// When a forwarded offline request was taken, if the offline policy
+    /// lets `what` wait and it is not too old; `None` for a request taken
+    /// now. Checked after a retry's earlier outcome is looked up, so that a
+    /// retry past the maximum age still gets its first answer.
+    pub(crate) fn offline_at(
+        &self,
+        taken: Taken<'_>,
+        what: Deferrable,
+    ) -> Result<Option<i64>, SwitchError> {
+        let Some(at_ms) = taken.offline_at_ms else {
+            return Ok(None);
+        };
+        let policy = &self.config.offline;
+        let allowed = match what {
+            Deferrable::TopUp => policy.top_up,
+            Deferrable::CashBills => policy.bills,
+            Deferrable::CashIn => policy.cash_in,
+            Deferrable::Never => false,
+        };
+        if !allowed {
+            return Err(SwitchError::new(
+                ErrorCode::NotDeferrable,
+                "this may not be taken offline: it needs the switch and the bank at once",
+            ));
+        }
+        let now = now_ms();
+        if at_ms <= 0 || at_ms > now.saturating_add(self.config.signature_skew_ms as i64) {
+            return Err(SwitchError::invalid(
+                "offline_taken_at_ms is in the future or not a time",
+            ));
+        }
+        if now - at_ms > policy.max_age_ms {
+            return Err(SwitchError::new(
+                ErrorCode::OfflineTooOld,
+                format!(
+                    "taken offline {} min ago, past the {} min a request may wait; hand the customer's cash back",
+                    (now - at_ms) / 60_000,
+                    policy.max_age_ms / 60_000
+                ),
+            ));
+        }
+        Ok(Some(at_ms))
+    }
+
     pub(crate) fn require_open_shift(&self, p: &Principal) -> Result<(), SwitchError> {
         match self.store.shift(&p.id).map_err(storage)? {
             Some(s) if s.is_open() => Ok(()),
@@ -382,16 +448,15 @@ impl Switch {
         account: &str,
         amount: u64,
         code: Option<&str>,
-        teller: &str,
+        taken: Taken<'_>,
     ) -> Outcome {
         let post_office_id = Switch::teller_post_office(p)?.to_string();
-        let teller = teller_name(teller)?;
+        let teller = teller_name(taken.teller)?;
         let (product, name) = match kind {
             store::Kind::CashOut => (&self.config.cash_out, "cash-out"),
             _ => (&self.config.cash_in, "cash-in"),
         };
         let bank = self.check_common(request_id, bin, account, amount, product, name)?;
-        self.require_open_shift(p)?;
         let fee = fees::fee(&product.fee, amount);
         let amount_text = amount.to_string();
         let mut parts = vec![kind_label(kind), bin, account];
@@ -416,6 +481,22 @@ impl Switch {
             },
         };
         let fp = fingerprint(&parts);
+        let what = match kind {
+            store::Kind::CashIn => Deferrable::CashIn,
+            _ => Deferrable::Never,
+        };
+        let taken_at_ms = if taken.offline_at_ms.is_some() {
+            if let Some(existing) = self.earlier_request(&p.id, request_id, &fp)? {
+                return Ok(existing);
+            }
+            self.offline_at(taken, what)?
+        } else {
+            None
+        };
+        // Cash taken offline was taken under the shift then open.
+        if taken_at_ms.is_none() {
+            self.require_open_shift(p)?;
+        }
         let mut rec = self.new_record(
             p,
             &post_office_id,
@@ -429,6 +510,7 @@ impl Switch {
             vec![step],
         );
         rec.teller = teller;
+        rec.taken_at_ms = taken_at_ms;
         self.start(
             rec,
             &p.id,

@@ -160,7 +160,7 @@ pub fn of(config: &Config, rec: &TxRecord) -> Vec<Limit> {
     if rec.kind == Kind::QrPayment {
         return Vec::new();
     }
-    let now = rec.created_at_ms;
+    let now = rec.happened_at_ms();
     let mut out = vec![terminal(config, &rec.terminal_id, now)];
     if is_agent_cash(rec.kind) {
         out.extend(customer(config, &rec.bank_bin, &rec.account, now));

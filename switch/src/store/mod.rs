@@ -401,6 +401,7 @@ pub(crate) mod tests {
             paid_by: None,
             card_token: None,
             teller: None,
+            taken_at_ms: None,
         }
     }
 

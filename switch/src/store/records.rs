@@ -226,9 +226,20 @@ pub struct TxRecord {
     /// terminal's signature vouches for it, not for who they are).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub teller: Option<String>,
+    /// A request the counter took while it could not reach the switch and
+    /// forwarded later: when it took it (the customer's cash changed hands
+    /// then). Limits and the pilot report count it on that day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taken_at_ms: Option<i64>,
 }
 
 impl TxRecord {
+    /// When the customer was served: the counter's time for a request it
+    /// stored while offline, else when the switch recorded it.
+    pub fn happened_at_ms(&self) -> i64 {
+        self.taken_at_ms.unwrap_or(self.created_at_ms)
+    }
+
     pub fn tx_id(&self) -> TxId {
         TxId::parse(&self.id).expect("stored ids are valid")
     }

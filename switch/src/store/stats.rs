@@ -149,8 +149,8 @@ pub fn contributions(t: &TxRecord, place: &Place) -> Vec<Contribution> {
     if t.pays_for.is_some() {
         return Vec::new();
     }
-    let day = crate::civil::day_number(t.created_at_ms);
-    let month = crate::civil::month_number(t.created_at_ms);
+    let day = crate::civil::day_number(t.happened_at_ms());
+    let month = crate::civil::month_number(t.happened_at_ms());
     let commune = part(&place.commune);
     let spot = match (&t.merchant, t.kind) {
         (Some(m), Kind::QrPayment) => part(&m.merchant_id),
@@ -550,7 +550,7 @@ mod tests {
                 let mut summed: BTreeMap<(String, String), Totals> = BTreeMap::new();
                 let mut customers: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
                 for (t, place) in &records {
-                    if crate::civil::month_number(t.created_at_ms) != month {
+                    if crate::civil::month_number(t.happened_at_ms()) != month {
                         continue;
                     }
                     let s = summed.entry((place.commune.clone(), product(t, place))).or_default();

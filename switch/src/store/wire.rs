@@ -92,6 +92,8 @@ struct WireTx {
     id_text: String,
     #[prost(string, optional, tag = "32")]
     teller: Option<String>,
+    #[prost(int64, optional, tag = "33")]
+    taken_at_ms: Option<i64>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -351,6 +353,7 @@ pub fn encode_tx(t: &TxRecord) -> Vec<u8> {
         card_token: t.card_token.clone(),
         id_text,
         teller: t.teller.clone(),
+        taken_at_ms: t.taken_at_ms,
     };
     let mut out = Vec::with_capacity(5 + w.encoded_len());
     out.push(TX_FORMAT);
@@ -444,6 +447,7 @@ pub fn decode_tx(body: &[u8]) -> Result<TxRecord, String> {
         paid_by: w.paid_by,
         card_token: w.card_token,
         teller: w.teller,
+        taken_at_ms: w.taken_at_ms,
     })
 }
 
