@@ -56,6 +56,22 @@ impl Profile {
             .ok_or_else(|| "the profile's secret is not hex".to_string())
     }
 
+    /// A channel that connects when first used (and again after a loss):
+    /// the counter starts, and takes what may wait, with the switch away.
+    pub fn connect_lazy(&self, connect_timeout_ms: u64, timeout_ms: u64) -> Result<Channel, String> {
+        let tls = proto::tls::ClientTls {
+            ca_file: self.ca.as_deref(),
+            cert_file: self.client_cert.as_deref(),
+            key_file: self.client_key.as_deref(),
+        };
+        Ok(tls
+            .endpoint(&self.switch)
+            .map_err(|e| format!("switch {}: {e}", self.switch))?
+            .connect_timeout(Duration::from_millis(connect_timeout_ms))
+            .timeout(Duration::from_millis(timeout_ms))
+            .connect_lazy())
+    }
+
     pub async fn connect(&self) -> Result<Channel, String> {
         // An https:// switch needs the profile's `ca`, and its
         // `client_cert` and `client_key` where the switch asks for one.

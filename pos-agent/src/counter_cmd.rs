@@ -117,6 +117,7 @@ pub async fn run(
                 idle_timeout_ms: i64::from(idle_minutes) * 60_000,
                 pin_timeout_ms: 120_000,
                 now_ms: Arc::new(proto::auth::now_ms),
+                forward_backoff_max_ms: 30_000,
             };
             let shutdown = async {
                 let _ = tokio::signal::ctrl_c().await;

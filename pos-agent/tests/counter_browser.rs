@@ -192,6 +192,7 @@ async fn a_tellers_whole_shift_at_the_counter_keyboard_only() {
         idle_timeout_ms: 15 * 60_000,
         pin_timeout_ms: 60_000,
         now_ms: Arc::new(proto::auth::now_ms),
+        forward_backoff_max_ms: 2_000,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(counter::run(listener, pin_listener, config, async {

@@ -12,12 +12,28 @@ use tonic::transport::Channel;
 use crate::client::{Failure, Profile, retryable};
 
 /// Attempts of a call whose answer may have been lost: the same request id
-/// each time, so that a retry returns the first outcome.
-const ATTEMPTS_MAX: u32 = 4;
+/// each time, so that a retry returns the first outcome. Two: a teller
+/// waits for the second, and what may wait goes to the outbox after it.
+const ATTEMPTS_MAX: u32 = 2;
+/// A switch that does not accept the connection this fast is taken as
+/// unreachable (the counter then works offline where it may).
+const CONNECT_TIMEOUT_MS: u64 = 2_000;
+/// The longest a call may take (a bank's or biller's timeouts fit in it).
+const CALL_TIMEOUT_MS: u64 = 30_000;
 
 pub struct Link {
     credentials: Credentials,
     channel: Channel,
+}
+
+/// Whether a failure says the switch was not reached (or its answer was
+/// lost), rather than that it refused: a transport error carries no
+/// business code.
+pub fn unreachable(f: &Failure) -> bool {
+    matches!(
+        f.code.as_str(),
+        "unavailable" | "deadline_exceeded" | "unknown" | "cancelled" | "client"
+    )
 }
 
 /// A call with retries on transport failures (re-signed each time: fresh
@@ -44,11 +60,28 @@ macro_rules! call {
 }
 
 impl Link {
-    pub async fn open(profile: &Profile) -> Result<Link, String> {
+    /// A link that connects on first use: the counter starts offline too.
+    pub fn open(profile: &Profile) -> Result<Link, String> {
         Ok(Link {
             credentials: profile.credentials()?,
-            channel: profile.connect().await?,
+            channel: profile.connect_lazy(CONNECT_TIMEOUT_MS, CALL_TIMEOUT_MS)?,
         })
+    }
+
+    /// The key the switch signs this terminal's offline policy under
+    /// (derived from it).
+    pub fn pin_key(&self) -> proto::pin::PinKey {
+        self.credentials.pin_key()
+    }
+
+    pub async fn offline_policy(&self) -> Result<pb::OfflinePolicy, Failure> {
+        call!(
+            self,
+            TellerClient,
+            get_offline_policy,
+            "/paymentswitch.v1.Teller/GetOfflinePolicy",
+            pb::GetOfflinePolicyRequest {}
+        )
     }
 
     /// The card number and PIN block for a card payment: the PIN enciphered

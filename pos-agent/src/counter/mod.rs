@@ -17,13 +17,14 @@
 
 pub mod cash;
 pub mod link;
+pub mod outbox;
 pub mod pages;
 pub mod tellers;
 pub mod text;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -39,6 +40,8 @@ use tokio::net::TcpListener;
 use crate::client::{Failure, Profile};
 use crate::receipt::{self, Paper, escpos::Target, vnd};
 use link::Link;
+use outbox::{CapRefusal, Outbox};
+use prost::Message;
 use pages::{Panel, Who};
 use text::{Lang, M, Refusal};
 
@@ -65,6 +68,9 @@ pub struct Config {
     pub pin_timeout_ms: u64,
     /// The clock (Unix ms), injected so that tests can move it.
     pub now_ms: Arc<dyn Fn() -> i64 + Send + Sync>,
+    /// The longest the outbox waits between tries while the switch is
+    /// away (it starts at half a second and doubles).
+    pub forward_backoff_max_ms: u64,
 }
 
 /// What the customer-facing window shows.
@@ -167,6 +173,15 @@ struct App {
     /// Transactions whose receipt printed (the card payment's waiting page
     /// says so).
     printed: Mutex<HashSet<String>>,
+    /// What the counter took while offline, until forwarded (SQLite).
+    outbox: Outbox,
+    /// Whether the last call reached the switch. While not, pages do not
+    /// wait on it for the panel; the forwarder probes it.
+    online: AtomicBool,
+    /// The limits as last read: what the counter knows of them offline.
+    limits_seen: Mutex<Vec<pb::Limit>>,
+    /// Wakes the forwarder when an item is queued.
+    wake: tokio::sync::Notify,
     /// Pending transactions whose page is waiting (a QR shown to the
     /// customer): each prints once, when its page first sees it finish.
     waiting: Mutex<HashSet<String>>,
@@ -222,7 +237,8 @@ pub async fn run(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(format!("shift.json: {e}")),
     };
-    let link = Link::open(&config.profile).await?;
+    let link = Link::open(&config.profile)?;
+    let outbox = Outbox::open(&config.state_dir.join("outbox.db"))?;
     let receipt_name = config.profile.post_office_name.clone().unwrap_or_default();
     let post_office = match (
         &config.profile.post_office_name,
@@ -243,6 +259,10 @@ pub async fn run(
         pin: Mutex::default(),
         jobs: Mutex::default(),
         printed: Mutex::default(),
+        outbox,
+        online: AtomicBool::new(true),
+        limits_seen: Mutex::default(),
+        wake: tokio::sync::Notify::new(),
         waiting: Mutex::default(),
         print_seq: AtomicU64::new(0),
     });
@@ -271,11 +291,16 @@ pub async fn run(
         .route("/today", get(today_page))
         .route("/customer", get(customer_page))
         .route("/api/customer", get(customer_fragment))
+        .route("/voucher/{number}", get(voucher_page))
+        .route("/refunds", get(refunds_page))
+        .route("/refunds/{seq}", post(refund_returned))
         .with_state(app.clone());
     let pin = Router::new()
         .route("/", get(pin_page).post(pin_submit))
-        .with_state(app);
+        .with_state(app.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(refresh_policy(app.clone()));
+    let forwarder = tokio::spawn(forward(app, stop_rx.clone()));
     let mut stop_pin = stop_rx.clone();
     let mut stop_counter = stop_rx;
     tokio::spawn(async move {
@@ -289,6 +314,7 @@ pub async fn run(
         let _ = stop_counter.wait_for(|s| *s).await;
     });
     let (a, b) = tokio::join!(counter_server, pin_server);
+    let _ = forwarder.await;
     a.and(b).map_err(|e| e.to_string())
 }
 
@@ -349,16 +375,168 @@ impl App {
     }
 
     async fn panel(&self) -> Panel {
+        let (queued, refunds_due) = self.outbox_summary();
+        let offline = Panel {
+            e_float: None,
+            limits: lock(&self.limits_seen).clone(),
+            online: false,
+            queued,
+            refunds_due,
+        };
+        // Offline, the page does not wait on the switch: the forwarder
+        // finds out when it is back.
+        if !self.online.load(Ordering::Relaxed) {
+            return offline;
+        }
         match self.link.limits(None).await {
-            Ok(r) => Panel {
-                e_float: Some(r.e_float),
-                limits: r.limits,
-            },
+            Ok(r) => {
+                *lock(&self.limits_seen) = r.limits.clone();
+                Panel {
+                    e_float: Some(r.e_float),
+                    limits: r.limits,
+                    online: true,
+                    queued,
+                    refunds_due,
+                }
+            }
             Err(e) => {
-                tracing::warn!(code = %e.code, message = %e.message, "counter: limits not read");
-                Panel::default()
+                if link::unreachable(&e) {
+                    self.online.store(false, Ordering::Relaxed);
+                } else {
+                    tracing::warn!(code = %e.code, message = %e.message, "counter: limits not read");
+                }
+                Panel {
+                    online: !link::unreachable(&e),
+                    ..offline
+                }
             }
         }
+    }
+
+    /// (items queued, their total collected) and refunds owed.
+    fn outbox_summary(&self) -> ((usize, u64), usize) {
+        let queued = self.outbox.queued().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "counter: the outbox does not read");
+            Vec::new()
+        });
+        let total = queued.iter().map(|i| i.amount.saturating_add(i.fee)).sum();
+        let refunds = self.outbox.refunds_due().map_or(0, |r| r.len());
+        ((queued.len(), total), refunds)
+    }
+
+    /// Note a call's failure: one that did not reach the switch turns the
+    /// counter offline.
+    fn note(&self, f: &Failure) {
+        if link::unreachable(f) {
+            self.online.store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// The offline policy the switch last sent this terminal, if it
+    /// verifies (signed for this terminal, unchanged).
+    fn policy(&self) -> Option<pb::OfflinePolicy> {
+        let p = match self.outbox.policy() {
+            Ok(p) => p?,
+            Err(e) => {
+                tracing::error!(error = %e, "counter: the stored offline policy does not read");
+                return None;
+            }
+        };
+        let ok = p.terminal_id == self.config.profile.id
+            && proto::offline::verify(&p, &self.link.pin_key());
+        if !ok {
+            tracing::error!("counter: the stored offline policy does not verify");
+        }
+        ok.then_some(p)
+    }
+
+    /// Take a request while the switch cannot be reached: queue it in the
+    /// outbox within the policy's caps and print the provisional voucher.
+    /// The answer is the voucher's number, or why it cannot wait.
+    #[allow(clippy::too_many_arguments)]
+    async fn take_offline(
+        &self,
+        s: &Session,
+        kind: pb::TxKind,
+        request_id: &str,
+        request: Vec<u8>,
+        amount: u64,
+        title: &str,
+        label: String,
+        taken_at_ms: i64,
+    ) -> Result<String, Refusal> {
+        let Some(policy) = self.policy() else {
+            return Err(Refusal::new("offline_no_policy", "no verified offline policy"));
+        };
+        let allowed = match kind {
+            pb::TxKind::TopUp => policy.top_up,
+            pb::TxKind::BillPayment => policy.bills,
+            pb::TxKind::CashIn => policy.cash_in,
+            _ => false,
+        };
+        let Some(rule) = policy.fees.iter().find(|f| f.kind == kind as i32).filter(|_| allowed) else {
+            return Err(Refusal::new("offline_not_deferrable", "the offline policy does not let this wait"));
+        };
+        let fee = outbox::fee(rule, amount);
+        // What the counter last knew was left of its own limits.
+        let left = lock(&self.limits_seen)
+            .iter()
+            .filter(|l| l.limit.starts_with("terminal_") || l.limit.starts_with("post_office_"))
+            .map(|l| l.left)
+            .min();
+        let kind_label = match kind {
+            pb::TxKind::TopUp => "top_up",
+            pb::TxKind::BillPayment => "bills",
+            _ => "cash_in",
+        };
+        let voucher = match self.outbox.enqueue(
+            &policy,
+            left,
+            &self.config.profile.id,
+            request_id,
+            kind_label,
+            &request,
+            amount,
+            fee,
+            &label,
+            &s.full_name,
+            taken_at_ms,
+        ) {
+            Ok(Ok(v)) => v,
+            Ok(Err(cap)) => {
+                let detail = match cap {
+                    CapRefusal::OneMax(m) => format!("one offline item is at most {m}"),
+                    CapRefusal::TotalMax { max, queued } => format!("{queued} of {max} already queued"),
+                    CapRefusal::CountMax(n) => format!("{n} items already queued"),
+                    CapRefusal::Limit { left } => format!("{left} left under the counter's limits"),
+                };
+                return Err(Refusal::new("offline_cap", &detail));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "counter: the outbox refused a write");
+                return Err(Refusal::new("internal", &e));
+            }
+        };
+        tracing::info!(voucher = %voucher, request_id, amount, fee, "counter: taken offline");
+        self.wake.notify_one();
+        let v = receipt::Voucher {
+            number: voucher.clone(),
+            terminal_id: self.config.profile.id.clone(),
+            teller: s.full_name.clone(),
+            taken_at_ms,
+            title: title.to_string(),
+            label,
+            amount,
+            fee,
+        };
+        let counter = receipt::Counter {
+            post_office_name: self.receipt_name.clone(),
+            teller: s.full_name.clone(),
+        };
+        if let Err(e) = self.print(&voucher, receipt::Receipt::voucher(&v, &counter)).await {
+            tracing::warn!(voucher = %voucher, error = %e, "counter: voucher not printed");
+        }
+        Ok(voucher)
     }
 
     async fn screen(
@@ -1701,6 +1879,232 @@ async fn pin_submit(State(app): State<Arc<App>>, Form(f): Form<Fields>) -> Respo
         }
         None => Redirect::to("/").into_response(),
     }
+}
+
+// ---- the outbox: forwarding, vouchers, refunds owed ----
+
+/// Fetch the offline policy and keep it when it verifies: at start and at
+/// each sign-in.
+async fn refresh_policy(app: Arc<App>) {
+    match app.link.offline_policy().await {
+        Ok(p) if p.terminal_id == app.config.profile.id
+            && proto::offline::verify(&p, &app.link.pin_key()) =>
+        {
+            if let Err(e) = app.outbox.put_policy(&p, app.now_ms()) {
+                tracing::error!(error = %e, "counter: the offline policy is not kept");
+            }
+        }
+        Ok(_) => tracing::error!("counter: the switch's offline policy does not verify; not kept"),
+        Err(f) => {
+            app.note(&f);
+            tracing::warn!(code = %f.code, "counter: no offline policy fetched");
+        }
+    }
+}
+
+/// Forward the outbox, oldest first, until `stop`: each item with its
+/// request id and the time it was taken, so that a forward cut anywhere
+/// and sent again completes once; each answer recorded; the final receipt
+/// printed at once. While the switch is away, tries back off.
+async fn forward(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut backoff_ms: u64 = 500;
+    loop {
+        let wait_ms = match forward_once(&app).await {
+            Ok(true) => {
+                backoff_ms = 500;
+                1_000
+            }
+            Ok(false) => {
+                backoff_ms = (backoff_ms * 2).min(app.config.forward_backoff_max_ms.max(500));
+                backoff_ms
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "counter: the outbox cannot be forwarded");
+                5_000
+            }
+        };
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            _ = app.wake.notified() => {}
+            _ = tokio::time::sleep(std::time::Duration::from_millis(wait_ms)) => {}
+        }
+    }
+}
+
+/// One pass: `Ok(false)` when the switch could not be reached.
+async fn forward_once(app: &App) -> Result<bool, String> {
+    for item in app.outbox.unprinted()? {
+        print_forwarded(app, &item).await;
+    }
+    let queued = app.outbox.queued()?;
+    if queued.is_empty() {
+        if !app.online.load(Ordering::Relaxed) {
+            // Probe: the panel stops waiting on the switch while offline.
+            match app.link.limits(None).await {
+                Ok(r) => {
+                    *lock(&app.limits_seen) = r.limits;
+                    app.online.store(true, Ordering::Relaxed);
+                    if app.outbox.policy()?.is_none() {
+                        refresh_policy_now(app).await;
+                    }
+                }
+                Err(f) if link::unreachable(&f) => return Ok(false),
+                Err(_) => app.online.store(true, Ordering::Relaxed),
+            }
+        }
+        return Ok(true);
+    }
+    for item in queued {
+        let sent = match item.kind.as_str() {
+            "top_up" => match pb::TopUpRequest::decode(item.request.as_slice()) {
+                Ok(m) => Some(app.link.top_up(m).await),
+                Err(_) => None,
+            },
+            "bills" => match pb::PayBillsRequest::decode(item.request.as_slice()) {
+                Ok(m) => Some(app.link.pay_bills(m).await),
+                Err(_) => None,
+            },
+            "cash_in" => match pb::CashInRequest::decode(item.request.as_slice()) {
+                Ok(m) => Some(app.link.cash_in(m).await),
+                Err(_) => None,
+            },
+            _ => None,
+        };
+        let now = app.now_ms();
+        match sent {
+            None => {
+                // A stored request that does not decode: a human must look;
+                // the customer is owed their cash meanwhile.
+                tracing::error!(voucher = %item.voucher, kind = %item.kind, "counter: an outbox item does not decode");
+                app.outbox.answered(item.seq, Err(("unreadable", "the stored request does not decode")), now)?;
+            }
+            Some(Ok(r)) => {
+                app.online.store(true, Ordering::Relaxed);
+                let id = r.transaction.as_ref().map(|t| t.transaction_id.clone()).unwrap_or_default();
+                app.outbox.answered(item.seq, Ok(&id), now)?;
+                tracing::info!(voucher = %item.voucher, transaction_id = %id, "counter: forwarded");
+                let mut item = item;
+                item.transaction_id = id;
+                print_forwarded(app, &item).await;
+            }
+            Some(Err(f)) if link::unreachable(&f) => {
+                app.online.store(false, Ordering::Relaxed);
+                return Ok(false);
+            }
+            Some(Err(f)) => {
+                app.online.store(true, Ordering::Relaxed);
+                tracing::warn!(voucher = %item.voucher, code = %f.code, message = %f.message, "counter: forwarded and refused; the customer is owed a refund");
+                app.outbox.answered(item.seq, Err((&f.code, &f.message)), now)?;
+            }
+        }
+    }
+    Ok(true)
+}
+
+async fn refresh_policy_now(app: &App) {
+    if let Ok(p) = app.link.offline_policy().await
+        && p.terminal_id == app.config.profile.id
+        && proto::offline::verify(&p, &app.link.pin_key())
+    {
+        let _ = app.outbox.put_policy(&p, app.now_ms());
+    }
+}
+
+/// The final receipt of a forwarded item, printed once.
+async fn print_forwarded(app: &App, item: &outbox::Item) {
+    let t = match app.link.transaction(&item.transaction_id).await {
+        Ok(t) => t,
+        Err(f) => {
+            app.note(&f);
+            return;
+        }
+    };
+    if app.print_tx(&t, &item.teller).await.is_ok()
+        && let Err(e) = app.outbox.printed(item.seq)
+    {
+        tracing::error!(error = %e, "counter: a printed receipt is not marked");
+    }
+}
+
+async fn voucher_page(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(number): Path<String>,
+) -> Response {
+    let (_, s) = match app.session(&headers) {
+        Ok(x) => x,
+        Err(r) => return r.into_response(),
+    };
+    let lang = s.lang;
+    let item = app
+        .outbox
+        .all()
+        .unwrap_or_default()
+        .into_iter()
+        .find(|i| i.voucher == number);
+    let body = html! {
+        @match item {
+            Some(i) => {
+                h1 { (M::VoucherNumber.text(lang)) " " span #voucher { (i.voucher) } }
+                div.ok #voucher-taken { (M::Voucher.text(lang)) }
+                table.facts {
+                    tr { td { (M::Customer.text(lang)) } td { (i.label) } }
+                    tr { td { (M::Amount.text(lang)) } td.amount { (vnd(i.amount)) } }
+                    tr { td { (M::Fee.text(lang)) } td { (vnd(i.fee)) } }
+                    tr { td { (M::ToCollect.text(lang)) } td.amount #voucher-total { (vnd(i.amount.saturating_add(i.fee))) } }
+                }
+                a #back href="/" autofocus { (M::NewTransaction.text(lang)) }
+            }
+            None => p { (number) },
+        }
+    };
+    app.screen(&s, "/", None, body).await
+}
+
+async fn refunds_page(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let (_, s) = match app.session(&headers) {
+        Ok(x) => x,
+        Err(r) => return r.into_response(),
+    };
+    let lang = s.lang;
+    let due = app.outbox.refunds_due().unwrap_or_default();
+    let body = html! {
+        h1 { (M::RefundsDue.text(lang)) }
+        @if due.is_empty() { p #no-refunds { (M::NoRefunds.text(lang)) } }
+        table.list #refunds {
+            @for i in &due {
+                tr {
+                    td { (i.voucher) } td { (receipt::vietnam_time(i.taken_at_ms)) } td { (i.label) }
+                    td.amount { (vnd(i.amount.saturating_add(i.fee))) }
+                    td { (Refusal::new(&i.error_code, &i.error_message).sentence(lang)) }
+                    td {
+                        form method="post" action=(format!("/refunds/{}", i.seq)) {
+                            (pages::hidden(&s.csrf, &[]))
+                            button.refund type="submit" { (M::RefundReturned.text(lang)) }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    app.screen(&s, "/refunds", None, body).await
+}
+
+async fn refund_returned(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(seq): Path<i64>,
+    Form(f): Form<Fields>,
+) -> Response {
+    let (_, s) = match app.posted(&headers, &f) {
+        Ok(x) => x,
+        Err(r) => return r.into_response(),
+    };
+    match app.outbox.refund_returned(seq, app.now_ms()) {
+        Ok(()) => tracing::info!(seq, teller = %s.name, "counter: refund handed back"),
+        Err(e) => tracing::warn!(seq, error = %e, "counter: refund not recorded"),
+    }
+    Redirect::to("/refunds").into_response()
 }
 
 #[cfg(test)]

@@ -18,11 +18,16 @@ pub struct Who<'a> {
     pub lang: Lang,
 }
 
-/// The always-visible panel: e-float and limits left.
+/// The always-visible panel: e-float and limits left, and whether the
+/// counter is offline, with what it holds queued and owes back.
 #[derive(Default)]
 pub struct Panel {
     pub e_float: Option<u64>,
     pub limits: Vec<pb::Limit>,
+    pub online: bool,
+    /// Items in the outbox: how many, and their total collected.
+    pub queued: (usize, u64),
+    pub refunds_due: usize,
 }
 
 const STYLE: &str = r#"
@@ -151,6 +156,15 @@ pub fn layout(
 fn panel_view(lang: Lang, p: &Panel) -> Markup {
     html! {
         aside #panel {
+            @if !p.online {
+                div.refusal #offline { (M::Offline.text(lang)) }
+            }
+            @if p.queued.0 > 0 {
+                div.ok #queued { (M::Queued.text(lang)) ": " (p.queued.0) " · " (vnd(p.queued.1)) }
+            }
+            @if p.refunds_due > 0 {
+                div.refusal #refunds-due { a href="/refunds" { (M::RefundsDue.text(lang)) ": " (p.refunds_due) } }
+            }
             div { (M::EFloat.text(lang)) }
             div.big #e-float { (p.e_float.map_or("—".to_string(), vnd)) }
             h3 { (M::Headroom.text(lang)) }

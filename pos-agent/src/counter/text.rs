@@ -145,6 +145,15 @@ messages! {
     BadBank => "Không rõ ngân hàng này. Gõ tên (MB, Vietcombank) hoặc mã BIN 6 số.", "Unknown bank. Type its name (MB, Vietcombank) or its six-digit BIN.";
     BadCount => "Số tờ phải là số nguyên.", "A count of notes is a whole number.";
     CsrfFailed => "Trang đã cũ. Vui lòng thử lại.", "The page was out of date. Please try again.";
+    Offline => "Mất kết nối với hệ thống. Chỉ nhận nạp điện thoại và hóa đơn bằng tiền mặt.", "The switch cannot be reached. Only cash top-ups and bills are taken.";
+    Queued => "Chờ gửi", "Waiting to send";
+    RefundsDue => "Cần hoàn tiền cho khách", "Refunds owed";
+    Voucher => "Đã nhận tiền và in biên nhận tạm. Giao dịch sẽ được gửi khi có kết nối.", "Cash taken and a provisional voucher printed. It is sent when the link is back.";
+    VoucherNumber => "Số biên nhận", "Voucher";
+    RefundReturned => "Đã trả lại tiền cho khách", "Cash handed back";
+    Reason => "Lý do", "Reason";
+    NoRefunds => "Không có khoản nào phải hoàn.", "Nothing is owed back.";
+    OfflineNote => "Đang mất kết nối: dùng thông tin đã tra cứu trước đó.", "Offline: using what this counter looked up before.";
 }
 
 /// A refusal from the switch as the teller says it to the customer: the
@@ -344,6 +353,13 @@ fn sentence(code: &str, lang: Lang) -> &'static str {
             "Thẻ này không được chấp nhận tại quầy.",
             "This card is not accepted here.",
         ),
+        "offline_not_deferrable" => ("Quầy đang mất kết nối với hệ thống. Giao dịch này cần ngân hàng trả lời ngay nên chưa thể thực hiện; mời quý khách quay lại sau.", "The counter is offline. This needs the bank's answer at once and cannot be done now; please come back later."),
+        "offline_no_policy" => ("Quầy đang mất kết nối và chưa nhận được quy định giao dịch ngoại tuyến. Mời quý khách quay lại sau.", "The counter is offline and has no offline policy from the switch yet. Please come back later."),
+        "offline_not_seen" => ("Quầy đang mất kết nối và chưa tra cứu khách hàng này gần đây, nên chưa thể nhận. Mời quý khách quay lại sau.", "The counter is offline and has not looked this customer up recently. Please come back later."),
+        "offline_cap" => ("Quầy đang mất kết nối và đã nhận đủ mức tối đa cho phép khi ngoại tuyến. Mời quý khách quay lại sau.", "The counter is offline and has taken as much as it may while offline. Please come back later."),
+        "offline_too_old" => ("Giao dịch nhận khi mất kết nối đã quá hạn gửi. Vui lòng hoàn lại tiền cho khách.", "Taken offline too long ago to send. Hand the customer's cash back."),
+        "queue_not_empty" => ("Còn giao dịch chờ gửi lên hệ thống. Chưa thể đóng ca cho đến khi gửi xong.", "Transactions still wait to be sent. The shift closes once they are."),
+        "refunds_due" => ("Còn khoản phải hoàn tiền cho khách. Vui lòng hoàn tiền và ghi nhận trước khi đóng ca.", "Refunds are owed to customers. Hand them back and record it before closing."),
         "pin_timeout" => (
             "Khách chưa nhập PIN; giao dịch chưa được thực hiện.",
             "No PIN was entered; nothing was charged.",

@@ -315,6 +315,66 @@ impl Receipt {
     }
 }
 
+/// What a provisional voucher prints: a request the counter took while it
+/// could not reach the switch, queued to be forwarded.
+#[derive(Clone, Debug, Default)]
+pub struct Voucher {
+    /// The counter's own number for it (`tho-tang-1-T000001`).
+    pub number: String,
+    pub terminal_id: String,
+    pub teller: String,
+    pub taken_at_ms: i64,
+    /// What it pays ("Nạp tiền điện thoại"), and for whom.
+    pub title: String,
+    pub label: String,
+    pub amount: u64,
+    pub fee: u64,
+}
+
+impl Receipt {
+    /// BIÊN NHẬN TẠM: the customer's proof until the final receipt.
+    pub fn voucher(v: &Voucher, at: &Counter) -> Receipt {
+        use Style::*;
+        let mut l = Vec::new();
+        let office = if at.post_office_name.is_empty() {
+            "Bưu điện".to_string()
+        } else {
+            at.post_office_name.clone()
+        };
+        l.push(Line::new(Title, office.to_uppercase(), ""));
+        l.push(Line::new(Title, "BIÊN NHẬN TẠM", ""));
+        l.push(Line::new(Centre, v.title.clone(), ""));
+        l.push(Line::new(Rule, "", ""));
+        l.push(Line::new(Pair, "Thời gian", vietnam_time(v.taken_at_ms)));
+        l.push(Line::new(Pair, "Quầy", v.terminal_id.clone()));
+        if !v.teller.is_empty() {
+            l.push(Line::new(Pair, "Giao dịch viên", v.teller.clone()));
+        }
+        l.push(Line::new(Pair, "Số biên nhận", v.number.clone()));
+        l.push(Line::new(Centre, v.label.clone(), ""));
+        l.push(Line::new(Rule, "", ""));
+        let total = v.amount.saturating_add(v.fee);
+        l.push(Line::new(Pair, "Số tiền", vnd(v.amount)));
+        l.push(Line::new(Pair, "Phí", vnd(v.fee)));
+        l.push(Line::new(Strong, "Đã thu", vnd(total)));
+        l.push(Line::new(Centre, format!("({})", words::vnd_in_words(total)), ""));
+        l.push(Line::new(Rule, "", ""));
+        l.push(Line::new(
+            Small,
+            "Quầy đang mất kết nối. Giao dịch được gửi khi có kết nối;",
+            "",
+        ));
+        l.push(Line::new(
+            Small,
+            "biên lai chính thức in sau. Nếu không thành công, quý khách",
+            "",
+        ));
+        l.push(Line::new(Small, "được hoàn lại tiền tại quầy.", ""));
+        l.push(Line::new(Qr, v.number.clone(), ""));
+        Receipt { lines: l }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -301,11 +301,37 @@ impl pb::teller_server::Teller for TellerService {
                 .ok_or_else(|| {
                     SwitchError::new(ErrorCode::Unauthenticated, "no verified terminal key")
                 })?;
-            let o = &self.switch.config.offline;
+            let config = &self.switch.config;
+            let o = &config.offline;
+            // A fee the counter cannot compute exactly (a percent finer than
+            // a basis point) keeps its product from waiting.
+            let fee = |kind: pb::TxKind, rule: &crate::config::FeeRule| {
+                use rust_decimal::prelude::ToPrimitive;
+                let bp = (rule.percent * rust_decimal::Decimal::ONE_HUNDRED).normalize();
+                let percent_bp = if bp.scale() == 0 { bp.to_u32() } else { None }?;
+                Some(pb::OfflineFee {
+                    kind: kind as i32,
+                    flat: rule.flat,
+                    percent_bp,
+                    min: rule.min,
+                    max: rule.max,
+                })
+            };
+            let fees: Vec<pb::OfflineFee> = [
+                (o.top_up, pb::TxKind::TopUp, &config.topup.fee),
+                (o.bills, pb::TxKind::BillPayment, &config.bill.fee),
+                (o.cash_in, pb::TxKind::CashIn, &config.cash_in.fee),
+            ]
+            .into_iter()
+            .filter(|(on, _, _)| *on)
+            .filter_map(|(_, kind, rule)| fee(kind, rule))
+            .collect();
+            let has = |k: pb::TxKind| fees.iter().any(|f| f.kind == k as i32);
             let mut policy = pb::OfflinePolicy {
-                top_up: o.top_up,
-                bills: o.bills,
-                cash_in: o.cash_in,
+                top_up: has(pb::TxKind::TopUp),
+                bills: has(pb::TxKind::BillPayment),
+                cash_in: has(pb::TxKind::CashIn),
+                fees,
                 one_max: o.one_max,
                 total_max: o.total_max,
                 count_max: o.count_max,
