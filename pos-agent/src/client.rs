@@ -58,7 +58,11 @@ impl Profile {
 
     /// A channel that connects when first used (and again after a loss):
     /// the counter starts, and takes what may wait, with the switch away.
-    pub fn connect_lazy(&self, connect_timeout_ms: u64, timeout_ms: u64) -> Result<Channel, String> {
+    pub fn connect_lazy(
+        &self,
+        connect_timeout_ms: u64,
+        timeout_ms: u64,
+    ) -> Result<Channel, String> {
         let tls = proto::tls::ClientTls {
             ca_file: self.ca.as_deref(),
             cert_file: self.client_cert.as_deref(),

@@ -83,7 +83,8 @@ async fn a_cash_in_waits_only_where_the_policy_lets_it_and_counts_on_its_day() {
     })
     .await;
     let saver = h.customer(MB, 0);
-    let yesterday_late = switch::civil::day_start_ms(switch::civil::day_number(now_ms())) - 3_600_000;
+    let yesterday_late =
+        switch::civil::day_start_ms(switch::civil::day_number(now_ms())) - 3_600_000;
     let cash_in = |id: &str, amount: u64, taken: i64| pb::CashInRequest {
         client_request_id: id.into(),
         bank_bin: MB.into(),
@@ -97,7 +98,9 @@ async fn a_cash_in_waits_only_where_the_policy_lets_it_and_counts_on_its_day() {
         .unwrap();
     assert_eq!(late.status, pb::TxStatus::Completed as i32);
     // Counted yesterday: today the customer still has the whole 20 million.
-    let today = send_cash_in(&h, cash_in("off-ci-2", 15_000_000, 0)).await.unwrap();
+    let today = send_cash_in(&h, cash_in("off-ci-2", 15_000_000, 0))
+        .await
+        .unwrap();
     assert_eq!(today.status, pb::TxStatus::Completed as i32);
     // Yesterday's day is full now: one more taken yesterday is over it.
     let over = send_cash_in(&h, cash_in("off-ci-3", 6_000_000, yesterday_late + 1))

@@ -41,8 +41,8 @@ use crate::client::{Failure, Profile};
 use crate::receipt::{self, Paper, escpos::Target, vnd};
 use link::Link;
 use outbox::{CapRefusal, Outbox};
-use prost::Message;
 use pages::{Panel, Who};
+use prost::Message;
 use text::{Lang, M, Refusal};
 
 /// Sessions at one counter at once (tellers take turns; a few browsers).
@@ -450,6 +450,118 @@ impl App {
         ok.then_some(p)
     }
 
+    /// The holder's name for a cash-in taken offline: one this counter
+    /// showed within the policy's age, where the policy lets cash-ins wait.
+    fn offline_name(&self, bin: &str, account: &str) -> Result<String, Refusal> {
+        let Some(policy) = self.policy() else {
+            return Err(Refusal::new(
+                "offline_no_policy",
+                "no verified offline policy",
+            ));
+        };
+        if !policy.cash_in {
+            return Err(Refusal::new(
+                "offline_not_deferrable",
+                "cash-ins may not wait",
+            ));
+        }
+        let since = self.now_ms().saturating_sub(policy.name_inquiry_max_age_ms);
+        match self.outbox.seen_name(bin, account, since) {
+            Ok(Some(name)) => Ok(name),
+            Ok(None) => Err(Refusal::new(
+                "offline_not_seen",
+                "the holder was not shown recently",
+            )),
+            Err(e) => Err(Refusal::new("internal", &e)),
+        }
+    }
+
+    /// The bills this counter inquired for the customer within the
+    /// policy's age, where the policy lets bills wait.
+    fn offline_bills(
+        &self,
+        biller: &str,
+        customer: &str,
+    ) -> Result<pb::InquireBillsResponse, Refusal> {
+        let Some(policy) = self.policy() else {
+            return Err(Refusal::new(
+                "offline_no_policy",
+                "no verified offline policy",
+            ));
+        };
+        if !policy.bills {
+            return Err(Refusal::new("offline_not_deferrable", "bills may not wait"));
+        }
+        let since = self.now_ms().saturating_sub(policy.bill_inquiry_max_age_ms);
+        match self.outbox.seen_bills(biller, customer, since) {
+            Ok(Some(r)) => Ok(r),
+            Ok(None) => Err(Refusal::new(
+                "offline_not_seen",
+                "the bills were not inquired recently",
+            )),
+            Err(e) => Err(Refusal::new("internal", &e)),
+        }
+    }
+
+    /// A cash top-up or bill payment the switch could not be reached for,
+    /// taken offline with its time (a bill payment pinned to the bills the
+    /// customer paid for).
+    async fn offline_payment(&self, s: &Session, what: &Payment) -> Result<String, Refusal> {
+        let now = self.now_ms();
+        match what {
+            Payment::TopUp(m) => {
+                let mut m = m.clone();
+                m.offline_taken_at_ms = now;
+                let label = format!("{} · {}", m.provider, m.phone);
+                self.take_offline(
+                    s,
+                    pb::TxKind::TopUp,
+                    &m.client_request_id,
+                    m.encode_to_vec(),
+                    m.amount,
+                    "NẠP TIỀN ĐIỆN THOẠI",
+                    label,
+                    now,
+                )
+                .await
+            }
+            Payment::Bills(m) => {
+                let seen = self.offline_bills(&m.biller, &m.customer)?;
+                let chosen: Vec<&pb::BillItem> = seen
+                    .bills
+                    .iter()
+                    .filter(|b| m.bill_ids.is_empty() || m.bill_ids.contains(&b.bill_id))
+                    .collect();
+                if chosen.is_empty() {
+                    return Err(Refusal::new("bill_not_due", "none of these bills is due"));
+                }
+                let mut m = m.clone();
+                m.offline_taken_at_ms = now;
+                m.bill_ids = chosen.iter().map(|b| b.bill_id.clone()).collect();
+                let amount = chosen.iter().map(|b| b.amount).sum();
+                let label = format!("{} · {} · {}", m.biller, m.customer, seen.customer_name);
+                self.take_offline(
+                    s,
+                    pb::TxKind::BillPayment,
+                    &m.client_request_id,
+                    m.encode_to_vec(),
+                    amount,
+                    "THANH TOÁN HÓA ĐƠN",
+                    label,
+                    now,
+                )
+                .await
+            }
+        }
+    }
+
+    /// The fee the switch will charge, as the policy states it.
+    fn offline_fee(&self, kind: pb::TxKind, amount: u64) -> Option<u64> {
+        let policy = self.policy()?;
+        let rule = policy.fees.iter().find(|f| f.kind == kind as i32)?;
+        Some(outbox::fee(rule, amount))
+    }
+
     /// Take a request while the switch cannot be reached: queue it in the
     /// outbox within the policy's caps and print the provisional voucher.
     /// The answer is the voucher's number, or why it cannot wait.
@@ -466,7 +578,10 @@ impl App {
         taken_at_ms: i64,
     ) -> Result<String, Refusal> {
         let Some(policy) = self.policy() else {
-            return Err(Refusal::new("offline_no_policy", "no verified offline policy"));
+            return Err(Refusal::new(
+                "offline_no_policy",
+                "no verified offline policy",
+            ));
         };
         let allowed = match kind {
             pb::TxKind::TopUp => policy.top_up,
@@ -474,8 +589,16 @@ impl App {
             pb::TxKind::CashIn => policy.cash_in,
             _ => false,
         };
-        let Some(rule) = policy.fees.iter().find(|f| f.kind == kind as i32).filter(|_| allowed) else {
-            return Err(Refusal::new("offline_not_deferrable", "the offline policy does not let this wait"));
+        let Some(rule) = policy
+            .fees
+            .iter()
+            .find(|f| f.kind == kind as i32)
+            .filter(|_| allowed)
+        else {
+            return Err(Refusal::new(
+                "offline_not_deferrable",
+                "the offline policy does not let this wait",
+            ));
         };
         let fee = outbox::fee(rule, amount);
         // What the counter last knew was left of its own limits.
@@ -506,7 +629,9 @@ impl App {
             Ok(Err(cap)) => {
                 let detail = match cap {
                     CapRefusal::OneMax(m) => format!("one offline item is at most {m}"),
-                    CapRefusal::TotalMax { max, queued } => format!("{queued} of {max} already queued"),
+                    CapRefusal::TotalMax { max, queued } => {
+                        format!("{queued} of {max} already queued")
+                    }
                     CapRefusal::CountMax(n) => format!("{n} items already queued"),
                     CapRefusal::Limit { left } => format!("{left} left under the counter's limits"),
                 };
@@ -533,7 +658,10 @@ impl App {
             post_office_name: self.receipt_name.clone(),
             teller: s.full_name.clone(),
         };
-        if let Err(e) = self.print(&voucher, receipt::Receipt::voucher(&v, &counter)).await {
+        if let Err(e) = self
+            .print(&voucher, receipt::Receipt::voucher(&v, &counter))
+            .await
+        {
             tracing::warn!(voucher = %voucher, error = %e, "counter: voucher not printed");
         }
         Ok(voucher)
@@ -675,6 +803,17 @@ impl App {
     }
 }
 
+/// `******6789`, as receipts show accounts.
+fn mask(account: &str) -> String {
+    let n = account.chars().count();
+    let tail: String = account.chars().skip(n.saturating_sub(4)).collect();
+    format!("{}{tail}", "*".repeat(n.saturating_sub(4).min(6)))
+}
+
+fn bank_name(bin: &str) -> String {
+    qr::bank_by_bin(bin).map_or_else(|| bin.to_string(), |b| b.short_name.to_string())
+}
+
 fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| {
@@ -744,6 +883,8 @@ async fn login(State(app): State<Arc<App>>, Form(f): Form<Fields>) -> Response {
             let token = token();
             let now = app.now_ms();
             tracing::info!(teller = %t.name, "counter: teller signed in");
+            // The offline caps come with each sign-in.
+            tokio::spawn(refresh_policy(app.clone()));
             lock(&app.sessions).insert(
                 token.clone(),
                 Session {
@@ -923,6 +1064,21 @@ async fn shift_close(
         let body = html! { div.refusal { (M::BadCount.text(s.lang)) } (pages::count_form(s.lang, &s.csrf, "/shift/close", M::CloseShift, "close-shift")) };
         return app.screen(&s, "/shift/close", None, body).await;
     };
+    // Nothing may stay behind a closed shift: what waits in the outbox,
+    // and cash owed back to customers.
+    let (queued, refunds) = app.outbox_summary();
+    if queued.0 > 0 || refunds > 0 {
+        let r = if queued.0 > 0 {
+            Refusal::new(
+                "queue_not_empty",
+                &format!("{} items wait to be sent", queued.0),
+            )
+        } else {
+            Refusal::new("refunds_due", &format!("{refunds} refunds are owed"))
+        };
+        let body = html! { (pages::refusal(s.lang, &r)) (pages::count_form(s.lang, &s.csrf, "/shift/close", M::CloseShift, "close-shift")) };
+        return app.screen(&s, "/shift/close", None, body).await;
+    }
     let opened = lock(&app.shift).clone();
     match app.link.close_shift(cash).await {
         Ok(sh) => {
@@ -1089,8 +1245,35 @@ async fn cash_in_check(
         app.link.quote_fee(pb::TxKind::CashIn, amount),
         app.link.limits(customer),
     );
-    let name = match name {
-        Ok(n) => n,
+    let (name, offline) = match name {
+        Ok(n) => {
+            if let Err(e) = app
+                .outbox
+                .saw_name(bank.bin, &account, &n.account_name, app.now_ms())
+            {
+                tracing::warn!(error = %e, "counter: a holder's name not kept");
+            }
+            (n, false)
+        }
+        Err(e) if link::unreachable(&e) => {
+            app.note(&e);
+            match app.offline_name(bank.bin, &account) {
+                Ok(holder) => (
+                    pb::NameInquiryResponse {
+                        bank_bin: bank.bin.to_string(),
+                        bank_name: bank.short_name.to_string(),
+                        account_masked: mask(&account),
+                        account_name: holder,
+                    },
+                    true,
+                ),
+                Err(r) => {
+                    return app
+                        .screen(&s, "/cash-in", None, cash_in_form(&s, &f, Some(&r)))
+                        .await;
+                }
+            }
+        }
         Err(e) => {
             let r = app.refusal(e, customer).await;
             return app
@@ -1098,7 +1281,10 @@ async fn cash_in_check(
                 .await;
         }
     };
-    let fee = quote.as_ref().map_or(0, |q| q.fee);
+    let fee = match &quote {
+        Ok(q) => q.fee,
+        Err(_) => app.offline_fee(pb::TxKind::CashIn, amount).unwrap_or(0),
+    };
     let customer_left: Vec<pb::Limit> = limits
         .map(|l| {
             l.limits
@@ -1111,6 +1297,7 @@ async fn cash_in_check(
     let amount_text = amount.to_string();
     let body = html! {
         h1 { (M::CashIn.text(lang)) }
+        @if offline { div.refusal #offline-note { (M::OfflineNote.text(lang)) } }
         p { (M::ConfirmHolder.text(lang)) }
         table.facts {
             tr { td { (M::BankShort.text(lang)) } td { (name.bank_name) " (" (name.bank_bin) ")" } }
@@ -1158,8 +1345,34 @@ async fn cash_in_confirm(
         amount,
         teller: s.full_name.clone(),
     };
-    let result = app.link.cash_in(msg).await;
+    let result = app.link.cash_in(msg.clone()).await;
     let form = |r: &Refusal| cash_in_form(&s, &f, Some(r));
+    if let Err(e) = &result
+        && link::unreachable(e)
+    {
+        app.note(e);
+        let now = app.now_ms();
+        let mut m = msg;
+        m.offline_taken_at_ms = now;
+        let holder = app.offline_name(bank, account).unwrap_or_default();
+        let label = format!("{} · {} · {holder}", bank_name(bank), mask(account));
+        let taken = app
+            .take_offline(
+                &s,
+                pb::TxKind::CashIn,
+                &m.client_request_id,
+                m.encode_to_vec(),
+                amount,
+                "NỘP TIỀN VÀO TÀI KHOẢN",
+                label,
+                now,
+            )
+            .await;
+        return match taken {
+            Ok(v) => Redirect::to(&format!("/voucher/{v}")).into_response(),
+            Err(r) => app.screen(&s, "/cash-in", None, form(&r)).await,
+        };
+    }
     app.after(&s, result, Some((bank, account)), form, "/cash-in")
         .await
 }
@@ -1249,7 +1462,13 @@ async fn cash_out_start(
             app.screen(&s, "/cash-out", None, body).await
         }
         Err(e) => {
-            let r = app.refusal(e, Some((bank.bin, &account))).await;
+            // Only the bank checks a code and a balance: never offline.
+            let r = if link::unreachable(&e) {
+                app.note(&e);
+                Refusal::new("offline_not_deferrable", &e.message)
+            } else {
+                app.refusal(e, Some((bank.bin, &account))).await
+            };
             app.screen(&s, "/cash-out", None, cash_out_form(&s, &f, Some(&r)))
                 .await
         }
@@ -1286,22 +1505,39 @@ async fn cash_out_cancel(
 
 // ---- bills and top-ups ----
 
-fn funding_fields(lang: Lang) -> Markup {
+/// How the customer pays; offline, cash only (cards and QR need their
+/// bank at once).
+fn funding_fields(lang: Lang, offline: bool) -> Markup {
     html! {
         label for="funding" { (M::Funding.text(lang)) }
         select #funding name="funding" {
             option value="cash" { (M::FundCash.text(lang)) }
-            option value="card" { (M::FundCard.text(lang)) }
-            option value="qr" { (M::FundQr.text(lang)) }
+            @if !offline {
+                option value="card" { (M::FundCard.text(lang)) }
+                option value="qr" { (M::FundQr.text(lang)) }
+            }
         }
-        label for="card" { (M::CardNumber.text(lang)) }
-        input #card name="card" inputmode="numeric" autocomplete="off";
+        @if !offline {
+            label for="card" { (M::CardNumber.text(lang)) }
+            input #card name="card" inputmode="numeric" autocomplete="off";
+        }
     }
 }
 
 async fn bills_form(app: &App, s: &Session, f: &Fields, refusal: Option<&Refusal>) -> Markup {
     let lang = s.lang;
-    let billers = app.link.billers().await.unwrap_or_default();
+    let billers = match app.link.billers().await {
+        Ok(b) => {
+            if let Err(e) = app.outbox.keep_billers(&b) {
+                tracing::warn!(error = %e, "counter: billers not kept");
+            }
+            b
+        }
+        Err(e) => {
+            app.note(&e);
+            app.outbox.billers().unwrap_or_default()
+        }
+    };
     let chosen = field(f, "biller");
     html! {
         h1 { (M::Bills.text(lang)) }
@@ -1341,8 +1577,23 @@ async fn bills_inquire(
     };
     let lang = s.lang;
     let (biller, customer) = (field(&f, "biller"), field(&f, "customer").trim());
-    let r = match app.link.inquire_bills(biller, customer).await {
-        Ok(r) => r,
+    let (r, offline) = match app.link.inquire_bills(biller, customer).await {
+        Ok(r) => {
+            if let Err(e) = app.outbox.saw_bills(&r, app.now_ms()) {
+                tracing::warn!(error = %e, "counter: inquired bills not kept");
+            }
+            (r, false)
+        }
+        Err(e) if link::unreachable(&e) => {
+            app.note(&e);
+            match app.offline_bills(biller, customer) {
+                Ok(r) => (r, true),
+                Err(r) => {
+                    let body = bills_form(&app, &s, &f, Some(&r)).await;
+                    return app.screen(&s, "/bills", None, body).await;
+                }
+            }
+        }
         Err(e) => {
             let r = app.refusal(e, None).await;
             let body = bills_form(&app, &s, &f, Some(&r)).await;
@@ -1351,6 +1602,7 @@ async fn bills_inquire(
     };
     let body = html! {
         h1 { (M::Bills.text(lang)) }
+        @if offline { div.refusal #offline-note { (M::OfflineNote.text(lang)) } }
         table.facts {
             tr { td { (M::Biller.text(lang)) } td { (r.biller_name) } }
             tr { td { (M::Customer.text(lang)) } td #bill-customer { (r.customer_name) " · " (r.customer) } }
@@ -1365,7 +1617,17 @@ async fn bills_inquire(
                     tr { th {} th { (M::Period.text(lang)) } th { (M::DueDate.text(lang)) } th { (M::Amount.text(lang)) } }
                     @for b in &r.bills {
                         tr {
-                            td { input type="checkbox" name="bill" value=(b.bill_id) checked disabled[!r.partial_allowed] style="width:auto"; }
+                            td {
+                                // The ids always go with the payment, so a
+                                // payment forwarded later pays these bills
+                                // and no other.
+                                @if r.partial_allowed {
+                                    input type="checkbox" name="bill" value=(b.bill_id) checked style="width:auto";
+                                } @else {
+                                    input type="hidden" name="bill" value=(b.bill_id);
+                                    input type="checkbox" checked disabled style="width:auto";
+                                }
+                            }
                             td { (b.period) } td { (b.due_date) } td { (vnd(b.amount)) }
                         }
                     }
@@ -1375,7 +1637,7 @@ async fn bills_inquire(
                     tr { td { (M::Fee.text(lang)) } td #fee { (vnd(r.fee)) } }
                     tr { td { (M::ToCollect.text(lang)) } td.amount { (vnd(r.total.saturating_add(r.fee))) } }
                 }
-                (funding_fields(lang))
+                (funding_fields(lang, offline))
                 div { button #pay type="submit" autofocus { (M::Pay.text(lang)) } a #back href="/bills" { (M::Back.text(lang)) } }
             }
         }
@@ -1406,6 +1668,24 @@ async fn pay(
         let screen = what.screen();
         return match what.send(&app, None).await {
             Ok(r) => app.after(&s, Ok(r), None, |_| html! {}, screen).await,
+            Err(e) if link::unreachable(&e) => {
+                app.note(&e);
+                let taken = if funding == pb::Funding::Cash {
+                    app.offline_payment(&s, &what).await
+                } else {
+                    Err(Refusal::new("offline_not_deferrable", &e.message))
+                };
+                match taken {
+                    Ok(v) => Redirect::to(&format!("/voucher/{v}")).into_response(),
+                    Err(r) => {
+                        let body = match &what {
+                            Payment::Bills(_) => bills_form(&app, &s, &f, Some(&r)).await,
+                            Payment::TopUp(_) => topup_form(&s, &f, Some(&r)),
+                        };
+                        app.screen(&s, screen, None, body).await
+                    }
+                }
+            }
             Err(e) => {
                 let r = app.refusal(e, None).await;
                 let body = match &what {
@@ -1449,6 +1729,10 @@ async fn pay(
                             let _ = app2.print_tx(&t, &teller).await;
                         }
                         Ok(t.transaction_id)
+                    }
+                    Err(e) if link::unreachable(&e) => {
+                        app2.note(&e);
+                        Err(Refusal::new("offline_not_deferrable", &e.message))
                     }
                     Err(e) => Err(app2.refusal(e, None).await),
                 },
@@ -1530,9 +1814,13 @@ async fn bills_pay(
         ..Default::default()
     };
     // The amount for the PIN pad: the bills' total, read again.
-    let amount = match app.link.inquire_bills(&msg.biller, &msg.customer).await {
-        Ok(r) => r.total.saturating_add(r.fee),
-        Err(_) => 0,
+    let amount = if msg.funding == pb::Funding::Card as i32 {
+        match app.link.inquire_bills(&msg.biller, &msg.customer).await {
+            Ok(r) => r.total.saturating_add(r.fee),
+            Err(_) => 0,
+        }
+    } else {
+        0
     };
     let label = format!("{} · {}", msg.biller, msg.customer);
     pay(app, s, f, Payment::Bills(msg), amount, label).await
@@ -1560,7 +1848,7 @@ fn topup_form(s: &Session, f: &Fields, refusal: Option<&Refusal>) -> Markup {
             select #amount name="amount" {
                 @for a in TOPUP_AMOUNTS { option value=(a) selected[a.to_string() == field(f, "amount")] { (vnd(a)) } }
             }
-            (funding_fields(lang))
+            (funding_fields(lang, false))
             div { button #pay type="submit" { (M::Pay.text(lang)) } }
         }
     }
@@ -1887,8 +2175,9 @@ async fn pin_submit(State(app): State<Arc<App>>, Form(f): Form<Fields>) -> Respo
 /// each sign-in.
 async fn refresh_policy(app: Arc<App>) {
     match app.link.offline_policy().await {
-        Ok(p) if p.terminal_id == app.config.profile.id
-            && proto::offline::verify(&p, &app.link.pin_key()) =>
+        Ok(p)
+            if p.terminal_id == app.config.profile.id
+                && proto::offline::verify(&p, &app.link.pin_key()) =>
         {
             if let Err(e) = app.outbox.put_policy(&p, app.now_ms()) {
                 tracing::error!(error = %e, "counter: the offline policy is not kept");
@@ -1976,11 +2265,19 @@ async fn forward_once(app: &App) -> Result<bool, String> {
                 // A stored request that does not decode: a human must look;
                 // the customer is owed their cash meanwhile.
                 tracing::error!(voucher = %item.voucher, kind = %item.kind, "counter: an outbox item does not decode");
-                app.outbox.answered(item.seq, Err(("unreadable", "the stored request does not decode")), now)?;
+                app.outbox.answered(
+                    item.seq,
+                    Err(("unreadable", "the stored request does not decode")),
+                    now,
+                )?;
             }
             Some(Ok(r)) => {
                 app.online.store(true, Ordering::Relaxed);
-                let id = r.transaction.as_ref().map(|t| t.transaction_id.clone()).unwrap_or_default();
+                let id = r
+                    .transaction
+                    .as_ref()
+                    .map(|t| t.transaction_id.clone())
+                    .unwrap_or_default();
                 app.outbox.answered(item.seq, Ok(&id), now)?;
                 tracing::info!(voucher = %item.voucher, transaction_id = %id, "counter: forwarded");
                 let mut item = item;
@@ -1994,7 +2291,8 @@ async fn forward_once(app: &App) -> Result<bool, String> {
             Some(Err(f)) => {
                 app.online.store(true, Ordering::Relaxed);
                 tracing::warn!(voucher = %item.voucher, code = %f.code, message = %f.message, "counter: forwarded and refused; the customer is owed a refund");
-                app.outbox.answered(item.seq, Err((&f.code, &f.message)), now)?;
+                app.outbox
+                    .answered(item.seq, Err((&f.code, &f.message)), now)?;
             }
         }
     }

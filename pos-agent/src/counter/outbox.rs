@@ -20,10 +20,15 @@ use rusqlite::{Connection, OptionalExtension, params};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CapRefusal {
     OneMax(u64),
-    TotalMax { max: u64, queued: u64 },
+    TotalMax {
+        max: u64,
+        queued: u64,
+    },
     CountMax(u32),
     /// What the counter last knew of its limits leaves less than this.
-    Limit { left: u64 },
+    Limit {
+        left: u64,
+    },
 }
 
 /// What the outbox holds for one request.
@@ -90,6 +95,7 @@ CREATE TABLE IF NOT EXISTS seen_bills (
   PRIMARY KEY (biller, customer)
 );
 CREATE TABLE IF NOT EXISTS sequence (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS kept (name TEXT PRIMARY KEY, body BLOB NOT NULL);
 ";
 
 fn sql(e: rusqlite::Error) -> String {
@@ -113,8 +119,10 @@ pub fn fee(f: &pb::OfflineFee, amount: u64) -> u64 {
 impl Outbox {
     pub fn open(path: &Path) -> Result<Outbox, String> {
         let conn = Connection::open(path).map_err(sql)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(sql)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sql)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(sql)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(sql)?;
         conn.execute_batch(SCHEMA).map_err(sql)?;
@@ -148,7 +156,43 @@ impl Outbox {
         .transpose()
     }
 
-    pub fn saw_name(&self, bank: &str, account: &str, name: &str, now_ms: i64) -> Result<(), String> {
+    /// The billers the switch last listed, for the bills screen offline.
+    pub fn keep_billers(&self, billers: &[pb::BillerInfo]) -> Result<(), String> {
+        let body = pb::ListBillersResponse {
+            billers: billers.to_vec(),
+        }
+        .encode_to_vec();
+        lock(&self.conn)
+            .execute(
+                "INSERT INTO kept VALUES ('billers', ?1) ON CONFLICT (name) DO UPDATE SET body = excluded.body",
+                params![body],
+            )
+            .map_err(sql)?;
+        Ok(())
+    }
+
+    pub fn billers(&self) -> Result<Vec<pb::BillerInfo>, String> {
+        let body: Option<Vec<u8>> = lock(&self.conn)
+            .query_row("SELECT body FROM kept WHERE name = 'billers'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(sql)?;
+        match body {
+            None => Ok(Vec::new()),
+            Some(b) => pb::ListBillersResponse::decode(b.as_slice())
+                .map(|r| r.billers)
+                .map_err(|e| format!("the kept billers do not decode: {e}")),
+        }
+    }
+
+    pub fn saw_name(
+        &self,
+        bank: &str,
+        account: &str,
+        name: &str,
+        now_ms: i64,
+    ) -> Result<(), String> {
         lock(&self.conn)
             .execute(
                 "INSERT INTO seen_name VALUES (?1, ?2, ?3, ?4)
@@ -160,7 +204,12 @@ impl Outbox {
     }
 
     /// The holder's name this counter saw for the account since `since_ms`.
-    pub fn seen_name(&self, bank: &str, account: &str, since_ms: i64) -> Result<Option<String>, String> {
+    pub fn seen_name(
+        &self,
+        bank: &str,
+        account: &str,
+        since_ms: i64,
+    ) -> Result<Option<String>, String> {
         lock(&self.conn)
             .query_row(
                 "SELECT name FROM seen_name WHERE bank = ?1 AND account = ?2 AND seen_at_ms >= ?3",
@@ -350,7 +399,10 @@ impl Outbox {
 
     pub fn printed(&self, seq: i64) -> Result<(), String> {
         lock(&self.conn)
-            .execute("UPDATE item SET receipt_printed = 1 WHERE seq = ?1", params![seq])
+            .execute(
+                "UPDATE item SET receipt_printed = 1 WHERE seq = ?1",
+                params![seq],
+            )
             .map_err(sql)?;
         Ok(())
     }
@@ -386,8 +438,20 @@ mod tests {
     }
 
     fn put(o: &Outbox, id: &str, amount: u64) -> Result<String, CapRefusal> {
-        o.enqueue(&policy(), None, "tho-tang-1", id, "top_up", b"req", amount, 0, "x", "Lan", 1)
-            .unwrap()
+        o.enqueue(
+            &policy(),
+            None,
+            "tho-tang-1",
+            id,
+            "top_up",
+            b"req",
+            amount,
+            0,
+            "x",
+            "Lan",
+            1,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -398,23 +462,48 @@ mod tests {
         assert_eq!(put(&o, "a", 1_000_000).unwrap(), "tho-tang-1-T000001");
         assert_eq!(
             put(&o, "b", 600_000),
-            Err(CapRefusal::TotalMax { max: 1_500_000, queued: 1_000_000 })
+            Err(CapRefusal::TotalMax {
+                max: 1_500_000,
+                queued: 1_000_000
+            })
         );
         assert_eq!(put(&o, "b", 200_000).unwrap(), "tho-tang-1-T000002");
         assert_eq!(put(&o, "c", 100_000).unwrap(), "tho-tang-1-T000003");
         assert_eq!(put(&o, "d", 100_000), Err(CapRefusal::CountMax(3)));
         // The counter's own view of its limits caps what it queues too.
         let left = o
-            .enqueue(&policy(), Some(1_350_000), "t", "e", "top_up", b"r", 100_000, 0, "x", "Lan", 1)
+            .enqueue(
+                &policy(),
+                Some(1_350_000),
+                "t",
+                "e",
+                "top_up",
+                b"r",
+                100_000,
+                0,
+                "x",
+                "Lan",
+                1,
+            )
             .unwrap();
-        assert!(matches!(left, Err(CapRefusal::CountMax(_)) | Err(CapRefusal::Limit { .. })));
+        assert!(matches!(
+            left,
+            Err(CapRefusal::CountMax(_)) | Err(CapRefusal::Limit { .. })
+        ));
 
         // Answers: one done, one refused (a refund due until returned).
         let q = o.queued().unwrap();
-        assert_eq!(q.iter().map(|i| i.request_id.as_str()).collect::<Vec<_>>(), ["a", "b", "c"]);
+        assert_eq!(
+            q.iter().map(|i| i.request_id.as_str()).collect::<Vec<_>>(),
+            ["a", "b", "c"]
+        );
         o.answered(q[0].seq, Ok("tx-1"), 5).unwrap();
-        o.answered(q[1].seq, Err(("bill_already_paid", "paid elsewhere")), 5).unwrap();
-        assert!(o.answered(q[0].seq, Ok("tx-again"), 6).is_err(), "answered once");
+        o.answered(q[1].seq, Err(("bill_already_paid", "paid elsewhere")), 5)
+            .unwrap();
+        assert!(
+            o.answered(q[0].seq, Ok("tx-again"), 6).is_err(),
+            "answered once"
+        );
         assert_eq!(o.queued().unwrap().len(), 1);
         assert_eq!(o.unprinted().unwrap()[0].transaction_id, "tx-1");
         assert_eq!(o.refunds_due().unwrap()[0].error_code, "bill_already_paid");
@@ -430,11 +519,15 @@ mod tests {
         let path = dir.path().join("outbox.db");
         {
             let o = Outbox::open(&path).unwrap();
-            o.saw_name("970422", "0123456789", "NGUYEN VAN AN", 1_000).unwrap();
+            o.saw_name("970422", "0123456789", "NGUYEN VAN AN", 1_000)
+                .unwrap();
             o.put_policy(&policy(), 1_000).unwrap();
         }
         let o = Outbox::open(&path).unwrap();
-        assert_eq!(o.seen_name("970422", "0123456789", 500).unwrap().as_deref(), Some("NGUYEN VAN AN"));
+        assert_eq!(
+            o.seen_name("970422", "0123456789", 500).unwrap().as_deref(),
+            Some("NGUYEN VAN AN")
+        );
         assert_eq!(o.seen_name("970422", "0123456789", 1_001).unwrap(), None);
         assert_eq!(o.policy().unwrap().unwrap().one_max, 1_000_000);
     }
@@ -442,7 +535,13 @@ mod tests {
     #[test]
     fn fees_follow_the_switchs_rule() {
         // 0.5 %, at least 3.000, at most 30.000 (the cash-in default).
-        let f = pb::OfflineFee { kind: 0, flat: 0, percent_bp: 50, min: 3_000, max: 30_000 };
+        let f = pb::OfflineFee {
+            kind: 0,
+            flat: 0,
+            percent_bp: 50,
+            min: 3_000,
+            max: 30_000,
+        };
         assert_eq!(fee(&f, 500_000), 3_000);
         assert_eq!(fee(&f, 1_000_000), 5_000);
         assert_eq!(fee(&f, 1_000_100), 5_001); // 5000.5 rounds away from zero

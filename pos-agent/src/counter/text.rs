@@ -353,13 +353,34 @@ fn sentence(code: &str, lang: Lang) -> &'static str {
             "Thẻ này không được chấp nhận tại quầy.",
             "This card is not accepted here.",
         ),
-        "offline_not_deferrable" => ("Quầy đang mất kết nối với hệ thống. Giao dịch này cần ngân hàng trả lời ngay nên chưa thể thực hiện; mời quý khách quay lại sau.", "The counter is offline. This needs the bank's answer at once and cannot be done now; please come back later."),
-        "offline_no_policy" => ("Quầy đang mất kết nối và chưa nhận được quy định giao dịch ngoại tuyến. Mời quý khách quay lại sau.", "The counter is offline and has no offline policy from the switch yet. Please come back later."),
-        "offline_not_seen" => ("Quầy đang mất kết nối và chưa tra cứu khách hàng này gần đây, nên chưa thể nhận. Mời quý khách quay lại sau.", "The counter is offline and has not looked this customer up recently. Please come back later."),
-        "offline_cap" => ("Quầy đang mất kết nối và đã nhận đủ mức tối đa cho phép khi ngoại tuyến. Mời quý khách quay lại sau.", "The counter is offline and has taken as much as it may while offline. Please come back later."),
-        "offline_too_old" => ("Giao dịch nhận khi mất kết nối đã quá hạn gửi. Vui lòng hoàn lại tiền cho khách.", "Taken offline too long ago to send. Hand the customer's cash back."),
-        "queue_not_empty" => ("Còn giao dịch chờ gửi lên hệ thống. Chưa thể đóng ca cho đến khi gửi xong.", "Transactions still wait to be sent. The shift closes once they are."),
-        "refunds_due" => ("Còn khoản phải hoàn tiền cho khách. Vui lòng hoàn tiền và ghi nhận trước khi đóng ca.", "Refunds are owed to customers. Hand them back and record it before closing."),
+        "offline_not_deferrable" => (
+            "Quầy đang mất kết nối với hệ thống. Giao dịch này cần ngân hàng trả lời ngay nên chưa thể thực hiện; mời quý khách quay lại sau.",
+            "The counter is offline. This needs the bank's answer at once and cannot be done now; please come back later.",
+        ),
+        "offline_no_policy" => (
+            "Quầy đang mất kết nối và chưa nhận được quy định giao dịch ngoại tuyến. Mời quý khách quay lại sau.",
+            "The counter is offline and has no offline policy from the switch yet. Please come back later.",
+        ),
+        "offline_not_seen" => (
+            "Quầy đang mất kết nối và chưa tra cứu khách hàng này gần đây, nên chưa thể nhận. Mời quý khách quay lại sau.",
+            "The counter is offline and has not looked this customer up recently. Please come back later.",
+        ),
+        "offline_cap" => (
+            "Quầy đang mất kết nối và đã nhận đủ mức tối đa cho phép khi ngoại tuyến. Mời quý khách quay lại sau.",
+            "The counter is offline and has taken as much as it may while offline. Please come back later.",
+        ),
+        "offline_too_old" => (
+            "Giao dịch nhận khi mất kết nối đã quá hạn gửi. Vui lòng hoàn lại tiền cho khách.",
+            "Taken offline too long ago to send. Hand the customer's cash back.",
+        ),
+        "queue_not_empty" => (
+            "Còn giao dịch chờ gửi lên hệ thống. Chưa thể đóng ca cho đến khi gửi xong.",
+            "Transactions still wait to be sent. The shift closes once they are.",
+        ),
+        "refunds_due" => (
+            "Còn khoản phải hoàn tiền cho khách. Vui lòng hoàn tiền và ghi nhận trước khi đóng ca.",
+            "Refunds are owed to customers. Hand them back and record it before closing.",
+        ),
         "pin_timeout" => (
             "Khách chưa nhập PIN; giao dịch chưa được thực hiện.",
             "No PIN was entered; nothing was charged.",

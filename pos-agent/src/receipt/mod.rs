@@ -357,7 +357,11 @@ impl Receipt {
         l.push(Line::new(Pair, "Số tiền", vnd(v.amount)));
         l.push(Line::new(Pair, "Phí", vnd(v.fee)));
         l.push(Line::new(Strong, "Đã thu", vnd(total)));
-        l.push(Line::new(Centre, format!("({})", words::vnd_in_words(total)), ""));
+        l.push(Line::new(
+            Centre,
+            format!("({})", words::vnd_in_words(total)),
+            "",
+        ));
         l.push(Line::new(Rule, "", ""));
         l.push(Line::new(
             Small,
