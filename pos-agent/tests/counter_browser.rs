@@ -13,152 +13,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use browser::*;
 use fantoccini::key::Key;
-use fantoccini::{Client, ClientBuilder, Locator};
 use pos_agent::counter::{self, tellers};
 use pos_agent::receipt::{self, escpos};
 use tests::Harness;
 
+mod browser;
+
 const MB: &str = "970422";
 const VCB: &str = "970436";
 const TERMINAL: &str = "tho-tang-1";
-
-/// chromedriver on a free port, stopped when dropped.
-struct Driver(std::process::Child, u16);
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn driver() -> Driver {
-    let port = free_port();
-    let child = std::process::Command::new("chromedriver")
-        .arg(format!("--port={port}"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("chromedriver (Debian's chromium-driver; .ci/run installs it)");
-    Driver(child, port)
-}
-
-/// A browser window at the counter's screen size, 1366×768.
-async fn browser(d: &Driver) -> Client {
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({
-            "binary": "/usr/bin/chromium",
-            "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                     "--disable-gpu", "--window-size=1366,768", "--lang=vi"],
-        }),
-    );
-    let url = format!("http://127.0.0.1:{}", d.1);
-    for _ in 0..100 {
-        let mut b = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
-        b.capabilities(caps.clone());
-        if let Ok(c) = b.connect(&url).await {
-            return c;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("chromedriver did not start a session");
-}
-
-fn screenshots() -> std::path::PathBuf {
-    let dir =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/counter-screenshots");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-async fn shot(c: &Client, name: &str) {
-    let png = c.screenshot().await.unwrap();
-    assert!(png.starts_with(b"\x89PNG"), "a PNG");
-    std::fs::write(screenshots().join(format!("{name}.png")), png).unwrap();
-}
-
-/// Type into the field `css` (keys only: the field is where the cursor is
-/// after a Tab or on a page's load).
-async fn typed(c: &Client, css: &str, keys: &str) {
-    c.find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"))
-        .send_keys(keys)
-        .await
-        .unwrap();
-}
-
-/// Press a key where the focus is.
-async fn press(c: &Client, key: Key) {
-    let active = c.active_element().await.unwrap();
-    active
-        .send_keys(&String::from(char::from(key)))
-        .await
-        .unwrap();
-}
-
-async fn wait_for(c: &Client, css: &str) -> String {
-    // The page may change between finding the element and reading it (a
-    // redirect after a post): look again until it holds still.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(e) = c.find(Locator::Css(css)).await
-            && let Ok(text) = e.text().await
-        {
-            return text;
-        }
-        if std::time::Instant::now() > deadline {
-            let page = c.source().await.unwrap_or_default();
-            panic!("waiting for {css}; page: {page}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// The text of `css` once it is `want` (a page that polls gets there).
-async fn wait_for_text(c: &Client, css: &str, want: &str) -> String {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let text = wait_for(c, css).await;
-        if text == want || std::time::Instant::now() > deadline {
-            return text;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// The id of the transaction the page shows.
-async fn tx_id(c: &Client) -> String {
-    wait_for(c, "#tx-id").await
-}
-
-fn printed(state: &std::path::Path) -> Vec<(String, escpos::Printed)> {
-    let mut files: Vec<_> = std::fs::read_dir(state.join("printed"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    files
-        .into_iter()
-        .map(|p| {
-            let bytes = std::fs::read(&p).unwrap();
-            let name = p.file_name().unwrap().to_string_lossy().to_string();
-            let read = escpos::read(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
-            (name, read)
-        })
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tellers_whole_shift_at_the_counter_keyboard_only() {
@@ -514,22 +379,4 @@ async fn a_tellers_whole_shift_at_the_counter_keyboard_only() {
     let _ = stop.send(());
     server.await.unwrap().unwrap();
     h.assert_ledger_clean().await;
-}
-
-/// Wait until the browser is at `path`.
-async fn at(c: &Client, base: &str, path: &str) {
-    let want = url::Url::parse(&format!("{base}{path}")).unwrap();
-    if let Err(e) = c
-        .wait()
-        .at_most(Duration::from_secs(30))
-        .for_url(&want)
-        .await
-    {
-        let now = c
-            .current_url()
-            .await
-            .map(|u| u.to_string())
-            .unwrap_or_default();
-        panic!("waiting to be at {path}: {e}; at {now}");
-    }
 }
