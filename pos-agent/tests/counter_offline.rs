@@ -44,7 +44,9 @@ impl Proxy {
         let (cut2, live2) = (cut.clone(), live.clone());
         tokio::spawn(async move {
             loop {
-                let Ok((mut inbound, _)) = listener.accept().await else { return };
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
                 if cut2.load(Ordering::SeqCst) {
                     drop(inbound);
                     continue;
@@ -91,14 +93,24 @@ async fn with_request_id(h: &Harness, terminal: &str, request_id: &str) -> Vec<p
     let mut out = Vec::new();
     let mut token = String::new();
     loop {
-        let m = pb::ListTransactionsRequest { page_size: 100, page_token: token.clone() };
+        let m = pb::ListTransactionsRequest {
+            page_size: 100,
+            page_token: token.clone(),
+        };
         let r = t
             .client
-            .list_transactions(t.credentials.sign("/paymentswitch.v1.Teller/ListTransactions", m))
+            .list_transactions(
+                t.credentials
+                    .sign("/paymentswitch.v1.Teller/ListTransactions", m),
+            )
             .await
             .unwrap()
             .into_inner();
-        out.extend(r.transactions.into_iter().filter(|x| x.client_request_id == request_id));
+        out.extend(
+            r.transactions
+                .into_iter()
+                .filter(|x| x.client_request_id == request_id),
+        );
         if r.next_page_token.is_empty() {
             return out;
         }
@@ -113,10 +125,13 @@ async fn a_counter_rides_out_a_cut_link_and_forwards_each_item_once() {
     h.teller(TERMINAL).close_shift(20_000_000).await.unwrap();
     let state = tempfile::tempdir().unwrap();
     let mut book = tellers::Book::default();
-    book.set("lan", "Nguyễn Thị Lan", "mat-khau-cua-lan").unwrap();
+    book.set("lan", "Nguyễn Thị Lan", "mat-khau-cua-lan")
+        .unwrap();
     book.save(state.path()).unwrap();
     let mut profile = pos_agent::client::Profile::load(
-        &h.data_dir().join("profiles").join(format!("{TERMINAL}.toml")),
+        &h.data_dir()
+            .join("profiles")
+            .join(format!("{TERMINAL}.toml")),
     )
     .unwrap();
     let upstream = profile.switch.trim_start_matches("http://").to_string();
@@ -148,20 +163,36 @@ async fn a_counter_rides_out_a_cut_link_and_forwards_each_item_once() {
     let c = browser(&d).await;
     c.goto(&format!("{base}/login")).await.unwrap();
     typed(&c, "#name", "lan").await;
-    typed(&c, "#password", &format!("mat-khau-cua-lan{}", char::from(Key::Enter))).await;
+    typed(
+        &c,
+        "#password",
+        &format!("mat-khau-cua-lan{}", char::from(Key::Enter)),
+    )
+    .await;
     wait_for(&c, "#who").await;
-    until(&outbox, 30, "the offline policy", |o| o.policy().unwrap().is_some()).await;
+    until(&outbox, 30, "the offline policy", |o| {
+        o.policy().unwrap().is_some()
+    })
+    .await;
     typed(&c, "#n500000", &format!("40{}", char::from(Key::Enter))).await;
     at(&c, &base, "/cash-in").await;
 
     // Online, the teller looks two customers' bills up and a holder's name.
-    let mut evn = h.bill_customers().into_iter().filter(|b| b.biller == "EVN" && b.bills_due > 0);
+    let mut evn = h
+        .bill_customers()
+        .into_iter()
+        .filter(|b| b.biller == "EVN" && b.bills_due > 0);
     let (paid_here, paid_elsewhere) = (evn.next().unwrap(), evn.next().unwrap());
     for b in [&paid_here, &paid_elsewhere] {
         press(&c, Key::F4).await;
         at(&c, &base, "/bills").await;
         typed(&c, "#biller", "EVN").await;
-        typed(&c, "#customer", &format!("{}{}", b.customer, char::from(Key::Enter))).await;
+        typed(
+            &c,
+            "#customer",
+            &format!("{}{}", b.customer, char::from(Key::Enter)),
+        )
+        .await;
         wait_for(&c, "#bills-total").await;
     }
     let saver = h.customer(MB, 0);
@@ -180,7 +211,12 @@ async fn a_counter_rides_out_a_cut_link_and_forwards_each_item_once() {
     at(&c, &base, "/topup").await;
     typed(&c, "#provider", "VIETTEL").await;
     typed(&c, "#amount", "50").await;
-    typed(&c, "#phone", &format!("0961234567{}", char::from(Key::Enter))).await;
+    typed(
+        &c,
+        "#phone",
+        &format!("0961234567{}", char::from(Key::Enter)),
+    )
+    .await;
     let top_up_voucher = wait_for(&c, "#voucher").await;
     wait_for(&c, "#offline").await;
     shot(&c, "offline-1-voucher").await;
@@ -190,14 +226,26 @@ async fn a_counter_rides_out_a_cut_link_and_forwards_each_item_once() {
         press(&c, Key::F4).await;
         at(&c, &base, "/bills").await;
         typed(&c, "#biller", "EVN").await;
-        typed(&c, "#customer", &format!("{}{}", b.customer, char::from(Key::Enter))).await;
+        typed(
+            &c,
+            "#customer",
+            &format!("{}{}", b.customer, char::from(Key::Enter)),
+        )
+        .await;
         wait_for(&c, "#offline-note").await;
         press(&c, Key::Enter).await;
         wait_for(&c, "#voucher").await;
     }
     // Meanwhile the second customer pays their bills at another counter.
     h.teller("tho-tang-2")
-        .pay_bills("elsewhere-1", "EVN", &paid_elsewhere.customer, &[], pb::Funding::Cash, None)
+        .pay_bills(
+            "elsewhere-1",
+            "EVN",
+            &paid_elsewhere.customer,
+            &[],
+            pb::Funding::Cash,
+            None,
+        )
         .await
         .unwrap();
 
@@ -208,7 +256,12 @@ async fn a_counter_rides_out_a_cut_link_and_forwards_each_item_once() {
         at(&c, &base, "/cash-in").await;
         typed(&c, "#bank", "MB").await;
         typed(&c, "#account", &saver.account).await;
-        typed(&c, "#amount", &format!("{amount}{}", char::from(Key::Enter))).await;
+        typed(
+            &c,
+            "#amount",
+            &format!("{amount}{}", char::from(Key::Enter)),
+        )
+        .await;
         assert_eq!(wait_for(&c, "#holder").await, saver.name);
         wait_for(&c, "#offline-note").await;
         press(&c, Key::Enter).await;
@@ -239,14 +292,24 @@ async fn a_counter_rides_out_a_cut_link_and_forwards_each_item_once() {
     at(&c, &base, "/topup").await;
     typed(&c, "#provider", "VIETTEL").await;
     typed(&c, "#amount", "20").await;
-    typed(&c, "#phone", &format!("0961234568{}", char::from(Key::Enter))).await;
+    typed(
+        &c,
+        "#phone",
+        &format!("0961234568{}", char::from(Key::Enter)),
+    )
+    .await;
     wait_for(&c, "#voucher").await;
     offset_ms.store(0, Ordering::SeqCst);
     // The clock's jump back and forth ended the session (idle a day, as
     // the counter saw it): the teller signs in again.
     c.goto(&format!("{base}/login")).await.unwrap();
     typed(&c, "#name", "lan").await;
-    typed(&c, "#password", &format!("mat-khau-cua-lan{}", char::from(Key::Enter))).await;
+    typed(
+        &c,
+        "#password",
+        &format!("mat-khau-cua-lan{}", char::from(Key::Enter)),
+    )
+    .await;
     wait_for(&c, "#who").await;
     assert!(wait_for(&c, "#queued").await.contains(": 5 ·"));
 
@@ -258,7 +321,10 @@ async fn a_counter_rides_out_a_cut_link_and_forwards_each_item_once() {
 
     // The link is back: the outbox drains, in order, each item once.
     proxy.restore();
-    until(&outbox, 60, "the outbox to drain", |o| o.queued().unwrap().is_empty()).await;
+    until(&outbox, 60, "the outbox to drain", |o| {
+        o.queued().unwrap().is_empty()
+    })
+    .await;
     let items = outbox.all().unwrap();
     assert_eq!(items.len(), 5);
     for i in &items {
@@ -269,17 +335,37 @@ async fn a_counter_rides_out_a_cut_link_and_forwards_each_item_once() {
                 assert_eq!(at_switch[0].transaction_id, i.transaction_id);
                 assert_eq!(at_switch[0].status, pb::TxStatus::Completed as i32);
                 assert_eq!(at_switch[0].taken_at_ms, i.taken_at_ms);
-                assert_eq!(at_switch[0].fee, i.fee, "the voucher collected the switch's fee");
+                assert_eq!(
+                    at_switch[0].fee, i.fee,
+                    "the voucher collected the switch's fee"
+                );
             }
-            _ => assert!(at_switch.is_empty(), "{} refused: nothing at the switch", i.voucher),
+            _ => assert!(
+                at_switch.is_empty(),
+                "{} refused: nothing at the switch",
+                i.voucher
+            ),
         }
     }
-    let refused: Vec<&str> = items.iter().filter(|i| i.state == "refused").map(|i| i.error_code.as_str()).collect();
+    let refused: Vec<&str> = items
+        .iter()
+        .filter(|i| i.state == "refused")
+        .map(|i| i.error_code.as_str())
+        .collect();
     assert_eq!(refused.len(), 2, "{refused:?}");
     assert!(refused.contains(&"offline_too_old"), "{refused:?}");
-    assert!(items.iter().any(|i| i.voucher == top_up_voucher && i.state == "done"));
-    until(&outbox, 30, "the final receipts", |o| o.unprinted().unwrap().is_empty()).await;
-    let printed = std::fs::read_dir(state.path().join("printed")).unwrap().count();
+    assert!(
+        items
+            .iter()
+            .any(|i| i.voucher == top_up_voucher && i.state == "done")
+    );
+    until(&outbox, 30, "the final receipts", |o| {
+        o.unprinted().unwrap().is_empty()
+    })
+    .await;
+    let printed = std::fs::read_dir(state.path().join("printed"))
+        .unwrap()
+        .count();
     assert_eq!(printed, 5 + 3, "five vouchers and three final receipts");
 
     // Two refunds owed: the teller hands the cash back and records it.
@@ -300,5 +386,114 @@ async fn a_counter_rides_out_a_cut_link_and_forwards_each_item_once() {
     c.close().await.unwrap();
     let _ = stop.send(());
     server.await.unwrap().unwrap();
+    h.assert_ledger_clean().await;
+}
+
+/// The agent, as a process, killed with SIGKILL while it forwards its
+/// outbox, and started again: every item completes once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counter_outbox_survives_kill_9() {
+    // A slow biller, so that the kill comes in the middle of forwarding.
+    let h = Harness::start(|c| c.biller_sim.latency_ms = 300).await;
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join(format!("{TERMINAL}.toml"));
+    std::fs::copy(
+        h.data_dir()
+            .join("profiles")
+            .join(format!("{TERMINAL}.toml")),
+        &profile,
+    )
+    .unwrap();
+    let state = dir.path().join(format!("{TERMINAL}-counter"));
+    std::fs::create_dir_all(&state).unwrap();
+    let outbox = Outbox::open(&state.join("outbox.db")).unwrap();
+    let caps = pb::OfflinePolicy {
+        top_up: true,
+        one_max: 1_000_000,
+        total_max: 10_000_000,
+        count_max: 50,
+        ..Default::default()
+    };
+    let taken = proto::auth::now_ms() - 60_000;
+    let ids: Vec<String> = (0..8).map(|i| format!("kill-{i}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        let m = pb::TopUpRequest {
+            client_request_id: id.clone(),
+            provider: "VIETTEL".into(),
+            phone: format!("096123450{i}"),
+            amount: 50_000,
+            funding: pb::Funding::Cash as i32,
+            teller: "Nguyễn Thị Lan".into(),
+            offline_taken_at_ms: taken,
+            ..Default::default()
+        };
+        use prost::Message;
+        outbox
+            .enqueue(
+                &caps,
+                None,
+                TERMINAL,
+                id,
+                "top_up",
+                &m.encode_to_vec(),
+                50_000,
+                0,
+                "VIETTEL",
+                "Nguyễn Thị Lan",
+                taken,
+            )
+            .unwrap()
+            .unwrap();
+    }
+    let serve = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_pos-agent"))
+            .arg("--profile")
+            .arg(&profile)
+            .args([
+                "counter",
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--pin-listen",
+                "127.0.0.1:0",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("pos-agent runs")
+    };
+    let done = |o: &Outbox| {
+        o.all()
+            .unwrap()
+            .iter()
+            .filter(|i| i.state == "done")
+            .count()
+    };
+    let mut agent = serve();
+    until(&outbox, 60, "some items forwarded", |o| done(o) >= 2).await;
+    agent.kill().unwrap(); // SIGKILL
+    agent.wait().unwrap();
+    let left = outbox.queued().unwrap().len();
+    assert!(left > 0, "killed in the middle of forwarding ({left} left)");
+    eprintln!("killed with {} forwarded and {left} queued", done(&outbox));
+
+    let mut agent = serve();
+    until(&outbox, 60, "the outbox to drain", |o| {
+        o.queued().unwrap().is_empty()
+    })
+    .await;
+    until(&outbox, 30, "the final receipts", |o| {
+        o.unprinted().unwrap().is_empty()
+    })
+    .await;
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    for id in &ids {
+        let at_switch = with_request_id(&h, TERMINAL, id).await;
+        assert_eq!(at_switch.len(), 1, "{id} completes once");
+        assert_eq!(at_switch[0].status, pb::TxStatus::Completed as i32);
+        assert_eq!(at_switch[0].taken_at_ms, taken);
+    }
+    assert!(outbox.all().unwrap().iter().all(|i| i.state == "done"));
     h.assert_ledger_clean().await;
 }
