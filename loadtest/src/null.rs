@@ -127,6 +127,12 @@ impl pb::teller_server::Teller for Null {
     ) -> Result<Response<pb::OfflinePolicy>, Status> {
         Err(unused())
     }
+    async fn report_outbox(
+        &self,
+        _: Request<pb::OutboxReport>,
+    ) -> Result<Response<pb::OutboxReport>, Status> {
+        Err(unused())
+    }
     async fn quote_fee(
         &self,
         _: Request<pb::QuoteFeeRequest>,

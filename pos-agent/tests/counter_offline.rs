@@ -368,6 +368,27 @@ async fn a_counter_rides_out_a_cut_link_and_forwards_each_item_once() {
         .count();
     assert_eq!(printed, 5 + 3, "five vouchers and three final receipts");
 
+    // The console's counters page reads what the counter reported.
+    let operator = switch::caller::Principal {
+        id: "ops".into(),
+        role: switch::caller::Role::Operator,
+    };
+    let mut seen = false;
+    for _ in 0..100 {
+        let reports = h.switch.outbox_reports(&operator).unwrap();
+        if let Some(r) = reports.iter().find(|r| r.terminal_id == TERMINAL)
+            && r.queued == 0
+            && r.forwarded == 3
+            && r.refused == 2
+        {
+            assert_eq!(r.refunds_due, 2);
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(seen, "the counter reported its outbox");
+
     // Two refunds owed: the teller hands the cash back and records it.
     c.goto(&format!("{base}/refunds")).await.unwrap();
     wait_for(&c, "#refunds").await;

@@ -74,6 +74,16 @@ impl Link {
         self.credentials.pin_key()
     }
 
+    pub async fn report_outbox(&self, r: pb::OutboxReport) -> Result<pb::OutboxReport, Failure> {
+        call!(
+            self,
+            TellerClient,
+            report_outbox,
+            "/paymentswitch.v1.Teller/ReportOutbox",
+            r
+        )
+    }
+
     pub async fn offline_policy(&self) -> Result<pb::OfflinePolicy, Failure> {
         call!(
             self,

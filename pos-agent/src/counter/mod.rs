@@ -182,6 +182,8 @@ struct App {
     limits_seen: Mutex<Vec<pb::Limit>>,
     /// Wakes the forwarder when an item is queued.
     wake: tokio::sync::Notify,
+    /// What the switch was last told the outbox holds, and when.
+    reported: Mutex<Option<(pb::OutboxReport, i64)>>,
     /// Pending transactions whose page is waiting (a QR shown to the
     /// customer): each prints once, when its page first sees it finish.
     waiting: Mutex<HashSet<String>>,
@@ -263,6 +265,7 @@ pub async fn run(
         online: AtomicBool::new(true),
         limits_seen: Mutex::default(),
         wake: tokio::sync::Notify::new(),
+        reported: Mutex::default(),
         waiting: Mutex::default(),
         print_seq: AtomicU64::new(0),
     });
@@ -2220,8 +2223,38 @@ async fn forward(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>) {
     }
 }
 
+/// How often the outbox is reported when nothing changed.
+const REPORT_EVERY_MS: i64 = 60_000;
+
+/// Tell the switch what the outbox holds, when it changed or a minute
+/// passed (the console shows every counter's queue).
+async fn report_outbox(app: &App) -> Result<(), String> {
+    let report = app.outbox.report()?;
+    let now = app.now_ms();
+    let due = match &*lock(&app.reported) {
+        Some((last, at)) => *last != report || now - at >= REPORT_EVERY_MS,
+        None => true,
+    };
+    if !due {
+        return Ok(());
+    }
+    match app.link.report_outbox(report.clone()).await {
+        Ok(_) => *lock(&app.reported) = Some((report, now)),
+        Err(f) => app.note(&f),
+    }
+    Ok(())
+}
+
 /// One pass: `Ok(false)` when the switch could not be reached.
 async fn forward_once(app: &App) -> Result<bool, String> {
+    let progress = forward_items(app).await?;
+    if progress && app.online.load(Ordering::Relaxed) {
+        report_outbox(app).await?;
+    }
+    Ok(progress)
+}
+
+async fn forward_items(app: &App) -> Result<bool, String> {
     for item in app.outbox.unprinted()? {
         print_forwarded(app, &item).await;
     }

@@ -372,6 +372,36 @@ impl Outbox {
         self.items("1 = 1")
     }
 
+    /// What the switch is told the outbox holds: waiting items, their
+    /// total and the oldest's time; forwarded and refused so far; refunds
+    /// still owed.
+    pub fn report(&self) -> Result<pb::OutboxReport, String> {
+        let conn = lock(&self.conn);
+        conn.query_row(
+            "SELECT
+               coalesce(sum(state = 'queued'), 0),
+               coalesce(sum(CASE WHEN state = 'queued' THEN amount + fee ELSE 0 END), 0),
+               coalesce(min(CASE WHEN state = 'queued' THEN taken_at_ms END), 0),
+               coalesce(sum(state = 'done'), 0),
+               coalesce(sum(state = 'refused'), 0),
+               coalesce(sum(state = 'refused' AND refund_returned_at_ms IS NULL), 0)
+             FROM item",
+            [],
+            |r| {
+                Ok(pb::OutboxReport {
+                    queued: r.get::<_, i64>(0)? as u32,
+                    queued_total: r.get::<_, i64>(1)? as u64,
+                    oldest_taken_at_ms: r.get(2)?,
+                    forwarded: r.get::<_, i64>(3)? as u64,
+                    refused: r.get::<_, i64>(4)? as u64,
+                    refunds_due: r.get::<_, i64>(5)? as u32,
+                    ..Default::default()
+                })
+            },
+        )
+        .map_err(sql)
+    }
+
     /// The switch's answer to a forwarded item.
     pub fn answered(
         &self,
@@ -507,7 +537,19 @@ mod tests {
         assert_eq!(o.queued().unwrap().len(), 1);
         assert_eq!(o.unprinted().unwrap()[0].transaction_id, "tx-1");
         assert_eq!(o.refunds_due().unwrap()[0].error_code, "bill_already_paid");
+        let r = o.report().unwrap();
+        assert_eq!(
+            (
+                r.queued,
+                r.queued_total,
+                r.forwarded,
+                r.refused,
+                r.refunds_due
+            ),
+            (1, 100_000, 1, 1, 1)
+        );
         o.refund_returned(q[1].seq, 7).unwrap();
+        assert_eq!(o.report().unwrap().refunds_due, 0);
         assert!(o.refunds_due().unwrap().is_empty());
         // A new voucher number never repeats one given before.
         assert_eq!(put(&o, "f", 100_000).unwrap(), "tho-tang-1-T000004");

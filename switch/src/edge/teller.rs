@@ -347,4 +347,41 @@ impl pb::teller_server::Teller for TellerService {
         })
         .await
     }
+
+    async fn report_outbox(
+        &self,
+        req: Request<pb::OutboxReport>,
+    ) -> Result<Response<pb::OutboxReport>, Status> {
+        crate::telemetry::observe("report_outbox", async move {
+            let p = principal(&req)?;
+            let r = req.into_inner();
+            let kept = self
+                .switch
+                .report_outbox(
+                    &p,
+                    crate::store::OutboxReport {
+                        terminal_id: String::new(),
+                        reported_at_ms: 0,
+                        queued: r.queued,
+                        queued_total: r.queued_total,
+                        oldest_taken_at_ms: r.oldest_taken_at_ms,
+                        forwarded: r.forwarded,
+                        refused: r.refused,
+                        refunds_due: r.refunds_due,
+                    },
+                )
+                .await?;
+            Ok(Response::new(pb::OutboxReport {
+                queued: kept.queued,
+                queued_total: kept.queued_total,
+                oldest_taken_at_ms: kept.oldest_taken_at_ms,
+                forwarded: kept.forwarded,
+                refused: kept.refused,
+                refunds_due: kept.refunds_due,
+                terminal_id: kept.terminal_id,
+                reported_at_ms: kept.reported_at_ms,
+            }))
+        })
+        .await
+    }
 }

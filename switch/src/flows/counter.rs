@@ -455,3 +455,33 @@ impl Switch {
             .collect())
     }
 }
+
+impl Switch {
+    /// Keep what a counter's offline outbox holds, as it reports it (the
+    /// console shows every counter's queue). Durable before it answers.
+    pub async fn report_outbox(
+        &self,
+        p: &Principal,
+        mut report: store::OutboxReport,
+    ) -> Result<store::OutboxReport, SwitchError> {
+        Switch::teller_post_office(p)?;
+        report.terminal_id = p.id.clone();
+        report.reported_at_ms = now_ms();
+        self.store.put_outbox_report(&report).map_err(storage)?;
+        self.store.durable().await.map_err(storage)?;
+        Ok(report)
+    }
+
+    /// Every counter's last outbox report (operators).
+    pub fn outbox_reports(&self, p: &Principal) -> Result<Vec<store::OutboxReport>, SwitchError> {
+        if p.role != crate::caller::Role::Operator {
+            return Err(SwitchError::new(
+                ErrorCode::PermissionDenied,
+                "only operators see every counter's outbox",
+            ));
+        }
+        let mut all = self.store.outbox_reports().map_err(storage)?;
+        all.sort_by(|a, b| a.terminal_id.cmp(&b.terminal_id));
+        Ok(all)
+    }
+}

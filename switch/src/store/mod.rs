@@ -194,6 +194,7 @@ json_records!(
     Terminal,
     Merchant,
     Commune,
+    OutboxReport,
     ConsoleUser,
     Operator,
     BankClient,

@@ -56,6 +56,14 @@ impl Store {
         self.entity("commune", id)
     }
 
+    pub fn put_outbox_report(&self, r: &OutboxReport) -> Result<(), StoreError> {
+        self.put_entity("outbox_report", &r.terminal_id, r)
+    }
+
+    pub fn outbox_reports(&self) -> Result<Vec<OutboxReport>, StoreError> {
+        self.entities("outbox_report")
+    }
+
     pub fn put_terminal(&self, t: &Terminal) -> Result<(), StoreError> {
         self.put_entity("terminal", &t.id, t)
     }

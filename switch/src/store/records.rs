@@ -305,6 +305,20 @@ pub struct PostOffice {
     pub commune: String,
 }
 
+/// What a counter's offline outbox held when it last reported (issue #29).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxReport {
+    pub terminal_id: String,
+    pub reported_at_ms: i64,
+    pub queued: u32,
+    pub queued_total: u64,
+    /// 0: nothing waits.
+    pub oldest_taken_at_ms: i64,
+    pub forwarded: u64,
+    pub refused: u64,
+    pub refunds_due: u32,
+}
+
 /// A commune (xã, phường, thị trấn): the unit the province's plan reports
 /// by.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

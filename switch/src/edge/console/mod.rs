@@ -19,6 +19,7 @@
 // boxing it would buy nothing on this path.
 #![allow(clippy::result_large_err)]
 
+mod counters;
 pub mod html;
 mod reports;
 
@@ -212,6 +213,7 @@ fn router(console: Arc<Console>) -> Router {
         .route("/reconciliation/resolve", post(resolve))
         .route("/liquidity", get(liquidity))
         .route("/reports", get(reports::reports))
+        .route("/counters", get(counters::counters))
         .route("/liquidity/{action}", post(move_money))
         .route("/provisioning", get(provisioning))
         .route("/provisioning/merchants/{id}/sign", get(merchant_sign))
@@ -401,6 +403,7 @@ fn nav(s: &Session) -> Vec<(&'static str, &'static str)> {
             ("/reconciliation", "Reconciliation"),
             ("/liquidity", "Liquidity"),
             ("/reports", "Reports"),
+            ("/counters", "Counters"),
             ("/provisioning", "Provisioning"),
         ]
     }
