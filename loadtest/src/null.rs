@@ -236,6 +236,24 @@ impl pb::bills_server::Bills for Null {
 
 #[tonic::async_trait]
 impl pb::merchant_server::Merchant for Null {
+    async fn get_fee_catalogue(
+        &self,
+        _: Request<pb::GetFeeCatalogueRequest>,
+    ) -> Result<Response<pb::FeeCatalogue>, Status> {
+        Err(unused())
+    }
+    async fn create_fee_request(
+        &self,
+        _: Request<pb::CreateFeeRequestRequest>,
+    ) -> Result<Response<pb::FeeRequest>, Status> {
+        Err(unused())
+    }
+    async fn get_fee_request(
+        &self,
+        _: Request<pb::GetFeeRequestRequest>,
+    ) -> Result<Response<pb::FeeRequest>, Status> {
+        Err(unused())
+    }
     async fn create_qr(
         &self,
         r: Request<pb::CreateQrRequest>,
@@ -336,6 +354,12 @@ impl pb::payer_bank_server::PayerBank for Null {
 
 #[tonic::async_trait]
 impl pb::admin_server::Admin for Null {
+    async fn set_fee_catalogue(
+        &self,
+        _: Request<pb::SetFeeCatalogueRequest>,
+    ) -> Result<Response<pb::FeeCatalogue>, Status> {
+        Err(unused())
+    }
     async fn check_ledger(
         &self,
         _: Request<pb::CheckLedgerRequest>,

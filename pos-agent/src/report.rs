@@ -76,6 +76,7 @@ pub fn product_vi(p: &str) -> &str {
         "bill_other" => "Hóa đơn khác",
         "top_up" => "Nạp tiền điện thoại",
         "merchant_qr" => "Thanh toán QR tại đơn vị",
+        "public_fees" => "Phí, lệ phí tại bộ phận một cửa",
         "total" => "Tổng cộng",
         other => other,
     }

@@ -111,6 +111,7 @@ fn generated(rng: &mut Rng, template: &TxRecord, month_start_ms: i64) -> (TxReco
         Place {
             commune: commune.into(),
             bill_category: category,
+            public_fees: false,
         },
     )
 }

@@ -47,6 +47,92 @@ pub const OPENING_CASH_VND: u64 = 20_000_000;
 /// Each demo merchant's commune, in `DEMO_MERCHANTS` order.
 pub const DEMO_MERCHANT_COMMUNES: [&str; 3] = ["tho-tang", "tam-dao", "huong-dao"];
 
+/// The pilot communes' one-stop desks (issue #30): fee collectors, each a
+/// merchant with MCC 9399 paid into the commune's budget account: id, name
+/// and city as printed in their codes, commune, bank, account.
+pub const DEMO_COLLECTORS: [(&str, &str, &str, &str, &str, &str); 4] = [
+    (
+        "mot-cua-tho-tang",
+        "UBND TT THO TANG",
+        "VINH TUONG",
+        "tho-tang",
+        "970418",
+        "7100000001",
+    ),
+    (
+        "mot-cua-tam-dao",
+        "UBND TT TAM DAO",
+        "TAM DAO",
+        "tam-dao",
+        "970418",
+        "7100000002",
+    ),
+    (
+        "mot-cua-huong-dao",
+        "UBND XA HUONG DAO",
+        "TAM DUONG",
+        "huong-dao",
+        "970418",
+        "7100000003",
+    ),
+    (
+        "mot-cua-lang-cong",
+        "UBND XA LANG CONG",
+        "SONG LO",
+        "lang-cong",
+        "970418",
+        "7100000004",
+    ),
+];
+
+/// A one-stop desk's fees, as the demo seeds them: code, name, unit price
+/// (đồng), unit, legal basis. Certification fees are the national ones;
+/// civil-status fees are set by the provincial council.
+pub const DEMO_FEES: [(&str, &str, u64, &str, &str); 6] = [
+    (
+        "CT-BS",
+        "Chứng thực bản sao từ bản chính",
+        2_000,
+        "trang",
+        "Thông tư 226/2016/TT-BTC",
+    ),
+    (
+        "CT-CK",
+        "Chứng thực chữ ký",
+        10_000,
+        "trường hợp",
+        "Thông tư 226/2016/TT-BTC",
+    ),
+    (
+        "CT-HD",
+        "Chứng thực hợp đồng, giao dịch",
+        50_000,
+        "hợp đồng",
+        "Thông tư 226/2016/TT-BTC",
+    ),
+    (
+        "TRICH-LUC",
+        "Cấp bản sao trích lục hộ tịch",
+        8_000,
+        "bản",
+        "Thông tư 281/2016/TT-BTC",
+    ),
+    (
+        "XN-HON-NHAN",
+        "Xác nhận tình trạng hôn nhân",
+        5_000,
+        "bản",
+        "Nghị quyết HĐND tỉnh Vĩnh Phúc",
+    ),
+    (
+        "KET-HON",
+        "Đăng ký kết hôn (miễn lệ phí)",
+        0,
+        "hồ sơ",
+        "Nghị định 123/2015/NĐ-CP",
+    ),
+];
+
 /// The demo merchants: id, name and city as printed in their codes, MCC,
 /// bank, account.
 pub const DEMO_MERCHANTS: [(&str, &str, &str, &str, &str, &str); 3] = [

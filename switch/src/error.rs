@@ -38,6 +38,7 @@ catalogue! {
     PostOfficeMonthlyLimit => ("post_office_monthly_limit", FailedPrecondition),
     OfflineTooOld => ("offline_too_old", FailedPrecondition),
     NotDeferrable => ("not_deferrable", FailedPrecondition),
+    UnknownFeeItem => ("unknown_fee_item", NotFound),
     InsufficientFloat => ("insufficient_float", FailedPrecondition),
     InsufficientCash => ("insufficient_cash", FailedPrecondition),
     InsufficientFunds => ("insufficient_funds", FailedPrecondition),

@@ -259,6 +259,54 @@ pub async fn demo(switch: &Switch, profiles: &Path, listen: SocketAddr) -> Resul
         )
         .map_err(io)?;
     }
+    for (id, name, city, commune, bin, account) in crate::demo::DEMO_COLLECTORS {
+        if switch.routes.get(bin).is_none() {
+            continue;
+        }
+        let secret = Secret::generate(&rng);
+        let m = crate::store::Merchant {
+            id: id.to_string(),
+            name: name.to_string(),
+            city: city.to_string(),
+            mcc: crate::flows::fees::COLLECTOR_MCC.to_string(),
+            bank_bin: bin.to_string(),
+            account: account.to_string(),
+            secret: switch.master_key.seal(id, &secret),
+            commune: commune.to_string(),
+            created_at_ms: crate::clock::now_ms(),
+        };
+        crate::flows::provisioning::add_merchant(switch, &m)?;
+        let items = crate::demo::DEMO_FEES
+            .iter()
+            .map(|(code, name, price, unit, basis)| crate::store::FeeItem {
+                code: code.to_string(),
+                name: name.to_string(),
+                unit_price: *price,
+                unit: unit.to_string(),
+                legal_basis: basis.to_string(),
+            })
+            .collect();
+        switch
+            .store
+            .put_fee_catalogue(&crate::store::FeeCatalogue {
+                collector_id: id.to_string(),
+                items,
+            })
+            .map_err(io)?;
+        let profile = Profile {
+            role: "merchant",
+            id,
+            switch: address.clone(),
+            secret: secret.expose_hex(),
+            post_office: None,
+            post_office_name: None,
+        };
+        write_private(
+            &profiles.join(format!("{id}.toml")),
+            &toml::to_string(&profile).map_err(io)?,
+        )
+        .map_err(io)?;
+    }
     for bin in switch.routes.bins() {
         let secret = Secret::generate(&rng);
         let b = crate::store::BankClient {

@@ -19,6 +19,29 @@ pub struct AdminService {
 
 #[tonic::async_trait]
 impl pb::admin_server::Admin for AdminService {
+    async fn set_fee_catalogue(
+        &self,
+        req: Request<pb::SetFeeCatalogueRequest>,
+    ) -> Result<Response<pb::FeeCatalogue>, Status> {
+        crate::telemetry::observe("set_fee_catalogue", async move {
+            let p = principal(&req)?;
+            let r = req.into_inner();
+            let items = r
+                .items
+                .into_iter()
+                .map(crate::edge::merchant::fee_item_from_proto)
+                .collect();
+            let (m, c) = self
+                .switch
+                .set_fee_catalogue(&p, &r.collector_id, items)
+                .await?;
+            Ok(Response::new(crate::edge::merchant::catalogue_to_proto(
+                &m, &c,
+            )))
+        })
+        .await
+    }
+
     async fn create_console_user(
         &self,
         req: Request<pb::CreateConsoleUserRequest>,

@@ -25,6 +25,70 @@ fn order_to_proto(o: &store::Order) -> pb::QrCode {
     }
 }
 
+fn fee_item_to_proto(i: &store::FeeItem) -> pb::FeeItem {
+    pb::FeeItem {
+        code: i.code.clone(),
+        name: i.name.clone(),
+        unit_price: i.unit_price,
+        unit: i.unit.clone(),
+        legal_basis: i.legal_basis.clone(),
+    }
+}
+
+pub fn fee_item_from_proto(i: pb::FeeItem) -> store::FeeItem {
+    store::FeeItem {
+        code: i.code,
+        name: i.name,
+        unit_price: i.unit_price,
+        unit: i.unit,
+        legal_basis: i.legal_basis,
+    }
+}
+
+/// A catalogue as the desk and the console see it.
+pub fn catalogue_to_proto(m: &store::Merchant, c: &store::FeeCatalogue) -> pb::FeeCatalogue {
+    pb::FeeCatalogue {
+        collector_id: m.id.clone(),
+        collector_name: m.name.clone(),
+        commune: m.commune.clone(),
+        items: c.items.iter().map(fee_item_to_proto).collect(),
+    }
+}
+
+fn fee_request_to_proto(
+    commune_name: String,
+    m: &store::Merchant,
+    r: &store::FeeRequest,
+    o: &store::Order,
+    paid: Option<&store::TxRecord>,
+) -> pb::FeeRequest {
+    pb::FeeRequest {
+        qr: Some(order_to_proto(o)),
+        dossier_code: r.dossier_code.clone(),
+        lines: r
+            .lines
+            .iter()
+            .map(|l| pb::FeeLine {
+                code: l.item.code.clone(),
+                name: l.item.name.clone(),
+                quantity: l.quantity,
+                unit_price: l.item.unit_price,
+                unit: l.item.unit.clone(),
+                amount: l.amount,
+                legal_basis: l.item.legal_basis.clone(),
+            })
+            .collect(),
+        total: r.total,
+        collector_id: m.id.clone(),
+        collector_name: m.name.clone(),
+        commune: m.commune.clone(),
+        commune_name,
+        created_at_ms: r.created_at_ms,
+        transaction_id: paid.map(|t| t.id.clone()).unwrap_or_default(),
+        paid_at_ms: paid.map_or(0, |t| t.updated_at_ms),
+    }
+}
+
 fn payment_to_proto(p: &store::Payment) -> pb::PaymentNotice {
     pb::PaymentNotice {
         seq: p.seq,
@@ -51,6 +115,66 @@ pub struct MerchantService {
 
 #[tonic::async_trait]
 impl pb::merchant_server::Merchant for MerchantService {
+    async fn get_fee_catalogue(
+        &self,
+        req: Request<pb::GetFeeCatalogueRequest>,
+    ) -> Result<Response<pb::FeeCatalogue>, Status> {
+        crate::telemetry::observe("get_fee_catalogue", async move {
+            let p = principal(&req)?;
+            let (m, c) = self.switch.collector_of(&p)?;
+            Ok(Response::new(catalogue_to_proto(&m, &c)))
+        })
+        .await
+    }
+
+    async fn create_fee_request(
+        &self,
+        req: Request<pb::CreateFeeRequestRequest>,
+    ) -> Result<Response<pb::FeeRequest>, Status> {
+        crate::telemetry::observe("create_fee_request", async move {
+            let p = principal(&req)?;
+            let r = req.into_inner();
+            let lines: Vec<(String, u32)> =
+                r.lines.into_iter().map(|l| (l.code, l.quantity)).collect();
+            let (request, order) = self
+                .switch
+                .create_fee_request(
+                    &p,
+                    &r.client_request_id,
+                    &r.dossier_code,
+                    &lines,
+                    u64::from(r.expires_in_s) * 1_000,
+                )
+                .await?;
+            let (m, _) = self.switch.collector_of(&p)?;
+            let commune = self.switch.commune_name(&m.commune)?;
+            Ok(Response::new(fee_request_to_proto(
+                commune, &m, &request, &order, None,
+            )))
+        })
+        .await
+    }
+
+    async fn get_fee_request(
+        &self,
+        req: Request<pb::GetFeeRequestRequest>,
+    ) -> Result<Response<pb::FeeRequest>, Status> {
+        crate::telemetry::observe("get_fee_request", async move {
+            let p = principal(&req)?;
+            let (request, order, paid) = self.switch.fee_request(&p, &req.get_ref().qr_id)?;
+            let (m, _) = self.switch.collector_of(&p)?;
+            let commune = self.switch.commune_name(&m.commune)?;
+            Ok(Response::new(fee_request_to_proto(
+                commune,
+                &m,
+                &request,
+                &order,
+                paid.as_ref(),
+            )))
+        })
+        .await
+    }
+
     async fn create_qr(
         &self,
         req: Request<pb::CreateQrRequest>,

@@ -124,6 +124,19 @@ impl pb::settlement_server::Settlement for SettlementService {
                     })
                     .collect(),
                 sha256: w.report_sha256.clone().unwrap_or_default(),
+                collectors: report
+                    .collectors
+                    .iter()
+                    .filter(|c| positions.iter().any(|x| x.participant == c.bank_bin))
+                    .map(|c| pb::CollectorPosition {
+                        collector_id: c.collector_id.clone(),
+                        bank_bin: c.bank_bin.clone(),
+                        count: c.count,
+                        gross: c.gross,
+                        fees: c.fees,
+                        net: c.net,
+                    })
+                    .collect(),
             }))
         })
         .await

@@ -10,6 +10,7 @@
 pub mod bills;
 pub mod counter;
 pub mod engine;
+pub mod fees;
 pub mod limits;
 pub mod merchant;
 pub mod notify;

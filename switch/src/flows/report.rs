@@ -37,6 +37,32 @@ impl Switch {
     }
 
     /// Where `t` belongs in the report.
+    /// Whether a merchant is a commune's fee collector (MCC 9399), kept
+    /// in the same cache as communes.
+    fn is_collector(&self, merchant_id: &str) -> Result<bool, SwitchError> {
+        let key = (true, format!("mcc:{merchant_id}"));
+        if let Some(mcc) = self
+            .communes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return Ok(mcc == crate::flows::fees::COLLECTOR_MCC);
+        }
+        let mcc = self
+            .store
+            .merchant(merchant_id)
+            .map_err(storage)?
+            .map(|m| m.mcc)
+            .unwrap_or_default();
+        let collector = mcc == crate::flows::fees::COLLECTOR_MCC;
+        self.communes
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, mcc);
+        Ok(collector)
+    }
+
     pub(crate) fn report_place(&self, t: &TxRecord) -> Result<Place, SwitchError> {
         let commune = match (&t.merchant, t.kind) {
             (Some(m), Kind::QrPayment) => self.commune_of(&m.merchant_id, true)?,
@@ -49,9 +75,14 @@ impl Switch {
             }
             _ => None,
         };
+        let public_fees = match (&t.merchant, t.kind) {
+            (Some(m), Kind::QrPayment) => self.is_collector(&m.merchant_id)?,
+            _ => false,
+        };
         Ok(Place {
             commune,
             bill_category,
+            public_fees,
         })
     }
 

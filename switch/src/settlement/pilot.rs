@@ -204,7 +204,7 @@ fn levels_of(line_commune: &str, place: &str, merchant: bool) -> [(Level, String
 /// Sum day lines into units (`now`: this period, else the one before).
 fn add_lines(units: &mut Units, lines: &[DayLine], now: bool) {
     for l in lines {
-        let merchant = l.product == "merchant_qr";
+        let merchant = l.product == "merchant_qr" || l.product == "public_fees";
         for (level, id) in levels_of(&l.commune, &l.place, merchant) {
             let u = unit(units, level, &id);
             u.commune = l.commune.clone();

@@ -81,6 +81,9 @@ pub struct Scan {
     pub positions: Vec<Position>,
     pub transactions: u64,
     pub transfer_ids: Vec<u128>,
+    /// The transactions of the QR payments among them (their principal
+    /// legs' user data), for the fee collectors' breakdown.
+    pub qr_transactions: Vec<u128>,
 }
 
 impl Switch {
@@ -105,6 +108,49 @@ impl Switch {
             ));
         }
         Ok(())
+    }
+
+    /// Each fee collector's takings among a window's QR payments.
+    fn collector_positions(
+        &self,
+        qr_transactions: &[u128],
+    ) -> Result<Vec<crate::store::CollectorPosition>, SwitchError> {
+        let mut by: std::collections::BTreeMap<String, crate::store::CollectorPosition> =
+            std::collections::BTreeMap::new();
+        for id in qr_transactions {
+            let Some(id) = crate::ids::TxId::from_u128(*id) else {
+                continue;
+            };
+            let Some(t) = self.store.get_tx(id).map_err(storage)? else {
+                continue;
+            };
+            let Some(m) = t.merchant.as_ref() else {
+                continue;
+            };
+            if t.status != crate::store::Status::Completed || !self.report_place(&t)?.public_fees {
+                continue;
+            }
+            let bank_bin = t.steps.last().map_or(String::new(), |s| match &s.party {
+                crate::store::Party::Bank(bin) => bin.clone(),
+                _ => String::new(),
+            });
+            let e = by.entry(m.merchant_id.clone()).or_insert_with(|| {
+                crate::store::CollectorPosition {
+                    collector_id: m.merchant_id.clone(),
+                    bank_bin,
+                    count: 0,
+                    gross: 0,
+                    fees: 0,
+                    net: 0,
+                }
+            });
+            let fee = t.fee.total;
+            e.count += 1;
+            e.gross += t.amount;
+            e.fees += fee;
+            e.net += t.amount.saturating_sub(fee);
+        }
+        Ok(by.into_values().collect())
     }
 
     fn participants(&self) -> Result<Participants, SwitchError> {
@@ -151,6 +197,7 @@ impl Switch {
         let parts = self.participants()?;
         let mut tallies = vec![Tally::default(); parts.list.len()];
         let mut all = HashSet::new();
+        let mut qr = HashSet::new();
         let mut transfer_ids = Vec::new();
         let mut accounts: Vec<(u128, usize)> =
             parts.by_account.iter().map(|(a, i)| (*a, *i)).collect();
@@ -175,6 +222,9 @@ impl Switch {
                 }
                 tally.transactions.insert(t.user_data());
                 all.insert(t.user_data());
+                if t.code() == code::QR_PRINCIPAL {
+                    qr.insert(t.user_data());
+                }
                 let other_side = parts.by_account.get(&other);
                 // Each transfer once: from its debit side, or from its credit
                 // side when the debit account belongs to no participant.
@@ -209,6 +259,11 @@ impl Switch {
             positions,
             transactions: all.len() as u64,
             transfer_ids,
+            qr_transactions: {
+                let mut v: Vec<u128> = qr.into_iter().collect();
+                v.sort_unstable();
+                v
+            },
         })
     }
 
@@ -371,12 +426,14 @@ impl Switch {
             .map_err(storage)?
             .map_or(0, |a| a.balance_posted());
         assert_eq!(window_balance, 0, "a settled window's account ends at zero");
+        let collectors = self.collector_positions(&scan.qr_transactions)?;
         let report = Report {
             window_id: id,
             from_timestamp: w.from_timestamp,
             cutoff_timestamp: cutoff,
             transactions: scan.transactions,
             participants: scan.positions,
+            collectors,
         };
         w.report_sha256 = Some(report.sha256());
         w.report = Some(report);

@@ -195,6 +195,8 @@ json_records!(
     Merchant,
     Commune,
     OutboxReport,
+    FeeCatalogue,
+    FeeRequest,
     ConsoleUser,
     Operator,
     BankClient,

@@ -56,6 +56,22 @@ impl Store {
         self.entity("commune", id)
     }
 
+    pub fn put_fee_catalogue(&self, c: &FeeCatalogue) -> Result<(), StoreError> {
+        self.put_entity("fee_catalogue", &c.collector_id, c)
+    }
+
+    pub fn fee_catalogue(&self, collector_id: &str) -> Result<Option<FeeCatalogue>, StoreError> {
+        self.entity("fee_catalogue", collector_id)
+    }
+
+    pub fn put_fee_request(&self, r: &FeeRequest) -> Result<(), StoreError> {
+        self.put_entity("fee_request", &r.qr_id, r)
+    }
+
+    pub fn fee_request(&self, qr_id: &str) -> Result<Option<FeeRequest>, StoreError> {
+        self.entity("fee_request", qr_id)
+    }
+
     pub fn put_outbox_report(&self, r: &OutboxReport) -> Result<(), StoreError> {
         self.put_entity("outbox_report", &r.terminal_id, r)
     }

@@ -305,6 +305,46 @@ pub struct PostOffice {
     pub commune: String,
 }
 
+/// One item of a fee collector's catalogue (issue #30).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeeItem {
+    pub code: String,
+    pub name: String,
+    /// Whole đồng per unit; 0: free.
+    pub unit_price: u64,
+    pub unit: String,
+    pub legal_basis: String,
+}
+
+/// A commune one-stop desk's fees: the catalogue of a fee collector (a
+/// merchant with MCC 9399).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeeCatalogue {
+    pub collector_id: String,
+    pub items: Vec<FeeItem>,
+}
+
+/// A priced line of a fee request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeeLine {
+    pub item: FeeItem,
+    pub quantity: u32,
+    pub amount: u64,
+}
+
+/// A dossier's fees, as priced when the desk asked: kept beside its QR
+/// order (same id) so that the receipt shows what was paid for even if
+/// the catalogue changes later.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeeRequest {
+    pub qr_id: String,
+    pub collector_id: String,
+    pub dossier_code: String,
+    pub lines: Vec<FeeLine>,
+    pub total: u64,
+    pub created_at_ms: i64,
+}
+
 /// What a counter's offline outbox held when it last reported (issue #29).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutboxReport {
@@ -573,6 +613,26 @@ pub struct Report {
     pub transactions: u64,
     /// By participant id.
     pub participants: Vec<Position>,
+    /// What the window's QR payments brought each commune's fee collector
+    /// (issue #30), paid into its budget account at its bank: within its
+    /// bank's position above, broken out for the commune's reconciliation.
+    /// Absent from reports of windows that had none (their hash unchanged).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub collectors: Vec<CollectorPosition>,
+}
+
+/// A fee collector's takings in a window.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CollectorPosition {
+    pub collector_id: String,
+    pub bank_bin: String,
+    pub count: u64,
+    /// What citizens paid.
+    pub gross: u64,
+    /// The QR fee kept from it.
+    pub fees: u64,
+    /// Credited to the budget account: gross - fees.
+    pub net: u64,
 }
 
 impl Report {

@@ -40,6 +40,8 @@ pub struct Place {
     /// A bill's biller category: `electricity`, `water`, `internet`,
     /// `telecom_tv` or `other`.
     pub bill_category: Option<&'static str>,
+    /// A QR payment to a commune's fee collector (MCC 9399): public fees.
+    pub public_fees: bool,
 }
 
 /// One aggregate's change: its key and what to add.
@@ -98,6 +100,7 @@ pub fn product(t: &TxRecord, place: &Place) -> String {
     match t.kind {
         Kind::CashIn => "cash_in".into(),
         Kind::CashOut => "cash_out".into(),
+        Kind::QrPayment if place.public_fees => "public_fees".into(),
         Kind::QrPayment => "merchant_qr".into(),
         Kind::TopUp => "top_up".into(),
         Kind::BillPayment => format!("bill_{}", place.bill_category.unwrap_or("other")),
@@ -508,6 +511,7 @@ mod tests {
         let place = Place {
             commune: COMMUNES[commune].into(),
             bill_category: (t.kind == Kind::BillPayment).then_some(CATEGORIES[commune]),
+            public_fees: false,
         };
         (t, place)
     }

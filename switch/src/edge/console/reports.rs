@@ -38,6 +38,7 @@ fn product_name(p: &str) -> &str {
         "bill_other" => "Bills: other",
         "top_up" => "Top-ups",
         "merchant_qr" => "Merchant QR",
+        "public_fees" => "Public-service fees (phí, lệ phí)",
         other => other,
     }
 }
