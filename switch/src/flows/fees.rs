@@ -281,7 +281,12 @@ impl Switch {
             .claim_holder(&store::order_claim(qr_id))
             .map_err(storage)?
         {
-            Some(holder) => match std::str::from_utf8(&holder).ok().and_then(TxId::parse) {
+            // The claim holds the paying transaction's id (16 bytes), or
+            // "closed" for a code that expired unpaid.
+            Some(holder) => match <[u8; 16]>::try_from(holder.as_slice())
+                .ok()
+                .and_then(|b| TxId::from_u128(u128::from_be_bytes(b)))
+            {
                 Some(id) => self
                     .store
                     .get_tx(id)

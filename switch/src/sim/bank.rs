@@ -600,7 +600,7 @@ const NAMES: [&str; 8] = [
 ];
 
 /// Every simulated account of bank `bin`: its customers and the demo
-/// merchants it keeps accounts for.
+/// merchants and communes' budget accounts it keeps.
 pub fn demo_accounts(bin: &str) -> Vec<SimAccount> {
     let mut out = demo_customers(bin);
     out.extend(
@@ -610,6 +610,16 @@ pub fn demo_accounts(bin: &str) -> Vec<SimAccount> {
             .map(|m| SimAccount {
                 account: m.5.to_string(),
                 name: m.1.to_string(),
+                balance: 0,
+            }),
+    );
+    out.extend(
+        crate::demo::DEMO_COLLECTORS
+            .iter()
+            .filter(|c| c.4 == bin)
+            .map(|c| SimAccount {
+                account: c.5.to_string(),
+                name: c.1.to_string(),
                 balance: 0,
             }),
     );
