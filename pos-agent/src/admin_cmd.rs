@@ -99,6 +99,16 @@ pub enum AdminCommand {
         #[arg(long, default_value = "")]
         commune: String,
     },
+    /// Set a commune one-stop desk's fee catalogue, replacing it whole. The
+    /// desk is a merchant provisioned with `--mcc 9399`.
+    FeeCatalogue {
+        #[arg(long)]
+        collector: String,
+        /// `CODE|name|unit price (đồng)|unit|legal basis`, once per item:
+        /// `--item "CT-BS|Chứng thực bản sao từ bản chính|2000|trang|Thông tư 226/2016/TT-BTC"`.
+        #[arg(long = "item")]
+        items: Vec<String>,
+    },
     /// Revoke a caller's key (terminal, merchant, bank or operator): every
     /// node refuses it within a second. Not undone.
     RevokeKey {
@@ -278,6 +288,52 @@ pub async fn run(profile: &Path, command: AdminCommand, json: bool) -> Result<St
                     r.merchant_id,
                     r.static_qr_payload,
                     profile_out.display()
+                )
+            })
+        }
+        AdminCommand::FeeCatalogue { collector, items } => {
+            let mut parsed = Vec::with_capacity(items.len());
+            for text in &items {
+                let parts: Vec<&str> = text.split('|').map(str::trim).collect();
+                let [code, name, price, unit, basis] = parts[..] else {
+                    return Err(Failure::new(
+                        "usage",
+                        format!("--item {text:?} is not CODE|name|price|unit|legal basis"),
+                    ));
+                };
+                let unit_price = price.replace('.', "").parse::<u64>().map_err(|_| {
+                    Failure::new("usage", format!("{price:?} is not a price in whole đồng"))
+                })?;
+                parsed.push(pb::FeeItem {
+                    code: code.to_string(),
+                    name: name.to_string(),
+                    unit_price,
+                    unit: unit.to_string(),
+                    legal_basis: basis.to_string(),
+                });
+            }
+            let req = pb::SetFeeCatalogueRequest {
+                collector_id: collector,
+                items: parsed,
+            };
+            let r = client
+                .set_fee_catalogue(credentials.sign("/paymentswitch.v1.Admin/SetFeeCatalogue", req))
+                .await?
+                .into_inner();
+            Ok(if json {
+                let items: Vec<_> = r
+                    .items
+                    .iter()
+                    .map(|i| json!({"code": i.code, "name": i.name, "unit_price": i.unit_price, "unit": i.unit, "legal_basis": i.legal_basis}))
+                    .collect();
+                json!({"collector_id": r.collector_id, "commune": r.commune, "items": items})
+                    .to_string()
+            } else {
+                format!(
+                    "{} ({}): {} fee items\n",
+                    r.collector_id,
+                    r.commune,
+                    r.items.len()
                 )
             })
         }

@@ -3,5 +3,6 @@
 
 pub mod client;
 pub mod counter;
+pub mod desk;
 pub mod receipt;
 pub mod report;

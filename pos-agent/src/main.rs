@@ -9,6 +9,7 @@ use clap::Parser;
 mod admin_cmd;
 mod amount;
 mod counter_cmd;
+mod desk_cmd;
 use pos_agent::client;
 mod merchant_cmd;
 mod qr_cmd;
@@ -83,6 +84,10 @@ enum Command {
     /// teller's profile).
     #[command(subcommand)]
     Counter(counter_cmd::CounterCommand),
+    /// A commune one-stop desk's fee screen and the citizen's kiosk (a fee
+    /// collector's profile).
+    #[command(subcommand)]
+    Desk(desk_cmd::DeskCommand),
     #[command(flatten)]
     Teller(teller::TellerCommand),
 }
@@ -149,6 +154,7 @@ fn main() -> ExitCode {
                     Command::Admin(c) => admin_cmd::run(&profile, c, cli.json).await,
                     Command::Teller(c) => teller::run(&profile, c, cli.json).await,
                     Command::Counter(c) => counter_cmd::run(&profile, c, cli.json).await,
+                    Command::Desk(c) => desk_cmd::run(&profile, c).await,
                     Command::Qr(qr_cmd::QrCommand::Create {
                         amount,
                         reference,

@@ -379,6 +379,72 @@ impl Receipt {
     }
 }
 
+impl Receipt {
+    /// BIÊN LAI THU PHÍ, LỆ PHÍ: a dossier's fees paid at a commune's
+    /// one-stop desk (issue #30).
+    pub fn fee(r: &pb::FeeRequest) -> Receipt {
+        use Style::*;
+        let mut l = Vec::new();
+        let commune = if r.commune_name.is_empty() {
+            r.collector_name.clone()
+        } else {
+            format!("UBND {}", r.commune_name)
+        };
+        l.push(Line::new(Title, commune.to_uppercase(), ""));
+        l.push(Line::new(Centre, "Bộ phận một cửa", ""));
+        l.push(Line::new(Title, "BIÊN LAI THU PHÍ, LỆ PHÍ", ""));
+        l.push(Line::new(Rule, "", ""));
+        l.push(Line::new(Pair, "Mã hồ sơ", r.dossier_code.clone()));
+        let at = if r.paid_at_ms > 0 {
+            r.paid_at_ms
+        } else {
+            r.created_at_ms
+        };
+        l.push(Line::new(Pair, "Thời gian", vietnam_time(at)));
+        l.push(Line::new(Rule, "", ""));
+        for line in &r.lines {
+            l.push(Line::new(Centre, line.name.clone(), ""));
+            l.push(Line::new(
+                Pair,
+                format!("{} {} × {}", line.quantity, line.unit, vnd(line.unit_price)),
+                vnd(line.amount),
+            ));
+        }
+        l.push(Line::new(Rule, "", ""));
+        l.push(Line::new(Strong, "Tổng cộng", vnd(r.total)));
+        l.push(Line::new(
+            Centre,
+            format!("({})", words::vnd_in_words(r.total)),
+            "",
+        ));
+        l.push(Line::new(Pair, "Hình thức", "Chuyển khoản (VietQR)"));
+        let paid = !r.transaction_id.is_empty();
+        l.push(Line::new(
+            Pair,
+            "Trạng thái",
+            if paid {
+                "ĐÃ THANH TOÁN"
+            } else {
+                "CHƯA THANH TOÁN"
+            },
+        ));
+        if paid {
+            l.push(Line::new(Small, "Mã giao dịch", ""));
+            l.push(Line::new(Small, r.transaction_id.clone(), ""));
+            l.push(Line::new(Qr, r.transaction_id.clone(), ""));
+        }
+        if let Some(basis) = r
+            .lines
+            .first()
+            .map(|x| x.legal_basis.clone())
+            .filter(|b| !b.is_empty())
+        {
+            l.push(Line::new(Small, format!("Căn cứ: {basis}"), ""));
+        }
+        Receipt { lines: l }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
