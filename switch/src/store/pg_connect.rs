@@ -13,10 +13,19 @@
 //! should get. TLS is rustls with ring, as everywhere in the switch.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio_postgres::config::SslMode;
 use tokio_postgres_rustls::MakeRustlsConnect;
 use tokio_rustls::rustls;
+
+/// How long connecting to PostgreSQL may take, unless the connection
+/// string says (`connect_timeout`).
+pub const PG_CONNECT_TIMEOUT_MS: u64 = 5_000;
+/// How long data sent to PostgreSQL may stay unacknowledged before the
+/// connection is dropped (`tcp_user_timeout`): a partitioned link fails
+/// within this.
+pub const PG_TCP_USER_TIMEOUT_MS: u64 = 10_000;
 
 /// The connector every PostgreSQL connection of the switch is made with.
 pub type Tls = MakeRustlsConnect;
@@ -28,6 +37,40 @@ pub fn parse(url: &str) -> Result<(tokio_postgres::Config, Tls), String> {
     let mut config: tokio_postgres::Config = rest
         .parse()
         .map_err(|e| format!("the PostgreSQL connection string: {e}"))?;
+    // A link that goes silent (a partition, not a refused connection) must
+    // fail a connection within seconds, not the kernel's quarter of an
+    // hour of retransmissions: callers are then refused promptly and the
+    // connection is made again once the link is back (issue #31). The
+    // connection string may say otherwise.
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_millis(PG_CONNECT_TIMEOUT_MS));
+    }
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(Duration::from_millis(PG_TCP_USER_TIMEOUT_MS));
+    }
+    // The server's side of the same: a session whose node went silent
+    // ends within seconds, and with it the advisory locks it held (the
+    // worker lease, turns), instead of the server's default of two hours
+    // of keepalive idleness. Settings the connection string gives win.
+    let mut options = config.get_options().unwrap_or_default().to_string();
+    for (setting, value) in [
+        ("tcp_keepalives_idle", "5"),
+        ("tcp_keepalives_interval", "2"),
+        ("tcp_keepalives_count", "3"),
+        ("tcp_user_timeout", "10000"),
+    ] {
+        if !options.contains(setting) {
+            options.push_str(&format!(" -c {setting}={value}"));
+        }
+    }
+    config.options(options.trim());
+    if config.get_keepalives_interval().is_none() {
+        config
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(5))
+            .keepalives_interval(Duration::from_secs(2))
+            .keepalives_retries(3);
+    }
     let verify = match ssl.mode.as_deref() {
         None | Some("disable" | "allow" | "prefer") => false,
         Some("require" | "verify-ca" | "verify-full") => true,
