@@ -105,6 +105,16 @@ async fn the_kiosk_turns_to_paid() {
     let want = receipt::render::render(&receipt::Receipt::fee(&request), receipt::Paper::Mm80);
     assert_eq!(printed.raster.as_ref(), Some(&want));
     std::fs::write(screenshots().join("desk-4-receipt.png"), want.png()).unwrap();
+    // The same receipt as PDF, for the dossier's file.
+    let pdf = clerk
+        .execute(
+            "return fetch(document.getElementById('pdf').href).then(r => r.arrayBuffer()).then(b => Array.from(new Uint8Array(b).slice(0, 5)))",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let head: Vec<u8> = serde_json::from_value(pdf).unwrap();
+    assert_eq!(head, b"%PDF-");
 
     clerk.close().await.unwrap();
     kiosk.close().await.unwrap();

@@ -219,6 +219,7 @@ pub async fn run(
         .route("/", get(desk_page))
         .route("/request", post(create))
         .route("/request/{qr_id}", get(request_page))
+        .route("/request/{qr_id}/receipt.pdf", get(receipt_pdf))
         .route("/kiosk", get(kiosk_page))
         .route("/api/kiosk", get(kiosk_fragment))
         .with_state(app);
@@ -379,12 +380,30 @@ async fn request_page(State(app): State<Arc<App>>, Path(qr_id): Path<String>) ->
                 None => {},
             }
             a #next href="/" autofocus { "Hồ sơ tiếp theo" }
+            " · "
+            a #pdf href=(format!("/request/{qr_id}/receipt.pdf")) { "Biên lai (PDF)" }
         } @else {
             p #waiting { "Mời công dân quét mã trên màn hình kiosk bằng ứng dụng ngân hàng." }
             p.note #qr-payload { (payload) }
         }
     };
     page("Bộ phận một cửa", (!paid).then_some(1), body)
+}
+
+/// The fee receipt as PDF, for a reprint or the dossier's file.
+async fn receipt_pdf(State(app): State<Arc<App>>, Path(qr_id): Path<String>) -> Response {
+    match app.read(&qr_id).await {
+        Ok(r) if !r.transaction_id.is_empty() => {
+            let raster = receipt::render::render(&receipt::Receipt::fee(&r), app.config.paper);
+            (
+                [(axum::http::header::CONTENT_TYPE, "application/pdf")],
+                receipt::pdf::pdf(&raster),
+            )
+                .into_response()
+        }
+        Ok(_) => (StatusCode::CONFLICT, "Chưa thanh toán: chưa có biên lai.").into_response(),
+        Err(f) => (StatusCode::NOT_FOUND, format!("{}: {}", f.code, f.message)).into_response(),
+    }
 }
 
 fn qr_svg(payload: &str) -> String {
