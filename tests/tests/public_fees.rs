@@ -240,5 +240,7 @@ async fn a_dossiers_fees_are_paid_by_qr_once_and_reconciled() {
         .expect("public fees");
     assert_eq!((fees.count, fees.value), (1, request.total));
     assert!(commune.products.iter().all(|p| p.product != "merchant_qr"));
+    // The desk is not a merchant the plan counts.
+    assert_eq!(commune.active_merchants, 0);
     h.assert_ledger_clean().await;
 }

@@ -330,7 +330,9 @@ impl Switch {
         let (first, last) = period.days();
         let (from_ms, to_ms) = (civil::day_start_ms(first), civil::day_start_ms(last + 1));
         for m in &merchants {
-            let counted = (from_ms..to_ms).contains(&m.created_at_ms)
+            // A commune's one-stop desk is not a merchant the plan counts.
+            let counted = m.mcc != crate::flows::fees::COLLECTOR_MCC
+                && (from_ms..to_ms).contains(&m.created_at_ms)
                 && (commune.is_empty() || m.commune == commune)
                 && (bank.is_empty() || m.bank_bin == bank);
             if counted {

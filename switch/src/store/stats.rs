@@ -199,7 +199,8 @@ pub fn contributions(t: &TxRecord, place: &Place) -> Vec<Contribution> {
             key: format!("m/{month:04}/t/{}/{tail}", part(&t.terminal_id)),
         });
     }
-    if let (Some(m), Kind::QrPayment) = (&t.merchant, t.kind) {
+    // A commune's fee collector is not a merchant the plan counts.
+    if let (Some(m), Kind::QrPayment, false) = (&t.merchant, t.kind, place.public_fees) {
         out.push(Contribution::Marker {
             key: format!("m/{month:04}/q/{}/{tail}", part(&m.merchant_id)),
         });
