@@ -71,12 +71,7 @@ async fn a_tellers_whole_shift_at_the_counter_keyboard_only() {
     c.goto(&format!("{base}/")).await.unwrap();
     assert!(c.current_url().await.unwrap().path().starts_with("/login"));
     typed(&c, "#name", "lan").await;
-    typed(
-        &c,
-        "#password",
-        &format!("sai-mat-khau{}", char::from(Key::Enter)),
-    )
-    .await;
+    entered(&c, "#password", "sai-mat-khau").await;
     assert!(wait_for(&c, "#error").await.contains("không đúng"));
     typed(&c, "#name", "lan").await;
     typed(&c, "#password", "mat-khau-cua-lan").await;
@@ -98,7 +93,7 @@ async fn a_tellers_whole_shift_at_the_counter_keyboard_only() {
     let saver = h.customer(MB, 0);
     typed(&c, "#bank", "MB").await;
     typed(&c, "#account", &saver.account).await;
-    typed(&c, "#amount", &format!("500.000{}", char::from(Key::Enter))).await;
+    entered(&c, "#amount", "500.000").await;
     assert_eq!(wait_for(&c, "#holder").await, saver.name);
     assert_eq!(wait_for(&c, "#confirm-amount").await, "500.000 ₫");
     shot(&c, "03-cash-in-confirm").await;
@@ -116,7 +111,7 @@ async fn a_tellers_whole_shift_at_the_counter_keyboard_only() {
     typed(&c, "#bank", VCB).await;
     typed(&c, "#account", &spender.account).await;
     typed(&c, "#code", &code).await;
-    typed(&c, "#amount", &format!("1780000{}", char::from(Key::Enter))).await;
+    entered(&c, "#amount", "1780000").await;
     let notes = wait_for(&c, "#notes").await;
     assert!(
         notes.contains("3 × 500.000 ₫") && notes.contains("1 × 10.000 ₫"),
@@ -137,12 +132,7 @@ async fn a_tellers_whole_shift_at_the_counter_keyboard_only() {
         .filter(|b| b.biller == "EVN" && b.bills_due > 0);
     let (cash_bill, card_bill) = (evn.next().unwrap(), evn.next().unwrap());
     typed(&c, "#biller", "EVN").await;
-    typed(
-        &c,
-        "#customer",
-        &format!("{}{}", cash_bill.customer, char::from(Key::Enter)),
-    )
-    .await;
+    entered(&c, "#customer", &cash_bill.customer).await;
     assert!(
         wait_for(&c, "#bill-customer")
             .await
@@ -156,23 +146,10 @@ async fn a_tellers_whole_shift_at_the_counter_keyboard_only() {
 
     // A bill by card: the PIN goes into the PIN window, never this page.
     let card_holder = h.customer(VCB, 5_000_000);
-    press(&c, Key::F4).await;
-    at(&c, &base, "/bills").await;
-    typed(&c, "#biller", "EVN").await;
-    typed(
-        &c,
-        "#customer",
-        &format!("{}{}", card_bill.customer, char::from(Key::Enter)),
-    )
-    .await;
+    bills_of(&c, &base, "EVN", &card_bill.customer).await;
     wait_for(&c, "#bills-total").await;
     typed(&c, "#funding", "Th").await;
-    typed(
-        &c,
-        "#card",
-        &format!("{}{}", card_holder.card, char::from(Key::Enter)),
-    )
-    .await;
+    entered(&c, "#card", &card_holder.card).await;
     wait_for(&c, "#waiting-pin").await;
     shot(&c, "07-card-waiting-pin").await;
     assert!(
@@ -181,12 +158,7 @@ async fn a_tellers_whole_shift_at_the_counter_keyboard_only() {
     );
     let pin_pad = browser(&d).await;
     pin_pad.goto(&pin_url).await.unwrap();
-    typed(
-        &pin_pad,
-        "#pin",
-        &format!("{}{}", card_holder.pin, char::from(Key::Enter)),
-    )
-    .await;
+    entered(&pin_pad, "#pin", &card_holder.pin).await;
     wait_for(&pin_pad, "#pin-taken").await;
     pin_pad.close().await.unwrap();
     let bill_card = tx_id(&c).await;
@@ -197,17 +169,9 @@ async fn a_tellers_whole_shift_at_the_counter_keyboard_only() {
     // A bill by QR: the code shows on the customer's window; when the
     // customer's bank pays it, the waiting page completes and prints.
     let qr_bill = evn.next().unwrap();
-    press(&c, Key::F4).await;
-    at(&c, &base, "/bills").await;
-    typed(&c, "#biller", "EVN").await;
-    typed(
-        &c,
-        "#customer",
-        &format!("{}{}", qr_bill.customer, char::from(Key::Enter)),
-    )
-    .await;
+    bills_of(&c, &base, "EVN", &qr_bill.customer).await;
     wait_for(&c, "#bills-total").await;
-    typed(&c, "#funding", &format!("Mã{}", char::from(Key::Enter))).await;
+    entered(&c, "#funding", "Mã").await;
     wait_for(&c, "#waiting-qr").await;
     let bill_qr = tx_id(&c).await;
     let counter_window = c.window().await.unwrap();
@@ -252,12 +216,7 @@ async fn a_tellers_whole_shift_at_the_counter_keyboard_only() {
     at(&c, &base, "/cash-in").await;
     typed(&c, "#bank", "970422 · MB").await;
     typed(&c, "#account", &saver.account).await;
-    typed(
-        &c,
-        "#amount",
-        &format!("19.600.000{}", char::from(Key::Enter)),
-    )
-    .await;
+    entered(&c, "#amount", "19.600.000").await;
     wait_for(&c, "#holder").await;
     press(&c, Key::Enter).await;
     let refusal = wait_for(&c, "#refusal").await;
@@ -278,7 +237,7 @@ async fn a_tellers_whole_shift_at_the_counter_keyboard_only() {
     ] {
         assert!(list.contains(id.as_str()), "{id} listed");
     }
-    typed(&c, "#q", &format!("500000{}", char::from(Key::Enter))).await;
+    entered(&c, "#q", "500000").await;
     at(&c, &base, "/today?q=500000").await;
     assert!(wait_for(&c, "#today").await.contains(&cash_in));
     shot(&c, "11-today").await;

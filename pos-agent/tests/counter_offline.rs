@@ -161,20 +161,12 @@ async fn a_counter_rides_out_a_cut_link_and_forwards_each_item_once() {
 
     let d = driver();
     let c = browser(&d).await;
-    c.goto(&format!("{base}/login")).await.unwrap();
-    typed(&c, "#name", "lan").await;
-    typed(
-        &c,
-        "#password",
-        &format!("mat-khau-cua-lan{}", char::from(Key::Enter)),
-    )
-    .await;
-    wait_for(&c, "#who").await;
+    sign_in(&c, &base, "lan", "mat-khau-cua-lan").await;
     until(&outbox, 30, "the offline policy", |o| {
         o.policy().unwrap().is_some()
     })
     .await;
-    typed(&c, "#n500000", &format!("40{}", char::from(Key::Enter))).await;
+    entered(&c, "#n500000", "40").await;
     at(&c, &base, "/cash-in").await;
 
     // Online, the teller looks two customers' bills up and a holder's name.
@@ -184,15 +176,7 @@ async fn a_counter_rides_out_a_cut_link_and_forwards_each_item_once() {
         .filter(|b| b.biller == "EVN" && b.bills_due > 0);
     let (paid_here, paid_elsewhere) = (evn.next().unwrap(), evn.next().unwrap());
     for b in [&paid_here, &paid_elsewhere] {
-        press(&c, Key::F4).await;
-        at(&c, &base, "/bills").await;
-        typed(&c, "#biller", "EVN").await;
-        typed(
-            &c,
-            "#customer",
-            &format!("{}{}", b.customer, char::from(Key::Enter)),
-        )
-        .await;
+        bills_of(&c, &base, "EVN", &b.customer).await;
         wait_for(&c, "#bills-total").await;
     }
     let saver = h.customer(MB, 0);
@@ -200,7 +184,7 @@ async fn a_counter_rides_out_a_cut_link_and_forwards_each_item_once() {
     at(&c, &base, "/cash-in").await;
     typed(&c, "#bank", "MB").await;
     typed(&c, "#account", &saver.account).await;
-    typed(&c, "#amount", &format!("100000{}", char::from(Key::Enter))).await;
+    entered(&c, "#amount", "100000").await;
     assert_eq!(wait_for(&c, "#holder").await, saver.name);
 
     // The link is cut.
@@ -211,27 +195,14 @@ async fn a_counter_rides_out_a_cut_link_and_forwards_each_item_once() {
     at(&c, &base, "/topup").await;
     typed(&c, "#provider", "VIETTEL").await;
     typed(&c, "#amount", "50").await;
-    typed(
-        &c,
-        "#phone",
-        &format!("0961234567{}", char::from(Key::Enter)),
-    )
-    .await;
+    entered(&c, "#phone", "0961234567").await;
     let top_up_voucher = wait_for(&c, "#voucher").await;
     wait_for(&c, "#offline").await;
     shot(&c, "offline-1-voucher").await;
 
     // A cash bill inquired an hour ago at most.
     for b in [&paid_here, &paid_elsewhere] {
-        press(&c, Key::F4).await;
-        at(&c, &base, "/bills").await;
-        typed(&c, "#biller", "EVN").await;
-        typed(
-            &c,
-            "#customer",
-            &format!("{}{}", b.customer, char::from(Key::Enter)),
-        )
-        .await;
+        bills_of(&c, &base, "EVN", &b.customer).await;
         wait_for(&c, "#offline-note").await;
         press(&c, Key::Enter).await;
         wait_for(&c, "#voucher").await;
@@ -256,12 +227,7 @@ async fn a_counter_rides_out_a_cut_link_and_forwards_each_item_once() {
         at(&c, &base, "/cash-in").await;
         typed(&c, "#bank", "MB").await;
         typed(&c, "#account", &saver.account).await;
-        typed(
-            &c,
-            "#amount",
-            &format!("{amount}{}", char::from(Key::Enter)),
-        )
-        .await;
+        entered(&c, "#amount", amount).await;
         assert_eq!(wait_for(&c, "#holder").await, saver.name);
         wait_for(&c, "#offline-note").await;
         press(&c, Key::Enter).await;
@@ -280,7 +246,7 @@ async fn a_counter_rides_out_a_cut_link_and_forwards_each_item_once() {
     typed(&c, "#bank", "MB").await;
     typed(&c, "#account", &saver.account).await;
     typed(&c, "#code", "123456").await;
-    typed(&c, "#amount", &format!("200000{}", char::from(Key::Enter))).await;
+    entered(&c, "#amount", "200000").await;
     let r = wait_for(&c, "#refusal").await;
     assert!(r.contains("mất kết nối"), "{r}");
     shot(&c, "offline-3-cash-out-refused").await;
@@ -292,31 +258,18 @@ async fn a_counter_rides_out_a_cut_link_and_forwards_each_item_once() {
     at(&c, &base, "/topup").await;
     typed(&c, "#provider", "VIETTEL").await;
     typed(&c, "#amount", "20").await;
-    typed(
-        &c,
-        "#phone",
-        &format!("0961234568{}", char::from(Key::Enter)),
-    )
-    .await;
+    entered(&c, "#phone", "0961234568").await;
     wait_for(&c, "#voucher").await;
     offset_ms.store(0, Ordering::SeqCst);
     // The clock's jump back and forth ended the session (idle a day, as
     // the counter saw it): the teller signs in again.
-    c.goto(&format!("{base}/login")).await.unwrap();
-    typed(&c, "#name", "lan").await;
-    typed(
-        &c,
-        "#password",
-        &format!("mat-khau-cua-lan{}", char::from(Key::Enter)),
-    )
-    .await;
-    wait_for(&c, "#who").await;
+    sign_in(&c, &base, "lan", "mat-khau-cua-lan").await;
     assert!(wait_for(&c, "#queued").await.contains(": 5 ·"));
 
     // The shift does not close over the queue.
     press(&c, Key::F9).await;
     at(&c, &base, "/shift/close").await;
-    typed(&c, "#n500000", &format!("40{}", char::from(Key::Enter))).await;
+    entered(&c, "#n500000", "40").await;
     assert!(wait_for(&c, "#refusal").await.contains("chờ gửi"));
 
     // The link is back: the outbox drains, in order, each item once.
@@ -401,7 +354,7 @@ async fn a_counter_rides_out_a_cut_link_and_forwards_each_item_once() {
     assert!(outbox.refunds_due().unwrap().is_empty());
     press(&c, Key::F9).await;
     at(&c, &base, "/shift/close").await;
-    typed(&c, "#n500000", &format!("40{}", char::from(Key::Enter))).await;
+    entered(&c, "#n500000", "40").await;
     wait_for(&c, "#shift-closed").await;
 
     c.close().await.unwrap();

@@ -164,3 +164,30 @@ pub async fn at(c: &Client, base: &str, path: &str) {
         panic!("waiting to be at {path}: {e}; at {now}");
     }
 }
+
+/// Sign in at the counter at `base`, keyboard only, and wait for the
+/// screen that follows.
+pub async fn sign_in(c: &Client, base: &str, name: &str, password: &str) {
+    c.goto(&format!("{base}/login")).await.unwrap();
+    typed(c, "#name", name).await;
+    typed(
+        c,
+        "#password",
+        &format!("{password}{}", char::from(Key::Enter)),
+    )
+    .await;
+    wait_for(c, "#who").await;
+}
+
+/// Type `text` into the field `css` and press Enter: a form sent.
+pub async fn entered(c: &Client, css: &str, text: &str) {
+    typed(c, css, &format!("{text}{}", char::from(Key::Enter))).await;
+}
+
+/// Find bills at the counter: F4, the biller by its code, the customer.
+pub async fn bills_of(c: &Client, base: &str, biller: &str, customer: &str) {
+    press(c, Key::F4).await;
+    at(c, base, "/bills").await;
+    typed(c, "#biller", biller).await;
+    entered(c, "#customer", customer).await;
+}
