@@ -228,7 +228,28 @@ pub async fn demo(switch: &Switch, profiles: &Path, listen: SocketAddr) -> Resul
         &toml::to_string(&profile).map_err(io)?,
     )
     .map_err(io)?;
-    for (i, (id, name, city, mcc, bin, account)) in DEMO_MERCHANTS.into_iter().enumerate() {
+    // The demo's merchants, then the pilot communes' one-stop desks (fee
+    // collectors: MCC 9399, paid into the commune's budget account).
+    let merchants = DEMO_MERCHANTS.into_iter().zip(DEMO_MERCHANT_COMMUNES).map(
+        |((id, name, city, mcc, bin, account), commune)| {
+            (id, name, city, mcc, commune, bin, account)
+        },
+    );
+    let collectors =
+        crate::demo::DEMO_COLLECTORS
+            .into_iter()
+            .map(|(id, name, city, commune, bin, account)| {
+                (
+                    id,
+                    name,
+                    city,
+                    crate::flows::fees::COLLECTOR_MCC,
+                    commune,
+                    bin,
+                    account,
+                )
+            });
+    for (id, name, city, mcc, commune, bin, account) in merchants.chain(collectors) {
         if switch.routes.get(bin).is_none() {
             continue;
         }
@@ -241,58 +262,29 @@ pub async fn demo(switch: &Switch, profiles: &Path, listen: SocketAddr) -> Resul
             bank_bin: bin.to_string(),
             account: account.to_string(),
             secret: switch.master_key.seal(id, &secret),
-            commune: DEMO_MERCHANT_COMMUNES[i].to_string(),
-            created_at_ms: crate::clock::now_ms(),
-        };
-        crate::flows::provisioning::add_merchant(switch, &m)?;
-        let profile = Profile {
-            role: "merchant",
-            id,
-            switch: address.clone(),
-            secret: secret.expose_hex(),
-            post_office: None,
-            post_office_name: None,
-        };
-        write_private(
-            &profiles.join(format!("{id}.toml")),
-            &toml::to_string(&profile).map_err(io)?,
-        )
-        .map_err(io)?;
-    }
-    for (id, name, city, commune, bin, account) in crate::demo::DEMO_COLLECTORS {
-        if switch.routes.get(bin).is_none() {
-            continue;
-        }
-        let secret = Secret::generate(&rng);
-        let m = crate::store::Merchant {
-            id: id.to_string(),
-            name: name.to_string(),
-            city: city.to_string(),
-            mcc: crate::flows::fees::COLLECTOR_MCC.to_string(),
-            bank_bin: bin.to_string(),
-            account: account.to_string(),
-            secret: switch.master_key.seal(id, &secret),
             commune: commune.to_string(),
             created_at_ms: crate::clock::now_ms(),
         };
         crate::flows::provisioning::add_merchant(switch, &m)?;
-        let items = crate::demo::DEMO_FEES
-            .iter()
-            .map(|(code, name, price, unit, basis)| crate::store::FeeItem {
-                code: code.to_string(),
-                name: name.to_string(),
-                unit_price: *price,
-                unit: unit.to_string(),
-                legal_basis: basis.to_string(),
-            })
-            .collect();
-        switch
-            .store
-            .put_fee_catalogue(&crate::store::FeeCatalogue {
-                collector_id: id.to_string(),
-                items,
-            })
-            .map_err(io)?;
+        if mcc == crate::flows::fees::COLLECTOR_MCC {
+            let items = crate::demo::DEMO_FEES
+                .iter()
+                .map(|(code, name, price, unit, basis)| crate::store::FeeItem {
+                    code: code.to_string(),
+                    name: name.to_string(),
+                    unit_price: *price,
+                    unit: unit.to_string(),
+                    legal_basis: basis.to_string(),
+                })
+                .collect();
+            switch
+                .store
+                .put_fee_catalogue(&crate::store::FeeCatalogue {
+                    collector_id: id.to_string(),
+                    items,
+                })
+                .map_err(io)?;
+        }
         let profile = Profile {
             role: "merchant",
             id,

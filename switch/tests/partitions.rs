@@ -385,7 +385,21 @@ async fn a_bank_behind_loss_delay_and_a_one_way_cut_resolves_every_transaction()
         }
     }
     // The window's nets sum to zero (closing refuses otherwise).
-    let op = credentials(&data, "operator");
+    close_the_window(&ch, &credentials(&data, "operator")).await;
+    drop(switch);
+    switch_check(&["--data", data.to_str().unwrap()]);
+    for f in &figures {
+        eprintln!("{f}");
+    }
+    eprintln!(
+        "history: {} acknowledged ({completed} completed, {failed} failed or reversed), {} never reached a record; bank agrees; window nets zero; switch check clean",
+        acked.len(),
+        unacked.load(std::sync::atomic::Ordering::SeqCst)
+    );
+}
+
+/// Close the open window: refused unless its nets sum to zero.
+async fn close_the_window(ch: &Channel, op: &Credentials) {
     let mut settlement = SettlementClient::new(ch.clone());
     let open = settlement
         .list_windows(op.sign(
@@ -406,24 +420,19 @@ async fn a_bank_behind_loss_delay_and_a_one_way_cut_resolves_every_transaction()
         ))
         .await
         .expect("the window closes: its nets sum to zero");
-    drop(switch);
+}
+
+/// `switch check` on a stopped switch's data or a store: clean.
+fn switch_check(args: &[&str]) {
     let check = std::process::Command::new(env!("CARGO_BIN_EXE_switch"))
-        .args(["check", "--data"])
-        .arg(&data)
+        .arg("check")
+        .args(args)
         .output()
         .unwrap();
     assert!(
         check.status.success(),
         "switch check: {}",
         String::from_utf8_lossy(&check.stdout)
-    );
-    for f in &figures {
-        eprintln!("{f}");
-    }
-    eprintln!(
-        "history: {} acknowledged ({completed} completed, {failed} failed or reversed), {} never reached a record; bank agrees; window nets zero; switch check clean",
-        acked.len(),
-        unacked.load(std::sync::atomic::Ordering::SeqCst)
     );
 }
 
@@ -638,36 +647,8 @@ async fn a_node_cut_from_postgresql_refuses_promptly_and_a_retry_elsewhere_is_th
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
-    let op = credentials(&a_data, "operator");
-    let mut settlement = SettlementClient::new(b.clone());
-    let open = settlement
-        .list_windows(op.sign(
-            "/paymentswitch.v1.Settlement/ListWindows",
-            pb::ListWindowsRequest {},
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .windows
-        .last()
-        .unwrap()
-        .window_id;
-    settlement
-        .close_window(op.sign(
-            "/paymentswitch.v1.Settlement/CloseWindow",
-            pb::CloseWindowRequest { window_id: open },
-        ))
-        .await
-        .expect("the window closes: its nets sum to zero");
-    let check = std::process::Command::new(env!("CARGO_BIN_EXE_switch"))
-        .args(["check", "--store", &pg.url("switch")])
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "switch check: {}",
-        String::from_utf8_lossy(&check.stdout)
-    );
+    close_the_window(&b, &credentials(&a_data, "operator")).await;
+    switch_check(&["--store", &pg.url("switch")]);
     let slowest = refused.iter().max().copied().unwrap_or(0);
     eprintln!(
         "node cut from PostgreSQL for 15 s: {} acknowledged in all ({during} while cut, through B), {} sent again to B, {} refused by A (slowest refusal {slowest} ms); history check clean",
