@@ -188,7 +188,7 @@ struct App {
     pin: Mutex<Option<PinRequest>>,
     jobs: Mutex<HashMap<String, Job>>,
     /// Transactions whose receipt printed (the card payment's waiting page
-    /// says so).
+    /// says so; one that failed to print is not here).
     printed: Mutex<HashSet<String>>,
     /// What the counter took while offline, until forwarded (SQLite).
     outbox: Outbox,
@@ -793,10 +793,14 @@ impl App {
         let r = self
             .print(&t.transaction_id, receipt::Receipt::of(t, &counter))
             .await;
-        if let Err(e) = &r {
-            tracing::warn!(transaction_id = %t.transaction_id, error = %e, "counter: receipt not printed");
+        match &r {
+            Ok(()) => {
+                lock(&self.printed).insert(t.transaction_id.clone());
+            }
+            Err(e) => {
+                tracing::warn!(transaction_id = %t.transaction_id, error = %e, "counter: receipt not printed");
+            }
         }
-        lock(&self.printed).insert(t.transaction_id.clone());
         r
     }
 
