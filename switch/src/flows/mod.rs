@@ -8,6 +8,7 @@
 //! proto type reaches a flow) and never `sim`.
 
 pub mod bills;
+pub mod console;
 pub mod counter;
 pub mod engine;
 pub mod fees;

@@ -885,3 +885,38 @@ fn match_statement(
     }
     Ok((lines, net, classes, exceptions))
 }
+
+impl Switch {
+    /// Reconciliation reports, newest layout first as the store keeps
+    /// them, each with its exceptions (at most `max` of each): a bank's
+    /// own, or every one for an operator. A record that does not decode is
+    /// an error.
+    pub fn reconciliations(
+        &self,
+        p: &Principal,
+        max: usize,
+    ) -> Result<Vec<(ReconReport, Vec<Exception>)>, SwitchError> {
+        let prefix = match p.role {
+            Role::Bank => format!("report/{}/", p.id),
+            Role::Operator => "report/".to_string(),
+            _ => {
+                return Err(SwitchError::new(
+                    ErrorCode::PermissionDenied,
+                    "only operators and banks see reconciliations",
+                ));
+            }
+        };
+        let mut out = Vec::new();
+        for kv in self.store.recon_scan(&prefix).take(max) {
+            let (_, v) = kv.map_err(storage)?;
+            let report: ReconReport = serde_json::from_slice(&v).map_err(storage)?;
+            let mut exceptions = Vec::new();
+            for kv in self.store.exceptions(&report.exceptions_tree).take(max) {
+                let (_, v) = kv.map_err(storage)?;
+                exceptions.push(serde_json::from_slice(&v).map_err(storage)?);
+            }
+            out.push((report, exceptions));
+        }
+        Ok(out)
+    }
+}

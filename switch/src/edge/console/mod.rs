@@ -37,7 +37,7 @@ use serde::Deserialize;
 use crate::caller::{Principal, Role};
 use crate::error::SwitchError;
 use crate::flows::Switch;
-use crate::settlement::reconcile::{Counterparty, Exception, ReconReport};
+use crate::settlement::reconcile::Counterparty;
 use crate::store::{self, TxRecord, WindowState};
 use html::{bars, csrf_field, esc, page, table, vnd};
 
@@ -262,7 +262,7 @@ impl Console {
             .find(|(k, _)| *k == COOKIE)
             .map(|(_, v)| v.to_string())?;
         let id = session_id(&token);
-        let stored = match self.switch.store.console_session(&id) {
+        let stored = match self.switch.console_session(&id) {
             Ok(s) => s?,
             Err(e) => {
                 tracing::error!(error = %e, "console session unreadable; refused");
@@ -271,14 +271,14 @@ impl Console {
         };
         let now = session_now_ms();
         if !alive(&stored, now) {
-            if let Err(e) = self.switch.store.end_console_session(&id) {
+            if let Err(e) = self.switch.end_console_session(&id) {
                 tracing::warn!(error = %e, "an ended console session could not be removed");
             }
             return None;
         }
         // The user as the store has it now, so that disabling them or
         // resetting their password on any node ends this session.
-        let current = match self.switch.store.console_user(&stored.user) {
+        let current = match self.switch.console_user(&stored.user) {
             Ok(u) => u.is_some_and(|u| {
                 u.disabled.is_none() && u.password_set_at_ms == stored.password_set_at_ms
             }),
@@ -288,14 +288,13 @@ impl Console {
             }
         };
         if !current {
-            if let Err(e) = self.switch.store.end_console_session(&id) {
+            if let Err(e) = self.switch.end_console_session(&id) {
                 tracing::warn!(error = %e, "an ended console session could not be removed");
             }
             return None;
         }
         if let Err(e) = self
             .switch
-            .store
             .touch_console_session(&id, &stored, now, SESSION_TOUCH_MS)
         {
             // Only the idle clock is behind: the session goes on.
@@ -513,10 +512,7 @@ async fn logout(
 ) -> Response {
     let s = page!(signed_in(&c, &headers));
     page!(check_csrf(&s, &f.csrf));
-    let ended = match c.switch.store.end_console_session(&s.id) {
-        Ok(()) => c.switch.store.durable().await,
-        Err(e) => Err(e),
-    };
+    let ended = c.switch.sign_out_console_session(&s.id).await;
     if let Err(e) = ended {
         return failure(crate::flows::storage(e));
     }
@@ -544,7 +540,7 @@ async fn overview(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response
 }
 
 async fn overview_json(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response {
-    page!(operator(&c, &headers));
+    let s = page!(operator(&c, &headers));
     let series: Vec<serde_json::Value> = crate::telemetry::recent()
         .series(now_ms())
         .iter()
@@ -566,9 +562,9 @@ async fn overview_json(State(c): State<Arc<Console>>, headers: HeaderMap) -> Res
     breakers.extend(c.switch.billers.all().map(|b| {
         serde_json::json!({"party": b.code, "state": format!("{:?}", b.breaker.state()).to_lowercase()})
     }));
-    let queue = match c.switch.store.reversals() {
-        Ok(q) => q.len(),
-        Err(e) => return failure(crate::flows::storage(e)),
+    let queue = match c.switch.reversals_waiting(&s.principal()) {
+        Ok(n) => n,
+        Err(e) => return failure(e),
     };
     let system = Principal {
         id: "console".into(),
@@ -649,9 +645,12 @@ async fn transactions(
                 || t.account.ends_with(&q.account)
                 || t.card_token.as_deref() == Some(q.account.as_str()))
     };
-    let found = match c.switch.store.recent_txs(100, 20_000, keep) {
+    let found = match c
+        .switch
+        .recent_transactions(&s.principal(), 100, 20_000, keep)
+    {
         Ok(f) => f,
-        Err(e) => return failure(crate::flows::storage(e)),
+        Err(e) => return failure(e),
     };
     let rows: Vec<Vec<String>> = found.iter().map(tx_row).collect();
     let body = format!(
@@ -699,10 +698,10 @@ async fn transaction(
     let Some(tx_id) = crate::ids::TxId::parse(&id) else {
         return not_found();
     };
-    let t = match c.switch.store.get_tx(tx_id) {
-        Ok(Some(t)) => t,
+    let (t, ledger_legs) = match c.switch.transaction_with_legs(&s.principal(), tx_id).await {
+        Ok(Some(found)) => found,
         Ok(None) => return not_found(),
-        Err(e) => return failure(crate::flows::storage(e)),
+        Err(e) => return failure(e),
     };
     let steps: Vec<Vec<String>> = t
         .steps
@@ -730,27 +729,21 @@ async fn transaction(
             ]
         })
         .collect();
-    let mut legs = Vec::new();
-    if !t.steps.is_empty() {
-        let all = match c.switch.legs(&t) {
-            Ok(all) => all,
-            Err(e) => return failure(e),
-        };
-        for l in all {
-            let status = match c.switch.ledger.transfer(l.id).await {
-                Ok(Some(x)) => format!("{:?}", x.status()).to_lowercase(),
-                Ok(None) => "not reserved".into(),
-                Err(e) => return failure(crate::flows::storage(e)),
-            };
-            legs.push(vec![
+    let legs: Vec<Vec<String>> = ledger_legs
+        .iter()
+        .map(|(l, status)| {
+            vec![
                 format!("{:032x}", l.id),
                 format!("{:032x}", l.debit_account_id),
                 format!("{:032x}", l.credit_account_id),
                 vnd(i128::from(l.amount)),
-                status,
-            ]);
-        }
-    }
+                status.map_or_else(
+                    || "not reserved".to_string(),
+                    |x| format!("{x:?}").to_lowercase(),
+                ),
+            ]
+        })
+        .collect();
     let linked = match (&t.paid_by, &t.pays_for) {
         (Some(x), _) => format!(
             "<p>Paid by <a href=\"/transactions/{0}\">{0}</a></p>",
@@ -988,18 +981,11 @@ async fn settle_window(
 async fn reconciliation(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response {
     let s = page!(signed_in(&c, &headers));
     let mut sections = String::new();
-    let prefix = match &s.bank {
-        Some(bin) => format!("report/{bin}/"),
-        None => "report/".to_string(),
+    let all = match c.switch.reconciliations(&s.principal(), 200) {
+        Ok(all) => all,
+        Err(e) => return failure(e),
     };
-    for kv in c.switch.store.recon_scan(&prefix).take(200) {
-        let report: ReconReport = match kv
-            .map_err(crate::flows::storage)
-            .and_then(|(_, v)| serde_json::from_slice(&v).map_err(crate::flows::storage))
-        {
-            Ok(r) => r,
-            Err(e) => return failure(e),
-        };
+    for (report, exceptions) in all {
         let party = if report.biller.is_empty() {
             format!("bank {}", report.bank_bin)
         } else {
@@ -1011,14 +997,7 @@ async fn reconciliation(State(c): State<Arc<Console>>, headers: HeaderMap) -> Re
             .map(|(class, (n, amount))| vec![esc(class), n.to_string(), vnd(i128::from(*amount))])
             .collect();
         let mut rows = Vec::new();
-        for kv in c.switch.store.exceptions(&report.exceptions_tree).take(200) {
-            let e: Exception = match kv
-                .map_err(crate::flows::storage)
-                .and_then(|(_, v)| serde_json::from_slice(&v).map_err(crate::flows::storage))
-            {
-                Ok(e) => e,
-                Err(e) => return failure(e),
-            };
+        for e in exceptions {
             let resolution = match (&e.resolution, &s.bank) {
                 (Some(r), _) => format!("{} ({})", esc(&r.note), esc(&r.by)),
                 (None, Some(_)) => String::new(),
@@ -1183,15 +1162,9 @@ async fn move_money(
 
 async fn provisioning(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response {
     let s = page!(operator(&c, &headers));
-    let (offices, terminals, merchants) = match (
-        c.switch.store.post_offices(),
-        c.switch.store.terminals(),
-        c.switch.store.merchants(),
-    ) {
-        (Ok(o), Ok(t), Ok(m)) => (o, t, m),
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
-            return failure(crate::flows::storage(e));
-        }
+    let (offices, terminals, merchants) = match c.switch.network(&s.principal()) {
+        Ok(n) => (n.post_offices, n.terminals, n.merchants),
+        Err(e) => return failure(e),
     };
     let offices: Vec<Vec<String>> = offices
         .iter()
@@ -1244,16 +1217,10 @@ async fn merchant_sign(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    page!(operator(&c, &headers));
-    let m = match c.switch.store.merchant(&id) {
-        Ok(Some(m)) => m,
-        Ok(None) => {
-            return failure(SwitchError::new(
-                crate::error::ErrorCode::UnknownMerchant,
-                "no such merchant",
-            ));
-        }
-        Err(e) => return failure(crate::flows::storage(e)),
+    let s = page!(operator(&c, &headers));
+    let m = match c.switch.merchant_record(&s.principal(), &id) {
+        Ok(m) => m,
+        Err(e) => return failure(e),
     };
     let payload = match crate::flows::merchant::static_payload(&m) {
         Ok(p) => p,
