@@ -502,12 +502,12 @@ impl Shared {
     async fn cash_in(&self, terminal: usize, customer: &Customer, ch: Channel) -> FlowResult {
         let (_, creds) = &self.target.tellers[terminal];
         let m = pb::CashInRequest {
-            offline_taken_at_ms: 0,
             client_request_id: self.request_id(),
             bank_bin: customer.bank.clone(),
             account: customer.account.clone(),
             amount: 50_000,
             teller: String::new(),
+            offline_taken_at_ms: 0,
         };
         let r = pb::teller_client::TellerClient::new(ch)
             .cash_in(creds.sign("/paymentswitch.v1.Teller/CashIn", m))
@@ -575,7 +575,6 @@ impl Shared {
             .inquire_bills(creds.sign("/paymentswitch.v1.Bills/InquireBills", m))
             .await?;
         let m = pb::PayBillsRequest {
-            offline_taken_at_ms: 0,
             client_request_id: self.request_id(),
             biller: c.biller.clone(),
             customer: c.customer.clone(),

@@ -401,7 +401,6 @@ pub async fn run(profile: &Path, command: Command, json: bool) -> Result<String,
             let (card_number, pin_block) = card_fields(&credentials, card)?;
             let mut client = pb::bills_client::BillsClient::new(channel);
             let msg = pb::PayBillsRequest {
-                offline_taken_at_ms: 0,
                 client_request_id: request_id.unwrap_or_else(new_request_id),
                 biller,
                 customer,
@@ -412,6 +411,7 @@ pub async fn run(profile: &Path, command: Command, json: bool) -> Result<String,
                 card_number,
                 pin_block,
                 teller: crate::client::teller(),
+                offline_taken_at_ms: 0,
             };
             let r = call!(
                 client,
@@ -427,7 +427,6 @@ pub async fn run(profile: &Path, command: Command, json: bool) -> Result<String,
             let (card_number, pin_block) = card_fields(&credentials, a.card)?;
             let mut client = pb::bills_client::BillsClient::new(channel);
             let msg = pb::TopUpRequest {
-                offline_taken_at_ms: 0,
                 client_request_id: a.request_id.unwrap_or_else(new_request_id),
                 provider: a.provider,
                 phone: a.phone,
@@ -438,6 +437,7 @@ pub async fn run(profile: &Path, command: Command, json: bool) -> Result<String,
                 card_number,
                 pin_block,
                 teller: crate::client::teller(),
+                offline_taken_at_ms: 0,
             };
             let r = call!(
                 client,

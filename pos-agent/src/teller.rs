@@ -258,12 +258,12 @@ pub async fn run(profile: &Path, command: TellerCommand, json: bool) -> Result<S
             request_id,
         } => {
             let msg = pb::CashInRequest {
-                offline_taken_at_ms: 0,
                 client_request_id: request_id.unwrap_or_else(new_request_id),
                 bank_bin: bank,
                 account,
                 amount: amount.dong()?,
                 teller: crate::client::teller(),
+                offline_taken_at_ms: 0,
             };
             let r = call!(cash_in, "/paymentswitch.v1.Teller/CashIn", msg)?;
             Ok(render(&r, json))

@@ -24,12 +24,12 @@ fn a_switch_killed_mid_transaction_finishes_it_on_restart() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let credentials = Credentials::from_hex(&profile.id, &profile.secret).unwrap();
     let request = pb::CashInRequest {
-        offline_taken_at_ms: 0,
         client_request_id: "crash-1".into(),
         bank_bin: MB.into(),
         account: account.clone(),
         amount: 1_000_000,
         teller: String::new(),
+        offline_taken_at_ms: 0,
     };
     let call = runtime.spawn({
         let (address, credentials, request) =

@@ -69,12 +69,12 @@ async fn cash_in(
         .await
         .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
     let request = pb::CashInRequest {
-        offline_taken_at_ms: 0,
         client_request_id: id.into(),
         bank_bin: MB.into(),
         account: account.into(),
         amount: 10_000,
         teller: String::new(),
+        offline_taken_at_ms: 0,
     };
     tokio::time::timeout(
         Duration::from_secs(30),

@@ -34,12 +34,12 @@ fn logs_hold_no_secret_code_or_full_account() {
             .await
             .unwrap();
         let cash_in = pb::CashInRequest {
-            offline_taken_at_ms: 0,
             client_request_id: "log-1".into(),
             bank_bin: "970422".into(),
             account: account.clone(),
             amount: 100_000,
             teller: String::new(),
+            offline_taken_at_ms: 0,
         };
         teller
             .cash_in(creds.sign("/paymentswitch.v1.Teller/CashIn", cash_in))

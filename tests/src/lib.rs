@@ -743,7 +743,6 @@ impl Teller {
             .card(card, pin)
             .expect("a well-formed card");
         let m = pb::PayBillsRequest {
-            offline_taken_at_ms: 0,
             client_request_id: request_id.into(),
             biller: biller.into(),
             customer: customer.into(),
@@ -785,7 +784,6 @@ impl Teller {
             .card(card, pin)
             .expect("a well-formed card");
         let m = pb::TopUpRequest {
-            offline_taken_at_ms: 0,
             client_request_id: request_id.into(),
             provider: provider.into(),
             phone: phone.into(),
@@ -813,7 +811,6 @@ impl Teller {
         account: Option<(&str, &str)>,
     ) -> Result<pb::TransactionResponse, tonic::Status> {
         let m = pb::TopUpRequest {
-            offline_taken_at_ms: 0,
             client_request_id: request_id.into(),
             provider: provider.into(),
             phone: phone.into(),
@@ -841,7 +838,6 @@ impl Teller {
         account: Option<(&str, &str)>,
     ) -> Result<pb::Transaction, tonic::Status> {
         let m = pb::PayBillsRequest {
-            offline_taken_at_ms: 0,
             client_request_id: request_id.into(),
             biller: biller.into(),
             customer: customer.into(),
@@ -884,12 +880,12 @@ impl Teller {
         amount: u64,
     ) -> Result<pb::Transaction, tonic::Status> {
         let m = pb::CashInRequest {
-            offline_taken_at_ms: 0,
             client_request_id: request_id.into(),
             bank_bin: bin.into(),
             account: account.into(),
             amount,
             teller: self.teller.clone(),
+            offline_taken_at_ms: 0,
         };
         self.client
             .cash_in(self.credentials.sign("/paymentswitch.v1.Teller/CashIn", m))

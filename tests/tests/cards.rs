@@ -159,7 +159,6 @@ async fn bad_cards_and_pin_blocks_are_refused_before_anything_moves() {
     assert_eq!(error_code(&e), "invalid_pin_block", "{e:?}");
     assert!(e.message().contains("does not open"), "{}", e.message());
     let m = pb::PayBillsRequest {
-        offline_taken_at_ms: 0,
         client_request_id: "b-3".into(),
         biller: "VNPT".into(),
         customer: bill.customer.clone(),
@@ -181,7 +180,6 @@ async fn bad_cards_and_pin_blocks_are_refused_before_anything_moves() {
     assert_eq!(error_code(&e), "unknown_bank", "{e:?}");
     // Card funding without a card, a card with other funding.
     let m = pb::PayBillsRequest {
-        offline_taken_at_ms: 0,
         client_request_id: "b-5".into(),
         biller: "VNPT".into(),
         customer: bill.customer.clone(),
@@ -192,7 +190,6 @@ async fn bad_cards_and_pin_blocks_are_refused_before_anything_moves() {
     assert_eq!(error_code(&e), "invalid_argument", "{e:?}");
     let (card_number, pin_block) = h.credentials("tho-tang-1").card(&c.card, &c.pin).unwrap();
     let m = pb::PayBillsRequest {
-        offline_taken_at_ms: 0,
         client_request_id: "b-6".into(),
         biller: "VNPT".into(),
         customer: bill.customer.clone(),

@@ -138,12 +138,12 @@ pub(super) async fn cash_in_confirm(
     };
     let (bank, account) = (field(&f, "bank"), field(&f, "account"));
     let msg = pb::CashInRequest {
-        offline_taken_at_ms: 0,
         client_request_id: field(&f, "request_id").to_string(),
         bank_bin: bank.to_string(),
         account: account.to_string(),
         amount,
         teller: s.full_name.clone(),
+        offline_taken_at_ms: 0,
     };
     let result = app.link.cash_in(msg.clone()).await;
     let form = |r: &Refusal| cash_in_form(&s, &f, Some(r));

@@ -289,7 +289,6 @@ pub(super) async fn bills_pay(State(app): State<Arc<App>>, Posted(_, s, f): Post
         .map(|(_, v)| v.clone())
         .collect();
     let msg = pb::PayBillsRequest {
-        offline_taken_at_ms: 0,
         client_request_id: field(&f, "request_id").to_string(),
         biller: field(&f, "biller").to_string(),
         customer: field(&f, "customer").to_string(),
@@ -347,7 +346,6 @@ pub(super) async fn topup_page(State(app): State<Arc<App>>, Signed(s): Signed) -
 pub(super) async fn topup_pay(State(app): State<Arc<App>>, Posted(_, s, f): Posted) -> Response {
     let amount = cash::parse_amount(field(&f, "amount")).unwrap_or(0);
     let msg = pb::TopUpRequest {
-        offline_taken_at_ms: 0,
         client_request_id: field(&f, "request_id").to_string(),
         provider: field(&f, "provider").to_string(),
         phone: field(&f, "phone").to_string(),
