@@ -281,31 +281,11 @@ async fn a_bank_behind_loss_delay_and_a_one_way_cut_resolves_every_transaction()
     let deadline = Instant::now() + Duration::from_secs(90);
     for a in &acked {
         let (client, creds) = teller.get_mut(a.terminal).unwrap();
-        loop {
-            let t = client
-                .get_transaction(creds.sign(
-                    "/paymentswitch.v1.Teller/GetTransaction",
-                    pb::GetTransactionRequest {
-                        transaction_id: a.transaction_id.clone(),
-                    },
-                ))
-                .await
-                .unwrap_or_else(|e| panic!("{} acknowledged and missing: {e}", a.transaction_id))
-                .into_inner()
-                .transaction
-                .unwrap();
-            let status = status_name(t.status);
-            if status != "pending" {
-                last.insert(a.transaction_id.clone(), (status, t.client_request_id));
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} still pending",
-                a.transaction_id
-            );
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        let t = settled(client, creds, &a.transaction_id, deadline).await;
+        last.insert(
+            a.transaction_id.clone(),
+            (status_name(t.status), t.client_request_id),
+        );
     }
     mark("resolved", &Arc::new(Mutex::new(acked.clone())));
     // Present with its acknowledged status (one acknowledged as pending
@@ -396,6 +376,35 @@ async fn a_bank_behind_loss_delay_and_a_one_way_cut_resolves_every_transaction()
         acked.len(),
         unacked.load(std::sync::atomic::Ordering::SeqCst)
     );
+}
+
+/// An acknowledged transaction once it is no longer pending: present, or
+/// the test fails; still pending at `deadline`, the test fails.
+async fn settled(
+    client: &mut TellerClient<Channel>,
+    creds: &Credentials,
+    id: &str,
+    deadline: Instant,
+) -> pb::Transaction {
+    loop {
+        let t = client
+            .get_transaction(creds.sign(
+                "/paymentswitch.v1.Teller/GetTransaction",
+                pb::GetTransactionRequest {
+                    transaction_id: id.to_string(),
+                },
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("{id} acknowledged and missing: {e}"))
+            .into_inner()
+            .transaction
+            .unwrap();
+        if t.status != pb::TxStatus::Pending as i32 {
+            return t;
+        }
+        assert!(Instant::now() < deadline, "{id} still pending");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// Close the open window: refused unless its nets sum to zero.
@@ -619,32 +628,15 @@ async fn a_node_cut_from_postgresql_refuses_promptly_and_a_retry_elsewhere_is_th
         }
         let creds = credentials(&a_data, x.terminal);
         let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let t = TellerClient::new(b.clone())
-                .get_transaction(creds.sign(
-                    "/paymentswitch.v1.Teller/GetTransaction",
-                    pb::GetTransactionRequest {
-                        transaction_id: x.transaction_id.clone(),
-                    },
-                ))
-                .await
-                .unwrap_or_else(|e| panic!("{} acknowledged and missing: {e}", x.transaction_id))
-                .into_inner()
-                .transaction
-                .unwrap();
-            let status = status_name(t.status);
-            if x.status != "pending" {
-                assert_eq!(status, x.status, "{}", x.transaction_id);
-            }
-            if status != "pending" {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} stays pending",
-                x.transaction_id
-            );
-            tokio::time::sleep(Duration::from_millis(250)).await;
+        let t = settled(
+            &mut TellerClient::new(b.clone()),
+            &creds,
+            &x.transaction_id,
+            deadline,
+        )
+        .await;
+        if x.status != "pending" {
+            assert_eq!(status_name(t.status), x.status, "{}", x.transaction_id);
         }
     }
     close_the_window(&b, &credentials(&a_data, "operator")).await;

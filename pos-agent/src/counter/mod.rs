@@ -773,13 +773,7 @@ impl App {
             .join("printed")
             .join(format!("{}-{seq:04}-{label}.escpos", self.now_ms()));
         tokio::task::spawn_blocking(move || {
-            let raster = receipt::render::render(&r, paper);
-            let bytes = receipt::escpos::commands(&raster)?;
-            std::fs::write(&path, &bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-            match &target {
-                Some(t) => receipt::escpos::send(&bytes, t),
-                None => Ok(()),
-            }
+            receipt::escpos::print_kept(&r, paper, &path, target.as_ref())
         })
         .await
         .map_err(|e| e.to_string())?

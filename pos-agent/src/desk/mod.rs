@@ -171,13 +171,7 @@ impl App {
             .join("printed")
             .join(format!("{qr_id}.escpos"));
         let result = tokio::task::spawn_blocking(move || {
-            let raster = receipt::render::render(&receipt, paper);
-            let bytes = receipt::escpos::commands(&raster)?;
-            std::fs::write(&path, &bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-            match &target {
-                Some(t) => receipt::escpos::send(&bytes, t),
-                None => Ok(()),
-            }
+            receipt::escpos::print_kept(&receipt, paper, &path, target.as_ref())
         })
         .await
         .map_err(|e| e.to_string())?;

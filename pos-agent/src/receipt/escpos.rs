@@ -113,6 +113,24 @@ pub fn print(raster: &Raster, target: &Target) -> Result<(), String> {
     send(&commands(raster)?, target)
 }
 
+/// Print `receipt` on `paper`: its printer bytes kept at `kept` first (a
+/// terminal's electronic journal of what it printed), then sent to
+/// `target` where there is one.
+pub fn print_kept(
+    receipt: &super::Receipt,
+    paper: super::Paper,
+    kept: &std::path::Path,
+    target: Option<&Target>,
+) -> Result<(), String> {
+    let raster = super::render::render(receipt, paper);
+    let bytes = commands(&raster)?;
+    std::fs::write(kept, &bytes).map_err(|e| format!("{}: {e}", kept.display()))?;
+    match target {
+        Some(t) => send(&bytes, t),
+        None => Ok(()),
+    }
+}
+
 /// Send printer commands (from [`commands`]) to `target`.
 pub fn send(bytes: &[u8], target: &Target) -> Result<(), String> {
     let e = |e: escpos::errors::PrinterError| e.to_string();
