@@ -208,22 +208,7 @@ async fn a_bank_behind_loss_delay_and_a_one_way_cut_resolves_every_transaction()
                 let answer = client
                     .cash_in(creds.sign("/paymentswitch.v1.Teller/CashIn", m))
                     .await;
-                let record = match answer {
-                    Ok(r) => r
-                        .into_inner()
-                        .transaction
-                        .map(|t| (t.transaction_id, status_name(t.status))),
-                    Err(s) => {
-                        let md = |k: &str| {
-                            s.metadata()
-                                .get(k)
-                                .and_then(|v| v.to_str().ok())
-                                .map(str::to_string)
-                        };
-                        md("x-transaction-id")
-                            .map(|id| (id, md("x-transaction-status").unwrap_or_default()))
-                    }
-                };
+                let record = told(answer.map(|r| r.into_inner()));
                 match record {
                     Some((transaction_id, status)) => acked.lock().unwrap().push(Acked {
                         request_id,
@@ -376,6 +361,26 @@ async fn a_bank_behind_loss_delay_and_a_one_way_cut_resolves_every_transaction()
         acked.len(),
         unacked.load(std::sync::atomic::Ordering::SeqCst)
     );
+}
+
+/// What a client was told of its request: the transaction and its status
+/// (from the answer, or from a refusal's metadata when a record was
+/// made), or nothing (it never reached a record).
+fn told(answer: Result<pb::TransactionResponse, tonic::Status>) -> Option<(String, String)> {
+    match answer {
+        Ok(r) => r
+            .transaction
+            .map(|t| (t.transaction_id, status_name(t.status))),
+        Err(s) => {
+            let md = |k: &str| {
+                s.metadata()
+                    .get(k)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            };
+            md("x-transaction-id").map(|id| (id, md("x-transaction-status").unwrap_or_default()))
+        }
+    }
 }
 
 /// An acknowledged transaction once it is no longer pending: present, or
@@ -570,21 +575,7 @@ async fn a_node_cut_from_postgresql_refuses_promptly_and_a_retry_elsewhere_is_th
                             .map(|r| r.into_inner())
                     }
                 };
-                let record = match answer {
-                    Ok(r) => r
-                        .transaction
-                        .map(|t| (t.transaction_id, status_name(t.status))),
-                    Err(s) => {
-                        let md = |k: &str| {
-                            s.metadata()
-                                .get(k)
-                                .and_then(|v| v.to_str().ok())
-                                .map(str::to_string)
-                        };
-                        md("x-transaction-id")
-                            .map(|id| (id, md("x-transaction-status").unwrap_or_default()))
-                    }
-                };
+                let record = told(answer);
                 if let Some((transaction_id, status)) = record {
                     acked.lock().unwrap().push(Acked {
                         request_id: m.client_request_id,

@@ -91,6 +91,18 @@ pub struct Counter {
     pub teller: String,
 }
 
+impl Counter {
+    /// The post office as a shift report or voucher heads it ("BƯU ĐIỆN
+    /// THỔ TANG"; without a name, "BƯU ĐIỆN").
+    fn office_title(&self) -> String {
+        if self.post_office_name.is_empty() {
+            "BƯU ĐIỆN".to_string()
+        } else {
+            self.post_office_name.to_uppercase()
+        }
+    }
+}
+
 /// A receipt laid out as lines.
 #[derive(Clone, Debug)]
 pub struct Receipt {
@@ -270,15 +282,11 @@ impl Receipt {
     /// The report a teller prints when closing a shift.
     pub fn shift(r: &ShiftReport, at: &Counter) -> Receipt {
         use Style::*;
-        let mut l = Vec::new();
-        let office = if at.post_office_name.is_empty() {
-            "Bưu điện".to_string()
-        } else {
-            at.post_office_name.clone()
-        };
-        l.push(Line::new(Title, office.to_uppercase(), ""));
-        l.push(Line::new(Title, "BÁO CÁO CA LÀM VIỆC", ""));
-        l.push(Line::new(Rule, "", ""));
+        let mut l = vec![
+            Line::new(Title, at.office_title(), ""),
+            Line::new(Title, "BÁO CÁO CA LÀM VIỆC", ""),
+            Line::new(Rule, "", ""),
+        ];
         l.push(Line::new(Pair, "Quầy", r.terminal_id.clone()));
         if !r.teller.is_empty() {
             l.push(Line::new(Pair, "Giao dịch viên", r.teller.clone()));
@@ -335,16 +343,12 @@ impl Receipt {
     /// BIÊN NHẬN TẠM: the customer's proof until the final receipt.
     pub fn voucher(v: &Voucher, at: &Counter) -> Receipt {
         use Style::*;
-        let mut l = Vec::new();
-        let office = if at.post_office_name.is_empty() {
-            "Bưu điện".to_string()
-        } else {
-            at.post_office_name.clone()
-        };
-        l.push(Line::new(Title, office.to_uppercase(), ""));
-        l.push(Line::new(Title, "BIÊN NHẬN TẠM", ""));
-        l.push(Line::new(Centre, v.title.clone(), ""));
-        l.push(Line::new(Rule, "", ""));
+        let mut l = vec![
+            Line::new(Title, at.office_title(), ""),
+            Line::new(Title, "BIÊN NHẬN TẠM", ""),
+            Line::new(Centre, v.title.clone(), ""),
+            Line::new(Rule, "", ""),
+        ];
         l.push(Line::new(Pair, "Thời gian", vietnam_time(v.taken_at_ms)));
         l.push(Line::new(Pair, "Quầy", v.terminal_id.clone()));
         if !v.teller.is_empty() {
