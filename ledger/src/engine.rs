@@ -8,7 +8,9 @@
 //!   how far it got (queries wait for it, so they never miss an acknowledged
 //!   write), and checkpoints the state every `checkpoint_interval_bytes` of
 //!   journal. The writer then removes segments older than the oldest kept
-//!   checkpoint.
+//!   checkpoint (and than what an [`Attachments`] still needs).
+//! - An embedding application may make its own records durable in the
+//!   ledger's records ([`Attachments`]): one log, one fsync for both.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -175,6 +177,26 @@ pub struct CheckReport {
 }
 
 type Reply = Box<dyn FnOnce(Result<Outcome, StorageError>) + Send>;
+/// Runs on the writer thread once the request is applied, before its record
+/// is written (see [`Ledger::submit_applied`]).
+type Applied = Box<dyn FnOnce(&Outcome) + Send>;
+
+/// What an embedding application makes durable in the ledger's own records,
+/// so that a node has one log and one fsync per group commit (the switch
+/// keeps its transaction records this way). Every method runs on the
+/// writer thread: keep them short and never submit to the ledger from them.
+pub trait Attachments: Send + Sync {
+    /// After a record's requests are applied (and their
+    /// [`Ledger::submit_applied`] hooks ran), before it is written: append
+    /// to `out` whatever must become durable with it (nothing is fine).
+    fn take(&self, out: &mut Vec<u8>);
+    /// Record `seq`, holding what the last `take` gave, is durable.
+    fn durable(&self, seq: u64);
+    /// The oldest record whose attachment the application still needs (it
+    /// has not made its own copy durable): the journal keeps it and every
+    /// later one. `u64::MAX` when it needs none.
+    fn needed_from(&self) -> u64;
+}
 
 struct StateView {
     seq: u64,
@@ -185,7 +207,7 @@ struct StateView {
 }
 
 enum Msg {
-    Submit(Request, Reply),
+    Submit(Request, Reply, Option<Applied>),
     /// Commit a record now if a pending transfer is due to expire.
     Tick(mpsc::SyncSender<()>),
     Snapshot(mpsc::SyncSender<StateView>),
@@ -249,6 +271,10 @@ pub struct Ledger {
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
     request_events_max: usize,
+    /// The journal's segments as recovery left them, for
+    /// [`Ledger::read_attachments`] (an attached application holds them
+    /// from removal until it has read them).
+    opened: Vec<journal::Segment>,
 }
 
 impl Ledger {
@@ -265,6 +291,18 @@ impl Ledger {
         config: Config,
         clock: Arc<dyn Clock>,
         observer: Option<Arc<dyn Observer>>,
+    ) -> Result<(Ledger, RecoveryReport), StorageError> {
+        Ledger::open_attached(config, clock, observer, None)
+    }
+
+    /// Open with an application's [`Attachments`]: from the first record
+    /// written, `attachments.take` is asked for what rides in it, and no
+    /// segment is removed before `attachments.needed_from`.
+    pub fn open_attached(
+        config: Config,
+        clock: Arc<dyn Clock>,
+        observer: Option<Arc<dyn Observer>>,
+        attachments: Option<Arc<dyn Attachments>>,
     ) -> Result<(Ledger, RecoveryReport), StorageError> {
         assert!(config.request_events_max <= config.record_events_max);
         assert!(config.checkpoints_retained >= 1);
@@ -283,6 +321,7 @@ impl Ledger {
             scan,
         } = recovered;
         let journal = journal::Writer::open(&journal_dir, &scan, config.segment_size_max_bytes)?;
+        let opened = scan.segments.clone();
         let oldest_checkpoint = checkpoint::list(&checkpoint_dir)?
             .first()
             .map_or(0, |(s, _)| *s);
@@ -317,8 +356,11 @@ impl Ledger {
             record_events_max: config.record_events_max,
             index_lag_events_max: config.index_lag_events_max,
             removed_through: 0,
+            attachments,
+            attached: Vec::new(),
             requests: Vec::new(),
             replies: Vec::new(),
+            applied: Vec::new(),
             events: 0,
             outcomes: Vec::new(),
             pool: Vec::new(),
@@ -350,12 +392,18 @@ impl Ledger {
                 shared,
                 threads,
                 request_events_max: config.request_events_max,
+                opened,
             },
             report,
         ))
     }
 
-    fn message(&self, request: Request, reply: Reply) -> Result<Msg, SubmitError> {
+    fn message(
+        &self,
+        request: Request,
+        reply: Reply,
+        applied: Option<Applied>,
+    ) -> Result<Msg, SubmitError> {
         if request.events() > self.request_events_max {
             return Err(SubmitError::TooManyEvents {
                 events: request.events(),
@@ -365,7 +413,7 @@ impl Ledger {
         if let Some(e) = self.shared.stopped() {
             return Err(e.into());
         }
-        Ok(Msg::Submit(request, reply))
+        Ok(Msg::Submit(request, reply, applied))
     }
 
     /// Queue a request; `reply` runs on the writer thread once the record
@@ -376,7 +424,7 @@ impl Ledger {
         request: Request,
         reply: impl FnOnce(Result<Outcome, StorageError>) + Send + 'static,
     ) -> Result<(), SubmitError> {
-        let msg = self.message(request, Box::new(reply))?;
+        let msg = self.message(request, Box::new(reply), None)?;
         self.tx.send(msg).map_err(|_| self.stopped_error())
     }
 
@@ -387,11 +435,42 @@ impl Ledger {
         request: Request,
         reply: impl FnOnce(Result<Outcome, StorageError>) + Send + 'static,
     ) -> Result<(), SubmitError> {
-        let msg = self.message(request, Box::new(reply))?;
+        let msg = self.message(request, Box::new(reply), None)?;
+        self.try_send(msg)
+    }
+
+    /// Like [`Ledger::try_submit`], and `applied` runs on the writer thread
+    /// with the request's outcome once it is applied, before the record
+    /// holding it is written: what an [`Attachments`] application writes
+    /// there (its record of the outcome) is durable in the same record.
+    /// Keep it short, and never submit to the ledger from it.
+    pub fn try_submit_applied(
+        &self,
+        request: Request,
+        applied: impl FnOnce(&Outcome) + Send + 'static,
+        reply: impl FnOnce(Result<Outcome, StorageError>) + Send + 'static,
+    ) -> Result<(), SubmitError> {
+        let msg = self.message(request, Box::new(reply), Some(Box::new(applied)))?;
+        self.try_send(msg)
+    }
+
+    fn try_send(&self, msg: Msg) -> Result<(), SubmitError> {
         self.tx.try_send(msg).map_err(|e| match e {
             TrySendError::Full(_) => SubmitError::Busy,
             TrySendError::Disconnected(_) => self.stopped_error(),
         })
+    }
+
+    /// Every attachment in the journal as it was opened, oldest first, with
+    /// its record's number. The journal keeps them until the
+    /// [`Attachments`] given at open releases them (`needed_from`); records
+    /// written since open are not read (call this before attachments are
+    /// given any).
+    pub fn read_attachments(
+        &self,
+        f: impl FnMut(u64, &[u8]) -> Result<(), StorageError>,
+    ) -> Result<(), StorageError> {
+        journal::read_attachments(&self.opened, f)
     }
 
     fn stopped_error(&self) -> SubmitError {
@@ -805,10 +884,16 @@ struct WriterThread {
     index_lag_events_max: u64,
     /// Journal segments are removed through this record already.
     removed_through: u64,
+    /// The application whose records ride in the ledger's, and the buffer
+    /// they are taken into (reused).
+    attachments: Option<Arc<dyn Attachments>>,
+    attached: Vec<u8>,
     /// The record being gathered: requests, their callers, and the events
     /// they hold (at most `record_events_max`).
     requests: Vec<Request>,
     replies: Vec<Reply>,
+    /// Per request, its hook to run once applied.
+    applied: Vec<Option<Applied>>,
     events: usize,
     /// Reused across records.
     outcomes: Vec<Outcome>,
@@ -858,7 +943,7 @@ impl WriterThread {
             // Take everything queued; a full record commits before more is taken.
             while let Some(m) = next.take() {
                 match m {
-                    Msg::Submit(request, reply) => {
+                    Msg::Submit(request, reply, applied) => {
                         if self.events > 0
                             && self.events + request.events() > self.record_events_max
                         {
@@ -867,6 +952,7 @@ impl WriterThread {
                         self.events += request.events();
                         self.requests.push(request);
                         self.replies.push(reply);
+                        self.applied.push(applied);
                     }
                     Msg::Tick(reply) => ticks.push(reply),
                     Msg::Snapshot(reply) => {
@@ -927,13 +1013,26 @@ impl WriterThread {
             &mut fx,
             &mut self.outcomes,
         )?;
-        journal::encode_record(&mut self.buf, seq, now, &self.requests);
+        assert_eq!(self.applied.len(), self.outcomes.len());
+        for (hook, outcome) in self.applied.drain(..).zip(&self.outcomes) {
+            if let Some(hook) = hook {
+                hook(outcome);
+            }
+        }
+        self.attached.clear();
+        if let Some(a) = &self.attachments {
+            a.take(&mut self.attached);
+        }
+        journal::encode_record(&mut self.buf, seq, now, &self.requests, &self.attached);
         self.journal.append(seq, &self.buf)?;
         let applied = Instant::now();
         self.journal.sync()?;
         let fsync_ns = applied.elapsed().as_nanos() as u64;
         self.now_last = now;
         self.shared.durable_seq.store(seq, Ordering::Release);
+        if let Some(a) = &self.attachments {
+            a.durable(seq);
+        }
         if let Some(o) = &self.observer {
             o.committed(&RecordStats {
                 seq,
@@ -962,7 +1061,10 @@ impl WriterThread {
         }
         self.requests.clear();
         self.events = 0;
-        let oldest = self.shared.oldest_checkpoint_seq.load(Ordering::Acquire);
+        let mut oldest = self.shared.oldest_checkpoint_seq.load(Ordering::Acquire);
+        if let Some(a) = &self.attachments {
+            oldest = oldest.min(a.needed_from().saturating_sub(1));
+        }
         if oldest > self.removed_through {
             self.journal.remove_through(oldest)?;
             self.removed_through = oldest;

@@ -11,11 +11,16 @@
 //! | 4     | magic `LDGR`                                       |
 //! | 4     | payload length                                     |
 //! | 4     | CRC-32 of bytes 8..32 of the header and the payload |
-//! | 2     | format version (1)                                 |
+//! | 2     | format version (1, or 2 when it carries an attachment) |
 //! | 2     | reserved, zero                                     |
 //! | 8     | record number (`seq`)                              |
 //! | 8     | `now`, nanoseconds                                 |
 //! | n     | payload: requests, each `kind:u8 count:u32 events` |
+//!
+//! A version-2 record ends its payload with an *attachment*
+//! (`kind:u8 = 3, len:u32, bytes`): what the embedding application made
+//! durable in the same write ([`crate::Attachments`]). The ledger never
+//! interprets it; it hands it back at open.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -26,20 +31,32 @@ use crate::error::StorageError;
 use crate::state::Request;
 
 const MAGIC: &[u8; 4] = b"LDGR";
+/// Records without an attachment keep the first version's layout byte for
+/// byte; one with an attachment is version 2 (which an older reader
+/// refuses rather than misreads).
 const VERSION: u16 = 1;
+const VERSION_ATTACHED: u16 = 2;
 pub(crate) const HEADER_SIZE: usize = 32;
 /// No record payload is larger: a length beyond it is damage, not data.
 pub(crate) const PAYLOAD_SIZE_MAX: usize = 64 << 20;
 const KIND_ACCOUNTS: u8 = 1;
 const KIND_TRANSFERS: u8 = 2;
+const KIND_ATTACHMENT: u8 = 3;
 const SEGMENT_SUFFIX: &str = ".journal";
 
 pub(crate) fn segment_path(dir: &Path, first_seq: u64) -> PathBuf {
     dir.join(format!("{first_seq:020}{SEGMENT_SUFFIX}"))
 }
 
-/// Encode record `seq` into `buf` (cleared first).
-pub(crate) fn encode_record(buf: &mut Vec<u8>, seq: u64, now: u64, requests: &[Request]) {
+/// Encode record `seq` into `buf` (cleared first), with `attachment` after
+/// the requests when it is not empty.
+pub(crate) fn encode_record(
+    buf: &mut Vec<u8>,
+    seq: u64,
+    now: u64,
+    requests: &[Request],
+    attachment: &[u8],
+) {
     buf.clear();
     buf.resize(HEADER_SIZE, 0);
     {
@@ -60,7 +77,16 @@ pub(crate) fn encode_record(buf: &mut Vec<u8>, seq: u64, now: u64, requests: &[R
                 }
             }
         }
+        if !attachment.is_empty() {
+            e.u8(KIND_ATTACHMENT).u32(attachment.len() as u32);
+            e.0.extend_from_slice(attachment);
+        }
     }
+    let version = if attachment.is_empty() {
+        VERSION
+    } else {
+        VERSION_ATTACHED
+    };
     let payload_len = buf.len() - HEADER_SIZE;
     assert!(
         payload_len <= PAYLOAD_SIZE_MAX,
@@ -68,7 +94,7 @@ pub(crate) fn encode_record(buf: &mut Vec<u8>, seq: u64, now: u64, requests: &[R
     );
     buf[0..4].copy_from_slice(MAGIC);
     buf[4..8].copy_from_slice(&(payload_len as u32).to_le_bytes());
-    buf[12..14].copy_from_slice(&VERSION.to_le_bytes());
+    buf[12..14].copy_from_slice(&version.to_le_bytes());
     buf[16..24].copy_from_slice(&seq.to_le_bytes());
     buf[24..32].copy_from_slice(&now.to_le_bytes());
     let crc = record_crc(&buf[4..8], &buf[12..]);
@@ -83,12 +109,30 @@ fn record_crc(length: &[u8], rest: &[u8]) -> u32 {
     h.finalize()
 }
 
+/// The requests of a record's payload (its attachment, if any, skipped).
 pub(crate) fn decode_payload(payload: &[u8]) -> Result<Vec<Request>, Malformed> {
+    Ok(decode_parts(payload)?.0)
+}
+
+/// A record payload's attachment (empty when it has none).
+pub(crate) fn decode_attachment(payload: &[u8]) -> Result<&[u8], Malformed> {
+    Ok(decode_parts(payload)?.1)
+}
+
+fn decode_parts(payload: &[u8]) -> Result<(Vec<Request>, &[u8]), Malformed> {
     let mut d = Dec::new(payload);
     let mut requests = Vec::new();
     while d.remaining() > 0 {
         let kind = d.u8()?;
         let count = d.u32()? as usize;
+        if kind == KIND_ATTACHMENT {
+            // Last in the payload, and exactly as long as it says.
+            if count != d.remaining() || count == 0 {
+                return Err(Malformed("attachment length differs from the payload"));
+            }
+            let start = payload.len() - count;
+            return Ok((requests, &payload[start..]));
+        }
         let size = match kind {
             KIND_ACCOUNTS => codec::NEW_ACCOUNT_SIZE,
             KIND_TRANSFERS => codec::NEW_TRANSFER_SIZE,
@@ -110,7 +154,7 @@ pub(crate) fn decode_payload(payload: &[u8]) -> Result<Vec<Request>, Malformed> 
             ),
         });
     }
-    Ok(requests)
+    Ok((requests, &[]))
 }
 
 /// One record read back from a segment.
@@ -142,7 +186,8 @@ pub(crate) fn parse_record(bytes: &[u8]) -> Result<RawRecord<'_>, &'static str> 
     if crc != record_crc(&bytes[4..8], &bytes[12..size]) {
         return Err("checksum mismatch");
     }
-    if u16::from_le_bytes(bytes[12..14].try_into().unwrap()) != VERSION {
+    let version = u16::from_le_bytes(bytes[12..14].try_into().unwrap());
+    if version != VERSION && version != VERSION_ATTACHED {
         return Err("unknown format version");
     }
     Ok(RawRecord {
@@ -387,6 +432,34 @@ pub(crate) fn replay(
     Ok(())
 }
 
+/// Call `f` with every non-empty attachment in `segments` (whole records
+/// as a scan found them), in order, with its record's number.
+pub(crate) fn read_attachments(
+    segments: &[Segment],
+    mut f: impl FnMut(u64, &[u8]) -> Result<(), StorageError>,
+) -> Result<(), StorageError> {
+    for segment in segments {
+        let bytes = read_file(&segment.path)?;
+        let mut offset = 0usize;
+        while (offset as u64) < segment.len {
+            let r = parse_record(&bytes[offset..]).map_err(|why| StorageError::Corrupt {
+                path: segment.path.clone(),
+                detail: format!("record at offset {offset} changed since it was scanned: {why}"),
+            })?;
+            offset += r.size;
+            let attachment =
+                decode_attachment(r.payload).map_err(|Malformed(why)| StorageError::Corrupt {
+                    path: segment.path.clone(),
+                    detail: format!("record {} checksums but does not decode: {why}", r.seq),
+                })?;
+            if !attachment.is_empty() {
+                f(r.seq, attachment)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Appends records to the active segment, rotating to a new one when it is
 /// full, and removes segments that checkpoints have made unnecessary.
 pub(crate) struct Writer {
@@ -505,10 +578,11 @@ mod tests {
     fn a_record_round_trips_and_every_single_byte_flip_is_caught() {
         let requests = vec![Request::Transfers(vec![NewTransfer::single(1, 2, 3, 4, 5)])];
         let mut buf = Vec::new();
-        encode_record(&mut buf, 9, 77, &requests);
+        encode_record(&mut buf, 9, 77, &requests, &[]);
         let r = parse_record(&buf).unwrap();
         assert_eq!((r.seq, r.now, r.size), (9, 77, buf.len()));
         assert_eq!(decode_payload(r.payload).unwrap(), requests);
+        assert_eq!(decode_attachment(r.payload).unwrap(), b"");
         for i in 0..buf.len() {
             let mut bad = buf.clone();
             bad[i] ^= 0x01;
@@ -520,5 +594,32 @@ mod tests {
         for cut in 0..buf.len() {
             assert!(parse_record(&buf[..cut]).is_err());
         }
+    }
+
+    #[test]
+    fn an_attachment_rides_after_the_requests_and_the_ledger_skips_it() {
+        let requests = vec![Request::Transfers(vec![NewTransfer::single(1, 2, 3, 4, 5)])];
+        let mut plain = Vec::new();
+        encode_record(&mut plain, 9, 77, &requests, &[]);
+        let mut buf = Vec::new();
+        encode_record(&mut buf, 9, 77, &requests, b"records of the switch");
+        let r = parse_record(&buf).unwrap();
+        assert_eq!(u16::from_le_bytes([buf[12], buf[13]]), VERSION_ATTACHED);
+        assert_eq!(decode_payload(r.payload).unwrap(), requests);
+        assert_eq!(
+            decode_attachment(r.payload).unwrap(),
+            b"records of the switch"
+        );
+        // An attachment alone (a write of the application's records only).
+        encode_record(&mut buf, 10, 78, &[], b"x");
+        let r = parse_record(&buf).unwrap();
+        assert!(decode_payload(r.payload).unwrap().is_empty());
+        assert_eq!(decode_attachment(r.payload).unwrap(), b"x");
+        // A length that disagrees with the payload is damage.
+        let mut payload = r.payload.to_vec();
+        payload.push(0);
+        assert!(decode_attachment(&payload).is_err());
+        // Without one, the first version's bytes exactly.
+        assert_eq!(u16::from_le_bytes([plain[12], plain[13]]), VERSION);
     }
 }

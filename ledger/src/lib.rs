@@ -28,7 +28,8 @@ mod types;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use engine::{
-    Base, CheckReport, Config, CurrencyTotals, Ledger, Observer, RecordStats, RecoveryReport,
+    Attachments, Base, CheckReport, Config, CurrencyTotals, Ledger, Observer, RecordStats,
+    RecoveryReport,
 };
 pub use error::{StorageError, SubmitError};
 pub use index::Page;

@@ -310,9 +310,15 @@ async fn check(args: ServeArgs) -> ExitCode {
         println!("{}", serde_json::json!({"ok": false, "error": problem}));
         return ExitCode::FAILURE;
     }
-    let opened = ledger::Ledger::open(
+    // The switch's records ride in the ledger's journal: opened with the
+    // store's link, so that nothing they still need is removed, and the
+    // store replays them below (a check that they decode).
+    let link = switch::store::LedgerLink::new();
+    let opened = ledger::Ledger::open_attached(
         ledger::Config::new(data.join("ledger")),
         std::sync::Arc::new(switch::clock::SwitchClock),
+        None,
+        Some(link.clone()),
     );
     let (ledger, report) = match opened {
         Ok(l) => l,
@@ -335,6 +341,11 @@ async fn check(args: ServeArgs) -> ExitCode {
         }
     };
     let mut violations = check.violations.clone();
+    let ledger = std::sync::Arc::new(ledger);
+    match switch::store::Store::open_logged(&data.join("switch"), ledger.clone(), &link) {
+        Ok(store) => drop(store),
+        Err(e) => violations.push(format!("the switch's records: {e}")),
+    }
     if let Some(d) = &report.dropped {
         violations.push(format!(
             "journal damage: {} bytes dropped at {}:{} ({})",
@@ -357,7 +368,9 @@ async fn check(args: ServeArgs) -> ExitCode {
             "violations": violations,
         })
     );
-    let _ = ledger.close();
+    if let Ok(ledger) = std::sync::Arc::try_unwrap(ledger) {
+        let _ = ledger.close();
+    }
     if ok {
         ExitCode::SUCCESS
     } else {

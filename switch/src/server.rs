@@ -207,17 +207,22 @@ pub async fn open(config: Config, address: std::net::SocketAddr) -> Result<Opene
     std::fs::create_dir_all(&config.data_dir)?;
     let (ledger, store) = match &config.store.url {
         None => {
-            let (ledger, report) = Ledger::open_observed(
+            // One log per node: the switch's records ride in the ledger's
+            // journal records (issue #26).
+            let link = crate::store::LedgerLink::new();
+            let (ledger, report) = Ledger::open_attached(
                 LedgerConfig::new(config.data_dir.join("ledger")),
                 Arc::new(crate::clock::SwitchClock),
                 Some(Arc::new(crate::telemetry::LedgerMetrics)),
+                Some(link.clone()),
             )?;
             tracing::info!(%report, "ledger opened");
             if report.dropped.is_some() || report.index_rebuilt.is_some() {
                 tracing::error!(%report, "ledger recovery dropped or rebuilt data; check it");
             }
-            let store = Store::open(&config.data_dir.join("switch"))?;
-            (LedgerStore::Embedded(Arc::new(ledger)), store)
+            let ledger = Arc::new(ledger);
+            let store = Store::open_logged(&config.data_dir.join("switch"), ledger.clone(), &link)?;
+            (LedgerStore::Embedded(ledger), store)
         }
         Some(url) => {
             // Every migration is applied (once) before anything is read.

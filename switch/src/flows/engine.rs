@@ -156,6 +156,35 @@ pub async fn ledger_transfers(
         .map_err(storage)
 }
 
+/// What a finished transaction writes, in one store commit
+/// ([`Store::finish_tx`]): prepared before the write, so that the write can
+/// run where the ledger applies a post (one durable write for both).
+struct FinishWrite {
+    rec: TxRecord,
+    /// The merchant's notice of a completed payment.
+    payment: Option<Payment>,
+    /// Daily-limit keys a transaction that did not happen gives back.
+    give_back: Vec<String>,
+    /// The bill payment a QR attempt paid, as it is final.
+    paid: Option<TxRecord>,
+    /// The pilot report's counters.
+    stats: Vec<store::stats::Contribution>,
+}
+
+impl FinishWrite {
+    fn commit(&self, store: &Store) -> Result<Option<u64>, SwitchError> {
+        store
+            .finish_tx(
+                &self.rec,
+                self.payment.as_ref(),
+                &self.give_back,
+                self.paid.as_ref(),
+                &self.stats,
+            )
+            .map_err(storage)
+    }
+}
+
 pub(crate) fn fingerprint(parts: &[&str]) -> String {
     hex::encode(digest::digest(&digest::SHA256, parts.join("\n").as_bytes()).as_ref())
 }
@@ -586,12 +615,7 @@ impl Switch {
             // limits given back, rather than staying open.
             Err(e) => return self.finish(rec, Status::Failed, Some(e)).await,
         };
-        let (durable, reserved) = tokio::join!(
-            self.store.durable(),
-            ledger_transfers(&self.ledger, legs.clone())
-        );
-        durable.map_err(storage)?;
-        let reserved = reserved?;
+        let reserved = self.durably_with(legs.clone()).await?;
         if let Some((i, reject)) = reserved.iter().enumerate().find_map(|(i, r)| {
             r.err()
                 .filter(|r| *r != TransferReject::LinkedEventFailed)
@@ -625,6 +649,30 @@ impl Switch {
             return self.finish(rec, Status::Failed, Some(e)).await;
         }
         self.execute(rec, &legs, presented.as_ref(), 0).await
+    }
+
+    /// Submit `legs` to the ledger, durable together with every record
+    /// committed before: one write when the records ride in the embedded
+    /// ledger's (one log per node), else the records' commit and the
+    /// ledger's side by side.
+    pub(crate) async fn durably_with(
+        &self,
+        legs: Vec<NewTransfer>,
+    ) -> Result<Vec<Result<Receipt, TransferReject>>, SwitchError> {
+        if let Some(written) = self
+            .store
+            .write_with(ledger::Request::Transfers(legs.clone()), None)
+            .await
+        {
+            return match written.map_err(storage)? {
+                ledger::Outcome::Transfers(r) => Ok(r),
+                ledger::Outcome::Accounts(_) => unreachable!("transfers answer with transfers"),
+            };
+        }
+        let (durable, done) =
+            tokio::join!(self.store.durable(), ledger_transfers(&self.ledger, legs));
+        durable.map_err(storage)?;
+        done
     }
 
     /// A party whose circuit is open: calls to it fail fast.
@@ -1171,10 +1219,41 @@ impl Switch {
     /// Post the reserved legs. If the ledger can no longer post (the
     /// reservation expired), the bank must undo its part.
     pub(crate) async fn post_or_reverse(&self, rec: TxRecord, legs: &[NewTransfer]) -> Outcome {
-        let r = ledger_transfers(&self.ledger, Switch::second_phase(legs, POST, true)).await?;
-        if r.iter().all(Result::is_ok) {
-            return self.finish(rec, Status::Completed, None).await;
-        }
+        let post = Switch::second_phase(legs, POST, true);
+        let r = if self.store.logs_in_ledger() {
+            // One durable write: the post and, where the ledger applies it,
+            // the final record (only if every leg posted).
+            let (ticket, write) = self.prepare_finish(rec.clone(), Status::Completed, None)?;
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let store = self.store.clone();
+            let applied = move |o: &ledger::Outcome| {
+                let posted =
+                    matches!(o, ledger::Outcome::Transfers(r) if r.iter().all(Result::is_ok));
+                let numbered = posted.then(|| write.commit(&store));
+                let _ = tx.send((write, numbered));
+            };
+            let written = self
+                .store
+                .write_with(ledger::Request::Transfers(post), Some(Box::new(applied)))
+                .await
+                .expect("the store rides in the ledger");
+            let ledger::Outcome::Transfers(r) = written.map_err(storage)? else {
+                unreachable!("transfers answer with transfers");
+            };
+            let (write, numbered) = rx
+                .await
+                .map_err(|_| storage("the ledger did not run the final record's write"))?;
+            if let Some(numbered) = numbered {
+                return Ok(self.announce(write, ticket, numbered?));
+            }
+            r
+        } else {
+            let r = ledger_transfers(&self.ledger, post).await?;
+            if r.iter().all(Result::is_ok) {
+                return self.finish(rec, Status::Completed, None).await;
+            }
+            r
+        };
         tracing::error!(results = ?r, "posting failed after the bank acted; reversing at the bank");
         let e = SwitchError::new(
             ErrorCode::BankOutcomeUnknown,
@@ -1249,10 +1328,25 @@ impl Switch {
 
     pub(crate) async fn finish(
         &self,
-        mut rec: TxRecord,
+        rec: TxRecord,
         status: Status,
         error: Option<SwitchError>,
     ) -> Outcome {
+        let (ticket, write) = self.prepare_finish(rec, status, error)?;
+        // A ticket dropped on an error below is abandoned, never published.
+        let numbered = write.commit(&self.store)?;
+        self.store.durable().await.map_err(storage)?;
+        Ok(self.announce(write, ticket, numbered))
+    }
+
+    /// Everything `rec`'s final write holds, at `status`, and the number of
+    /// the merchant's notice (one process numbers it before the write).
+    fn prepare_finish(
+        &self,
+        mut rec: TxRecord,
+        status: Status,
+        error: Option<SwitchError>,
+    ) -> Result<(Option<crate::flows::notify::Ticket<'_>>, FinishWrite), SwitchError> {
         rec.status = status;
         rec.stage = Stage::Done;
         rec.updated_at_ms = now_ms();
@@ -1299,12 +1393,27 @@ impl Switch {
             _ => None,
         };
         let stats = self.report_contributions(&rec, paid.as_ref())?;
-        // A ticket dropped on an error below is abandoned, never published.
-        let numbered = self
-            .store
-            .finish_tx(&rec, payment.as_ref(), &give_back, paid.as_ref(), &stats)
-            .map_err(storage)?;
-        self.store.durable().await.map_err(storage)?;
+        Ok((
+            ticket,
+            FinishWrite {
+                rec,
+                payment,
+                give_back,
+                paid,
+                stats,
+            },
+        ))
+    }
+
+    /// Once the final write is durable: the merchant's notice, metrics and
+    /// the log line.
+    fn announce(
+        &self,
+        write: FinishWrite,
+        ticket: Option<crate::flows::notify::Ticket<'_>>,
+        numbered: Option<u64>,
+    ) -> TxRecord {
+        let FinishWrite { rec, payment, .. } = write;
         match (ticket, payment, numbered) {
             (Some(t), Some(p), _) => t.publish(p),
             (None, Some(mut p), Some(seq)) => {
@@ -1313,9 +1422,10 @@ impl Switch {
             }
             _ => {}
         }
+        let status = rec.status;
         metrics::counter!("switch_transactions_total", "kind" => kind_label(rec.kind), "status" => status_label(status)).increment(1);
         tracing::info!(status = status_label(status), amount = rec.amount, account = %mask_account(&rec.account), "transaction finished");
-        Ok(rec)
+        rec
     }
 
     /// The final record of the bill payment that `attempt` paid: completed,

@@ -11,10 +11,20 @@
 //! built because sled 0.34's transactions cost half of a cash-in; it stays
 //! because one fsync per group is cheaper than the engine's per batch.)
 //!
+//! Where the records become durable ([`Log`]): in a switch node, in the
+//! node's ledger's own journal records (issue #26: one log per node), so
+//! that a flow step's record and its ledger transfers are one write and one
+//! fsync; the ledger's writer takes every record encoded so far into the
+//! record it is about to write ([`LedgerLink`]), and the ledger keeps its
+//! journal until the engine here has persisted what it took. A store opened
+//! alone (tests, tools) keeps its own segments in `dir/journal`, which is
+//! also what an earlier version left there: replayed into the engine at
+//! open, then deleted.
+//!
 //! Threads (both bounded by the work they are given, both stopped on drop):
-//! - the journal writer takes every record encoded so far, writes them with
-//!   one `write` and one `fdatasync` (group commit), and publishes the
-//!   highest durable record number;
+//! - with a journal of its own, the journal writer takes every record
+//!   encoded so far, writes them with one `write` and one `fdatasync`
+//!   (group commit), and publishes the highest durable record number;
 //! - the applier copies durable records into the engine, drops them from
 //!   the overlay, and, once the engine has persisted them, deletes journal
 //!   segments no longer needed.
@@ -35,6 +45,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
+
+use ledger::{Ledger, Outcome, Request};
 
 use super::pg_kv::{PgKv, PgTxn};
 pub use super::tree::{EngineError, Tree, Value};
@@ -108,8 +120,93 @@ pub struct Change {
 /// after they wrote and applied everything committed.
 pub struct JournalKv {
     shared: Arc<Shared>,
-    /// The writer and the applier, joined on drop.
+    /// The writer (own journal only) and the applier, joined on drop.
     threads: Vec<JoinHandle<()>>,
+    log: Log,
+}
+
+/// Where a journal store's records become durable.
+enum Log {
+    /// Segments of its own in `dir/journal`, written by its own thread.
+    Own,
+    /// The node's ledger's records, through the [`LedgerLink`] it was
+    /// opened with.
+    Ledger(Arc<Ledger>),
+}
+
+/// Runs on the ledger's writer thread once a request is applied (see
+/// [`ledger::Ledger::try_submit_applied`]); what it commits to the store is
+/// durable in the same record as the request.
+pub type Applied = Box<dyn FnOnce(&Outcome) + Send>;
+
+/// The store's side of the node's one log: given to the ledger at open
+/// (before the store exists), bound to the store once it has replayed what
+/// the ledger's journal holds for it. Until then it takes nothing and holds
+/// the whole journal.
+#[derive(Default)]
+pub struct LedgerLink {
+    kv: std::sync::OnceLock<Arc<Shared>>,
+    /// The last store record taken into the ledger record being written
+    /// (0: none). `take` and `durable` alternate on the writer thread.
+    taken_last: AtomicU64,
+    /// Ledger records holding store records the engine has not persisted:
+    /// (ledger record, last store record in it), oldest first.
+    held: Mutex<VecDeque<(u64, u64)>>,
+}
+
+impl LedgerLink {
+    pub fn new() -> Arc<LedgerLink> {
+        Arc::new(LedgerLink::default())
+    }
+}
+
+impl ledger::Attachments for LedgerLink {
+    fn take(&self, out: &mut Vec<u8>) {
+        let Some(shared) = self.kv.get() else {
+            return;
+        };
+        let mut st = shared.lock();
+        if st.unwritten.is_empty() {
+            return;
+        }
+        debug_assert!(out.is_empty());
+        std::mem::swap(out, &mut st.unwritten);
+        self.taken_last.store(st.unwritten_last, Ordering::Release);
+    }
+
+    fn durable(&self, seq: u64) {
+        let (Some(shared), last) = (self.kv.get(), self.taken_last.swap(0, Ordering::AcqRel))
+        else {
+            return;
+        };
+        if last == 0 {
+            return;
+        }
+        self.held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back((seq, last));
+        {
+            // Under the lock, so that the applier cannot miss it between
+            // its check and its wait.
+            let _st = shared.lock();
+            shared.durable.send_modify(|d| *d = (*d).max(last));
+        }
+        shared.apply_wanted.notify_one();
+    }
+
+    fn needed_from(&self) -> u64 {
+        let Some(shared) = self.kv.get() else {
+            // Not yet replayed: everything is needed.
+            return 0;
+        };
+        let persisted = shared.engine_persisted.load(Ordering::Acquire);
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        while held.front().is_some_and(|(_, last)| *last <= persisted) {
+            held.pop_front();
+        }
+        held.front().map_or(u64::MAX, |(seq, _)| *seq)
+    }
 }
 
 struct Shared {
@@ -312,6 +409,19 @@ impl Txn<'_, '_> {
 }
 
 impl Kv {
+    /// The journal engine writing into `ledger`'s records (the node's one
+    /// log), `db` as the copy: replays into `db` what a journal of its own
+    /// in `dir/journal` (an earlier version's) and then the ledger's
+    /// journal hold, then binds `link`, which `ledger` was opened with.
+    pub fn open_logged(
+        db: fjall::Database,
+        dir: &Path,
+        ledger: Arc<Ledger>,
+        link: &LedgerLink,
+    ) -> Result<Kv, EngineError> {
+        Ok(Kv::Journal(JournalKv::open_logged(db, dir, ledger, link)?))
+    }
+
     /// The journal engine: `db` as the copy with the journal in
     /// `dir/journal`, replaying whatever the journal holds into `db` first.
     pub fn open(db: fjall::Database, dir: &Path) -> Result<Kv, EngineError> {
@@ -375,6 +485,38 @@ impl Kv {
         }
     }
 
+    /// The node's ledger when this store's records ride in its records.
+    pub fn logged_in(&self) -> Option<&Arc<Ledger>> {
+        match self {
+            Kv::Journal(JournalKv {
+                log: Log::Ledger(l),
+                ..
+            }) => Some(l),
+            _ => None,
+        }
+    }
+
+    /// Submit `request` to the ledger this store writes into (see
+    /// [`Kv::logged_in`]; `None` when it does not), in one durable write
+    /// with every store write committed before, and with whatever
+    /// `applied` commits once the request is applied. Answers its outcome
+    /// once that write is durable.
+    pub async fn write_with(
+        &self,
+        request: Request,
+        applied: Option<Applied>,
+    ) -> Option<Result<Outcome, EngineError>> {
+        match self {
+            Kv::Journal(
+                k @ JournalKv {
+                    log: Log::Ledger(_),
+                    ..
+                },
+            ) => Some(k.write_with(request, applied).await),
+            _ => None,
+        }
+    }
+
     pub fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Value>, EngineError> {
         match self {
             Kv::Journal(k) => k.get(tree, key),
@@ -412,24 +554,9 @@ impl JournalKv {
         dir: &Path,
         segment_size_max_bytes: u64,
     ) -> Result<JournalKv, EngineError> {
-        let trees = TREES
-            .iter()
-            .map(|(_, name)| db.keyspace(name, fjall::KeyspaceCreateOptions::default))
-            .collect::<Result<Vec<_>, _>>()?;
-        let meta = db.keyspace(META_KEYSPACE, fjall::KeyspaceCreateOptions::default)?;
-        let first_id = first_free_id(&db, &meta)?;
         let jdir = dir.join("journal");
         fs::create_dir_all(&jdir).map_err(io_error)?;
-        let last = replay(&db, &trees, &jdir)?;
-        let mut resident: Vec<Option<Resident>> = vec![None; TREES.len()];
-        for tree in RESIDENT {
-            let mut entries = Resident::new();
-            for kv in trees[tree as usize].iter() {
-                let (k, v) = kv.into_inner()?;
-                entries.insert(k.to_vec(), Value::from(v.as_ref()));
-            }
-            resident[tree as usize] = Some(entries);
-        }
+        let (shared, last) = JournalKv::recover(db, &jdir, segment_size_max_bytes, None)?;
         let first = last + 1;
         let file = OpenOptions::new()
             .create(true)
@@ -439,12 +566,89 @@ impl JournalKv {
         File::open(&jdir)
             .and_then(|d| d.sync_all())
             .map_err(io_error)?;
+        let writer = {
+            let s = shared.clone();
+            std::thread::Builder::new()
+                .name("store-journal".into())
+                .spawn(move || s.write_loop(file, first))
+                .map_err(io_error)?
+        };
+        let applier = Shared::spawn_applier(&shared)?;
+        Ok(JournalKv {
+            shared,
+            threads: vec![writer, applier],
+            log: Log::Own,
+        })
+    }
+
+    /// See [`Kv::open_logged`].
+    fn open_logged(
+        db: fjall::Database,
+        dir: &Path,
+        ledger: Arc<Ledger>,
+        link: &LedgerLink,
+    ) -> Result<JournalKv, EngineError> {
+        let jdir = dir.join("journal");
+        let (shared, _) = JournalKv::recover(db, &jdir, SEGMENT_SIZE_MAX_BYTES, Some(&ledger))?;
+        // An earlier version's journal is in the engine now: its directory
+        // goes, so that the node keeps one journal (the ledger's).
+        if jdir.exists() {
+            fs::remove_dir(&jdir).map_err(io_error)?;
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io_error)?;
+        }
+        if link.kv.set(shared.clone()).is_err() {
+            return Err(io_error(io::Error::other(
+                "the ledger link is bound to another store already",
+            )));
+        }
+        let applier = Shared::spawn_applier(&shared)?;
+        Ok(JournalKv {
+            shared,
+            threads: vec![applier],
+            log: Log::Ledger(ledger),
+        })
+    }
+
+    /// Replay what the journals hold into the engine (a journal of its own
+    /// in `jdir` if there is one, then `ledger`'s attachments), persist it,
+    /// and answer the store's shared state and the last record number.
+    fn recover(
+        db: fjall::Database,
+        jdir: &Path,
+        segment_size_max_bytes: u64,
+        ledger: Option<&Ledger>,
+    ) -> Result<(Arc<Shared>, u64), EngineError> {
+        let trees = TREES
+            .iter()
+            .map(|(_, name)| db.keyspace(name, fjall::KeyspaceCreateOptions::default))
+            .collect::<Result<Vec<_>, _>>()?;
+        let meta = db.keyspace(META_KEYSPACE, fjall::KeyspaceCreateOptions::default)?;
+        let first_id = first_free_id(&db, &meta)?;
+        let mut last = if jdir.exists() {
+            replay(&db, &trees, jdir)?
+        } else {
+            0
+        };
+        if let Some(ledger) = ledger {
+            last = last.max(replay_attached(&db, &trees, ledger)?);
+        }
+        let mut resident: Vec<Option<Resident>> = vec![None; TREES.len()];
+        for tree in RESIDENT {
+            let mut entries = Resident::new();
+            for kv in trees[tree as usize].iter() {
+                let (k, v) = kv.into_inner()?;
+                entries.insert(k.to_vec(), Value::from(v.as_ref()));
+            }
+            resident[tree as usize] = Some(entries);
+        }
         let shared = Arc::new(Shared {
             db,
             trees,
             meta,
             ids: Mutex::new((first_id, first_id)),
-            dir: jdir,
+            dir: jdir.to_path_buf(),
             state: Mutex::new(State {
                 seq: last,
                 overlay: vec![BTreeMap::new(); TREES.len()],
@@ -463,24 +667,37 @@ impl JournalKv {
             engine_persisted: AtomicU64::new(last),
             segment_size_max_bytes,
         });
-        let writer = {
-            let s = shared.clone();
-            std::thread::Builder::new()
-                .name("store-journal".into())
-                .spawn(move || s.write_loop(file, first))
-                .map_err(io_error)?
+        Ok((shared, last))
+    }
+
+    /// See [`Kv::write_with`].
+    async fn write_with(
+        &self,
+        request: Request,
+        applied: Option<Applied>,
+    ) -> Result<Outcome, EngineError> {
+        let Log::Ledger(ledger) = &self.log else {
+            unreachable!("only a store logged in the ledger writes with it");
         };
-        let applier = {
-            let s = shared.clone();
-            std::thread::Builder::new()
-                .name("store-applier".into())
-                .spawn(move || s.apply_loop())
-                .map_err(io_error)?
-        };
-        Ok(JournalKv {
-            shared,
-            threads: vec![writer, applier],
-        })
+        if self.shared.failed.load(Ordering::Acquire) {
+            return Err(failed_error());
+        }
+        let target = self.shared.lock().seq;
+        let outcome = super::ledger::submit_embedded(ledger, request, applied)
+            .await
+            .map_err(|e| {
+                self.shared.fail("ledger write", &e);
+                failed_error()
+            })?;
+        // The record that answered took every store record committed before
+        // the request was queued, and is durable: so are they.
+        let durable = *self.shared.durable.borrow();
+        assert!(
+            durable >= target,
+            "store record {target} committed before a ledger write is not durable with it ({durable})"
+        );
+        self.wait_for_applier(target).await?;
+        Ok(outcome)
     }
 
     /// See [`Kv::commit`]: no other commit runs meanwhile, and the puts and
@@ -530,10 +747,20 @@ impl JournalKv {
     /// Wait until every record committed so far is on disk (group commit:
     /// one fsync covers every caller waiting meanwhile).
     pub async fn durable(&self) -> Result<(), EngineError> {
-        let (target, lag) = {
-            let st = self.shared.lock();
-            (st.seq, st.log.len())
-        };
+        if let Log::Ledger(_) = &self.log {
+            // (The lock is let go before the watch is read: the ledger's
+            // writer takes them the other way round.)
+            let target = self.shared.lock().seq;
+            if *self.shared.durable.borrow() >= target {
+                return Ok(());
+            }
+            // A ledger record with no transfers of its own carries them.
+            return self
+                .write_with(Request::Transfers(Vec::new()), None)
+                .await
+                .map(|_| ());
+        }
+        let target = self.shared.lock().seq;
         let mut rx = self.shared.durable.subscribe();
         loop {
             if self.shared.failed.load(Ordering::Acquire) {
@@ -546,6 +773,13 @@ impl JournalKv {
                 return Err(failed_error());
             }
         }
+        self.wait_for_applier(target).await
+    }
+
+    /// Under overload, wait for the engine to catch up a little, so that
+    /// the overlay's memory stays bounded.
+    async fn wait_for_applier(&self, target: u64) -> Result<(), EngineError> {
+        let lag = self.shared.lock().log.len();
         if lag > LAG_RECORDS_MAX {
             // The engine fell behind: wait for it to catch up a little, so that
             // memory stays bounded under overload.
@@ -635,6 +869,23 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 
 impl Drop for JournalKv {
     fn drop(&mut self) {
+        if let Log::Ledger(ledger) = &self.log {
+            // What is committed but not yet durable goes into one more
+            // ledger record (the ledger's writer is a thread of its own).
+            let target = self.shared.lock().seq;
+            let durable = *self.shared.durable.borrow();
+            if durable < target && !self.shared.failed.load(Ordering::Acquire) {
+                let (tx, rx) = std::sync::mpsc::sync_channel(1);
+                if ledger
+                    .submit(Request::Transfers(Vec::new()), move |r| {
+                        let _ = tx.send(r.is_ok());
+                    })
+                    .is_ok()
+                {
+                    let _ = rx.recv_timeout(Duration::from_secs(10));
+                }
+            }
+        }
         self.shared.lock().stopping = true;
         self.shared.write_wanted.notify_all();
         self.shared.apply_wanted.notify_all();
@@ -645,7 +896,8 @@ impl Drop for JournalKv {
         // the journal is not needed at the next open.
         let s = &self.shared;
         let seq = s.lock().seq;
-        if !s.failed.load(Ordering::Acquire)
+        if matches!(self.log, Log::Own)
+            && !s.failed.load(Ordering::Acquire)
             && s.engine_persisted.load(Ordering::Acquire) == seq
             && let Ok(segments) = segments(&s.dir)
         {
@@ -873,6 +1125,14 @@ impl Shared {
         }
     }
 
+    fn spawn_applier(shared: &Arc<Shared>) -> Result<JoinHandle<()>, EngineError> {
+        let s = shared.clone();
+        std::thread::Builder::new()
+            .name("store-applier".into())
+            .spawn(move || s.apply_loop())
+            .map_err(io_error)
+    }
+
     fn apply_loop(&self) {
         let interval = Duration::from_millis(ENGINE_PERSIST_INTERVAL_MS);
         let apply_interval = Duration::from_millis(APPLY_INTERVAL_MS);
@@ -1075,6 +1335,71 @@ fn replay(
     Ok(last)
 }
 
+/// Copy every store record the ledger's journal holds into the engine, in
+/// order, and persist it. Answers the last record number (0 if none).
+fn replay_attached(
+    db: &fjall::Database,
+    trees: &[fjall::Keyspace],
+    ledger: &Ledger,
+) -> Result<u64, EngineError> {
+    let mut last = 0u64;
+    let mut replayed = 0usize;
+    let mut failure: Option<EngineError> = None;
+    let mut apply = |ledger_seq: u64, bytes: &[u8]| -> Result<(), EngineError> {
+        let (records, good) = decode_segment(bytes);
+        if good != bytes.len() {
+            return Err(io_error(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("ledger record {ledger_seq}: the switch's records in it do not decode"),
+            )));
+        }
+        for (seq, ops) in records {
+            // A step back is damage (numbers restart only when the journal
+            // held none).
+            if seq <= last {
+                return Err(io_error(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("ledger record {ledger_seq}: store record {seq} after {last}"),
+                )));
+            }
+            last = seq;
+            replayed += 1;
+            let mut batch = db.batch();
+            for op in ops {
+                let tree = &trees[op.tree as usize];
+                match op.value {
+                    Some(v) => batch.insert(tree, op.key, v.as_ref()),
+                    None => batch.remove(tree, op.key),
+                }
+            }
+            batch.commit()?;
+        }
+        Ok(())
+    };
+    ledger
+        .read_attachments(|seq, bytes| {
+            apply(seq, bytes).map_err(|e| {
+                let text = e.to_string();
+                failure = Some(e);
+                ledger::StorageError::WriterStopped(text)
+            })
+        })
+        .map_err(|e| {
+            failure
+                .take()
+                .unwrap_or_else(|| io_error(io::Error::other(e.to_string())))
+        })?;
+    db.persist(fjall::PersistMode::SyncAll)?;
+    if replayed > 0 {
+        tracing::info!(
+            records = replayed,
+            last,
+            "the switch's records in the ledger's journal replayed into the engine"
+        );
+    }
+    Ok(last)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1262,6 +1587,99 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(d.as_ref(), b"y");
+    }
+
+    /// A ledger in `dir/ledger` with the store's link, and the store in
+    /// `dir` writing into it.
+    fn open_logged(dir: &Path) -> (Kv, Arc<Ledger>) {
+        let link = LedgerLink::new();
+        let (ledger, _) = Ledger::open_attached(
+            ledger::Config::new(dir.join("ledger")),
+            Arc::new(ledger::SystemClock),
+            None,
+            Some(link.clone()),
+        )
+        .unwrap();
+        let ledger = Arc::new(ledger);
+        let kv = Kv::open_logged(open_db(dir), dir, ledger.clone(), &link).unwrap();
+        (kv, ledger)
+    }
+
+    #[tokio::test]
+    async fn records_ride_in_the_ledgers_journal_and_rebuild_the_engine() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (kv, ledger) = open_logged(dir.path());
+            assert!(kv.logged_in().is_some());
+            kv.put(Tree::Tx, b"a", v("1")).unwrap();
+            kv.durable().await.unwrap();
+            kv.put(Tree::Tx, b"b", v("2")).unwrap();
+            // A hook's commit lands in the same ledger record as the request.
+            let kv = Arc::new(kv);
+            let k2 = kv.clone();
+            let applied: Applied = Box::new(move |o| {
+                assert!(matches!(o, Outcome::Transfers(r) if r.is_empty()));
+                k2.put(Tree::Tx, b"c", v("3")).unwrap();
+            });
+            kv.write_with(Request::Transfers(Vec::new()), Some(applied))
+                .await
+                .unwrap()
+                .unwrap();
+            // Nothing of its own: the node keeps one journal.
+            assert!(!dir.path().join("journal").exists());
+            drop(Arc::try_unwrap(kv).ok().unwrap());
+            drop(ledger);
+        }
+        // The engine is a copy: without it, the ledger's journal rebuilds it.
+        std::fs::remove_dir_all(dir.path().join("records")).unwrap();
+        let (kv, _ledger) = open_logged(dir.path());
+        for (k, want) in [(b"a", "1"), (b"b", "2"), (b"c", "3")] {
+            assert_eq!(
+                kv.get(Tree::Tx, k).unwrap().as_deref(),
+                Some(want.as_bytes())
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn an_earlier_versions_journal_is_taken_in_and_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        // What a version with a journal of its own left after a crash: a
+        // segment whose records the engine never received.
+        let jdir = dir.path().join("journal");
+        std::fs::create_dir_all(&jdir).unwrap();
+        let mut buf = Vec::new();
+        encode(
+            &mut buf,
+            1,
+            &[Change {
+                tree: Tree::Tx,
+                key: v("old"),
+                value: Some(Value::from(v("kept"))),
+            }],
+        );
+        std::fs::write(segment_path(&jdir, 1), &buf).unwrap();
+        {
+            let (kv, _ledger) = open_logged(dir.path());
+            assert_eq!(
+                kv.get(Tree::Tx, b"old").unwrap().as_deref(),
+                Some(b"kept".as_slice())
+            );
+            assert!(!jdir.exists(), "the old journal outlived its replay");
+            // Numbers go on after the old journal's.
+            kv.put(Tree::Tx, b"new", v("1")).unwrap();
+            kv.durable().await.unwrap();
+            assert_eq!(journal(&kv).shared.lock().seq, 2);
+        }
+        let (kv, _ledger) = open_logged(dir.path());
+        assert_eq!(
+            kv.get(Tree::Tx, b"old").unwrap().as_deref(),
+            Some(b"kept".as_slice())
+        );
+        assert_eq!(
+            kv.get(Tree::Tx, b"new").unwrap().as_deref(),
+            Some(b"1".as_slice())
+        );
     }
 
     #[test]

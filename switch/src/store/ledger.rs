@@ -169,17 +169,46 @@ async fn embedded_transfers(
     ledger: &Ledger,
     events: Vec<NewTransfer>,
 ) -> Result<Vec<Result<Receipt, TransferReject>>, LedgerError> {
+    match submit_embedded(ledger, Request::Transfers(events), None).await? {
+        ledger::Outcome::Transfers(r) => Ok(r),
+        ledger::Outcome::Accounts(_) => unreachable!("transfers answer with transfers"),
+    }
+}
+
+/// Queue `request` (with its hook to run once applied, see
+/// [`Ledger::try_submit_applied`]) and answer its outcome once durable; a
+/// full queue is waited out (briefly) rather than refused.
+pub(super) async fn submit_embedded(
+    ledger: &Ledger,
+    request: Request,
+    applied: Option<super::kv::Applied>,
+) -> Result<ledger::Outcome, LedgerError> {
+    // The hook goes with one attempt only; a refused attempt hands it back.
+    let hook = Arc::new(std::sync::Mutex::new(applied));
     for attempt in 0..200u32 {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        match ledger.try_submit(Request::Transfers(events.clone()), move |r| {
+        let reply = move |r| {
             let _ = tx.send(r);
-        }) {
+        };
+        let submitted = if hook.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+            let hook = hook.clone();
+            ledger.try_submit_applied(
+                request.clone(),
+                move |o| {
+                    let taken = hook.lock().unwrap_or_else(|p| p.into_inner()).take();
+                    if let Some(f) = taken {
+                        f(o);
+                    }
+                },
+                reply,
+            )
+        } else {
+            ledger.try_submit(request.clone(), reply)
+        };
+        match submitted {
             Ok(()) => {
                 return match rx.await {
-                    Ok(Ok(ledger::Outcome::Transfers(r))) => Ok(r),
-                    Ok(Ok(ledger::Outcome::Accounts(_))) => {
-                        unreachable!("transfers answer with transfers")
-                    }
+                    Ok(Ok(outcome)) => Ok(outcome),
                     Ok(Err(e)) => Err(err(e)),
                     Err(_) => Err(err("the ledger's writer stopped")),
                 };

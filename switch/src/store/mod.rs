@@ -33,7 +33,7 @@ pub mod wire;
 
 pub use records::*;
 
-pub use kv::EngineError;
+pub use kv::{Applied, EngineError, LedgerLink};
 use kv::{Kv, Tree};
 
 use crate::ids::TxId;
@@ -244,6 +244,45 @@ impl Store {
             kv: Arc::new(Kv::open(db.clone(), dir)?),
             db,
         })
+    }
+
+    /// The embedded store in `dir` writing its records into `ledger`'s (the
+    /// node's one log; `ledger` was opened with `link`): a flow step's
+    /// records and its ledger transfers are one durable write
+    /// ([`Store::write_with`]). What an earlier version's journal in `dir`
+    /// holds is taken into the engine first.
+    pub fn open_logged(
+        dir: &Path,
+        ledger: Arc<::ledger::Ledger>,
+        link: &kv::LedgerLink,
+    ) -> Result<Store, StoreError> {
+        let db = Store::open_engine(dir)?;
+        Ok(Store {
+            kv: Arc::new(Kv::open_logged(db.clone(), dir, ledger, link)?),
+            db,
+        })
+    }
+
+    /// Whether the records ride in the embedded ledger's records, so that
+    /// [`Store::write_with`] can make a ledger request and them durable in
+    /// one write.
+    pub fn logs_in_ledger(&self) -> bool {
+        self.kv.logged_in().is_some()
+    }
+
+    /// Submit `request` to the ledger in one durable write with every
+    /// record committed before it and whatever `applied` commits once the
+    /// request is applied (on the ledger's writer thread: keep it to store
+    /// commits). `None` when the records do not ride in the ledger's
+    /// ([`Store::logs_in_ledger`]).
+    pub async fn write_with(
+        &self,
+        request: ::ledger::Request,
+        applied: Option<Applied>,
+    ) -> Option<Result<::ledger::Outcome, StoreError>> {
+        let written = self.kv.write_with(request, applied);
+        let r = crate::telemetry::stage("ledger", written).await?;
+        Some(r.map_err(StoreError::from))
     }
 
     /// The records in PostgreSQL at `url` (shared by every node; the schema
