@@ -717,8 +717,9 @@ impl Switch {
                     i += 1;
                 }
                 Answer::Refused(e) if i == 0 => {
-                    self.void(legs).await?;
-                    return self.finish(rec, Status::Failed, Some(e)).await;
+                    return self
+                        .void_and_finish(rec, legs, Status::Failed, Some(e))
+                        .await;
                 }
                 Answer::Refused(e) => return self.reverse(rec, legs, e).await,
                 Answer::Unknown => {
@@ -1216,37 +1217,78 @@ impl Switch {
         Ok(())
     }
 
+    /// Release the reservation and finish `rec` at `status`: one durable
+    /// write when the records ride in the ledger's.
+    pub(crate) async fn void_and_finish(
+        &self,
+        rec: TxRecord,
+        legs: &[NewTransfer],
+        status: Status,
+        error: Option<SwitchError>,
+    ) -> Outcome {
+        if self.store.logs_in_ledger() {
+            let void = Switch::second_phase(legs, VOID, false);
+            if let (_, Some(done)) = self
+                .second_phase_and_finish(&rec, void, status, error.clone())
+                .await?
+            {
+                return Ok(done);
+            }
+            // A leg already voided or expired: checked below, finished apart.
+        }
+        self.void(legs).await?;
+        self.finish(rec, status, error).await
+    }
+
+    /// Submit `second` (the post or the void of every leg) in one durable
+    /// write with `rec`'s final record at `status`, which the write holds
+    /// only if every leg was applied (committed where the ledger applies
+    /// them). Answers the ledger's results, and the finished record when
+    /// it was written.
+    async fn second_phase_and_finish(
+        &self,
+        rec: &TxRecord,
+        second: Vec<NewTransfer>,
+        status: Status,
+        error: Option<SwitchError>,
+    ) -> Result<(Vec<Result<Receipt, TransferReject>>, Option<TxRecord>), SwitchError> {
+        let (ticket, write) = self.prepare_finish(rec.clone(), status, error)?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let store = self.store.clone();
+        let applied = move |o: &ledger::Outcome| {
+            let all = matches!(o, ledger::Outcome::Transfers(r) if r.iter().all(Result::is_ok));
+            let numbered = all.then(|| write.commit(&store));
+            let _ = tx.send((write, numbered));
+        };
+        let written = self
+            .store
+            .write_with(ledger::Request::Transfers(second), Some(Box::new(applied)))
+            .await
+            .expect("only called when the records ride in the ledger's");
+        let ledger::Outcome::Transfers(r) = written.map_err(storage)? else {
+            unreachable!("transfers answer with transfers");
+        };
+        let (write, numbered) = rx
+            .await
+            .map_err(|_| storage("the ledger did not run the final record's write"))?;
+        match numbered {
+            Some(numbered) => Ok((r, Some(self.announce(write, ticket, numbered?)))),
+            None => Ok((r, None)),
+        }
+    }
+
     /// Post the reserved legs. If the ledger can no longer post (the
     /// reservation expired), the bank must undo its part.
     pub(crate) async fn post_or_reverse(&self, rec: TxRecord, legs: &[NewTransfer]) -> Outcome {
         let post = Switch::second_phase(legs, POST, true);
         let r = if self.store.logs_in_ledger() {
-            // One durable write: the post and, where the ledger applies it,
-            // the final record (only if every leg posted).
-            let (ticket, write) = self.prepare_finish(rec.clone(), Status::Completed, None)?;
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            let store = self.store.clone();
-            let applied = move |o: &ledger::Outcome| {
-                let posted =
-                    matches!(o, ledger::Outcome::Transfers(r) if r.iter().all(Result::is_ok));
-                let numbered = posted.then(|| write.commit(&store));
-                let _ = tx.send((write, numbered));
-            };
-            let written = self
-                .store
-                .write_with(ledger::Request::Transfers(post), Some(Box::new(applied)))
-                .await
-                .expect("the store rides in the ledger");
-            let ledger::Outcome::Transfers(r) = written.map_err(storage)? else {
-                unreachable!("transfers answer with transfers");
-            };
-            let (write, numbered) = rx
-                .await
-                .map_err(|_| storage("the ledger did not run the final record's write"))?;
-            if let Some(numbered) = numbered {
-                return Ok(self.announce(write, ticket, numbered?));
+            match self
+                .second_phase_and_finish(&rec, post, Status::Completed, None)
+                .await?
+            {
+                (_, Some(done)) => return Ok(done),
+                (r, None) => r,
             }
-            r
         } else {
             let r = ledger_transfers(&self.ledger, post).await?;
             if r.iter().all(Result::is_ok) {
@@ -1322,8 +1364,8 @@ impl Switch {
         legs: &[NewTransfer],
         why: SwitchError,
     ) -> Outcome {
-        self.void(legs).await?;
-        self.finish(rec, Status::Reversed, Some(why)).await
+        self.void_and_finish(rec, legs, Status::Reversed, Some(why))
+            .await
     }
 
     pub(crate) async fn finish(

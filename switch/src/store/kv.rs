@@ -48,6 +48,7 @@ use tokio::sync::watch;
 
 use ledger::{Ledger, Outcome, Request};
 
+use super::ledger::Applied;
 use super::pg_kv::{PgKv, PgTxn};
 pub use super::tree::{EngineError, Tree, Value};
 
@@ -133,11 +134,6 @@ enum Log {
     /// opened with.
     Ledger(Arc<Ledger>),
 }
-
-/// Runs on the ledger's writer thread once a request is applied (see
-/// [`ledger::Ledger::try_submit_applied`]); what it commits to the store is
-/// durable in the same record as the request.
-pub type Applied = Box<dyn FnOnce(&Outcome) + Send>;
 
 /// The store's side of the node's one log: given to the ledger at open
 /// (before the store exists), bound to the store once it has replayed what

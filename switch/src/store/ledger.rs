@@ -19,11 +19,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ledger::{
-    Account, AccountReject, CheckReport, Ledger, NewAccount, NewTransfer, Page, Receipt, Request,
-    Transfer, TransferReject,
+    Account, AccountReject, CheckReport, Ledger, NewAccount, NewTransfer, Outcome, Page, Receipt,
+    Request, Transfer, TransferReject,
 };
 
 use super::pg_ledger::PgLedger;
+
+/// Runs on the ledger's writer thread once a request is applied (see
+/// [`ledger::Ledger::try_submit_applied`]); what it commits to the store is
+/// durable in the same record as the request.
+pub type Applied = Box<dyn FnOnce(&Outcome) + Send>;
 
 /// Why the ledger could not answer (an operator's problem, never the
 /// caller's).
@@ -181,7 +186,7 @@ async fn embedded_transfers(
 pub(super) async fn submit_embedded(
     ledger: &Ledger,
     request: Request,
-    applied: Option<super::kv::Applied>,
+    applied: Option<Applied>,
 ) -> Result<ledger::Outcome, LedgerError> {
     // The hook goes with one attempt only; a refused attempt hands it back.
     let hook = Arc::new(std::sync::Mutex::new(applied));

@@ -33,8 +33,9 @@ pub mod wire;
 
 pub use records::*;
 
-pub use kv::{Applied, EngineError, LedgerLink};
+pub use kv::{EngineError, LedgerLink};
 use kv::{Kv, Tree};
+pub use ledger::Applied;
 
 use crate::ids::TxId;
 
