@@ -60,6 +60,7 @@ catalogue! {
     PermissionDenied => ("permission_denied", PermissionDenied),
     Unauthenticated => ("unauthenticated", Unauthenticated),
     Internal => ("internal", Internal),
+    StoreUnavailable => ("store_unavailable", Unavailable),
     QrInvalid => ("qr_invalid", InvalidArgument),
     QrUnknown => ("qr_unknown", NotFound),
     QrExpired => ("qr_expired", FailedPrecondition),

@@ -20,10 +20,12 @@
 //! lease they hold) alive on the server for the kernel's default two hours
 //! of keepalive idleness, so no other node could take the lease; every
 //! connection now sets TCP user timeouts and keepalives on both sides
-//! (`store/pg_connect.rs`). Not yet as the issue asks: A does not refuse
-//! promptly while cut, it waits for the link (its store API blocks until
-//! a commit is answered; the asynchronous store of issue #26 is where a
-//! bound belongs), which the test reports rather than asserts.
+//! (`store/pg_connect.rs`). A refuses promptly while cut: the first call
+//! of every request to PostgreSQL (its nonce) that does not finish within
+//! 2 s marks PostgreSQL unreachable, and from then on A refuses requests
+//! at once (`UNAVAILABLE`, saying nothing was done) until a probe reaches
+//! it again; only the requests already in flight at the cut wait for the
+//! link's timeout.
 //!
 //! Needs root, `ip` and `nft` (`.ci/run` installs nftables); fails, with
 //! the reason, where it cannot make its network.
@@ -31,6 +33,7 @@
 mod partition;
 
 use std::collections::HashMap;
+use std::error::Error as _;
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -481,6 +484,9 @@ fn node(
     (Process(child), listen)
 }
 
+/// Clients of the node cut from PostgreSQL.
+const CUT_CLIENTS: usize = 8;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_cut_from_postgresql_refuses_promptly_and_a_retry_elsewhere_is_the_same_transaction()
 {
@@ -526,17 +532,19 @@ async fn a_node_cut_from_postgresql_refuses_promptly_and_a_retry_elsewhere_is_th
     // again, with the same request id, to B.
     let acked: Arc<Mutex<Vec<Acked>>> = Arc::default();
     let refused_ms: Arc<Mutex<Vec<u128>>> = Arc::default();
+    let unanswered = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let retried = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut clients = Vec::new();
-    for (c, terminal) in TERMINALS.iter().cycle().take(8).enumerate() {
-        let (a, b, acked, refused_ms, retried, stop) = (
+    for (c, terminal) in TERMINALS.iter().cycle().take(CUT_CLIENTS).enumerate() {
+        let (a, b, acked, refused_ms, retried, stop, unanswered) = (
             a.clone(),
             b.clone(),
             acked.clone(),
             refused_ms.clone(),
             retried.clone(),
             stop.clone(),
+            unanswered.clone(),
         );
         let creds = credentials(&a_data, terminal);
         let accounts = accounts.clone();
@@ -563,8 +571,24 @@ async fn a_node_cut_from_postgresql_refuses_promptly_and_a_retry_elsewhere_is_th
                     Ok(Ok(r)) => Ok(r.into_inner()),
                     Ok(Err(s)) if s.metadata().get("x-transaction-id").is_some() => Err(s),
                     other => {
-                        if let Ok(Err(_)) = other {
-                            refused_ms.lock().unwrap().push(sent.elapsed().as_millis());
+                        match other {
+                            // The connection to A broke (not an answer of A's).
+                            Ok(Err(s))
+                                if s.code() == tonic::Code::Unknown && s.source().is_some() =>
+                            {
+                                unanswered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            }
+                            Ok(Err(s)) => {
+                                assert_eq!(
+                                    s.code(),
+                                    tonic::Code::Unavailable,
+                                    "A refuses with a clear status: {s:?}"
+                                );
+                                refused_ms.lock().unwrap().push(sent.elapsed().as_millis());
+                            }
+                            _ => {
+                                unanswered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            }
                         }
                         // Not answered, or refused before any record: the
                         // same request to the other node.
@@ -633,11 +657,23 @@ async fn a_node_cut_from_postgresql_refuses_promptly_and_a_retry_elsewhere_is_th
     close_the_window(&b, &credentials(&a_data, "operator")).await;
     switch_check(&["--store", &pg.url("switch")]);
     let slowest = refused.iter().max().copied().unwrap_or(0);
+    let unanswered = unanswered.load(std::sync::atomic::Ordering::SeqCst);
     eprintln!(
-        "node cut from PostgreSQL for 15 s: {} acknowledged in all ({during} while cut, through B), {} sent again to B, {} refused by A (slowest refusal {slowest} ms); history check clean",
+        "node cut from PostgreSQL for 15 s: {} acknowledged in all ({during} while cut, through B), {} sent again to B, {} refused by A (slowest refusal {slowest} ms), {unanswered} left unanswered by A for 3 s; history check clean",
         acked.len(),
         retried.load(std::sync::atomic::Ordering::SeqCst),
         refused.len(),
     );
     assert!(during > 0, "B served while A was cut");
+    // Promptly: once A has found PostgreSQL unreachable (within 2 s of a
+    // request asking it), its clients are told so rather than left
+    // waiting; only what was in flight at the cut, one request per client,
+    // may go unanswered. (Without the refusal, every request sent to A
+    // while cut waits out the client's 3 s: about 40 here.)
+    assert!(!refused.is_empty(), "A refused nothing while cut");
+    assert!(
+        unanswered <= CUT_CLIENTS as u64,
+        "A left {unanswered} requests unanswered (refused {})",
+        refused.len()
+    );
 }

@@ -75,6 +75,9 @@ struct Credential {
 /// others at most this long after.
 pub const KEY_RECHECK_MS: i64 = 1_000;
 
+/// What a caller is told when this node cannot reach the shared store.
+const UNREACHABLE: &str = "unavailable: the switch cannot reach its database just now; nothing was done, try again (another node, or later)";
+
 /// Nonces seen within the replay window, and when each may be forgotten.
 #[derive(Default)]
 struct Nonces {
@@ -157,8 +160,10 @@ impl Keys {
         let unknown = || Status::unauthenticated("unauthenticated: unknown key id");
         let shared = shared.ok_or_else(unknown)?;
         let state = shared.lookup(key_id).map_err(|e| {
-            tracing::error!(error = %e, "the shared key registry could not be read");
-            Status::unavailable("the switch could not check the key; try again")
+            // Logged at ERROR where it is found (the store says when
+            // PostgreSQL is unreachable and when it answers again).
+            tracing::warn!(error = %e, "the shared key registry could not be read");
+            Status::unavailable(UNREACHABLE)
         })?;
         match state {
             crate::caller::KeyState::Active(principal, secret, previous) => {
@@ -351,10 +356,10 @@ impl Keys {
                     return Err(Status::unauthenticated("unauthenticated: replayed nonce"));
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, "the shared nonce record could not be written");
-                    return Err(Status::unavailable(
-                        "the switch could not check the nonce; try again",
-                    ));
+                    // Logged once where it is found (the store says when
+                    // PostgreSQL is unreachable and when it is back).
+                    tracing::warn!(error = %e, "the shared nonce record could not be written");
+                    return Err(Status::unavailable(UNREACHABLE));
                 }
             }
         }

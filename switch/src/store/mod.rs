@@ -92,6 +92,22 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// The shared store is out of reach from this node (PostgreSQL did not
+    /// answer in time, or not at all): nothing was done, and the caller may
+    /// try again, here or on another node.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            StoreError::Engine(e) => StoreError::unreachable_engine(e),
+            StoreError::Undecodable { .. } => false,
+        }
+    }
+
+    pub fn unreachable_engine(e: &EngineError) -> bool {
+        matches!(e, EngineError::Io(io) if io.kind() == std::io::ErrorKind::NotConnected)
+    }
+}
+
 impl From<EngineError> for StoreError {
     fn from(e: EngineError) -> StoreError {
         StoreError::Engine(e)

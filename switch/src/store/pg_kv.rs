@@ -67,6 +67,17 @@ const LISTEN_OWNER_CHECK_MS: u64 = 30_000;
 const LISTEN_RETRY_MS: u64 = 1_000;
 /// Rows a scan fetches at a time.
 const SCAN_PAGE_ROWS: i64 = 256;
+/// How long a read or a nonce's record (what a signed request asks of
+/// PostgreSQL before anything is done for it) may wait for the server,
+/// once it has a connection, before this node calls PostgreSQL
+/// unreachable: a node cut from its database refuses within this, and at
+/// once while it stays cut (issue #31). Writes are not timed: whether an
+/// unanswered commit happened is unknown, so they wait for the link's
+/// own timeout.
+const ANSWER_TIMEOUT_MS: u64 = 2_000;
+/// How often an unreachable PostgreSQL is tried again, with a connection
+/// of its own (bounded by the connect timeout, `store/pg_connect.rs`).
+const PROBE_INTERVAL_MS: u64 = 1_000;
 
 /// The engine's errors travel as the store's (`EngineError`, an I/O error
 /// naming PostgreSQL), so that the store has one engine error type.
@@ -115,6 +126,26 @@ pub struct PgKv {
     lease: Arc<tokio::sync::Mutex<Option<tokio_postgres::Client>>>,
     /// Writes on their way to the node's committers.
     writes: mpsc::Sender<Write>,
+    /// Whether PostgreSQL answers: while it does not, calls are refused
+    /// at once rather than left waiting on a link that does not answer.
+    reach: Arc<Reach>,
+}
+
+/// PostgreSQL's reachability as this node last saw it: down after a call
+/// that could not connect or did not answer in time, up again once a
+/// probe connects (one probe at a time, every [`PROBE_INTERVAL_MS`]).
+#[derive(Default)]
+struct Reach {
+    down: std::sync::atomic::AtomicBool,
+    probing: std::sync::atomic::AtomicBool,
+}
+
+/// The error of a call refused because PostgreSQL is unreachable.
+fn unreachable_error() -> EngineError {
+    EngineError::Io(std::io::Error::new(
+        std::io::ErrorKind::NotConnected,
+        "postgres: unreachable from this node; nothing was recorded",
+    ))
 }
 
 /// The advisory lock that makes a node the one that runs the background
@@ -175,7 +206,76 @@ impl PgKv {
             url: url.to_string(),
             lease: Arc::new(tokio::sync::Mutex::new(None)),
             writes,
+            reach: Arc::default(),
         })
+    }
+
+    /// Whether the last calls found PostgreSQL unreachable (and no probe
+    /// has reached it since).
+    pub fn unreachable(&self) -> bool {
+        self.reach.down.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Refuse at once while PostgreSQL is unreachable.
+    fn reachable(&self) -> Result<(), EngineError> {
+        if self.unreachable() {
+            return Err(unreachable_error());
+        }
+        Ok(())
+    }
+
+    /// `query` on a connection already taken, refused as unreachable if the
+    /// server does not answer within [`ANSWER_TIMEOUT_MS`].
+    async fn answered<T>(
+        &self,
+        query: impl Future<Output = Result<T, EngineError>>,
+    ) -> Result<T, EngineError> {
+        let timeout = std::time::Duration::from_millis(ANSWER_TIMEOUT_MS);
+        match tokio::time::timeout(timeout, query).await {
+            Ok(r) => r,
+            Err(_) => {
+                self.mark_unreachable("a query got no answer in time");
+                Err(unreachable_error())
+            }
+        }
+    }
+
+    /// Call PostgreSQL unreachable (`why`), and probe until it answers.
+    fn mark_unreachable(&self, why: &str) {
+        use std::sync::atomic::Ordering;
+        if !self.reach.down.swap(true, Ordering::AcqRel) {
+            tracing::error!(
+                why,
+                "PostgreSQL is unreachable from this node: requests are refused until it answers"
+            );
+            metrics::counter!("switch_pg_unreachable_total").increment(1);
+        }
+        if self.reach.probing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (reach, url) = (self.reach.clone(), self.url.clone());
+        io_runtime().spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(PROBE_INTERVAL_MS)).await;
+                let probe = async {
+                    let client = super::pg_ledger::connect(&url)
+                        .await
+                        .map_err(engine_error)?;
+                    client.simple_query("SELECT 1").await.map_err(engine_error)
+                };
+                let answered = tokio::time::timeout(
+                    std::time::Duration::from_millis(ANSWER_TIMEOUT_MS * 3),
+                    probe,
+                )
+                .await;
+                if let Ok(Ok(_)) = answered {
+                    reach.down.store(false, Ordering::Release);
+                    reach.probing.store(false, Ordering::Release);
+                    tracing::info!("PostgreSQL answers this node again");
+                    return;
+                }
+            }
+        });
     }
 
     /// Wait for the turn named `key` among every node.
@@ -255,6 +355,7 @@ impl PgKv {
         &self,
         mut f: impl FnMut(&mut PgTxn<'_>) -> Result<R, E>,
     ) -> Result<R, E> {
+        self.reachable()?;
         let mut txn = PgTxn {
             kv: self,
             alone: None,
@@ -365,15 +466,23 @@ impl PgKv {
     }
 
     fn get_untimed(&self, tree: Tree, key: &[u8]) -> Result<Option<Value>, EngineError> {
+        self.reachable()?;
         block(async {
-            let client = self.pool.get().await.map_err(engine_error)?;
-            let row = client
-                .query_opt(
-                    "SELECT value FROM switch_kv WHERE tree = $1 AND key = $2",
-                    &[&(tree as i16), &key],
-                )
-                .await
-                .map_err(engine_error)?;
+            let client = self.pool.get().await.map_err(|e| {
+                self.mark_unreachable(&e.to_string());
+                engine_error(e)
+            })?;
+            let row = self
+                .answered(async {
+                    client
+                        .query_opt(
+                            "SELECT value FROM switch_kv WHERE tree = $1 AND key = $2",
+                            &[&(tree as i16), &key],
+                        )
+                        .await
+                        .map_err(engine_error)
+                })
+                .await?;
             Ok(row.map(|r| Value::from(r.get::<_, Vec<u8>>(0))))
         })
     }
@@ -391,16 +500,28 @@ impl PgKv {
     }
 
     /// Record a nonce until `expires_ms`; false if it is recorded already.
+    /// Refused at once while PostgreSQL is unreachable; one the server
+    /// does not answer in [`ANSWER_TIMEOUT_MS`] finds it so (nothing has
+    /// been done for the request yet: refusing it is safe, and a retry
+    /// signs with a new nonce).
     pub fn first_use(&self, key: &str, expires_ms: i64) -> Result<bool, EngineError> {
+        self.reachable()?;
         block(async {
-            let client = self.pool.get().await.map_err(engine_error)?;
-            let n = client
-                .execute(
-                    "INSERT INTO switch_nonces (key, expires_ms) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                    &[&key, &expires_ms],
-                )
-                .await
-                .map_err(engine_error)?;
+            let client = self.pool.get().await.map_err(|e| {
+                self.mark_unreachable(&e.to_string());
+                engine_error(e)
+            })?;
+            let n = self
+                .answered(async {
+                    client
+                        .execute(
+                            "INSERT INTO switch_nonces (key, expires_ms) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                            &[&key, &expires_ms],
+                        )
+                        .await
+                        .map_err(engine_error)
+                })
+                .await?;
             Ok(n == 1)
         })
     }

@@ -514,7 +514,7 @@ async fn logout(
     page!(check_csrf(&s, &f.csrf));
     let ended = c.switch.sign_out_console_session(&s.id).await;
     if let Err(e) = ended {
-        return failure(crate::flows::storage(e));
+        return failure(e);
     }
     let mut r = Redirect::to("/login").into_response();
     r.headers_mut().insert(header::SET_COOKIE, c.cookie("", 0));
