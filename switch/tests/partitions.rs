@@ -484,12 +484,24 @@ fn node(
     (Process(child), listen)
 }
 
-/// Clients of the node cut from PostgreSQL.
-const CUT_CLIENTS: usize = 8;
+/// Two switch nodes on one PostgreSQL, each in a namespace of its own and
+/// reaching PostgreSQL (on the test's side) over its own link; A
+/// provisioned the demo network and started first.
+struct TwoNodes {
+    a_ns: Netns,
+    _b_ns: Netns,
+    pg: pgtest::Cluster,
+    dir: tempfile::TempDir,
+    a_data: std::path::PathBuf,
+    _a_process: Process,
+    _b_process: Process,
+    a: Channel,
+    b: Channel,
+    /// The demo customers' accounts at [`MB`].
+    accounts: Vec<String>,
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_node_cut_from_postgresql_refuses_promptly_and_a_retry_elsewhere_is_the_same_transaction()
-{
+async fn two_nodes() -> TwoNodes {
     let a_ns = Netns::new().unwrap_or_else(|e| panic!("cannot make a network namespace: {e}"));
     let b_ns = Netns::new().unwrap_or_else(|e| panic!("cannot make a network namespace: {e}"));
     // PostgreSQL on the test's side, reached by each node over its own link.
@@ -507,7 +519,7 @@ async fn a_node_cut_from_postgresql_refuses_promptly_and_a_retry_elsewhere_is_th
     };
     let dir = tempfile::tempdir().unwrap();
     let (a_data, b_data) = (dir.path().join("a"), dir.path().join("b"));
-    let (_a, a_addr) = node(&a_ns, &a_data, &store(&a_ns), &dir.path().join("a.log"));
+    let (a_process, a_addr) = node(&a_ns, &a_data, &store(&a_ns), &dir.path().join("a.log"));
     let a = channel(a_addr).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     while !a_data.join("profiles/customers.json").exists() {
@@ -516,7 +528,7 @@ async fn a_node_cut_from_postgresql_refuses_promptly_and_a_retry_elsewhere_is_th
     }
     std::fs::create_dir_all(&b_data).unwrap();
     std::fs::copy(a_data.join("master.key"), b_data.join("master.key")).unwrap();
-    let (_b, b_addr) = node(&b_ns, &b_data, &store(&b_ns), &dir.path().join("b.log"));
+    let (b_process, b_addr) = node(&b_ns, &b_data, &store(&b_ns), &dir.path().join("b.log"));
     let b = channel(b_addr).await;
     let customers: Vec<serde_json::Value> = serde_json::from_str(
         &std::fs::read_to_string(a_data.join("profiles/customers.json")).unwrap(),
@@ -527,6 +539,150 @@ async fn a_node_cut_from_postgresql_refuses_promptly_and_a_retry_elsewhere_is_th
         .filter(|c| c["bank"] == MB)
         .map(|c| c["account"].as_str().unwrap().to_string())
         .collect();
+
+    TwoNodes {
+        a_ns,
+        _b_ns: b_ns,
+        pg,
+        dir,
+        a_data,
+        _a_process: a_process,
+        _b_process: b_process,
+        a,
+        b,
+        accounts,
+    }
+}
+
+/// How long after `since` a line holding `what` first showed in `log`
+/// (polled every 100 ms, for at most `within`).
+async fn logged(
+    log: &std::path::Path,
+    what: &str,
+    since: Instant,
+    within: Duration,
+) -> Option<Duration> {
+    while since.elapsed() < within {
+        if std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .contains(what)
+        {
+            return Some(since.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+const HOLDS_LEASE: &str = "this node holds the worker lease";
+const GAVE_UP_LEASE: &str = "the lease is given up";
+
+/// Scenario 2: the lease holder cut from PostgreSQL gives the lease up
+/// (its connection stops answering: asked at every pass, bounded by 2 s)
+/// before the server, finding the link dead by its keepalives, releases
+/// it to another node; so no two nodes run the background jobs (reversals,
+/// deadlines, closes) at once. Once healed, the first holder does not take
+/// it back while the other holds it. Traffic through B meanwhile passes the
+/// history check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_lease_holder_cut_from_postgresql_gives_it_up_before_another_node_takes_it() {
+    let nodes = two_nodes().await;
+    let (a_log, b_log) = (
+        nodes.dir.path().join("a.log"),
+        nodes.dir.path().join("b.log"),
+    );
+    let started = Instant::now();
+    assert!(
+        logged(&a_log, HOLDS_LEASE, started, Duration::from_secs(60))
+            .await
+            .is_some(),
+        "A, first to start, takes the lease"
+    );
+    let cut = Instant::now();
+    nodes
+        .a_ns
+        .nft(&format!(
+            "add rule inet fault output tcp dport {0} drop\nadd rule inet fault input tcp sport {0} drop",
+            nodes.pg.port
+        ))
+        .unwrap();
+    let given_up = logged(&a_log, GAVE_UP_LEASE, cut, Duration::from_secs(30)).await;
+    let taken = logged(&b_log, HOLDS_LEASE, cut, Duration::from_secs(90)).await;
+    let (Some(given_up), Some(taken)) = (given_up, taken) else {
+        panic!("lease after the cut: A gave it up after {given_up:?}, B took it after {taken:?}");
+    };
+    assert!(
+        given_up < taken,
+        "A gave the lease up {given_up:?} after the cut, B took it {taken:?} after: both held it"
+    );
+    // Cash-ins through B while A is cut, and after.
+    let creds = credentials(&nodes.a_data, TERMINALS[0]);
+    let mut acked = Vec::new();
+    for n in 0..20 {
+        let m = pb::CashInRequest {
+            client_request_id: format!("lease-{n}"),
+            bank_bin: MB.into(),
+            account: nodes.accounts[n % nodes.accounts.len()].clone(),
+            amount: AMOUNT,
+            teller: String::new(),
+            offline_taken_at_ms: 0,
+        };
+        let answer = TellerClient::new(nodes.b.clone())
+            .cash_in(creds.sign("/paymentswitch.v1.Teller/CashIn", m))
+            .await
+            .map(|r| r.into_inner());
+        acked.push(told(answer).expect("B answers with a transaction"));
+        if n == 10 {
+            nodes.a_ns.heal();
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let a_text = std::fs::read_to_string(&a_log).unwrap();
+    assert_eq!(
+        a_text.matches(HOLDS_LEASE).count(),
+        1,
+        "A took the lease back while B held it"
+    );
+    for (transaction_id, status) in &acked {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let t = settled(
+            &mut TellerClient::new(nodes.a.clone()),
+            &creds,
+            transaction_id,
+            deadline,
+        )
+        .await;
+        if status != "pending" {
+            assert_eq!(&status_name(t.status), status, "{transaction_id}");
+        }
+    }
+    close_the_window(&nodes.b, &credentials(&nodes.a_data, "operator")).await;
+    switch_check(&["--store", &nodes.pg.url("switch")]);
+    eprintln!(
+        "lease holder cut from PostgreSQL: it gave the lease up {} ms after the cut, B took it {} ms after; {} cash-ins through B, history check clean",
+        given_up.as_millis(),
+        taken.as_millis(),
+        acked.len()
+    );
+}
+
+/// Clients of the node cut from PostgreSQL.
+const CUT_CLIENTS: usize = 8;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_cut_from_postgresql_refuses_promptly_and_a_retry_elsewhere_is_the_same_transaction()
+{
+    let nodes = two_nodes().await;
+    // Borrowed: the nodes, their directory and PostgreSQL live to the end.
+    let TwoNodes {
+        a_ns,
+        pg,
+        a_data,
+        a,
+        b,
+        accounts,
+        ..
+    } = &nodes;
 
     // Clients send to A; a request A does not answer within 3 s is sent
     // again, with the same request id, to B.
@@ -546,7 +702,7 @@ async fn a_node_cut_from_postgresql_refuses_promptly_and_a_retry_elsewhere_is_th
             stop.clone(),
             unanswered.clone(),
         );
-        let creds = credentials(&a_data, terminal);
+        let creds = credentials(a_data, terminal);
         let accounts = accounts.clone();
         clients.push(tokio::spawn(async move {
             let mut n = 0usize;
@@ -642,7 +798,7 @@ async fn a_node_cut_from_postgresql_refuses_promptly_and_a_retry_elsewhere_is_th
                 "{key} answered as two transactions"
             );
         }
-        let creds = credentials(&a_data, x.terminal);
+        let creds = credentials(a_data, x.terminal);
         let deadline = Instant::now() + Duration::from_secs(60);
         let t = settled(
             &mut TellerClient::new(b.clone()),
@@ -655,7 +811,7 @@ async fn a_node_cut_from_postgresql_refuses_promptly_and_a_retry_elsewhere_is_th
             assert_eq!(status_name(t.status), x.status, "{}", x.transaction_id);
         }
     }
-    close_the_window(&b, &credentials(&a_data, "operator")).await;
+    close_the_window(b, &credentials(a_data, "operator")).await;
     switch_check(&["--store", &pg.url("switch")]);
     let slowest = refused.iter().max().copied().unwrap_or(0);
     let unanswered = unanswered.load(std::sync::atomic::Ordering::SeqCst);

@@ -401,7 +401,7 @@ async fn a_reversal_decided_before_a_crash_is_finished_not_posted() {
         attempts: 0,
         next_attempt_at_ms: 0,
     };
-    h.switch.store.begin_reversal(&rec, &[job]).unwrap();
+    assert!(h.switch.store.begin_reversal(&rec, &[job]).unwrap());
     h.switch.store.durable().await.unwrap();
     let h = h.restart(|_| {}).await;
     let mut t = h.teller("tam-dao-1");

@@ -979,7 +979,9 @@ impl Switch {
                 rec.confirm_deadline_ms =
                     Some(now_ms() + self.config.cash_out_confirm_timeout_ms as i64);
                 rec.updated_at_ms = now_ms();
-                self.store.put_tx(&rec).map_err(storage)?;
+                if !self.store.put_tx(&rec).map_err(storage)? {
+                    return self.finished_elsewhere(&rec);
+                }
                 self.store.durable().await.map_err(storage)?;
                 metrics::counter!("switch_transactions_total", "kind" => "cash_out", "status" => "pending").increment(1);
                 Ok(rec)
@@ -1378,9 +1380,24 @@ impl Switch {
                 next_attempt_at_ms: now_ms(),
             })
             .collect();
-        self.store.begin_reversal(&rec, &jobs).map_err(storage)?;
+        if !self.store.begin_reversal(&rec, &jobs).map_err(storage)? {
+            return self.finished_elsewhere(&rec);
+        }
         self.store.durable().await.map_err(storage)?;
         self.finish_reversal(rec, legs, why).await
+    }
+
+    /// `rec` as another node finished it meanwhile (this node's write came
+    /// too late to count: it was cut from the store, say).
+    fn finished_elsewhere(&self, rec: &TxRecord) -> Outcome {
+        let stored = self.store.get_tx(rec.tx_id()).map_err(storage)?;
+        let stored = stored.ok_or_else(|| storage("an open transaction's record vanished"))?;
+        tracing::warn!(
+            tx_id = %rec.id,
+            status = status_label(stored.status),
+            "another node finished this transaction first; its outcome stands"
+        );
+        Ok(stored)
     }
 
     /// Whether the ledger posted the reservation (its legs post together:

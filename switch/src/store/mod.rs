@@ -464,6 +464,42 @@ pub(crate) mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn a_finished_transaction_is_never_opened_again_by_a_late_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut t = tx(9);
+        t.status = Status::Pending;
+        t.stage = Stage::AtBank;
+        assert!(matches!(
+            store.create_tx(&t, "tho-tang-1", "r9", "f").unwrap(),
+            Created::New
+        ));
+        // Open: updates land.
+        t.stage = Stage::AwaitingConfirm;
+        assert!(store.put_tx(&t).unwrap());
+        // Finished (by another node, say)...
+        let mut done = t.clone();
+        done.status = Status::Failed;
+        done.stage = Stage::Done;
+        store.finish_tx(&done, None, &[], None, &[]).unwrap();
+        // ...a late update or decision to reverse changes nothing.
+        assert!(!store.put_tx(&t).unwrap());
+        let mut reversing = t.clone();
+        reversing.stage = Stage::Reversing;
+        let job = ReversalJob {
+            reference: t.id.clone(),
+            party: Party::Bank("970422".into()),
+            attempts: 0,
+            next_attempt_at_ms: 0,
+        };
+        assert!(!store.begin_reversal(&reversing, &[job]).unwrap());
+        let stored = store.get_tx(t.tx_id()).unwrap().unwrap();
+        assert_eq!((stored.status, stored.stage), (Status::Failed, Stage::Done));
+        assert!(store.unfinished().unwrap().is_empty());
+        assert!(store.reversals().unwrap().is_empty());
+    }
+
     /// Every kind of record the store decodes, written through the API.
     fn fill(store: &Store) -> (Vec<TxRecord>, PostOffice, ReversalJob, WindowRecord) {
         let txs: Vec<TxRecord> = (1..=3).map(tx).collect();

@@ -189,8 +189,14 @@ impl PgKv {
                     recycling_method: RecyclingMethod::Fast,
                 },
             );
+            // A new connection that takes longer than a query may wait
+            // for its answer finds PostgreSQL unreachable too (a pooled
+            // connection the cut killed is replaced by one that cannot
+            // connect); waiting for a free connection is not bounded.
             Pool::builder(manager)
                 .max_size(size)
+                .runtime(deadpool_postgres::Runtime::Tokio1)
+                .create_timeout(Some(std::time::Duration::from_millis(ANSWER_TIMEOUT_MS)))
                 .build()
                 .map_err(engine_error)
         };
@@ -314,11 +320,26 @@ impl PgKv {
     async fn take_lease(&self) -> Result<bool, EngineError> {
         let mut lease = self.lease.lock().await;
         if let Some(c) = lease.as_ref() {
-            if !c.is_closed() {
+            // Ours while the server answers on its connection, asked at
+            // every pass and bounded well under the server's own finding of
+            // a dead link (keepalives: about 11 s, `pg_connect.rs`), so this
+            // node stops acting on the lease before another can take it.
+            let check = std::time::Duration::from_millis(ANSWER_TIMEOUT_MS);
+            let answered = !c.is_closed()
+                && matches!(
+                    tokio::time::timeout(check, c.simple_query("SELECT 1")).await,
+                    Ok(Ok(_))
+                );
+            if answered {
                 return Ok(true);
             }
-            tracing::warn!("the worker lease's connection closed; the lease is lost");
+            tracing::warn!("the worker lease's connection does not answer: the lease is given up");
             *lease = None;
+            return Ok(false);
+        }
+        if self.unreachable() {
+            // Asked again once a probe reaches PostgreSQL.
+            return Ok(false);
         }
         let client = super::pg_ledger::connect(&self.url)
             .await

@@ -5,17 +5,20 @@
 use super::*;
 
 impl Store {
-    pub fn put_tx(&self, t: &TxRecord) -> Result<(), StoreError> {
+    /// Update an open transaction's record (not a final one: see
+    /// [`Store::finish_tx`]). False, and nothing written, when it is open no
+    /// longer: another node finished it (what a node cut from the store
+    /// left, say) and a late write must not open it again.
+    pub fn put_tx(&self, t: &TxRecord) -> Result<bool, StoreError> {
+        debug_assert_ne!(t.stage, Stage::Done);
         let id = t.tx_id().to_bytes();
         let record = encode(t);
         self.kv.commit(|w| {
-            w.put(Tree::Tx, &id, record.clone());
-            if t.stage == Stage::Done {
-                w.remove(Tree::Open, &id);
-            } else {
-                w.put(Tree::Open, &id, Vec::new());
+            if w.get(Tree::Open, &id)?.is_none() {
+                return Ok(false);
             }
-            Ok::<_, StoreError>(())
+            w.put(Tree::Tx, &id, record.clone());
+            Ok::<_, StoreError>(true)
         })
     }
 
@@ -443,8 +446,9 @@ impl Store {
 
     /// Record the decision to reverse: the transaction at stage `Reversing`
     /// and its reversal jobs, in one atomic write (never one without the
-    /// other).
-    pub fn begin_reversal(&self, t: &TxRecord, jobs: &[ReversalJob]) -> Result<(), StoreError> {
+    /// other). False, and nothing written, when the transaction is open no
+    /// longer (another node finished it: see [`Store::put_tx`]).
+    pub fn begin_reversal(&self, t: &TxRecord, jobs: &[ReversalJob]) -> Result<bool, StoreError> {
         debug_assert_eq!(t.stage, Stage::Reversing);
         let id = t.tx_id().to_bytes();
         let record = encode(t);
@@ -453,12 +457,14 @@ impl Store {
             .map(|j| (j.reference.as_str(), encode(j)))
             .collect();
         self.kv.commit(|w| {
+            if w.get(Tree::Open, &id)?.is_none() {
+                return Ok(false);
+            }
             w.put(Tree::Tx, &id, record.clone());
             for (k, v) in jobs.clone() {
                 w.put(Tree::Reversals, k.as_bytes(), v);
             }
-            w.put(Tree::Open, &id, Vec::new());
-            Ok::<_, StoreError>(())
+            Ok::<_, StoreError>(true)
         })
     }
 
