@@ -460,18 +460,31 @@ fn node(
     store: &str,
     log: &std::path::Path,
 ) -> (Process, std::net::SocketAddr) {
+    let listen: std::net::SocketAddr = format!("{}:50051", ns.inside).parse().unwrap();
+    let metrics = format!("{}:9100", ns.inside);
+    let command = ns.command(env!("CARGO_BIN_EXE_switch"));
+    (launch(command, data, store, log, listen, &metrics), listen)
+}
+
+/// Start `command` (the switch, in a namespace or not) serving on `listen`.
+fn launch(
+    mut command: std::process::Command,
+    data: &std::path::Path,
+    store: &str,
+    log: &std::path::Path,
+    listen: std::net::SocketAddr,
+    metrics: &str,
+) -> Process {
     std::fs::create_dir_all(data).unwrap();
     std::fs::write(
         data.join("switch.toml"),
         "bank_timeout_ms = 1000\nreservation_grace_ms = 5000\n[rate_limit]\nrequests_per_s = 0\n",
     )
     .unwrap();
-    let listen: std::net::SocketAddr = format!("{}:50051", ns.inside).parse().unwrap();
-    let child = ns
-        .command(env!("CARGO_BIN_EXE_switch"))
+    let child = command
         .args(["serve", "--insecure", "--console-listen", "off"])
         .args(["--listen", &listen.to_string()])
-        .args(["--metrics-listen", &format!("{}:9100", ns.inside)])
+        .args(["--metrics-listen", metrics])
         .args(["--store", store])
         .arg("--data")
         .arg(data)
@@ -481,7 +494,7 @@ fn node(
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
         .expect("the switch starts");
-    (Process(child), listen)
+    Process(child)
 }
 
 /// Two switch nodes on one PostgreSQL, each in a namespace of its own and
@@ -833,4 +846,240 @@ async fn a_node_cut_from_postgresql_refuses_promptly_and_a_retry_elsewhere_is_th
         "A left {unanswered} requests unanswered (refused {})",
         refused.len()
     );
+}
+
+/// `ops/postgres/cluster.sh` with `args`.
+fn cluster(args: &[&str]) {
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ops/postgres/cluster.sh");
+    let out = std::process::Command::new("bash")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("cluster.sh runs");
+    assert!(
+        out.status.success(),
+        "cluster.sh {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `sql` on the server at `port`, its output.
+fn psql(port: u16, sql: &str) -> String {
+    let bin = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL is installed")
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin/psql")))
+        .max()
+        .expect("a psql");
+    let out = std::process::Command::new(bin)
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres"])
+        .args(["-AtX", "-d", "postgres", "-c", sql])
+        .output()
+        .expect("psql runs");
+    assert!(
+        out.status.success(),
+        "psql: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Stops the cluster however the test ends.
+struct ClusterStop(String);
+
+impl Drop for ClusterStop {
+    fn drop(&mut self) {
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ops/postgres/cluster.sh");
+        let _ = std::process::Command::new("bash")
+            .arg(script)
+            .args(["stop", &self.0])
+            .output();
+    }
+}
+
+/// Scenario 4: a primary with a synchronous standby, their replication
+/// link cut (through a proxy the test holds silent) while a node serves
+/// cash-ins. Commits wait for the standby rather than being acknowledged
+/// without it: nothing is acknowledged after the cut (the node refuses
+/// new requests as unreachable once its nonces wait 2 s). Then the
+/// primary is killed and the standby promoted: the node follows it by
+/// itself, and every transaction acknowledged before is on it with its
+/// status; the ledger and the records check clean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn primary_and_standby_cut_apart_wait_and_a_promotion_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let pg = dir.path().join("pg");
+    let pg_dir = pg.to_str().unwrap().to_string();
+    let (primary, standby) = (pgtest::free_port(), pgtest::free_port());
+    cluster(&["start", &pg_dir, &primary.to_string(), &standby.to_string()]);
+    let _stop = ClusterStop(pg_dir.clone());
+    // The standby replicates through a proxy the test can cut.
+    let upstream: std::net::SocketAddr = format!("127.0.0.1:{primary}").parse().unwrap();
+    let proxy = FaultProxy::start("127.0.0.1:0".parse().unwrap(), upstream).await;
+    psql(
+        standby,
+        &format!(
+            "ALTER SYSTEM SET primary_conninfo = 'host=127.0.0.1 port={} user=postgres application_name=standby'",
+            proxy.addr.port()
+        ),
+    );
+    psql(standby, "SELECT pg_reload_conf()");
+    let through_proxy = "SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync' AND state = 'streaming'";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        // The walreceiver restarts on the new conninfo: wait until the one
+        // streaming came through the proxy.
+        let via = psql(
+            standby,
+            "SELECT coalesce((SELECT sender_port FROM pg_stat_wal_receiver WHERE status = 'streaming'), 0)",
+        );
+        if via == proxy.addr.port().to_string() && psql(primary, through_proxy) == "1" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the standby streams through the proxy ({via})"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let url = format!(
+        "host=127.0.0.1,127.0.0.1 port={primary},{standby} user=postgres dbname=switch target_session_attrs=read-write connect_timeout=2"
+    );
+    let data = dir.path().join("node");
+    let listen: std::net::SocketAddr = format!("127.0.0.1:{}", pgtest::free_port())
+        .parse()
+        .unwrap();
+    let metrics = format!("127.0.0.1:{}", pgtest::free_port());
+    let _node = launch(
+        std::process::Command::new(env!("CARGO_BIN_EXE_switch")),
+        &data,
+        &url,
+        &dir.path().join("node.log"),
+        listen,
+        &metrics,
+    );
+    let ch = channel(listen).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !data.join("profiles/customers.json").exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the node provisions the demo network"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let customers: Vec<serde_json::Value> = serde_json::from_str(
+        &std::fs::read_to_string(data.join("profiles/customers.json")).unwrap(),
+    )
+    .unwrap();
+    let accounts: Vec<String> = customers
+        .iter()
+        .filter(|c| c["bank"] == MB)
+        .map(|c| c["account"].as_str().unwrap().to_string())
+        .collect();
+
+    // Clients: cash-ins, each acknowledgement kept with when it came.
+    let acked: Arc<Mutex<Vec<(Acked, Instant)>>> = Arc::default();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for (c, terminal) in TERMINALS.iter().cycle().take(8).enumerate() {
+        let (ch, acked, stop, accounts) =
+            (ch.clone(), acked.clone(), stop.clone(), accounts.clone());
+        let creds = credentials(&data, terminal);
+        clients.push(tokio::spawn(async move {
+            let mut n = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                n += 1;
+                let m = pb::CashInRequest {
+                    client_request_id: format!("s{c}-{n}"),
+                    bank_bin: MB.into(),
+                    account: accounts[(c * 5 + n) % accounts.len()].clone(),
+                    amount: AMOUNT,
+                    teller: String::new(),
+                    offline_taken_at_ms: 0,
+                };
+                let answer = tokio::time::timeout(
+                    Duration::from_secs(3),
+                    TellerClient::new(ch.clone())
+                        .cash_in(creds.sign("/paymentswitch.v1.Teller/CashIn", m.clone())),
+                )
+                .await;
+                let Ok(answer) = answer else { continue };
+                if let Some((transaction_id, status)) = told(answer.map(|r| r.into_inner())) {
+                    acked.lock().unwrap().push((
+                        Acked {
+                            request_id: m.client_request_id,
+                            terminal,
+                            transaction_id,
+                            status,
+                        },
+                        Instant::now(),
+                    ));
+                } else {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let before = acked.lock().unwrap().len();
+    assert!(before > 0, "the node served before the cut");
+    proxy.cut(true);
+    let cut = Instant::now();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    // The primary is lost; the standby (which has every acknowledged
+    // commit: each waited for it) is promoted.
+    let pid = std::fs::read_to_string(pg.join("primary/postmaster.pid")).unwrap();
+    let pid = pid.lines().next().unwrap().trim().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-9", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    cluster(&["promote", &pg_dir]);
+    let promoted = Instant::now();
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    for c in clients {
+        c.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    let late: Vec<&(Acked, Instant)> = acked
+        .iter()
+        .filter(|(_, at)| *at > cut + Duration::from_millis(500) && *at < promoted)
+        .collect();
+    assert!(
+        late.is_empty(),
+        "{} acknowledged while the standby was cut off, e.g. {}",
+        late.len(),
+        late[0].0.transaction_id
+    );
+    let after = acked.iter().filter(|(_, at)| *at >= promoted).count();
+    // Every acknowledged transaction is on the promoted standby.
+    for (x, _) in &acked {
+        let creds = credentials(&data, x.terminal);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let t = settled(
+            &mut TellerClient::new(ch.clone()),
+            &creds,
+            &x.transaction_id,
+            deadline,
+        )
+        .await;
+        if x.status != "pending" {
+            assert_eq!(status_name(t.status), x.status, "{}", x.transaction_id);
+        }
+    }
+    let promoted_url = format!("host=127.0.0.1 port={standby} user=postgres dbname=switch");
+    close_the_window(&ch, &credentials(&data, "operator")).await;
+    switch_check(&["--store", &promoted_url]);
+    eprintln!(
+        "primary and standby cut apart: {before} acknowledged before the cut, none in the {} s the standby was cut off, {after} after the promotion; {} in all present on the promoted standby; history check clean",
+        (promoted - cut).as_secs(),
+        acked.len()
+    );
+    assert!(after > 0, "the node served on the promoted standby");
 }

@@ -158,11 +158,21 @@ impl Drop for Netns {
 }
 
 /// A TCP proxy whose answers (upstream to client) can be held back by a
-/// delay, for answers that come back late.
+/// delay, for answers that come back late, or whose every byte both ways
+/// can be held while it is cut (the connections stay open, silent, as
+/// over a link that lost its route).
 pub struct FaultProxy {
     pub addr: std::net::SocketAddr,
     delay_ms: Arc<AtomicU64>,
+    cut: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
+}
+
+/// Wait while `cut` holds.
+async fn held(cut: &AtomicBool) {
+    while cut.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 impl FaultProxy {
@@ -173,29 +183,42 @@ impl FaultProxy {
         let addr = listener.local_addr().expect("address");
         let delay_ms = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let (delay, stopped) = (delay_ms.clone(), stop.clone());
+        let cut = Arc::new(AtomicBool::new(false));
+        let (delay, stopped, cut_now) = (delay_ms.clone(), stop.clone(), cut.clone());
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 if stopped.load(Ordering::SeqCst) {
                     return;
                 }
-                let delay = delay.clone();
+                let (delay, cut_up, cut_down) = (delay.clone(), cut_now.clone(), cut_now.clone());
                 tokio::spawn(async move {
+                    held(&cut_up).await;
                     let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
                         return;
                     };
                     let (mut cr, mut cw) = client.into_split();
                     let (mut sr, mut sw) = server.into_split();
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
                     let up = tokio::spawn(async move {
-                        let _ = tokio::io::copy(&mut cr, &mut sw).await;
+                        let mut buf = vec![0u8; 16 * 1024];
+                        loop {
+                            let n = match cr.read(&mut buf).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => n,
+                            };
+                            held(&cut_up).await;
+                            if sw.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
                     });
                     let mut buf = vec![0u8; 16 * 1024];
-                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
                     loop {
                         let n = match sr.read(&mut buf).await {
                             Ok(0) | Err(_) => break,
                             Ok(n) => n,
                         };
+                        held(&cut_down).await;
                         let ms = delay.load(Ordering::SeqCst);
                         if ms > 0 {
                             tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -211,8 +234,14 @@ impl FaultProxy {
         FaultProxy {
             addr,
             delay_ms,
+            cut,
             stop,
         }
+    }
+
+    /// Hold every byte both ways (true) or pass them on again (false).
+    pub fn cut(&self, cut: bool) {
+        self.cut.store(cut, Ordering::SeqCst);
     }
 
     /// Hold every answer back this long (0: none).
