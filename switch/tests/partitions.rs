@@ -27,6 +27,13 @@
 //! it again; only the requests already in flight at the cut wait for the
 //! link's timeout.
 //!
+//! A third cuts the lease holder from PostgreSQL: it gives the lease up
+//! (2 s) before the server releases it to B (keepalives, about 11 s). A
+//! fourth cuts a synchronous standby from its primary (through a proxy
+//! that holds every byte): nothing is acknowledged while cut, and after
+//! the primary is killed and the standby promoted, every acknowledged
+//! transaction is there.
+//!
 //! Needs root, `ip` and `nft` (`.ci/run` installs nftables); fails, with
 //! the reason, where it cannot make its network.
 
