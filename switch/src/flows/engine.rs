@@ -22,7 +22,7 @@ use ring::digest;
 use ring::rand::SystemRandom;
 use tracing::Instrument;
 
-use crate::accounts::{self, Kind, NETWORK, code};
+use crate::accounts::{Kind, NETWORK, code};
 use crate::adapters::bank::{BankError, BankTxStatus, RejectReason, Routes};
 use crate::adapters::biller::{BillerError, BillerReject, BillerTxStatus, Billers};
 use crate::adapters::breaker::CallOutcome;
@@ -31,12 +31,14 @@ use crate::clock::{monotonic_ms, now_ms};
 use crate::config::Config;
 use crate::error::{ErrorCode, SwitchError};
 use crate::fees;
+pub(crate) use crate::flows::fault::storage;
 use crate::flows::limits;
+use crate::flows::products;
+pub(crate) use crate::flows::products::bills::unknown_biller;
 use crate::ids::{Reference, TxId, mask_account};
 use crate::store::ledger::LedgerStore;
 use crate::store::{
-    self, Action, FeeParts, Funding, Party, Payment, ReversalJob, Stage, Status, Step, Store,
-    TxRecord,
+    self, Action, FeeParts, Party, Payment, ReversalJob, Stage, Status, Step, Store, TxRecord,
 };
 
 /// Everything the flows share.
@@ -100,50 +102,6 @@ pub(crate) struct Turn<'a> {
 /// void as `leg + 32`.
 pub(crate) const POST: u8 = 16;
 pub(crate) const VOID: u8 = 32;
-
-pub(crate) fn storage(e: impl StorageFault) -> SwitchError {
-    if e.unreachable() {
-        // The store logged it at ERROR once, where it found it.
-        tracing::warn!(error = %e, "the store is unreachable");
-        return SwitchError::new(
-            ErrorCode::StoreUnavailable,
-            "the switch cannot reach its database just now; try again (with the same request id)",
-        );
-    }
-    tracing::error!(error = %e, "storage failed");
-    SwitchError::new(
-        ErrorCode::Internal,
-        "the switch could not record the transaction; try again later",
-    )
-}
-
-/// A failure below the flows, as [`storage`] reports it: an operator's
-/// problem (`internal`), unless the shared store is only out of reach from
-/// this node (`store_unavailable`: the caller may try again, here or on
-/// another node).
-pub(crate) trait StorageFault: std::fmt::Display {
-    fn unreachable(&self) -> bool {
-        false
-    }
-}
-
-impl StorageFault for store::StoreError {
-    fn unreachable(&self) -> bool {
-        self.is_unreachable()
-    }
-}
-impl StorageFault for store::EngineError {
-    fn unreachable(&self) -> bool {
-        store::StoreError::unreachable_engine(self)
-    }
-}
-impl StorageFault for crate::store::ledger::LedgerError {}
-impl StorageFault for &str {}
-impl StorageFault for String {}
-impl StorageFault for serde_json::Error {}
-impl StorageFault for tokio::task::JoinError {}
-impl StorageFault for std::num::TryFromIntError {}
-impl StorageFault for std::array::TryFromSliceError {}
 
 pub(crate) fn valid_request_id(id: &str) -> bool {
     (1..=64).contains(&id.len())
@@ -657,31 +615,15 @@ impl Switch {
                 .filter(|r| *r != TransferReject::LinkedEventFailed)
                 .map(|r| (i, r))
         }) {
-            let cash_funded = matches!(
-                rec.bill.as_ref().map(|b| b.funding),
-                None | Some(Funding::Cash)
-            );
-            let e = match (rec.kind, i, reject) {
-                (
-                    store::Kind::CashIn | store::Kind::BillPayment | store::Kind::TopUp,
-                    0,
-                    TransferReject::ExceedsCredits,
-                ) if cash_funded => SwitchError::new(
-                    ErrorCode::InsufficientFloat,
-                    "the post office's e-float does not cover this payment",
-                ),
-                (store::Kind::CashOut, 1, TransferReject::ExceedsDebits) => SwitchError::new(
-                    ErrorCode::InsufficientCash,
-                    "the drawer does not hold enough cash for this payout",
-                ),
-                _ => {
+            let e = products::of(rec.kind)
+                .refusal(&rec, i, reject)
+                .unwrap_or_else(|| {
                     tracing::error!(leg = i, %reject, "ledger refused a leg");
                     SwitchError::new(
                         ErrorCode::Internal,
                         format!("the ledger refused the transaction ({reject})"),
                     )
-                }
-            };
+                });
             return self.finish(rec, Status::Failed, Some(e)).await;
         }
         self.execute(rec, &legs, presented.as_ref(), 0).await
@@ -1002,113 +944,21 @@ impl Switch {
             t.user_data = id.as_u128();
             t
         };
-        let bank = |bin: &str| Kind::Bank.id(accounts::bank_number(bin));
-        let counter = || -> Result<(u64, u64), SwitchError> {
-            Ok((
-                self.post_office_number(&rec.post_office_id)?,
-                self.terminal_number(&rec.terminal_id)?,
-            ))
-        };
-        // (principal from, to, code), cash (from, to, code), fee from, commission to
-        type Leg = (u128, u128, u16);
-        let (principal, cash, fee_from, commission_to): (Leg, Option<Leg>, u128, Option<u128>) =
-            match rec.kind {
-                // Cash-in: the e-float pays the bank; cash and fee go into the drawer.
-                store::Kind::CashIn => {
-                    let (po, terminal) = counter()?;
-                    (
-                        (
-                            Kind::EFloat.id(po),
-                            bank(&rec.bank_bin),
-                            code::CASH_IN_PRINCIPAL,
-                        ),
-                        Some((
-                            Kind::Drawer.id(terminal),
-                            Kind::CashControl.id(po),
-                            code::CASH_IN_CASH,
-                        )),
-                        Kind::Drawer.id(terminal),
-                        Some(Kind::Commission.id(po)),
-                    )
-                }
-                // Cash-out: the bank owes the e-float; cash leaves the drawer;
-                // the bank debited the customer for the fee too.
-                store::Kind::CashOut => {
-                    let (po, terminal) = counter()?;
-                    (
-                        (
-                            bank(&rec.bank_bin),
-                            Kind::EFloat.id(po),
-                            code::CASH_OUT_PRINCIPAL,
-                        ),
-                        Some((
-                            Kind::CashControl.id(po),
-                            Kind::Drawer.id(terminal),
-                            code::CASH_OUT_CASH,
-                        )),
-                        bank(&rec.bank_bin),
-                        Some(Kind::Commission.id(po)),
-                    )
-                }
-                // A merchant's QR: the payer's bank owes the merchant's bank,
-                // which owes the switch the merchant's fee.
-                store::Kind::QrPayment => {
-                    let merchant_bank =
-                        rec.steps.get(1).map_or(&rec.bank_bin, |s| match &s.party {
-                            Party::Bank(bin) => bin,
-                            Party::Biller(_) => &rec.bank_bin,
-                        });
-                    let clearing = Kind::QrClearing.id(NETWORK);
-                    (
-                        (bank(&rec.bank_bin), clearing, code::QR_PRINCIPAL),
-                        Some((clearing, bank(merchant_bank), code::QR_PRINCIPAL)),
-                        bank(merchant_bank),
-                        None,
-                    )
-                }
-                // Bills: whoever funds it owes the biller; the fee is the
-                // customer's, shared with the post office.
-                store::Kind::BillPayment | store::Kind::TopUp => {
-                    let b = rec.bill.as_ref().ok_or_else(|| {
-                        storage(format!("bill payment {} has no bills recorded", rec.id))
-                    })?;
-                    // A biller taken out of the configuration has no ledger
-                    // account to owe: refused by name, never account 0.
-                    let biller = Kind::Biller.id(self
-                        .billers
-                        .get(&b.biller)
-                        .ok_or_else(|| unknown_biller(&b.biller))?
-                        .number);
-                    let (po, terminal) = counter()?;
-                    match b.funding {
-                        Funding::Cash => (
-                            (Kind::EFloat.id(po), biller, code::BILL_PRINCIPAL),
-                            Some((
-                                Kind::Drawer.id(terminal),
-                                Kind::CashControl.id(po),
-                                code::BILL_CASH,
-                            )),
-                            Kind::Drawer.id(terminal),
-                            Some(Kind::Commission.id(po)),
-                        ),
-                        Funding::Account | Funding::Qr | Funding::Card => (
-                            (bank(&rec.bank_bin), biller, code::BILL_PRINCIPAL),
-                            None,
-                            bank(&rec.bank_bin),
-                            Some(Kind::Commission.id(po)),
-                        ),
-                    }
-                }
-            };
+        let products::Reservation {
+            principal,
+            cash,
+            fee_from,
+            commission_to,
+        } = products::of(rec.kind).reservation(rec, self)?;
         let mut legs = vec![pending(
             1,
-            principal.0,
-            principal.1,
+            principal.debit,
+            principal.credit,
             rec.amount,
-            principal.2,
+            principal.code,
         )];
-        if let Some((from, to, code)) = cash {
-            legs.push(pending(2, from, to, rec.amount, code));
+        if let Some(cash) = cash {
+            legs.push(pending(2, cash.debit, cash.credit, rec.amount, cash.code));
         }
         if rec.fee.commission > 0 {
             let to = commission_to.ok_or_else(|| {
@@ -1759,10 +1609,6 @@ pub(crate) fn unknown_outcome() -> SwitchError {
     )
 }
 
-pub(crate) fn unknown_biller(code: &str) -> SwitchError {
-    SwitchError::new(ErrorCode::UnknownBiller, format!("no biller {code}"))
-}
-
 pub(crate) fn biller_code(reason: BillerReject) -> ErrorCode {
     match reason {
         BillerReject::CustomerNotFound => ErrorCode::BillCustomerNotFound,
@@ -1861,5 +1707,22 @@ pub fn status_label(s: Status) -> &'static str {
         Status::Completed => "completed",
         Status::Failed => "failed",
         Status::Reversed => "reversed",
+    }
+}
+
+impl products::Numbers for Switch {
+    fn counter(&self, rec: &TxRecord) -> Result<(u64, u64), SwitchError> {
+        Ok((
+            self.post_office_number(&rec.post_office_id)?,
+            self.terminal_number(&rec.terminal_id)?,
+        ))
+    }
+
+    fn biller(&self, code: &str) -> Result<u64, SwitchError> {
+        Ok(self
+            .billers
+            .get(code)
+            .ok_or_else(|| unknown_biller(code))?
+            .number)
     }
 }
