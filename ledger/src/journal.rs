@@ -409,6 +409,35 @@ pub(crate) fn replay(
     after_seq: u64,
     mut f: impl FnMut(u64, u64, Vec<Request>, usize) -> Result<(), StorageError>,
 ) -> Result<(), StorageError> {
+    each_record(segments, after_seq, |segment, r| {
+        let requests = decode_payload(r.payload).map_err(|m| undecodable(segment, &r, m))?;
+        f(r.seq, r.now, requests, r.size)
+    })
+}
+
+/// Call `f` with every non-empty attachment in `segments` (whole records
+/// as a scan found them), in order, with its record's number.
+pub(crate) fn read_attachments(
+    segments: &[Segment],
+    mut f: impl FnMut(u64, &[u8]) -> Result<(), StorageError>,
+) -> Result<(), StorageError> {
+    each_record(segments, 0, |segment, r| {
+        let attachment = decode_attachment(r.payload).map_err(|m| undecodable(segment, &r, m))?;
+        if attachment.is_empty() {
+            return Ok(());
+        }
+        f(r.seq, attachment)
+    })
+}
+
+/// Call `f` for every whole record after `after_seq` in `segments` (as a
+/// scan found them: one that no longer parses changed since, and is
+/// damage).
+fn each_record(
+    segments: &[Segment],
+    after_seq: u64,
+    mut f: impl FnMut(&Segment, RawRecord<'_>) -> Result<(), StorageError>,
+) -> Result<(), StorageError> {
     for segment in segments.iter().filter(|s| s.last_seq > after_seq) {
         let bytes = read_file(&segment.path)?;
         let mut offset = 0usize;
@@ -418,46 +447,19 @@ pub(crate) fn replay(
                 detail: format!("record at offset {offset} changed since it was scanned: {why}"),
             })?;
             offset += r.size;
-            if r.seq <= after_seq {
-                continue;
+            if r.seq > after_seq {
+                f(segment, r)?;
             }
-            let requests =
-                decode_payload(r.payload).map_err(|Malformed(why)| StorageError::Corrupt {
-                    path: segment.path.clone(),
-                    detail: format!("record {} checksums but does not decode: {why}", r.seq),
-                })?;
-            f(r.seq, r.now, requests, r.size)?;
         }
     }
     Ok(())
 }
 
-/// Call `f` with every non-empty attachment in `segments` (whole records
-/// as a scan found them), in order, with its record's number.
-pub(crate) fn read_attachments(
-    segments: &[Segment],
-    mut f: impl FnMut(u64, &[u8]) -> Result<(), StorageError>,
-) -> Result<(), StorageError> {
-    for segment in segments {
-        let bytes = read_file(&segment.path)?;
-        let mut offset = 0usize;
-        while (offset as u64) < segment.len {
-            let r = parse_record(&bytes[offset..]).map_err(|why| StorageError::Corrupt {
-                path: segment.path.clone(),
-                detail: format!("record at offset {offset} changed since it was scanned: {why}"),
-            })?;
-            offset += r.size;
-            let attachment =
-                decode_attachment(r.payload).map_err(|Malformed(why)| StorageError::Corrupt {
-                    path: segment.path.clone(),
-                    detail: format!("record {} checksums but does not decode: {why}", r.seq),
-                })?;
-            if !attachment.is_empty() {
-                f(r.seq, attachment)?;
-            }
-        }
+fn undecodable(segment: &Segment, r: &RawRecord<'_>, Malformed(why): Malformed) -> StorageError {
+    StorageError::Corrupt {
+        path: segment.path.clone(),
+        detail: format!("record {} checksums but does not decode: {why}", r.seq),
     }
-    Ok(())
 }
 
 /// Appends records to the active segment, rotating to a new one when it is

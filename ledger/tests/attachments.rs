@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 
@@ -65,16 +64,6 @@ fn read_back(l: &Ledger) -> Vec<(u64, Vec<u8>)> {
     })
     .unwrap();
     got
-}
-
-fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("journal"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "journal"))
-        .collect();
-    files.sort();
-    files
 }
 
 /// Submit `transfers` with a hook that writes `hook_writes` once they are
@@ -167,7 +156,7 @@ fn the_journal_is_kept_until_the_application_lets_its_records_go() {
                 .all(Result::is_ok)
         );
     }
-    let first = segments(dir.path())[0].clone();
+    let first = journal_segments(dir.path())[0].clone();
     assert!(first.ends_with("00000000000000000001.journal"), "{first:?}");
     // Let go: the next commits remove what checkpoints cover.
     app.needed_from.store(u64::MAX, Ordering::Release);
@@ -179,7 +168,7 @@ fn the_journal_is_kept_until_the_application_lets_its_records_go() {
                 .all(Result::is_ok)
         );
     }
-    let kept = segments(dir.path());
+    let kept = journal_segments(dir.path());
     assert!(
         !kept.contains(&first),
         "the first segment outlived its release"

@@ -49,12 +49,7 @@ fn build(dir: &Path, records: u64) -> (Vec<u64>, Vec<Vec<u128>>) {
 }
 
 fn segment(dir: &Path) -> PathBuf {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("journal"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "journal"))
-        .collect();
-    files.sort();
+    let mut files = journal_segments(dir);
     assert_eq!(files.len(), 1);
     files.remove(0)
 }

@@ -8,46 +8,13 @@
 
 mod process;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-fn cluster(args: &[&str]) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ops/postgres/cluster.sh");
-    let out = Command::new("bash")
-        .arg(script)
-        .args(args)
-        .output()
-        .expect("cluster.sh runs");
-    assert!(
-        out.status.success(),
-        "cluster.sh {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Stops what is left of the cluster however the test ends.
-struct Stopping(PathBuf);
-
-impl Drop for Stopping {
-    fn drop(&mut self) {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ops/postgres/cluster.sh");
-        let _ = Command::new("bash")
-            .arg(script)
-            .arg("stop")
-            .arg(&self.0)
-            .output();
-    }
-}
-
 fn primary_loss() {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let pg = dir.path().join("pg");
-    let (primary, standby) = (pgtest::free_port(), pgtest::free_port());
-    let pg_str = pg.to_str().expect("utf-8 path");
-    cluster(&["start", pg_str, &primary.to_string(), &standby.to_string()]);
-    let _stopping = Stopping(pg.clone());
+    let cluster = pgtest::Replicated::start(&dir.path().join("pg"));
+    let (primary, standby) = (cluster.primary, cluster.standby);
     let url = format!(
         "host=127.0.0.1,127.0.0.1 port={primary},{standby} user=postgres dbname=switch target_session_attrs=read-write connect_timeout=2"
     );
@@ -65,20 +32,14 @@ fn primary_loss() {
         process::load(Some(record.clone()), 9, Duration::from_secs(10)),
     ));
     std::thread::sleep(Duration::from_secs(3));
-    let pid = std::fs::read_to_string(pg.join("primary/postmaster.pid"))
-        .expect("the primary's pid file")
-        .lines()
-        .next()
-        .expect("a pid")
-        .trim()
-        .to_string();
+    let pid = cluster.primary_pid();
     let killed = Command::new("kill")
         .args(["-9", &pid])
         .status()
         .expect("kill runs");
     assert!(killed.success(), "SIGKILL the primary ({pid})");
     std::thread::sleep(Duration::from_secs(1));
-    cluster(&["promote", pg_str]);
+    cluster.promote();
     let report = runtime
         .block_on(load)
         .expect("the generator ran")

@@ -317,6 +317,73 @@ impl Drop for Cluster {
     }
 }
 
+/// A primary with a synchronous standby, made and driven by the project's
+/// `ops/postgres/cluster.sh` (the script an operator tries it with), in
+/// `dir`; stopped when dropped.
+pub struct Replicated {
+    dir: PathBuf,
+    pub primary: u16,
+    pub standby: u16,
+}
+
+impl Replicated {
+    /// Start both on free ports (the standby synchronous).
+    pub fn start(dir: &Path) -> Replicated {
+        let (primary, standby) = (free_port(), free_port());
+        let r = Replicated {
+            dir: dir.to_path_buf(),
+            primary,
+            standby,
+        };
+        r.script(&["start", &primary.to_string(), &standby.to_string()]);
+        r
+    }
+
+    /// The standby becomes the primary.
+    pub fn promote(&self) {
+        self.script(&["promote"]);
+    }
+
+    /// The primary's postmaster, as its pid file names it.
+    pub fn primary_pid(&self) -> String {
+        std::fs::read_to_string(self.dir.join("primary/postmaster.pid"))
+            .expect("the primary's pid file")
+            .lines()
+            .next()
+            .expect("a pid")
+            .trim()
+            .to_string()
+    }
+
+    fn script(&self, args: &[&str]) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ops/postgres/cluster.sh");
+        let out = Command::new("bash")
+            .arg(script)
+            .arg(args[0])
+            .arg(&self.dir)
+            .args(&args[1..])
+            .output()
+            .expect("cluster.sh runs");
+        assert!(
+            out.status.success(),
+            "cluster.sh {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Replicated {
+    fn drop(&mut self) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ops/postgres/cluster.sh");
+        let _ = Command::new("bash")
+            .arg(script)
+            .arg("stop")
+            .arg(&self.dir)
+            .output();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -855,23 +855,6 @@ async fn a_node_cut_from_postgresql_refuses_promptly_and_a_retry_elsewhere_is_th
     );
 }
 
-/// `ops/postgres/cluster.sh` with `args`.
-fn cluster(args: &[&str]) {
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ops/postgres/cluster.sh");
-    let out = std::process::Command::new("bash")
-        .arg(script)
-        .args(args)
-        .output()
-        .expect("cluster.sh runs");
-    assert!(
-        out.status.success(),
-        "cluster.sh {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// `sql` on the server at `port`, its output.
 fn psql(port: u16, sql: &str) -> String {
     let bin = std::fs::read_dir("/usr/lib/postgresql")
@@ -892,20 +875,6 @@ fn psql(port: u16, sql: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// Stops the cluster however the test ends.
-struct ClusterStop(String);
-
-impl Drop for ClusterStop {
-    fn drop(&mut self) {
-        let script =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ops/postgres/cluster.sh");
-        let _ = std::process::Command::new("bash")
-            .arg(script)
-            .args(["stop", &self.0])
-            .output();
-    }
-}
-
 /// Scenario 4: a primary with a synchronous standby, their replication
 /// link cut (through a proxy the test holds silent) while a node serves
 /// cash-ins. Commits wait for the standby rather than being acknowledged
@@ -917,11 +886,8 @@ impl Drop for ClusterStop {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn primary_and_standby_cut_apart_wait_and_a_promotion_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
-    let pg = dir.path().join("pg");
-    let pg_dir = pg.to_str().unwrap().to_string();
-    let (primary, standby) = (pgtest::free_port(), pgtest::free_port());
-    cluster(&["start", &pg_dir, &primary.to_string(), &standby.to_string()]);
-    let _stop = ClusterStop(pg_dir.clone());
+    let cluster = pgtest::Replicated::start(&dir.path().join("pg"));
+    let (primary, standby) = (cluster.primary, cluster.standby);
     // The standby replicates through a proxy the test can cut.
     let upstream: std::net::SocketAddr = format!("127.0.0.1:{primary}").parse().unwrap();
     let proxy = FaultProxy::start("127.0.0.1:0".parse().unwrap(), upstream).await;
@@ -1037,8 +1003,7 @@ async fn primary_and_standby_cut_apart_wait_and_a_promotion_loses_nothing_acknow
     tokio::time::sleep(Duration::from_secs(6)).await;
     // The primary is lost; the standby (which has every acknowledged
     // commit: each waited for it) is promoted.
-    let pid = std::fs::read_to_string(pg.join("primary/postmaster.pid")).unwrap();
-    let pid = pid.lines().next().unwrap().trim().to_string();
+    let pid = cluster.primary_pid();
     assert!(
         std::process::Command::new("kill")
             .args(["-9", &pid])
@@ -1046,7 +1011,7 @@ async fn primary_and_standby_cut_apart_wait_and_a_promotion_loses_nothing_acknow
             .unwrap()
             .success()
     );
-    cluster(&["promote", &pg_dir]);
+    cluster.promote();
     let promoted = Instant::now();
     tokio::time::sleep(Duration::from_secs(12)).await;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);

@@ -1,7 +1,7 @@
 //! Helpers shared by the ledger's integration tests.
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ledger::*;
@@ -55,4 +55,15 @@ pub fn assert_clean(l: &Ledger) {
         report.index_compared,
         "no concurrent writes, so the index was compared"
     );
+}
+
+/// The journal's segment files in `dir`, oldest first.
+pub fn journal_segments(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("journal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "journal"))
+        .collect();
+    files.sort();
+    files
 }

@@ -1280,6 +1280,23 @@ fn damaged(path: &Path, what: &str) -> EngineError {
     ))
 }
 
+/// Copy one record's changes into the engine, as one batch.
+fn apply_record(
+    db: &fjall::Database,
+    trees: &[fjall::Keyspace],
+    ops: Vec<Change>,
+) -> Result<(), EngineError> {
+    let mut batch = db.batch();
+    for op in ops {
+        let tree = &trees[op.tree as usize];
+        match op.value {
+            Some(v) => batch.insert(tree, op.key, v.as_ref()),
+            None => batch.remove(tree, op.key),
+        }
+    }
+    batch.commit()
+}
+
 /// Copy every record of the journal in `jdir` into the engine, persist it
 /// and delete the segments. Answers the last record number (0 if none).
 fn replay(
@@ -1306,15 +1323,7 @@ fn replay(
             }
             last = seq;
             replayed += 1;
-            let mut batch = db.batch();
-            for op in ops {
-                let tree = &trees[op.tree as usize];
-                match op.value {
-                    Some(v) => batch.insert(tree, op.key, v.as_ref()),
-                    None => batch.remove(tree, op.key),
-                }
-            }
-            batch.commit()?;
+            apply_record(db, trees, ops)?;
         }
     }
     db.persist(fjall::PersistMode::SyncAll)?;
@@ -1360,15 +1369,7 @@ fn replay_attached(
             }
             last = seq;
             replayed += 1;
-            let mut batch = db.batch();
-            for op in ops {
-                let tree = &trees[op.tree as usize];
-                match op.value {
-                    Some(v) => batch.insert(tree, op.key, v.as_ref()),
-                    None => batch.remove(tree, op.key),
-                }
-            }
-            batch.commit()?;
+            apply_record(db, trees, ops)?;
         }
         Ok(())
     };
