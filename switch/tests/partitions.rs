@@ -101,6 +101,40 @@ struct Acked {
     status: String,
 }
 
+/// The demo customers' accounts at [`MB`], once the first start of the
+/// switch with `data` has written the profiles (it provisions the demo
+/// network; its profiles are written by the time the customers' list is).
+async fn provisioned(data: &std::path::Path) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let customers: Vec<serde_json::Value> = loop {
+        let read = std::fs::read_to_string(data.join("profiles/customers.json"));
+        match read.ok().and_then(|t| serde_json::from_str(&t).ok()) {
+            Some(c) => break c,
+            None if Instant::now() > deadline => panic!("no demo profiles written"),
+            None => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    };
+    let accounts: Vec<String> = customers
+        .iter()
+        .filter(|c| c["bank"] == MB)
+        .map(|c| c["account"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!accounts.is_empty());
+    accounts
+}
+
+/// Client `c`'s `n`th cash-in, to one of `accounts` in turn.
+fn cash_in(id: String, c: usize, n: usize, accounts: &[String]) -> pb::CashInRequest {
+    pb::CashInRequest {
+        client_request_id: id,
+        bank_bin: MB.into(),
+        account: accounts[(c * 5 + n) % accounts.len()].clone(),
+        amount: AMOUNT,
+        teller: String::new(),
+        offline_taken_at_ms: 0,
+    }
+}
+
 fn status_name(s: i32) -> String {
     match pb::TxStatus::try_from(s) {
         Ok(pb::TxStatus::Completed) => "completed",
@@ -171,25 +205,7 @@ async fn a_bank_behind_loss_delay_and_a_one_way_cut_resolves_every_transaction()
             .expect("the switch starts"),
     );
     let ch = channel(listen).await;
-    // The first start provisions the demo network; its profiles are
-    // written by the time the customers' list is.
-    let customers: Vec<serde_json::Value> = {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let read = std::fs::read_to_string(data.join("profiles/customers.json"));
-            match read.ok().and_then(|t| serde_json::from_str(&t).ok()) {
-                Some(c) => break c,
-                None if Instant::now() > deadline => panic!("no demo profiles written"),
-                None => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        }
-    };
-    let accounts: Vec<String> = customers
-        .iter()
-        .filter(|c| c["bank"] == MB)
-        .map(|c| c["account"].as_str().unwrap().to_string())
-        .collect();
-    assert!(!accounts.is_empty());
+    let accounts = provisioned(&data).await;
 
     // Clients: cash-ins to MB's customers until told to stop.
     let acked: Arc<Mutex<Vec<Acked>>> = Arc::default();
@@ -541,24 +557,11 @@ async fn two_nodes() -> TwoNodes {
     let (a_data, b_data) = (dir.path().join("a"), dir.path().join("b"));
     let (a_process, a_addr) = node(&a_ns, &a_data, &store(&a_ns), &dir.path().join("a.log"));
     let a = channel(a_addr).await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !a_data.join("profiles/customers.json").exists() {
-        assert!(Instant::now() < deadline, "A provisions the demo network");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let accounts = provisioned(&a_data).await;
     std::fs::create_dir_all(&b_data).unwrap();
     std::fs::copy(a_data.join("master.key"), b_data.join("master.key")).unwrap();
     let (b_process, b_addr) = node(&b_ns, &b_data, &store(&b_ns), &dir.path().join("b.log"));
     let b = channel(b_addr).await;
-    let customers: Vec<serde_json::Value> = serde_json::from_str(
-        &std::fs::read_to_string(a_data.join("profiles/customers.json")).unwrap(),
-    )
-    .unwrap();
-    let accounts: Vec<String> = customers
-        .iter()
-        .filter(|c| c["bank"] == MB)
-        .map(|c| c["account"].as_str().unwrap().to_string())
-        .collect();
 
     TwoNodes {
         a_ns,
@@ -639,14 +642,7 @@ async fn the_lease_holder_cut_from_postgresql_gives_it_up_before_another_node_ta
     let creds = credentials(&nodes.a_data, TERMINALS[0]);
     let mut acked = Vec::new();
     for n in 0..20 {
-        let m = pb::CashInRequest {
-            client_request_id: format!("lease-{n}"),
-            bank_bin: MB.into(),
-            account: nodes.accounts[n % nodes.accounts.len()].clone(),
-            amount: AMOUNT,
-            teller: String::new(),
-            offline_taken_at_ms: 0,
-        };
+        let m = cash_in(format!("lease-{n}"), 0, n, &nodes.accounts);
         let answer = TellerClient::new(nodes.b.clone())
             .cash_in(creds.sign("/paymentswitch.v1.Teller/CashIn", m))
             .await
@@ -728,14 +724,7 @@ async fn a_node_cut_from_postgresql_refuses_promptly_and_a_retry_elsewhere_is_th
             let mut n = 0usize;
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                 n += 1;
-                let m = pb::CashInRequest {
-                    client_request_id: format!("q{c}-{n}"),
-                    bank_bin: MB.into(),
-                    account: accounts[(c * 5 + n) % accounts.len()].clone(),
-                    amount: AMOUNT,
-                    teller: String::new(),
-                    offline_taken_at_ms: 0,
-                };
+                let m = cash_in(format!("q{c}-{n}"), c, n, &accounts);
                 let sent = Instant::now();
                 let first = tokio::time::timeout(
                     Duration::from_secs(3),
@@ -934,23 +923,7 @@ async fn primary_and_standby_cut_apart_wait_and_a_promotion_loses_nothing_acknow
         &metrics,
     );
     let ch = channel(listen).await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !data.join("profiles/customers.json").exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the node provisions the demo network"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let customers: Vec<serde_json::Value> = serde_json::from_str(
-        &std::fs::read_to_string(data.join("profiles/customers.json")).unwrap(),
-    )
-    .unwrap();
-    let accounts: Vec<String> = customers
-        .iter()
-        .filter(|c| c["bank"] == MB)
-        .map(|c| c["account"].as_str().unwrap().to_string())
-        .collect();
+    let accounts = provisioned(&data).await;
 
     // Clients: cash-ins, each acknowledgement kept with when it came.
     let acked: Arc<Mutex<Vec<(Acked, Instant)>>> = Arc::default();
@@ -964,14 +937,7 @@ async fn primary_and_standby_cut_apart_wait_and_a_promotion_loses_nothing_acknow
             let mut n = 0usize;
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                 n += 1;
-                let m = pb::CashInRequest {
-                    client_request_id: format!("s{c}-{n}"),
-                    bank_bin: MB.into(),
-                    account: accounts[(c * 5 + n) % accounts.len()].clone(),
-                    amount: AMOUNT,
-                    teller: String::new(),
-                    offline_taken_at_ms: 0,
-                };
+                let m = cash_in(format!("s{c}-{n}"), c, n, &accounts);
                 let answer = tokio::time::timeout(
                     Duration::from_secs(3),
                     TellerClient::new(ch.clone())
