@@ -392,7 +392,11 @@ impl Switch {
             .map_err(storage)?
         {
             store::Created::New => {}
-            store::Created::Existing(existing, _) => return Ok(*existing),
+            store::Created::Existing(existing, _) => {
+                // Acknowledged to the retry: durable first.
+                self.store.durable().await.map_err(storage)?;
+                return Ok(*existing);
+            }
             store::Created::Claimed(_) => {
                 return Err(SwitchError::new(
                     ErrorCode::BillAlreadyPaid,

@@ -380,6 +380,9 @@ impl Switch {
         {
             store::Created::New => {}
             store::Created::Existing(existing, original) => {
+                // What a retry is told is acknowledged: durable first (the
+                // first request's write may still be on its way to disk).
+                self.store.durable().await.map_err(storage)?;
                 return retry(*existing, request_id, &original, fingerprint);
             }
             store::Created::Claimed(claim) => return Err(claimed(&claim)),
