@@ -263,9 +263,12 @@ impl Switch {
             {
                 continue;
             }
+            // Read again under the turn: still stale (a node that was cut
+            // off and came back may have written it since).
             let Some((_one_at_a_time, rec)) = self
                 .turn_if(&rec, |r| {
                     matches!(r.stage, Stage::AtBank | Stage::Reversing)
+                        && r.updated_at_ms + i64::from(self.reservation_timeout_ms(r)) <= now
                 })
                 .await?
             else {

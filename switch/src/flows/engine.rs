@@ -150,6 +150,15 @@ pub async fn ledger_transfers(
         .map_err(storage)
 }
 
+/// Counting a transaction against its limits.
+pub(crate) enum Limits {
+    Held,
+    /// Over a limit: nothing counted.
+    Refused(SwitchError),
+    /// Another node finished the transaction meanwhile: nothing written.
+    FinishedElsewhere,
+}
+
 /// What a finished transaction writes, in one store commit
 /// ([`Store::finish_tx`]): prepared before the write, so that the write can
 /// run where the ledger applies a post (one durable write for both).
@@ -558,23 +567,25 @@ impl Switch {
 
     /// Count `rec` against its limits (`limits`), all or none, atomically
     /// with its record saying so (`limits_held`, `limit_keys`).
-    pub(crate) fn take_limits(
-        &self,
-        rec: &mut TxRecord,
-    ) -> Result<Result<(), SwitchError>, SwitchError> {
+    pub(crate) fn take_limits(&self, rec: &mut TxRecord) -> Result<Limits, SwitchError> {
         let limits = limits::of(&self.config, rec);
         if limits.is_empty() {
-            return Ok(Ok(()));
+            return Ok(Limits::Held);
         }
         let totals: Vec<(String, u64)> = limits.iter().map(|l| (l.key.clone(), l.max)).collect();
         rec.limits_held = true;
         rec.limit_keys = limits.iter().map(|l| l.key.clone()).collect();
-        let Some((i, counted)) = self.store.take_limits(rec, &totals).map_err(storage)? else {
-            return Ok(Ok(()));
-        };
-        rec.limits_held = false;
-        rec.limit_keys.clear();
-        Ok(Err(limits::refusal(&limits[i], counted, rec.amount)))
+        match self.store.take_limits(rec, &totals).map_err(storage)? {
+            Ok(None) => Ok(Limits::Held),
+            Ok(Some((i, counted))) => {
+                rec.limits_held = false;
+                rec.limit_keys.clear();
+                Ok(Limits::Refused(limits::refusal(
+                    &limits[i], counted, rec.amount,
+                )))
+            }
+            Err(()) => Ok(Limits::FinishedElsewhere),
+        }
     }
 
     /// Run a recorded transaction: limits, reservation, then its calls.
@@ -599,8 +610,10 @@ impl Switch {
             );
             return self.finish(rec, Status::Failed, Some(e)).await;
         }
-        if let Err(e) = self.take_limits(&mut rec)? {
-            return self.finish(rec, Status::Failed, Some(e)).await;
+        match self.take_limits(&mut rec)? {
+            Limits::Held => {}
+            Limits::Refused(e) => return self.finish(rec, Status::Failed, Some(e)).await,
+            Limits::FinishedElsewhere => return self.finished_elsewhere(&rec),
         }
         // The record becomes durable while the ledger reserves (one fsync
         // less in every flow's path), and both are before any call: a
@@ -628,6 +641,18 @@ impl Switch {
                     )
                 });
             return self.finish(rec, Status::Failed, Some(e)).await;
+        }
+        // Shared by several nodes: another may have finished this
+        // transaction as abandoned while this node was cut off (its
+        // reservation had not happened then). The last write before any call
+        // is made only while it is open (and says this node is at it): if it
+        // is not, the call is never made and the reservation goes.
+        if self.store.is_shared() {
+            rec.updated_at_ms = now_ms();
+            if !self.store.put_tx(&rec).map_err(storage)? {
+                self.void(&legs).await?;
+                return self.finished_elsewhere(&rec);
+            }
         }
         self.execute(rec, &legs, presented.as_ref(), 0).await
     }

@@ -197,28 +197,35 @@ impl Store {
     /// or none, and record `t` (which says `limits_held`) in the same
     /// write. Answers the index of the first total it would pass and what
     /// that total had counted already (then nothing is written).
+    ///
+    /// `Err(None)`, and nothing written, when `t` is open no longer: another
+    /// node finished it (see [`Store::put_tx`]).
+    #[allow(clippy::type_complexity)]
     pub fn take_limits(
         &self,
         t: &TxRecord,
         limits: &[(String, u64)],
-    ) -> Result<Option<(usize, u64)>, StoreError> {
+    ) -> Result<Result<Option<(usize, u64)>, ()>, StoreError> {
         debug_assert!(t.limits_held);
         let id = t.tx_id().to_bytes();
         let record = encode(t);
         self.kv.commit(|w| {
+            if w.get(Tree::Open, &id)?.is_none() {
+                return Ok(Err(()));
+            }
             let mut totals = Vec::with_capacity(limits.len());
             for (i, (key, max)) in limits.iter().enumerate() {
                 let n = Store::daily_total(key.as_bytes(), w.get(Tree::Daily, key.as_bytes())?)?;
                 match n.checked_add(t.amount).filter(|n| n <= max) {
                     Some(n) => totals.push(n),
-                    None => return Ok::<_, StoreError>(Some((i, n))),
+                    None => return Ok::<_, StoreError>(Ok(Some((i, n)))),
                 }
             }
             for ((key, _), n) in limits.iter().zip(totals) {
                 w.put(Tree::Daily, key.as_bytes(), n.to_be_bytes().to_vec());
             }
             w.put(Tree::Tx, &id, record.clone());
-            Ok(None)
+            Ok(Ok(None))
         })
     }
 
