@@ -409,6 +409,23 @@ fn told(answer: Result<pb::TransactionResponse, tonic::Status>) -> Option<(Strin
     }
 }
 
+/// `x` is there, through `ch`, with the status it was acknowledged with
+/// (once final; one acknowledged as pending may end either way).
+async fn present(ch: &Channel, data: &std::path::Path, x: &Acked) {
+    let creds = credentials(data, x.terminal);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let t = settled(
+        &mut TellerClient::new(ch.clone()),
+        &creds,
+        &x.transaction_id,
+        deadline,
+    )
+    .await;
+    if x.status != "pending" {
+        assert_eq!(status_name(t.status), x.status, "{}", x.transaction_id);
+    }
+}
+
 /// An acknowledged transaction once it is no longer pending: present, or
 /// the test fails; still pending at `deadline`, the test fails.
 async fn settled(
@@ -807,18 +824,7 @@ async fn a_node_cut_from_postgresql_refuses_promptly_and_a_retry_elsewhere_is_th
                 "{key} answered as two transactions"
             );
         }
-        let creds = credentials(a_data, x.terminal);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let t = settled(
-            &mut TellerClient::new(b.clone()),
-            &creds,
-            &x.transaction_id,
-            deadline,
-        )
-        .await;
-        if x.status != "pending" {
-            assert_eq!(status_name(t.status), x.status, "{}", x.transaction_id);
-        }
+        present(b, a_data, x).await;
     }
     close_the_window(b, &credentials(a_data, "operator")).await;
     switch_check(&["--store", &pg.url("switch")]);
@@ -998,18 +1004,7 @@ async fn primary_and_standby_cut_apart_wait_and_a_promotion_loses_nothing_acknow
     let after = acked.iter().filter(|(_, at)| *at >= promoted).count();
     // Every acknowledged transaction is on the promoted standby.
     for (x, _) in &acked {
-        let creds = credentials(&data, x.terminal);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let t = settled(
-            &mut TellerClient::new(ch.clone()),
-            &creds,
-            &x.transaction_id,
-            deadline,
-        )
-        .await;
-        if x.status != "pending" {
-            assert_eq!(status_name(t.status), x.status, "{}", x.transaction_id);
-        }
+        present(&ch, &data, x).await;
     }
     let promoted_url = format!("host=127.0.0.1 port={standby} user=postgres dbname=switch");
     close_the_window(&ch, &credentials(&data, "operator")).await;
