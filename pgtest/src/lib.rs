@@ -44,6 +44,33 @@ pub struct Cluster {
     pub port: u16,
     as_postgres: bool,
     bin: PathBuf,
+    /// Where the server listens: loopback, or its address inside the
+    /// network namespace it runs in ([`Placement`]).
+    pub host: String,
+    /// The network namespace the server (and every tool run as its user)
+    /// runs in; `None`: the caller's.
+    netns: Option<String>,
+}
+
+/// Where a cluster runs: on loopback in the caller's network namespace,
+/// or in a namespace of its own (made by the caller, as root) listening on
+/// `address` there and taking connections from `10.0.0.0/8` (partition
+/// tests, issue #31).
+#[derive(Clone, Debug, Default)]
+pub enum Placement {
+    #[default]
+    Loopback,
+    Netns {
+        name: String,
+        address: std::net::Ipv4Addr,
+    },
+}
+
+fn placed(placement: &Placement) -> (String, Option<String>) {
+    match placement {
+        Placement::Loopback => ("127.0.0.1".to_string(), None),
+        Placement::Netns { name, address } => (address.to_string(), Some(name.clone())),
+    }
 }
 
 /// A free loopback port (the kernel's choice; the listener is closed
@@ -64,7 +91,92 @@ impl Cluster {
 
     /// The same, with extra `postgresql.conf` lines.
     pub fn start_with(settings: &[&str]) -> Cluster {
-        Cluster::start_prepared(settings, |_| {})
+        Cluster::start_prepared(&Placement::Loopback, settings, |_| {})
+    }
+
+    /// A new cluster placed as `placement` says, with extra settings.
+    pub fn start_at(placement: &Placement, settings: &[&str]) -> Cluster {
+        Cluster::start_prepared(placement, settings, |c| {
+            if c.netns.is_some() {
+                c.trust_network();
+            }
+        })
+    }
+
+    /// A synchronous standby of this cluster (which becomes its primary's
+    /// only synchronous standby, `standby`), placed as `placement` says:
+    /// a base backup streamed from this server, then started; this
+    /// server's commits wait for it from then on.
+    pub fn standby_at(&self, placement: &Placement) -> Cluster {
+        let bin = self.bin.clone();
+        let dir = tempfile::Builder::new()
+            .prefix("pgtest-standby-")
+            .tempdir()
+            .expect("a temporary directory");
+        let (host, netns) = placed(placement);
+        let s = Cluster {
+            dir,
+            port: free_port(),
+            as_postgres: self.as_postgres,
+            bin,
+            host,
+            netns,
+        };
+        if s.as_postgres {
+            s.run_checked(
+                "chown",
+                &["-R", "postgres:postgres", &s.path_str("")],
+                false,
+            );
+        }
+        let data = s.path_str("data");
+        let port = self.port.to_string();
+        let conninfo = format!(
+            "host={} port={} user=postgres application_name=standby",
+            self.host, self.port
+        );
+        s.run_checked(
+            &s.tool("pg_basebackup"),
+            &[
+                "-h", &self.host, "-p", &port, "-U", "postgres", "-D", &data, "-R", "-c", "fast",
+                "-d", &conninfo,
+            ],
+            true,
+        );
+        s.configure(&[]);
+        s.start_server();
+        self.psql(
+            "postgres",
+            "ALTER SYSTEM SET synchronous_standby_names = 'standby'",
+        );
+        self.psql("postgres", "SELECT pg_reload_conf()");
+        s
+    }
+
+    /// Take TCP connections (replication too) from every address of
+    /// `10.0.0.0/8`: the partition tests' namespaces.
+    fn trust_network(&self) {
+        let hba = self.path("data/pg_hba.conf");
+        let mut text = std::fs::read_to_string(&hba).expect("pg_hba.conf");
+        text.push_str("\nhost all all 10.0.0.0/8 trust\nhost replication all 10.0.0.0/8 trust\n");
+        std::fs::write(&hba, text).expect("pg_hba.conf written");
+    }
+
+    /// This standby becomes a primary.
+    pub fn promote(&self) {
+        let data = self.path_str("data");
+        self.run_checked(&self.tool("pg_ctl"), &["-D", &data, "-w", "promote"], true);
+    }
+
+    /// The postmaster's pid, as its pid file names it.
+    pub fn pid(&self) -> String {
+        std::fs::read_to_string(self.path("data/postmaster.pid"))
+            .expect("the pid file")
+            .lines()
+            .next()
+            .expect("a pid")
+            .trim()
+            .to_string()
     }
 
     /// A cluster that takes TLS connections only, with `cert_pem` (the
@@ -72,6 +184,7 @@ impl Cluster {
     /// over TCP are rejected (`hostnossl … reject`).
     pub fn start_tls(cert_pem: &str, key_pem: &str) -> Cluster {
         Cluster::start_prepared(
+            &Placement::Loopback,
             &[
                 "ssl = on",
                 "ssl_cert_file = 'server.crt'",
@@ -101,7 +214,11 @@ impl Cluster {
 
     /// A new cluster: initdb, then `prepare` (files in the data directory),
     /// then start with `settings`.
-    fn start_prepared(settings: &[&str], prepare: impl FnOnce(&Cluster)) -> Cluster {
+    fn start_prepared(
+        placement: &Placement,
+        settings: &[&str],
+        prepare: impl FnOnce(&Cluster),
+    ) -> Cluster {
         let bin = bin_dir();
         assert!(
             bin.join("initdb").exists(),
@@ -113,11 +230,14 @@ impl Cluster {
             .prefix("pgtest-")
             .tempdir()
             .expect("a temporary directory");
+        let (host, netns) = placed(placement);
         let mut c = Cluster {
             dir,
             port: free_port(),
             as_postgres,
             bin,
+            host,
+            netns,
         };
         if as_postgres {
             c.run_checked(
@@ -177,7 +297,8 @@ impl Cluster {
 
     fn configure(&self, settings: &[&str]) {
         let mut conf = format!(
-            "\nlisten_addresses = '127.0.0.1'\nport = {}\nunix_socket_directories = '{}'\nmax_connections = 200\nfsync = on\nsynchronous_commit = on\nshared_buffers = 128MB\nlog_min_messages = warning\n",
+            "\nlisten_addresses = '{}'\nport = {}\nunix_socket_directories = '{}'\nmax_connections = 200\nfsync = on\nsynchronous_commit = on\nshared_buffers = 128MB\nlog_min_messages = warning\n",
+            self.host,
             self.port,
             self.path_str("")
         );
@@ -214,7 +335,7 @@ impl Cluster {
 
     fn wait_listening(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        while std::net::TcpStream::connect((self.host.as_str(), self.port)).is_err() {
             assert!(
                 Instant::now() < deadline,
                 "PostgreSQL did not listen: {}",
@@ -247,7 +368,7 @@ impl Cluster {
 
     /// A libpq-style connection string for `database`.
     pub fn url(&self, database: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+        format!("postgres://postgres@{}:{}/{database}", self.host, self.port)
     }
 
     /// Run SQL with `psql` (setup, never the code under test).
@@ -257,7 +378,7 @@ impl Cluster {
             &self.tool("psql"),
             &[
                 "-h",
-                "127.0.0.1",
+                &self.host,
                 "-p",
                 &port,
                 "-U",
@@ -282,8 +403,19 @@ impl Cluster {
 
     fn run(&self, program: &str, args: &[&str], as_server_user: bool) -> Output {
         let mut cmd = if as_server_user && self.as_postgres {
-            let mut c = Command::new("runuser");
+            let mut c = match &self.netns {
+                Some(ns) => {
+                    let mut c = Command::new("ip");
+                    c.args(["netns", "exec", ns, "runuser"]);
+                    c
+                }
+                None => Command::new("runuser"),
+            };
             c.args(["-u", "postgres", "--", program]);
+            c
+        } else if let (true, Some(ns)) = (as_server_user, &self.netns) {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, program]);
             c
         } else {
             Command::new(program)

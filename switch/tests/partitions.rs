@@ -11,8 +11,8 @@
 //! and reversed one the switch completed (nor kept one it failed), the
 //! window's nets sum to zero, and `switch check` is clean.
 //!
-//! A second scenario runs two nodes on one PostgreSQL, each node in a
-//! namespace of its own: node A is cut from PostgreSQL for 15 s while its
+//! A second scenario runs two nodes on one PostgreSQL, each node and
+//! PostgreSQL in a namespace of its own on one segment ([`Lan`]): node A is cut from PostgreSQL for 15 s while its
 //! clients still reach it; a client that A does not answer within 3 s
 //! sends the same request (same id) to B, and gets the same transaction;
 //! the history check holds, and `switch check --store` is clean. Found on
@@ -29,8 +29,8 @@
 //!
 //! A third cuts the lease holder from PostgreSQL: it gives the lease up
 //! (2 s) before the server releases it to B (keepalives, about 11 s). A
-//! fourth cuts a synchronous standby from its primary (through a proxy
-//! that holds every byte): nothing is acknowledged while cut, and after
+//! fourth cuts a synchronous standby from its primary (each in a
+//! namespace of its own; the rules in the standby's): nothing is acknowledged while cut, and after
 //! the primary is killed and the standby promoted, every acknowledged
 //! transaction is there.
 //!
@@ -45,7 +45,7 @@ use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use partition::{FaultProxy, Netns};
+use partition::{FaultProxy, Lan, Netns};
 use proto::auth::Credentials;
 use proto::v1 as pb;
 use proto::v1::bank_adapter_client::BankAdapterClient;
@@ -537,17 +537,21 @@ fn launch(
     Process(child)
 }
 
-/// Two switch nodes on one PostgreSQL, each in a namespace of its own and
-/// reaching PostgreSQL (on the test's side) over its own link; A
-/// provisioned the demo network and started first.
+/// Two switch nodes on one PostgreSQL, each of the three in a namespace of
+/// its own on one segment (so a rule in A's namespace cuts A's link to
+/// PostgreSQL and nothing else); A provisioned the demo network and
+/// started first.
 struct TwoNodes {
-    a_ns: Netns,
-    _b_ns: Netns,
-    pg: pgtest::Cluster,
-    dir: tempfile::TempDir,
-    a_data: std::path::PathBuf,
+    // Dropped in this order: the processes, then the namespaces.
     _a_process: Process,
     _b_process: Process,
+    pg: pgtest::Cluster,
+    a_ns: Netns,
+    _b_ns: Netns,
+    _pg_ns: Netns,
+    _lan: Lan,
+    dir: tempfile::TempDir,
+    a_data: std::path::PathBuf,
     a: Channel,
     b: Channel,
     /// The demo customers' accounts at [`MB`].
@@ -555,19 +559,20 @@ struct TwoNodes {
 }
 
 async fn two_nodes() -> TwoNodes {
-    let a_ns = Netns::new().unwrap_or_else(|e| panic!("cannot make a network namespace: {e}"));
-    let b_ns = Netns::new().unwrap_or_else(|e| panic!("cannot make a network namespace: {e}"));
-    // PostgreSQL on the test's side, reached by each node over its own link.
-    let pg = pgtest::Cluster::start_with(&["listen_addresses = '*'"]);
-    let hba = pg.path("data/pg_hba.conf");
-    let mut text = std::fs::read_to_string(&hba).unwrap();
-    text.push_str("\nhost all all 10.0.0.0/8 trust\n");
-    std::fs::write(&hba, text).unwrap();
-    pg.psql("postgres", "SELECT pg_reload_conf()");
-    let store = |ns: &Netns| {
+    fn network<T>(e: String) -> T {
+        panic!("cannot make the test's network: {e}")
+    }
+    let lan = Lan::new().unwrap_or_else(network);
+    let (a_ns, b_ns, pg_ns) = (
+        lan.member().unwrap_or_else(network),
+        lan.member().unwrap_or_else(network),
+        lan.member().unwrap_or_else(network),
+    );
+    let pg = pgtest::Cluster::start_at(&Lan::placement(&pg_ns), &[]);
+    let store = |_: &Netns| {
         format!(
             "host={} port={} user=postgres dbname=switch",
-            ns.host, pg.port
+            pg.host, pg.port
         )
     };
     let dir = tempfile::tempdir().unwrap();
@@ -581,13 +586,15 @@ async fn two_nodes() -> TwoNodes {
     let b = channel(b_addr).await;
 
     TwoNodes {
-        a_ns,
-        _b_ns: b_ns,
-        pg,
-        dir,
-        a_data,
         _a_process: a_process,
         _b_process: b_process,
+        pg,
+        a_ns,
+        _b_ns: b_ns,
+        _pg_ns: pg_ns,
+        _lan: lan,
+        dir,
+        a_data,
         a,
         b,
         accounts,
@@ -850,29 +857,9 @@ async fn a_node_cut_from_postgresql_refuses_promptly_and_a_retry_elsewhere_is_th
     );
 }
 
-/// `sql` on the server at `port`, its output.
-fn psql(port: u16, sql: &str) -> String {
-    let bin = std::fs::read_dir("/usr/lib/postgresql")
-        .expect("PostgreSQL is installed")
-        .filter_map(|e| e.ok().map(|e| e.path().join("bin/psql")))
-        .max()
-        .expect("a psql");
-    let out = std::process::Command::new(bin)
-        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres"])
-        .args(["-AtX", "-d", "postgres", "-c", sql])
-        .output()
-        .expect("psql runs");
-    assert!(
-        out.status.success(),
-        "psql: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// Scenario 4: a primary with a synchronous standby, their replication
-/// link cut (through a proxy the test holds silent) while a node serves
-/// cash-ins. Commits wait for the standby rather than being acknowledged
+/// Scenario 4: a primary with a synchronous standby, each in a namespace
+/// of its own, their link cut (nftables in the standby's namespace) while
+/// a node (in a third) serves cash-ins. Commits wait for the standby rather than being acknowledged
 /// without it: nothing is acknowledged after the cut (the node refuses
 /// new requests as unreachable once its nonces wait 2 s). Then the
 /// primary is killed and the standby promoted: the node follows it by
@@ -880,54 +867,33 @@ fn psql(port: u16, sql: &str) -> String {
 /// status; the ledger and the records check clean.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn primary_and_standby_cut_apart_wait_and_a_promotion_loses_nothing_acknowledged() {
+    fn network<T>(e: String) -> T {
+        panic!("cannot make the test's network: {e}")
+    }
     let dir = tempfile::tempdir().unwrap();
-    let cluster = pgtest::Replicated::start(&dir.path().join("pg"));
-    let (primary, standby) = (cluster.primary, cluster.standby);
-    // The standby replicates through a proxy the test can cut.
-    let upstream: std::net::SocketAddr = format!("127.0.0.1:{primary}").parse().unwrap();
-    let proxy = FaultProxy::start("127.0.0.1:0".parse().unwrap(), upstream).await;
-    psql(
-        standby,
-        &format!(
-            "ALTER SYSTEM SET primary_conninfo = 'host=127.0.0.1 port={} user=postgres application_name=standby'",
-            proxy.addr.port()
-        ),
+    let lan = Lan::new().unwrap_or_else(network);
+    let (primary_ns, standby_ns, node_ns) = (
+        lan.member().unwrap_or_else(network),
+        lan.member().unwrap_or_else(network),
+        lan.member().unwrap_or_else(network),
     );
-    psql(standby, "SELECT pg_reload_conf()");
-    let through_proxy = "SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync' AND state = 'streaming'";
+    let primary = pgtest::Cluster::start_at(&Lan::placement(&primary_ns), &[]);
+    let standby = primary.standby_at(&Lan::placement(&standby_ns));
+    let synchronous = "SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync' AND state = 'streaming'";
     let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        // The walreceiver restarts on the new conninfo: wait until the one
-        // streaming came through the proxy.
-        let via = psql(
-            standby,
-            "SELECT coalesce((SELECT sender_port FROM pg_stat_wal_receiver WHERE status = 'streaming'), 0)",
-        );
-        if via == proxy.addr.port().to_string() && psql(primary, through_proxy) == "1" {
-            break;
-        }
+    while primary.psql("postgres", synchronous) != "1" {
         assert!(
             Instant::now() < deadline,
-            "the standby streams through the proxy ({via})"
+            "the standby streams, synchronous"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let url = format!(
-        "host=127.0.0.1,127.0.0.1 port={primary},{standby} user=postgres dbname=switch target_session_attrs=read-write connect_timeout=2"
+        "host={},{} port={},{} user=postgres dbname=switch target_session_attrs=read-write connect_timeout=2",
+        primary.host, standby.host, primary.port, standby.port
     );
     let data = dir.path().join("node");
-    let listen: std::net::SocketAddr = format!("127.0.0.1:{}", pgtest::free_port())
-        .parse()
-        .unwrap();
-    let metrics = format!("127.0.0.1:{}", pgtest::free_port());
-    let _node = launch(
-        std::process::Command::new(env!("CARGO_BIN_EXE_switch")),
-        &data,
-        &url,
-        &dir.path().join("node.log"),
-        listen,
-        &metrics,
-    );
+    let (_node, listen) = node(&node_ns, &data, &url, &dir.path().join("node.log"));
     let ch = channel(listen).await;
     let accounts = provisioned(&data).await;
 
@@ -970,12 +936,18 @@ async fn primary_and_standby_cut_apart_wait_and_a_promotion_loses_nothing_acknow
     tokio::time::sleep(Duration::from_secs(4)).await;
     let before = acked.lock().unwrap().len();
     assert!(before > 0, "the node served before the cut");
-    proxy.cut(true);
+    // The standby cut from the primary, both ways; the node reaches both.
+    standby_ns
+        .nft(&format!(
+            "add rule inet fault output ip daddr {0} drop\nadd rule inet fault input ip saddr {0} drop",
+            primary_ns.inside
+        ))
+        .unwrap();
     let cut = Instant::now();
     tokio::time::sleep(Duration::from_secs(6)).await;
     // The primary is lost; the standby (which has every acknowledged
     // commit: each waited for it) is promoted.
-    let pid = cluster.primary_pid();
+    let pid = primary.pid();
     assert!(
         std::process::Command::new("kill")
             .args(["-9", &pid])
@@ -983,7 +955,7 @@ async fn primary_and_standby_cut_apart_wait_and_a_promotion_loses_nothing_acknow
             .unwrap()
             .success()
     );
-    cluster.promote();
+    standby.promote();
     let promoted = Instant::now();
     tokio::time::sleep(Duration::from_secs(12)).await;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -1006,9 +978,8 @@ async fn primary_and_standby_cut_apart_wait_and_a_promotion_loses_nothing_acknow
     for (x, _) in &acked {
         present(&ch, &data, x).await;
     }
-    let promoted_url = format!("host=127.0.0.1 port={standby} user=postgres dbname=switch");
     close_the_window(&ch, &credentials(&data, "operator")).await;
-    switch_check(&["--store", &promoted_url]);
+    switch_check(&["--store", &standby.url("switch")]);
     eprintln!(
         "primary and standby cut apart: {before} acknowledged before the cut, none in the {} s the standby was cut off, {after} after the promotion; {} in all present on the promoted standby; history check clean",
         (promoted - cut).as_secs(),

@@ -1,5 +1,6 @@
 //! What the partition tests build their network from (issue #31): Linux
-//! network namespaces joined to the test's own by veth pairs, faults as
+//! network namespaces joined to the test's own by veth pairs ([`Netns`])
+//! or all on one bridged segment ([`Lan`]), faults as
 //! nftables rules inside them (this kernel has no netem: a cut, one way or
 //! both, and random loss with `numgen random`), and a TCP fault proxy for
 //! delay. Every address is inside a namespace the test made; dropping a
@@ -42,20 +43,41 @@ pub struct Netns {
     pub inside: Ipv4Addr,
 }
 
+/// The next namespace's number in this process, and its name.
+fn slot() -> Result<(u32, String), String> {
+    let n = MADE.fetch_add(1, Ordering::SeqCst);
+    if n >= 60 {
+        return Err("a test process makes at most 60 namespaces".into());
+    }
+    Ok((n, format!("psw{}n{n}", std::process::id())))
+}
+
+/// A namespace called `name`, its loopback up.
+fn add_namespace(name: &str) -> Result<(), String> {
+    run("ip", &["netns", "add", name])?;
+    run(
+        "ip",
+        &["netns", "exec", name, "ip", "link", "set", "lo", "up"],
+    )
+}
+
+/// `ip` run in namespace `name`.
+fn ip_in(name: &str, args: &[&str]) -> Result<(), String> {
+    let mut all = vec!["netns", "exec", name, "ip"];
+    all.extend_from_slice(args);
+    run("ip", &all)
+}
+
 impl Netns {
     /// A namespace of its own, or why not (not root, no `ip`, no `nft`).
     pub fn new() -> Result<Netns, String> {
         let pid = std::process::id();
-        let n = MADE.fetch_add(1, Ordering::SeqCst);
-        if n >= 60 {
-            return Err("a test process makes at most 60 namespaces".into());
-        }
+        let (n, name) = slot()?;
         // 10.(200 + pid % 50).(n * 4).0/30: apart from other test
         // processes' (by pid) and this one's (by n).
         let (b, c) = (200 + (pid % 50) as u8, (n * 4) as u8);
         let host = Ipv4Addr::new(10, b, c, 1);
         let inside = Ipv4Addr::new(10, b, c, 2);
-        let name = format!("psw{pid}n{n}");
         let (vh, vn) = (
             format!("pw{}h{n}", pid % 100_000),
             format!("pw{}n{n}", pid % 100_000),
@@ -65,7 +87,7 @@ impl Netns {
             host,
             inside,
         };
-        run("ip", &["netns", "add", &name])?;
+        add_namespace(&name)?;
         run(
             "ip",
             &["link", "add", &vh, "type", "veth", "peer", "name", &vn],
@@ -73,20 +95,19 @@ impl Netns {
         run("ip", &["link", "set", &vn, "netns", &name])?;
         run("ip", &["addr", "add", &format!("{host}/30"), "dev", &vh])?;
         run("ip", &["link", "set", &vh, "up"])?;
-        let exec = |args: &[&str]| {
-            let mut all = vec!["netns", "exec", &name];
-            all.extend_from_slice(args);
-            run("ip", &all)
-        };
-        exec(&["ip", "addr", "add", &format!("{inside}/30"), "dev", &vn])?;
-        exec(&["ip", "link", "set", &vn, "up"])?;
-        exec(&["ip", "link", "set", "lo", "up"])?;
-        ns.nft(
+        ip_in(&name, &["addr", "add", &format!("{inside}/30"), "dev", &vn])?;
+        ip_in(&name, &["link", "set", &vn, "up"])?;
+        ns.faults()?;
+        Ok(ns)
+    }
+
+    /// The table every fault rule goes in, with a chain each way.
+    fn faults(&self) -> Result<(), String> {
+        self.nft(
             "add table inet fault
              add chain inet fault input { type filter hook input priority 0; }
              add chain inet fault output { type filter hook output priority 0; }",
-        )?;
-        Ok(ns)
+        )
     }
 
     /// A command run inside the namespace.
@@ -157,22 +178,112 @@ impl Drop for Netns {
     }
 }
 
+/// One network segment (a bridge in a namespace of its own) that the test's
+/// namespace and every [`Lan::member`] join, each with an address of its
+/// own on one /24: members reach each other directly (no routing through
+/// the test's namespace, which forwards nothing), so a rule in one
+/// member's namespace cuts exactly that member's links, and a server
+/// there sees a peer that went silent as the peer's own host would.
+pub struct Lan {
+    /// The namespace holding the bridge.
+    name: String,
+    /// The /24's first three octets.
+    prefix: [u8; 3],
+    /// The test's own address on the segment.
+    pub host: Ipv4Addr,
+    /// Members made so far (their addresses are .2 on).
+    members: AtomicU32,
+}
+
+impl Lan {
+    /// A segment with the test's namespace on it, or why not.
+    pub fn new() -> Result<Lan, String> {
+        let pid = std::process::id();
+        let (n, name) = slot()?;
+        // 10.(150 + pid % 50).n.0/24: apart from the /30s of Netns::new
+        // (second octet 200 on) and from other test processes' segments.
+        let prefix = [10, 150 + (pid % 50) as u8, n as u8];
+        let host = Ipv4Addr::new(prefix[0], prefix[1], prefix[2], 1);
+        add_namespace(&name)?;
+        let lan = Lan {
+            name,
+            prefix,
+            host,
+            members: AtomicU32::new(0),
+        };
+        ip_in(&lan.name, &["link", "add", "br0", "type", "bridge"])?;
+        ip_in(&lan.name, &["link", "set", "br0", "up"])?;
+        let here = lan.plug(n, 'r')?;
+        run("ip", &["addr", "add", &format!("{host}/24"), "dev", &here])?;
+        run("ip", &["link", "set", &here, "up"])?;
+        Ok(lan)
+    }
+
+    /// A veth pair, one end on the bridge (up), the other left in the
+    /// test's namespace for the caller to place (its name answered).
+    fn plug(&self, n: u32, what: char) -> Result<String, String> {
+        let id = std::process::id() % 100_000;
+        let (here, there) = (format!("pl{id}{what}{n}"), format!("pb{id}{what}{n}"));
+        run(
+            "ip",
+            &["link", "add", &here, "type", "veth", "peer", "name", &there],
+        )?;
+        run("ip", &["link", "set", &there, "netns", &self.name])?;
+        ip_in(&self.name, &["link", "set", &there, "master", "br0"])?;
+        ip_in(&self.name, &["link", "set", &there, "up"])?;
+        Ok(here)
+    }
+
+    /// A namespace of its own on the segment: `inside` is its address,
+    /// `host` the test's.
+    pub fn member(&self) -> Result<Netns, String> {
+        let (n, name) = slot()?;
+        let k = self.members.fetch_add(1, Ordering::SeqCst);
+        if k >= 200 {
+            return Err("a segment has at most 200 members".into());
+        }
+        let [a, b, c] = self.prefix;
+        let inside = Ipv4Addr::new(a, b, c, 2 + k as u8);
+        add_namespace(&name)?;
+        let ns = Netns {
+            name,
+            host: self.host,
+            inside,
+        };
+        let here = self.plug(n, 'm')?;
+        run("ip", &["link", "set", &here, "netns", &ns.name])?;
+        ip_in(
+            &ns.name,
+            &["addr", "add", &format!("{inside}/24"), "dev", &here],
+        )?;
+        ip_in(&ns.name, &["link", "set", &here, "up"])?;
+        ns.faults()?;
+        Ok(ns)
+    }
+
+    /// Where a member of the segment is placed for [`pgtest::Cluster`].
+    pub fn placement(ns: &Netns) -> pgtest::Placement {
+        pgtest::Placement::Netns {
+            name: ns.name.clone(),
+            address: ns.inside,
+        }
+    }
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        // The bridge's ends go with it, and each pair with its end.
+        let _ = run("ip", &["netns", "del", &self.name]);
+    }
+}
+
 /// A TCP proxy whose answers (upstream to client) can be held back by a
-/// delay, for answers that come back late, or whose every byte both ways
-/// can be held while it is cut (the connections stay open, silent, as
-/// over a link that lost its route).
+/// delay, for answers that come back late (cuts and loss are nftables
+/// rules: [`Netns`]).
 pub struct FaultProxy {
     pub addr: std::net::SocketAddr,
     delay_ms: Arc<AtomicU64>,
-    cut: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
-}
-
-/// Wait while `cut` holds.
-async fn held(cut: &AtomicBool) {
-    while cut.load(Ordering::SeqCst) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 impl FaultProxy {
@@ -183,16 +294,14 @@ impl FaultProxy {
         let addr = listener.local_addr().expect("address");
         let delay_ms = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let cut = Arc::new(AtomicBool::new(false));
-        let (delay, stopped, cut_now) = (delay_ms.clone(), stop.clone(), cut.clone());
+        let (delay, stopped) = (delay_ms.clone(), stop.clone());
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 if stopped.load(Ordering::SeqCst) {
                     return;
                 }
-                let (delay, cut_up, cut_down) = (delay.clone(), cut_now.clone(), cut_now.clone());
+                let delay = delay.clone();
                 tokio::spawn(async move {
-                    held(&cut_up).await;
                     let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
                         return;
                     };
@@ -206,7 +315,6 @@ impl FaultProxy {
                                 Ok(0) | Err(_) => break,
                                 Ok(n) => n,
                             };
-                            held(&cut_up).await;
                             if sw.write_all(&buf[..n]).await.is_err() {
                                 break;
                             }
@@ -218,7 +326,6 @@ impl FaultProxy {
                             Ok(0) | Err(_) => break,
                             Ok(n) => n,
                         };
-                        held(&cut_down).await;
                         let ms = delay.load(Ordering::SeqCst);
                         if ms > 0 {
                             tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -234,14 +341,8 @@ impl FaultProxy {
         FaultProxy {
             addr,
             delay_ms,
-            cut,
             stop,
         }
-    }
-
-    /// Hold every byte both ways (true) or pass them on again (false).
-    pub fn cut(&self, cut: bool) {
-        self.cut.store(cut, Ordering::SeqCst);
     }
 
     /// Hold every answer back this long (0: none).
