@@ -45,11 +45,10 @@ use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use partition::{FaultProxy, Lan, Netns};
+use partition::{FaultProxy, Lan, Netns, close_the_window};
 use proto::auth::Credentials;
 use proto::v1 as pb;
 use proto::v1::bank_adapter_client::BankAdapterClient;
-use proto::v1::settlement_client::SettlementClient;
 use proto::v1::teller_client::TellerClient;
 use tonic::transport::Channel;
 
@@ -453,30 +452,6 @@ async fn settled(
         assert!(Instant::now() < deadline, "{id} still pending");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-}
-
-/// Close the open window: refused unless its nets sum to zero.
-async fn close_the_window(ch: &Channel, op: &Credentials) {
-    let mut settlement = SettlementClient::new(ch.clone());
-    let open = settlement
-        .list_windows(op.sign(
-            "/paymentswitch.v1.Settlement/ListWindows",
-            pb::ListWindowsRequest {},
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .windows
-        .last()
-        .unwrap()
-        .window_id;
-    settlement
-        .close_window(op.sign(
-            "/paymentswitch.v1.Settlement/CloseWindow",
-            pb::CloseWindowRequest { window_id: open },
-        ))
-        .await
-        .expect("the window closes: its nets sum to zero");
 }
 
 /// `switch check` on a stopped switch's data or a store: clean.

@@ -35,17 +35,19 @@ pub fn serve_if_asked() -> bool {
     };
     let data = PathBuf::from(data);
     let store = std::env::var("SWITCH_PROCESS_STORE").ok();
+    let listen = std::env::var("SWITCH_PROCESS_LISTEN").unwrap_or_else(|_| "127.0.0.1:0".into());
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_ansi(false)
         .init();
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        let listener = tokio::net::TcpListener::bind(&listen).await.expect("bind");
         let address = listener.local_addr().expect("address");
-        let opened = switch::server::open(config(&data, store), address)
+        let mut config = config(&data, store);
+        // In a test's network namespace, on an address of the test's own.
+        config.tls.insecure = !address.ip().is_loopback();
+        let opened = switch::server::open(config, address)
             .await
             .expect("the switch opens");
         let tmp = data.join("port.tmp");
@@ -70,13 +72,33 @@ pub fn listing(name: &str) -> bool {
 /// Start a switch process on `data` (and `store`); wait until it listens.
 /// Its log is appended to `data/switch.log`.
 pub fn start(data: &Path, store: Option<&str>) -> (Child, String) {
+    start_in(data, store, None)
+}
+
+/// The same, in network namespace `netns` (its name, and the address
+/// the switch listens on there) or, `None`, on loopback here.
+pub fn start_in(
+    data: &Path,
+    store: Option<&str>,
+    netns: Option<(&str, std::net::Ipv4Addr)>,
+) -> (Child, String) {
     let _ = std::fs::remove_file(data.join("port"));
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(data.join("switch.log"))
         .expect("log");
-    let mut command = Command::new(std::env::current_exe().expect("this binary"));
+    let this = std::env::current_exe().expect("this binary");
+    let (mut command, host) = match netns {
+        Some((name, address)) => {
+            let mut c = Command::new("ip");
+            // `ip netns exec` execs the program: the child is the switch.
+            c.args(["netns", "exec", name]).arg(&this);
+            c.env("SWITCH_PROCESS_LISTEN", format!("{address}:0"));
+            (c, address.to_string())
+        }
+        None => (Command::new(&this), "127.0.0.1".to_string()),
+    };
     command
         .env("SWITCH_PROCESS_DATA", data)
         .env("RUST_LOG", "warn")
@@ -90,7 +112,7 @@ pub fn start(data: &Path, store: Option<&str>) -> (Child, String) {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         if let Ok(port) = std::fs::read_to_string(data.join("port")) {
-            return (child, format!("http://127.0.0.1:{port}"));
+            return (child, format!("http://{host}:{port}"));
         }
         let exited = child.try_wait().expect("child status");
         if exited.is_some() || Instant::now() >= deadline {

@@ -12,10 +12,15 @@
 #![allow(dead_code)]
 
 use std::net::Ipv4Addr;
+
+use proto::auth::Credentials;
+use proto::v1 as pb;
+use proto::v1::settlement_client::SettlementClient;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
+use tonic::transport::Channel;
 
 /// Namespaces made by this process (each gets a /30 of its own).
 static MADE: AtomicU32 = AtomicU32::new(0);
@@ -355,4 +360,29 @@ impl Drop for FaultProxy {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
     }
+}
+
+/// Close the open settlement window as `op`: refused unless its nets sum
+/// to zero.
+pub async fn close_the_window(ch: &Channel, op: &Credentials) {
+    let mut settlement = SettlementClient::new(ch.clone());
+    let open = settlement
+        .list_windows(op.sign(
+            "/paymentswitch.v1.Settlement/ListWindows",
+            pb::ListWindowsRequest {},
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .windows
+        .last()
+        .unwrap()
+        .window_id;
+    settlement
+        .close_window(op.sign(
+            "/paymentswitch.v1.Settlement/CloseWindow",
+            pb::CloseWindowRequest { window_id: open },
+        ))
+        .await
+        .expect("the window closes: its nets sum to zero");
 }
