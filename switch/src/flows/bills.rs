@@ -447,9 +447,16 @@ impl Switch {
             rec.error_code = Some(ErrorCode::QrExpired.as_str().to_string());
             rec.error_message = Some("the code was not paid in time".to_string());
             let stats = self.report_contributions(&rec, None)?;
-            self.store
+            // Finished already (paid meanwhile, or expired by another
+            // node): nothing to count.
+            if self
+                .store
                 .finish_tx(&rec, None, &[], None, &stats)
-                .map_err(storage)?;
+                .map_err(storage)?
+                == store::Finished::Already
+            {
+                continue;
+            }
             self.store.durable().await.map_err(storage)?;
             n += 1;
         }

@@ -175,7 +175,7 @@ struct FinishWrite {
 }
 
 impl FinishWrite {
-    fn commit(&self, store: &Store) -> Result<Option<u64>, SwitchError> {
+    fn commit(&self, store: &Store) -> Result<store::Finished, SwitchError> {
         store
             .finish_tx(
                 &self.rec,
@@ -1188,8 +1188,11 @@ impl Switch {
         let (write, numbered) = rx
             .await
             .map_err(|_| storage("the ledger did not run the final record's write"))?;
-        match numbered {
-            Some(numbered) => Ok((r, Some(self.announce(write, ticket, numbered?)))),
+        match numbered.transpose()? {
+            Some(store::Finished::Written { notice_seq }) => {
+                Ok((r, Some(self.announce(write, ticket, notice_seq))))
+            }
+            Some(store::Finished::Already) => Ok((r, Some(self.finished_elsewhere(&write.rec)?))),
             None => Ok((r, None)),
         }
     }
@@ -1266,8 +1269,9 @@ impl Switch {
         self.finish_reversal(rec, legs, why).await
     }
 
-    /// `rec` as another node finished it meanwhile (this node's write came
-    /// too late to count: it was cut from the store, say).
+    /// `rec` as another node (or recovery) finished it meanwhile (this
+    /// node's write came too late to count: it was cut from the store,
+    /// say): the stored outcome is the one the client is told.
     fn finished_elsewhere(&self, rec: &TxRecord) -> Outcome {
         let stored = self.store.get_tx(rec.tx_id()).map_err(storage)?;
         let stored = stored.ok_or_else(|| storage("an open transaction's record vanished"))?;
@@ -1307,10 +1311,14 @@ impl Switch {
         error: Option<SwitchError>,
     ) -> Outcome {
         let (ticket, write) = self.prepare_finish(rec, status, error)?;
-        // A ticket dropped on an error below is abandoned, never published.
-        let numbered = write.commit(&self.store)?;
+        // A ticket dropped on an error below (or unused) is abandoned,
+        // never published.
+        let finished = write.commit(&self.store)?;
         self.store.durable().await.map_err(storage)?;
-        Ok(self.announce(write, ticket, numbered))
+        match finished {
+            store::Finished::Written { notice_seq } => Ok(self.announce(write, ticket, notice_seq)),
+            store::Finished::Already => self.finished_elsewhere(&write.rec),
+        }
     }
 
     /// Everything `rec`'s final write holds, at `status`, and the number of

@@ -36,6 +36,7 @@ pub use records::*;
 pub use kv::{EngineError, LedgerLink};
 use kv::{Kv, Tree};
 pub use ledger::Applied;
+pub use transactions::Finished;
 
 use crate::ids::TxId;
 
@@ -482,8 +483,12 @@ pub(crate) mod tests {
         let mut done = t.clone();
         done.status = Status::Failed;
         done.stage = Stage::Done;
-        store.finish_tx(&done, None, &[], None, &[]).unwrap();
-        // ...a late update or decision to reverse changes nothing.
+        assert_eq!(
+            store.finish_tx(&done, None, &[], None, &[]).unwrap(),
+            Finished::Written { notice_seq: None }
+        );
+        // ...a late update, decision to reverse or final write changes
+        // nothing, and the final write says so.
         assert!(!store.put_tx(&t).unwrap());
         let mut reversing = t.clone();
         reversing.stage = Stage::Reversing;
@@ -494,6 +499,13 @@ pub(crate) mod tests {
             next_attempt_at_ms: 0,
         };
         assert!(!store.begin_reversal(&reversing, &[job]).unwrap());
+        let mut completed = t.clone();
+        completed.status = Status::Completed;
+        completed.stage = Stage::Done;
+        assert_eq!(
+            store.finish_tx(&completed, None, &[], None, &[]).unwrap(),
+            Finished::Already
+        );
         let stored = store.get_tx(t.tx_id()).unwrap().unwrap();
         assert_eq!((stored.status, stored.stage), (Status::Failed, Stage::Done));
         assert!(store.unfinished().unwrap().is_empty());

@@ -4,6 +4,16 @@
 
 use super::*;
 
+/// What a transaction's final write did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum Finished {
+    /// Written: the merchant's notice's number, where it holds one.
+    Written { notice_seq: Option<u64> },
+    /// Not written: the transaction had been finished already.
+    Already,
+}
+
 impl Store {
     /// Update an open transaction's record (not a final one: see
     /// [`Store::finish_tx`]). False, and nothing written, when it is open no
@@ -93,9 +103,11 @@ impl Store {
     /// Record a transaction's final state. A failed one gives back its
     /// claims; a completed QR payment to a merchant adds the merchant's
     /// notification (numbered by `notify::Notifier`), in the same atomic
-    /// write.
-    /// Write `t`'s final record, its merchant's notice, and the limits it
-    /// gives back, in one write; answers the notice's number.
+    /// write. Write `t`'s final record, its merchant's notice, and the
+    /// limits it gives back, in one write; answers the notice's number, or
+    /// [`Finished::Already`] (nothing written) when `t` was not open any
+    /// more: another node, or recovery, finished it first, and its outcome
+    /// stands.
     ///
     /// A notice numbered 0 is numbered here, in the write, from its
     /// merchant's counter (the shared store): writes for one merchant take
@@ -118,7 +130,7 @@ impl Store {
         give_back: &[String],
         paid: Option<&TxRecord>,
         stats: &[stats::Contribution],
-    ) -> Result<Option<u64>, StoreError> {
+    ) -> Result<Finished, StoreError> {
         debug_assert_eq!(t.stage, Stage::Done);
         debug_assert!(give_back.is_empty() || !t.limits_held);
         debug_assert!(paid.is_none_or(|b| b.stage == Stage::Done && b.status == Status::Completed));
@@ -145,7 +157,7 @@ impl Store {
             // left, say): the second finish changes nothing, so claims and
             // limits are given back once.
             if w.get(Tree::Open, &id)?.is_none() {
-                return Ok(None);
+                return Ok(Finished::Already);
             }
             w.put(Tree::Tx, &id, record.clone());
             w.remove(Tree::Open, &id);
@@ -189,7 +201,9 @@ impl Store {
                 let n = n.saturating_sub(t.amount);
                 w.put(Tree::Daily, key.as_bytes(), n.to_be_bytes().to_vec());
             }
-            Ok::<_, StoreError>(written)
+            Ok::<_, StoreError>(Finished::Written {
+                notice_seq: written,
+            })
         })
     }
 
