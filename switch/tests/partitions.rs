@@ -375,35 +375,7 @@ async fn a_bank_behind_loss_delay_and_a_one_way_cut_resolves_every_transaction()
             );
         }
     }
-    // No request id maps to two transactions.
-    let mut seen: HashMap<String, String> = HashMap::new();
-    for t in TERMINALS {
-        let (client, creds) = teller.get_mut(t).unwrap();
-        let mut token = String::new();
-        loop {
-            let r = client
-                .list_transactions(creds.sign(
-                    "/paymentswitch.v1.Teller/ListTransactions",
-                    pb::ListTransactionsRequest {
-                        page_size: 100,
-                        page_token: token.clone(),
-                    },
-                ))
-                .await
-                .unwrap()
-                .into_inner();
-            for x in r.transactions {
-                let key = format!("{t}/{}", x.client_request_id);
-                if let Some(other) = seen.insert(key.clone(), x.transaction_id.clone()) {
-                    panic!("{key} maps to {other} and {}", x.transaction_id);
-                }
-            }
-            if r.next_page_token.is_empty() {
-                break;
-            }
-            token = r.next_page_token;
-        }
-    }
+    one_transaction_per_request(&ch, &data).await;
     // The bank and the biller agree: a completed cash-in credited, a
     // completed bill payment paid (and neither undone); a failed or
     // reversed one not kept.
@@ -469,6 +441,41 @@ async fn a_bank_behind_loss_delay_and_a_one_way_cut_resolves_every_transaction()
         acked.len(),
         unacked.load(std::sync::atomic::Ordering::SeqCst)
     );
+}
+
+/// No request id of a terminal's maps to two transactions, over every
+/// transaction the switch holds (through `ch`); answers how many there are.
+async fn one_transaction_per_request(ch: &Channel, data: &std::path::Path) -> usize {
+    let mut seen: HashMap<String, String> = HashMap::new();
+    for t in TERMINALS {
+        let creds = credentials(data, t);
+        let mut client = TellerClient::new(ch.clone());
+        let mut token = String::new();
+        loop {
+            let r = client
+                .list_transactions(creds.sign(
+                    "/paymentswitch.v1.Teller/ListTransactions",
+                    pb::ListTransactionsRequest {
+                        page_size: 100,
+                        page_token: token.clone(),
+                    },
+                ))
+                .await
+                .unwrap()
+                .into_inner();
+            for x in r.transactions {
+                let key = format!("{t}/{}", x.client_request_id);
+                if let Some(other) = seen.insert(key.clone(), x.transaction_id.clone()) {
+                    panic!("{key} maps to {other} and {}", x.transaction_id);
+                }
+            }
+            if r.next_page_token.is_empty() {
+                break;
+            }
+            token = r.next_page_token;
+        }
+    }
+    seen.len()
 }
 
 /// What a client was told of its request: the transaction and its status
@@ -1044,4 +1051,96 @@ async fn primary_and_standby_cut_apart_wait_and_a_promotion_loses_nothing_acknow
         acked.len()
     );
     assert!(after > 0, "the node served on the promoted standby");
+}
+
+/// Scenario 5: clients cut from node A in the middle of their requests
+/// (A receives and runs them; its answers are lost: nftables in A's
+/// namespace) send each unanswered request again, same request id, to B.
+/// Each gets the transaction A made for it (never a second one), with
+/// the outcome that stands once final.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_client_cut_mid_request_retries_on_another_node_and_gets_the_same_transaction() {
+    let nodes = two_nodes().await;
+    let TwoNodes {
+        a_ns,
+        pg,
+        a_data,
+        a,
+        b,
+        accounts,
+        ..
+    } = &nodes;
+    let acked: Arc<Mutex<Vec<Acked>>> = Arc::default();
+    let retried: Arc<Mutex<Vec<Acked>>> = Arc::default();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for (c, terminal) in TERMINALS.iter().cycle().take(CUT_CLIENTS).enumerate() {
+        let (a, b, acked, retried, stop) = (
+            a.clone(),
+            b.clone(),
+            acked.clone(),
+            retried.clone(),
+            stop.clone(),
+        );
+        let creds = credentials(a_data, terminal);
+        let accounts = accounts.clone();
+        clients.push(tokio::spawn(async move {
+            let mut n = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                n += 1;
+                let m = cash_in(format!("m{c}-{n}"), c, n, &accounts);
+                let sign = || creds.sign("/paymentswitch.v1.Teller/CashIn", m.clone());
+                let first = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    TellerClient::new(a.clone()).cash_in(sign()),
+                )
+                .await;
+                let (answer, again) = match first {
+                    Ok(answer) => (answer, false),
+                    // No answer: the same request to B.
+                    Err(_) => (TellerClient::new(b.clone()).cash_in(sign()).await, true),
+                };
+                if let Some((transaction_id, status)) = told(answer.map(|r| r.into_inner())) {
+                    let x = Acked {
+                        request_id: m.client_request_id.clone(),
+                        terminal,
+                        transaction_id,
+                        status,
+                    };
+                    if again {
+                        retried.lock().unwrap().push(x.clone());
+                    }
+                    acked.lock().unwrap().push(x);
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // A's answers to the clients are lost; A still reaches PostgreSQL.
+    a_ns.nft(&format!(
+        "add rule inet fault output ip daddr {} drop",
+        a_ns.host
+    ))
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    a_ns.heal();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    for c in clients {
+        c.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    let retried = retried.lock().unwrap().clone();
+    for x in &acked {
+        present(b, a_data, x).await;
+    }
+    let held = one_transaction_per_request(b, a_data).await;
+    close_the_window(b, &credentials(a_data, "operator")).await;
+    switch_check(&["--store", &pg.url("switch")]);
+    eprintln!(
+        "clients cut from A mid-request for 8 s: {} acknowledged, {} of them sent again to B, each the one transaction its request id names ({held} transactions held); history check clean",
+        acked.len(),
+        retried.len()
+    );
+    assert!(!retried.is_empty(), "no request was cut mid-way");
 }
