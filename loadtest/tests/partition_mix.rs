@@ -132,6 +132,13 @@ fn partition_mix() {
         node.kill().expect("stop a node");
         node.wait().expect("reaped");
     }
+    // What a human must look at, from either node.
+    for (name, dir) in [("A", &a_dir), ("B", &b_dir)] {
+        let log = std::fs::read_to_string(dir.path().join("switch.log")).unwrap_or_default();
+        for line in log.lines().filter(|l| l.contains("ERROR")).take(20) {
+            eprintln!("{name}: {line}");
+        }
+    }
 }
 
 fn main() {

@@ -635,8 +635,15 @@ pub async fn serve(
                 // Every ~10 s: post offices' e-float and low-float gauges.
                 if pass % 20 == 1 {
                     let low = switch.liquidity(&operator, "").await;
-                    if let Err(e) = &low {
-                        tracing::error!(error = %e, "the low-float pass could not read the floats");
+                    match &low {
+                        // Logged where it was found, and it passes.
+                        Err(e) if e.code == crate::error::ErrorCode::StoreUnavailable => {
+                            tracing::debug!(error = %e, "the low-float pass skipped: the store is out of reach");
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "the low-float pass could not read the floats");
+                        }
+                        Ok(_) => {}
                     }
                     if let Ok(all) = low {
                         for l in &all {

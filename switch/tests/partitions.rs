@@ -252,7 +252,8 @@ async fn a_bank_behind_loss_delay_and_a_one_way_cut_resolves_every_transaction()
         "an EVN customer per bill payer"
     );
     let acked: Arc<Mutex<Vec<Acked>>> = Arc::default();
-    let unacked = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    // Answers without a record, by kind and error code.
+    let unacked: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut clients = Vec::new();
     for (c, terminal) in TERMINALS.iter().cycle().take(CLIENTS).enumerate() {
@@ -295,6 +296,14 @@ async fn a_bank_behind_loss_delay_and_a_one_way_cut_resolves_every_transaction()
                             .await
                     }
                 };
+                let why = match &answer {
+                    Err(s) => s
+                        .metadata()
+                        .get("x-error-code")
+                        .and_then(|v| v.to_str().ok())
+                        .map_or_else(|| format!("{:?}", s.code()), str::to_string),
+                    Ok(_) => String::new(),
+                };
                 let record = told(answer.map(|r| r.into_inner()));
                 match record {
                     Some((transaction_id, status)) => acked.lock().unwrap().push(Acked {
@@ -304,7 +313,12 @@ async fn a_bank_behind_loss_delay_and_a_one_way_cut_resolves_every_transaction()
                         status,
                     }),
                     None => {
-                        unacked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        let kind = if payer.is_some() { "bill" } else { "cash-in" };
+                        *unacked
+                            .lock()
+                            .unwrap()
+                            .entry(format!("{kind} {why}"))
+                            .or_default() += 1;
                     }
                 }
             }
@@ -437,9 +451,9 @@ async fn a_bank_behind_loss_delay_and_a_one_way_cut_resolves_every_transaction()
         eprintln!("{f}");
     }
     eprintln!(
-        "history: {} acknowledged ({bill_payments} bill payments, {bills_paid} completed; of the cash-ins {completed} completed, {failed} failed or reversed), {} never reached a record; bank and biller agree; window nets zero; switch check clean",
+        "history: {} acknowledged ({bill_payments} bill payments, {bills_paid} completed; of the cash-ins {completed} completed, {failed} failed or reversed), refused before any record: {:?}; bank and biller agree; window nets zero; switch check clean",
         acked.len(),
-        unacked.load(std::sync::atomic::Ordering::SeqCst)
+        unacked.lock().unwrap()
     );
 }
 

@@ -256,8 +256,11 @@ impl pb::merchant_server::Merchant for MerchantService {
                     let page = match switch.store.payments_after(&p.id, last, WATCH_PAGE_MAX) {
                         Ok(page) => page,
                         Err(e) => {
-                            tracing::error!(error = %e, "reading payments failed");
-                            let _ = tx.send(Err(Status::internal("store unreadable"))).await;
+                            // Logged where it is sorted: out of reach (the
+                            // merchant may watch again, on another node) or
+                            // an operator's problem.
+                            let e = crate::flows::fault::storage(e);
+                            let _ = tx.send(Err(e.into())).await;
                             break 'catch_up;
                         }
                     };

@@ -43,6 +43,7 @@ impl StorageFault for store::EngineError {
         store::StoreError::unreachable_engine(self)
     }
 }
+impl StorageFault for fjall::Error {}
 impl StorageFault for store::ledger::LedgerError {}
 impl StorageFault for &str {}
 impl StorageFault for String {}

@@ -839,9 +839,12 @@ impl JournalKv {
         }
         let base = self.shared.trees[tree as usize].range(range);
         let base: BaseIter = if rev {
-            Box::new(base.rev().map(fjall::Guard::into_inner))
+            Box::new(
+                base.rev()
+                    .map(|g| g.into_inner().map_err(EngineError::from)),
+            )
         } else {
-            Box::new(base.map(fjall::Guard::into_inner))
+            Box::new(base.map(|g| g.into_inner().map_err(EngineError::from)))
         };
         Merge {
             over,
@@ -1294,7 +1297,7 @@ fn apply_record(
             None => batch.remove(tree, op.key),
         }
     }
-    batch.commit()
+    Ok(batch.commit()?)
 }
 
 /// Copy every record of the journal in `jdir` into the engine, persist it

@@ -36,7 +36,6 @@ pub use records::*;
 pub use kv::{EngineError, LedgerLink};
 use kv::{Kv, Tree};
 pub use ledger::Applied;
-pub use transactions::Finished;
 
 use crate::ids::TxId;
 
@@ -105,13 +104,19 @@ impl StoreError {
     }
 
     pub fn unreachable_engine(e: &EngineError) -> bool {
-        matches!(e, EngineError::Io(io) if io.kind() == std::io::ErrorKind::NotConnected)
+        e.unreachable()
     }
 }
 
 impl From<EngineError> for StoreError {
     fn from(e: EngineError) -> StoreError {
         StoreError::Engine(e)
+    }
+}
+
+impl From<fjall::Error> for StoreError {
+    fn from(e: fjall::Error) -> StoreError {
+        StoreError::Engine(EngineError::Fjall(e))
     }
 }
 

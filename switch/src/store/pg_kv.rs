@@ -79,11 +79,83 @@ const ANSWER_TIMEOUT_MS: u64 = 2_000;
 /// of its own (bounded by the connect timeout, `store/pg_connect.rs`).
 const PROBE_INTERVAL_MS: u64 = 1_000;
 
-/// The engine's errors travel as the store's (`EngineError`, an I/O error
-/// naming PostgreSQL), so that the store has one engine error type.
-fn engine_error(e: impl std::fmt::Display) -> EngineError {
-    EngineError::Io(std::io::Error::other(format!("postgres: {e}")))
+/// The engine's errors travel as the store's (`EngineError`), so that the
+/// store has one engine error type; a broken link is told apart.
+fn engine_error(e: impl PgFault) -> EngineError {
+    Failure::of(&e).into()
 }
+
+/// A failure as the committers hand it to every write of a group (one
+/// failure, many writers: it is cloned).
+#[derive(Clone, Debug)]
+struct Failure {
+    message: String,
+    link_lost: bool,
+}
+
+impl Failure {
+    fn of(e: &dyn PgFault) -> Failure {
+        Failure {
+            message: e.describe(),
+            link_lost: e.link_lost(),
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<Failure> for EngineError {
+    fn from(f: Failure) -> EngineError {
+        if f.link_lost {
+            EngineError::LinkLost(f.message)
+        } else {
+            EngineError::Postgres(f.message)
+        }
+    }
+}
+
+/// A failure on the way to PostgreSQL, as [`engine_error`] sorts it.
+trait PgFault: std::fmt::Display {
+    /// The connection broke (or could not be had) rather than PostgreSQL
+    /// refusing: the store is out of reach, not wrong.
+    fn link_lost(&self) -> bool {
+        false
+    }
+    fn describe(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl PgFault for tokio_postgres::Error {
+    fn link_lost(&self) -> bool {
+        self.is_closed()
+            || (self.as_db_error().is_none()
+                && std::error::Error::source(self).is_some_and(|s| s.is::<std::io::Error>()))
+    }
+    fn describe(&self) -> String {
+        describe(self)
+    }
+}
+
+impl PgFault for deadpool_postgres::PoolError {
+    fn link_lost(&self) -> bool {
+        match self {
+            deadpool_postgres::PoolError::Backend(e) => e.link_lost(),
+            deadpool_postgres::PoolError::Timeout(_) => true,
+            _ => false,
+        }
+    }
+}
+
+impl PgFault for &str {}
+impl PgFault for String {}
+impl PgFault for super::pg_ledger::PgError {}
+impl PgFault for tokio::task::JoinError {}
+impl PgFault for deadpool_postgres::BuildError {}
 
 /// The runtime the store's connections live on, apart from the switch's:
 /// a caller that waits for the server may hold a lock that the switch's
@@ -142,10 +214,7 @@ struct Reach {
 
 /// The error of a call refused because PostgreSQL is unreachable.
 fn unreachable_error() -> EngineError {
-    EngineError::Io(std::io::Error::new(
-        std::io::ErrorKind::NotConnected,
-        "postgres: unreachable from this node; nothing was recorded",
-    ))
+    EngineError::Unreachable
 }
 
 /// The advisory lock that makes a node the one that runs the background
@@ -397,7 +466,7 @@ impl PgKv {
             answered
                 .await
                 .map_err(|_| engine_error("the store's committer stopped"))?
-                .map_err(engine_error)
+                .map_err(EngineError::from)
         })?;
         if accepted {
             return Ok(r);
@@ -432,7 +501,7 @@ impl PgKv {
             });
             if let Err(e) = begun {
                 let _ = block(client.batch_execute("ROLLBACK"));
-                return Err(engine_error(describe(&e)).into());
+                return Err(engine_error(e).into());
             }
             let mut txn = PgTxn {
                 kv: self,
@@ -469,7 +538,7 @@ impl PgKv {
                 Ok(()) => return Ok(r),
                 Err(e) => {
                     let _ = block(client.batch_execute("ROLLBACK"));
-                    return Err(engine_error(describe(&e)).into());
+                    return Err(engine_error(e).into());
                 }
             }
         }
@@ -656,7 +725,7 @@ impl PgTxn<'_> {
     /// key), and every key touched, for a run alone after a refusal.
     fn into_write(
         self,
-        answer: oneshot::Sender<Result<bool, String>>,
+        answer: oneshot::Sender<Result<bool, Failure>>,
     ) -> (Write, Vec<(Tree, Vec<u8>)>) {
         let changes = last_changes(self.changes);
         let reads: Vec<_> = self
@@ -777,7 +846,7 @@ impl<'a> Changes<'a> {
 struct Write {
     reads: Vec<(Tree, Vec<u8>, Option<Value>)>,
     changes: Vec<(Tree, Vec<u8>, Option<Value>)>,
-    answer: oneshot::Sender<Result<bool, String>>,
+    answer: oneshot::Sender<Result<bool, Failure>>,
 }
 
 /// The advisory lock (second key) guarding `tree`/`key`: FNV-1a over the
@@ -818,6 +887,14 @@ async fn committer(pool: Pool, queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Writ
                     let _ = w.answer.send(Ok(ok));
                 }
             }
+            Err(e) if e.link_lost => {
+                // Out of reach, not wrong: the writers' callers are told
+                // to try again (see `PgKv::reachable` for the refusals).
+                tracing::warn!(error = %e, writes = group.len(), "a group of store writes lost its link");
+                for w in group {
+                    let _ = w.answer.send(Err(e.clone()));
+                }
+            }
             Err(e) => {
                 tracing::error!(error = %e, writes = group.len(), "a group of store writes failed");
                 for w in group {
@@ -835,11 +912,11 @@ const GROUP_ATTEMPTS_MAX: u32 = 3;
 /// Why a group failed: before its COMMIT was sent (it may run again), or
 /// at COMMIT (whether it committed is unknown).
 enum GroupError {
-    Before(String),
-    AtCommit(String),
+    Before(Failure),
+    AtCommit(Failure),
 }
 
-async fn commit_group(pool: &Pool, group: &[Write]) -> Result<Vec<bool>, String> {
+async fn commit_group(pool: &Pool, group: &[Write]) -> Result<Vec<bool>, Failure> {
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -851,17 +928,18 @@ async fn commit_group(pool: &Pool, group: &[Write]) -> Result<Vec<bool>, String>
             }
             Err(GroupError::Before(e)) => return Err(e),
             Err(GroupError::AtCommit(e)) => {
-                return Err(format!(
-                    "commit failed; the writes may or may not be in: {e}"
-                ));
+                return Err(Failure {
+                    message: format!("commit failed; the writes may or may not be in: {e}"),
+                    ..e
+                });
             }
         }
     }
 }
 
 async fn try_group(pool: &Pool, group: &[Write]) -> Result<Vec<bool>, GroupError> {
-    let before = |e: &dyn std::fmt::Display| GroupError::Before(e.to_string());
-    let before_db = |e: &tokio_postgres::Error| GroupError::Before(describe(e));
+    let before = |e: &dyn PgFault| GroupError::Before(Failure::of(e));
+    let before_db = |e: &tokio_postgres::Error| GroupError::Before(Failure::of(e));
     let client = pool.get().await.map_err(|e| before(&e))?;
     let mut locks: Vec<i32> = group
         .iter()
@@ -958,7 +1036,7 @@ async fn try_group(pool: &Pool, group: &[Write]) -> Result<Vec<bool>, GroupError
     client
         .batch_execute("COMMIT")
         .await
-        .map_err(|e| GroupError::AtCommit(describe(&e)))?;
+        .map_err(|e| GroupError::AtCommit(Failure::of(&e)))?;
     Ok(accepted)
 }
 

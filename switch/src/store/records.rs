@@ -686,3 +686,13 @@ impl WindowRecord {
         }
     }
 }
+
+/// What a transaction's final write did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum Finished {
+    /// Written: the merchant's notice's number, where it holds one.
+    Written { notice_seq: Option<u64> },
+    /// Not written: the transaction had been finished already.
+    Already,
+}

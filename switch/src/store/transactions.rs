@@ -4,16 +4,6 @@
 
 use super::*;
 
-/// What a transaction's final write did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[must_use]
-pub enum Finished {
-    /// Written: the merchant's notice's number, where it holds one.
-    Written { notice_seq: Option<u64> },
-    /// Not written: the transaction had been finished already.
-    Already,
-}
-
 impl Store {
     /// Update an open transaction's record (not a final one: see
     /// [`Store::finish_tx`]). False, and nothing written, when it is open no

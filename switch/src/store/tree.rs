@@ -3,9 +3,72 @@
 
 use std::sync::Arc;
 
-/// Why the storage engine failed: an I/O error, damage, or a journal that
-/// can no longer be written. PostgreSQL's errors travel as its I/O errors.
-pub type EngineError = fjall::Error;
+/// Why the storage engine failed, shaped by what a caller can do about it:
+/// this node's disk or index (an operator must look), PostgreSQL's refusal
+/// (likewise), or PostgreSQL out of reach (the request may be tried again,
+/// here later or on another node).
+#[derive(Debug)]
+pub enum EngineError {
+    /// fjall, the rebuildable index.
+    Fjall(fjall::Error),
+    /// A file of ours: the journal, damage found reading it, a full disk.
+    Io(std::io::Error),
+    /// PostgreSQL answered with an error, or the store's side of it failed.
+    Postgres(String),
+    /// The link to PostgreSQL broke during a call (its outcome, for a
+    /// commit, is unknown: the idempotency key settles it on a retry).
+    LinkLost(String),
+    /// PostgreSQL is unreachable from this node: refused before anything
+    /// was sent, so nothing was recorded.
+    Unreachable,
+}
+
+impl EngineError {
+    /// PostgreSQL out of reach from this node (refused, or a link lost):
+    /// the caller may try again, with the same request id.
+    pub fn unreachable(&self) -> bool {
+        matches!(self, EngineError::Unreachable | EngineError::LinkLost(_))
+    }
+}
+
+impl std::fmt::Display for EngineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EngineError::Fjall(e) => write!(f, "fjall: {e}"),
+            EngineError::Io(e) => write!(f, "i/o: {e}"),
+            EngineError::Postgres(e) => write!(f, "postgres: {e}"),
+            EngineError::LinkLost(e) => write!(f, "postgres: the link broke: {e}"),
+            EngineError::Unreachable => {
+                write!(
+                    f,
+                    "postgres: unreachable from this node; nothing was recorded"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for EngineError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            EngineError::Fjall(e) => Some(e),
+            EngineError::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<fjall::Error> for EngineError {
+    fn from(e: fjall::Error) -> EngineError {
+        EngineError::Fjall(e)
+    }
+}
+
+impl From<std::io::Error> for EngineError {
+    fn from(e: std::io::Error) -> EngineError {
+        EngineError::Io(e)
+    }
+}
 
 /// The store's trees (a key space each).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
