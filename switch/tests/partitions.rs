@@ -14,27 +14,27 @@
 //! sum to zero, and `switch check` is clean.
 //!
 //! A second scenario runs two nodes on one PostgreSQL, each node and
-//! PostgreSQL in a namespace of its own on one segment ([`Lan`]): node A is cut from PostgreSQL for 15 s while its
-//! clients still reach it; a client that A does not answer within 3 s
-//! sends the same request (same id) to B, and gets the same transaction;
-//! the history check holds, and `switch check --store` is clean. Found on
-//! the way and fixed: a silent link kept A's sessions (and the worker
-//! lease they hold) alive on the server for the kernel's default two hours
-//! of keepalive idleness, so no other node could take the lease; every
-//! connection now sets TCP user timeouts and keepalives on both sides
-//! (`store/pg_connect.rs`). A refuses promptly while cut: the first call
-//! of every request to PostgreSQL (its nonce) that does not finish within
-//! 2 s marks PostgreSQL unreachable, and from then on A refuses requests
-//! at once (`UNAVAILABLE`, saying nothing was done) until a probe reaches
-//! it again; only the requests already in flight at the cut wait for the
-//! link's timeout.
+//! PostgreSQL in a namespace of its own on one segment ([`Lan`]): node A
+//! is cut from PostgreSQL for 15 s while its clients still reach it; a
+//! client that A does not answer within 3 s sends the same request (same
+//! id) to B, and gets the same transaction; the history check holds, and
+//! `switch check --store` is clean. A refuses promptly while cut: the
+//! first call of every request to PostgreSQL (its nonce) that does not
+//! finish within 2 s marks PostgreSQL unreachable, and from then on A
+//! refuses requests at once (`UNAVAILABLE`, saying nothing was done) until
+//! a probe reaches it again; only the requests already in flight at the
+//! cut wait for the link's timeout. (The same scenario under the load
+//! generator's default mix is `loadtest/tests/partition_mix.rs`.)
 //!
 //! A third cuts the lease holder from PostgreSQL: it gives the lease up
 //! (2 s) before the server releases it to B (keepalives, about 11 s). A
 //! fourth cuts a synchronous standby from its primary (each in a
-//! namespace of its own; the rules in the standby's): nothing is acknowledged while cut, and after
-//! the primary is killed and the standby promoted, every acknowledged
-//! transaction is there.
+//! namespace of its own; the rules in the standby's): nothing is
+//! acknowledged while cut, and after the primary is killed and the
+//! standby promoted, every acknowledged transaction is there. A fifth
+//! cuts clients from a node mid-request (their requests arrive and run,
+//! the answers are lost): each retried on the other node with the same
+//! request id gets the one transaction that id names.
 //!
 //! Needs root, `ip` and `nft` (`.ci/run` installs nftables); fails, with
 //! the reason, where it cannot make its network.
