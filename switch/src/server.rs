@@ -635,15 +635,8 @@ pub async fn serve(
                 // Every ~10 s: post offices' e-float and low-float gauges.
                 if pass % 20 == 1 {
                     let low = switch.liquidity(&operator, "").await;
-                    match &low {
-                        // Logged where it was found, and it passes.
-                        Err(e) if e.code == crate::error::ErrorCode::StoreUnavailable => {
-                            tracing::debug!(error = %e, "the low-float pass skipped: the store is out of reach");
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, "the low-float pass could not read the floats");
-                        }
-                        Ok(_) => {}
+                    if let Err(e) = &low {
+                        pass_failed("the low-float pass could not read the floats", e);
                     }
                     if let Ok(all) = low {
                         for l in &all {
@@ -667,7 +660,7 @@ pub async fn serve(
                         continue;
                     }
                     Err(e) => {
-                        tracing::error!(error = %e, "the worker lease could not be asked for");
+                        pass_failed("the worker lease could not be asked for", &e);
                         tokio::select! {
                             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                             _ = stop_rx.changed() => break,
@@ -676,10 +669,10 @@ pub async fn serve(
                     }
                 }
                 if let Err(e) = switch.store.forget_nonces(crate::clock::now_ms()).await {
-                    tracing::error!(error = %e, "forgetting old nonces failed");
+                    pass_failed("forgetting old nonces failed", &e);
                 }
                 if let Err(e) = switch.run_reversals().await {
-                    tracing::error!(error = %e, "reversal pass failed");
+                    pass_failed("reversal pass failed", &e);
                 }
                 // Every ~10 s: what a node that died left unfinished.
                 if pass.is_multiple_of(20) {
@@ -689,9 +682,7 @@ pub async fn serve(
                             transactions = n,
                             "finished transactions a node left unfinished"
                         ),
-                        Err(e) => {
-                            tracing::error!(error = %e, "the abandoned-transaction pass failed")
-                        }
+                        Err(e) => pass_failed("the abandoned-transaction pass failed", &e),
                     }
                 }
                 match switch.expire_cash_outs().await {
@@ -699,19 +690,19 @@ pub async fn serve(
                     Ok(n) => {
                         tracing::warn!(cash_outs = n, "cancelled cash-outs not confirmed in time")
                     }
-                    Err(e) => tracing::error!(error = %e, "cash-out deadline pass failed"),
+                    Err(e) => pass_failed("cash-out deadline pass failed", &e),
                 }
                 match switch.scheduled_close().await {
                     Ok(None) => {}
                     Ok(Some(id)) => {
                         tracing::info!(window = id, "settlement window closed on schedule")
                     }
-                    Err(e) => tracing::error!(error = %e, "scheduled settlement close failed"),
+                    Err(e) => pass_failed("scheduled settlement close failed", &e),
                 }
                 match switch.expire_bill_qrs().await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(bill_payments = n, "bill codes expired unpaid"),
-                    Err(e) => tracing::error!(error = %e, "bill code expiry pass failed"),
+                    Err(e) => pass_failed("bill code expiry pass failed", &e),
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {}
@@ -786,4 +777,16 @@ pub async fn serve(
     switch.store.durable().await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A background pass that failed, logged where it is handled: at ERROR (a
+/// human must look), unless only the shared store was out of this node's
+/// reach, which the store logged at ERROR once where it found it; the pass
+/// runs again either way.
+fn pass_failed(what: &str, e: &impl crate::flows::fault::StorageFault) {
+    if e.unreachable() {
+        tracing::warn!(error = %e, pass = what, "a background pass waits for the store");
+    } else {
+        tracing::error!(error = %e, pass = what, "a background pass failed");
+    }
 }

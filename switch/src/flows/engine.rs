@@ -1216,7 +1216,20 @@ impl Switch {
             }
             r
         };
-        tracing::error!(results = ?r, "posting failed after the bank acted; reversing at the bank");
+        // A reservation that expired meanwhile (the node was cut off, say)
+        // is the unknown-outcome path doing its job; anything else, a human
+        // must look at.
+        let expired = r.iter().all(|x| {
+            matches!(
+                x,
+                Err(TransferReject::PendingTransferExpired | TransferReject::LinkedEventFailed)
+            )
+        });
+        if expired {
+            tracing::warn!(results = ?r, "the reservation expired after the bank acted; reversing at the bank");
+        } else {
+            tracing::error!(results = ?r, "posting failed after the bank acted; reversing at the bank");
+        }
         let e = SwitchError::new(
             ErrorCode::BankOutcomeUnknown,
             "the switch could not complete in time; the transaction was reversed",

@@ -45,6 +45,11 @@ impl StorageFault for store::EngineError {
 }
 impl StorageFault for fjall::Error {}
 impl StorageFault for store::ledger::LedgerError {}
+impl StorageFault for SwitchError {
+    fn unreachable(&self) -> bool {
+        self.code == ErrorCode::StoreUnavailable
+    }
+}
 impl StorageFault for &str {}
 impl StorageFault for String {}
 impl StorageFault for serde_json::Error {}

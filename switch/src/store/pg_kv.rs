@@ -1088,9 +1088,17 @@ impl PgScan {
             " ORDER BY key"
         });
         sql.push_str(&format!(" LIMIT {SCAN_PAGE_ROWS}"));
+        // A read like `PgKv::get`: refused at once while PostgreSQL is
+        // unreachable, and marks it so when it does not answer in time.
+        let kv = &self.kv;
+        kv.reachable()?;
         let rows = block(async {
-            let client = self.kv.pool.get().await.map_err(engine_error)?;
-            client.query(&sql, &params).await.map_err(engine_error)
+            let client = kv.pool.get().await.map_err(|e| {
+                kv.mark_unreachable(&e.to_string());
+                engine_error(e)
+            })?;
+            kv.answered(async { client.query(&sql, &params).await.map_err(engine_error) })
+                .await
         })?;
         if (rows.len() as i64) < SCAN_PAGE_ROWS {
             self.done = true;
