@@ -1,16 +1,25 @@
-//! A node cut from PostgreSQL under the default mix (issue #31, scenario
-//! 1 as the issue words it): two switch processes and PostgreSQL, each in
-//! a network namespace of its own on one segment (`switch/tests/
-//! partition`), the load generator spreading the default mix (cash-in,
-//! cash-out, bills, merchant QR with its notification) over both nodes.
-//! Node A is cut from PostgreSQL (nftables in A's namespace) for 12 s
-//! while its clients still reach it, then healed. A refuses promptly with
-//! a clear status while cut, B serves meanwhile, and afterwards the
-//! history check holds: every transaction a client saw acknowledged reads
-//! back with its status, both nodes serve the mix again, what the cut
+//! Network partitions under the default mix (issue #31): the load
+//! generator spreads the default mix (cash-in, cash-out, bills, merchant
+//! QR with its notification) over switch processes that run, like
+//! PostgreSQL and its standby, each in a network namespace of its own on
+//! one segment (`switch/tests/partition`). Every scenario ends with the
+//! history check: every transaction a client saw acknowledged reads back
+//! with its status, the nodes serve the mix again, what the fault
 //! interrupted is finished (nothing unfinished, no reversal queued, no
 //! reservation left; the ledger's invariants hold), and the window's nets
 //! sum to zero.
+//!
+//! 1. A node cut from PostgreSQL for 12 s while its clients still reach
+//!    it (nftables in its namespace): it refuses promptly with a clear
+//!    status, the other node serves meanwhile.
+//! 2. The worker-lease holder cut from PostgreSQL: it gives the lease up
+//!    before the other node takes it, and does not take it back.
+//! 3. Primary and synchronous standby cut apart: nothing is acknowledged
+//!    while cut; the primary is then lost and the standby promoted, and
+//!    nothing acknowledged is missing.
+//!
+//! `switch/tests/partitions.rs` holds the scenarios with remote parties
+//! (a bank and a biller behind faults) and with retries by hand.
 //!
 //! Needs root, `ip` and `nft`; fails, with the reason, where it cannot
 //! make its network.
@@ -21,7 +30,7 @@ mod process;
 
 use std::time::{Duration, Instant};
 
-use partition::{Lan, close_the_window};
+use partition::{Lan, Netns, close_the_window};
 
 /// How long A is cut from PostgreSQL.
 const CUT_S: u64 = 12;
@@ -32,64 +41,171 @@ fn lines(path: &std::path::Path) -> usize {
         .unwrap_or(0)
 }
 
-fn partition_mix() {
-    fn network<T>(e: String) -> T {
-        panic!("cannot make the test's network: {e}")
-    }
-    let lan = Lan::new().unwrap_or_else(network);
-    let (a_ns, b_ns, pg_ns) = (
-        lan.member().unwrap_or_else(network),
-        lan.member().unwrap_or_else(network),
-        lan.member().unwrap_or_else(network),
-    );
-    let pg = pgtest::Cluster::start_at(&Lan::placement(&pg_ns), &[]);
-    let url = pg.url("switch");
-    let (a_dir, b_dir, out) = (
-        tempfile::tempdir().expect("node A's folder"),
-        tempfile::tempdir().expect("node B's folder"),
-        tempfile::tempdir().expect("the records' folder"),
-    );
-    let (mut a, a_address) =
-        process::start_in(a_dir.path(), Some(&url), Some((&a_ns.name, a_ns.inside)));
-    std::fs::copy(
-        a_dir.path().join("master.key"),
-        b_dir.path().join("master.key"),
-    )
-    .expect("master key copied");
-    let (mut b, b_address) =
-        process::start_in(b_dir.path(), Some(&url), Some((&b_ns.name, b_ns.inside)));
-    let profiles = a_dir.path().join("profiles");
-    let both = || {
-        loadtest::Target::from_profiles(&profiles, &[a_address.clone(), b_address.clone()])
-            .expect("profiles")
-    };
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+fn network<T>(e: String) -> T {
+    panic!("cannot make the test's network: {e}")
+}
 
+/// Close the open window through `address` as the operator of `target`:
+/// refused unless its nets sum to zero.
+fn close_window(runtime: &tokio::runtime::Runtime, address: &str, target: loadtest::Target) {
+    runtime.block_on(async {
+        let ch = tonic::transport::Endpoint::from_shared(address.to_string())
+            .expect("an address")
+            .connect()
+            .await
+            .expect("the node answers");
+        close_the_window(&ch, &target.operator).await;
+    });
+}
+
+/// What a human must look at, from a node's log.
+fn errors_logged(name: &str, data: &std::path::Path) {
+    let log = std::fs::read_to_string(data.join("switch.log")).unwrap_or_default();
+    for line in log.lines().filter(|l| l.contains("ERROR")).take(20) {
+        eprintln!("{name}: {line}");
+    }
+}
+
+/// How long after `since` a line holding `what` first showed in the log
+/// in `data` (polled every 100 ms, for at most `within`).
+fn logged(
+    data: &std::path::Path,
+    what: &str,
+    since: Instant,
+    within: Duration,
+) -> Option<Duration> {
+    while since.elapsed() < within {
+        let log = std::fs::read_to_string(data.join("switch.log")).unwrap_or_default();
+        if log.contains(what) {
+            return Some(since.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
+/// Cut `ns` from the host at `to`, both ways.
+fn cut(ns: &Netns, to: std::net::Ipv4Addr) {
+    ns.nft(&format!(
+        "add rule inet fault output ip daddr {to} drop\nadd rule inet fault input ip saddr {to} drop"
+    ))
+    .expect("a cut");
+}
+
+/// Two switch processes on one PostgreSQL, each of the three in a
+/// namespace of its own on one segment; A started first (it provisions the
+/// demo network, writes the profiles, and takes the worker lease).
+struct TwoNodes {
+    a: std::process::Child,
+    b: std::process::Child,
+    a_address: String,
+    b_address: String,
+    url: String,
+    // Dropped after the processes are stopped (fields drop in order).
+    _pg: pgtest::Cluster,
+    a_ns: Netns,
+    _b_ns: Netns,
+    pg_ns: Netns,
+    _lan: Lan,
+    a_dir: tempfile::TempDir,
+    b_dir: tempfile::TempDir,
+}
+
+impl TwoNodes {
+    fn start() -> TwoNodes {
+        let lan = Lan::new().unwrap_or_else(network);
+        let (a_ns, b_ns, pg_ns) = (
+            lan.member().unwrap_or_else(network),
+            lan.member().unwrap_or_else(network),
+            lan.member().unwrap_or_else(network),
+        );
+        let pg = pgtest::Cluster::start_at(&Lan::placement(&pg_ns), &[]);
+        let url = pg.url("switch");
+        let (a_dir, b_dir) = (
+            tempfile::tempdir().expect("node A's folder"),
+            tempfile::tempdir().expect("node B's folder"),
+        );
+        let (a, a_address) =
+            process::start_in(a_dir.path(), Some(&url), Some((&a_ns.name, a_ns.inside)));
+        std::fs::copy(
+            a_dir.path().join("master.key"),
+            b_dir.path().join("master.key"),
+        )
+        .expect("master key copied");
+        let (b, b_address) =
+            process::start_in(b_dir.path(), Some(&url), Some((&b_ns.name, b_ns.inside)));
+        TwoNodes {
+            a,
+            b,
+            a_address,
+            b_address,
+            url,
+            _pg: pg,
+            a_ns,
+            _b_ns: b_ns,
+            pg_ns,
+            _lan: lan,
+            a_dir,
+            b_dir,
+        }
+    }
+
+    /// The load generator's view: both nodes.
+    fn target(&self) -> loadtest::Target {
+        loadtest::Target::from_profiles(
+            &self.a_dir.path().join("profiles"),
+            &[self.a_address.clone(), self.b_address.clone()],
+        )
+        .expect("profiles")
+    }
+
+    /// The history check after a fault (see the module's doc); answers how
+    /// many transactions the fault had left unfinished.
+    fn history_check(&self, runtime: &tokio::runtime::Runtime, record: &std::path::Path) -> usize {
+        let left = process::serves_on_and_loses_nothing(
+            runtime,
+            || self.target(),
+            "cash_in=40,cash_out=20,qr=20",
+            record,
+            &self.url,
+            &self.a_dir.path().join("master.key"),
+        );
+        close_window(runtime, &self.b_address, self.target());
+        left
+    }
+
+    fn stop(mut self) {
+        for node in [&mut self.a, &mut self.b] {
+            node.kill().expect("stop a node");
+            node.wait().expect("reaped");
+        }
+        errors_logged("A", self.a_dir.path());
+        errors_logged("B", self.b_dir.path());
+    }
+}
+
+/// Scenario 1: a node cut from PostgreSQL.
+fn a_node_cut_from_postgresql() {
+    let nodes = TwoNodes::start();
+    let out = tempfile::tempdir().expect("the records' folder");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let record = out.path().join("acked.jsonl");
     let options = process::load(Some(record.clone()), 31, Duration::from_secs(CUT_S + 16));
-    let load = runtime.spawn(loadtest::run(both(), options));
+    let load = runtime.spawn(loadtest::run(nodes.target(), options));
     std::thread::sleep(Duration::from_secs(6));
     let before = lines(&record);
-    a_ns.nft(&format!(
-        "add rule inet fault output ip daddr {0} drop\nadd rule inet fault input ip saddr {0} drop",
-        pg_ns.inside
-    ))
-    .expect("cut A from PostgreSQL");
-    let cut = Instant::now();
+    cut(&nodes.a_ns, nodes.pg_ns.inside);
     std::thread::sleep(Duration::from_secs(CUT_S));
     let during = lines(&record) - before;
-    a_ns.heal();
+    nodes.a_ns.heal();
     let report = runtime
         .block_on(load)
         .expect("the generator ran")
         .expect("a report");
     let acked = lines(&record);
     eprintln!(
-        "default mix over A and B, A cut from PostgreSQL for {} s: {acked} acknowledged ({before} before the cut, {during} while cut), {} completed, {} failed; errors {}",
-        cut.elapsed().min(Duration::from_secs(CUT_S)).as_secs(),
-        report["completed"],
-        report["failed"],
-        report["errors"]
+        "default mix over A and B, A cut from PostgreSQL for {CUT_S} s: {acked} acknowledged ({before} before the cut, {during} while cut), {} completed, {} failed; errors {}",
+        report["completed"], report["failed"], report["errors"]
     );
     assert!(before > 0, "nothing was acknowledged before the cut");
     assert!(
@@ -103,48 +219,158 @@ fn partition_mix() {
         errors.contains("navailable"),
         "A refused nothing as unavailable while cut: {errors}"
     );
-
-    // Both nodes serve the mix again (bills aside: a bill whose payment the
-    // cut interrupted stays claimed until that payment is finished), every
-    // acknowledged transaction reads back with its status, and what the
-    // cut interrupted is finished.
-    let left = process::serves_on_and_loses_nothing(
-        &runtime,
-        both,
-        "cash_in=40,cash_out=20,qr=20",
-        &record,
-        &url,
-        &a_dir.path().join("master.key"),
-    );
-    let operator = both().operator;
-    runtime.block_on(async {
-        let ch = tonic::transport::Endpoint::from_shared(b_address.clone())
-            .expect("B's address")
-            .connect()
-            .await
-            .expect("B answers");
-        close_the_window(&ch, &operator).await;
-    });
+    let left = nodes.history_check(&runtime, &record);
     eprintln!(
         "the cut left {left} transactions unfinished, all finished since; {acked} acknowledged transactions intact; the window's nets sum to zero"
     );
-    for node in [&mut a, &mut b] {
-        node.kill().expect("stop a node");
-        node.wait().expect("reaped");
+    nodes.stop();
+}
+
+const HOLDS_LEASE: &str = "this node holds the worker lease";
+const GAVE_UP_LEASE: &str = "the lease is given up";
+
+/// Scenario 2: the worker-lease holder cut from PostgreSQL.
+fn the_lease_holder_cut_from_postgresql() {
+    let nodes = TwoNodes::start();
+    let (a_data, b_data) = (nodes.a_dir.path(), nodes.b_dir.path());
+    assert!(
+        logged(a_data, HOLDS_LEASE, Instant::now(), Duration::from_secs(60)).is_some(),
+        "A, first to start, takes the lease"
+    );
+    let out = tempfile::tempdir().expect("the records' folder");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let record = out.path().join("acked.jsonl");
+    let options = process::load(Some(record.clone()), 32, Duration::from_secs(30));
+    let load = runtime.spawn(loadtest::run(nodes.target(), options));
+    std::thread::sleep(Duration::from_secs(4));
+    let cut_at = Instant::now();
+    cut(&nodes.a_ns, nodes.pg_ns.inside);
+    let given_up = logged(a_data, GAVE_UP_LEASE, cut_at, Duration::from_secs(20));
+    let taken = logged(b_data, HOLDS_LEASE, cut_at, Duration::from_secs(40));
+    nodes.a_ns.heal();
+    let (Some(given_up), Some(taken)) = (given_up, taken) else {
+        panic!("lease after the cut: A gave it up after {given_up:?}, B took it after {taken:?}");
+    };
+    assert!(
+        given_up < taken,
+        "A gave the lease up {given_up:?} after the cut, B took it {taken:?} after: both held it"
+    );
+    let report = runtime
+        .block_on(load)
+        .expect("the generator ran")
+        .expect("a report");
+    let a_log = std::fs::read_to_string(a_data.join("switch.log")).unwrap_or_default();
+    assert_eq!(
+        a_log.matches(HOLDS_LEASE).count(),
+        1,
+        "A took the lease back while B held it"
+    );
+    let acked = lines(&record);
+    let left = nodes.history_check(&runtime, &record);
+    eprintln!(
+        "default mix over A and B, the lease holder A cut from PostgreSQL: it gave the lease up {} ms after the cut, B took it {} ms after; {acked} acknowledged, {} failed ({}); the cut left {left} unfinished, all finished since; history check clean",
+        given_up.as_millis(),
+        taken.as_millis(),
+        report["failed"],
+        report["errors"]
+    );
+    nodes.stop();
+}
+
+/// Scenario 4 of the issue: primary and synchronous standby cut apart.
+fn primary_and_standby_cut_apart() {
+    let lan = Lan::new().unwrap_or_else(network);
+    let (primary_ns, standby_ns, node_ns) = (
+        lan.member().unwrap_or_else(network),
+        lan.member().unwrap_or_else(network),
+        lan.member().unwrap_or_else(network),
+    );
+    let primary = pgtest::Cluster::start_at(&Lan::placement(&primary_ns), &[]);
+    let standby = primary.standby_at(&Lan::placement(&standby_ns));
+    let synchronous = "SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync' AND state = 'streaming'";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while primary.psql("postgres", synchronous) != "1" {
+        assert!(
+            Instant::now() < deadline,
+            "the standby streams, synchronous"
+        );
+        std::thread::sleep(Duration::from_millis(200));
     }
-    // What a human must look at, from either node.
-    for (name, dir) in [("A", &a_dir), ("B", &b_dir)] {
-        let log = std::fs::read_to_string(dir.path().join("switch.log")).unwrap_or_default();
-        for line in log.lines().filter(|l| l.contains("ERROR")).take(20) {
-            eprintln!("{name}: {line}");
-        }
-    }
+    let url = format!(
+        "host={},{} port={},{} user=postgres dbname=switch target_session_attrs=read-write connect_timeout=2",
+        primary.host, standby.host, primary.port, standby.port
+    );
+    let data = tempfile::tempdir().expect("the node's folder");
+    let (mut node, address) = process::start_in(
+        data.path(),
+        Some(&url),
+        Some((&node_ns.name, node_ns.inside)),
+    );
+    let target = || {
+        loadtest::Target::from_profiles(
+            &data.path().join("profiles"),
+            std::slice::from_ref(&address),
+        )
+        .expect("profiles")
+    };
+    let out = tempfile::tempdir().expect("the records' folder");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let record = out.path().join("acked.jsonl");
+    let options = process::load(Some(record.clone()), 33, Duration::from_secs(24));
+    let load = runtime.spawn(loadtest::run(target(), options));
+    std::thread::sleep(Duration::from_secs(4));
+    let before = lines(&record);
+    cut(&standby_ns, primary_ns.inside);
+    // What committed just before the cut may still be on its way back.
+    std::thread::sleep(Duration::from_millis(500));
+    let at_cut = lines(&record);
+    std::thread::sleep(Duration::from_secs(6));
+    let while_cut = lines(&record) - at_cut;
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &primary.pid()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success(), "SIGKILL the primary");
+    standby.promote();
+    let report = runtime
+        .block_on(load)
+        .expect("the generator ran")
+        .expect("a report");
+    let acked = lines(&record);
+    let after = acked - at_cut - while_cut;
+    assert!(before > 0, "nothing was acknowledged before the cut");
+    assert_eq!(
+        while_cut, 0,
+        "acknowledged while the standby was cut off (commits must wait for it)"
+    );
+    assert!(
+        after > 0,
+        "nothing was acknowledged on the promoted standby"
+    );
+    let left = process::serves_on_and_loses_nothing(
+        &runtime,
+        target,
+        "cash_in=40,cash_out=20,qr=20",
+        &record,
+        &url,
+        &data.path().join("master.key"),
+    );
+    close_window(&runtime, &address, target());
+    eprintln!(
+        "default mix, primary and standby cut apart: {before} acknowledged before the cut, none in the 6 s the standby was cut off, {after} after the promotion; {acked} present on the promoted standby ({} failed: {}); the loss left {left} unfinished, all finished since; history check clean",
+        report["failed"], report["errors"]
+    );
+    node.kill().expect("stop the node");
+    node.wait().expect("reaped");
+    errors_logged("node", data.path());
 }
 
 fn main() {
     if process::serve_if_asked() || process::listing("partition_mix") {
         return;
     }
-    partition_mix();
+    a_node_cut_from_postgresql();
+    the_lease_holder_cut_from_postgresql();
+    primary_and_standby_cut_apart();
     println!("test partition_mix ... ok");
 }

@@ -101,7 +101,9 @@ pub fn start_in(
     };
     command
         .env("SWITCH_PROCESS_DATA", data)
-        .env("RUST_LOG", "warn")
+        // Warnings, and who holds the worker lease (the partition tests
+        // read it).
+        .env("RUST_LOG", "warn,switch::store::pg_kv=info")
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("log"))
         .stderr(log);
