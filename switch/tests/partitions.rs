@@ -1,19 +1,11 @@
-//! Network partitions (issue #31), in namespaces this test makes: the
-//! switch in one, a remote bank (`bank-sim`) in another, a remote biller
-//! (`biller-sim`) in a third, the test's clients and a fault proxy per
-//! party in between. Under a steady stream of cash-ins and cash bill
-//! payments, the bank's and the biller's links lose 30% of their
-//! packets, then their answers come 2 s late (past the switch's 1 s
-//! timeout), then they are cut one way (requests arrive and are served,
-//! answers are lost), then they heal. The unknown-outcome path (status
-//! inquiry, then reversal or cancellation from the durable queue) must
-//! resolve every transaction; the history check then holds: every
-//! acknowledged transaction is there with its acknowledged status, no
-//! request id maps to two transactions, the bank and the biller never kept
-//! one the switch failed nor undid one it completed, the window's nets
-//! sum to zero, and `switch check` is clean.
+//! Network partitions (issue #31) where a client retries by hand, in
+//! namespaces this test makes (every node and PostgreSQL in one of its
+//! own, on one segment: [`Lan`]). The scenarios under the load
+//! generator's default mix (a remote bank and biller behind faults, a
+//! node cut from PostgreSQL, the lease holder cut, a primary cut from its
+//! standby) are in `loadtest/tests/partition_mix.rs`.
 //!
-//! A second scenario runs two nodes on one PostgreSQL, each node and
+//! The first scenario runs two nodes on one PostgreSQL, each node and
 //! PostgreSQL in a namespace of its own on one segment ([`Lan`]): node A
 //! is cut from PostgreSQL for 15 s while its clients still reach it; a
 //! client that A does not answer within 3 s sends the same request (same
@@ -26,13 +18,9 @@
 //! cut wait for the link's timeout. (The same scenario under the load
 //! generator's default mix is `loadtest/tests/partition_mix.rs`.)
 //!
-//! A third cuts clients from a node mid-request (their requests arrive
+//! The second cuts clients from a node mid-request (their requests arrive
 //! and run, the answers are lost): each retried on the other node with
 //! the same request id gets the one transaction that id names.
-//!
-//! The lease holder cut from PostgreSQL, and a primary cut from its
-//! synchronous standby, run under the load generator's default mix in
-//! `loadtest/tests/partition_mix.rs`.
 //!
 //! Needs root, `ip` and `nft` (`.ci/run` installs nftables); fails, with
 //! the reason, where it cannot make its network.
@@ -45,23 +33,15 @@ use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use partition::{FaultProxy, Lan, Netns, close_the_window};
+use partition::{Lan, Netns, close_the_window};
 use proto::auth::Credentials;
 use proto::v1 as pb;
-use proto::v1::bank_adapter_client::BankAdapterClient;
-use proto::v1::biller_adapter_client::BillerAdapterClient;
-use proto::v1::bills_client::BillsClient;
 use proto::v1::teller_client::TellerClient;
 use tonic::transport::Channel;
 
 const MB: &str = "970422";
 const TERMINALS: [&str; 2] = ["tho-tang-1", "tho-tang-2"];
 const AMOUNT: u64 = 50_000;
-/// The remote biller of the bank-and-biller scenario, and its customers.
-const EVN: &str = "EVN";
-const BILL_CUSTOMERS: usize = 16;
-/// Concurrent clients: enough that every phase catches requests in flight.
-const CLIENTS: usize = 24;
 
 struct Process(Child);
 
@@ -148,311 +128,6 @@ fn status_name(s: i32) -> String {
         _ => "unknown",
     }
     .to_string()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_bank_behind_loss_delay_and_a_one_way_cut_resolves_every_transaction() {
-    let sw = Netns::new().unwrap_or_else(|e| panic!("cannot make a network namespace: {e}"));
-    let bank = Netns::new().unwrap_or_else(|e| panic!("cannot make a network namespace: {e}"));
-    let biller = Netns::new().unwrap_or_else(|e| panic!("cannot make a network namespace: {e}"));
-    let dir = tempfile::tempdir().unwrap();
-    let (data, bank_data, biller_data) = (
-        dir.path().join("switch"),
-        dir.path().join("bank"),
-        dir.path().join("biller"),
-    );
-    std::fs::create_dir_all(&data).unwrap();
-
-    // The bank, in its namespace.
-    let bank_addr: std::net::SocketAddr = format!("{}:6000", bank.inside).parse().unwrap();
-    let _bank = Process(
-        bank.command(env!("CARGO_BIN_EXE_bank-sim"))
-            .args([
-                "--bin",
-                MB,
-                "--listen",
-                &bank_addr.to_string(),
-                "--insecure",
-                "--data",
-            ])
-            .arg(&bank_data)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("bank-sim starts"),
-    );
-    // The biller, in its namespace: a customer who pays gets next month's
-    // bill at once, so bill payers never run out.
-    let biller_addr: std::net::SocketAddr = format!("{}:6100", biller.inside).parse().unwrap();
-    let _biller = Process(
-        biller
-            .command(env!("CARGO_BIN_EXE_biller-sim"))
-            .args(["--code", EVN, "--customers", &BILL_CUSTOMERS.to_string()])
-            .args(["--recurring-bills", "--insecure"])
-            .args(["--listen", &biller_addr.to_string(), "--data"])
-            .arg(&biller_data)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("biller-sim starts"),
-    );
-    // The switch reaches each through a proxy, on the test's side of the
-    // switch's link.
-    let proxy = FaultProxy::start(format!("{}:0", sw.host).parse().unwrap(), bank_addr).await;
-    let biller_proxy =
-        FaultProxy::start(format!("{}:0", sw.host).parse().unwrap(), biller_addr).await;
-    // Short bank timeouts, so that every fault is felt; no rate limit
-    // (the clients are the test's own, as under the load generator).
-    let mut config = String::from(
-        "bank_timeout_ms = 1000\nreservation_grace_ms = 5000\n[rate_limit]\nrequests_per_s = 0\n",
-    );
-    config.push_str(&format!(
-        "[[banks]]\nbin = \"{MB}\"\nremote = \"http://{}\"\ninsecure = true\n",
-        proxy.addr
-    ));
-    for bin in ["970436", "970415", "970418", "970405", "970407"] {
-        config.push_str(&format!("[[banks]]\nbin = \"{bin}\"\n"));
-    }
-    config.push_str(&format!(
-        "[[billers]]\ncode = \"{EVN}\"\nremote = \"http://{}\"\ninsecure = true\n[biller_sim]\ncustomers = {BILL_CUSTOMERS}\nrecurring_bills = true\n",
-        biller_proxy.addr
-    ));
-    std::fs::write(dir.path().join("switch.toml"), &config).unwrap();
-    let listen: std::net::SocketAddr = format!("{}:50051", sw.inside).parse().unwrap();
-    let log = std::fs::File::create(dir.path().join("switch.log")).unwrap();
-    let switch = Process(
-        sw.command(env!("CARGO_BIN_EXE_switch"))
-            .args(["serve", "--insecure", "--console-listen", "off"])
-            .args(["--listen", &listen.to_string()])
-            .args(["--metrics-listen", &format!("{}:9100", sw.inside)])
-            .arg("--data")
-            .arg(&data)
-            .arg("--config")
-            .arg(dir.path().join("switch.toml"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("the switch starts"),
-    );
-    let ch = channel(listen).await;
-    let accounts = provisioned(&data).await;
-
-    // Clients: cash-ins to MB's customers, and (every third client) an EVN
-    // customer's bills paid in cash, each such client paying for a
-    // customer of its own, until told to stop.
-    let payers: Vec<String> = switch::sim::biller::demo_customers(EVN, BILL_CUSTOMERS)
-        .into_iter()
-        .filter(|c| !c.bills.is_empty())
-        .map(|c| c.customer)
-        .collect();
-    assert!(
-        payers.len() >= CLIENTS / 3,
-        "an EVN customer per bill payer"
-    );
-    let acked: Arc<Mutex<Vec<Acked>>> = Arc::default();
-    // Answers without a record, by kind and error code.
-    let unacked: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut clients = Vec::new();
-    for (c, terminal) in TERMINALS.iter().cycle().take(CLIENTS).enumerate() {
-        let (ch, acked, unacked, stop) = (ch.clone(), acked.clone(), unacked.clone(), stop.clone());
-        let creds = credentials(&data, terminal);
-        let accounts = accounts.clone();
-        let payer = (c % 3 == 2).then(|| payers[c / 3].clone());
-        clients.push(tokio::spawn(async move {
-            let mut client = TellerClient::new(ch.clone());
-            let mut bills = BillsClient::new(ch);
-            let mut n = 0usize;
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                n += 1;
-                let request_id = format!("p{c}-{n}");
-                let answer = match &payer {
-                    Some(customer) => {
-                        let m = pb::PayBillsRequest {
-                            client_request_id: request_id.clone(),
-                            biller: EVN.into(),
-                            customer: customer.clone(),
-                            funding: pb::Funding::Cash as i32,
-                            ..Default::default()
-                        };
-                        bills
-                            .pay_bills(creds.sign("/paymentswitch.v1.Bills/PayBills", m))
-                            .await
-                    }
-                    None => {
-                        let account = accounts[(c * 7 + n) % accounts.len()].clone();
-                        let m = pb::CashInRequest {
-                            client_request_id: request_id.clone(),
-                            bank_bin: MB.into(),
-                            account,
-                            amount: AMOUNT,
-                            teller: String::new(),
-                            offline_taken_at_ms: 0,
-                        };
-                        client
-                            .cash_in(creds.sign("/paymentswitch.v1.Teller/CashIn", m))
-                            .await
-                    }
-                };
-                let why = match &answer {
-                    Err(s) => s
-                        .metadata()
-                        .get("x-error-code")
-                        .and_then(|v| v.to_str().ok())
-                        .map_or_else(|| format!("{:?}", s.code()), str::to_string),
-                    Ok(_) => String::new(),
-                };
-                let record = told(answer.map(|r| r.into_inner()));
-                match record {
-                    Some((transaction_id, status)) => acked.lock().unwrap().push(Acked {
-                        request_id,
-                        terminal,
-                        transaction_id,
-                        status,
-                    }),
-                    None => {
-                        let kind = if payer.is_some() { "bill" } else { "cash-in" };
-                        *unacked
-                            .lock()
-                            .unwrap()
-                            .entry(format!("{kind} {why}"))
-                            .or_default() += 1;
-                    }
-                }
-            }
-        }));
-    }
-    let started = Instant::now();
-    let mut figures = Vec::new();
-    let mut mark = |what: &str, acked: &Arc<Mutex<Vec<Acked>>>| {
-        let a = acked.lock().unwrap();
-        let done = a.iter().filter(|x| x.status == "completed").count();
-        figures.push(format!(
-            "{:>6} ms {what}: {} acknowledged, {done} completed",
-            started.elapsed().as_millis(),
-            a.len()
-        ));
-    };
-    // The bank's and the biller's links take the same faults at once.
-    let parties = [(&bank, &proxy), (&biller, &biller_proxy)];
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    mark("steady", &acked);
-    parties.iter().for_each(|(ns, _)| ns.lose(30));
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    parties.iter().for_each(|(ns, _)| ns.heal());
-    mark("30% loss", &acked);
-    parties.iter().for_each(|(_, p)| p.delay(2_000));
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    parties.iter().for_each(|(_, p)| p.delay(0));
-    mark("answers 2 s late", &acked);
-    parties.iter().for_each(|(ns, _)| ns.lose_answers());
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    parties.iter().for_each(|(ns, _)| ns.heal());
-    mark("answers lost (one-way cut)", &acked);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    for c in clients {
-        c.await.unwrap();
-    }
-    mark("healed", &acked);
-    let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() > 20, "load ran: {figures:?}");
-
-    // Every transaction comes to a final status once the bank answers.
-    let mut teller: HashMap<&str, (TellerClient<Channel>, Credentials)> = HashMap::new();
-    for t in TERMINALS {
-        teller.insert(t, (TellerClient::new(ch.clone()), credentials(&data, t)));
-    }
-    let mut last = HashMap::new();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    for a in &acked {
-        let (client, creds) = teller.get_mut(a.terminal).unwrap();
-        let t = settled(client, creds, &a.transaction_id, deadline).await;
-        last.insert(
-            a.transaction_id.clone(),
-            (status_name(t.status), t.client_request_id, t.kind),
-        );
-    }
-    mark("resolved", &Arc::new(Mutex::new(acked.clone())));
-    // Present with its acknowledged status (one acknowledged as pending
-    // may end either way), under its own request id.
-    for a in &acked {
-        let (status, request_id, _) = &last[&a.transaction_id];
-        assert_eq!(request_id, &a.request_id);
-        if a.status != "pending" {
-            assert_eq!(
-                status, &a.status,
-                "{} acknowledged {} is now {status}",
-                a.transaction_id, a.status
-            );
-        }
-    }
-    one_transaction_per_request(&ch, &data).await;
-    // The bank and the biller agree: a completed cash-in credited, a
-    // completed bill payment paid (and neither undone); a failed or
-    // reversed one not kept.
-    let mut bank_client = BankAdapterClient::new(channel(bank_addr).await);
-    let mut biller_client = BillerAdapterClient::new(channel(biller_addr).await);
-    let (mut completed, mut failed, mut bill_payments, mut bills_paid) = (0, 0, 0, 0);
-    for (id, (status, _, kind)) in &last {
-        let reference = switch::ids::TxId::parse(id)
-            .unwrap()
-            .reference(0)
-            .to_string();
-        if *kind == pb::TxKind::BillPayment as i32 {
-            bill_payments += 1;
-            let state = biller_client
-                .status(pb::BillerStatusRequest { reference })
-                .await
-                .unwrap()
-                .into_inner()
-                .state();
-            let paid = state == pb::BillerTxState::Completed;
-            bills_paid += usize::from(paid);
-            assert_eq!(
-                paid,
-                status == "completed",
-                "{id}: {status} here, {state:?} at the biller"
-            );
-            continue;
-        }
-        let state = bank_client
-            .status(pb::BankStatusRequest { reference })
-            .await
-            .unwrap()
-            .into_inner()
-            .state();
-        match status.as_str() {
-            "completed" => {
-                completed += 1;
-                assert_eq!(
-                    state,
-                    pb::BankTxState::Completed,
-                    "{id}: completed here, {state:?} at the bank"
-                );
-            }
-            _ => {
-                failed += 1;
-                assert_ne!(
-                    state,
-                    pb::BankTxState::Completed,
-                    "{id}: {status} here, credited at the bank"
-                );
-            }
-        }
-    }
-    // The window's nets sum to zero (closing refuses otherwise).
-    close_the_window(&ch, &credentials(&data, "operator")).await;
-    drop(switch);
-    switch_check(&["--data", data.to_str().unwrap()]);
-    for f in &figures {
-        eprintln!("{f}");
-    }
-    eprintln!(
-        "history: {} acknowledged ({bill_payments} bill payments, {bills_paid} completed; of the cash-ins {completed} completed, {failed} failed or reversed), refused before any record: {:?}; bank and biller agree; window nets zero; switch check clean",
-        acked.len(),
-        unacked.lock().unwrap()
-    );
 }
 
 /// No request id of a terminal's maps to two transactions, over every

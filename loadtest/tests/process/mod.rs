@@ -24,7 +24,114 @@ pub fn config(data: &Path, store: Option<String>) -> switch::Config {
     // reservations whose records a kill lost are released soon after.
     config.cash_out_confirm_timeout_ms = 3_000;
     config.reservation_grace_ms = 5_000;
+    // Banks and billers in processes of their own ([`start_sim`]), as
+    // `bank=BIN@ADDRESS;biller=CODE@ADDRESS`: a bank list names every bank,
+    // so the demo's others stay simulated in-process.
+    if let Ok(remotes) = std::env::var("SWITCH_PROCESS_REMOTES") {
+        let mut banks: Vec<switch::config::BankConfig> = switch::demo::DEMO_BANKS
+            .iter()
+            .map(|b| switch::config::BankConfig {
+                bin: b.to_string(),
+                ..Default::default()
+            })
+            .collect();
+        for part in remotes.split(';').filter(|p| !p.is_empty()) {
+            let (who, address) = part.split_once('@').expect("WHO@ADDRESS");
+            match who.split_once('=') {
+                Some(("bank", bin)) => {
+                    let bank = banks
+                        .iter_mut()
+                        .find(|b| b.bin == bin)
+                        .expect("a demo bank");
+                    bank.remote = Some(address.to_string());
+                    bank.insecure = true;
+                }
+                Some(("biller", code)) => config.billers.push(switch::config::BillerConfig {
+                    code: code.to_string(),
+                    remote: Some(address.to_string()),
+                    insecure: true,
+                    ..Default::default()
+                }),
+                _ => panic!("a remote is bank=BIN@ADDRESS or biller=CODE@ADDRESS: {part}"),
+            }
+        }
+        config.banks = banks;
+    }
     config
+}
+
+/// In a child started by [`start_sim`]: serve a simulated bank or biller
+/// (`SWITCH_PROCESS_SIM` = `bank:BIN` or `biller:CODE`) until killed, and
+/// return true; in the test itself: false.
+pub fn sim_if_asked() -> bool {
+    let Ok(what) = std::env::var("SWITCH_PROCESS_SIM") else {
+        return false;
+    };
+    let listen = std::env::var("SWITCH_PROCESS_LISTEN")
+        .expect("a listen address")
+        .parse()
+        .expect("a socket address");
+    let data = PathBuf::from(std::env::var_os("SWITCH_PROCESS_SIM_DATA").expect("a folder"));
+    let process = switch::sim_process::SimProcess {
+        name: "simulator",
+        listen,
+        data,
+        tls: switch::config::TlsConfig {
+            insecure: true,
+            ..Default::default()
+        },
+    };
+    // The switch's own demo settings for its billers (`config`), so that
+    // both sides agree on the customers.
+    let sim_config = config(Path::new("."), None).biller_sim;
+    let (kind, id) = what.split_once(':').expect("bank:BIN or biller:CODE");
+    let (kind, id) = (kind.to_string(), id.to_string());
+    let _ = switch::sim_process::main(process, move |db| {
+        let tree = db
+            .keyspace(&format!("sim/{id}"), fjall::KeyspaceCreateOptions::default)
+            .map_err(|e| e.to_string())?;
+        match kind.as_str() {
+            "bank" => Ok(switch::sim_process::Served::Bank(std::sync::Arc::new(
+                switch::sim::SimBank::open(
+                    &id,
+                    switch::config::SimConfig::default(),
+                    tree,
+                    &switch::sim::demo_accounts(&id),
+                )
+                .map_err(|e| e.to_string())?,
+            ))),
+            _ => {
+                let partial_allowed = switch::demo::DEMO_BILLERS
+                    .iter()
+                    .find(|b| b.0 == id)
+                    .ok_or("not a demo biller")?
+                    .3;
+                Ok(switch::sim_process::Served::Biller(std::sync::Arc::new(
+                    switch::sim::SimBiller::open(&id, partial_allowed, sim_config, tree)
+                        .map_err(|e| e.to_string())?,
+                )))
+            }
+        }
+    });
+    true
+}
+
+/// A simulated bank (`bank:BIN`) or biller (`biller:CODE`) in a process of
+/// its own, in network namespace `netns`, listening on `listen` there.
+pub fn start_sim(what: &str, data: &Path, netns: &str, listen: std::net::SocketAddr) -> Child {
+    let this = std::env::current_exe().expect("this binary");
+    Command::new("ip")
+        .args(["netns", "exec", netns])
+        .arg(this)
+        .env("SWITCH_PROCESS_SIM", what)
+        .env("SWITCH_PROCESS_SIM_DATA", data)
+        .env("SWITCH_PROCESS_LISTEN", listen.to_string())
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the simulator starts")
 }
 
 /// In the child: serve until killed, and return true; in the test itself:
@@ -72,15 +179,17 @@ pub fn listing(name: &str) -> bool {
 /// Start a switch process on `data` (and `store`); wait until it listens.
 /// Its log is appended to `data/switch.log`.
 pub fn start(data: &Path, store: Option<&str>) -> (Child, String) {
-    start_in(data, store, None)
+    start_in(data, store, None, &[])
 }
 
 /// The same, in network namespace `netns` (its name, and the address
 /// the switch listens on there) or, `None`, on loopback here.
+/// `env`: more of the child's environment (`SWITCH_PROCESS_REMOTES`).
 pub fn start_in(
     data: &Path,
     store: Option<&str>,
     netns: Option<(&str, std::net::Ipv4Addr)>,
+    env: &[(&str, String)],
 ) -> (Child, String) {
     let _ = std::fs::remove_file(data.join("port"));
     let log = std::fs::OpenOptions::new()
@@ -110,6 +219,7 @@ pub fn start_in(
     if let Some(url) = store {
         command.env("SWITCH_PROCESS_STORE", url);
     }
+    command.envs(env.iter().map(|(k, v)| (k, v)));
     let mut child = command.spawn().expect("the switch process starts");
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {

@@ -1,7 +1,7 @@
 //! What the partition tests build their network from (issue #31): Linux
-//! network namespaces joined to the test's own by veth pairs ([`Netns`])
-//! or all on one bridged segment ([`Lan`]), faults as
-//! nftables rules inside them (this kernel has no netem: a cut, one way or
+//! network namespaces ([`Netns`]), each joined by a veth pair to one
+//! bridged segment that the test's namespace is on too ([`Lan`]), faults
+//! as nftables rules inside them (this kernel has no netem: a cut, one way or
 //! both, and random loss with `numgen random`), and a TCP fault proxy for
 //! delay. Every address is inside a namespace the test made; dropping a
 //! [`Netns`] deletes it with its links.
@@ -40,8 +40,8 @@ fn run(program: &str, args: &[&str]) -> Result<(), String> {
     Ok(())
 }
 
-/// A network namespace joined to the test's by a veth pair: the test
-/// reaches it at `inside`, it reaches the test at `host`.
+/// A network namespace on a [`Lan`]: the test reaches it at `inside`, it
+/// reaches the test at `host`.
 pub struct Netns {
     pub name: String,
     pub host: Ipv4Addr,
@@ -74,38 +74,6 @@ fn ip_in(name: &str, args: &[&str]) -> Result<(), String> {
 }
 
 impl Netns {
-    /// A namespace of its own, or why not (not root, no `ip`, no `nft`).
-    pub fn new() -> Result<Netns, String> {
-        let pid = std::process::id();
-        let (n, name) = slot()?;
-        // 10.(200 + pid % 50).(n * 4).0/30: apart from other test
-        // processes' (by pid) and this one's (by n).
-        let (b, c) = (200 + (pid % 50) as u8, (n * 4) as u8);
-        let host = Ipv4Addr::new(10, b, c, 1);
-        let inside = Ipv4Addr::new(10, b, c, 2);
-        let (vh, vn) = (
-            format!("pw{}h{n}", pid % 100_000),
-            format!("pw{}n{n}", pid % 100_000),
-        );
-        let ns = Netns {
-            name: name.clone(),
-            host,
-            inside,
-        };
-        add_namespace(&name)?;
-        run(
-            "ip",
-            &["link", "add", &vh, "type", "veth", "peer", "name", &vn],
-        )?;
-        run("ip", &["link", "set", &vn, "netns", &name])?;
-        run("ip", &["addr", "add", &format!("{host}/30"), "dev", &vh])?;
-        run("ip", &["link", "set", &vh, "up"])?;
-        ip_in(&name, &["addr", "add", &format!("{inside}/30"), "dev", &vn])?;
-        ip_in(&name, &["link", "set", &vn, "up"])?;
-        ns.faults()?;
-        Ok(ns)
-    }
-
     /// The table every fault rule goes in, with a chain each way.
     fn faults(&self) -> Result<(), String> {
         self.nft(
@@ -205,8 +173,8 @@ impl Lan {
     pub fn new() -> Result<Lan, String> {
         let pid = std::process::id();
         let (n, name) = slot()?;
-        // 10.(150 + pid % 50).n.0/24: apart from the /30s of Netns::new
-        // (second octet 200 on) and from other test processes' segments.
+        // 10.(150 + pid % 50).n.0/24: apart from other test processes'
+        // segments.
         let prefix = [10, 150 + (pid % 50) as u8, n as u8];
         let host = Ipv4Addr::new(prefix[0], prefix[1], prefix[2], 1);
         add_namespace(&name)?;
