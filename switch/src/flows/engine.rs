@@ -150,13 +150,12 @@ pub async fn ledger_transfers(
         .map_err(storage)
 }
 
-/// Counting a transaction against its limits.
+/// Counting a transaction against its limits (in the write that records
+/// it: [`Store::create_tx_counted`]).
 pub(crate) enum Limits {
     Held,
     /// Over a limit: nothing counted.
     Refused(SwitchError),
-    /// Another node finished the transaction meanwhile: nothing written.
-    FinishedElsewhere,
 }
 
 /// What a finished transaction writes, in one store commit
@@ -376,17 +375,31 @@ impl Switch {
     /// hangs up cannot stop it halfway.
     pub(crate) async fn start(
         self: &Arc<Self>,
-        rec: TxRecord,
+        mut rec: TxRecord,
         owner: &str,
         request_id: &str,
         fingerprint: &str,
         presented: Option<Presented>,
     ) -> Outcome {
-        match self
+        // Counted against its limits, all or none, in the write that
+        // records it (its record says so: `limits_held`, `limit_keys`).
+        let limits = limits::of(&self.config, &rec);
+        let totals: Vec<(String, u64)> = limits.iter().map(|l| (l.key.clone(), l.max)).collect();
+        rec.limits_held = !limits.is_empty();
+        rec.limit_keys = limits.iter().map(|l| l.key.clone()).collect();
+        let (created, over) = self
             .store
-            .create_tx(&rec, owner, request_id, fingerprint)
-            .map_err(storage)?
-        {
+            .create_tx_counted(&rec, owner, request_id, fingerprint, &totals)
+            .map_err(storage)?;
+        let counted = match over {
+            None => Limits::Held,
+            Some((i, counted)) => {
+                rec.limits_held = false;
+                rec.limit_keys.clear();
+                Limits::Refused(limits::refusal(&limits[i], counted, rec.amount))
+            }
+        };
+        match created {
             store::Created::New => {}
             store::Created::Existing(existing, original) => {
                 // What a retry is told is acknowledged: durable first (the
@@ -398,7 +411,7 @@ impl Switch {
         }
         let me = self.clone();
         let span = tracing::info_span!("transaction", tx = %rec.id, terminal = %rec.terminal_id, kind = kind_label(rec.kind));
-        tokio::spawn(async move { me.run(rec, presented).instrument(span).await })
+        tokio::spawn(async move { me.run(rec, presented, counted).instrument(span).await })
             .await
             .map_err(|e| storage(format!("transaction task failed: {e}")))?
     }
@@ -565,31 +578,14 @@ impl Switch {
         )
     }
 
-    /// Count `rec` against its limits (`limits`), all or none, atomically
-    /// with its record saying so (`limits_held`, `limit_keys`).
-    pub(crate) fn take_limits(&self, rec: &mut TxRecord) -> Result<Limits, SwitchError> {
-        let limits = limits::of(&self.config, rec);
-        if limits.is_empty() {
-            return Ok(Limits::Held);
-        }
-        let totals: Vec<(String, u64)> = limits.iter().map(|l| (l.key.clone(), l.max)).collect();
-        rec.limits_held = true;
-        rec.limit_keys = limits.iter().map(|l| l.key.clone()).collect();
-        match self.store.take_limits(rec, &totals).map_err(storage)? {
-            Ok(None) => Ok(Limits::Held),
-            Ok(Some((i, counted))) => {
-                rec.limits_held = false;
-                rec.limit_keys.clear();
-                Ok(Limits::Refused(limits::refusal(
-                    &limits[i], counted, rec.amount,
-                )))
-            }
-            Err(()) => Ok(Limits::FinishedElsewhere),
-        }
-    }
-
-    /// Run a recorded transaction: limits, reservation, then its calls.
-    pub(crate) async fn run(&self, mut rec: TxRecord, presented: Option<Presented>) -> Outcome {
+    /// Run a recorded transaction (counted against its limits as
+    /// `limits` says): reservation, then its calls.
+    pub(crate) async fn run(
+        &self,
+        mut rec: TxRecord,
+        presented: Option<Presented>,
+        limits: Limits,
+    ) -> Outcome {
         debug_assert!(!rec.steps.is_empty());
         if let Some(e) = self.party_paused(&rec.steps[0].party) {
             return self.finish(rec, Status::Failed, Some(e)).await;
@@ -610,10 +606,8 @@ impl Switch {
             );
             return self.finish(rec, Status::Failed, Some(e)).await;
         }
-        match self.take_limits(&mut rec)? {
-            Limits::Held => {}
-            Limits::Refused(e) => return self.finish(rec, Status::Failed, Some(e)).await,
-            Limits::FinishedElsewhere => return self.finished_elsewhere(&rec),
+        if let Limits::Refused(e) = limits {
+            return self.finish(rec, Status::Failed, Some(e)).await;
         }
         // The record becomes durable while the ledger reserves (one fsync
         // less in every flow's path), and both are before any call: a

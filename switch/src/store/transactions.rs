@@ -34,6 +34,25 @@ impl Store {
         request_id: &str,
         fingerprint: &str,
     ) -> Result<Created, StoreError> {
+        self.create_tx_counted(t, owner, request_id, fingerprint, &[])
+            .map(|(created, _)| created)
+    }
+
+    /// [`Store::create_tx`], and in the same write `t` counted against
+    /// every total in `limits` (key, most allowed), all or none: one write
+    /// where a flow made two (the limits were counted apart before).
+    /// `t` says `limits_held` when `limits` is not empty; if a total would
+    /// pass its most, nothing is counted, the record says so (not held),
+    /// and the second answer is that total's index and what it had counted.
+    pub fn create_tx_counted(
+        &self,
+        t: &TxRecord,
+        owner: &str,
+        request_id: &str,
+        fingerprint: &str,
+        limits: &[(String, u64)],
+    ) -> Result<(Created, Option<(usize, u64)>), StoreError> {
+        debug_assert_eq!(t.limits_held, !limits.is_empty());
         let key = idempotency_key(owner, request_id);
         let id = t.tx_id().to_bytes();
         let claims = t.claims();
@@ -42,7 +61,9 @@ impl Store {
         let record = encode(t);
         let mut entry = id.to_vec();
         entry.extend_from_slice(fingerprint.as_bytes());
+        let mut over = None;
         let taken = self.kv.commit(|w| {
+            over = None;
             if let Some(existing) = w.get(Tree::Idempotency, &key)? {
                 return Ok::<_, StoreError>(Err(Err(existing)));
             }
@@ -53,11 +74,33 @@ impl Store {
                     return Ok(Err(Ok(c.clone())));
                 }
             }
+            let mut totals = Vec::with_capacity(limits.len());
+            for (i, (key, max)) in limits.iter().enumerate() {
+                let n = Store::daily_total(key.as_bytes(), w.get(Tree::Daily, key.as_bytes())?)?;
+                match n.checked_add(t.amount).filter(|n| n <= max) {
+                    Some(n) => totals.push(n),
+                    None => {
+                        over = Some((i, n));
+                        break;
+                    }
+                }
+            }
             for c in &claims {
                 w.put(Tree::Claims, c.as_bytes(), id.to_vec());
             }
             w.put(Tree::Idempotency, &key, entry.clone());
-            w.put(Tree::Tx, &id, record.clone());
+            if over.is_some() {
+                // Refused: nothing counted, and the record says so.
+                let mut unheld = t.clone();
+                unheld.limits_held = false;
+                unheld.limit_keys.clear();
+                w.put(Tree::Tx, &id, encode(&unheld));
+            } else {
+                for ((key, _), n) in limits.iter().zip(totals) {
+                    w.put(Tree::Daily, key.as_bytes(), n.to_be_bytes().to_vec());
+                }
+                w.put(Tree::Tx, &id, record.clone());
+            }
             w.put(
                 Tree::ByTerminal,
                 &terminal_key(&t.terminal_id, t.created_at_ms, t.tx_id()),
@@ -74,12 +117,12 @@ impl Store {
             Ok(Ok(()))
         })?;
         match taken {
-            Ok(()) => Ok(Created::New),
-            Err(Ok(claim)) => Ok(Created::Claimed(claim)),
+            Ok(()) => Ok((Created::New, over)),
+            Err(Ok(claim)) => Ok((Created::Claimed(claim), None)),
             Err(Err(existing)) => {
                 let (existing_id, fingerprint) = parse_entry(&key, &existing)?;
                 match self.get_tx(existing_id)? {
-                    Some(t) => Ok(Created::Existing(Box::new(t), fingerprint)),
+                    Some(t) => Ok((Created::Existing(Box::new(t), fingerprint), None)),
                     None => Err(undecodable(
                         "idempotency entry",
                         &key,
@@ -194,42 +237,6 @@ impl Store {
             Ok::<_, StoreError>(Finished::Written {
                 notice_seq: written,
             })
-        })
-    }
-
-    /// Count `t` against every total in `limits` (key, most allowed), all
-    /// or none, and record `t` (which says `limits_held`) in the same
-    /// write. Answers the index of the first total it would pass and what
-    /// that total had counted already (then nothing is written).
-    ///
-    /// `Err(None)`, and nothing written, when `t` is open no longer: another
-    /// node finished it (see [`Store::put_tx`]).
-    #[allow(clippy::type_complexity)]
-    pub fn take_limits(
-        &self,
-        t: &TxRecord,
-        limits: &[(String, u64)],
-    ) -> Result<Result<Option<(usize, u64)>, ()>, StoreError> {
-        debug_assert!(t.limits_held);
-        let id = t.tx_id().to_bytes();
-        let record = encode(t);
-        self.kv.commit(|w| {
-            if w.get(Tree::Open, &id)?.is_none() {
-                return Ok(Err(()));
-            }
-            let mut totals = Vec::with_capacity(limits.len());
-            for (i, (key, max)) in limits.iter().enumerate() {
-                let n = Store::daily_total(key.as_bytes(), w.get(Tree::Daily, key.as_bytes())?)?;
-                match n.checked_add(t.amount).filter(|n| n <= max) {
-                    Some(n) => totals.push(n),
-                    None => return Ok::<_, StoreError>(Ok(Some((i, n)))),
-                }
-            }
-            for ((key, _), n) in limits.iter().zip(totals) {
-                w.put(Tree::Daily, key.as_bytes(), n.to_be_bytes().to_vec());
-            }
-            w.put(Tree::Tx, &id, record.clone());
-            Ok(Ok(None))
         })
     }
 
