@@ -31,6 +31,20 @@ trap cleanup EXIT
 
 "$here/cluster.sh" start "$work/pg" 55432 55433 >/dev/null
 store='host=127.0.0.1,127.0.0.1 port=55432,55433 user=postgres dbname=switch target_session_attrs=read-write'
+
+# PostgreSQL's own double-entry baseline on the same cluster, the same
+# clients and seconds, first (issue #26's ratio): an insert and two balance
+# updates per transfer, committed with the synchronous standby, in a
+# database of its own.
+pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+as_pg "$pg_bin/psql" -h 127.0.0.1 -p 55432 -U postgres -qc 'CREATE DATABASE bench'
+as_pg "$pg_bin/psql" -h 127.0.0.1 -p 55432 -U postgres -q -d bench -f "$root/ops/pgbench/init.sql" >/dev/null
+cp "$root/ops/pgbench/double_entry.sql" "$work/double_entry.sql"
+echo "--- pgbench, double-entry transfers ($concurrency clients, ${seconds} s, same cluster)"
+as_pg "$pg_bin/pgbench" -h 127.0.0.1 -p 55432 -U postgres -n -c "$concurrency" -j 2 -T "$seconds" \
+  -f "$work/double_entry.sql" bench | grep -E '^(tps|latency)'
+pg_cpu_before=$(ps -u postgres -o times= | awk '{s += $1} END {print s + 0}')
 # The load generator's settings (loadtest::tune_for_load): limits out of
 # the way, a large e-float, recurring bills, no schedule, no rate limit.
 cat >"$work/switch.toml" <<TOML
@@ -65,12 +79,12 @@ done
 
 "$bin/loadtest" "${targets[@]}" --profiles "$work/node1/profiles" \
   --concurrency "$concurrency" --duration "$seconds" --record "$work/acked.jsonl"
-# Where the machine's time went during the run (the nodes and every
-# PostgreSQL process, both servers, since they started).
+# Where the machine's time went during the run (the nodes since they
+# started; every PostgreSQL process, both servers, since pgbench ended).
 node_cpu=0
 for p in "${pids[@]}"; do node_cpu=$((node_cpu + $(ps -o times= -p "$p"))); done
-pg_cpu=$(ps -u postgres -o times= | awk '{s += $1} END {print s + 0}')
-echo "--- CPU seconds: switch nodes $node_cpu, postgres $pg_cpu"
+pg_cpu=$(ps -u postgres -o times= | awk -v b="$pg_cpu_before" '{s += $1} END {print s - b}')
+echo "--- CPU seconds: switch nodes $node_cpu, postgres $pg_cpu (since pgbench)"
 echo "--- node 1's waits for PostgreSQL (seconds: sum and count)"
 curl -s http://127.0.0.1:50701/metrics |
   grep -E '^switch_(pg_[a-z_]+|request)_seconds_(sum|count)|^switch_pg_[a-z_]+_(writes|requests)_(sum|count)' || true
