@@ -87,7 +87,7 @@ pg_cpu=$(ps -u postgres -o times= | awk -v b="$pg_cpu_before" '{s += $1} END {pr
 echo "--- CPU seconds: switch nodes $node_cpu, postgres $pg_cpu (since pgbench)"
 echo "--- node 1's waits for PostgreSQL (seconds: sum and count)"
 curl -s http://127.0.0.1:50701/metrics |
-  grep -E '^switch_(pg_[a-z_]+|request)_seconds_(sum|count)|^switch_pg_[a-z_]+_(writes|requests)_(sum|count)' || true
+  grep -E '^switch_(pg_[a-z_]+|request)_seconds_(sum|count)|^switch_pg_[a-z_]+_(writes|requests)_(sum|count)|^switch_pg_store_reads_total|^switch_pg_store_conflicts_total' || true
 last=$((50600 + nodes))
 echo "--- verification through node $nodes alone"
 "$bin/loadtest" --target "http://127.0.0.1:$last" --profiles "$work/node1/profiles" \

@@ -50,7 +50,7 @@ use ledger::{Ledger, Outcome, Request};
 
 use super::ledger::Applied;
 use super::pg_kv::{PgKv, PgTxn};
-pub use super::tree::{EngineError, Tree, Value};
+pub use super::tree::{EngineError, Merge, Tree, Value};
 
 const TREES: [(Tree, &str); 13] = [
     (Tree::Tx, "tx"),
@@ -400,6 +400,22 @@ impl Txn<'_, '_> {
         match self {
             Txn::Journal(t) => t.remove(tree, key),
             Txn::Postgres(t) => t.remove(tree, key),
+        }
+    }
+
+    /// Change `key` by `merge` at commit time (see [`Merge`]). The journal
+    /// engine has one writer: it applies the merge at once.
+    pub fn merge(&mut self, tree: Tree, key: &[u8], merge: Merge) -> Result<(), EngineError> {
+        match self {
+            Txn::Journal(t) => {
+                let value = merge.apply(t.get(tree, key)?.as_deref())?;
+                t.put(tree, key, value);
+                Ok(())
+            }
+            Txn::Postgres(t) => {
+                t.merge(tree, key, merge);
+                Ok(())
+            }
         }
     }
 }
@@ -823,7 +839,7 @@ impl JournalKv {
                 found.reverse();
             }
             let base: BaseIter = Box::new(std::iter::empty());
-            return Merge {
+            return Overlaid {
                 over: found.into_iter().rev().map(|(k, v)| (k, Some(v))).collect(),
                 base: base.peekable(),
                 rev,
@@ -846,7 +862,7 @@ impl JournalKv {
         } else {
             Box::new(base.map(|g| g.into_inner().map_err(EngineError::from)))
         };
-        Merge {
+        Overlaid {
             over,
             base: base.peekable(),
             rev,
@@ -949,7 +965,7 @@ impl JournalTxn<'_> {
     }
 }
 
-struct Merge {
+struct Overlaid {
     /// The overlay's entries in range, in reverse of the order wanted (so
     /// that `pop` yields the next).
     over: Vec<(Vec<u8>, Option<Value>)>,
@@ -957,7 +973,7 @@ struct Merge {
     rev: bool,
 }
 
-impl Iterator for Merge {
+impl Iterator for Overlaid {
     type Item = Result<(Vec<u8>, Value), EngineError>;
 
     fn next(&mut self) -> Option<Self::Item> {

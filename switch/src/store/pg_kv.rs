@@ -41,7 +41,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::types::ToSql;
 
-use super::tree::{EngineError, Tree, Value};
+use super::tree::{EngineError, Merge, Tree, Value};
 
 /// Connections one node keeps at most.
 const POOL_SIZE_MAX: usize = 32;
@@ -450,6 +450,7 @@ impl PgKv {
             kv: self,
             alone: None,
             changes: Vec::new(),
+            merges: Vec::new(),
             reads: std::cell::RefCell::new(HashMap::new()),
         };
         let r = f(&mut txn)?;
@@ -511,6 +512,7 @@ impl PgKv {
                     outside: std::cell::RefCell::new(Vec::new()),
                 }),
                 changes: Vec::new(),
+                merges: Vec::new(),
                 reads: std::cell::RefCell::new(HashMap::new()),
             };
             let r = f(&mut txn);
@@ -520,6 +522,7 @@ impl PgKv {
                 txn.changes
                     .iter()
                     .map(|(t, k, _)| key_lock(*t, k))
+                    .chain(txn.merges.iter().map(|(t, k, _)| key_lock(*t, k)))
                     .filter(|h| !alone.locked.contains(h)),
             );
             let r = match r {
@@ -538,7 +541,7 @@ impl PgKv {
                 Ok(()) => return Ok(r),
                 Err(e) => {
                     let _ = block(client.batch_execute("ROLLBACK"));
-                    return Err(engine_error(e).into());
+                    return Err(e.into());
                 }
             }
         }
@@ -552,6 +555,7 @@ impl PgKv {
         let started = std::time::Instant::now();
         let r = self.get_untimed(tree, key);
         metrics::histogram!("switch_pg_store_seconds", "op" => "get").record(started.elapsed());
+        metrics::counter!("switch_pg_store_reads_total", "tree" => tree.name()).increment(1);
         r
     }
 
@@ -657,6 +661,8 @@ pub struct PgTxn<'a> {
     alone: Option<Alone<'a>>,
     /// Puts (`Some`) and removes (`None`), in order.
     changes: Vec<(Tree, Vec<u8>, Option<Value>)>,
+    /// Changes computed at commit time, after `changes`, in order.
+    merges: Vec<(Tree, Vec<u8>, Merge)>,
     /// What each key read held when it was first read (`None`: absent),
     /// for the committer to check it still does.
     reads: std::cell::RefCell<Seen>,
@@ -721,6 +727,10 @@ impl PgTxn<'_> {
         self.changes.push((tree, key.to_vec(), None));
     }
 
+    pub fn merge(&mut self, tree: Tree, key: &[u8], merge: Merge) {
+        self.merges.push((tree, key.to_vec(), merge));
+    }
+
     /// What the committer needs (the reads, and the last change to each
     /// key), and every key touched, for a run alone after a refusal.
     fn into_write(
@@ -738,10 +748,12 @@ impl PgTxn<'_> {
             .iter()
             .chain(&changes)
             .map(|(t, k, _)| (*t, k.clone()))
+            .chain(self.merges.iter().map(|(t, k, _)| (*t, k.clone())))
             .collect();
         let write = Write {
             reads,
             changes,
+            merges: self.merges,
             answer,
         };
         (write, keys)
@@ -749,15 +761,44 @@ impl PgTxn<'_> {
 
     /// Write the changes of a write running alone (locking the keys it
     /// only wrote) and commit.
-    async fn write_alone(self) -> Result<(), tokio_postgres::Error> {
+    async fn write_alone(self) -> Result<(), EngineError> {
         let alone = self.alone.expect("a write running alone");
-        let changes = last_changes(self.changes);
+        let mut changes = self.changes;
+        // Merged under the locks held (the run is void, and runs again
+        // holding them, if it merged a key it does not hold: see
+        // `commit_alone`), over this write's own change to the key if any.
+        for (t, k, m) in &self.merges {
+            let own = changes
+                .iter()
+                .rev()
+                .find(|(ct, ck, _)| ct == t && ck == k)
+                .map(|(_, _, v)| v.clone());
+            let current = match own {
+                Some(v) => v,
+                None => alone
+                    .client
+                    .query_opt(
+                        "SELECT value FROM switch_kv WHERE tree = $1 AND key = $2",
+                        &[&(*t as i16), &k.as_slice()],
+                    )
+                    .await
+                    .map_err(engine_error)?
+                    .map(|r| Value::from(r.get::<_, Vec<u8>>(0))),
+            };
+            let merged = m.apply(current.as_deref())?;
+            changes.push((*t, k.clone(), Some(Value::from(merged))));
+        }
+        let changes = last_changes(changes);
         let mut out = Changes::default();
         for (t, k, v) in &changes {
             out.add(*t as i16, k, v.as_ref());
         }
-        out.write(alone.client).await?;
-        alone.client.batch_execute("COMMIT").await
+        out.write(alone.client).await.map_err(engine_error)?;
+        alone
+            .client
+            .batch_execute("COMMIT")
+            .await
+            .map_err(engine_error)
     }
 }
 
@@ -846,6 +887,7 @@ impl<'a> Changes<'a> {
 struct Write {
     reads: Vec<(Tree, Vec<u8>, Option<Value>)>,
     changes: Vec<(Tree, Vec<u8>, Option<Value>)>,
+    merges: Vec<(Tree, Vec<u8>, Merge)>,
     answer: oneshot::Sender<Result<bool, Failure>>,
 }
 
@@ -943,8 +985,13 @@ async fn try_group(pool: &Pool, group: &[Write]) -> Result<Vec<bool>, GroupError
     let client = pool.get().await.map_err(|e| before(&e))?;
     let mut locks: Vec<i32> = group
         .iter()
-        .flat_map(|w| w.reads.iter().chain(&w.changes))
-        .map(|(t, k, _)| key_lock(*t, k))
+        .flat_map(|w| {
+            w.reads
+                .iter()
+                .chain(&w.changes)
+                .map(|(t, k, _)| key_lock(*t, k))
+                .chain(w.merges.iter().map(|(t, k, _)| key_lock(*t, k)))
+        })
         .collect();
     locks.sort_unstable();
     locks.dedup();
@@ -953,8 +1000,10 @@ async fn try_group(pool: &Pool, group: &[Write]) -> Result<Vec<bool>, GroupError
     // Every key the group read (its place in `view`), and what the
     // database holds for it (None: absent).
     let mut read_index: HashMap<(i16, &[u8]), usize> = HashMap::new();
+    // Merged keys are read too: the merge applies to what they hold.
     for w in group {
-        for (t, k, _) in &w.reads {
+        let merged = w.merges.iter().map(|(t, k, _)| (t, k));
+        for (t, k) in w.reads.iter().map(|(t, k, _)| (t, k)).chain(merged) {
             let next = read_index.len();
             if let std::collections::hash_map::Entry::Vacant(e) =
                 read_index.entry((*t as i16, k.as_slice()))
@@ -1019,6 +1068,26 @@ async fn try_group(pool: &Pool, group: &[Write]) -> Result<Vec<bool>, GroupError
             for (t, k, v) in &w.changes {
                 if dirty.insert((*t as i16, k.as_slice()), v.clone()).is_none() {
                     order.push((*t as i16, k.as_slice()));
+                }
+            }
+            for (t, k, m) in &w.merges {
+                let key = (*t as i16, k.as_slice());
+                let now = dirty
+                    .get(&key)
+                    .cloned()
+                    .unwrap_or_else(|| read_index.get(&key).and_then(|&i| view[i].clone()));
+                let merged = match m.apply(now.as_deref()) {
+                    Ok(v) => Value::from(v),
+                    Err(e) => {
+                        let _ = client.batch_execute("ROLLBACK").await;
+                        return Err(GroupError::Before(Failure {
+                            message: e.to_string(),
+                            link_lost: false,
+                        }));
+                    }
+                };
+                if dirty.insert(key, Some(merged)).is_none() {
+                    order.push(key);
                 }
             }
         }
@@ -1220,7 +1289,17 @@ mod tests {
 
     /// Two nodes' stores on one database, eight writers each: every
     /// read-modify-write of a shared counter lands (none lost to another),
-    /// and of all the writers creating one key if absent, one wins.
+    /// every merge counts once (in a group or run alone), and of all the
+    /// writers creating one key if absent, one wins.
+    /// A counter's value plus one (a [`Merge`]).
+    fn add_one(value: Option<&[u8]>, _: &[u8]) -> Result<Vec<u8>, String> {
+        let n = match value {
+            Some(v) => u64::from_be_bytes(v.try_into().map_err(|_| "not 8 bytes")?),
+            None => 0,
+        };
+        Ok((n + 1).to_be_bytes().to_vec())
+    }
+
     #[test]
     fn writes_racing_on_two_nodes_lose_no_update_and_create_a_key_once() {
         let pg = pgtest::Cluster::start();
@@ -1249,6 +1328,16 @@ mod tests {
                                 format!("w{i}").as_bytes(),
                                 n.to_be_bytes().to_vec(),
                             );
+                            // A merge on a key every writer adds to: in
+                            // groups and in writes run alone alike.
+                            t.merge(
+                                Tree::Stats,
+                                b"merged",
+                                Merge {
+                                    f: add_one,
+                                    arg: Vec::new(),
+                                },
+                            );
                             Ok::<_, EngineError>(())
                         })
                         .unwrap();
@@ -1272,6 +1361,12 @@ mod tests {
         assert_eq!(
             u64::from_be_bytes(counter[..8].try_into().unwrap()),
             (WRITERS * 2) as u64 * INCREMENTS
+        );
+        let merged = nodes[0].get(Tree::Stats, b"merged").unwrap().unwrap();
+        assert_eq!(
+            u64::from_be_bytes(merged[..8].try_into().unwrap()),
+            (WRITERS * 2) as u64 * INCREMENTS,
+            "every merge counted once"
         );
         assert_eq!(created.load(std::sync::atomic::Ordering::SeqCst), 1);
         let holder = nodes[0].get(Tree::Claims, b"claim").unwrap().unwrap();

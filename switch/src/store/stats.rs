@@ -27,7 +27,7 @@
 
 use std::collections::BTreeMap;
 
-use super::kv::{Tree, Txn};
+use super::kv::{Merge, Tree, Txn};
 use super::records::{Funding, Kind, Status, TxRecord};
 use super::{Store, StoreError, undecodable};
 
@@ -208,26 +208,46 @@ pub fn contributions(t: &TxRecord, place: &Place) -> Vec<Contribution> {
     out
 }
 
-/// Apply `contributions` inside a write.
+/// Apply `contributions` inside a write, as merges: every flow adds to
+/// the same few aggregates (its commune's and post office's day), and a
+/// merge applies at commit time, so such writes never conflict.
 pub(super) fn apply(w: &mut Txn<'_, '_>, contributions: &[Contribution]) -> Result<(), StoreError> {
     for c in contributions {
-        match c {
-            Contribution::Totals { key, add } => {
-                let mut t = match w.get(Tree::Stats, key.as_bytes())? {
-                    Some(v) => Totals::decode(key.as_bytes(), &v)?,
-                    None => Totals::default(),
-                };
-                t.add(add);
-                w.put(Tree::Stats, key.as_bytes(), t.encode());
-            }
-            Contribution::Marker { key } => {
-                if w.get(Tree::Stats, key.as_bytes())?.is_none() {
-                    w.put(Tree::Stats, key.as_bytes(), Vec::new());
-                }
-            }
-        }
+        let (key, merge) = match c {
+            Contribution::Totals { key, add } => (
+                key,
+                Merge {
+                    f: add_totals,
+                    arg: add.encode(),
+                },
+            ),
+            Contribution::Marker { key } => (
+                key,
+                Merge {
+                    f: mark,
+                    arg: Vec::new(),
+                },
+            ),
+        };
+        w.merge(Tree::Stats, key.as_bytes(), merge)?;
     }
     Ok(())
+}
+
+/// A day's totals plus those encoded in `add` (a [`Merge`]).
+fn add_totals(value: Option<&[u8]>, add: &[u8]) -> Result<Vec<u8>, String> {
+    let add = Totals::decode(b"totals added", add).map_err(|e| e.to_string())?;
+    let mut t = match value {
+        Some(v) => Totals::decode(b"report totals", v).map_err(|e| e.to_string())?,
+        None => Totals::default(),
+    };
+    t.add(&add);
+    Ok(t.encode())
+}
+
+/// A month's marker: present (its value empty) once anything marked it.
+fn mark(value: Option<&[u8]>, _: &[u8]) -> Result<Vec<u8>, String> {
+    Ok(value.map(<[u8]>::to_vec).unwrap_or_default())
 }
 
 /// A day's totals line, its key parsed.

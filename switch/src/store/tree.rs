@@ -90,5 +90,51 @@ pub enum Tree {
     Stats,
 }
 
+impl Tree {
+    /// Its name, as metrics label it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Tree::Tx => "tx",
+            Tree::Open => "open",
+            Tree::Idempotency => "idempotency",
+            Tree::ByTerminal => "by_terminal",
+            Tree::Reversals => "reversals",
+            Tree::Entities => "entities",
+            Tree::Daily => "daily",
+            Tree::Claims => "claims",
+            Tree::Orders => "orders",
+            Tree::Payments => "payments",
+            Tree::Windows => "windows",
+            Tree::Recon => "recon",
+            Tree::Stats => "stats",
+        }
+    }
+}
+
+/// A change to a key computed from its value at commit time, not when the
+/// write ran: `f(value, arg)` (`value` absent: `None`). A merge never
+/// conflicts with another write to the key (PostgreSQL applies it under
+/// the key's lock, after the writes accepted before it), so counters that
+/// every flow adds to (the pilot report's aggregates) do not send writes
+/// into the rerun-alone path. A merged key reads, within its own write, as
+/// it was before the merge. `f` failing (a stored value that does not
+/// decode) fails the write.
+#[derive(Clone, Debug)]
+pub struct Merge {
+    pub f: MergeFn,
+    pub arg: Vec<u8>,
+}
+
+/// A merge's function: the key's value (if any) and the merge's argument
+/// to the new value, or why the value does not decode.
+pub type MergeFn = fn(Option<&[u8]>, &[u8]) -> Result<Vec<u8>, String>;
+
+impl Merge {
+    pub fn apply(&self, value: Option<&[u8]>) -> Result<Vec<u8>, EngineError> {
+        (self.f)(value, &self.arg)
+            .map_err(|e| EngineError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))
+    }
+}
+
 /// A stored value, shared without copying.
 pub type Value = Arc<[u8]>;
