@@ -79,6 +79,22 @@ const ANSWER_TIMEOUT_MS: u64 = 2_000;
 /// of its own (bounded by the connect timeout, `store/pg_connect.rs`).
 const PROBE_INTERVAL_MS: u64 = 1_000;
 
+/// A key's value.
+const GET: &str = "SELECT value FROM switch_kv WHERE tree = $1 AND key = $2";
+/// Every key's lock a transaction needs, in one statement, in ascending
+/// order (see the module's documentation).
+const LOCK_KEYS: &str = "SELECT pg_advisory_xact_lock($1, h) FROM unnest($2::int4[]) AS h";
+
+/// `sql` prepared once per connection and kept: parsed and planned once,
+/// not at every call, and each call one round trip (a statement given as
+/// text is prepared, unnamed, at every call: a round trip more).
+async fn prepared(
+    client: &deadpool_postgres::ClientWrapper,
+    sql: &str,
+) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
+    client.prepare_cached(sql).await
+}
+
 /// The engine's errors travel as the store's (`EngineError`), so that the
 /// store has one engine error type; a broken link is told apart.
 fn engine_error(e: impl PgFault) -> EngineError {
@@ -367,10 +383,10 @@ impl PgKv {
             .spawn(async move {
                 let client = locks.get().await.map_err(engine_error)?;
                 client.batch_execute("BEGIN").await.map_err(engine_error)?;
-                client
-                    .execute("SELECT pg_advisory_xact_lock($1)", &[&key])
+                let lock = prepared(&client, "SELECT pg_advisory_xact_lock($1)")
                     .await
                     .map_err(engine_error)?;
+                client.execute(&lock, &[&key]).await.map_err(engine_error)?;
                 Ok(NodeLock(Some(client)))
             })
             .await
@@ -495,7 +511,7 @@ impl PgKv {
                 client.batch_execute("BEGIN").await?;
                 client
                     .execute(
-                        "SELECT pg_advisory_xact_lock($1, h) FROM unnest($2::int4[]) AS h",
+                        &prepared(&client, LOCK_KEYS).await?,
                         &[&KEY_LOCK_CLASS, &locks],
                     )
                     .await
@@ -568,11 +584,9 @@ impl PgKv {
             })?;
             let row = self
                 .answered(async {
+                    let get = prepared(&client, GET).await.map_err(engine_error)?;
                     client
-                        .query_opt(
-                            "SELECT value FROM switch_kv WHERE tree = $1 AND key = $2",
-                            &[&(tree as i16), &key],
-                        )
+                        .query_opt(&get, &[&(tree as i16), &key])
                         .await
                         .map_err(engine_error)
                 })
@@ -607,11 +621,14 @@ impl PgKv {
             })?;
             let n = self
                 .answered(async {
+                    let insert = prepared(
+                        &client,
+                        "INSERT INTO switch_nonces (key, expires_ms) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                    )
+                    .await
+                    .map_err(engine_error)?;
                     client
-                        .execute(
-                            "INSERT INTO switch_nonces (key, expires_ms) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                            &[&key, &expires_ms],
-                        )
+                        .execute(&insert, &[&key, &expires_ms])
                         .await
                         .map_err(engine_error)
                 })
@@ -703,12 +720,10 @@ impl PgTxn<'_> {
                 if !alone.locked.contains(&h) {
                     alone.outside.borrow_mut().push(h);
                 }
+                let get = prepared(alone.client, GET).await?;
                 let row = alone
                     .client
-                    .query_opt(
-                        "SELECT value FROM switch_kv WHERE tree = $1 AND key = $2",
-                        &[&(tree as i16), &key],
-                    )
+                    .query_opt(&get, &[&(tree as i16), &key])
                     .await?;
                 Ok::<_, tokio_postgres::Error>(row.map(|r| Value::from(r.get::<_, Vec<u8>>(0))))
             })
@@ -778,7 +793,7 @@ impl PgTxn<'_> {
                 None => alone
                     .client
                     .query_opt(
-                        "SELECT value FROM switch_kv WHERE tree = $1 AND key = $2",
+                        &prepared(alone.client, GET).await.map_err(engine_error)?,
                         &[&(*t as i16), &k.as_slice()],
                     )
                     .await
@@ -850,7 +865,10 @@ impl<'a> Changes<'a> {
         }
     }
 
-    async fn write(&self, client: &tokio_postgres::Client) -> Result<(), tokio_postgres::Error> {
+    async fn write(
+        &self,
+        client: &deadpool_postgres::ClientWrapper,
+    ) -> Result<(), tokio_postgres::Error> {
         // Merchants' notices: PostgreSQL tells every listening node at
         // COMMIT, and not at all if the write rolls back.
         if self.put_trees.contains(&(Tree::Payments as i16)) {
@@ -861,8 +879,12 @@ impl<'a> Changes<'a> {
         if !self.del_keys.is_empty() {
             client
                 .execute(
-                    "DELETE FROM switch_kv USING UNNEST($1::smallint[], $2::bytea[]) AS u(tree, key)
-                     WHERE switch_kv.tree = u.tree AND switch_kv.key = u.key",
+                    &prepared(
+                        client,
+                        "DELETE FROM switch_kv USING UNNEST($1::smallint[], $2::bytea[]) AS u(tree, key)
+                         WHERE switch_kv.tree = u.tree AND switch_kv.key = u.key",
+                    )
+                    .await?,
                     &[&self.del_trees, &self.del_keys],
                 )
                 .await?;
@@ -870,9 +892,13 @@ impl<'a> Changes<'a> {
         if !self.put_keys.is_empty() {
             client
                 .execute(
-                    "INSERT INTO switch_kv (tree, key, value)
-                     SELECT * FROM UNNEST($1::smallint[], $2::bytea[], $3::bytea[])
-                     ON CONFLICT (tree, key) DO UPDATE SET value = EXCLUDED.value",
+                    &prepared(
+                        client,
+                        "INSERT INTO switch_kv (tree, key, value)
+                         SELECT * FROM UNNEST($1::smallint[], $2::bytea[], $3::bytea[])
+                         ON CONFLICT (tree, key) DO UPDATE SET value = EXCLUDED.value",
+                    )
+                    .await?,
                     &[&self.put_trees, &self.put_keys, &self.put_values],
                 )
                 .await?;
@@ -1023,17 +1049,21 @@ async fn try_group(pool: &Pool, group: &[Write]) -> Result<Vec<bool>, GroupError
         // In ascending order, in one statement: groups never deadlock.
         client
             .execute(
-                "SELECT pg_advisory_xact_lock($1, h) FROM unnest($2::int4[]) AS h",
+                &prepared(&client, LOCK_KEYS).await?,
                 &[&KEY_LOCK_CLASS, &locks],
             )
             .await?;
         if !read_keys.is_empty() {
             let rows = client
                 .query(
-                    "SELECT kv.tree, kv.key, kv.value
-                     FROM switch_kv kv
-                     JOIN unnest($1::smallint[], $2::bytea[]) AS u(tree, key)
-                       ON kv.tree = u.tree AND kv.key = u.key",
+                    &prepared(
+                        &client,
+                        "SELECT kv.tree, kv.key, kv.value
+                         FROM switch_kv kv
+                         JOIN unnest($1::smallint[], $2::bytea[]) AS u(tree, key)
+                           ON kv.tree = u.tree AND kv.key = u.key",
+                    )
+                    .await?,
                     &[&read_trees, &read_keys],
                 )
                 .await?;
@@ -1166,8 +1196,11 @@ impl PgScan {
                 kv.mark_unreachable(&e.to_string());
                 engine_error(e)
             })?;
-            kv.answered(async { client.query(&sql, &params).await.map_err(engine_error) })
-                .await
+            kv.answered(async {
+                let scan = prepared(&client, &sql).await.map_err(engine_error)?;
+                client.query(&scan, &params).await.map_err(engine_error)
+            })
+            .await
         })?;
         if (rows.len() as i64) < SCAN_PAGE_ROWS {
             self.done = true;
