@@ -44,7 +44,15 @@ cp "$root/ops/pgbench/double_entry.sql" "$work/double_entry.sql"
 echo "--- pgbench, double-entry transfers ($concurrency clients, ${seconds} s, same cluster)"
 as_pg "$pg_bin/pgbench" -h 127.0.0.1 -p 55432 -U postgres -n -c "$concurrency" -j 2 -T "$seconds" \
   -f "$work/double_entry.sql" bench | grep -E '^(tps|latency)'
-pg_cpu_before=$(ps -u postgres -o times= | awk '{s += $1} END {print s + 0}')
+# CPU seconds (user and system, to the tick) of the processes given, or
+# of every process of the postgres user.
+cpu_seconds() {
+  local pids=("$@")
+  [ ${#pids[@]} -eq 0 ] && mapfile -t pids < <(pgrep -u postgres)
+  for p in "${pids[@]}"; do awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || true; done |
+    awk -v hz="$(getconf CLK_TCK)" '{s += $1} END {printf "%.1f", s / hz}'
+}
+pg_cpu_before=$(cpu_seconds)
 # The load generator's settings (loadtest::tune_for_load): limits out of
 # the way, a large e-float, recurring bills, no schedule, no rate limit.
 cat >"$work/switch.toml" <<TOML
@@ -81,9 +89,8 @@ done
   --concurrency "$concurrency" --duration "$seconds" --record "$work/acked.jsonl"
 # Where the machine's time went during the run (the nodes since they
 # started; every PostgreSQL process, both servers, since pgbench ended).
-node_cpu=0
-for p in "${pids[@]}"; do node_cpu=$((node_cpu + $(ps -o times= -p "$p"))); done
-pg_cpu=$(ps -u postgres -o times= | awk -v b="$pg_cpu_before" '{s += $1} END {print s - b}')
+node_cpu=$(cpu_seconds "${pids[@]}")
+pg_cpu=$(awk -v a="$(cpu_seconds)" -v b="$pg_cpu_before" 'BEGIN {printf "%.1f", a - b}')
 echo "--- CPU seconds: switch nodes $node_cpu, postgres $pg_cpu (since pgbench)"
 echo "--- node 1's waits for PostgreSQL (seconds: sum and count)"
 curl -s http://127.0.0.1:50701/metrics |
