@@ -403,6 +403,16 @@ impl Txn<'_, '_> {
         }
     }
 
+    /// Read `keys` ahead, in one round trip where the engine has them
+    /// far (PostgreSQL): a write that will read several keys says so first.
+    /// Reading them after is as if each were read then.
+    pub fn prefetch(&self, keys: &[(Tree, &[u8])]) -> Result<(), EngineError> {
+        match self {
+            Txn::Journal(_) => Ok(()),
+            Txn::Postgres(t) => t.prefetch(keys),
+        }
+    }
+
     /// Change `key` by `merge` at commit time (see [`Merge`]). The journal
     /// engine has one writer: it applies the merge at once.
     pub fn merge(&mut self, tree: Tree, key: &[u8], merge: Merge) -> Result<(), EngineError> {

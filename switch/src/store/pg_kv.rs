@@ -81,6 +81,11 @@ const PROBE_INTERVAL_MS: u64 = 1_000;
 
 /// A key's value.
 const GET: &str = "SELECT value FROM switch_kv WHERE tree = $1 AND key = $2";
+/// Several keys' values, in one statement.
+const GET_MANY: &str = "SELECT kv.tree, kv.key, kv.value
+                        FROM switch_kv kv
+                        JOIN unnest($1::smallint[], $2::bytea[]) AS u(tree, key)
+                          ON kv.tree = u.tree AND kv.key = u.key";
 /// Every key's lock a transaction needs, in one statement, in ascending
 /// order (see the module's documentation).
 const LOCK_KEYS: &str = "SELECT pg_advisory_xact_lock($1, h) FROM unnest($2::int4[]) AS h";
@@ -595,6 +600,46 @@ impl PgKv {
         })
     }
 
+    /// The values of `keys` that are present, in one query (a read like
+    /// [`PgKv::get`]).
+    fn get_many(
+        &self,
+        keys: &[(Tree, &[u8])],
+    ) -> Result<HashMap<(i16, Vec<u8>), Value>, EngineError> {
+        let started = std::time::Instant::now();
+        self.reachable()?;
+        let trees: Vec<i16> = keys.iter().map(|(t, _)| *t as i16).collect();
+        let ks: Vec<&[u8]> = keys.iter().map(|(_, k)| *k).collect();
+        let rows = block(async {
+            let client = self.pool.get().await.map_err(|e| {
+                self.mark_unreachable(&e.to_string());
+                engine_error(e)
+            })?;
+            self.answered(async {
+                let many = prepared(&client, GET_MANY).await.map_err(engine_error)?;
+                client
+                    .query(&many, &[&trees, &ks])
+                    .await
+                    .map_err(engine_error)
+            })
+            .await
+        })?;
+        metrics::histogram!("switch_pg_store_seconds", "op" => "get_many")
+            .record(started.elapsed());
+        for (t, _) in keys {
+            metrics::counter!("switch_pg_store_reads_total", "tree" => t.name()).increment(1);
+        }
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                (
+                    (r.get::<_, i16>(0), r.get::<_, Vec<u8>>(1)),
+                    Value::from(r.get::<_, Vec<u8>>(2)),
+                )
+            })
+            .collect())
+    }
+
     pub fn scan(&self, tree: Tree, range: (Bound<Vec<u8>>, Bound<Vec<u8>>), rev: bool) -> PgScan {
         PgScan {
             kv: self.clone(),
@@ -740,6 +785,35 @@ impl PgTxn<'_> {
 
     pub fn remove(&mut self, tree: Tree, key: &[u8]) {
         self.changes.push((tree, key.to_vec(), None));
+    }
+
+    /// Read the keys of `keys` not read or changed yet, in one query, as
+    /// [`PgTxn::get`] would one by one (a write running alone reads them
+    /// under its locks one by one instead, when it comes to them).
+    pub fn prefetch(&self, keys: &[(Tree, &[u8])]) -> Result<(), EngineError> {
+        if self.alone.is_some() {
+            return Ok(());
+        }
+        let wanted: Vec<(Tree, &[u8])> = {
+            let reads = self.reads.borrow();
+            keys.iter()
+                .copied()
+                .filter(|(t, k)| {
+                    !reads.contains_key(&(*t, k.to_vec()))
+                        && !self.changes.iter().any(|(ct, ck, _)| ct == t && ck == k)
+                })
+                .collect()
+        };
+        if wanted.len() < 2 {
+            return Ok(());
+        }
+        let found = self.kv.get_many(&wanted)?;
+        let mut reads = self.reads.borrow_mut();
+        for (t, k) in wanted {
+            let v = found.get(&(t as i16, k.to_vec())).cloned();
+            reads.entry((t, k.to_vec())).or_insert(v);
+        }
+        Ok(())
     }
 
     pub fn merge(&mut self, tree: Tree, key: &[u8], merge: Merge) {
@@ -1056,14 +1130,7 @@ async fn try_group(pool: &Pool, group: &[Write]) -> Result<Vec<bool>, GroupError
         if !read_keys.is_empty() {
             let rows = client
                 .query(
-                    &prepared(
-                        &client,
-                        "SELECT kv.tree, kv.key, kv.value
-                         FROM switch_kv kv
-                         JOIN unnest($1::smallint[], $2::bytea[]) AS u(tree, key)
-                           ON kv.tree = u.tree AND kv.key = u.key",
-                    )
-                    .await?,
+                    &prepared(&client, GET_MANY).await?,
                     &[&read_trees, &read_keys],
                 )
                 .await?;

@@ -62,8 +62,12 @@ impl Store {
         let mut entry = id.to_vec();
         entry.extend_from_slice(fingerprint.as_bytes());
         let mut over = None;
+        let mut ahead: Vec<(Tree, &[u8])> = vec![(Tree::Idempotency, &key[..])];
+        ahead.extend(claims.iter().map(|c| (Tree::Claims, c.as_bytes())));
+        ahead.extend(limits.iter().map(|(k, _)| (Tree::Daily, k.as_bytes())));
         let taken = self.kv.commit(|w| {
             over = None;
+            w.prefetch(&ahead)?;
             if let Some(existing) = w.get(Tree::Idempotency, &key)? {
                 return Ok::<_, StoreError>(Err(Err(existing)));
             }
@@ -185,7 +189,16 @@ impl Store {
             .filter(|p| p.seq > 0)
             .map(|p| (notice_key(&p.merchant_id, p.seq), encode(p)));
         let record = encode(t);
+        let counter = payment
+            .filter(|_| numbered.is_none())
+            .map(|p| payment_counter_key(&p.merchant_id));
+        let mut ahead: Vec<(Tree, &[u8])> = vec![(Tree::Open, &id[..])];
+        ahead.extend(paid.iter().map(|(bill_id, _)| (Tree::Open, &bill_id[..])));
+        ahead.extend(release.iter().map(|c| (Tree::Claims, c.as_bytes())));
+        ahead.extend(counter.iter().map(|k| (Tree::Payments, &k[..])));
+        ahead.extend(give_back.iter().map(|k| (Tree::Daily, k.as_bytes())));
         self.kv.commit(|w| {
+            w.prefetch(&ahead)?;
             // Finished already (by another node finishing what a dead one
             // left, say): the second finish changes nothing, so claims and
             // limits are given back once.
