@@ -42,10 +42,6 @@ fn lines(path: &std::path::Path) -> usize {
         .unwrap_or(0)
 }
 
-fn network<T>(e: String) -> T {
-    panic!("cannot make the test's network: {e}")
-}
-
 /// Close the open window through `address` as the operator of `target`:
 /// refused unless its nets sum to zero.
 fn close_window(runtime: &tokio::runtime::Runtime, address: &str, target: loadtest::Target) {
@@ -114,12 +110,7 @@ struct TwoNodes {
 
 impl TwoNodes {
     fn start() -> TwoNodes {
-        let lan = Lan::new().unwrap_or_else(network);
-        let (a_ns, b_ns, pg_ns) = (
-            lan.member().unwrap_or_else(network),
-            lan.member().unwrap_or_else(network),
-            lan.member().unwrap_or_else(network),
-        );
+        let (lan, [a_ns, b_ns, pg_ns]) = partition::segment();
         let pg = pgtest::Cluster::start_at(&Lan::placement(&pg_ns), &[]);
         let url = pg.url("switch");
         let (a_dir, b_dir) = (
@@ -288,12 +279,7 @@ fn the_lease_holder_cut_from_postgresql() {
 
 /// Scenario 4 of the issue: primary and synchronous standby cut apart.
 fn primary_and_standby_cut_apart() {
-    let lan = Lan::new().unwrap_or_else(network);
-    let (primary_ns, standby_ns, node_ns) = (
-        lan.member().unwrap_or_else(network),
-        lan.member().unwrap_or_else(network),
-        lan.member().unwrap_or_else(network),
-    );
+    let (_lan, [primary_ns, standby_ns, node_ns]) = partition::segment();
     let primary = pgtest::Cluster::start_at(&Lan::placement(&primary_ns), &[]);
     let standby = primary.standby_at(&Lan::placement(&standby_ns));
     let synchronous = "SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync' AND state = 'streaming'";
@@ -387,12 +373,7 @@ const EVN: &str = "EVN";
 /// the bank and the biller agree with every outcome: none both done there
 /// and failed or reversed here, none completed here and not done there.
 fn a_bank_and_a_biller_behind_faults() {
-    let lan = Lan::new().unwrap_or_else(network);
-    let (sw_ns, bank_ns, biller_ns) = (
-        lan.member().unwrap_or_else(network),
-        lan.member().unwrap_or_else(network),
-        lan.member().unwrap_or_else(network),
-    );
+    let (lan, [sw_ns, bank_ns, biller_ns]) = partition::segment();
     let dir = tempfile::tempdir().expect("a folder");
     let bank_addr = std::net::SocketAddr::from((bank_ns.inside, 6000));
     let biller_addr = std::net::SocketAddr::from((biller_ns.inside, 6100));

@@ -312,15 +312,7 @@ struct TwoNodes {
 }
 
 async fn two_nodes() -> TwoNodes {
-    fn network<T>(e: String) -> T {
-        panic!("cannot make the test's network: {e}")
-    }
-    let lan = Lan::new().unwrap_or_else(network);
-    let (a_ns, b_ns, pg_ns) = (
-        lan.member().unwrap_or_else(network),
-        lan.member().unwrap_or_else(network),
-        lan.member().unwrap_or_else(network),
-    );
+    let (lan, [a_ns, b_ns, pg_ns]) = partition::segment();
     let pg = pgtest::Cluster::start_at(&Lan::placement(&pg_ns), &[]);
     let store = |_: &Netns| {
         format!(

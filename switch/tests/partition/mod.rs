@@ -243,6 +243,17 @@ impl Lan {
     }
 }
 
+/// A segment with `N` members, or the test fails saying why it cannot
+/// make its network (never skipped).
+pub fn segment<const N: usize>() -> (Lan, [Netns; N]) {
+    fn network<T>(e: String) -> T {
+        panic!("cannot make the test's network: {e}")
+    }
+    let lan = Lan::new().unwrap_or_else(network);
+    let members = std::array::from_fn(|_| lan.member().unwrap_or_else(network));
+    (lan, members)
+}
+
 impl Drop for Lan {
     fn drop(&mut self) {
         // The bridge's ends go with it, and each pair with its end.
