@@ -418,8 +418,9 @@ impl Txn<'_, '_> {
     pub fn merge(&mut self, tree: Tree, key: &[u8], merge: Merge) -> Result<(), EngineError> {
         match self {
             Txn::Journal(t) => {
-                let value = merge.apply(t.get(tree, key)?.as_deref())?;
-                t.put(tree, key, value);
+                if let Some(value) = merge.apply(t.get(tree, key)?.as_deref())? {
+                    t.put(tree, key, value);
+                }
                 Ok(())
             }
             Txn::Postgres(t) => {

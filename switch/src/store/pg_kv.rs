@@ -874,8 +874,9 @@ impl PgTxn<'_> {
                     .map_err(engine_error)?
                     .map(|r| Value::from(r.get::<_, Vec<u8>>(0))),
             };
-            let merged = m.apply(current.as_deref())?;
-            changes.push((*t, k.clone(), Some(Value::from(merged))));
+            if let Some(merged) = m.apply(current.as_deref())? {
+                changes.push((*t, k.clone(), Some(Value::from(merged))));
+            }
         }
         let changes = last_changes(changes);
         let mut out = Changes::default();
@@ -1174,7 +1175,8 @@ async fn try_group(pool: &Pool, group: &[Write]) -> Result<Vec<bool>, GroupError
                     .cloned()
                     .unwrap_or_else(|| read_index.get(&key).and_then(|&i| view[i].clone()));
                 let merged = match m.apply(now.as_deref()) {
-                    Ok(v) => Value::from(v),
+                    Ok(Some(v)) => Value::from(v),
+                    Ok(None) => continue,
                     Err(e) => {
                         let _ = client.batch_execute("ROLLBACK").await;
                         return Err(GroupError::Before(Failure {
@@ -1392,12 +1394,12 @@ mod tests {
     /// every merge counts once (in a group or run alone), and of all the
     /// writers creating one key if absent, one wins.
     /// A counter's value plus one (a [`Merge`]).
-    fn add_one(value: Option<&[u8]>, _: &[u8]) -> Result<Vec<u8>, String> {
+    fn add_one(value: Option<&[u8]>, _: &[u8]) -> Result<Option<Vec<u8>>, String> {
         let n = match value {
             Some(v) => u64::from_be_bytes(v.try_into().map_err(|_| "not 8 bytes")?),
             None => 0,
         };
-        Ok((n + 1).to_be_bytes().to_vec())
+        Ok(Some((n + 1).to_be_bytes().to_vec()))
     }
 
     #[test]

@@ -235,19 +235,20 @@ pub(super) fn apply(w: &mut Txn<'_, '_>, contributions: &[Contribution]) -> Resu
 }
 
 /// A day's totals plus those encoded in `add` (a [`Merge`]).
-fn add_totals(value: Option<&[u8]>, add: &[u8]) -> Result<Vec<u8>, String> {
+fn add_totals(value: Option<&[u8]>, add: &[u8]) -> Result<Option<Vec<u8>>, String> {
     let add = Totals::decode(b"totals added", add).map_err(|e| e.to_string())?;
     let mut t = match value {
         Some(v) => Totals::decode(b"report totals", v).map_err(|e| e.to_string())?,
         None => Totals::default(),
     };
     t.add(&add);
-    Ok(t.encode())
+    Ok(Some(t.encode()))
 }
 
-/// A month's marker: present (its value empty) once anything marked it.
-fn mark(value: Option<&[u8]>, _: &[u8]) -> Result<Vec<u8>, String> {
-    Ok(value.map(<[u8]>::to_vec).unwrap_or_default())
+/// A month's marker: present (its value empty) once anything marked it;
+/// written once.
+fn mark(value: Option<&[u8]>, _: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    Ok(value.is_none().then(Vec::new))
 }
 
 /// A day's totals line, its key parsed.

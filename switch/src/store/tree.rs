@@ -126,11 +126,12 @@ pub struct Merge {
 }
 
 /// A merge's function: the key's value (if any) and the merge's argument
-/// to the new value, or why the value does not decode.
-pub type MergeFn = fn(Option<&[u8]>, &[u8]) -> Result<Vec<u8>, String>;
+/// to the new value (`None`: leave it as it is, nothing written), or why
+/// the value does not decode.
+pub type MergeFn = fn(Option<&[u8]>, &[u8]) -> Result<Option<Vec<u8>>, String>;
 
 impl Merge {
-    pub fn apply(&self, value: Option<&[u8]>) -> Result<Vec<u8>, EngineError> {
+    pub fn apply(&self, value: Option<&[u8]>) -> Result<Option<Vec<u8>>, EngineError> {
         (self.f)(value, &self.arg)
             .map_err(|e| EngineError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))
     }
