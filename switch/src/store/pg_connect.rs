@@ -52,12 +52,21 @@ pub fn parse(url: &str) -> Result<(tokio_postgres::Config, Tls), String> {
     // ends within seconds, and with it the advisory locks it held (the
     // worker lease, turns), instead of the server's default of two hours
     // of keepalive idleness. Settings the connection string gives win.
+    //
+    // And every statement planned for its parameters, at every execution.
+    // The switch prepares its statements once per connection, when its
+    // tables may still be empty; after five executions PostgreSQL may keep
+    // a generic plan made for that size (a sequential scan of a table of a
+    // few rows), which grows slower with every row: a node fell from 350 to
+    // 110 flows/s over 40 s that way, its ledger batches from 29 to 110 ms
+    // (BENCHMARKS.md, session 10). Planning each time costs far less.
     let mut options = config.get_options().unwrap_or_default().to_string();
     for (setting, value) in [
         ("tcp_keepalives_idle", "5"),
         ("tcp_keepalives_interval", "2"),
         ("tcp_keepalives_count", "3"),
         ("tcp_user_timeout", "10000"),
+        ("plan_cache_mode", "force_custom_plan"),
     ] {
         if !options.contains(setting) {
             options.push_str(&format!(" -c {setting}={value}"));
@@ -255,6 +264,23 @@ fn percent_decode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_connection_plans_for_its_parameters_and_fails_fast_unless_the_string_says_otherwise() {
+        let (config, _) = parse("host=db user=postgres dbname=switch").unwrap();
+        let options = config.get_options().unwrap();
+        for setting in [
+            "-c plan_cache_mode=force_custom_plan",
+            "-c tcp_keepalives_idle=5",
+            "-c tcp_user_timeout=10000",
+        ] {
+            assert!(options.contains(setting), "{options}");
+        }
+        let (config, _) = parse("host=db options='-c plan_cache_mode=auto' dbname=switch").unwrap();
+        let options = config.get_options().unwrap();
+        assert!(options.contains("plan_cache_mode=auto"), "{options}");
+        assert!(!options.contains("force_custom_plan"), "{options}");
+    }
 
     #[test]
     fn ssl_parameters_are_taken_out_of_both_forms_and_the_rest_is_kept() {
