@@ -781,11 +781,12 @@ pub async fn serve(
 
 /// A background pass that failed, logged where it is handled: at ERROR (a
 /// human must look), unless only the shared store was out of this node's
-/// reach, which the store logged at ERROR once where it found it; the pass
-/// runs again either way.
+/// reach, which the store logged at ERROR once where it found it (and the
+/// flows at WARN where they met it): then at DEBUG, or a cut node would
+/// log a line per job every half second; the pass runs again either way.
 fn pass_failed(what: &str, e: &impl crate::flows::fault::StorageFault) {
     if e.unreachable() {
-        tracing::warn!(error = %e, pass = what, "a background pass waits for the store");
+        tracing::debug!(error = %e, pass = what, "a background pass waits for the store");
     } else {
         tracing::error!(error = %e, pass = what, "a background pass failed");
     }
