@@ -79,8 +79,9 @@ impl Store {
                 }
             }
             let mut totals = Vec::with_capacity(limits.len());
-            for (i, (key, max)) in limits.iter().enumerate() {
-                let n = Store::daily_total(key.as_bytes(), w.get(Tree::Daily, key.as_bytes())?)?;
+            for (i, (total, max)) in limits.iter().enumerate() {
+                let n =
+                    Store::daily_total(total.as_bytes(), w.get(Tree::Daily, total.as_bytes())?)?;
                 match n.checked_add(t.amount).filter(|n| n <= max) {
                     Some(n) => totals.push(n),
                     None => {
@@ -100,8 +101,8 @@ impl Store {
                 unheld.limit_keys.clear();
                 w.put(Tree::Tx, &id, encode(&unheld));
             } else {
-                for ((key, _), n) in limits.iter().zip(totals) {
-                    w.put(Tree::Daily, key.as_bytes(), n.to_be_bytes().to_vec());
+                for ((total, _), n) in limits.iter().zip(totals) {
+                    w.put(Tree::Daily, total.as_bytes(), n.to_be_bytes().to_vec());
                 }
                 w.put(Tree::Tx, &id, record.clone());
             }
