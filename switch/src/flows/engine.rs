@@ -185,6 +185,42 @@ impl FinishWrite {
             )
             .map_err(storage)
     }
+
+    /// [`FinishWrite::commit`] prepared, to commit in the ledger's batch
+    /// (PostgreSQL).
+    fn prepare(&self, store: &Store) -> Result<(store::Finished, store::Prepared), SwitchError> {
+        store
+            .prepare_finish_tx(
+                &self.rec,
+                self.payment.as_ref(),
+                &self.give_back,
+                self.paid.as_ref(),
+                &self.stats,
+            )
+            .map_err(storage)
+    }
+}
+
+/// Times a flow step's one write is prepared again after a refusal before
+/// its record is written on its own.
+const ONE_WRITE_ATTEMPTS_MAX: usize = 4;
+
+/// The totals `limits` count in, with their most.
+fn totals_of(limits: &[limits::Limit]) -> Vec<(String, u64)> {
+    limits.iter().map(|l| (l.key.clone(), l.max)).collect()
+}
+
+/// What the create's count against `limits` found (`over`: the index of a
+/// total it would pass, and what it had counted), `rec` told so.
+fn counted(rec: &mut TxRecord, limits: &[limits::Limit], over: Option<(usize, u64)>) -> Limits {
+    match over {
+        None => Limits::Held,
+        Some((i, counted)) => {
+            rec.limits_held = false;
+            rec.limit_keys.clear();
+            Limits::Refused(limits::refusal(&limits[i], counted, rec.amount))
+        }
+    }
 }
 
 pub(crate) fn fingerprint(parts: &[&str]) -> String {
@@ -384,37 +420,122 @@ impl Switch {
         // Counted against its limits, all or none, in the write that
         // records it (its record says so: `limits_held`, `limit_keys`).
         let limits = limits::of(&self.config, &rec);
-        let totals: Vec<(String, u64)> = limits.iter().map(|l| (l.key.clone(), l.max)).collect();
         rec.limits_held = !limits.is_empty();
         rec.limit_keys = limits.iter().map(|l| l.key.clone()).collect();
+        let span = tracing::info_span!("transaction", tx = %rec.id, terminal = %rec.terminal_id, kind = kind_label(rec.kind));
+        let me = self.clone();
+        if self.store.prepares() {
+            // The record and its reservation are one write: the whole step
+            // runs on a task of its own, as the flow after it does.
+            let (owner, request_id) = (owner.to_string(), request_id.to_string());
+            let fingerprint = fingerprint.to_string();
+            return tokio::spawn(
+                async move {
+                    me.start_in_one_write(rec, &owner, &request_id, &fingerprint, presented, limits)
+                        .await
+                }
+                .instrument(span),
+            )
+            .await
+            .map_err(|e| storage(format!("transaction task failed: {e}")))?;
+        }
         let (created, over) = self
             .store
-            .create_tx_counted(&rec, owner, request_id, fingerprint, &totals)
+            .create_tx_counted(&rec, owner, request_id, fingerprint, &totals_of(&limits))
             .map_err(storage)?;
-        let counted = match over {
-            None => Limits::Held,
-            Some((i, counted)) => {
-                rec.limits_held = false;
-                rec.limit_keys.clear();
-                Limits::Refused(limits::refusal(&limits[i], counted, rec.amount))
-            }
-        };
-        match created {
-            store::Created::New => {}
-            store::Created::Existing(existing, original) => {
-                // What a retry is told is acknowledged: durable first (the
-                // first request's write may still be on its way to disk).
-                self.store.durable().await.map_err(storage)?;
-                return retry(*existing, request_id, &original, fingerprint);
-            }
-            store::Created::Claimed(claim) => return Err(claimed(&claim)),
+        let counted = counted(&mut rec, &limits, over);
+        if let Some(answer) = self.unless_new(created, request_id, fingerprint).await {
+            return answer;
         }
-        let me = self.clone();
-        let span = tracing::info_span!("transaction", tx = %rec.id, terminal = %rec.terminal_id, kind = kind_label(rec.kind));
         tokio::spawn(async move { me.run(rec, presented, counted).instrument(span).await })
             .await
             .map_err(|e| storage(format!("transaction task failed: {e}")))?
     }
+
+    /// [`Switch::start`] on PostgreSQL: the record, its idempotency entry,
+    /// claims and limits commit in the ledger's batch with the reservation,
+    /// as one transaction (issue #26). That write is also the last before
+    /// any call, made only while the transaction is open (it opens it), so
+    /// no write is needed to fence off a node that was cut off meanwhile.
+    /// A write refused because a key it read changed (a post office's
+    /// totals, mostly) is prepared again, reading what won; after
+    /// [`ONE_WRITE_ATTEMPTS_MAX`] refusals, the record is written on its
+    /// own first (the committers then run it alone, holding its keys'
+    /// locks, so it cannot starve).
+    async fn start_in_one_write(
+        &self,
+        first: TxRecord,
+        owner: &str,
+        request_id: &str,
+        fingerprint: &str,
+        presented: Option<Presented>,
+        limits: Vec<limits::Limit>,
+    ) -> Outcome {
+        let totals = totals_of(&limits);
+        for _ in 0..ONE_WRITE_ATTEMPTS_MAX {
+            let mut rec = first.clone();
+            let (created, over, prepared) = self
+                .store
+                .prepare_create_tx_counted(&rec, owner, request_id, fingerprint, &totals)
+                .map_err(storage)?;
+            let counted = counted(&mut rec, &limits, over);
+            if let Some(answer) = self.unless_new(created, request_id, fingerprint).await {
+                return answer;
+            }
+            match self.reservable(&rec, counted)? {
+                Err(e) => {
+                    if !self.store.commit_prepared(prepared).map_err(storage)? {
+                        continue;
+                    }
+                    return self.finish(rec, Status::Failed, Some(e)).await;
+                }
+                Ok(legs) => {
+                    let reserved = self
+                        .ledger
+                        .transfers_with(legs.clone(), Some(prepared), None)
+                        .await
+                        .map_err(storage)?;
+                    if let Some((reserved, _)) = reserved {
+                        return self.reserved(rec, legs, reserved, presented, true).await;
+                    }
+                }
+            }
+            metrics::counter!("switch_one_write_refusals_total").increment(1);
+        }
+        let mut rec = first;
+        let (created, over) = self
+            .store
+            .create_tx_counted(&rec, owner, request_id, fingerprint, &totals)
+            .map_err(storage)?;
+        let counted = counted(&mut rec, &limits, over);
+        if let Some(answer) = self.unless_new(created, request_id, fingerprint).await {
+            return answer;
+        }
+        self.run(rec, presented, counted).await
+    }
+
+    /// What a create found, unless it made the transaction: an earlier
+    /// request's outcome (a retry), or the claim another holds.
+    async fn unless_new(
+        &self,
+        created: store::Created,
+        request_id: &str,
+        fingerprint: &str,
+    ) -> Option<Outcome> {
+        match created {
+            store::Created::New => None,
+            store::Created::Existing(existing, original) => {
+                // What a retry is told is acknowledged: durable first (the
+                // first request's write may still be on its way to disk).
+                if let Err(e) = self.store.durable().await {
+                    return Some(Err(storage(e)));
+                }
+                Some(retry(*existing, request_id, &original, fingerprint))
+            }
+            store::Created::Claimed(claim) => Some(Err(claimed(&claim))),
+        }
+    }
+
     /// When a forwarded offline request was taken, if the offline policy
     /// lets `what` wait and it is not too old; `None` for a request taken
     /// now. Checked after a retry's earlier outcome is looked up, so that a
@@ -582,44 +703,70 @@ impl Switch {
     /// `limits` says): reservation, then its calls.
     pub(crate) async fn run(
         &self,
-        mut rec: TxRecord,
+        rec: TxRecord,
         presented: Option<Presented>,
         limits: Limits,
     ) -> Outcome {
+        let legs = match self.reservable(&rec, limits)? {
+            Ok(legs) => legs,
+            Err(e) => return self.finish(rec, Status::Failed, Some(e)).await,
+        };
+        // The record becomes durable while the ledger reserves (one fsync
+        // less in every flow's path), and both are before any call: a
+        // reservation whose record a crash lost moves no money and expires
+        // by its own timeout.
+        let reserved = self.durably_with(legs.clone()).await?;
+        self.reserved(rec, legs, reserved, presented, false).await
+    }
+
+    /// The legs to reserve for `rec` (counted against its limits as
+    /// `limits` says), or why it fails before any reservation: its first
+    /// party is paused, too many wrong withdrawal codes, a limit, legs the
+    /// ledger could not take. Nothing is reserved yet: the transaction
+    /// then fails whole, its limits given back, rather than staying open.
+    fn reservable(
+        &self,
+        rec: &TxRecord,
+        limits: Limits,
+    ) -> Result<Result<Vec<NewTransfer>, SwitchError>, SwitchError> {
         debug_assert!(!rec.steps.is_empty());
         if let Some(e) = self.party_paused(&rec.steps[0].party) {
-            return self.finish(rec, Status::Failed, Some(e)).await;
+            return Ok(Err(e));
         }
         if rec.kind == store::Kind::CashOut
             && !self
                 .store
                 .add_daily(
-                    &Switch::code_attempts_key(&rec),
+                    &Switch::code_attempts_key(rec),
                     0,
                     self.config.code_attempts_max - 1,
                 )
                 .map_err(storage)?
         {
-            let e = SwitchError::new(
+            return Ok(Err(SwitchError::new(
                 ErrorCode::TooManyCodeAttempts,
                 "too many wrong withdrawal codes for this account today",
-            );
-            return self.finish(rec, Status::Failed, Some(e)).await;
+            )));
         }
         if let Limits::Refused(e) = limits {
-            return self.finish(rec, Status::Failed, Some(e)).await;
+            return Ok(Err(e));
         }
-        // The record becomes durable while the ledger reserves (one fsync
-        // less in every flow's path), and both are before any call: a
-        // reservation whose record a crash lost moves no money and expires
-        // by its own timeout.
-        let legs = match self.legs(&rec) {
-            Ok(legs) => legs,
-            // Nothing is reserved yet: the transaction fails whole, its
-            // limits given back, rather than staying open.
-            Err(e) => return self.finish(rec, Status::Failed, Some(e)).await,
-        };
-        let reserved = self.durably_with(legs.clone()).await?;
+        Ok(self.legs(rec))
+    }
+
+    /// Go on once the ledger answered `rec`'s reservation of `legs`: a leg
+    /// refused fails the transaction; else its calls. `fenced`: the write
+    /// that reserved was made only while the transaction was open (one
+    /// write with its record); else, on a shared store, a write that is
+    /// makes sure first.
+    async fn reserved(
+        &self,
+        mut rec: TxRecord,
+        legs: Vec<NewTransfer>,
+        reserved: Vec<Result<Receipt, TransferReject>>,
+        presented: Option<Presented>,
+        fenced: bool,
+    ) -> Outcome {
         if let Some((i, reject)) = reserved.iter().enumerate().find_map(|(i, r)| {
             r.err()
                 .filter(|r| *r != TransferReject::LinkedEventFailed)
@@ -641,7 +788,7 @@ impl Switch {
         // reservation had not happened then). The last write before any call
         // is made only while it is open (and says this node is at it): if it
         // is not, the call is never made and the reservation goes.
-        if self.store.is_shared() {
+        if self.store.is_shared() && !fenced {
             rec.updated_at_ms = now_ms();
             if !self.store.put_tx(&rec).map_err(storage)? {
                 self.void(&legs).await?;
@@ -1137,7 +1284,7 @@ impl Switch {
         status: Status,
         error: Option<SwitchError>,
     ) -> Outcome {
-        if self.store.logs_in_ledger() {
+        if self.steps_are_one_write() {
             let void = Switch::second_phase(legs, VOID, false);
             if let (_, Some(done)) = self
                 .second_phase_and_finish(&rec, void, status, error.clone())
@@ -1163,6 +1310,11 @@ impl Switch {
         status: Status,
         error: Option<SwitchError>,
     ) -> Result<(Vec<Result<Receipt, TransferReject>>, Option<TxRecord>), SwitchError> {
+        if self.store.prepares() {
+            return self
+                .second_phase_and_finish_prepared(rec, second, status, error)
+                .await;
+        }
         let (ticket, write) = self.prepare_finish(rec.clone(), status, error)?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         let store = self.store.clone();
@@ -1191,11 +1343,53 @@ impl Switch {
         }
     }
 
+    /// [`Switch::second_phase_and_finish`] on PostgreSQL: the final record
+    /// is prepared, and commits in the ledger's batch, in the transaction
+    /// that applies `second`, if every leg applies. If every leg applied but
+    /// the record was refused (a key it read changed meanwhile: another
+    /// node finished the transaction, a merchant's counter moved), it is
+    /// written on its own, reading what won.
+    async fn second_phase_and_finish_prepared(
+        &self,
+        rec: &TxRecord,
+        second: Vec<NewTransfer>,
+        status: Status,
+        error: Option<SwitchError>,
+    ) -> Result<(Vec<Result<Receipt, TransferReject>>, Option<TxRecord>), SwitchError> {
+        let (ticket, write) = self.prepare_finish(rec.clone(), status, error.clone())?;
+        let (finished, prepared) = write.prepare(&self.store)?;
+        let (r, written) = self
+            .ledger
+            .transfers_with(second, None, Some(prepared))
+            .await
+            .map_err(storage)?
+            .expect("nothing was prepared to go with the transfers");
+        if written {
+            let done = match finished {
+                store::Finished::Written { notice_seq } => self.announce(write, ticket, notice_seq),
+                store::Finished::Already => self.finished_elsewhere(&write.rec)?,
+            };
+            return Ok((r, Some(done)));
+        }
+        if r.iter().all(Result::is_ok) {
+            drop(ticket);
+            return Ok((r, Some(self.finish(rec.clone(), status, error).await?)));
+        }
+        Ok((r, None))
+    }
+
+    /// Whether a flow step's records and its ledger transfers are one
+    /// write: they ride in the embedded ledger's records, or commit in the
+    /// PostgreSQL ledger's batch.
+    pub(crate) fn steps_are_one_write(&self) -> bool {
+        self.store.logs_in_ledger() || self.store.prepares()
+    }
+
     /// Post the reserved legs. If the ledger can no longer post (the
     /// reservation expired), the bank must undo its part.
     pub(crate) async fn post_or_reverse(&self, rec: TxRecord, legs: &[NewTransfer]) -> Outcome {
         let post = Switch::second_phase(legs, POST, true);
-        let r = if self.store.logs_in_ledger() {
+        let r = if self.steps_are_one_write() {
             match self
                 .second_phase_and_finish(&rec, post, Status::Completed, None)
                 .await?

@@ -50,6 +50,7 @@ use ledger::{Ledger, Outcome, Request};
 
 use super::ledger::Applied;
 use super::pg_kv::{PgKv, PgTxn};
+use super::pg_records::RecordWrite;
 pub use super::tree::{EngineError, Merge, Tree, Value};
 
 const TREES: [(Tree, &str); 13] = [
@@ -480,6 +481,30 @@ impl Kv {
         match self {
             Kv::Journal(k) => k.commit(f),
             Kv::Postgres(k) => k.commit(|t| f(&mut Txn::Postgres(t))),
+        }
+    }
+
+    /// Run `f` as [`Kv::commit`] would, but hand back what it would write,
+    /// uncommitted, to commit in the ledger's batch (see
+    /// [`super::pg_records`]) or by [`Kv::commit_prepared`]. PostgreSQL
+    /// only: `None` on the journal, whose records ride in the ledger's own
+    /// records instead ([`Kv::write_with`]).
+    pub fn prepare<R, E: From<EngineError>>(
+        &self,
+        mut f: impl FnMut(&mut Txn<'_, '_>) -> Result<R, E>,
+    ) -> Option<Result<(R, RecordWrite), E>> {
+        match self {
+            Kv::Journal(_) => None,
+            Kv::Postgres(k) => Some(k.prepare(|t| f(&mut Txn::Postgres(t)))),
+        }
+    }
+
+    /// Commit a write [`Kv::prepare`] made: false, and nothing written,
+    /// when a key it read changed meanwhile.
+    pub fn commit_prepared(&self, records: RecordWrite) -> Result<bool, EngineError> {
+        match self {
+            Kv::Journal(_) => unreachable!("only PostgreSQL prepares writes"),
+            Kv::Postgres(k) => k.commit_prepared(records),
         }
     }
 

@@ -65,6 +65,36 @@ impl LedgerStore {
         }
     }
 
+    /// Submit transfers with the store's records prepared for them
+    /// ([`super::Store::prepares`]: PostgreSQL), in one transaction:
+    /// `with` commits with them or neither does; `if_applied` only if every
+    /// transfer applied. `None` when `with` was refused (a key it read
+    /// changed: nothing was applied; prepare it again); else each event's
+    /// outcome and whether `if_applied` was committed.
+    pub async fn transfers_with(
+        &self,
+        events: Vec<NewTransfer>,
+        with: Option<super::pg_records::Prepared>,
+        if_applied: Option<super::pg_records::Prepared>,
+    ) -> Result<Option<(Vec<Result<Receipt, TransferReject>>, bool)>, LedgerError> {
+        let LedgerStore::Postgres(l) = self else {
+            unreachable!("records are prepared for the ledger in PostgreSQL only");
+        };
+        let records = super::pg_ledger::Attached {
+            with: with.map(super::pg_records::Prepared::into_records),
+            if_applied: if_applied.map(super::pg_records::Prepared::into_records),
+        };
+        let answer = l
+            .submit_with(Request::Transfers(events), Some(records))
+            .await
+            .map_err(err)?;
+        match answer.outcome {
+            None => Ok(None),
+            Some(Outcome::Transfers(r)) => Ok(Some((r, answer.if_applied))),
+            Some(Outcome::Accounts(_)) => unreachable!("transfers answer with transfers"),
+        }
+    }
+
     pub async fn create_accounts(
         &self,
         new: Vec<NewAccount>,

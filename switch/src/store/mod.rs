@@ -22,6 +22,7 @@ mod parties;
 pub mod pg_connect;
 pub mod pg_kv;
 pub mod pg_ledger;
+pub mod pg_records;
 pub mod recon;
 pub mod records;
 mod settlement;
@@ -36,6 +37,7 @@ pub use records::*;
 pub use kv::{EngineError, LedgerLink};
 use kv::{Kv, Tree};
 pub use ledger::Applied;
+pub use pg_records::Prepared;
 
 use crate::ids::TxId;
 

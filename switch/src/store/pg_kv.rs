@@ -41,6 +41,10 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::types::ToSql;
 
+pub use super::pg_records::PAYMENTS_CHANNEL;
+use super::pg_records::{
+    self, GET_MANY, KEY_LOCK_CLASS, LOCK_KEYS, RecordWrite, Statements, key_lock,
+};
 use super::tree::{EngineError, Merge, Tree, Value};
 
 /// Connections one node keeps at most.
@@ -56,11 +60,6 @@ const COMMITTERS: usize = 2;
 const GROUP_WRITES_MAX: usize = 512;
 /// Writes waiting for a committer at most; past it, writers wait to queue.
 const QUEUE_WRITES_MAX: usize = 4_096;
-/// The first key of the two-key advisory locks that guard the store's
-/// keys (the turns use the one-key form: a space of their own).
-const KEY_LOCK_CLASS: i32 = 0x5357_4b56; // "SWKV"
-/// The channel a write that stores merchants' notices notifies.
-pub const PAYMENTS_CHANNEL: &str = "switch_payments";
 /// How often a quiet listener checks that its owner is still there.
 const LISTEN_OWNER_CHECK_MS: u64 = 30_000;
 /// How long a lost listening connection waits before it connects again.
@@ -81,14 +80,6 @@ const PROBE_INTERVAL_MS: u64 = 1_000;
 
 /// A key's value.
 const GET: &str = "SELECT value FROM switch_kv WHERE tree = $1 AND key = $2";
-/// Several keys' values, in one statement.
-const GET_MANY: &str = "SELECT kv.tree, kv.key, kv.value
-                        FROM switch_kv kv
-                        JOIN unnest($1::smallint[], $2::bytea[]) AS u(tree, key)
-                          ON kv.tree = u.tree AND kv.key = u.key";
-/// Every key's lock a transaction needs, in one statement, in ascending
-/// order (see the module's documentation).
-const LOCK_KEYS: &str = "SELECT pg_advisory_xact_lock($1, h) FROM unnest($2::int4[]) AS h";
 
 /// `sql` prepared once per connection and kept: parsed and planned once,
 /// not at every call, and each call one round trip (a statement given as
@@ -478,11 +469,45 @@ impl PgKv {
         if txn.changes.is_empty() {
             return Ok(r);
         }
+        let records = txn.into_records();
+        let keys = records.keys().map(|(t, k)| (t, k.to_vec())).collect();
+        if self.commit_prepared(records)? {
+            return Ok(r);
+        }
+        self.commit_alone(keys, f)
+    }
+
+    /// Run `f` as [`PgKv::commit`] would, but hand back what it would
+    /// write instead of committing it: the caller has it committed within
+    /// another transaction (the ledger's batch: see
+    /// [`super::pg_records`]), or by [`PgKv::commit_prepared`].
+    pub fn prepare<R, E: From<EngineError>>(
+        &self,
+        f: impl FnOnce(&mut PgTxn<'_>) -> Result<R, E>,
+    ) -> Result<(R, RecordWrite), E> {
+        self.reachable()?;
+        let mut txn = PgTxn {
+            kv: self,
+            alone: None,
+            changes: Vec::new(),
+            merges: Vec::new(),
+            reads: std::cell::RefCell::new(HashMap::new()),
+        };
+        let r = f(&mut txn)?;
+        Ok((r, txn.into_records()))
+    }
+
+    /// Commit `records` with the next group of this node's writes: true
+    /// once committed, false (nothing written) when a key it read changed
+    /// meanwhile (its caller runs it again, reading what won).
+    pub fn commit_prepared(&self, records: RecordWrite) -> Result<bool, EngineError> {
+        if records.is_empty() {
+            return Ok(true);
+        }
         let (answer, answered) = oneshot::channel();
-        let (write, read) = txn.into_write(answer);
         let accepted = block(async {
             self.writes
-                .send(write)
+                .send(Write { records, answer })
                 .await
                 .map_err(|_| engine_error("the store's committers stopped"))?;
             answered
@@ -490,11 +515,10 @@ impl PgKv {
                 .map_err(|_| engine_error("the store's committer stopped"))?
                 .map_err(EngineError::from)
         })?;
-        if accepted {
-            return Ok(r);
+        if !accepted {
+            metrics::counter!("switch_pg_store_conflicts_total").increment(1);
         }
-        metrics::counter!("switch_pg_store_conflicts_total").increment(1);
-        self.commit_alone(read, f)
+        Ok(accepted)
     }
 
     /// Run `f` in a transaction of its own that holds, from its start,
@@ -820,32 +844,19 @@ impl PgTxn<'_> {
         self.merges.push((tree, key.to_vec(), merge));
     }
 
-    /// What the committer needs (the reads, and the last change to each
-    /// key), and every key touched, for a run alone after a refusal.
-    fn into_write(
-        self,
-        answer: oneshot::Sender<Result<bool, Failure>>,
-    ) -> (Write, Vec<(Tree, Vec<u8>)>) {
-        let changes = last_changes(self.changes);
-        let reads: Vec<_> = self
-            .reads
-            .into_inner()
-            .into_iter()
-            .map(|((t, k), v)| (t, k, v))
-            .collect();
-        let keys = reads
-            .iter()
-            .chain(&changes)
-            .map(|(t, k, _)| (*t, k.clone()))
-            .chain(self.merges.iter().map(|(t, k, _)| (*t, k.clone())))
-            .collect();
-        let write = Write {
-            reads,
-            changes,
+    /// What a committer needs (the reads, and the last change to each
+    /// key).
+    fn into_records(self) -> RecordWrite {
+        RecordWrite {
+            reads: self
+                .reads
+                .into_inner()
+                .into_iter()
+                .map(|((t, k), v)| (t, k, v))
+                .collect(),
+            changes: last_changes(self.changes),
             merges: self.merges,
-            answer,
-        };
-        (write, keys)
+        }
     }
 
     /// Write the changes of a write running alone (locking the keys it
@@ -879,11 +890,15 @@ impl PgTxn<'_> {
             }
         }
         let changes = last_changes(changes);
-        let mut out = Changes::default();
-        for (t, k, v) in &changes {
-            out.add(*t as i16, k, v.as_ref());
-        }
-        out.write(alone.client).await.map_err(engine_error)?;
+        let st = Statements::cached(alone.client)
+            .await
+            .map_err(engine_error)?;
+        let changes = changes
+            .iter()
+            .map(|(t, k, v)| (*t as i16, &k[..], v.as_ref()));
+        pg_records::write_changes(&***alone.client, &st, changes)
+            .await
+            .map_err(engine_error)?;
         alone
             .client
             .batch_execute("COMMIT")
@@ -915,94 +930,11 @@ fn last_changes(
         .collect()
 }
 
-/// Deletes and puts, written with one statement each.
-#[derive(Default)]
-struct Changes<'a> {
-    put_trees: Vec<i16>,
-    put_keys: Vec<&'a [u8]>,
-    put_values: Vec<&'a [u8]>,
-    del_trees: Vec<i16>,
-    del_keys: Vec<&'a [u8]>,
-}
-
-impl<'a> Changes<'a> {
-    fn add(&mut self, tree: i16, key: &'a [u8], value: Option<&'a Value>) {
-        match value {
-            Some(v) => {
-                self.put_trees.push(tree);
-                self.put_keys.push(key);
-                self.put_values.push(v);
-            }
-            None => {
-                self.del_trees.push(tree);
-                self.del_keys.push(key);
-            }
-        }
-    }
-
-    async fn write(
-        &self,
-        client: &deadpool_postgres::ClientWrapper,
-    ) -> Result<(), tokio_postgres::Error> {
-        // Merchants' notices: PostgreSQL tells every listening node at
-        // COMMIT, and not at all if the write rolls back.
-        if self.put_trees.contains(&(Tree::Payments as i16)) {
-            client
-                .batch_execute(&format!("NOTIFY {PAYMENTS_CHANNEL}"))
-                .await?;
-        }
-        if !self.del_keys.is_empty() {
-            client
-                .execute(
-                    &prepared(
-                        client,
-                        "DELETE FROM switch_kv USING UNNEST($1::smallint[], $2::bytea[]) AS u(tree, key)
-                         WHERE switch_kv.tree = u.tree AND switch_kv.key = u.key",
-                    )
-                    .await?,
-                    &[&self.del_trees, &self.del_keys],
-                )
-                .await?;
-        }
-        if !self.put_keys.is_empty() {
-            client
-                .execute(
-                    &prepared(
-                        client,
-                        "INSERT INTO switch_kv (tree, key, value)
-                         SELECT * FROM UNNEST($1::smallint[], $2::bytea[], $3::bytea[])
-                         ON CONFLICT (tree, key) DO UPDATE SET value = EXCLUDED.value",
-                    )
-                    .await?,
-                    &[&self.put_trees, &self.put_keys, &self.put_values],
-                )
-                .await?;
-        }
-        Ok(())
-    }
-}
-
-/// A write handed to the committers: what it read, what it changes, and
-/// where to answer whether it was accepted (committed) or refused (to run
-/// again).
+/// A write handed to the committers, and where to answer whether it was
+/// accepted (committed) or refused (to run again).
 struct Write {
-    reads: Vec<(Tree, Vec<u8>, Option<Value>)>,
-    changes: Vec<(Tree, Vec<u8>, Option<Value>)>,
-    merges: Vec<(Tree, Vec<u8>, Merge)>,
+    records: RecordWrite,
     answer: oneshot::Sender<Result<bool, Failure>>,
-}
-
-/// The advisory lock (second key) guarding `tree`/`key`: FNV-1a over the
-/// tree's number and the key. Every node must compute the same number for
-/// the same key, so this function is part of the store's format: change
-/// it only with every node stopped.
-fn key_lock(tree: Tree, key: &[u8]) -> i32 {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in std::iter::once(tree as u8).chain(key.iter().copied()) {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    h as i32
 }
 
 /// Takes groups of writes from the queue and commits each group as one
@@ -1082,125 +1014,43 @@ async fn commit_group(pool: &Pool, group: &[Write]) -> Result<Vec<bool>, Failure
 
 async fn try_group(pool: &Pool, group: &[Write]) -> Result<Vec<bool>, GroupError> {
     let before = |e: &dyn PgFault| GroupError::Before(Failure::of(e));
-    let before_db = |e: &tokio_postgres::Error| GroupError::Before(Failure::of(e));
     let client = pool.get().await.map_err(|e| before(&e))?;
-    let mut locks: Vec<i32> = group
-        .iter()
-        .flat_map(|w| {
-            w.reads
-                .iter()
-                .chain(&w.changes)
-                .map(|(t, k, _)| key_lock(*t, k))
-                .chain(w.merges.iter().map(|(t, k, _)| key_lock(*t, k)))
-        })
-        .collect();
-    locks.sort_unstable();
-    locks.dedup();
-    let mut read_trees = Vec::new();
-    let mut read_keys = Vec::new();
-    // Every key the group read (its place in `view`), and what the
-    // database holds for it (None: absent).
-    let mut read_index: HashMap<(i16, &[u8]), usize> = HashMap::new();
-    // Merged keys are read too: the merge applies to what they hold.
-    for w in group {
-        let merged = w.merges.iter().map(|(t, k, _)| (t, k));
-        for (t, k) in w.reads.iter().map(|(t, k, _)| (t, k)).chain(merged) {
-            let next = read_index.len();
-            if let std::collections::hash_map::Entry::Vacant(e) =
-                read_index.entry((*t as i16, k.as_slice()))
-            {
-                e.insert(next);
-                read_trees.push(*t as i16);
-                read_keys.push(k.as_slice());
-            }
-        }
-    }
-    let mut view: Vec<Option<Value>> = vec![None; read_index.len()];
+    let st = Statements::cached(&client).await.map_err(|e| before(&e))?;
     client
         .batch_execute("BEGIN")
         .await
-        .map_err(|e| before_db(&e))?;
-    let result: Result<(), tokio_postgres::Error> = async {
-        // In ascending order, in one statement: groups never deadlock.
-        client
-            .execute(
-                &prepared(&client, LOCK_KEYS).await?,
-                &[&KEY_LOCK_CLASS, &locks],
-            )
-            .await?;
-        if !read_keys.is_empty() {
-            let rows = client
-                .query(
-                    &prepared(&client, GET_MANY).await?,
-                    &[&read_trees, &read_keys],
-                )
-                .await?;
-            for r in rows {
-                let key: &[u8] = r.get(1);
-                if let Some(&i) = read_index.get(&(r.get::<_, i16>(0), key)) {
-                    view[i] = Some(Value::from(r.get::<_, Vec<u8>>(2)));
-                }
-            }
-        }
-        Ok(())
+        .map_err(|e| before(&e))?;
+    let writes: Vec<&RecordWrite> = group.iter().map(|w| &w.records).collect();
+    let result: Result<Vec<bool>, GroupError> = async {
+        let mut checked = pg_records::lock_and_read(&**client, &st, &writes)
+            .await
+            .map_err(|e| before(&e))?;
+        // Each write in arrival order, against the database as the writes
+        // accepted before it left it.
+        let accepted = writes
+            .iter()
+            .map(|w| checked.accept(w))
+            .collect::<Result<Vec<bool>, EngineError>>()
+            .map_err(|e| {
+                GroupError::Before(Failure {
+                    message: e.to_string(),
+                    link_lost: false,
+                })
+            })?;
+        checked
+            .write(&**client, &st)
+            .await
+            .map_err(|e| before(&e))?;
+        Ok(accepted)
     }
     .await;
-    if let Err(e) = result {
-        let _ = client.batch_execute("ROLLBACK").await;
-        return Err(before_db(&e));
-    }
-    // Each write in arrival order, against the database as the writes
-    // accepted before it left it.
-    let mut accepted = Vec::with_capacity(group.len());
-    let mut dirty: HashMap<(i16, &[u8]), Option<Value>> = HashMap::new();
-    let mut order: Vec<(i16, &[u8])> = Vec::new();
-    for w in group {
-        let holds = w.reads.iter().all(|(t, k, seen)| {
-            let key = (*t as i16, k.as_slice());
-            let now = dirty
-                .get(&key)
-                .or_else(|| read_index.get(&key).map(|&i| &view[i]));
-            now.is_some_and(|now| now == seen)
-        });
-        if holds {
-            for (t, k, v) in &w.changes {
-                if dirty.insert((*t as i16, k.as_slice()), v.clone()).is_none() {
-                    order.push((*t as i16, k.as_slice()));
-                }
-            }
-            for (t, k, m) in &w.merges {
-                let key = (*t as i16, k.as_slice());
-                let now = dirty
-                    .get(&key)
-                    .cloned()
-                    .unwrap_or_else(|| read_index.get(&key).and_then(|&i| view[i].clone()));
-                let merged = match m.apply(now.as_deref()) {
-                    Ok(Some(v)) => Value::from(v),
-                    Ok(None) => continue,
-                    Err(e) => {
-                        let _ = client.batch_execute("ROLLBACK").await;
-                        return Err(GroupError::Before(Failure {
-                            message: e.to_string(),
-                            link_lost: false,
-                        }));
-                    }
-                };
-                if dirty.insert(key, Some(merged)).is_none() {
-                    order.push(key);
-                }
-            }
+    let accepted = match result {
+        Ok(accepted) => accepted,
+        Err(e) => {
+            let _ = client.batch_execute("ROLLBACK").await;
+            return Err(e);
         }
-        accepted.push(holds);
-    }
-    let mut out = Changes::default();
-    for k in &order {
-        out.add(k.0, k.1, dirty[k].as_ref());
-    }
-    let written = out.write(&client).await;
-    if let Err(e) = written {
-        let _ = client.batch_execute("ROLLBACK").await;
-        return Err(before_db(&e));
-    }
+    };
     client
         .batch_execute("COMMIT")
         .await

@@ -50,6 +50,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Row};
 
+use super::pg_records::{self, RecordWrite};
+
 /// Read connections per node at most.
 const READ_POOL_SIZE_MAX: usize = 8;
 /// Writers per node: batches in flight at once (each has its own
@@ -191,7 +193,32 @@ pub async fn migrate(url: &str) -> Result<(), PgError> {
 
 struct Job {
     request: Request,
-    reply: oneshot::Sender<Result<Outcome, String>>,
+    /// The store's records that commit in the same transaction.
+    records: Option<Attached>,
+    reply: oneshot::Sender<Result<Answer, String>>,
+}
+
+/// The store's records that commit in a batch's transaction with one
+/// request (a flow step as one write, issue #26; see
+/// [`super::pg_records`]): their keys are locked before any of the
+/// ledger's rows.
+#[derive(Default)]
+pub struct Attached {
+    /// Committed with the request, or neither: if a key it read changed,
+    /// the request is not applied at all (its caller runs the step again).
+    pub with: Option<RecordWrite>,
+    /// Committed only if every event of the request applied (and what it
+    /// read still holds).
+    pub if_applied: Option<RecordWrite>,
+}
+
+/// What a request with records answers.
+pub struct Answer {
+    /// The request's outcome; `None` when its records were refused and it
+    /// was not applied.
+    pub outcome: Option<Outcome>,
+    /// Whether `if_applied` was committed.
+    pub if_applied: bool,
 }
 
 /// The ledger in PostgreSQL, as one node sees it: a writer task with a
@@ -257,19 +284,36 @@ impl PgLedger {
     }
 
     async fn submit(&self, request: Request) -> Result<Outcome, PgError> {
+        let answer = self.submit_with(request, None).await?;
+        Ok(answer
+            .outcome
+            .expect("a request without records is always applied"))
+    }
+
+    /// Submit `request` with `records` to commit in the same transaction
+    /// (see [`Attached`]).
+    pub async fn submit_with(
+        &self,
+        request: Request,
+        records: Option<Attached>,
+    ) -> Result<Answer, PgError> {
         let started = std::time::Instant::now();
         let (reply, rx) = oneshot::channel();
         self.jobs
-            .send(Job { request, reply })
+            .send(Job {
+                request,
+                records,
+                reply,
+            })
             .await
             .map_err(|_| PgError::Stopped)?;
-        let outcome = rx
+        let answer = rx
             .await
             .map_err(|_| PgError::Stopped)?
             .map_err(PgError::GaveUp);
         // Queueing included: what a flow waits for its ledger batch.
         metrics::histogram!("switch_pg_ledger_request_seconds").record(started.elapsed());
-        outcome
+        answer
     }
 
     pub async fn create_transfers(
@@ -549,6 +593,8 @@ struct Statements {
 struct Conn {
     client: Client,
     st: Statements,
+    /// The store's, for records that ride in a batch.
+    records: pg_records::Statements,
 }
 
 impl Conn {
@@ -609,7 +655,12 @@ impl Conn {
                               ON CONFLICT (id) DO NOTHING")
             .await?,
         };
-        Ok(Conn { client, st })
+        let records = pg_records::Statements::prepare(&client).await?;
+        Ok(Conn {
+            client,
+            st,
+            records,
+        })
     }
 }
 
@@ -623,6 +674,7 @@ async fn writer(url: String, shard: i32, jobs: Arc<tokio::sync::Mutex<mpsc::Rece
     let mut last_expiry = std::time::Instant::now();
     loop {
         let mut requests: Vec<Request> = Vec::new();
+        let mut records: Vec<Option<Attached>> = Vec::new();
         let mut replies = Vec::new();
         {
             let mut queue = jobs.lock().await;
@@ -639,6 +691,7 @@ async fn writer(url: String, shard: i32, jobs: Arc<tokio::sync::Mutex<mpsc::Rece
             while let Some(job) = next {
                 events += events_of(&job.request);
                 requests.push(job.request);
+                records.push(job.records);
                 replies.push(job.reply);
                 next = if events < EVENTS_MAX {
                     queue.try_recv().ok()
@@ -655,7 +708,8 @@ async fn writer(url: String, shard: i32, jobs: Arc<tokio::sync::Mutex<mpsc::Rece
             last_expiry = std::time::Instant::now();
         }
         let started = std::time::Instant::now();
-        let committed = commit_with_retries(&url, &mut conn, shard, &requests, expire).await;
+        let committed =
+            commit_with_retries(&url, &mut conn, shard, &requests, &records, expire).await;
         metrics::histogram!("switch_pg_ledger_batch_seconds").record(started.elapsed());
         metrics::histogram!("switch_pg_ledger_batch_requests").record(requests.len() as f64);
         match committed {
@@ -710,8 +764,9 @@ async fn commit_with_retries(
     conn: &mut Option<Conn>,
     shard: i32,
     requests: &[Request],
+    records: &[Option<Attached>],
     expire: bool,
-) -> Result<Vec<Outcome>, PgError> {
+) -> Result<Vec<Answer>, PgError> {
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -727,7 +782,7 @@ async fn commit_with_retries(
             };
         }
         let c = conn.as_mut().expect("connected above");
-        match commit(c, shard, requests, expire).await {
+        match commit(c, shard, requests, records, expire).await {
             Ok(outcomes) => return Ok(outcomes),
             Err(e) if transient(&e) && attempt < ATTEMPTS_MAX => {
                 metrics::counter!("switch_pg_ledger_retries_total").increment(1);
@@ -782,11 +837,46 @@ fn ids(set: impl IntoIterator<Item = u128>) -> Vec<Vec<u8>> {
 async fn commit(
     conn: &mut Conn,
     shard: i32,
-    requests: &[Request],
+    all_requests: &[Request],
+    records: &[Option<Attached>],
     expire: bool,
-) -> Result<Vec<Outcome>, PgError> {
-    let Conn { client, st } = conn;
+) -> Result<Vec<Answer>, PgError> {
+    let Conn {
+        client,
+        st,
+        records: record_st,
+    } = conn;
     let tx = client.transaction().await?;
+
+    // 0. The store's records that ride in this batch: their keys locked
+    //    (before any of the ledger's rows) and read; a request whose
+    //    records no longer hold is left out.
+    let writes: Vec<&RecordWrite> = records
+        .iter()
+        .flatten()
+        .flat_map(|a| a.with.iter().chain(&a.if_applied))
+        .collect();
+    let mut checked = pg_records::lock_and_read(&tx, record_st, &writes).await?;
+    let undecodable = |e: super::tree::EngineError| PgError::Undecodable(e.to_string());
+    let mut included = Vec::with_capacity(all_requests.len());
+    for a in records {
+        match a.as_ref().and_then(|a| a.with.as_ref()) {
+            Some(w) => included.push(checked.accept(w).map_err(undecodable)?),
+            None => included.push(true),
+        }
+    }
+    let kept: Vec<Request>;
+    let requests: &[Request] = if included.iter().all(|x| *x) {
+        all_requests
+    } else {
+        kept = all_requests
+            .iter()
+            .zip(&included)
+            .filter(|(_, inc)| **inc)
+            .map(|(r, _)| r.clone())
+            .collect();
+        &kept
+    };
     let touched = batch::touched(requests);
     let now = now_ns();
 
@@ -1016,6 +1106,27 @@ async fn commit(
     ];
     let resolved_params: [Param; 3] = [&resolved_ids, &resolved_bodies, &resolved_statuses];
     let failed_params: [Param; 3] = [&failed_ids, &events, &rejects];
+    // The records whose request applied whole, then every record accepted.
+    let mut outcomes = applied.outcomes.into_iter();
+    let mut answers = Vec::with_capacity(all_requests.len());
+    for (a, inc) in records.iter().zip(included) {
+        let outcome = if inc { outcomes.next() } else { None };
+        let whole = match &outcome {
+            Some(Outcome::Transfers(r)) => r.iter().all(Result::is_ok),
+            Some(Outcome::Accounts(r)) => r.iter().all(Result::is_ok),
+            None => false,
+        };
+        let if_applied = match a.as_ref().and_then(|a| a.if_applied.as_ref()) {
+            Some(w) if whole => checked.accept(w).map_err(undecodable)?,
+            _ => false,
+        };
+        answers.push(Answer {
+            outcome,
+            if_applied,
+        });
+    }
+    debug_assert!(outcomes.next().is_none());
+    checked.write(&tx, record_st).await?;
     tokio::try_join!(
         execute_rows(&tx, &st.add_balances, balance_ids.len(), &balance_params),
         execute_rows(
@@ -1034,7 +1145,7 @@ async fn commit(
     )?;
     tx.commit().await?;
     metrics::counter!("switch_pg_ledger_batches_total").increment(1);
-    Ok(applied.outcomes)
+    Ok(answers)
 }
 
 /// `now - was` as a signed number (a new account was zero).

@@ -2,7 +2,12 @@
 //! claims, orders, merchants' notices, the reversal queue, and the totals
 //! limits count in. Each write here is one atomic write of the store.
 
+use super::kv::Txn;
 use super::*;
+
+/// A total a new transaction would pass, if any: its index among the
+/// limits given, and what it had counted.
+type Over = Option<(usize, u64)>;
 
 impl Store {
     /// Update an open transaction's record (not a final one: see
@@ -52,6 +57,39 @@ impl Store {
         fingerprint: &str,
         limits: &[(String, u64)],
     ) -> Result<(Created, Option<(usize, u64)>), StoreError> {
+        let (created, over, _) =
+            self.create_counted(t, owner, request_id, fingerprint, limits, false)?;
+        Ok((created, over))
+    }
+
+    /// [`Store::create_tx_counted`] prepared, not committed (PostgreSQL,
+    /// see [`Store::prepares`]): what it would write commits in the ledger's
+    /// batch with the transaction's reservation
+    /// ([`super::ledger::LedgerStore::transfers_with`]), or by
+    /// [`Store::commit_prepared`]. Its answers hold once that write is
+    /// accepted; a refused one is prepared again.
+    pub fn prepare_create_tx_counted(
+        &self,
+        t: &TxRecord,
+        owner: &str,
+        request_id: &str,
+        fingerprint: &str,
+        limits: &[(String, u64)],
+    ) -> Result<(Created, Over, Prepared), StoreError> {
+        let (created, over, prepared) =
+            self.create_counted(t, owner, request_id, fingerprint, limits, true)?;
+        Ok((created, over, prepared.expect("prepared when asked")))
+    }
+
+    fn create_counted(
+        &self,
+        t: &TxRecord,
+        owner: &str,
+        request_id: &str,
+        fingerprint: &str,
+        limits: &[(String, u64)],
+        prepare: bool,
+    ) -> Result<(Created, Over, Option<Prepared>), StoreError> {
         debug_assert_eq!(t.limits_held, !limits.is_empty());
         let key = idempotency_key(owner, request_id);
         let id = t.tx_id().to_bytes();
@@ -65,7 +103,7 @@ impl Store {
         let mut ahead: Vec<(Tree, &[u8])> = vec![(Tree::Idempotency, &key[..])];
         ahead.extend(claims.iter().map(|c| (Tree::Claims, c.as_bytes())));
         ahead.extend(limits.iter().map(|(k, _)| (Tree::Daily, k.as_bytes())));
-        let taken = self.kv.commit(|w| {
+        let body = |w: &mut Txn<'_, '_>| {
             over = None;
             w.prefetch(&ahead)?;
             if let Some(existing) = w.get(Tree::Idempotency, &key)? {
@@ -120,14 +158,15 @@ impl Store {
             }
             w.put(Tree::Open, &id, Vec::new());
             Ok(Ok(()))
-        })?;
+        };
+        let (taken, prepared) = self.write_or_prepare(prepare, body)?;
         match taken {
-            Ok(()) => Ok((Created::New, over)),
-            Err(Ok(claim)) => Ok((Created::Claimed(claim), None)),
+            Ok(()) => Ok((Created::New, over, prepared)),
+            Err(Ok(claim)) => Ok((Created::Claimed(claim), None, prepared)),
             Err(Err(existing)) => {
                 let (existing_id, fingerprint) = parse_entry(&key, &existing)?;
                 match self.get_tx(existing_id)? {
-                    Some(t) => Ok((Created::Existing(Box::new(t), fingerprint), None)),
+                    Some(t) => Ok((Created::Existing(Box::new(t), fingerprint), None, prepared)),
                     None => Err(undecodable(
                         "idempotency entry",
                         &key,
@@ -169,6 +208,36 @@ impl Store {
         paid: Option<&TxRecord>,
         stats: &[stats::Contribution],
     ) -> Result<Finished, StoreError> {
+        self.finish(t, payment, give_back, paid, stats, false)
+            .map(|(finished, _)| finished)
+    }
+
+    /// [`Store::finish_tx`] prepared, not committed (PostgreSQL, see
+    /// [`Store::prepares`]): what it would write commits in the ledger's
+    /// batch, if every leg of the transaction's post or void applies
+    /// ([`super::ledger::LedgerStore::transfers_with`]). Its answer holds
+    /// once that write is accepted.
+    pub fn prepare_finish_tx(
+        &self,
+        t: &TxRecord,
+        payment: Option<&Payment>,
+        give_back: &[String],
+        paid: Option<&TxRecord>,
+        stats: &[stats::Contribution],
+    ) -> Result<(Finished, Prepared), StoreError> {
+        let (finished, prepared) = self.finish(t, payment, give_back, paid, stats, true)?;
+        Ok((finished, prepared.expect("prepared when asked")))
+    }
+
+    fn finish(
+        &self,
+        t: &TxRecord,
+        payment: Option<&Payment>,
+        give_back: &[String],
+        paid: Option<&TxRecord>,
+        stats: &[stats::Contribution],
+        prepare: bool,
+    ) -> Result<(Finished, Option<Prepared>), StoreError> {
         debug_assert_eq!(t.stage, Stage::Done);
         debug_assert!(give_back.is_empty() || !t.limits_held);
         debug_assert!(paid.is_none_or(|b| b.stage == Stage::Done && b.status == Status::Completed));
@@ -198,7 +267,7 @@ impl Store {
         ahead.extend(release.iter().map(|c| (Tree::Claims, c.as_bytes())));
         ahead.extend(counter.iter().map(|k| (Tree::Payments, &k[..])));
         ahead.extend(give_back.iter().map(|k| (Tree::Daily, k.as_bytes())));
-        self.kv.commit(|w| {
+        let body = |w: &mut Txn<'_, '_>| {
             w.prefetch(&ahead)?;
             // Finished already (by another node finishing what a dead one
             // left, say): the second finish changes nothing, so claims and
@@ -251,7 +320,37 @@ impl Store {
             Ok::<_, StoreError>(Finished::Written {
                 notice_seq: written,
             })
-        })
+        };
+        self.write_or_prepare(prepare, body)
+    }
+
+    /// Commit `body`, or (`prepare`) hand back what it would write.
+    fn write_or_prepare<R>(
+        &self,
+        prepare: bool,
+        body: impl FnMut(&mut Txn<'_, '_>) -> Result<R, StoreError>,
+    ) -> Result<(R, Option<Prepared>), StoreError> {
+        if !prepare {
+            return Ok((self.kv.commit(body)?, None));
+        }
+        let (r, records) = self
+            .kv
+            .prepare(body)
+            .expect("only a store that prepares writes is asked to")?;
+        Ok((r, Some(super::pg_records::Prepared(records))))
+    }
+
+    /// Whether writes can be prepared and committed in the ledger's batch
+    /// (PostgreSQL: [`Store::prepare_create_tx_counted`],
+    /// [`Store::prepare_finish_tx`]).
+    pub fn prepares(&self) -> bool {
+        matches!(*self.kv, Kv::Postgres(_))
+    }
+
+    /// Commit a prepared write on its own: false, and nothing written, when
+    /// a key it read changed meanwhile (prepare it again).
+    pub fn commit_prepared(&self, prepared: Prepared) -> Result<bool, StoreError> {
+        Ok(self.kv.commit_prepared(prepared.0)?)
     }
 
     /// Take `claim` for good unless someone holds it (a QR code that
