@@ -51,7 +51,7 @@ use ledger::{Ledger, Outcome, Request};
 use super::ledger::Applied;
 use super::pg_kv::{PgKv, PgTxn};
 use super::pg_records::RecordWrite;
-pub use super::tree::{EngineError, Merge, Tree, Value};
+pub use super::tree::{EngineError, Merge, Merged, Tree, Value};
 
 const TREES: [(Tree, &str); 13] = [
     (Tree::Tx, "tx"),
@@ -390,6 +390,18 @@ impl Txn<'_, '_> {
         }
     }
 
+    /// The value as committed (or as this write changed it), without the
+    /// write depending on it on PostgreSQL: a later change to it does not
+    /// refuse the write. Only for a value a merge's guard checks again at
+    /// commit ([`Merged::Refuse`]). The journal's one writer reads it as
+    /// [`Txn::get`].
+    pub fn peek(&self, tree: Tree, key: &[u8]) -> Result<Option<Value>, EngineError> {
+        match self {
+            Txn::Journal(t) => t.get(tree, key),
+            Txn::Postgres(t) => t.peek(tree, key),
+        }
+    }
+
     pub fn put(&mut self, tree: Tree, key: &[u8], value: Vec<u8>) {
         match self {
             Txn::Journal(t) => t.put(tree, key, value),
@@ -419,8 +431,17 @@ impl Txn<'_, '_> {
     pub fn merge(&mut self, tree: Tree, key: &[u8], merge: Merge) -> Result<(), EngineError> {
         match self {
             Txn::Journal(t) => {
-                if let Some(value) = merge.apply(t.get(tree, key)?.as_deref())? {
-                    t.put(tree, key, value);
+                match merge.apply(t.get(tree, key)?.as_deref())? {
+                    Merged::Set(value) => t.put(tree, key, value),
+                    Merged::Keep => {}
+                    // One writer, reading what it holds: a write checks
+                    // what a guard would before it merges.
+                    Merged::Refuse => {
+                        return Err(EngineError::Io(std::io::Error::other(format!(
+                            "a merge's guard refused a write on the journal ({} key)",
+                            tree.name()
+                        ))));
+                    }
                 }
                 Ok(())
             }

@@ -45,7 +45,7 @@ pub use super::pg_records::PAYMENTS_CHANNEL;
 use super::pg_records::{
     self, GET_MANY, KEY_LOCK_CLASS, LOCK_KEYS, RecordWrite, Statements, key_lock,
 };
-use super::tree::{EngineError, Merge, Tree, Value};
+use super::tree::{EngineError, Merge, Merged, Tree, Value};
 
 /// Connections one node keeps at most.
 const POOL_SIZE_MAX: usize = 32;
@@ -464,9 +464,10 @@ impl PgKv {
             changes: Vec::new(),
             merges: Vec::new(),
             reads: std::cell::RefCell::new(HashMap::new()),
+            fetched: std::cell::RefCell::new(HashMap::new()),
         };
         let r = f(&mut txn)?;
-        if txn.changes.is_empty() {
+        if txn.changes.is_empty() && txn.merges.is_empty() {
             return Ok(r);
         }
         let records = txn.into_records();
@@ -492,6 +493,7 @@ impl PgKv {
             changes: Vec::new(),
             merges: Vec::new(),
             reads: std::cell::RefCell::new(HashMap::new()),
+            fetched: std::cell::RefCell::new(HashMap::new()),
         };
         let r = f(&mut txn)?;
         Ok((r, txn.into_records()))
@@ -559,6 +561,7 @@ impl PgKv {
                 changes: Vec::new(),
                 merges: Vec::new(),
                 reads: std::cell::RefCell::new(HashMap::new()),
+                fetched: std::cell::RefCell::new(HashMap::new()),
             };
             let r = f(&mut txn);
             let alone = txn.alone.as_ref().expect("running alone");
@@ -752,6 +755,9 @@ pub struct PgTxn<'a> {
     /// What each key read held when it was first read (`None`: absent),
     /// for the committer to check it still does.
     reads: std::cell::RefCell<Seen>,
+    /// Keys read ahead ([`PgTxn::prefetch`]) or peeked ([`PgTxn::peek`]):
+    /// a dependency of the write only once [`PgTxn::get`] reads them.
+    fetched: std::cell::RefCell<Seen>,
 }
 
 /// A write running in a transaction of its own.
@@ -782,6 +788,12 @@ impl PgTxn<'_> {
         if let Some(v) = self.reads.borrow().get(&k) {
             return Ok(v.clone());
         }
+        if self.alone.is_none()
+            && let Some(v) = self.fetched.borrow_mut().remove(&k)
+        {
+            self.reads.borrow_mut().insert(k, v.clone());
+            return Ok(v);
+        }
         let v = match &self.alone {
             None => self.kv.get(tree, key)?,
             Some(alone) => block(async {
@@ -802,6 +814,35 @@ impl PgTxn<'_> {
         Ok(v)
     }
 
+    /// The value as committed (or as this write changed it) without the
+    /// write depending on it: a later change does not refuse the write.
+    /// For a value that a merge's guard checks again at commit
+    /// ([`super::tree::Merged::Refuse`]). A write running alone reads it
+    /// under its locks, as [`PgTxn::get`].
+    pub fn peek(&self, tree: Tree, key: &[u8]) -> Result<Option<Value>, EngineError> {
+        if self.alone.is_some() {
+            return self.get(tree, key);
+        }
+        if let Some((_, _, v)) = self
+            .changes
+            .iter()
+            .rev()
+            .find(|(t, k, _)| *t == tree && k == key)
+        {
+            return Ok(v.clone());
+        }
+        let k = (tree, key.to_vec());
+        if let Some(v) = self.reads.borrow().get(&k) {
+            return Ok(v.clone());
+        }
+        if let Some(v) = self.fetched.borrow().get(&k) {
+            return Ok(v.clone());
+        }
+        let v = self.kv.get(tree, key)?;
+        self.fetched.borrow_mut().insert(k, v.clone());
+        Ok(v)
+    }
+
     pub fn put(&mut self, tree: Tree, key: &[u8], value: Vec<u8>) {
         self.changes
             .push((tree, key.to_vec(), Some(Value::from(value))));
@@ -819,11 +860,13 @@ impl PgTxn<'_> {
             return Ok(());
         }
         let wanted: Vec<(Tree, &[u8])> = {
-            let reads = self.reads.borrow();
+            let (reads, fetched) = (self.reads.borrow(), self.fetched.borrow());
             keys.iter()
                 .copied()
                 .filter(|(t, k)| {
-                    !reads.contains_key(&(*t, k.to_vec()))
+                    let k2 = (*t, k.to_vec());
+                    !reads.contains_key(&k2)
+                        && !fetched.contains_key(&k2)
                         && !self.changes.iter().any(|(ct, ck, _)| ct == t && ck == k)
                 })
                 .collect()
@@ -832,10 +875,10 @@ impl PgTxn<'_> {
             return Ok(());
         }
         let found = self.kv.get_many(&wanted)?;
-        let mut reads = self.reads.borrow_mut();
+        let mut fetched = self.fetched.borrow_mut();
         for (t, k) in wanted {
             let v = found.get(&(t as i16, k.to_vec())).cloned();
-            reads.entry((t, k.to_vec())).or_insert(v);
+            fetched.insert((t, k.to_vec()), v);
         }
         Ok(())
     }
@@ -885,8 +928,17 @@ impl PgTxn<'_> {
                     .map_err(engine_error)?
                     .map(|r| Value::from(r.get::<_, Vec<u8>>(0))),
             };
-            if let Some(merged) = m.apply(current.as_deref())? {
-                changes.push((*t, k.clone(), Some(Value::from(merged))));
+            match m.apply(current.as_deref())? {
+                Merged::Set(merged) => changes.push((*t, k.clone(), Some(Value::from(merged)))),
+                Merged::Keep => {}
+                // Read under the locks it holds, the write's own checks
+                // saw what the guard sees: a refusal here is a bug.
+                Merged::Refuse => {
+                    return Err(engine_error(format!(
+                        "a merge's guard refused a write running alone ({} key)",
+                        t.name()
+                    )));
+                }
             }
         }
         let changes = last_changes(changes);
@@ -1244,12 +1296,12 @@ mod tests {
     /// every merge counts once (in a group or run alone), and of all the
     /// writers creating one key if absent, one wins.
     /// A counter's value plus one (a [`Merge`]).
-    fn add_one(value: Option<&[u8]>, _: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    fn add_one(value: Option<&[u8]>, _: &[u8]) -> Result<Merged, String> {
         let n = match value {
             Some(v) => u64::from_be_bytes(v.try_into().map_err(|_| "not 8 bytes")?),
             None => 0,
         };
-        Ok(Some((n + 1).to_be_bytes().to_vec()))
+        Ok(Merged::Set((n + 1).to_be_bytes().to_vec()))
     }
 
     #[test]
@@ -1263,10 +1315,13 @@ mod tests {
         let nodes = [PgKv::open(&url).unwrap(), PgKv::open(&url).unwrap()];
         const WRITERS: usize = 8;
         const INCREMENTS: u64 = 40;
+        const GUARDED_TRIES: usize = 10;
+        const GUARDED_MAX: u64 = 50;
         let created = std::sync::atomic::AtomicUsize::new(0);
+        let counted = std::sync::atomic::AtomicU64::new(0);
         std::thread::scope(|s| {
             for i in 0..WRITERS * 2 {
-                let (kv, created) = (&nodes[i % 2], &created);
+                let (kv, created, counted) = (&nodes[i % 2], &created, &counted);
                 s.spawn(move || {
                     for _ in 0..INCREMENTS {
                         kv.commit(|t| {
@@ -1293,6 +1348,27 @@ mod tests {
                             Ok::<_, EngineError>(())
                         })
                         .unwrap();
+                    }
+                    // A limited total every writer counts in: peeked, and
+                    // added to by a guarded merge, which refuses a write that
+                    // would pass the most (run again, it sees it is over).
+                    for _ in 0..GUARDED_TRIES {
+                        let added = kv
+                            .commit(|t| {
+                                let n = super::super::tree::total_of(
+                                    t.peek(Tree::Daily, b"limited")?.as_deref(),
+                                )
+                                .map_err(EngineError::Postgres)?;
+                                if n + 1 > GUARDED_MAX {
+                                    return Ok::<_, EngineError>(false);
+                                }
+                                t.merge(Tree::Daily, b"limited", Merge::add_within(1, GUARDED_MAX));
+                                Ok(true)
+                            })
+                            .unwrap();
+                        if added {
+                            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        }
                     }
                     let won = kv
                         .commit(|t| {
@@ -1321,6 +1397,17 @@ mod tests {
             "every merge counted once"
         );
         assert_eq!(created.load(std::sync::atomic::Ordering::SeqCst), 1);
+        let limited = nodes[1].get(Tree::Daily, b"limited").unwrap();
+        assert_eq!(
+            super::super::tree::total_of(limited.as_deref()),
+            Ok(GUARDED_MAX),
+            "the guard let the total reach its most, never pass it"
+        );
+        assert_eq!(
+            counted.load(std::sync::atomic::Ordering::SeqCst),
+            GUARDED_MAX,
+            "every write the guard let through counted once"
+        );
         let holder = nodes[0].get(Tree::Claims, b"claim").unwrap().unwrap();
         assert!(holder.starts_with(b"w"));
         // A remove goes through the same path.

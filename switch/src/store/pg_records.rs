@@ -29,7 +29,7 @@ use std::collections::HashMap;
 
 use tokio_postgres::GenericClient;
 
-use super::tree::{EngineError, Merge, Tree, Value};
+use super::tree::{EngineError, Merge, Merged, Tree, Value};
 
 /// The first key of the two-key advisory locks that guard the store's
 /// keys (the turns use the one-key form: a space of their own).
@@ -217,34 +217,53 @@ impl<'w> Checked<'w> {
     /// Accept `w` if every read of it still holds, applying its changes and
     /// merges to the view; or if the database already holds every change it
     /// makes (a transaction run again after its COMMIT's answer was lost
-    /// committed it then: accepting it again changes nothing). Only a write
-    /// that puts a value (a record, which no other write puts alike) and
-    /// merges nothing is taken as done that way: removals alone could be
-    /// anyone's, and merges would count twice. Errs when a merge fails (a
-    /// stored value that does not decode).
+    /// committed it then, merges and all: accepting it again changes
+    /// nothing). Only a write that puts a value (a record, which no other
+    /// write puts alike) is taken as done that way: removals alone could be
+    /// anyone's. A write a merge's guard refuses ([`Merged::Refuse`]) is
+    /// refused. Errs when a merge fails (a stored value that does not
+    /// decode).
     pub fn accept(&mut self, w: &'w RecordWrite) -> Result<bool, EngineError> {
         let holds = w.reads.iter().all(|(t, k, seen)| {
             self.now(&(*t as i16, k.as_slice()))
                 .is_some_and(|now| now == seen)
         });
         if !holds {
-            let done = w.merges.is_empty()
-                && w.changes.iter().any(|(_, _, v)| v.is_some())
+            let done = w.changes.iter().any(|(_, _, v)| v.is_some())
                 && w.changes.iter().all(|(t, k, v)| {
                     self.now(&(*t as i16, k.as_slice()))
                         .is_some_and(|now| now == v)
                 });
             return Ok(done);
         }
+        // The merges first, over the write's own changes, so that a guard
+        // that refuses leaves the view as it was.
+        let mut merged: Vec<(Key<'w>, Option<Value>)> = Vec::new();
+        for (t, k, m) in &w.merges {
+            let key = (*t as i16, k.as_slice());
+            let now = merged
+                .iter()
+                .rev()
+                .find(|(mk, _)| *mk == key)
+                .map(|(_, v)| v.clone())
+                .or_else(|| {
+                    w.changes
+                        .iter()
+                        .find(|(ct, ck, _)| *ct as i16 == key.0 && ck.as_slice() == key.1)
+                        .map(|(_, _, v)| v.clone())
+                })
+                .unwrap_or_else(|| self.now(&key).cloned().flatten());
+            match m.apply(now.as_deref())? {
+                Merged::Set(v) => merged.push((key, Some(Value::from(v)))),
+                Merged::Keep => {}
+                Merged::Refuse => return Ok(false),
+            }
+        }
         for (t, k, v) in &w.changes {
             self.set((*t as i16, k.as_slice()), v.clone());
         }
-        for (t, k, m) in &w.merges {
-            let key = (*t as i16, k.as_slice());
-            let now = self.now(&key).cloned().flatten();
-            if let Some(merged) = m.apply(now.as_deref())? {
-                self.set(key, Some(Value::from(merged)));
-            }
+        for (key, v) in merged {
+            self.set(key, v);
         }
         Ok(true)
     }

@@ -27,7 +27,7 @@
 
 use std::collections::BTreeMap;
 
-use super::kv::{Merge, Tree, Txn};
+use super::kv::{Merge, Merged, Tree, Txn};
 use super::records::{Funding, Kind, Status, TxRecord};
 use super::{Store, StoreError, undecodable};
 
@@ -235,20 +235,23 @@ pub(super) fn apply(w: &mut Txn<'_, '_>, contributions: &[Contribution]) -> Resu
 }
 
 /// A day's totals plus those encoded in `add` (a [`Merge`]).
-fn add_totals(value: Option<&[u8]>, add: &[u8]) -> Result<Option<Vec<u8>>, String> {
+fn add_totals(value: Option<&[u8]>, add: &[u8]) -> Result<Merged, String> {
     let add = Totals::decode(b"totals added", add).map_err(|e| e.to_string())?;
     let mut t = match value {
         Some(v) => Totals::decode(b"report totals", v).map_err(|e| e.to_string())?,
         None => Totals::default(),
     };
     t.add(&add);
-    Ok(Some(t.encode()))
+    Ok(Merged::Set(t.encode()))
 }
 
 /// A month's marker: present (its value empty) once anything marked it;
 /// written once.
-fn mark(value: Option<&[u8]>, _: &[u8]) -> Result<Option<Vec<u8>>, String> {
-    Ok(value.is_none().then(Vec::new))
+fn mark(value: Option<&[u8]>, _: &[u8]) -> Result<Merged, String> {
+    Ok(match value {
+        None => Merged::Set(Vec::new()),
+        Some(_) => Merged::Keep,
+    })
 }
 
 /// A day's totals line, its key parsed.

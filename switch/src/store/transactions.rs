@@ -3,6 +3,7 @@
 //! limits count in. Each write here is one atomic write of the store.
 
 use super::kv::Txn;
+use super::tree::Merge;
 use super::*;
 
 /// A total a new transaction would pass, if any: its index among the
@@ -116,16 +117,15 @@ impl Store {
                     return Ok(Err(Ok(c.clone())));
                 }
             }
-            let mut totals = Vec::with_capacity(limits.len());
+            // A total is peeked, not read: the write does not depend on
+            // it (every flow at a post office counts in the same totals),
+            // and the merge below checks the limit again when it commits.
             for (i, (total, max)) in limits.iter().enumerate() {
                 let n =
-                    Store::daily_total(total.as_bytes(), w.get(Tree::Daily, total.as_bytes())?)?;
-                match n.checked_add(t.amount).filter(|n| n <= max) {
-                    Some(n) => totals.push(n),
-                    None => {
-                        over = Some((i, n));
-                        break;
-                    }
+                    Store::daily_total(total.as_bytes(), w.peek(Tree::Daily, total.as_bytes())?)?;
+                if n.checked_add(t.amount).is_none_or(|n| n > *max) {
+                    over = Some((i, n));
+                    break;
                 }
             }
             for c in &claims {
@@ -139,8 +139,12 @@ impl Store {
                 unheld.limit_keys.clear();
                 w.put(Tree::Tx, &id, encode(&unheld));
             } else {
-                for ((total, _), n) in limits.iter().zip(totals) {
-                    w.put(Tree::Daily, total.as_bytes(), n.to_be_bytes().to_vec());
+                for (total, max) in limits {
+                    w.merge(
+                        Tree::Daily,
+                        total.as_bytes(),
+                        Merge::add_within(t.amount, *max),
+                    )?;
                 }
                 w.put(Tree::Tx, &id, record.clone());
             }
@@ -266,7 +270,6 @@ impl Store {
         ahead.extend(paid.iter().map(|(bill_id, _)| (Tree::Open, &bill_id[..])));
         ahead.extend(release.iter().map(|c| (Tree::Claims, c.as_bytes())));
         ahead.extend(counter.iter().map(|k| (Tree::Payments, &k[..])));
-        ahead.extend(give_back.iter().map(|k| (Tree::Daily, k.as_bytes())));
         let body = |w: &mut Txn<'_, '_>| {
             w.prefetch(&ahead)?;
             // Finished already (by another node finishing what a dead one
@@ -313,9 +316,7 @@ impl Store {
                 written = Some(seq);
             }
             for key in give_back {
-                let n = Store::daily_total(key.as_bytes(), w.get(Tree::Daily, key.as_bytes())?)?;
-                let n = n.saturating_sub(t.amount);
-                w.put(Tree::Daily, key.as_bytes(), n.to_be_bytes().to_vec());
+                w.merge(Tree::Daily, key.as_bytes(), Merge::take_back(t.amount))?;
             }
             Ok::<_, StoreError>(Finished::Written {
                 notice_seq: written,
@@ -644,11 +645,6 @@ impl Store {
     /// A daily total (none yet is 0; a damaged one is an error, never 0,
     /// or a limit would start again).
     fn daily_total(key: &[u8], v: Option<Arc<[u8]>>) -> Result<u64, StoreError> {
-        match v {
-            None => Ok(0),
-            Some(v) => <[u8; 8]>::try_from(v.as_ref())
-                .map(u64::from_be_bytes)
-                .map_err(|_| undecodable("daily total", key, "not 8 bytes")),
-        }
+        super::tree::total_of(v.as_deref()).map_err(|e| undecodable("daily total", key, e))
     }
 }

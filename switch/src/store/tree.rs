@@ -119,22 +119,81 @@ impl Tree {
 /// into the rerun-alone path. A merged key reads, within its own write, as
 /// it was before the merge. `f` failing (a stored value that does not
 /// decode) fails the write.
+///
+/// A merge may also refuse its write ([`Merged::Refuse`]): a guard, such as
+/// a limit's total that the addition would pass. The write is then refused
+/// whole, as if a key it read had changed, and its caller runs it again,
+/// reading what won. So a total that every flow at a post office counts in
+/// is not a read every such write depends on: only a write that would pass
+/// the limit is refused (issue #26).
 #[derive(Clone, Debug)]
 pub struct Merge {
     pub f: MergeFn,
     pub arg: Vec<u8>,
 }
 
+/// What a merge makes of a key.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Merged {
+    /// Its new value.
+    Set(Vec<u8>),
+    /// Leave it as it is (nothing written).
+    Keep,
+    /// Refuse the whole write (a guard that does not hold).
+    Refuse,
+}
+
 /// A merge's function: the key's value (if any) and the merge's argument
-/// to the new value (`None`: leave it as it is, nothing written), or why
-/// the value does not decode.
-pub type MergeFn = fn(Option<&[u8]>, &[u8]) -> Result<Option<Vec<u8>>, String>;
+/// to what it makes of the key, or why the value does not decode.
+pub type MergeFn = fn(Option<&[u8]>, &[u8]) -> Result<Merged, String>;
 
 impl Merge {
-    pub fn apply(&self, value: Option<&[u8]>) -> Result<Option<Vec<u8>>, EngineError> {
+    pub fn apply(&self, value: Option<&[u8]>) -> Result<Merged, EngineError> {
         (self.f)(value, &self.arg)
             .map_err(|e| EngineError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))
     }
+
+    /// Add `amount` to a total (8 bytes, big-endian; absent is 0) unless
+    /// it would pass `max`: then the write is refused.
+    pub fn add_within(amount: u64, max: u64) -> Merge {
+        let mut arg = amount.to_be_bytes().to_vec();
+        arg.extend_from_slice(&max.to_be_bytes());
+        Merge { f: add_within, arg }
+    }
+
+    /// Take `amount` from a total (8 bytes, big-endian; absent is 0), down
+    /// to 0 at most.
+    pub fn take_back(amount: u64) -> Merge {
+        Merge {
+            f: take_back,
+            arg: amount.to_be_bytes().to_vec(),
+        }
+    }
+}
+
+/// A total as stored: 8 bytes, big-endian; absent is 0.
+pub fn total_of(value: Option<&[u8]>) -> Result<u64, String> {
+    match value {
+        None => Ok(0),
+        Some(v) => <[u8; 8]>::try_from(v)
+            .map(u64::from_be_bytes)
+            .map_err(|_| format!("a total of {} bytes, not 8", v.len())),
+    }
+}
+
+fn add_within(value: Option<&[u8]>, arg: &[u8]) -> Result<Merged, String> {
+    let (amount, max) = (total_of(Some(&arg[..8]))?, total_of(Some(&arg[8..]))?);
+    Ok(
+        match total_of(value)?.checked_add(amount).filter(|n| *n <= max) {
+            Some(n) => Merged::Set(n.to_be_bytes().to_vec()),
+            None => Merged::Refuse,
+        },
+    )
+}
+
+fn take_back(value: Option<&[u8]>, arg: &[u8]) -> Result<Merged, String> {
+    let n = total_of(value)?.saturating_sub(total_of(Some(arg))?);
+    Ok(Merged::Set(n.to_be_bytes().to_vec()))
 }
 
 /// A stored value, shared without copying.
