@@ -8,6 +8,9 @@
 #
 #   ops/postgres/bench-nodes.sh NODES [SECONDS [CONCURRENCY]]
 #
+# With BENCH_PERF=FILE, node 1 is sampled by `perf record` during the load
+# (999 Hz, no call graphs) and its top functions by own CPU printed.
+#
 # Needs release builds (`cargo build --release -p switch -p loadtest`, or
 # SWITCH_BIN_DIR naming another build's directory) and
 # Debian's postgresql-15. Loopback only; ports 55432/55433 and 50601.. .
@@ -85,8 +88,18 @@ for i in $(seq 1 "$nodes"); do
   targets+=(--target "http://127.0.0.1:$port")
 done
 
+perf_pid=
+if [ -n "${BENCH_PERF:-}" ]; then
+  perf record -q -F 999 -p "${pids[0]}" -o "$BENCH_PERF" -- sleep "$seconds" 2>/dev/null &
+  perf_pid=$!
+fi
 "$bin/loadtest" "${targets[@]}" --profiles "$work/node1/profiles" \
   --concurrency "$concurrency" --duration "$seconds" --record "$work/acked.jsonl"
+if [ -n "$perf_pid" ]; then
+  wait "$perf_pid" || true
+  echo "--- node 1's own CPU by function (perf, top 40)"
+  perf report -q -i "$BENCH_PERF" --no-children --sort dso,sym 2>/dev/null | head -n 40 || true
+fi
 # Where the machine's time went during the run (the nodes since they
 # started; every PostgreSQL process, both servers, since pgbench ended).
 node_cpu=$(cpu_seconds "${pids[@]}")

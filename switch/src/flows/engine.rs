@@ -1404,17 +1404,20 @@ impl Switch {
             }
             r
         };
-        // A reservation that expired meanwhile (the node was cut off, say)
-        // is the unknown-outcome path doing its job; anything else, a human
+        // A reservation that expired meanwhile, or that another node voided
+        // when it finished the transaction (this node was cut off, say), is
+        // the unknown-outcome path doing its job; anything else, a human
         // must look at.
         let expired = r.iter().all(|x| {
             matches!(
                 x,
-                Err(TransferReject::PendingTransferExpired | TransferReject::LinkedEventFailed)
+                Err(TransferReject::PendingTransferExpired
+                    | TransferReject::PendingTransferAlreadyVoided
+                    | TransferReject::LinkedEventFailed)
             )
         });
         if expired {
-            tracing::warn!(results = ?r, "the reservation expired after the bank acted; reversing at the bank");
+            tracing::warn!(results = ?r, "the reservation expired, or another node voided it, after the bank acted; reversing at the bank");
         } else {
             tracing::error!(results = ?r, "posting failed after the bank acted; reversing at the bank");
         }
