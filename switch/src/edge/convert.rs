@@ -106,8 +106,8 @@ pub(crate) fn to_proto_with_code(switch: &Switch, t: &TxRecord) -> pb::Transacti
     if t.stage == store::Stage::AwaitingPayment
         && let Some(qr) = &t.qr_id
     {
-        match switch.store.order(qr) {
-            Ok(Some(order)) => out.qr_payload = order.payload,
+        match switch.qr_payload(qr) {
+            Ok(Some(payload)) => out.qr_payload = payload,
             Ok(None) => {
                 tracing::error!(tx = %t.id, qr, "a transaction awaiting payment names no stored code")
             }

@@ -240,7 +240,7 @@ impl pb::merchant_server::Merchant for MerchantService {
         let rescan = std::time::Duration::from_millis(self.switch.config.watch_rescan_ms);
         let (tx, rx) = tokio::sync::mpsc::channel(WATCH_QUEUE_MAX);
         let switch = self.switch.clone();
-        let shared = switch.store.is_shared();
+        let shared = switch.notices_numbered_by_store();
         tokio::spawn(async move {
             let _place = place;
             metrics::gauge!("switch_payment_watchers").increment(1.0);
@@ -253,13 +253,12 @@ impl pb::merchant_server::Merchant for MerchantService {
                     } else {
                         switch.notifier.published()
                     };
-                    let page = match switch.store.payments_after(&p.id, last, WATCH_PAGE_MAX) {
+                    let page = match switch.payments_after(&p.id, last, WATCH_PAGE_MAX) {
                         Ok(page) => page,
                         Err(e) => {
                             // Logged where it is sorted: out of reach (the
                             // merchant may watch again, on another node) or
                             // an operator's problem.
-                            let e = crate::flows::fault::storage(e);
                             let _ = tx.send(Err(e.into())).await;
                             break 'catch_up;
                         }
@@ -344,11 +343,7 @@ impl pb::merchant_server::Merchant for MerchantService {
                     ))
                 })?
             };
-            let page = self
-                .switch
-                .store
-                .payments_before(&p.id, before, size)
-                .map_err(|_| Status::internal("store unreadable"))?;
+            let page = self.switch.payments_before(&p.id, before, size)?;
             let next_page_token = match page.last() {
                 Some(x) if page.len() == size => x.seq.to_string(),
                 _ => String::new(),

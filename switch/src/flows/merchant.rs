@@ -160,6 +160,48 @@ impl Switch {
         }
     }
 
+    /// A merchant's notices numbered after `after`, oldest first, at most
+    /// `limit`.
+    pub fn payments_after(
+        &self,
+        merchant: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<store::Payment>, SwitchError> {
+        self.store
+            .payments_after(merchant, after, limit)
+            .map_err(storage)
+    }
+
+    /// A merchant's notices numbered before `before`, newest first, at
+    /// most `limit`.
+    pub fn payments_before(
+        &self,
+        merchant: &str,
+        before: u64,
+        limit: usize,
+    ) -> Result<Vec<store::Payment>, SwitchError> {
+        self.store
+            .payments_before(merchant, before, limit)
+            .map_err(storage)
+    }
+
+    /// Whether notices are numbered in the shared store's commit order
+    /// (several nodes: every stored one may be shown), rather than
+    /// published by this process in number order once durable.
+    pub fn notices_numbered_by_store(&self) -> bool {
+        self.store.is_shared()
+    }
+
+    /// The payload of the QR code `qr_id`, if stored.
+    pub fn qr_payload(&self, qr_id: &str) -> Result<Option<String>, SwitchError> {
+        Ok(self
+            .store
+            .order(qr_id)
+            .map_err(storage)?
+            .map(|order| order.payload))
+    }
+
     /// The merchant's static code.
     pub fn static_qr(&self, p: &Principal) -> Result<Order, SwitchError> {
         let m = self.merchant_of(p)?;
