@@ -90,7 +90,7 @@ done
 
 perf_pid=
 if [ -n "${BENCH_PERF:-}" ]; then
-  perf record -q -F 999 -p "${pids[0]}" -o "$BENCH_PERF" -- sleep "$seconds" 2>/dev/null &
+  perf record -q -F 999 ${BENCH_PERF_ARGS:-} -p "${pids[0]}" -o "$BENCH_PERF" -- sleep "$seconds" 2>/dev/null &
   perf_pid=$!
 fi
 "$bin/loadtest" "${targets[@]}" --profiles "$work/node1/profiles" \

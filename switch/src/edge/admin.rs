@@ -285,12 +285,7 @@ impl pb::admin_server::Admin for AdminService {
                 )
                 .into());
             }
-            let report = self
-                .switch
-                .ledger
-                .check()
-                .await
-                .map_err(|e| Status::internal(format!("ledger check failed: {e}")))?;
+            let report = self.switch.check_ledger().await?;
             Ok(Response::new(pb::CheckLedgerResponse {
                 balanced: report.violations.is_empty(),
                 violations: report.violations,

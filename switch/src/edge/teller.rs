@@ -159,11 +159,7 @@ impl pb::teller_server::Teller for TellerService {
             let id = TxId::parse(&req.get_ref().transaction_id).ok_or_else(|| {
                 Status::from(SwitchError::invalid("transaction_id must be 32 hex digits"))
             })?;
-            let t = self
-                .switch
-                .store
-                .get_tx(id)
-                .map_err(|_| Status::internal("store unreadable"))?;
+            let t = self.switch.transaction(id)?;
             // Another terminal's transaction is as good as absent.
             match t.filter(|t| visible(&p, t)) {
                 Some(t) => Ok(respond(&self.switch, &t)),
@@ -201,11 +197,7 @@ impl pb::teller_server::Teller for TellerService {
                     ))
                 })?)
             };
-            let txs = self
-                .switch
-                .store
-                .list_terminal(&p.id, before, size)
-                .map_err(|_| Status::internal("store unreadable"))?;
+            let txs = self.switch.terminal_transactions(&p.id, before, size)?;
             let next_page_token = match txs.last() {
                 Some(t) if txs.len() == size => format!("{}:{}", t.created_at_ms, t.id),
                 _ => String::new(),

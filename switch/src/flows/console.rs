@@ -64,6 +64,22 @@ impl Switch {
         self.store.end_console_session(id).map_err(storage)
     }
 
+    /// Begin a console session (at most `sessions_max` alive by `alive`,
+    /// the oldest ended first): answered once durable, so that every node,
+    /// and a restart, knows it.
+    pub async fn begin_console_session(
+        &self,
+        id: &str,
+        session: &ConsoleSession,
+        sessions_max: usize,
+        alive: impl Fn(&ConsoleSession) -> bool,
+    ) -> Result<(), SwitchError> {
+        self.store
+            .begin_console_session(id, session, sessions_max, alive)
+            .map_err(storage)?;
+        self.store.durable().await.map_err(storage)
+    }
+
     /// A sign-out: answered once the store has it.
     pub async fn sign_out_console_session(&self, id: &str) -> Result<(), SwitchError> {
         self.store.end_console_session(id).map_err(storage)?;

@@ -305,6 +305,30 @@ impl Switch {
         &self.resolving[((id.as_u128() >> 8) as usize) % RESOLVING_STRIPES]
     }
 
+    /// A transaction by its id, as stored (whoever asks: the caller
+    /// decides what it may see).
+    pub fn transaction(&self, id: TxId) -> Result<Option<TxRecord>, SwitchError> {
+        self.store.get_tx(id).map_err(storage)
+    }
+
+    /// A terminal's transactions, newest first, before `before` (a page's
+    /// last: its time and id), at most `limit`.
+    pub fn terminal_transactions(
+        &self,
+        terminal: &str,
+        before: Option<(i64, TxId)>,
+        limit: usize,
+    ) -> Result<Vec<TxRecord>, SwitchError> {
+        self.store
+            .list_terminal(terminal, before, limit)
+            .map_err(storage)
+    }
+
+    /// The ledger's invariants, checked over everything it holds.
+    pub async fn check_ledger(&self) -> Result<::ledger::CheckReport, SwitchError> {
+        self.ledger.check().await.map_err(storage)
+    }
+
     /// A terminal's own pending cash-out.
     fn own_cash_out(&self, p: &Principal, id: &str) -> Result<TxRecord, SwitchError> {
         Switch::teller_post_office(p)?;

@@ -467,24 +467,14 @@ async fn login(State(c): State<Arc<Console>>, Form(f): Form<LoginForm>) -> Respo
         used_ms: now,
         password_set_at_ms: user.password_set_at_ms,
     };
+    // Signed in means durable: every node, and a restart, knows it.
     let begun = c
         .switch
-        .store
         .begin_console_session(&session_id(&token), &session, SESSIONS_MAX, |s| {
             alive(s, now)
         })
-        .map_err(crate::flows::storage);
-    // Signed in means durable: every node, and a restart, knows it.
-    let durable = match begun {
-        Ok(()) => c
-            .switch
-            .store
-            .durable()
-            .await
-            .map_err(crate::flows::storage),
-        Err(e) => Err(e),
-    };
-    if let Err(e) = durable {
+        .await;
+    if let Err(e) = begun {
         return failure(e);
     }
     tracing::info!(user = %user.name, role = %user.role, "console sign-in");
