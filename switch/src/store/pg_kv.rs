@@ -1068,15 +1068,16 @@ async fn try_group(pool: &Pool, group: &[Write]) -> Result<Vec<bool>, GroupError
     let before = |e: &dyn PgFault| GroupError::Before(Failure::of(e));
     let client = pool.get().await.map_err(|e| before(&e))?;
     let st = Statements::cached(&client).await.map_err(|e| before(&e))?;
-    client
-        .batch_execute("BEGIN")
-        .await
-        .map_err(|e| before(&e))?;
     let writes: Vec<&RecordWrite> = group.iter().map(|w| &w.records).collect();
     let result: Result<Vec<bool>, GroupError> = async {
-        let mut checked = pg_records::lock_and_read(&**client, &st, &writes)
-            .await
-            .map_err(|e| before(&e))?;
+        // BEGIN, the locks and the reads sent together (pipelined): one
+        // round trip; the server runs them in order.
+        let (begun, read) = tokio::join!(
+            client.batch_execute("BEGIN"),
+            pg_records::lock_and_read(&**client, &st, &writes)
+        );
+        begun.map_err(|e| before(&e))?;
+        let mut checked = read.map_err(|e| before(&e))?;
         // Each write in arrival order, against the database as the writes
         // accepted before it left it.
         let accepted = writes

@@ -186,11 +186,18 @@ pub async fn lock_and_read<'w, C: GenericClient + Sync>(
             order: Vec::new(),
         });
     }
-    client
-        .execute(&st.lock_keys, &[&KEY_LOCK_CLASS, &locks])
-        .await?;
+    // Sent together (pipelined on the connection): the server runs them in
+    // order, so the values are read under the locks.
+    let lock_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&KEY_LOCK_CLASS, &locks];
+    let lock = client.execute(&st.lock_keys, &lock_params);
+    let read = async {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        client.query(&st.get_many, &[&trees, &keys]).await
+    };
+    let (_, rows) = tokio::try_join!(lock, read)?;
     if !keys.is_empty() {
-        let rows = client.query(&st.get_many, &[&trees, &keys]).await?;
         let mut found: HashMap<(i16, &[u8]), Value> = HashMap::new();
         for r in &rows {
             found.insert((r.get(0), r.get(1)), Value::from(r.get::<_, &[u8]>(2)));
@@ -313,19 +320,31 @@ pub async fn write_changes<'a, C: GenericClient + Sync>(
             }
         }
     }
-    if put_trees.contains(&(Tree::Payments as i16)) {
-        client
-            .batch_execute(&format!("NOTIFY {PAYMENTS_CHANNEL}"))
-            .await?;
-    }
-    if !del_keys.is_empty() {
-        client.execute(&st.delete, &[&del_trees, &del_keys]).await?;
-    }
-    if !put_keys.is_empty() {
-        client
-            .execute(&st.put, &[&put_trees, &put_keys, &put_values])
-            .await?;
-    }
+    // Sent together (pipelined on the connection); a key is deleted or
+    // put, never both, so their order does not matter.
+    let notify = async {
+        if put_trees.contains(&(Tree::Payments as i16)) {
+            client
+                .batch_execute(&format!("NOTIFY {PAYMENTS_CHANNEL}"))
+                .await?;
+        }
+        Ok(())
+    };
+    let delete = async {
+        if !del_keys.is_empty() {
+            client.execute(&st.delete, &[&del_trees, &del_keys]).await?;
+        }
+        Ok::<_, tokio_postgres::Error>(())
+    };
+    let put = async {
+        if !put_keys.is_empty() {
+            client
+                .execute(&st.put, &[&put_trees, &put_keys, &put_values])
+                .await?;
+        }
+        Ok(())
+    };
+    tokio::try_join!(notify, delete, put)?;
     Ok(())
 }
 
