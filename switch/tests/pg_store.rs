@@ -202,6 +202,7 @@ async fn a_steps_records_and_transfers_commit_together_or_not_at_all() {
                             &t.client_request_id,
                             "f",
                             std::slice::from_ref(&total),
+                            None,
                         )
                         .unwrap();
                     assert!(matches!(created, Created::New), "{created:?}");

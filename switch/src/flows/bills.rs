@@ -194,10 +194,10 @@ impl Switch {
             crate::flows::engine::Deferrable::Never
         };
         let taken_at_ms = self.offline_at(taken, what)?;
-        // Cash taken offline was taken under the shift then open.
-        if funding == Funding::Cash && taken_at_ms.is_none() {
-            self.require_open_shift(p)?;
-        }
+        // Cash taken offline was taken under the shift then open; cash
+        // taken now needs the teller's shift open (checked in the write
+        // that records the payment).
+        let under_shift = funding == Funding::Cash && taken_at_ms.is_none();
         let (biller, statement) = self.inquire_bills(p, biller, customer).await?;
         if statement.bills.is_empty() {
             return Err(SwitchError::new(
@@ -268,7 +268,7 @@ impl Switch {
         });
         if funding != Funding::Qr {
             return self
-                .start(rec, &p.id, request_id, &fp, payer.presented())
+                .start(rec, &p.id, request_id, &fp, payer.presented(), under_shift)
                 .await;
         }
         let purpose = format!("HD {} {}", biller.code, customer);
@@ -397,6 +397,7 @@ impl Switch {
                 self.store.durable().await.map_err(storage)?;
                 return Ok(*existing);
             }
+            store::Created::NoOpenShift => unreachable!("a code is shown under no shift"),
             store::Created::Claimed(_) => {
                 return Err(SwitchError::new(
                     ErrorCode::BillAlreadyPaid,

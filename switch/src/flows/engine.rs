@@ -408,7 +408,9 @@ impl Switch {
 
     /// Record `rec` as `owner`'s request `request_id` (or find the original
     /// under that id) and run the flow in a task of its own: a client that
-    /// hangs up cannot stop it halfway.
+    /// hangs up cannot stop it halfway. `under_shift`: taken at a counter
+    /// now, so `owner`'s shift must be open, which the write that records
+    /// it checks.
     pub(crate) async fn start(
         self: &Arc<Self>,
         mut rec: TxRecord,
@@ -416,7 +418,9 @@ impl Switch {
         request_id: &str,
         fingerprint: &str,
         presented: Option<Presented>,
+        under_shift: bool,
     ) -> Outcome {
+        let shift = under_shift.then_some(owner);
         // Counted against its limits, all or none, in the write that
         // records it (its record says so: `limits_held`, `limit_keys`).
         let limits = limits::of(&self.config, &rec);
@@ -431,7 +435,8 @@ impl Switch {
             let fingerprint = fingerprint.to_string();
             return tokio::spawn(
                 async move {
-                    me.start_in_one_write(rec, &owner, &request_id, &fingerprint, presented, limits)
+                    let ids = (owner.as_str(), request_id.as_str(), fingerprint.as_str());
+                    me.start_in_one_write(rec, ids, presented, limits, under_shift)
                         .await
                 }
                 .instrument(span),
@@ -441,7 +446,14 @@ impl Switch {
         }
         let (created, over) = self
             .store
-            .create_tx_counted(&rec, owner, request_id, fingerprint, &totals_of(&limits))
+            .create_tx_counted(
+                &rec,
+                owner,
+                request_id,
+                fingerprint,
+                &totals_of(&limits),
+                shift,
+            )
             .map_err(storage)?;
         let counted = counted(&mut rec, &limits, over);
         if let Some(answer) = self.unless_new(created, request_id, fingerprint).await {
@@ -465,18 +477,18 @@ impl Switch {
     async fn start_in_one_write(
         &self,
         first: TxRecord,
-        owner: &str,
-        request_id: &str,
-        fingerprint: &str,
+        (owner, request_id, fingerprint): (&str, &str, &str),
         presented: Option<Presented>,
         limits: Vec<limits::Limit>,
+        under_shift: bool,
     ) -> Outcome {
+        let shift = under_shift.then_some(owner);
         let totals = totals_of(&limits);
         for _ in 0..ONE_WRITE_ATTEMPTS_MAX {
             let mut rec = first.clone();
             let (created, over, prepared) = self
                 .store
-                .prepare_create_tx_counted(&rec, owner, request_id, fingerprint, &totals)
+                .prepare_create_tx_counted(&rec, owner, request_id, fingerprint, &totals, shift)
                 .map_err(storage)?;
             let counted = counted(&mut rec, &limits, over);
             if let Some(answer) = self.unless_new(created, request_id, fingerprint).await {
@@ -505,7 +517,7 @@ impl Switch {
         let mut rec = first;
         let (created, over) = self
             .store
-            .create_tx_counted(&rec, owner, request_id, fingerprint, &totals)
+            .create_tx_counted(&rec, owner, request_id, fingerprint, &totals, shift)
             .map_err(storage)?;
         let counted = counted(&mut rec, &limits, over);
         if let Some(answer) = self.unless_new(created, request_id, fingerprint).await {
@@ -533,6 +545,10 @@ impl Switch {
                 Some(retry(*existing, request_id, &original, fingerprint))
             }
             store::Created::Claimed(claim) => Some(Err(claimed(&claim))),
+            store::Created::NoOpenShift => Some(Err(SwitchError::new(
+                ErrorCode::NoOpenShift,
+                "open a shift with the counted cash first",
+            ))),
         }
     }
 
@@ -578,16 +594,6 @@ impl Switch {
             ));
         }
         Ok(Some(at_ms))
-    }
-
-    pub(crate) fn require_open_shift(&self, p: &Principal) -> Result<(), SwitchError> {
-        match self.store.shift(&p.id).map_err(storage)? {
-            Some(s) if s.is_open() => Ok(()),
-            _ => Err(SwitchError::new(
-                ErrorCode::NoOpenShift,
-                "open a shift with the counted cash first",
-            )),
-        }
     }
 
     /// The transaction an earlier request with this id made (a retry gets
@@ -662,10 +668,6 @@ impl Switch {
         } else {
             None
         };
-        // Cash taken offline was taken under the shift then open.
-        if taken_at_ms.is_none() {
-            self.require_open_shift(p)?;
-        }
         let mut rec = self.new_record(
             p,
             &post_office_id,
@@ -680,12 +682,17 @@ impl Switch {
         );
         rec.teller = teller;
         rec.taken_at_ms = taken_at_ms;
+        // Cash taken offline was taken under the shift then open; now, the
+        // teller's shift must be open (checked in the write that records
+        // the transaction).
+        let under_shift = taken_at_ms.is_none();
         self.start(
             rec,
             &p.id,
             request_id,
             &fp,
             code.map(|c| Presented::Code(c.to_string())),
+            under_shift,
         )
         .await
     }

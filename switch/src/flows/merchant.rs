@@ -350,7 +350,7 @@ impl Switch {
             purpose: order.purpose.clone(),
         });
         let fp = rec.fingerprint.clone();
-        self.start(rec, &p.id, request_id, &fp, None).await
+        self.start(rec, &p.id, request_id, &fp, None, false).await
     }
 
     /// Pay bills a teller showed as a QR code. Each payment of the code is
@@ -442,7 +442,7 @@ impl Switch {
         rec.account_name = bill_rec.account_name.clone();
         rec.bill = Some(bill);
         rec.pays_for = Some(bill_rec.id.clone());
-        match self.start(rec, &p.id, request_id, fp, None).await {
+        match self.start(rec, &p.id, request_id, fp, None, false).await {
             Err(e) if e.code == ErrorCode::QrBeingPaid => Err(self.why_code_is_held(id, e)?),
             other => other,
         }

@@ -77,10 +77,10 @@ impl Switch {
             crate::flows::engine::Deferrable::Never
         };
         let taken_at_ms = self.offline_at(taken, what)?;
-        // Cash taken offline was taken under the shift then open.
-        if funding == Funding::Cash && taken_at_ms.is_none() {
-            self.require_open_shift(p)?;
-        }
+        // Cash taken offline was taken under the shift then open; cash
+        // taken now needs the teller's shift open (checked in the write
+        // that records the top-up).
+        let under_shift = funding == Funding::Cash && taken_at_ms.is_none();
         let fee = crate::fees::fee(&product.fee, amount);
         let sell = Step {
             party: Party::Biller(biller.code.clone()),
@@ -115,7 +115,7 @@ impl Switch {
         });
         if funding != Funding::Qr {
             return self
-                .start(rec, &p.id, request_id, &fp, payer.presented())
+                .start(rec, &p.id, request_id, &fp, payer.presented(), under_shift)
                 .await;
         }
         let purpose = format!("NAP {} {phone}", biller.code);

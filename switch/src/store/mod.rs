@@ -519,6 +519,42 @@ pub(crate) mod tests {
         assert!(store.reversals().unwrap().is_empty());
     }
 
+    /// A transaction taken under a shift is recorded only while the shift
+    /// is open, checked in the write that records it; a retry of one
+    /// recorded before the shift closed still gets its outcome.
+    #[tokio::test]
+    async fn a_transaction_under_a_shift_is_recorded_only_while_it_is_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let teller = "tho-tang-1";
+        let create = |n: u128, request: &str| {
+            let t = tx(n);
+            store
+                .create_tx_counted(&t, teller, request, "f", &[], Some(teller))
+                .unwrap()
+                .0
+        };
+        assert!(
+            matches!(create(1, "r1"), Created::NoOpenShift),
+            "no shift yet"
+        );
+        assert!(
+            store.request(teller, "r1").unwrap().is_none(),
+            "nothing written"
+        );
+        let mut shift = ShiftRecord::open("s1".into(), teller, 1_700_000_000_000, 0, 0);
+        store.put_shift(&shift).unwrap();
+        assert!(matches!(create(2, "r2"), Created::New));
+        shift.closed_at_ms = Some(1_700_000_100_000);
+        store.put_shift(&shift).unwrap();
+        assert!(matches!(create(3, "r3"), Created::NoOpenShift), "closed");
+        assert!(store.get_tx(tx(3).tx_id()).unwrap().is_none());
+        assert!(
+            matches!(create(2, "r2"), Created::Existing(..)),
+            "a retry gets the outcome of what was recorded while open"
+        );
+    }
+
     /// Every kind of record the store decodes, written through the API.
     fn fill(store: &Store) -> (Vec<TxRecord>, PostOffice, ReversalJob, WindowRecord) {
         let txs: Vec<TxRecord> = (1..=3).map(tx).collect();

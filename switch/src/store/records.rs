@@ -564,6 +564,9 @@ pub enum Created {
     Existing(Box<TxRecord>, String),
     /// Something it must hold is held by another transaction (or expired).
     Claimed(String),
+    /// The terminal whose shift it is taken under has none open (closed
+    /// meanwhile, say): nothing was written.
+    NoOpenShift,
 }
 
 pub type StoreError = super::kv::EngineError;

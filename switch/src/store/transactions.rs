@@ -40,13 +40,16 @@ impl Store {
         request_id: &str,
         fingerprint: &str,
     ) -> Result<Created, StoreError> {
-        self.create_tx_counted(t, owner, request_id, fingerprint, &[])
+        self.create_tx_counted(t, owner, request_id, fingerprint, &[], None)
             .map(|(created, _)| created)
     }
 
     /// [`Store::create_tx`], and in the same write `t` counted against
     /// every total in `limits` (key, most allowed), all or none: one write
-    /// where a flow made two (the limits were counted apart before).
+    /// where a flow made two (the limits were counted apart before). With
+    /// `shift`, the write also reads that terminal's shift and writes
+    /// nothing if it is not open ([`Created::NoOpenShift`]): a shift that
+    /// closes and a transaction taken under it do not pass each other.
     /// `t` says `limits_held` when `limits` is not empty; if a total would
     /// pass its most, nothing is counted, the record says so (not held),
     /// and the second answer is that total's index and what it had counted.
@@ -57,9 +60,10 @@ impl Store {
         request_id: &str,
         fingerprint: &str,
         limits: &[(String, u64)],
+        shift: Option<&str>,
     ) -> Result<(Created, Option<(usize, u64)>), StoreError> {
         let (created, over, _) =
-            self.create_counted(t, owner, request_id, fingerprint, limits, false)?;
+            self.create_counted(t, owner, request_id, fingerprint, limits, shift, false)?;
         Ok((created, over))
     }
 
@@ -76,12 +80,14 @@ impl Store {
         request_id: &str,
         fingerprint: &str,
         limits: &[(String, u64)],
+        shift: Option<&str>,
     ) -> Result<(Created, Over, Prepared), StoreError> {
         let (created, over, prepared) =
-            self.create_counted(t, owner, request_id, fingerprint, limits, true)?;
+            self.create_counted(t, owner, request_id, fingerprint, limits, shift, true)?;
         Ok((created, over, prepared.expect("prepared when asked")))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn create_counted(
         &self,
         t: &TxRecord,
@@ -89,6 +95,7 @@ impl Store {
         request_id: &str,
         fingerprint: &str,
         limits: &[(String, u64)],
+        shift: Option<&str>,
         prepare: bool,
     ) -> Result<(Created, Over, Option<Prepared>), StoreError> {
         debug_assert_eq!(t.limits_held, !limits.is_empty());
@@ -104,17 +111,38 @@ impl Store {
         let mut ahead: Vec<(Tree, &[u8])> = vec![(Tree::Idempotency, &key[..])];
         ahead.extend(claims.iter().map(|c| (Tree::Claims, c.as_bytes())));
         ahead.extend(limits.iter().map(|(k, _)| (Tree::Daily, k.as_bytes())));
+        let shift_key = shift.map(|terminal| format!("shift/{terminal}"));
+        ahead.extend(shift_key.iter().map(|k| (Tree::Entities, k.as_bytes())));
+        /// What the write found, unless it made the transaction.
+        enum Taken {
+            New,
+            Existing(super::tree::Value),
+            Claimed(String),
+            NoOpenShift,
+        }
         let body = |w: &mut Txn<'_, '_>| {
             over = None;
             w.prefetch(&ahead)?;
+            // First: a retry gets its outcome even once the shift closed.
             if let Some(existing) = w.get(Tree::Idempotency, &key)? {
-                return Ok::<_, StoreError>(Err(Err(existing)));
+                return Ok::<_, StoreError>(Taken::Existing(existing));
+            }
+            // Read, not peeked: a shift closing meanwhile refuses this
+            // write (it is written only when a shift opens or closes).
+            if let Some(k) = &shift_key {
+                let open = match w.get(Tree::Entities, k.as_bytes())? {
+                    Some(v) => decode::<ShiftRecord>("shift", k.as_bytes(), &v)?.is_open(),
+                    None => false,
+                };
+                if !open {
+                    return Ok(Taken::NoOpenShift);
+                }
             }
             for c in &claims {
                 if let Some(holder) = w.get(Tree::Claims, c.as_bytes())?
                     && holder.as_ref() != id
                 {
-                    return Ok(Err(Ok(c.clone())));
+                    return Ok(Taken::Claimed(c.clone()));
                 }
             }
             // A total is peeked, not read: the write does not depend on
@@ -161,13 +189,14 @@ impl Store {
                 );
             }
             w.put(Tree::Open, &id, Vec::new());
-            Ok(Ok(()))
+            Ok(Taken::New)
         };
         let (taken, prepared) = self.write_or_prepare(prepare, body)?;
         match taken {
-            Ok(()) => Ok((Created::New, over, prepared)),
-            Err(Ok(claim)) => Ok((Created::Claimed(claim), None, prepared)),
-            Err(Err(existing)) => {
+            Taken::New => Ok((Created::New, over, prepared)),
+            Taken::Claimed(claim) => Ok((Created::Claimed(claim), None, prepared)),
+            Taken::NoOpenShift => Ok((Created::NoOpenShift, None, prepared)),
+            Taken::Existing(existing) => {
                 let (existing_id, fingerprint) = parse_entry(&key, &existing)?;
                 match self.get_tx(existing_id)? {
                     Some(t) => Ok((Created::Existing(Box::new(t), fingerprint), None, prepared)),
