@@ -1,7 +1,7 @@
 //! The ledger in PostgreSQL against PostgreSQL's own double-entry baseline,
 //! back to back on one throw-away cluster (issue #14, BENCHMARKS.md).
 //!
-//! `cargo run --release -p switch --example pg_ledger_bench -- [--clients 16] [--seconds 15] [--nodes 1]`
+//! `cargo run --release -p switch --example pg_ledger_bench -- [--clients 16] [--seconds 15] [--nodes 1] [--hot none|limited|sharded]`
 //!
 //! 1. pgbench with `ops/pgbench/double_entry.sql` (an insert and two
 //!    balance updates per transfer, synchronous commit), `--clients`
@@ -84,6 +84,21 @@ fn main() {
     let clients = flag(&args, "--clients", 16);
     let seconds = flag(&args, "--seconds", 15);
     let nodes = flag(&args, "--nodes", 1).max(1);
+    // `--hot limited`: every transfer debits one account with a limit (a
+    // post office's e-float: one balance row, locked by each batch);
+    // `--hot sharded`: one account without (a bank's settlement account: a
+    // balance row per writer); else random pairs.
+    let hot = args
+        .iter()
+        .position(|a| a == "--hot")
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str)
+        .unwrap_or("none")
+        .to_string();
+    assert!(
+        ["none", "limited", "sharded"].contains(&hot.as_str()),
+        "--hot is none, limited or sharded"
+    );
     let cluster = pgtest::Cluster::start();
     println!("pgbench double entry, {clients} clients, {seconds} s:");
     println!("{}", pgbench(&cluster, clients, seconds));
@@ -96,6 +111,7 @@ fn main() {
             ledgers.push(Arc::new(PgLedger::open(&url).await.unwrap()));
         }
         const ACCOUNTS: u128 = 10_000;
+        const HOT: u128 = 1;
         for chunk in (1..=ACCOUNTS).collect::<Vec<_>>().chunks(1_000) {
             let new = chunk
                 .iter()
@@ -103,12 +119,22 @@ fn main() {
                     id: *id,
                     currency: 704,
                     code: 1,
-                    flags: AccountFlags::empty(),
+                    flags: if *id == HOT && hot == "limited" {
+                        AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS
+                    } else {
+                        AccountFlags::empty()
+                    },
                     user_data: 0,
                 })
                 .collect();
             ledgers[0].create_accounts(new).await.unwrap();
         }
+        if hot != "none" {
+            // Funded far beyond what a run moves.
+            let fund = NewTransfer::single(u128::MAX - 1, 2, HOT, 1 << 50, 1);
+            ledgers[0].create_transfers(vec![fund]).await.unwrap()[0].unwrap();
+        }
+        let hot_on = hot != "none";
         let stop = Arc::new(AtomicBool::new(false));
         let done = Arc::new(AtomicU64::new(0));
         let mut tasks = Vec::new();
@@ -123,7 +149,11 @@ fn main() {
                     rng ^= rng << 13;
                     rng ^= rng >> 7;
                     rng ^= rng << 17;
-                    let a = u128::from(rng % 10_000) + 1;
+                    let a = if hot_on {
+                        HOT
+                    } else {
+                        u128::from(rng % 10_000) + 1
+                    };
                     let b = u128::from((rng >> 20) % 10_000) + 1;
                     if a == b {
                         continue;
@@ -147,7 +177,7 @@ fn main() {
             all.add(t.await.unwrap()).unwrap();
         }
         println!(
-            "PgLedger, {clients} clients, {nodes} node(s), {seconds} s: {:.0} transfers/s, p50 {} us, p99 {} us",
+            "PgLedger, {clients} clients, {nodes} node(s), hot {hot}, {seconds} s: {:.0} transfers/s, p50 {} us, p99 {} us",
             counted as f64 / seconds as f64,
             all.value_at_quantile(0.5),
             all.value_at_quantile(0.99)
