@@ -775,14 +775,19 @@ struct Alone<'a> {
 use super::pg_connect::describe;
 
 impl PgTxn<'_> {
-    pub fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Value>, EngineError> {
-        if let Some((_, _, v)) = self
-            .changes
+    /// What this write last changed `key` to (`Some(None)`: removed), if it
+    /// changed it.
+    fn own_change(&self, tree: Tree, key: &[u8]) -> Option<Option<Value>> {
+        self.changes
             .iter()
             .rev()
             .find(|(t, k, _)| *t == tree && k == key)
-        {
-            return Ok(v.clone());
+            .map(|(_, _, v)| v.clone())
+    }
+
+    pub fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Value>, EngineError> {
+        if let Some(v) = self.own_change(tree, key) {
+            return Ok(v);
         }
         let k = (tree, key.to_vec());
         if let Some(v) = self.reads.borrow().get(&k) {
@@ -823,13 +828,8 @@ impl PgTxn<'_> {
         if self.alone.is_some() {
             return self.get(tree, key);
         }
-        if let Some((_, _, v)) = self
-            .changes
-            .iter()
-            .rev()
-            .find(|(t, k, _)| *t == tree && k == key)
-        {
-            return Ok(v.clone());
+        if let Some(v) = self.own_change(tree, key) {
+            return Ok(v);
         }
         let k = (tree, key.to_vec());
         if let Some(v) = self.reads.borrow().get(&k) {
