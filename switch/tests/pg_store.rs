@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use switch::ids::TxId;
-use switch::store::{Created, FeeParts, Kind, Stage, Status, Store, TxRecord};
+use switch::store::{Created, FeeParts, Kind, NewTx, Stage, Status, Store, TxRecord};
 
 fn tx(n: u128, request: &str, qr: Option<&str>) -> TxRecord {
     let id = TxId::from_u128((1_700_000_000_000u128 << 80) | (n << 8)).expect("valid id");
@@ -196,14 +196,14 @@ async fn a_steps_records_and_transfers_commit_together_or_not_at_all() {
                 t.limit_keys = vec![total.0.clone()];
                 loop {
                     let (created, over, prepared) = store
-                        .prepare_create_tx_counted(
-                            &t,
-                            "970436",
-                            &t.client_request_id,
-                            "f",
-                            std::slice::from_ref(&total),
-                            None,
-                        )
+                        .prepare_create_tx_counted(&NewTx {
+                            t: &t,
+                            owner: "970436",
+                            request_id: &t.client_request_id,
+                            fingerprint: "f",
+                            limits: std::slice::from_ref(&total),
+                            shift: None,
+                        })
                         .unwrap();
                     assert!(matches!(created, Created::New), "{created:?}");
                     if over.is_some() {

@@ -444,16 +444,17 @@ impl Switch {
             .await
             .map_err(|e| storage(format!("transaction task failed: {e}")))?;
         }
+        let totals = totals_of(&limits);
         let (created, over) = self
             .store
-            .create_tx_counted(
-                &rec,
+            .create_tx_counted(&store::NewTx {
+                t: &rec,
                 owner,
                 request_id,
                 fingerprint,
-                &totals_of(&limits),
+                limits: &totals,
                 shift,
-            )
+            })
             .map_err(storage)?;
         let counted = counted(&mut rec, &limits, over);
         if let Some(answer) = self.unless_new(created, request_id, fingerprint).await {
@@ -488,7 +489,14 @@ impl Switch {
             let mut rec = first.clone();
             let (created, over, prepared) = self
                 .store
-                .prepare_create_tx_counted(&rec, owner, request_id, fingerprint, &totals, shift)
+                .prepare_create_tx_counted(&store::NewTx {
+                    t: &rec,
+                    owner,
+                    request_id,
+                    fingerprint,
+                    limits: &totals,
+                    shift,
+                })
                 .map_err(storage)?;
             let counted = counted(&mut rec, &limits, over);
             if let Some(answer) = self.unless_new(created, request_id, fingerprint).await {
@@ -517,7 +525,14 @@ impl Switch {
         let mut rec = first;
         let (created, over) = self
             .store
-            .create_tx_counted(&rec, owner, request_id, fingerprint, &totals, shift)
+            .create_tx_counted(&store::NewTx {
+                t: &rec,
+                owner,
+                request_id,
+                fingerprint,
+                limits: &totals,
+                shift,
+            })
             .map_err(storage)?;
         let counted = counted(&mut rec, &limits, over);
         if let Some(answer) = self.unless_new(created, request_id, fingerprint).await {

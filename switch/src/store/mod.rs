@@ -530,7 +530,14 @@ pub(crate) mod tests {
         let create = |n: u128, request: &str| {
             let t = tx(n);
             store
-                .create_tx_counted(&t, teller, request, "f", &[], Some(teller))
+                .create_tx_counted(&NewTx {
+                    t: &t,
+                    owner: teller,
+                    request_id: request,
+                    fingerprint: "f",
+                    limits: &[],
+                    shift: Some(teller),
+                })
                 .unwrap()
                 .0
         };

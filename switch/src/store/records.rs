@@ -555,6 +555,23 @@ pub struct Payment {
     pub paid_at_ms: i64,
 }
 
+/// A new transaction as a flow asks the store to record it
+/// ([`super::Store::create_tx_counted`]).
+pub struct NewTx<'a> {
+    pub t: &'a TxRecord,
+    /// Whose request it is: the idempotency entry is `owner`'s
+    /// `request_id`.
+    pub owner: &'a str,
+    pub request_id: &'a str,
+    /// The request's content, hashed: a retry with other content is
+    /// refused.
+    pub fingerprint: &'a str,
+    /// The totals it counts in, each with its most.
+    pub limits: &'a [(String, u64)],
+    /// The terminal whose shift must be open, if any.
+    pub shift: Option<&'a str>,
+}
+
 /// How a new transaction's record went in.
 #[derive(Debug)]
 pub enum Created {

@@ -40,30 +40,29 @@ impl Store {
         request_id: &str,
         fingerprint: &str,
     ) -> Result<Created, StoreError> {
-        self.create_tx_counted(t, owner, request_id, fingerprint, &[], None)
-            .map(|(created, _)| created)
+        let new = NewTx {
+            t,
+            owner,
+            request_id,
+            fingerprint,
+            limits: &[],
+            shift: None,
+        };
+        self.create_tx_counted(&new).map(|(created, _)| created)
     }
 
-    /// [`Store::create_tx`], and in the same write `t` counted against
-    /// every total in `limits` (key, most allowed), all or none: one write
-    /// where a flow made two (the limits were counted apart before). With
-    /// `shift`, the write also reads that terminal's shift and writes
-    /// nothing if it is not open ([`Created::NoOpenShift`]): a shift that
-    /// closes and a transaction taken under it do not pass each other.
-    /// `t` says `limits_held` when `limits` is not empty; if a total would
-    /// pass its most, nothing is counted, the record says so (not held),
-    /// and the second answer is that total's index and what it had counted.
-    pub fn create_tx_counted(
-        &self,
-        t: &TxRecord,
-        owner: &str,
-        request_id: &str,
-        fingerprint: &str,
-        limits: &[(String, u64)],
-        shift: Option<&str>,
-    ) -> Result<(Created, Option<(usize, u64)>), StoreError> {
-        let (created, over, _) =
-            self.create_counted(t, owner, request_id, fingerprint, limits, shift, false)?;
+    /// [`Store::create_tx`], and in the same write the transaction counted
+    /// against every total in `new.limits` (key, most allowed), all or
+    /// none: one write where a flow made two (the limits were counted apart
+    /// before). With `new.shift`, the write also reads that terminal's
+    /// shift and writes nothing if it is not open
+    /// ([`Created::NoOpenShift`]): a shift that closes and a transaction
+    /// taken under it do not pass each other. The record says
+    /// `limits_held` when there are limits; if a total would pass its most,
+    /// nothing is counted, the record says so (not held), and the second
+    /// answer is that total's index and what it had counted.
+    pub fn create_tx_counted(&self, new: &NewTx<'_>) -> Result<(Created, Over), StoreError> {
+        let (created, over, _) = self.create_counted(new, false)?;
         Ok((created, over))
     }
 
@@ -75,29 +74,25 @@ impl Store {
     /// accepted; a refused one is prepared again.
     pub fn prepare_create_tx_counted(
         &self,
-        t: &TxRecord,
-        owner: &str,
-        request_id: &str,
-        fingerprint: &str,
-        limits: &[(String, u64)],
-        shift: Option<&str>,
+        new: &NewTx<'_>,
     ) -> Result<(Created, Over, Prepared), StoreError> {
-        let (created, over, prepared) =
-            self.create_counted(t, owner, request_id, fingerprint, limits, shift, true)?;
+        let (created, over, prepared) = self.create_counted(new, true)?;
         Ok((created, over, prepared.expect("prepared when asked")))
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn create_counted(
         &self,
-        t: &TxRecord,
-        owner: &str,
-        request_id: &str,
-        fingerprint: &str,
-        limits: &[(String, u64)],
-        shift: Option<&str>,
+        new: &NewTx<'_>,
         prepare: bool,
     ) -> Result<(Created, Over, Option<Prepared>), StoreError> {
+        let &NewTx {
+            t,
+            owner,
+            request_id,
+            fingerprint,
+            limits,
+            shift,
+        } = new;
         debug_assert_eq!(t.limits_held, !limits.is_empty());
         let key = idempotency_key(owner, request_id);
         let id = t.tx_id().to_bytes();
