@@ -444,22 +444,11 @@ impl Switch {
             .await
             .map_err(|e| storage(format!("transaction task failed: {e}")))?;
         }
-        let totals = totals_of(&limits);
-        let (created, over) = self
-            .store
-            .create_tx_counted(&store::NewTx {
-                t: &rec,
-                owner,
-                request_id,
-                fingerprint,
-                limits: &totals,
-                shift,
-            })
-            .map_err(storage)?;
-        let counted = counted(&mut rec, &limits, over);
-        if let Some(answer) = self.unless_new(created, request_id, fingerprint).await {
-            return answer;
-        }
+        let ids = (owner, request_id, fingerprint);
+        let counted = match self.record_apart(&mut rec, ids, &limits, shift).await {
+            Ok(counted) => counted,
+            Err(answer) => return answer,
+        };
         tokio::spawn(async move { me.run(rec, presented, counted).instrument(span).await })
             .await
             .map_err(|e| storage(format!("transaction task failed: {e}")))?
@@ -523,22 +512,41 @@ impl Switch {
             metrics::counter!("switch_one_write_refusals_total").increment(1);
         }
         let mut rec = first;
+        let ids = (owner, request_id, fingerprint);
+        match self.record_apart(&mut rec, ids, &limits, shift).await {
+            Ok(counted) => self.run(rec, presented, counted).await,
+            Err(answer) => answer,
+        }
+    }
+
+    /// Record `rec` in a write of its own (its reservation follows apart),
+    /// counted against `limits`: what it is to run with, or the answer when
+    /// it was not new (a retry's outcome, a claim held, no open shift).
+    async fn record_apart(
+        &self,
+        rec: &mut TxRecord,
+        (owner, request_id, fingerprint): (&str, &str, &str),
+        limits: &[limits::Limit],
+        shift: Option<&str>,
+    ) -> Result<Limits, Outcome> {
+        let totals = totals_of(limits);
+        let new = store::NewTx {
+            t: rec,
+            owner,
+            request_id,
+            fingerprint,
+            limits: &totals,
+            shift,
+        };
         let (created, over) = self
             .store
-            .create_tx_counted(&store::NewTx {
-                t: &rec,
-                owner,
-                request_id,
-                fingerprint,
-                limits: &totals,
-                shift,
-            })
-            .map_err(storage)?;
-        let counted = counted(&mut rec, &limits, over);
-        if let Some(answer) = self.unless_new(created, request_id, fingerprint).await {
-            return answer;
+            .create_tx_counted(&new)
+            .map_err(|e| Err(storage(e)))?;
+        let counted = counted(rec, limits, over);
+        match self.unless_new(created, request_id, fingerprint).await {
+            Some(answer) => Err(answer),
+            None => Ok(counted),
         }
-        self.run(rec, presented, counted).await
     }
 
     /// What a create found, unless it made the transaction: an earlier

@@ -457,20 +457,10 @@ impl PgKv {
         &self,
         mut f: impl FnMut(&mut PgTxn<'_>) -> Result<R, E>,
     ) -> Result<R, E> {
-        self.reachable()?;
-        let mut txn = PgTxn {
-            kv: self,
-            alone: None,
-            changes: Vec::new(),
-            merges: Vec::new(),
-            reads: std::cell::RefCell::new(HashMap::new()),
-            fetched: std::cell::RefCell::new(HashMap::new()),
-        };
-        let r = f(&mut txn)?;
-        if txn.changes.is_empty() && txn.merges.is_empty() {
+        let (r, records) = self.prepare(&mut f)?;
+        if records.is_empty() {
             return Ok(r);
         }
-        let records = txn.into_records();
         let keys = records.keys().map(|(t, k)| (t, k.to_vec())).collect();
         if self.commit_prepared(records)? {
             return Ok(r);
